@@ -1,0 +1,190 @@
+"""A local PgBouncer process, configured by the very renderer and entrypoint logic the image runs.
+
+The image's entrypoint renders and then ``exec``s PgBouncer; here we render with the same
+:func:`pgbouncer.entrypoint.prepare`, check the same open-files rule against the limit we are
+about to set, and start PgBouncer as the service user with that limit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from lifeguard.local.system import find_pgbouncer, own_for_service, service_argv
+from pgbouncer.entrypoint import check_open_files, prepare
+from pgbouncer.settings import PoolerSettings
+from pgbouncer.versions import PgBouncerVersion
+
+DEFAULT_NOFILE = 20000
+
+
+class PoolerError(RuntimeError):
+    pass
+
+
+def installed_version() -> PgBouncerVersion:
+    out = subprocess.run([str(find_pgbouncer()), "--version"], capture_output=True, text=True, check=True)
+    return PgBouncerVersion.parse(out.stdout.splitlines()[0])
+
+
+def wait_for_port(host: str, port: int, timeout: float, alive: "subprocess.Popen[bytes] | None" = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if alive is not None and alive.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+@dataclass
+class PoolerProcess:
+    root: Path
+    """State directory: ``pgbouncer.ini``, ``userlist.txt``, ``tls/``, ``pgbouncer.log``, ``pgbouncer.pid``."""
+    settings: PoolerSettings
+    nofile: int = DEFAULT_NOFILE
+    process: "subprocess.Popen[bytes] | None" = None
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "pgbouncer.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "pgbouncer.pid"
+
+    def start(self, credentials: Mapping[str, str], timeout: float = 15, detach: bool = False) -> None:
+        """Render, check limits, start, and wait until the port accepts connections.
+
+        ``detach`` starts PgBouncer in its own session so it outlives this process (``lifeguard
+        local up``); otherwise it is our child and stops with :meth:`stop`.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        check_open_files(self.settings, self.nofile)
+        ini = prepare(self.settings, credentials, self.root)
+        own_for_service(self.root)
+        argv = service_argv([str(find_pgbouncer()), str(ini)], nofile=self.nofile)
+        log = self.log_file.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=detach
+            )
+        finally:
+            log.close()
+        host = "127.0.0.1" if self.settings.listen_addr in ("0.0.0.0", "*", "") else self.settings.listen_addr  # noqa: S104
+        if not wait_for_port(host, self.settings.listen_port, timeout, alive=self.process):
+            self.stop(signal.SIGQUIT, timeout=5)
+            raise PoolerError(
+                f"PgBouncer did not start on port {self.settings.listen_port}:\n{self.log_tail()}"
+            )
+        self.pid_file.write_text(f"{self._pgbouncer_pid()}\n")
+
+    def _pgbouncer_pid(self) -> int:
+        """The PgBouncer process itself (under ``runuser`` it is a child of our direct child)."""
+        assert self.process is not None
+        try:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return int(children[0]) if children else self.process.pid
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        pid = self.pid()
+        if pid is None:
+            raise PoolerError("PgBouncer is not running")
+        os.kill(pid, sig)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for PgBouncer to exit; True when it did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None:
+                if self.process.poll() is not None:
+                    return True
+            elif self.pid() is None:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, sig: signal.Signals = signal.SIGINT, timeout: float = 30) -> None:
+        """Stop with ``sig`` (SIGINT lets in-flight transactions finish), then SIGKILL after ``timeout``."""
+        pid = self.pid() or (self.process.pid if self.process and self.process.poll() is None else None)
+        if pid is not None:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+            if not self.wait(timeout):
+                for target in {pid, self.process.pid if self.process else pid}:
+                    try:
+                        os.kill(target, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                self.wait(5)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.pid_file.unlink(missing_ok=True)
+
+    def log_text(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def local_settings(
+    root: Path,
+    upstream_port: int,
+    upstream_ca_file: Path,
+    dbname: str,
+    listen_port: int,
+    default_pool_size: int,
+    version: PgBouncerVersion | None = None,
+    **overrides: object,
+) -> PoolerSettings:
+    """Settings for a PgBouncer on this machine: the shipped defaults, with local paths and ports.
+
+    Only what must differ on one machine differs: loopback, state-directory paths, the local
+    Postgres as upstream (still ``verify-full``, against the local CA), and the installed version.
+    """
+    from pgbouncer.settings import Upstream
+
+    fields: dict[str, object] = {
+        "upstream": Upstream(host="localhost", port=upstream_port, dbname=dbname),
+        "default_pool_size": default_pool_size,
+        "version": str(version or installed_version()),
+        "listen_addr": "127.0.0.1",
+        "listen_port": listen_port,
+        "unix_socket_dir": str(root),
+        "auth_file": str(root / "userlist.txt"),
+        "server_tls_ca_file": str(upstream_ca_file),
+        "client_tls_cert_file": str(root / "tls" / "pgbouncer.crt"),
+        "client_tls_key_file": str(root / "tls" / "pgbouncer.key"),
+    }
+    fields.update(overrides)
+    return PoolerSettings(**fields)  # type: ignore[arg-type]

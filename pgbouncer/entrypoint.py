@@ -1,0 +1,102 @@
+"""The pooler image's entrypoint: render the configuration, check limits, then become PgBouncer.
+
+Kept in Python (not a shell script) so that everything it decides is tested on this machine:
+the local stack calls :func:`prepare` and :func:`check_open_files` exactly as the image does.
+
+Environment:
+  LIFEGUARD_PGBOUNCER_SETTINGS  JSON of :class:`pgbouncer.settings.PoolerSettings` (no secrets)
+  POOLER_CREDENTIALS            JSON ``{"username": ..., "password": ...}`` from Secrets Manager
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from pgbouncer.settings import PoolerSettings, SettingsError, render_userlist
+from pgbouncer.tls import write_self_signed
+
+SETTINGS_ENV = "LIFEGUARD_PGBOUNCER_SETTINGS"
+CREDENTIALS_ENV = "POOLER_CREDENTIALS"
+
+
+class StartupError(RuntimeError):
+    """PgBouncer must not start; the message says what to change."""
+
+
+def credentials_from_secret(text: str) -> dict[str, str]:
+    """Parse the pooler secret. Never echoes the secret, not even in a parse error."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise StartupError(f"{CREDENTIALS_ENV} is not JSON; expected {{\"username\": ..., \"password\": ...}}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("username"), str) or not isinstance(
+        data.get("password"), str
+    ):
+        raise StartupError(f"{CREDENTIALS_ENV} must be a JSON object with string 'username' and 'password'")
+    return {data["username"]: data["password"]}
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def prepare(settings: PoolerSettings, credentials: Mapping[str, str], run_dir: Path) -> Path:
+    """Write ``auth_file`` (0600), a client certificate when none exists, and the ini; return the ini path."""
+    _write_private(Path(settings.auth_file), render_userlist(credentials))
+    if settings.client_tls_sslmode != "disable":
+        cert, key = Path(settings.client_tls_cert_file), Path(settings.client_tls_key_file)
+        if not (cert.exists() and key.exists()):
+            if cert.parent != key.parent or cert.suffix != ".crt" or key.suffix != ".key":
+                raise StartupError(
+                    "no client TLS certificate is mounted and the generated one needs cert and key paths "
+                    "<dir>/<name>.crt and <dir>/<name>.key"
+                )
+            write_self_signed(cert.parent, names=("pgbouncer", "localhost"), stem=cert.stem)
+    ini = run_dir / "pgbouncer.ini"
+    _write_private(ini, settings.render_ini())
+    return ini
+
+
+def check_open_files(settings: PoolerSettings, soft_limit: int) -> None:
+    """Refuse to start when ``max_client_conn`` cannot be served (PgBouncer only logs it)."""
+    needed = settings.required_open_files()
+    if soft_limit != resource.RLIM_INFINITY and soft_limit < needed:
+        raise StartupError(
+            f"open-files limit {soft_limit} is below the {needed} that max_client_conn "
+            f"{settings.max_client_conn} needs; raise the container's nofile ulimit to at least {needed} "
+            "or lower max_client_conn"
+        )
+
+
+def main(env: Mapping[str, str] | None = None, run_dir: Path = Path("/run/pgbouncer")) -> None:
+    env = os.environ if env is None else env
+    try:
+        if SETTINGS_ENV not in env or CREDENTIALS_ENV not in env:
+            raise StartupError(f"set {SETTINGS_ENV} and {CREDENTIALS_ENV}")
+        settings = PoolerSettings.from_json(env[SETTINGS_ENV])
+        credentials = credentials_from_secret(env[CREDENTIALS_ENV])
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        check_open_files(settings, soft)
+        ini = prepare(settings, credentials, run_dir)
+    except (StartupError, SettingsError) as exc:
+        print(f"lifeguard-pgbouncer: refusing to start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    # The secret has been written to the 0600 auth_file; do not hand it on to PgBouncer's environment.
+    os.environ.pop(CREDENTIALS_ENV, None)
+    print(f"lifeguard-pgbouncer: starting PgBouncer {settings.version}, pool_mode={settings.pool_mode}, "
+          f"default_pool_size={settings.default_pool_size}, max_client_conn={settings.max_client_conn}",
+          file=sys.stderr, flush=True)
+    # exec: PgBouncer becomes PID 1 and receives the stop signal (SIGINT) directly.
+    os.execvp("pgbouncer", ["pgbouncer", str(ini)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""The typed PgBouncer settings object and its renderer.
+
+This is the single source of PgBouncer configuration: the image's entrypoint renders it at
+container start on AWS, and the local stack and the tests render it for the real 1.18 here.
+Every default below carries the reason it is the default for serverless clients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgbouncer.versions import PINNED, PgBouncerVersion
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# The NLB silently drops TCP flows idle for 350 s; PgBouncer must close idle clients first.
+NLB_IDLE_TIMEOUT_S = 350
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?$|^/[^\s'\\]+$")
+# PgBouncer reads these shapes in userlist.txt as hashes, not plain passwords.
+_LOOKS_HASHED = re.compile(r"^(md5[0-9a-f]{32}|SCRAM-SHA-256\$.*)$")
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message says which one and what to change."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The Postgres server PgBouncer connects to."""
+
+    host: str
+    """With ``server_tls_sslmode=verify-full`` this must be the name on the certificate (the RDS
+    endpoint), not an IP: PgBouncer only checks the name and sends SNI in that mode."""
+    dbname: str
+    port: int = 5432
+    alias: str = ""
+    """The database name clients connect to; the real name when empty (same URL path as direct)."""
+
+    @property
+    def client_dbname(self) -> str:
+        return self.alias or self.dbname
+
+
+@dataclass(frozen=True)
+class PoolerSettings:
+    upstream: Upstream
+    default_pool_size: int
+    """Server connections per task; derive it with :class:`pgbouncer.sizing.PoolBudget`."""
+    version: str = PINNED
+    """The PgBouncer release the ini is for: keys it would reject are never written."""
+
+    listen_addr: str = "0.0.0.0"  # the NLB reaches the task's ENI over IPv4
+    listen_port: int = 6432  # PgBouncer's conventional port, distinct from Postgres' 5432
+    unix_socket_dir: str = "/tmp"  # the admin console and health checks over a local socket
+    auth_file: str = "/run/pgbouncer/userlist.txt"  # auth_query cannot read pg_authid on RDS
+    auth_type: str = "scram-sha-256"  # RDS stores SCRAM; refuse md5 clients explicitly
+    admin_users: tuple[str, ...] = ()  # none by default: the socket's `pgbouncer` user suffices
+    stats_users: tuple[str, ...] = ()  # read-only console users for the metrics publisher
+    pool_mode: str = "transaction"  # the point of the kit: a backend only for a transaction
+    max_client_conn: int = 10000  # Lambda fan-out: thousands of idle warm instances per task
+    reserve_pool_size: int = 0  # keep the connection budget deterministic
+    max_db_connections: int = 0
+    """Hard per-task cap on server connections; 0 means "the pool size" (protects the budget)."""
+    listen_backlog: int = 4096  # the default 128 drops connection bursts on cold starts
+    client_idle_timeout: int = 300  # below the NLB's 350 s, so PgBouncer closes clients cleanly
+    idle_transaction_timeout: int = 60  # frees a backend held by a frozen or timed-out function
+    query_wait_timeout: int = 20  # a queued client gets a pooler error before the function times out
+    client_login_timeout: int = 15  # frees slots held by half-open logins during cold-start storms
+    server_login_retry: int = 3  # the default 15 s turns a brief failover into 15 s of errors
+    server_connect_timeout: int = 5  # fail fast when the database is unreachable
+    server_idle_timeout: int = 300  # give idle backends back to Postgres after a burst
+    server_lifetime: int = 3600  # rotate backends to pick up DNS and certificate changes
+    dns_max_ttl: int = 15  # find the new primary within 15 s of a Multi-AZ failover
+    tcp_keepalive: bool = True  # detect vanished function instances (the OS default is 2 hours)
+    tcp_keepidle: int = 60  # probe well inside the NLB's 350 s idle window
+    tcp_keepintvl: int = 10  # then every 10 s ...
+    tcp_keepcnt: int = 6  # ... and give up after a minute of silence
+    server_tls_sslmode: str = "verify-full"  # encrypt and authenticate the database
+    server_tls_ca_file: str = "/etc/pgbouncer/rds-ca-bundle.pem"  # the RDS CA bundle in the image
+    client_tls_sslmode: str = "require"  # encrypt clients; verify-* would demand client certs
+    client_tls_cert_file: str = "/run/pgbouncer/tls/server.crt"
+    client_tls_key_file: str = "/run/pgbouncer/tls/server.key"
+    ignore_startup_parameters: tuple[str, ...] = ("extra_float_digits",)  # JDBC and lib/pq send it
+    log_connections: bool = False  # Lambda churn would flood the logs
+    log_disconnections: bool = False  # likewise
+    log_pooler_errors: bool = True  # auth, TLS and limit errors are what operators debug
+    log_stats: bool = True  # one throughput line per period, no agent needed
+    stats_period: int = 60
+    max_prepared_statements: int = 200  # 1.21+: protocol prepared statements in transaction mode
+    so_reuseport: bool = False  # several processes on one port (one core each)
+    pidfile: str = ""
+    logfile: str = ""  # empty: log to stderr, which the container runtime collects
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """Further ``[pgbouncer]`` keys; each must be one the target version accepts."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def parsed_version(self) -> PgBouncerVersion:
+        return PgBouncerVersion.parse(self.version)
+
+    def validate(self) -> None:
+        try:
+            version = self.parsed_version
+        except ValueError as exc:
+            raise SettingsError(f"version: {exc}") from None
+        if not _NAME.match(self.upstream.dbname) or not _NAME.match(self.upstream.client_dbname):
+            raise SettingsError(
+                f"database name {self.upstream.client_dbname!r} must be letters, digits, '_' or '-'"
+            )
+        if not _HOST.match(self.upstream.host):
+            raise SettingsError(f"upstream host {self.upstream.host!r} is not a host name, IP or socket dir")
+        for name, port in (("listen_port", self.listen_port), ("upstream port", self.upstream.port)):
+            if not 1 <= port <= 65535:
+                raise SettingsError(f"{name} must be between 1 and 65535, got {port}")
+        if self.default_pool_size < 1:
+            raise SettingsError(
+                f"default_pool_size must be at least 1, got {self.default_pool_size} "
+                "(0 would mean 'unlimited' from 1.24 on)"
+            )
+        if self.max_client_conn < 1:
+            raise SettingsError(f"max_client_conn must be at least 1, got {self.max_client_conn}")
+        if self.max_db_connections and self.max_db_connections < self.default_pool_size:
+            raise SettingsError("max_db_connections must be 0 or at least default_pool_size")
+        if self.pool_mode not in ("session", "transaction", "statement"):
+            raise SettingsError(f"pool_mode must be session, transaction or statement, not {self.pool_mode!r}")
+        for side, mode in (("server", self.server_tls_sslmode), ("client", self.client_tls_sslmode)):
+            if mode not in SSL_MODES:
+                raise SettingsError(f"{side}_tls_sslmode must be one of {', '.join(SSL_MODES)}, not {mode!r}")
+        if self.server_tls_sslmode.startswith("verify") and not self.server_tls_ca_file:
+            raise SettingsError(f"server_tls_sslmode={self.server_tls_sslmode} needs server_tls_ca_file")
+        if self.client_tls_sslmode.startswith("verify"):
+            raise SettingsError(
+                "client_tls_sslmode verify-ca/verify-full would demand client certificates from every "
+                "function; use 'require'"
+            )
+        if self.client_tls_sslmode != "disable" and not (self.client_tls_cert_file and self.client_tls_key_file):
+            raise SettingsError("client TLS needs client_tls_cert_file and client_tls_key_file")
+        if self.client_idle_timeout >= NLB_IDLE_TIMEOUT_S or self.client_idle_timeout < 0:
+            raise SettingsError(
+                f"client_idle_timeout must be below the NLB idle timeout of {NLB_IDLE_TIMEOUT_S} s "
+                f"(got {self.client_idle_timeout}); otherwise the NLB silently drops idle clients first"
+            )
+        if self.tcp_keepalive and self.tcp_keepidle >= NLB_IDLE_TIMEOUT_S:
+            raise SettingsError(f"tcp_keepidle must be below {NLB_IDLE_TIMEOUT_S} s to keep NLB flows alive")
+        for users in (self.admin_users, self.stats_users):
+            for user in users:
+                if not _NAME.match(user):
+                    raise SettingsError(f"console user name {user!r} must be letters, digits, '_' or '-'")
+        for key in self.extra:
+            if key in _rendered_keys():
+                raise SettingsError(f"extra key {key!r} is a typed setting; set the field instead")
+            if not version.accepts(key):
+                raise SettingsError(f"PgBouncer {version} does not know the setting {key!r}; it would refuse to start")
+        for key, value in self._pairs(version):
+            _check_value(key, value)
+
+    @property
+    def effective_max_db_connections(self) -> int:
+        return self.max_db_connections or self.default_pool_size + self.reserve_pool_size
+
+    def required_open_files(self, pools: int = 1) -> int:
+        """File descriptors PgBouncer may need: every client, every server, plus listeners and logs.
+
+        PgBouncer only logs its own estimate at start, then fails ``accept()`` with EMFILE under
+        load; the entrypoint refuses to start below this number instead.
+        """
+        return self.max_client_conn + self.effective_max_db_connections * max(pools, 1) + 32
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def _pairs(self, version: PgBouncerVersion) -> list[tuple[str, str]]:
+        def b(flag: bool) -> str:
+            return "1" if flag else "0"
+
+        pairs: list[tuple[str, str]] = [
+            ("listen_addr", self.listen_addr),
+            ("listen_port", str(self.listen_port)),
+            ("unix_socket_dir", self.unix_socket_dir),
+            ("auth_type", self.auth_type),
+            ("auth_file", self.auth_file),
+            ("admin_users", ",".join(self.admin_users)),
+            ("stats_users", ",".join(self.stats_users)),
+            ("pool_mode", self.pool_mode),
+            ("max_client_conn", str(self.max_client_conn)),
+            ("default_pool_size", str(self.default_pool_size)),
+            ("reserve_pool_size", str(self.reserve_pool_size)),
+            ("max_db_connections", str(self.effective_max_db_connections)),
+            ("listen_backlog", str(self.listen_backlog)),
+            ("client_idle_timeout", str(self.client_idle_timeout)),
+            ("idle_transaction_timeout", str(self.idle_transaction_timeout)),
+            ("query_wait_timeout", str(self.query_wait_timeout)),
+            ("client_login_timeout", str(self.client_login_timeout)),
+            ("server_login_retry", str(self.server_login_retry)),
+            ("server_connect_timeout", str(self.server_connect_timeout)),
+            ("server_idle_timeout", str(self.server_idle_timeout)),
+            ("server_lifetime", str(self.server_lifetime)),
+            ("dns_max_ttl", str(self.dns_max_ttl)),
+            ("tcp_keepalive", b(self.tcp_keepalive)),
+            ("tcp_keepidle", str(self.tcp_keepidle)),
+            ("tcp_keepintvl", str(self.tcp_keepintvl)),
+            ("tcp_keepcnt", str(self.tcp_keepcnt)),
+            ("server_tls_sslmode", self.server_tls_sslmode),
+            ("server_tls_protocols", "secure"),
+            ("client_tls_sslmode", self.client_tls_sslmode),
+            ("client_tls_protocols", "secure"),
+            ("ignore_startup_parameters", ",".join(self.ignore_startup_parameters)),
+            ("log_connections", b(self.log_connections)),
+            ("log_disconnections", b(self.log_disconnections)),
+            ("log_pooler_errors", b(self.log_pooler_errors)),
+            ("log_stats", b(self.log_stats)),
+            ("stats_period", str(self.stats_period)),
+            ("so_reuseport", b(self.so_reuseport)),
+        ]
+        if self.server_tls_sslmode != "disable" and self.server_tls_ca_file:
+            pairs.append(("server_tls_ca_file", self.server_tls_ca_file))
+        if self.client_tls_sslmode != "disable":
+            pairs += [
+                ("client_tls_cert_file", self.client_tls_cert_file),
+                ("client_tls_key_file", self.client_tls_key_file),
+            ]
+        if self.pidfile:
+            pairs.append(("pidfile", self.pidfile))
+        if self.logfile:
+            pairs.append(("logfile", self.logfile))
+        if version.accepts("max_prepared_statements"):
+            pairs.append(("max_prepared_statements", str(self.max_prepared_statements)))
+        pairs += sorted(self.extra.items())
+        # Only keys the target release accepts: PgBouncer refuses to start on any other.
+        return [(key, value) for key, value in pairs if version.accepts(key)]
+
+    def render_ini(self) -> str:
+        """``pgbouncer.ini`` for :attr:`version`. Holds no secret: passwords live in ``auth_file``."""
+        version = self.parsed_version
+        up = self.upstream
+        lines = [
+            f"; Rendered by lifeguard for PgBouncer {version}. Do not edit: change the settings instead.",
+            "[databases]",
+            f"{up.client_dbname} = host={up.host} port={up.port} dbname={up.dbname}",
+            "",
+            "[pgbouncer]",
+        ]
+        lines += [f"{key} = {value}" for key, value in self._pairs(version)]
+        return "\n".join(lines) + "\n"
+
+    # -- transport to the container ------------------------------------------------------
+
+    def to_json(self) -> str:
+        """The settings as JSON, for the image's ``LIFEGUARD_PGBOUNCER_SETTINGS`` environment variable."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PoolerSettings:
+        try:
+            raw: dict[str, Any] = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"pooler settings are not valid JSON: {exc.msg}") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise SettingsError(f"unknown pooler settings: {', '.join(unknown)}")
+        if "upstream" not in raw or "default_pool_size" not in raw:
+            raise SettingsError("pooler settings need 'upstream' and 'default_pool_size'")
+        raw["upstream"] = Upstream(**raw["upstream"])
+        for name in ("admin_users", "stats_users", "ignore_startup_parameters"):
+            if name in raw:
+                raw[name] = tuple(raw[name])
+        return cls(**raw)
+
+
+def _rendered_keys() -> frozenset[str]:
+    return frozenset(
+        {f.name for f in dataclasses.fields(PoolerSettings)} - {"upstream", "version", "extra"}
+        | {"server_tls_protocols", "client_tls_protocols"}
+    )
+
+
+def _check_value(key: str, value: str) -> None:
+    # PgBouncer's ini parser has no escapes: a newline would start a new setting.
+    if any(ch in value for ch in "\r\n\0"):
+        raise SettingsError(f"setting {key} contains a line break; remove it")
+
+
+def render_userlist(credentials: Mapping[str, str]) -> str:
+    """``userlist.txt`` with plain passwords, one ``"user" "password"`` line each.
+
+    Plain passwords (not SCRAM verifiers) let PgBouncer log in to RDS with SCRAM: a stored
+    verifier only works when byte-identical to the server's. Inside the quotes PgBouncer reads
+    ``""`` as one ``"``; every other printable character is taken literally.
+    """
+    if not credentials:
+        raise SettingsError("the pooler needs at least one user in its credentials")
+    lines = []
+    for user, password in credentials.items():
+        if not user:
+            raise SettingsError("a pooler user name is empty")
+        for what, text in (("user name", user), ("password", password)):
+            if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+                raise SettingsError(
+                    f"the {what} for pooler user #{len(lines) + 1} contains a line break or control "
+                    "character, which userlist.txt cannot hold; choose one without"
+                )
+        if not password:
+            raise SettingsError(f"the password for pooler user {user!r} is empty")
+        if _LOOKS_HASHED.match(password):
+            raise SettingsError(
+                f"the password for pooler user {user!r} looks like an md5 or SCRAM hash, which "
+                "PgBouncer would not treat as a password; choose another"
+            )
+        lines.append(f"{_quote(user)} {_quote(password)}")
+    return "\n".join(lines) + "\n"
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'

@@ -1,0 +1,135 @@
+"""Fixtures: a throwaway Postgres cluster and PgBouncer processes on our rendered config.
+
+Both run for real (Debian's Postgres 15 and PgBouncer 1.18) as the ``postgres`` user with a
+raised open-files limit, and are always stopped: on failure, on Ctrl-C, and on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from lifeguard.local.pooler import PoolerProcess, installed_version, local_settings
+from lifeguard.local.postgres import PostgresCluster, make_dsn
+from lifeguard.local.system import free_port
+from pgbouncer.sizing import PoolBudget
+from pgbouncer.versions import PgBouncerVersion
+
+# Every printable ASCII class that broke other images' rendering: quotes, spaces, @ : % # ; $ *.
+APP_PASSWORD = "s3cr\"et' pa@ss:w%rd#;$*&\\=?/x"
+APP_USER = "lifeguard_app"
+
+
+def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # pytest runs fixture finalizers on KeyboardInterrupt, not on a bare SIGTERM.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+
+
+@pytest.fixture(scope="session")
+def state_root() -> Iterator[Path]:
+    # Not pytest's tmp_path: its parents are 0700 root, which the postgres user cannot traverse.
+    root = Path(tempfile.mkdtemp(prefix="lifeguard-test-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(state_root: Path) -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster(root=state_root / "postgres", port=free_port(), max_connections=100, durable=False)
+    cluster.init()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@dataclass(frozen=True)
+class AppDatabase:
+    cluster: PostgresCluster
+    user: str
+    password: str
+    dbname: str
+
+    @property
+    def direct_url(self) -> str:
+        return self.cluster.dsn(self.user, self.password, self.dbname)
+
+
+_db_counter = itertools.count(1)
+
+
+@pytest.fixture
+def app_db(pg_cluster: PostgresCluster) -> Iterator[AppDatabase]:
+    """A fresh database owned by the app role, dropped after the test."""
+    dbname = f"app_{next(_db_counter)}"
+    pg_cluster.create_app_database(APP_USER, APP_PASSWORD, dbname)
+    yield AppDatabase(pg_cluster, APP_USER, APP_PASSWORD, dbname)
+    pg_cluster.drop_database(dbname)
+
+
+@dataclass
+class RunningPooler:
+    process: PoolerProcess
+    db: AppDatabase
+
+    @property
+    def port(self) -> int:
+        return self.process.settings.listen_port
+
+    def url(self, user: str | None = None, password: str | None = None, **params: Any) -> str:
+        """The pooled URL, as functions get it: TLS required, not verified (like ``sslmode=require``)."""
+        return make_dsn(
+            "127.0.0.1", self.port, user or self.db.user,
+            self.db.password if password is None else password, self.db.dbname,
+            **{"sslmode": "require", **params},
+        )
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_version() -> PgBouncerVersion:
+    return installed_version()
+
+
+@pytest.fixture
+def start_pooler(
+    app_db: AppDatabase, state_root: Path, pgbouncer_version: PgBouncerVersion
+) -> Iterator[Callable[..., RunningPooler]]:
+    """Start PgBouncer on our rendered config for ``app_db``; overrides go to the settings."""
+    started: list[PoolerProcess] = []
+    counter = itertools.count(1)
+
+    def start(nofile: int = 20000, **overrides: Any) -> RunningPooler:
+        root = state_root / f"pooler-{app_db.dbname}-{next(counter)}"
+        pool = PoolBudget(max_connections=app_db.cluster.max_connections).default_pool_size()
+        settings = local_settings(
+            root,
+            upstream_port=app_db.cluster.port,
+            upstream_ca_file=app_db.cluster.ca_file,
+            dbname=app_db.dbname,
+            listen_port=free_port(),
+            default_pool_size=overrides.pop("default_pool_size", pool),
+            version=pgbouncer_version,
+            **overrides,
+        )
+        process = PoolerProcess(root=root, settings=settings, nofile=nofile)
+        started.append(process)
+        process.start({app_db.user: app_db.password})
+        return RunningPooler(process, app_db)
+
+    yield start
+    for process in started:
+        process.stop(signal.SIGQUIT, timeout=10)
