@@ -33,7 +33,8 @@ def credentials_from_secret(text: str) -> dict[str, str]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        raise StartupError(f"{CREDENTIALS_ENV} is not JSON; expected {{\"username\": ..., \"password\": ...}}") from None
+        expected = '{"username": ..., "password": ...}'
+        raise StartupError(f"{CREDENTIALS_ENV} is not JSON; expected {expected}") from None
     if not isinstance(data, dict) or not isinstance(data.get("username"), str) or not isinstance(
         data.get("password"), str
     ):

@@ -54,9 +54,9 @@ class PoolerSettings:
     version: str = PINNED
     """The PgBouncer release the ini is for: keys it would reject are never written."""
 
-    listen_addr: str = "0.0.0.0"  # the NLB reaches the task's ENI over IPv4
+    listen_addr: str = "0.0.0.0"  # noqa: S104 - the NLB reaches the task's ENI over IPv4
     listen_port: int = 6432  # PgBouncer's conventional port, distinct from Postgres' 5432
-    unix_socket_dir: str = "/tmp"  # the admin console and health checks over a local socket
+    unix_socket_dir: str = "/tmp"  # noqa: S108 - the admin console and health checks over a local socket
     auth_file: str = "/run/pgbouncer/userlist.txt"  # auth_query cannot read pg_authid on RDS
     auth_type: str = "scram-sha-256"  # RDS stores SCRAM; refuse md5 clients explicitly
     admin_users: tuple[str, ...] = ()  # none by default: the socket's `pgbouncer` user suffices
@@ -296,7 +296,7 @@ def render_userlist(credentials: Mapping[str, str]) -> str:
     """
     if not credentials:
         raise SettingsError("the pooler needs at least one user in its credentials")
-    lines = []
+    lines: list[str] = []
     for user, password in credentials.items():
         if not user:
             raise SettingsError("a pooler user name is empty")

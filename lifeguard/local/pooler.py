@@ -7,6 +7,7 @@ about to set, and start PgBouncer as the service user with that limit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -33,7 +34,7 @@ def installed_version() -> PgBouncerVersion:
     return PgBouncerVersion.parse(out.stdout.splitlines()[0])
 
 
-def wait_for_port(host: str, port: int, timeout: float, alive: "subprocess.Popen[bytes] | None" = None) -> bool:
+def wait_for_port(host: str, port: int, timeout: float, alive: subprocess.Popen[bytes] | None = None) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if alive is not None and alive.poll() is not None:
@@ -52,7 +53,7 @@ class PoolerProcess:
     """State directory: ``pgbouncer.ini``, ``userlist.txt``, ``tls/``, ``pgbouncer.log``, ``pgbouncer.pid``."""
     settings: PoolerSettings
     nofile: int = DEFAULT_NOFILE
-    process: "subprocess.Popen[bytes] | None" = None
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def log_file(self) -> Path:
@@ -132,16 +133,12 @@ class PoolerProcess:
         """Stop with ``sig`` (SIGINT lets in-flight transactions finish), then SIGKILL after ``timeout``."""
         pid = self.pid() or (self.process.pid if self.process and self.process.poll() is None else None)
         if pid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
             if not self.wait(timeout):
                 for target in {pid, self.process.pid if self.process else pid}:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(target, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 self.wait(5)
         if self.process is not None:
             try:

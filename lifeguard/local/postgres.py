@@ -210,7 +210,8 @@ class PostgresCluster:
                 sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier))
             )
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
-                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(user)))
+                create = sql.SQL("CREATE DATABASE {} OWNER {}")
+                conn.execute(create.format(sql.Identifier(dbname), sql.Identifier(user)))
 
     def drop_database(self, dbname: str) -> None:
         with self.connect_superuser() as conn:
@@ -225,4 +226,4 @@ class PostgresCluster:
                 (dbname, dbname),
             ).fetchone()
         assert row is not None
-        return int(row[0])  # type: ignore[call-overload]
+        return int(str(row[0]))
