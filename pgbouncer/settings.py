@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,9 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?$|^/[^\s'\\]+$")
 # PgBouncer reads these shapes in userlist.txt as hashes, not plain passwords.
 _LOOKS_HASHED = re.compile(r"^(md5[0-9a-f]{32}|SCRAM-SHA-256\$.*)$")
+# PgBouncer 1.18 cuts longer auth_file passwords silently (or logs "password too long in auth file")
+# and the user then fails SASL: measured, 1024 bytes log in and 1025 do not. Newer releases allow 2047.
+MAX_PASSWORD_BYTES = 1024
 
 
 class SettingsError(ValueError):
@@ -83,6 +87,7 @@ class PoolerSettings:
     server_tls_sslmode: str = "verify-full"  # encrypt and authenticate the database
     server_tls_ca_file: str = "/etc/pgbouncer/rds-ca-bundle.pem"  # the RDS CA bundle in the image
     client_tls_sslmode: str = "require"  # encrypt clients; verify-* would demand client certs
+    # The entrypoint generates a self-signed pair here when none is mounted (clients don't verify).
     client_tls_cert_file: str = "/run/pgbouncer/tls/server.crt"
     client_tls_key_file: str = "/run/pgbouncer/tls/server.key"
     ignore_startup_parameters: tuple[str, ...] = ("extra_float_digits",)  # JDBC and lib/pq send it
@@ -90,10 +95,10 @@ class PoolerSettings:
     log_disconnections: bool = False  # likewise
     log_pooler_errors: bool = True  # auth, TLS and limit errors are what operators debug
     log_stats: bool = True  # one throughput line per period, no agent needed
-    stats_period: int = 60
+    stats_period: int = 60  # one stats line a minute matches CloudWatch's 1-minute resolution
     max_prepared_statements: int = 200  # 1.21+: protocol prepared statements in transaction mode
     so_reuseport: bool = False  # several processes on one port (one core each)
-    pidfile: str = ""
+    pidfile: str = ""  # none in the container (PID 1); the local stack sets one per process
     logfile: str = ""  # empty: log to stderr, which the container runtime collects
     extra: Mapping[str, str] = field(default_factory=dict)
     """Further ``[pgbouncer]`` keys; each must be one the target version accepts."""
@@ -207,6 +212,7 @@ class PoolerSettings:
             ("tcp_keepintvl", str(self.tcp_keepintvl)),
             ("tcp_keepcnt", str(self.tcp_keepcnt)),
             ("server_tls_sslmode", self.server_tls_sslmode),
+            # "secure" = TLS 1.2 and 1.3 only; stated for audits though it is the default.
             ("server_tls_protocols", "secure"),
             ("client_tls_sslmode", self.client_tls_sslmode),
             ("client_tls_protocols", "secure"),
@@ -258,20 +264,63 @@ class PoolerSettings:
     @classmethod
     def from_json(cls, text: str) -> PoolerSettings:
         try:
-            raw: dict[str, Any] = json.loads(text)
+            raw: object = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SettingsError(f"pooler settings are not valid JSON: {exc.msg}") from None
+        if not isinstance(raw, dict):
+            raise SettingsError("pooler settings must be a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise SettingsError(f"unknown pooler settings: {', '.join(unknown)}")
         if "upstream" not in raw or "default_pool_size" not in raw:
             raise SettingsError("pooler settings need 'upstream' and 'default_pool_size'")
-        raw["upstream"] = Upstream(**raw["upstream"])
-        for name in ("admin_users", "stats_users", "ignore_startup_parameters"):
-            if name in raw:
-                raw[name] = tuple(raw[name])
-        return cls(**raw)
+        # Check JSON types here: a string where a number belongs would otherwise surface as a
+        # TypeError deep inside validate() instead of naming the setting.
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {
+            name: _from_json_value(name, hints[name], value) for name, value in raw.items() if name != "upstream"
+        }
+        values["upstream"] = _upstream_from_json(raw["upstream"])
+        return cls(**values)
+
+
+def _upstream_from_json(raw: object) -> Upstream:
+    if not isinstance(raw, dict):
+        raise SettingsError("pooler setting upstream must be an object with host, dbname and port")
+    hints = typing.get_type_hints(Upstream)
+    unknown = sorted(set(raw) - set(hints))
+    if unknown:
+        raise SettingsError(f"unknown upstream settings: {', '.join(unknown)}")
+    missing = [name for name in ("host", "dbname") if name not in raw]
+    if missing:
+        raise SettingsError(f"upstream needs {' and '.join(missing)}")
+    return Upstream(**{name: _from_json_value(f"upstream.{name}", hints[name], v) for name, v in raw.items()})
+
+
+def _from_json_value(name: str, hint: object, value: object) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        ok = isinstance(value, bool)
+        expected = "true or false"
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        expected = "a whole number"
+    elif hint is str:
+        ok = isinstance(value, str)
+        expected = "a string"
+    elif origin is tuple and args[-1] is Ellipsis:
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        expected = "a list of strings"
+        value = tuple(value) if ok else value  # type: ignore[arg-type]
+    elif origin is Mapping:
+        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        expected = "an object of string values"
+    else:  # pragma: no cover - a new field type needs a branch above
+        raise TypeError(f"no JSON reading for setting {name} of type {hint}")
+    if not ok:
+        raise SettingsError(f"pooler setting {name} must be {expected}, got {type(value).__name__}")
+    return value
 
 
 def _rendered_keys() -> frozenset[str]:
@@ -308,6 +357,18 @@ def render_userlist(credentials: Mapping[str, str]) -> str:
                 )
         if not password:
             raise SettingsError(f"the password for pooler user {user!r} is empty")
+        for what, text in (("user name", user), ("password", password)):
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                raise SettingsError(
+                    f"the {what} for pooler user #{len(lines) + 1} is not valid Unicode (a lone surrogate)"
+                ) from None
+        if len(password.encode()) > MAX_PASSWORD_BYTES:
+            raise SettingsError(
+                f"the password for pooler user {user!r} is longer than {MAX_PASSWORD_BYTES} bytes, "
+                "which PgBouncer cannot read from userlist.txt; choose a shorter one"
+            )
         if _LOOKS_HASHED.match(password):
             raise SettingsError(
                 f"the password for pooler user {user!r} looks like an md5 or SCRAM hash, which "

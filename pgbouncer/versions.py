@@ -19,6 +19,8 @@ DEBIAN_BOOKWORM = "1.18.0"
 # The release the image builds (1.25.2 and 1.26.0 fix pre-authentication DoS CVEs).
 PINNED = "1.26.0"
 
+# Equal to what Debian's 1.18.0 lists in SHOW CONFIG (tests/pgbouncer/test_real_pgbouncer.py).
+# Not service_name: it exists only in Windows builds, and Linux builds die on it.
 _KEYS_1_18 = frozenset(
     """
     admin_users application_name_add_host auth_file auth_hba_file auth_query auth_type auth_user
@@ -33,7 +35,7 @@ _KEYS_1_18 = frozenset(
     server_check_delay server_check_query server_connect_timeout server_fast_close
     server_idle_timeout server_lifetime server_login_retry server_reset_query_always
     server_reset_query server_round_robin server_tls_ca_file server_tls_cert_file
-    server_tls_ciphers server_tls_key_file server_tls_protocols server_tls_sslmode service_name
+    server_tls_ciphers server_tls_key_file server_tls_protocols server_tls_sslmode
     so_reuseport stats_period stats_users suspend_timeout syslog_facility syslog_ident syslog
     tcp_defer_accept tcp_keepalive tcp_keepcnt tcp_keepidle tcp_keepintvl tcp_socket_buffer
     tcp_user_timeout unix_socket_dir unix_socket_group unix_socket_mode user verbose

@@ -11,7 +11,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -61,7 +61,7 @@ def pg_cluster(state_root: Path) -> Iterator[PostgresCluster]:
 class AppDatabase:
     cluster: PostgresCluster
     user: str
-    password: str
+    password: str = field(repr=False)  # pytest prints fixture values when a test fails
     dbname: str
 
     @property

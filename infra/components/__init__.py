@@ -1,0 +1,1 @@
+"""One ComponentResource per concern: network, database, pooler, secrets, functions, migration job."""

@@ -1,0 +1,121 @@
+"""RDS Postgres: private, encrypted, TLS forced, an explicit ``max_connections``, a generated password.
+
+``max_connections`` is set in the parameter group rather than left to RDS's memory formula, so
+the pool sizing arithmetic (``pgbouncer.sizing``) works from a number known at preview.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+# The CA whose roots are in the RDS global bundle the images verify against.
+RDS_CA_IDENTIFIER = "rds-ca-rsa2048-g1"
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    security_group_id: pulumi.Input[str]
+    postgres_major_version: int
+    instance_class: str
+    allocated_storage_gb: int
+    max_allocated_storage_gb: int
+    db_name: str
+    username: str
+    max_connections: int
+    backup_retention_days: int
+    multi_az: bool
+    deletion_protection: bool
+    final_snapshot: bool
+    """Take a final snapshot when the instance is deleted (production stacks)."""
+
+
+class Database(pulumi.ComponentResource):
+    address: pulumi.Output[str]
+    """The endpoint's DNS name (the name on its certificate, needed for verify-full)."""
+    port: pulumi.Output[int]
+    arn: pulumi.Output[str]
+    identifier: pulumi.Output[str]
+    password: pulumi.Output[str]
+    """The generated master password; a Pulumi secret."""
+
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lifeguard:database:Database", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        major = args.postgres_major_version
+
+        password = random.RandomPassword(
+            f"{name}-password",
+            length=40,
+            # Letters and digits only: nothing to escape in URLs, userlist.txt or RDS's own rules
+            # (which forbid / @ " and space). 40 such characters are about 238 bits.
+            special=False,
+            min_lower=4,
+            min_upper=4,
+            min_numeric=4,
+            opts=child,
+        )
+        subnet_group = aws.rds.SubnetGroup(
+            f"{name}-subnets",
+            subnet_ids=args.subnet_ids,
+            description="Private subnets of the lifeguard database",
+            opts=child,
+        )
+        parameters = aws.rds.ParameterGroup(
+            f"{name}-params",
+            family=f"postgres{major}",
+            description=f"lifeguard: explicit max_connections ({args.max_connections}), TLS only",
+            parameters=[
+                # Static parameter: takes effect at the next reboot (the first boot on create).
+                {"name": "max_connections", "value": str(args.max_connections), "apply_method": "pending-reboot"},
+                {"name": "rds.force_ssl", "value": "1", "apply_method": "immediate"},
+                {"name": "password_encryption", "value": "scram-sha-256", "apply_method": "immediate"},
+            ],
+            opts=child,
+        )
+        final_snapshot_id: pulumi.Input[str] | None = None
+        if args.final_snapshot:
+            # Unique per stack life, so destroying a recreated stack does not collide with an old snapshot.
+            suffix = random.RandomId(f"{name}-final-snapshot-suffix", byte_length=4, opts=child)
+            final_snapshot_id = suffix.hex.apply(lambda hex_id: f"{name}-final-{hex_id}")
+        instance = aws.rds.Instance(
+            f"{name}-postgres",
+            engine="postgres",
+            engine_version=str(major),
+            instance_class=args.instance_class,
+            allocated_storage=args.allocated_storage_gb,
+            max_allocated_storage=args.max_allocated_storage_gb or None,
+            storage_type="gp3",
+            storage_encrypted=True,
+            db_name=args.db_name,
+            username=args.username,
+            password=password.result,
+            parameter_group_name=parameters.name,
+            db_subnet_group_name=subnet_group.name,
+            vpc_security_group_ids=[args.security_group_id],
+            publicly_accessible=False,
+            multi_az=args.multi_az,
+            deletion_protection=args.deletion_protection,
+            backup_retention_period=args.backup_retention_days,
+            copy_tags_to_snapshot=True,
+            skip_final_snapshot=not args.final_snapshot,
+            final_snapshot_identifier=final_snapshot_id,
+            auto_minor_version_upgrade=True,
+            # Changing postgresMajorVersion is then an in-place upgrade (with downtime), not an error.
+            allow_major_version_upgrade=True,
+            ca_cert_identifier=RDS_CA_IDENTIFIER,
+            enabled_cloudwatch_logs_exports=["postgresql"],
+            opts=child,
+        )
+
+        self.address = instance.address
+        self.port = instance.port
+        self.arn = instance.arn
+        self.identifier = instance.identifier
+        self.password = pulumi.Output.secret(password.result)
+        self.register_outputs({"address": self.address, "port": self.port, "arn": self.arn})

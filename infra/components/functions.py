@@ -1,0 +1,102 @@
+"""The two sample functions, in the private subnets, reading only the pooled connection secret.
+
+Their environment carries the secret's ARN, never a URL: the value stays in Secrets Manager,
+and the role can read that one secret and no other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import policies
+from infra.config import FunctionsConfig
+from infra.lambda_package import RUNTIME, LambdaPackage
+
+SECRET_ARN_ENV = "DATABASE_URL_SECRET_ARN"  # noqa: S105 (a variable name)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    key: str
+    """Resource and output name stem, e.g. ``read-invoices``."""
+    handler: str
+
+
+FUNCTIONS = (
+    FunctionSpec("read-invoices", "lambdas.read_invoices.handler"),
+    FunctionSpec("charge-credits", "lambdas.charge_credits.handler"),
+)
+
+
+@dataclass(frozen=True)
+class FunctionsArgs:
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    security_group_id: pulumi.Input[str]
+    pooled_secret_arn: pulumi.Output[str]
+    package: LambdaPackage
+    settings: FunctionsConfig
+    log_retention_days: int
+
+
+class Functions(pulumi.ComponentResource):
+    names: dict[str, pulumi.Output[str]]
+    arns: dict[str, pulumi.Output[str]]
+    role_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: FunctionsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lifeguard:functions:Functions", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cfg = args.settings
+
+        log_groups = {
+            spec.key: aws.cloudwatch.LogGroup(
+                f"{name}-{spec.key}-logs", retention_in_days=args.log_retention_days, opts=child
+            )
+            for spec in FUNCTIONS
+        }
+        role = aws.iam.Role(
+            f"{name}-role",
+            description="The sample functions: VPC networking, their logs, the pooled DATABASE_URL secret",
+            assume_role_policy=json.dumps(policies.assume_role("lambda.amazonaws.com")),
+            opts=child,
+        )
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-role",
+            role=role.id,
+            policy=pulumi.Output.all(args.pooled_secret_arn, *(group.arn for group in log_groups.values())).apply(
+                lambda arns: json.dumps(policies.function_role(list(arns[1:]), arns[0]))
+            ),
+            opts=child,
+        )
+
+        self.names = {}
+        self.arns = {}
+        code = pulumi.FileArchive(str(args.package.path))
+        for spec in FUNCTIONS:
+            function = aws.lambda_.Function(
+                f"{name}-{spec.key}",
+                runtime=RUNTIME,
+                handler=spec.handler,
+                architectures=[cfg.architecture],
+                code=code,
+                # The zip is deterministic, so this only changes when the code or its wheels do.
+                source_code_hash=args.package.base64_sha256,
+                role=role.arn,
+                timeout=cfg.timeout_s,
+                memory_size=cfg.memory_mb,
+                reserved_concurrent_executions=cfg.reserved_concurrency,
+                environment={"variables": {SECRET_ARN_ENV: args.pooled_secret_arn}},
+                vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [args.security_group_id]},
+                logging_config={"log_format": "Text", "log_group": log_groups[spec.key].name},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+            )
+            self.names[spec.key] = function.name
+            self.arns[spec.key] = function.arn
+
+        self.role_arn = role.arn
+        self.register_outputs({"names": self.names, "arns": self.arns, "roleArn": self.role_arn})

@@ -1,0 +1,112 @@
+"""An ECR repository and one image built from a folder of this repository, pushed by pulumi-docker.
+
+The tag is a digest of the build context (and the platform), so the repository can keep tags
+immutable and an unchanged folder neither rebuilds nor redeploys. Tasks refer to the pushed
+image by its repository digest, never by a moving tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_docker as docker
+
+from infra.config import Architecture
+
+DOCKER_PLATFORMS: dict[Architecture, str] = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
+ECS_CPU_ARCHITECTURES: dict[Architecture, str] = {"x86_64": "X86_64", "arm64": "ARM64"}
+_IGNORED_PARTS = frozenset({"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
+
+
+class ImageContextError(RuntimeError):
+    """The build context cannot be used; the message says what is missing."""
+
+
+def context_tag(context_dir: Path, architecture: Architecture) -> str:
+    """A tag that changes exactly when a file (name, content or executable bit) in the context does."""
+    if not (context_dir / "Dockerfile").is_file():
+        raise ImageContextError(f"{context_dir}/Dockerfile does not exist; the image cannot be built")
+    digest = hashlib.sha256(DOCKER_PLATFORMS[architecture].encode())
+    for path in sorted(context_dir.rglob("*")):
+        relative = path.relative_to(context_dir)
+        if not path.is_file() or _IGNORED_PARTS.intersection(relative.parts) or path.suffix == ".pyc":
+            continue
+        executable = path.stat().st_mode & 0o111 != 0
+        digest.update(f"\0{relative.as_posix()}\0{int(executable)}\0".encode())
+        digest.update(path.read_bytes())
+    return f"{architecture}-{digest.hexdigest()[:20]}"
+
+
+@dataclass(frozen=True)
+class ContainerImageArgs:
+    context_dir: Path
+    """The build context; its ``Dockerfile`` is used."""
+    architecture: Architecture
+    force_delete: bool = False
+    """Let ``pulumi destroy`` delete a repository that still holds images (non-production)."""
+    keep_images: int = 10
+
+
+class ContainerImage(pulumi.ComponentResource):
+    repository_arn: pulumi.Output[str]
+    repository_url: pulumi.Output[str]
+    image_uri: pulumi.Output[str]
+    """``<repository>@sha256:<digest>`` of the pushed image."""
+    tag: str
+
+    def __init__(self, name: str, args: ContainerImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lifeguard:image:ContainerImage", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.tag = context_tag(args.context_dir, args.architecture)
+
+        repository = aws.ecr.Repository(
+            f"{name}-repo",
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration={"scan_on_push": True},
+            encryption_configurations=[{"encryption_type": "AES256"}],
+            force_delete=args.force_delete,
+            opts=child,
+        )
+        aws.ecr.LifecyclePolicy(
+            f"{name}-lifecycle",
+            repository=repository.name,
+            policy=json.dumps({
+                "rules": [{
+                    "rulePriority": 1,
+                    "description": f"keep the last {args.keep_images} images",
+                    "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
+                                  "countNumber": args.keep_images},
+                    "action": {"type": "expire"},
+                }]
+            }),
+            opts=child,
+        )
+        token = aws.ecr.get_authorization_token_output(
+            registry_id=repository.registry_id, opts=pulumi.InvokeOptions(parent=self)
+        )
+        image = docker.Image(
+            f"{name}-image",
+            image_name=repository.repository_url.apply(lambda url: f"{url}:{self.tag}"),
+            build=docker.DockerBuildArgs(
+                context=str(args.context_dir),
+                dockerfile=str(args.context_dir / "Dockerfile"),
+                # Explicit, so an image built on an arm64 laptop still runs on x86_64 tasks.
+                platform=DOCKER_PLATFORMS[args.architecture],
+            ),
+            registry=docker.RegistryArgs(
+                server=repository.repository_url,
+                username=token.user_name,
+                password=pulumi.Output.secret(token.password),
+            ),
+            opts=child,
+        )
+
+        self.repository_arn = repository.arn
+        self.repository_url = repository.repository_url
+        self.image_uri = image.repo_digest
+        self.register_outputs({"repositoryUrl": self.repository_url, "imageUri": self.image_uri})

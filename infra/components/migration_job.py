@@ -1,0 +1,125 @@
+"""The migration job: a Fargate task definition the pipeline runs after ``pulumi up``.
+
+It connects straight to RDS (DDL and advisory locks do not survive a transaction pooler), so its
+only database secret is ``DATABASE_URL_UNPOOLED``, injected by ECS through an execution role that
+may read that secret and no other. The task has no task role: it needs no AWS API at run time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import policies
+from infra.components.image import ECS_CPU_ARCHITECTURES, ContainerImage, ContainerImageArgs
+from infra.config import MigrationConfig
+
+CONTAINER_NAME = "migrator"
+SECRET_ENV = "DATABASE_URL_UNPOOLED"  # noqa: S105 (a variable name)
+LOG_STREAM_PREFIX = "migrate"
+# Migrations get SIGTERM first; let a running statement finish or roll back cleanly.
+STOP_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class MigrationJobArgs:
+    region: str
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    security_group_id: pulumi.Input[str]
+    direct_secret_arn: pulumi.Output[str]
+    settings: MigrationConfig
+    context_dir: Path
+    """The ``migrator/`` folder: build context of the image."""
+    log_retention_days: int
+    production: bool
+
+
+class MigrationJob(pulumi.ComponentResource):
+    cluster_arn: pulumi.Output[str]
+    task_definition_arn: pulumi.Output[str]
+    container_name: str = CONTAINER_NAME
+    subnet_ids: pulumi.Output[list[str]]
+    security_group_ids: pulumi.Output[list[str]]
+    log_group_name: pulumi.Output[str]
+    log_stream_prefix: str = LOG_STREAM_PREFIX
+    execution_role_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: MigrationJobArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lifeguard:migration:MigrationJob", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cfg = args.settings
+
+        image = ContainerImage(
+            f"{name}-image",
+            ContainerImageArgs(
+                context_dir=args.context_dir, architecture=cfg.architecture, force_delete=not args.production
+            ),
+            opts=child,
+        )
+        cluster = aws.ecs.Cluster(
+            f"{name}-cluster", settings=[{"name": "containerInsights", "value": "enabled"}], opts=child
+        )
+        logs = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=args.log_retention_days, opts=child)
+        execution_role = aws.iam.Role(
+            f"{name}-execution",
+            description="Starts the migration task: pulls its image, writes its logs, reads DATABASE_URL_UNPOOLED",
+            assume_role_policy=json.dumps(policies.assume_role("ecs-tasks.amazonaws.com")),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-execution",
+            role=execution_role.id,
+            policy=pulumi.Output.all(image.repository_arn, logs.arn, args.direct_secret_arn).apply(
+                lambda arns: json.dumps(
+                    policies.task_execution(arns[0], arns[1], "ReadDirectDatabaseUrl", arns[2])
+                )
+            ),
+            opts=child,
+        )
+        container = {
+            "name": CONTAINER_NAME,
+            "image": image.image_uri,
+            "essential": True,
+            "secrets": [{"name": SECRET_ENV, "valueFrom": args.direct_secret_arn}],
+            "stopTimeout": STOP_TIMEOUT_S,
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": logs.name,
+                    "awslogs-region": args.region,
+                    "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+                },
+            },
+        }
+        task_definition = aws.ecs.TaskDefinition(
+            f"{name}-task",
+            family=f"{name}-{pulumi.get_stack()}",
+            requires_compatibilities=["FARGATE"],
+            network_mode="awsvpc",
+            cpu=str(cfg.cpu),
+            memory=str(cfg.memory_mb),
+            runtime_platform={
+                "operating_system_family": "LINUX",
+                "cpu_architecture": ECS_CPU_ARCHITECTURES[cfg.architecture],
+            },
+            execution_role_arn=execution_role.arn,
+            container_definitions=pulumi.Output.json_dumps([container]),
+            opts=child,
+        )
+
+        self.cluster_arn = cluster.arn
+        self.task_definition_arn = task_definition.arn
+        self.subnet_ids = pulumi.Output.from_input(args.subnet_ids).apply(lambda ids: [str(i) for i in ids])
+        self.security_group_ids = pulumi.Output.from_input(args.security_group_id).apply(lambda sg: [sg])
+        self.log_group_name = logs.name
+        self.execution_role_arn = execution_role.arn
+        self.register_outputs({
+            "clusterArn": self.cluster_arn,
+            "taskDefinitionArn": self.task_definition_arn,
+            "logGroupName": self.log_group_name,
+        })

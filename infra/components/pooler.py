@@ -1,0 +1,266 @@
+"""PgBouncer on Fargate behind an internal NLB, with its own credentials secret.
+
+The PgBouncer configuration is the renderer's (``pgbouncer.settings``), passed to the image as
+JSON; only its credentials come from Secrets Manager, injected by ECS (``secrets``, never
+``environment``) through an execution role that may read that one secret and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import policies
+from infra.components.image import ECS_CPU_ARCHITECTURES, ContainerImage, ContainerImageArgs
+from infra.components.secrets import mark_secret
+from infra.config import PoolerConfig
+
+CONTAINER_NAME = "pgbouncer"
+CONTAINER_PORT = 6432
+SETTINGS_ENV = "LIFEGUARD_PGBOUNCER_SETTINGS"
+CREDENTIALS_ENV = "POOLER_CREDENTIALS"
+LOG_STREAM_PREFIX = "pgbouncer"
+
+
+@dataclass(frozen=True)
+class PoolerArgs:
+    region: str
+    vpc_id: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    load_balancer_security_group_id: pulumi.Input[str]
+    task_security_group_id: pulumi.Input[str]
+    database_address: pulumi.Output[str]
+    """The RDS endpoint name: PgBouncer verifies the server certificate against it."""
+    db_name: str
+    username: str
+    password: pulumi.Output[str]
+    settings: PoolerConfig
+    context_dir: Path
+    """The ``pgbouncer/`` folder: build context of the image."""
+    secret_name_prefix: str
+    secret_recovery_window_days: int
+    log_retention_days: int
+    production: bool
+    deletion_protection: bool
+
+
+class Pooler(pulumi.ComponentResource):
+    endpoint: pulumi.Output[str]
+    """The NLB's DNS name."""
+    port: int = CONTAINER_PORT
+    credentials_secret_arn: pulumi.Output[str]
+    cluster_name: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    log_group_name: pulumi.Output[str]
+    repository_url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PoolerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lifeguard:pooler:Pooler", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cfg = args.settings
+
+        credentials = aws.secretsmanager.Secret(
+            f"{name}-credentials",
+            name_prefix=f"{args.secret_name_prefix}POOLER_CREDENTIALS-",
+            description="PgBouncer's database login, rendered into its auth_file; read by the pooler tasks only",
+            recovery_window_in_days=args.secret_recovery_window_days,
+            opts=child,
+        )
+        credentials_value: pulumi.Output[str] = pulumi.Output.json_dumps(
+            {"username": args.username, "password": args.password}
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{name}-credentials",
+            secret_id=credentials.id,
+            secret_string=mark_secret(credentials_value),
+            opts=child,
+        )
+
+        image = ContainerImage(
+            f"{name}-image",
+            ContainerImageArgs(
+                context_dir=args.context_dir, architecture=cfg.architecture, force_delete=not args.production
+            ),
+            opts=child,
+        )
+        cluster = aws.ecs.Cluster(
+            f"{name}-cluster", settings=[{"name": "containerInsights", "value": "enabled"}], opts=child
+        )
+        logs = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=args.log_retention_days, opts=child)
+
+        execution_role = aws.iam.Role(
+            f"{name}-execution",
+            description="Starts the PgBouncer tasks: pulls their image, writes their logs, reads their credentials",
+            assume_role_policy=json.dumps(policies.assume_role("ecs-tasks.amazonaws.com")),
+            opts=child,
+        )
+        execution_policy = aws.iam.RolePolicy(
+            f"{name}-execution",
+            role=execution_role.id,
+            policy=pulumi.Output.all(image.repository_arn, logs.arn, credentials.arn).apply(
+                lambda arns: json.dumps(
+                    policies.task_execution(arns[0], arns[1], "ReadPoolerCredentials", arns[2])
+                )
+            ),
+            opts=child,
+        )
+
+        settings_json = args.database_address.apply(
+            lambda host: cfg.settings(args.db_name, host).to_json()
+        )
+        container = {
+            "name": CONTAINER_NAME,
+            "image": image.image_uri,
+            "essential": True,
+            "portMappings": [{"containerPort": CONTAINER_PORT, "protocol": "tcp"}],
+            "environment": [{"name": SETTINGS_ENV, "value": settings_json}],
+            "secrets": [{"name": CREDENTIALS_ENV, "valueFrom": credentials.arn}],
+            # Every client is a file descriptor; Fargate's default limit is not something to rely on.
+            "ulimits": [{"name": "nofile", "softLimit": cfg.nofile, "hardLimit": cfg.nofile}],
+            # The image stops PgBouncer with SIGINT: in-flight transactions finish, then it exits.
+            "stopTimeout": cfg.stop_timeout_s,
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": logs.name,
+                    "awslogs-region": args.region,
+                    "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+                },
+            },
+        }
+        task_definition = aws.ecs.TaskDefinition(
+            f"{name}-task",
+            family=f"{name}-{pulumi.get_stack()}",
+            requires_compatibilities=["FARGATE"],
+            network_mode="awsvpc",
+            cpu=str(cfg.cpu),
+            memory=str(cfg.memory_mb),
+            runtime_platform={
+                "operating_system_family": "LINUX",
+                "cpu_architecture": ECS_CPU_ARCHITECTURES[cfg.architecture],
+            },
+            execution_role_arn=execution_role.arn,
+            container_definitions=pulumi.Output.json_dumps([container]),
+            opts=child,
+        )
+
+        load_balancer = aws.lb.LoadBalancer(
+            f"{name}-nlb",
+            internal=True,
+            load_balancer_type="network",
+            subnets=args.subnet_ids,
+            security_groups=[args.load_balancer_security_group_id],
+            # A function in an AZ whose task is gone still reaches the others.
+            enable_cross_zone_load_balancing=True,
+            enable_deletion_protection=args.deletion_protection,
+            ip_address_type="ipv4",
+            opts=child,
+        )
+        target_group = aws.lb.TargetGroup(
+            f"{name}-tg",
+            port=CONTAINER_PORT,
+            protocol="TCP",
+            target_type="ip",
+            vpc_id=args.vpc_id,
+            # Idle Lambda clients never leave on their own: do not wait the default 300 s per task.
+            deregistration_delay=cfg.deregistration_delay_s,
+            # Tasks see the NLB's addresses, which is what the pooler's security group allows.
+            preserve_client_ip="false",
+            health_check={
+                "enabled": True,
+                "protocol": "TCP",
+                "port": "traffic-port",
+                "interval": 10,
+                "healthy_threshold": 2,
+                "unhealthy_threshold": 2,
+            },
+            # One failed probe must not reset every client of a task: drain them instead.
+            target_health_states=[{"enable_unhealthy_connection_termination": False,
+                                   "unhealthy_draining_interval": 60}],
+            opts=child,
+        )
+        listener = aws.lb.Listener(
+            f"{name}-listener",
+            load_balancer_arn=load_balancer.arn,
+            port=CONTAINER_PORT,
+            protocol="TCP",
+            default_actions=[{"type": "forward", "target_group_arn": target_group.arn}],
+            opts=child,
+        )
+
+        service = aws.ecs.Service(
+            f"{name}-service",
+            cluster=cluster.arn,
+            task_definition=task_definition.arn,
+            launch_type="FARGATE",
+            platform_version="LATEST",
+            desired_count=cfg.min_tasks,
+            deployment_maximum_percent=cfg.deployment_maximum_percent,
+            deployment_minimum_healthy_percent=cfg.deployment_minimum_healthy_percent,
+            deployment_circuit_breaker={"enable": True, "rollback": True},
+            # Fargate spreads a service's tasks over the subnets' AZs; rebalancing keeps them spread.
+            availability_zone_rebalancing="ENABLED",
+            network_configuration={
+                "subnets": args.subnet_ids,
+                "security_groups": [args.task_security_group_id],
+                "assign_public_ip": False,
+            },
+            load_balancers=[{
+                "target_group_arn": target_group.arn,
+                "container_name": CONTAINER_NAME,
+                "container_port": CONTAINER_PORT,
+            }],
+            health_check_grace_period_seconds=30,
+            propagate_tags="SERVICE",
+            enable_ecs_managed_tags=True,
+            # `pulumi up` fails (and the circuit breaker rolls back) when PgBouncer cannot start.
+            wait_for_steady_state=True,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[listener, execution_policy],
+                # The autoscaler owns the task count once the service exists.
+                ignore_changes=["desiredCount"],
+            ),
+        )
+        scaling_target = aws.appautoscaling.Target(
+            f"{name}-scaling",
+            service_namespace="ecs",
+            scalable_dimension="ecs:service:DesiredCount",
+            resource_id=pulumi.Output.concat("service/", cluster.name, "/", service.name),
+            min_capacity=cfg.min_tasks,
+            max_capacity=cfg.max_tasks,
+            opts=child,
+        )
+        aws.appautoscaling.Policy(
+            f"{name}-cpu",
+            policy_type="TargetTrackingScaling",
+            service_namespace=scaling_target.service_namespace,
+            scalable_dimension=scaling_target.scalable_dimension,
+            resource_id=scaling_target.resource_id,
+            target_tracking_scaling_policy_configuration={
+                "predefined_metric_specification": {"predefined_metric_type": "ECSServiceAverageCPUUtilization"},
+                "target_value": float(cfg.cpu_target_percent),
+                "scale_out_cooldown": 60,
+                # Scaling in drops the clients of the stopped task: do it slowly.
+                "scale_in_cooldown": 300,
+            },
+            opts=child,
+        )
+
+        self.endpoint = load_balancer.dns_name
+        self.credentials_secret_arn = credentials.arn
+        self.cluster_name = cluster.name
+        self.service_name = service.name
+        self.log_group_name = logs.name
+        self.repository_url = image.repository_url
+        self.register_outputs({
+            "endpoint": self.endpoint,
+            "credentialsSecretArn": self.credentials_secret_arn,
+            "clusterName": self.cluster_name,
+            "serviceName": self.service_name,
+        })

@@ -1,0 +1,103 @@
+"""The two connection strings, each its own Secrets Manager secret.
+
+``DATABASE_URL`` goes through the pooler (the NLB); ``DATABASE_URL_UNPOOLED`` goes straight to
+RDS. Same user, same database: only host, port and TLS mode differ, as with managed providers.
+Who may read which is decided by the roles that reference these ARNs, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import pulumi
+import pulumi_aws as aws
+
+# Where the migration image keeps the RDS CA bundle (its Dockerfile puts it there).
+MIGRATOR_RDS_CA_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
+
+
+def pooled_url(user: str, password: str, host: str, port: int, db_name: str) -> str:
+    # Clients encrypt to PgBouncer; verifying its self-made certificate would need a private CA.
+    return f"postgresql://{_credentials(user, password)}@{host}:{port}/{db_name}?sslmode=require"
+
+
+def direct_url(user: str, password: str, host: str, port: int, db_name: str, root_cert: str) -> str:
+    # verify-full checks the RDS certificate against the endpoint name.
+    return (
+        f"postgresql://{_credentials(user, password)}@{host}:{port}/{db_name}"
+        f"?sslmode=verify-full&sslrootcert={quote(root_cert, safe='/')}"
+    )
+
+
+def mark_secret(value: pulumi.Output[str]) -> pulumi.Output[str]:
+    """Mark ``value`` secret (typed: ``Output.secret`` confuses mypy next to an optional input)."""
+    secret: pulumi.Output[str] = pulumi.Output.secret(value)
+    return secret
+
+
+def _credentials(user: str, password: str) -> str:
+    return f"{quote(user, safe='')}:{quote(password, safe='')}"
+
+
+@dataclass(frozen=True)
+class ConnectionSecretsArgs:
+    username: str
+    password: pulumi.Output[str]
+    db_name: str
+    pooler_host: pulumi.Output[str]
+    pooler_port: int
+    database_host: pulumi.Output[str]
+    database_port: pulumi.Output[int]
+    secret_name_prefix: str
+    recovery_window_days: int
+    direct_root_cert: str = MIGRATOR_RDS_CA_PATH
+
+
+class ConnectionSecrets(pulumi.ComponentResource):
+    pooled_secret_arn: pulumi.Output[str]
+    direct_secret_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ConnectionSecretsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("lifeguard:secrets:ConnectionSecrets", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        pooled = aws.secretsmanager.Secret(
+            f"{name}-pooled",
+            name_prefix=f"{args.secret_name_prefix}DATABASE_URL-",
+            description="DATABASE_URL: through PgBouncer (transaction mode); for the functions",
+            recovery_window_in_days=args.recovery_window_days,
+            opts=child,
+        )
+        pooled_value: pulumi.Output[str] = pulumi.Output.all(args.password, args.pooler_host).apply(
+            lambda values: pooled_url(args.username, values[0], values[1], args.pooler_port, args.db_name)
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{name}-pooled",
+            secret_id=pooled.id,
+            secret_string=mark_secret(pooled_value),
+            opts=child,
+        )
+        direct = aws.secretsmanager.Secret(
+            f"{name}-direct",
+            name_prefix=f"{args.secret_name_prefix}DATABASE_URL_UNPOOLED-",
+            description="DATABASE_URL_UNPOOLED: straight to RDS; for the migration job only",
+            recovery_window_in_days=args.recovery_window_days,
+            opts=child,
+        )
+        direct_value: pulumi.Output[str] = pulumi.Output.all(
+            args.password, args.database_host, args.database_port
+        ).apply(lambda values: direct_url(args.username, values[0], values[1], values[2], args.db_name,
+                                          args.direct_root_cert))
+        aws.secretsmanager.SecretVersion(
+            f"{name}-direct",
+            secret_id=direct.id,
+            secret_string=mark_secret(direct_value),
+            opts=child,
+        )
+
+        self.pooled_secret_arn = pooled.arn
+        self.direct_secret_arn = direct.arn
+        self.register_outputs({"pooledSecretArn": self.pooled_secret_arn, "directSecretArn": self.direct_secret_arn})

@@ -1,0 +1,534 @@
+"""The stack's typed configuration: read once, validated whole, before any resource exists.
+
+Components never read ``pulumi.Config``; they get the frozen :class:`StackConfig` built here.
+Every problem is reported with the config key to change (``lifeguard:<key>``), and the pool
+sizing arithmetic runs here too, so a stack whose numbers do not fit fails at ``pulumi preview``
+before anything is created.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, cast
+
+import pulumi
+import pulumi.runtime.config as runtime_config
+
+from pgbouncer.settings import PoolerSettings, SettingsError, Upstream
+from pgbouncer.sizing import PoolBudget, SizingError
+from pgbouncer.versions import PINNED
+
+PROJECT = "lifeguard"
+
+Architecture = Literal["x86_64", "arm64"]
+ApiAccess = Literal["endpoints", "nat", "none"]
+ARCHITECTURES: tuple[Architecture, ...] = ("x86_64", "arm64")
+API_ACCESS: tuple[ApiAccess, ...] = ("endpoints", "nat", "none")
+
+# The values CloudWatch Logs accepts for retentionInDays.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                      2557, 2922, 3288, 3653)
+# Fargate's CPU units -> allowed memory sizes (MiB).
+FARGATE_SIZES: Mapping[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+    8192: tuple(range(16384, 61441, 4096)),
+    16384: tuple(range(32768, 122881, 8192)),
+}
+# Fargate's ceiling for the nofile ulimit.
+FARGATE_MAX_NOFILE = 1_048_576
+# A file-descriptor floor well above PgBouncer's needs at the default max_client_conn.
+NOFILE_FLOOR = 65_535
+# Postgres and RDS reserve these names; `pgbouncer` is PgBouncer's admin console database.
+_RESERVED_DB_NAMES = frozenset({"postgres", "template0", "template1", "rdsadmin", "pgbouncer"})
+_RDS_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+_INSTANCE_CLASS = re.compile(r"^db\.[a-z0-9]+\.[a-z0-9]+$")
+_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One config key: its name under ``lifeguard:``, its default as shown to users, its meaning."""
+
+    name: str
+    default: str
+    meaning: str
+
+
+# The reference table of every key. The README's table is checked against it by the tests, and
+# config the program does not know is refused (a typo would otherwise silently keep a default).
+KEYS: tuple[KeySpec, ...] = (
+    KeySpec("production", "true", "Marks a production stack: Multi-AZ and deletion protection default to "
+            "on, a final database snapshot is kept, secrets get a 30-day recovery window, ECR repositories "
+            "are not force-deleted, and with `awsApiAccess: nat` every AZ gets its own NAT gateway."),
+    KeySpec("vpcCidr", "10.40.0.0/16", "CIDR of the VPC the stack creates (/16 to /24)."),
+    KeySpec("availabilityZoneCount", "2", "AZs the new VPC spans (2 to 6); one private subnet each."),
+    KeySpec("awsApiAccess", "endpoints (new VPC), none (existing VPC)",
+            "How private subnets reach AWS APIs: `endpoints` (interface endpoints for Secrets Manager, "
+            "ECR and CloudWatch Logs plus an S3 gateway, no internet), `nat` (public subnets and NAT "
+            "gateways) or `none` (an existing VPC that already has a route)."),
+    KeySpec("existingVpcId", "(unset)", "Deploy into this VPC instead of creating one."),
+    KeySpec("existingPrivateSubnetIds", "(unset)",
+            "JSON list of private subnet IDs in `existingVpcId`, in at least two AZs."),
+    KeySpec("postgresMajorVersion", "17", "RDS Postgres major version (14 to 18)."),
+    KeySpec("dbInstanceClass", "db.t4g.small", "RDS instance class."),
+    KeySpec("dbAllocatedStorageGb", "20", "Initial gp3 storage in GiB (20 to 65536)."),
+    KeySpec("dbMaxAllocatedStorageGb", "100", "Storage autoscaling ceiling in GiB; 0 turns autoscaling off."),
+    KeySpec("dbName", "app", "Database name, in both URLs."),
+    KeySpec("dbUsername", "lifeguard", "Database user, in both URLs and the pooler's credentials."),
+    KeySpec("dbBackupRetentionDays", "7", "Automated backup retention (1 to 35 days)."),
+    KeySpec("dbMultiAz", "= production", "Run a standby in a second AZ."),
+    KeySpec("deletionProtection", "= production", "Turn on deletion protection for the database and the NLB "
+            "(turn it off and `pulumi up` before `pulumi destroy`)."),
+    KeySpec("maxConnections", "100", "Postgres `max_connections`, set in the parameter group; the pool "
+            "size is derived from it. Must fit the instance class's memory."),
+    KeySpec("reservedConnections", "5", "Connections kept out of the pool budget for superusers and "
+            "RDS's own sessions (RDS reserves 3 + 2)."),
+    KeySpec("migrationHeadroom", "2", "Direct connections kept for the migration job."),
+    KeySpec("poolerMinTasks", "2", "Fewest PgBouncer tasks (at least 2, spread across AZs)."),
+    KeySpec("poolerMaxTasks", "4", "Most PgBouncer tasks under CPU autoscaling; divides the pool budget."),
+    KeySpec("deploymentMaximumPercent", "200", "ECS `maximumPercent` for rolling deploys (100 to 200); "
+            "old and new tasks share the budget while both run."),
+    KeySpec("poolerCpu", "512", "Fargate CPU units per PgBouncer task."),
+    KeySpec("poolerMemoryMb", "1024", "Fargate memory (MiB) per PgBouncer task; must be valid for the CPU."),
+    KeySpec("poolerCpuTargetPercent", "60", "Average CPU the autoscaler aims for (10 to 90)."),
+    KeySpec("maxClientConn", "10000", "PgBouncer `max_client_conn` per task; the `nofile` ulimit follows it."),
+    KeySpec("queryWaitTimeoutSeconds", "20", "PgBouncer `query_wait_timeout`; must be below "
+            "`functionTimeoutSeconds` so a queued function gets a pooler error, not a platform timeout."),
+    KeySpec("poolerStopTimeoutSeconds", "120", "Seconds ECS waits after SIGINT before SIGKILL (2 to 120)."),
+    KeySpec("deregistrationDelaySeconds", "30", "NLB deregistration delay before a task is stopped (0 to 3600)."),
+    KeySpec("containerArchitecture", "x86_64", "CPU architecture of the PgBouncer and migration images "
+            "and tasks: `x86_64` or `arm64`."),
+    KeySpec("functionArchitecture", "x86_64", "Lambda architecture, and the wheels packaged: `x86_64` or `arm64`."),
+    KeySpec("functionTimeoutSeconds", "30", "Lambda timeout (1 to 900)."),
+    KeySpec("functionMemoryMb", "256", "Lambda memory (128 to 10240)."),
+    KeySpec("functionReservedConcurrency", "50", "Reserved concurrency per function, which caps the "
+            "clients each can open; -1 for none."),
+    KeySpec("migrationCpu", "256", "Fargate CPU units for the migration task."),
+    KeySpec("migrationMemoryMb", "512", "Fargate memory (MiB) for the migration task."),
+    KeySpec("logRetentionDays", "30", "Retention of every log group the stack creates (a CloudWatch value)."),
+)
+KEY_NAMES = frozenset(spec.name for spec in KEYS)
+
+
+class ConfigError(pulumi.RunError):
+    """The stack configuration is invalid. Each problem names the ``lifeguard:`` key to change.
+
+    A ``RunError`` so the CLI prints the message without a Python traceback.
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"the stack configuration is invalid; nothing was created:\n{lines}")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    vpc_cidr: str
+    availability_zone_count: int
+    api_access: ApiAccess
+    existing_vpc_id: str | None
+    existing_private_subnet_ids: tuple[str, ...]
+
+    @property
+    def uses_existing_vpc(self) -> bool:
+        return self.existing_vpc_id is not None
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    postgres_major_version: int
+    instance_class: str
+    allocated_storage_gb: int
+    max_allocated_storage_gb: int
+    db_name: str
+    username: str
+    backup_retention_days: int
+    multi_az: bool
+    deletion_protection: bool
+    max_connections: int
+    reserved_connections: int
+    migration_headroom: int
+
+
+@dataclass(frozen=True)
+class PoolerConfig:
+    min_tasks: int
+    max_tasks: int
+    deployment_maximum_percent: int
+    deployment_minimum_healthy_percent: int
+    cpu: int
+    memory_mb: int
+    cpu_target_percent: int
+    max_client_conn: int
+    query_wait_timeout_s: int
+    stop_timeout_s: int
+    deregistration_delay_s: int
+    architecture: Architecture
+    pool_size: int
+    """``default_pool_size`` per task, from :class:`pgbouncer.sizing.PoolBudget`."""
+    nofile: int
+    """The container's ``nofile`` ulimit (soft = hard)."""
+
+    def settings(self, db_name: str, host: str) -> PoolerSettings:
+        """The PgBouncer settings for ``host`` (the RDS endpoint *name*, needed for verify-full)."""
+        return pooler_settings(db_name, host, self.pool_size, self.max_client_conn, self.query_wait_timeout_s)
+
+
+def pooler_settings(
+    db_name: str, host: str, pool_size: int, max_client_conn: int, query_wait_timeout_s: int
+) -> PoolerSettings:
+    """The one place the stack's PgBouncer settings are made; everything else is the renderer's default."""
+    return PoolerSettings(
+        upstream=Upstream(host=host, dbname=db_name),
+        default_pool_size=pool_size,
+        max_client_conn=max_client_conn,
+        query_wait_timeout=query_wait_timeout_s,
+        version=PINNED,
+    )
+
+
+@dataclass(frozen=True)
+class FunctionsConfig:
+    architecture: Architecture
+    timeout_s: int
+    memory_mb: int
+    reserved_concurrency: int | None
+    """``None`` when unreserved (config value -1)."""
+
+
+@dataclass(frozen=True)
+class MigrationConfig:
+    cpu: int
+    memory_mb: int
+    architecture: Architecture
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    production: bool
+    log_retention_days: int
+    network: NetworkConfig
+    database: DatabaseConfig
+    pooler: PoolerConfig
+    functions: FunctionsConfig
+    migration: MigrationConfig
+
+    @property
+    def secret_recovery_window_days(self) -> int:
+        # 0 deletes at once, so a dev stack can be destroyed and recreated under the same names.
+        return 30 if self.production else 0
+
+
+# Placeholder used to validate the PgBouncer settings before the RDS endpoint exists.
+_PLACEHOLDER_HOST = "database.invalid"
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads raw config strings and records every problem instead of stopping at the first."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = values
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{PROJECT}:{key}: {message}")
+
+    def _raw(self, key: str) -> Any:
+        assert key in KEY_NAMES, f"config key {key} is missing from KEYS"
+        return self._values.get(key)
+
+    def is_set(self, key: str) -> bool:
+        return self._raw(key) not in (None, "")
+
+    def _parse(self, key: str, default: T, parse: Callable[[Any], T], what: str) -> T:
+        raw = self._raw(key)
+        if raw is None or raw == "":
+            return default
+        try:
+            return parse(raw)
+        except (TypeError, ValueError):
+            self.problem(key, f"must be {what}, got {raw!r}")
+            return default
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        def parse(raw: Any) -> int:
+            if isinstance(raw, bool):
+                raise TypeError(raw)
+            if isinstance(raw, int):
+                return raw
+            text = str(raw).strip()
+            if not re.fullmatch(r"-?\d+", text):
+                raise ValueError(text)
+            return int(text)
+
+        value = self._parse(key, default, parse, "a whole number")
+        if not low <= value <= high:
+            self.problem(key, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        def parse(raw: Any) -> bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("true", "false"):
+                return text == "true"
+            raise ValueError(text)
+
+        return self._parse(key, default, parse, "true or false")
+
+    def string(self, key: str, default: str) -> str:
+        return self._parse(key, default, lambda raw: str(raw).strip(), "a string")
+
+    def optional_string(self, key: str) -> str | None:
+        return self.string(key, "") or None
+
+    def choice(self, key: str, default: str, choices: Sequence[str]) -> str:
+        value = self.string(key, default)
+        if value not in choices:
+            self.problem(key, f"must be one of {', '.join(choices)}; got {value!r}")
+            return default
+        return value
+
+    def string_list(self, key: str) -> tuple[str, ...]:
+        def parse(raw: Any) -> tuple[str, ...]:
+            items = json.loads(raw) if isinstance(raw, str) else raw
+            if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+                raise ValueError(raw)
+            return tuple(items)
+
+        return self._parse(key, (), parse, 'a JSON list of strings, e.g. ["subnet-0a...", "subnet-0b..."]')
+
+
+def config_values() -> dict[str, Any]:
+    """Every ``lifeguard:`` key the engine passed to this program, by short name."""
+    merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = f"{PROJECT}:"
+    return {key[len(prefix):]: value for key, value in merged.items() if key.startswith(prefix)}
+
+
+def load(values: Mapping[str, Any] | None = None) -> StackConfig:
+    """Read and validate the whole configuration; raise :class:`ConfigError` listing every problem."""
+    if values is None:
+        values = config_values()
+    read = _Reader(values)
+    unknown = sorted(set(values) - KEY_NAMES)
+    for key in unknown:
+        read.problem(key, "is not a lifeguard setting (a typo would silently keep the default); "
+                          "see the configuration reference in the README")
+
+    production = read.boolean("production", True)
+    log_retention = read.integer("logRetentionDays", 30, 1, 3653)
+    if log_retention not in LOG_RETENTION_DAYS:
+        read.problem("logRetentionDays", f"must be one of CloudWatch's values {LOG_RETENTION_DAYS}, "
+                                         f"got {log_retention}")
+
+    network = _network(read)
+    database = _database(read, production)
+    functions = _functions(read)
+    pooler = _pooler(read, database, functions)
+    migration = MigrationConfig(
+        cpu=read.integer("migrationCpu", 256, 256, 16384),
+        memory_mb=read.integer("migrationMemoryMb", 512, 512, 122880),
+        architecture=pooler.architecture,
+    )
+    _check_fargate_size(read, "migrationCpu", "migrationMemoryMb", migration.cpu, migration.memory_mb)
+
+    if read.problems:
+        raise ConfigError(read.problems)
+    return StackConfig(
+        production=production,
+        log_retention_days=log_retention,
+        network=network,
+        database=database,
+        pooler=pooler,
+        functions=functions,
+        migration=migration,
+    )
+
+
+def _network(read: _Reader) -> NetworkConfig:
+    existing_vpc = read.optional_string("existingVpcId")
+    subnets = read.string_list("existingPrivateSubnetIds")
+    api_access = cast(ApiAccess, read.choice("awsApiAccess", "none" if existing_vpc else "endpoints",
+                                             API_ACCESS))
+    cidr = read.string("vpcCidr", "10.40.0.0/16")
+    az_count = read.integer("availabilityZoneCount", 2, 2, 6)
+    if existing_vpc is not None:
+        if not _VPC_ID.match(existing_vpc):
+            read.problem("existingVpcId", f"must look like vpc-0123456789abcdef0, got {existing_vpc!r}")
+        if len(subnets) < 2:
+            read.problem("existingPrivateSubnetIds",
+                         f"needs at least two private subnets in different AZs, got {len(subnets)}")
+        for subnet in subnets:
+            if not _SUBNET_ID.match(subnet):
+                read.problem("existingPrivateSubnetIds", f"{subnet!r} is not a subnet ID")
+        if len(set(subnets)) != len(subnets):
+            read.problem("existingPrivateSubnetIds", "lists a subnet twice")
+        if api_access != "none":
+            read.problem("awsApiAccess", "must be `none` with existingVpcId: the stack does not add "
+                                         "endpoints or NAT gateways to a VPC it does not own")
+    else:
+        if subnets:
+            read.problem("existingPrivateSubnetIds", "is only used together with existingVpcId")
+        if api_access == "none":
+            read.problem("awsApiAccess", "`none` is only for an existing VPC; a new VPC needs "
+                                         "`endpoints` or `nat` to reach Secrets Manager, ECR and Logs")
+        try:
+            network = ipaddress.ip_network(cidr)
+            if network.version != 4 or not 16 <= network.prefixlen <= 24:
+                raise ValueError(cidr)
+        except ValueError:
+            read.problem("vpcCidr", f"must be an IPv4 CIDR from /16 to /24, got {cidr!r}")
+    return NetworkConfig(
+        vpc_cidr=cidr,
+        availability_zone_count=az_count,
+        api_access=api_access,
+        existing_vpc_id=existing_vpc,
+        existing_private_subnet_ids=subnets,
+    )
+
+
+def _database(read: _Reader, production: bool) -> DatabaseConfig:
+    db_name = read.string("dbName", "app")
+    username = read.string("dbUsername", "lifeguard")
+    if not _RDS_IDENTIFIER.match(db_name) or db_name.lower() in _RESERVED_DB_NAMES:
+        read.problem("dbName", "must start with a letter, hold only letters, digits and '_' (at most 63), "
+                               f"and not be one of {', '.join(sorted(_RESERVED_DB_NAMES))}; got {db_name!r}")
+    if not _RDS_IDENTIFIER.match(username) or username.lower().startswith(("rds", "pg_")):
+        read.problem("dbUsername", "must start with a letter, hold only letters, digits and '_' (at most "
+                                   f"63), and not start with 'rds' or 'pg_'; got {username!r}")
+    instance_class = read.string("dbInstanceClass", "db.t4g.small")
+    if not _INSTANCE_CLASS.match(instance_class):
+        read.problem("dbInstanceClass", f"must look like db.t4g.small, got {instance_class!r}")
+    allocated = read.integer("dbAllocatedStorageGb", 20, 20, 65536)
+    max_allocated = read.integer("dbMaxAllocatedStorageGb", 100, 0, 65536)
+    if max_allocated and max_allocated < allocated:
+        read.problem("dbMaxAllocatedStorageGb",
+                     f"must be 0 (no autoscaling) or at least dbAllocatedStorageGb ({allocated}), "
+                     f"got {max_allocated}")
+    return DatabaseConfig(
+        postgres_major_version=read.integer("postgresMajorVersion", 17, 14, 18),
+        instance_class=instance_class,
+        allocated_storage_gb=allocated,
+        max_allocated_storage_gb=max_allocated,
+        db_name=db_name,
+        username=username,
+        backup_retention_days=read.integer("dbBackupRetentionDays", 7, 1, 35),
+        multi_az=read.boolean("dbMultiAz", production),
+        deletion_protection=read.boolean("deletionProtection", production),
+        max_connections=read.integer("maxConnections", 100, 1, 262143),
+        reserved_connections=read.integer("reservedConnections", 5, 0, 262143),
+        migration_headroom=read.integer("migrationHeadroom", 2, 0, 262143),
+    )
+
+
+def _functions(read: _Reader) -> FunctionsConfig:
+    architecture = cast(Architecture, read.choice("functionArchitecture", "x86_64", ARCHITECTURES))
+    reserved = read.integer("functionReservedConcurrency", 50, -1, 1_000_000)
+    if reserved == 0:
+        read.problem("functionReservedConcurrency", "0 would stop both functions from running; "
+                                                    "use -1 for no reservation or a positive number")
+    return FunctionsConfig(
+        architecture=architecture,
+        timeout_s=read.integer("functionTimeoutSeconds", 30, 1, 900),
+        memory_mb=read.integer("functionMemoryMb", 256, 128, 10240),
+        reserved_concurrency=None if reserved == -1 else reserved,
+    )
+
+
+def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig) -> PoolerConfig:
+    min_tasks = read.integer("poolerMinTasks", 2, 0, 1000)
+    if min_tasks < 2:
+        read.problem("poolerMinTasks", f"must be at least 2 (one per AZ, so losing an AZ or a task does "
+                                       f"not cut every function off the database), got {min_tasks}")
+    max_tasks = read.integer("poolerMaxTasks", 4, 0, 1000)
+    if max_tasks < min_tasks:
+        read.problem("poolerMaxTasks", f"must be at least poolerMinTasks ({min_tasks}), got {max_tasks}")
+    max_percent = read.integer("deploymentMaximumPercent", 200, 100, 200)
+    cpu = read.integer("poolerCpu", 512, 256, 16384)
+    memory = read.integer("poolerMemoryMb", 1024, 512, 122880)
+    _check_fargate_size(read, "poolerCpu", "poolerMemoryMb", cpu, memory)
+    max_client_conn = read.integer("maxClientConn", 10000, 1, FARGATE_MAX_NOFILE)
+    query_wait = read.integer("queryWaitTimeoutSeconds", 20, 1, 3600)
+    if query_wait >= functions.timeout_s:
+        read.problem("queryWaitTimeoutSeconds",
+                     f"must be below functionTimeoutSeconds ({functions.timeout_s}), got {query_wait}: a "
+                     "function waiting for a server connection must get PgBouncer's error before Lambda "
+                     "kills it. Lower queryWaitTimeoutSeconds or raise functionTimeoutSeconds.")
+    if functions.reserved_concurrency is not None and min_tasks >= 1:
+        clients = 2 * functions.reserved_concurrency
+        if clients > max_client_conn * min_tasks:
+            read.problem("maxClientConn",
+                         f"{min_tasks} tasks x maxClientConn {max_client_conn} cannot hold the {clients} "
+                         "clients two functions at functionReservedConcurrency "
+                         f"{functions.reserved_concurrency} may open; raise maxClientConn or poolerMinTasks")
+
+    pool_size = 0
+    if min_tasks >= 1 and max_tasks >= min_tasks and not any(
+        problem.split(":")[1] in ("maxConnections", "reservedConnections", "migrationHeadroom",
+                                  "deploymentMaximumPercent")
+        for problem in read.problems
+    ):
+        budget = PoolBudget(
+            max_connections=database.max_connections,
+            reserved_connections=database.reserved_connections,
+            migration_headroom=database.migration_headroom,
+            max_tasks=max_tasks,
+            deployment_maximum_percent=max_percent,
+        )
+        try:
+            pool_size = budget.default_pool_size()
+        except SizingError as exc:
+            # The sizing message already names maxConnections, poolerMaxTasks, ... (these keys).
+            read.problems.append(f"{PROJECT} pool sizing: {exc}")
+
+    nofile = NOFILE_FLOOR
+    if pool_size >= 1:
+        try:
+            settings = pooler_settings(database.db_name, _PLACEHOLDER_HOST, pool_size, max_client_conn, query_wait)
+            nofile = max(NOFILE_FLOOR, settings.required_open_files())
+        except SettingsError as exc:
+            read.problems.append(f"{PROJECT} PgBouncer settings: {exc}")
+    if nofile > FARGATE_MAX_NOFILE:
+        read.problem("maxClientConn", f"needs {nofile} file descriptors, above Fargate's {FARGATE_MAX_NOFILE}")
+
+    # ECS needs room for at least one extra task to replace tasks without first stopping one.
+    surge_fits = min_tasks * max_percent // 100 > min_tasks
+    return PoolerConfig(
+        min_tasks=min_tasks,
+        max_tasks=max_tasks,
+        deployment_maximum_percent=max_percent,
+        deployment_minimum_healthy_percent=100 if surge_fits else 50,
+        cpu=cpu,
+        memory_mb=memory,
+        cpu_target_percent=read.integer("poolerCpuTargetPercent", 60, 10, 90),
+        max_client_conn=max_client_conn,
+        query_wait_timeout_s=query_wait,
+        stop_timeout_s=read.integer("poolerStopTimeoutSeconds", 120, 2, 120),
+        deregistration_delay_s=read.integer("deregistrationDelaySeconds", 30, 0, 3600),
+        architecture=cast(Architecture, read.choice("containerArchitecture", "x86_64", ARCHITECTURES)),
+        pool_size=pool_size,
+        nofile=nofile,
+    )
+
+
+def _check_fargate_size(read: _Reader, cpu_key: str, memory_key: str, cpu: int, memory: int) -> None:
+    if cpu not in FARGATE_SIZES:
+        read.problem(cpu_key, f"must be one of Fargate's CPU sizes {tuple(FARGATE_SIZES)}, got {cpu}")
+    elif memory not in FARGATE_SIZES[cpu]:
+        sizes = FARGATE_SIZES[cpu]
+        read.problem(memory_key, f"Fargate allows {sizes[0]} to {sizes[-1]} MiB (in its steps) with "
+                                 f"{cpu_key} {cpu}, got {memory}")

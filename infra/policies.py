@@ -1,0 +1,98 @@
+"""IAM policy documents, built as plain data from resolved ARNs.
+
+Kept free of Pulumi so the tests can evaluate exactly what the components attach. Every
+statement names concrete resources, except the few actions AWS only grants on ``*``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Statement = dict[str, Any]
+PolicyDocument = dict[str, Any]
+
+VERSION = "2012-10-17"
+
+
+def document(*statements: Statement) -> PolicyDocument:
+    return {"Version": VERSION, "Statement": list(statements)}
+
+
+def assume_role(service: str) -> PolicyDocument:
+    """Trust policy letting one AWS service (``lambda.amazonaws.com``, ``ecs-tasks...``) assume the role."""
+    return document(
+        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    )
+
+
+def read_secret(sid: str, secret_arn: str) -> Statement:
+    """Read one secret's value, by its full ARN (never a wildcard or a name prefix)."""
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": ["secretsmanager:GetSecretValue"],
+        "Resource": [secret_arn],
+    }
+
+
+def pull_image(repository_arn: str) -> list[Statement]:
+    """What ECS needs to pull one ECR repository's images for a task."""
+    return [
+        {
+            # GetAuthorizationToken has no resource-level permissions.
+            "Sid": "EcrLogin",
+            "Effect": "Allow",
+            "Action": ["ecr:GetAuthorizationToken"],
+            "Resource": ["*"],
+        },
+        {
+            "Sid": "EcrPull",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Resource": [repository_arn],
+        },
+    ]
+
+
+def write_logs(log_group_arn: str) -> Statement:
+    """Create streams in and write to one log group (it is created by the stack, with retention)."""
+    return {
+        "Sid": "WriteLogs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": [f"{log_group_arn}:log-stream:*"],
+    }
+
+
+def manage_lambda_enis() -> Statement:
+    """The network-interface actions a VPC function's role needs (those of AWSLambdaVPCAccessExecutionRole)."""
+    return {
+        "Sid": "VpcNetworkInterfaces",
+        "Effect": "Allow",
+        "Action": [
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:CreateNetworkInterface",
+            "ec2:DeleteNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeSubnets",
+            "ec2:UnassignPrivateIpAddresses",
+        ],
+        # Lambda creates the interfaces in subnets it picks at run time; AWS documents "*" here.
+        "Resource": ["*"],
+    }
+
+
+def task_execution(repository_arn: str, log_group_arn: str, secret_sid: str, secret_arn: str) -> PolicyDocument:
+    """An ECS task execution role: pull one image, write one log group, read one secret."""
+    return document(
+        *pull_image(repository_arn),
+        write_logs(log_group_arn),
+        read_secret(secret_sid, secret_arn),
+    )
+
+
+def function_role(log_group_arns: list[str], secret_arn: str) -> PolicyDocument:
+    """The functions' role: VPC interfaces, their own log groups, the pooled secret."""
+    logs = write_logs(log_group_arns[0])
+    logs["Resource"] = [f"{arn}:log-stream:*" for arn in log_group_arns]
+    return document(manage_lambda_enis(), logs, read_secret("ReadPooledDatabaseUrl", secret_arn))

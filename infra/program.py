@@ -1,0 +1,225 @@
+"""The whole stack: validate, resolve placement, build artifacts, then create the components.
+
+Everything that can fail for a reason the user controls (config, AZs, subnets, missing build
+inputs) fails before the first resource is registered, so a bad stack never half-exists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import lambda_package
+from infra.components.database import Database, DatabaseArgs
+from infra.components.functions import Functions, FunctionsArgs
+from infra.components.image import context_tag
+from infra.components.migration_job import MigrationJob, MigrationJobArgs
+from infra.components.network import Network, NetworkArgs
+from infra.components.pooler import Pooler, PoolerArgs
+from infra.components.secrets import ConnectionSecrets, ConnectionSecretsArgs
+from infra.config import ConfigError, StackConfig, load
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ProgramPaths:
+    """Where the program finds what it builds, and where it builds (``LIFEGUARD_BUILD_DIR``, for CI caches)."""
+
+    repo_root: Path = REPO_ROOT
+    build_dir: Path = field(default_factory=lambda: Path(os.environ.get("LIFEGUARD_BUILD_DIR", REPO_ROOT / "build")))
+
+    @property
+    def pgbouncer_context(self) -> Path:
+        return self.repo_root / "pgbouncer"
+
+    @property
+    def migrator_context(self) -> Path:
+        return self.repo_root / "migrator"
+
+    @property
+    def lambdas_source(self) -> Path:
+        return self.repo_root / "lambdas"
+
+
+def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:
+    """The AZs a new VPC uses, or check that existing subnets sit in one VPC across enough AZs."""
+    net = cfg.network
+    if net.existing_vpc_id is not None:
+        zones: list[str] = []
+        problems: list[str] = []
+        for subnet_id in net.existing_private_subnet_ids:
+            subnet = aws.ec2.get_subnet(id=subnet_id)
+            if subnet.vpc_id != net.existing_vpc_id:
+                problems.append(f"lifeguard:existingPrivateSubnetIds: {subnet_id} is in {subnet.vpc_id}, "
+                                f"not in existingVpcId {net.existing_vpc_id}")
+            zones.append(subnet.availability_zone)
+        if len(set(zones)) < 2:
+            problems.append("lifeguard:existingPrivateSubnetIds: the subnets must span at least two AZs, "
+                            f"they are all in {', '.join(sorted(set(zones)))}")
+        if problems:
+            raise ConfigError(problems)
+        return tuple(zones)
+    # Only AZs that need no opt-in: Local Zones lack Fargate, NLB or RDS Multi-AZ.
+    available = aws.get_availability_zones(
+        state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}]
+    )
+    names = sorted(available.names)
+    if len(names) < net.availability_zone_count:
+        raise ConfigError([
+            f"lifeguard:availabilityZoneCount: {net.availability_zone_count} AZs requested but the region "
+            f"has {len(names)} available ({', '.join(names) or 'none'}); lower availabilityZoneCount "
+            "(at least 2) or choose another region"
+        ])
+    return tuple(names[: net.availability_zone_count])
+
+
+def _secret_name_prefix() -> str:
+    stack = re.sub(r"[^A-Za-z0-9/_+=.@-]", "-", pulumi.get_stack())
+    return f"lifeguard/{stack}/"
+
+
+def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]:
+    """Create every resource; return the stack outputs (name -> value or Output)."""
+    paths = paths or ProgramPaths()
+    region = aws.get_region().region
+    zones = resolve_availability_zones(cfg)
+    # Fail on missing build inputs before creating anything.
+    context_tag(paths.pgbouncer_context, cfg.pooler.architecture)
+    context_tag(paths.migrator_context, cfg.migration.architecture)
+    package = lambda_package.build(paths.lambdas_source, cfg.functions.architecture, paths.build_dir / "lambda")
+
+    network = Network(
+        "network",
+        NetworkArgs(
+            region=region,
+            availability_zones=zones,
+            api_access=cfg.network.api_access,
+            vpc_cidr=cfg.network.vpc_cidr,
+            nat_gateway_per_az=cfg.production,
+            existing_vpc_id=cfg.network.existing_vpc_id,
+            existing_private_subnet_ids=cfg.network.existing_private_subnet_ids,
+        ),
+    )
+    db_cfg = cfg.database
+    database = Database(
+        "database",
+        DatabaseArgs(
+            subnet_ids=network.private_subnet_ids,
+            security_group_id=network.database_security_group_id,
+            postgres_major_version=db_cfg.postgres_major_version,
+            instance_class=db_cfg.instance_class,
+            allocated_storage_gb=db_cfg.allocated_storage_gb,
+            max_allocated_storage_gb=db_cfg.max_allocated_storage_gb,
+            db_name=db_cfg.db_name,
+            username=db_cfg.username,
+            max_connections=db_cfg.max_connections,
+            backup_retention_days=db_cfg.backup_retention_days,
+            multi_az=db_cfg.multi_az,
+            deletion_protection=db_cfg.deletion_protection,
+            final_snapshot=cfg.production,
+        ),
+    )
+    secret_prefix = _secret_name_prefix()
+    pooler = Pooler(
+        "pooler",
+        PoolerArgs(
+            region=region,
+            vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids,
+            load_balancer_security_group_id=network.load_balancer_security_group_id,
+            task_security_group_id=network.pooler_security_group_id,
+            database_address=database.address,
+            db_name=db_cfg.db_name,
+            username=db_cfg.username,
+            password=database.password,
+            settings=cfg.pooler,
+            context_dir=paths.pgbouncer_context,
+            secret_name_prefix=secret_prefix,
+            secret_recovery_window_days=cfg.secret_recovery_window_days,
+            log_retention_days=cfg.log_retention_days,
+            production=cfg.production,
+            deletion_protection=db_cfg.deletion_protection,
+        ),
+    )
+    secrets = ConnectionSecrets(
+        "connection",
+        ConnectionSecretsArgs(
+            username=db_cfg.username,
+            password=database.password,
+            db_name=db_cfg.db_name,
+            pooler_host=pooler.endpoint,
+            pooler_port=pooler.port,
+            database_host=database.address,
+            database_port=database.port,
+            secret_name_prefix=secret_prefix,
+            recovery_window_days=cfg.secret_recovery_window_days,
+        ),
+    )
+    functions = Functions(
+        "functions",
+        FunctionsArgs(
+            subnet_ids=network.private_subnet_ids,
+            security_group_id=network.functions_security_group_id,
+            pooled_secret_arn=secrets.pooled_secret_arn,
+            package=package,
+            settings=cfg.functions,
+            log_retention_days=cfg.log_retention_days,
+        ),
+    )
+    migration = MigrationJob(
+        "migration",
+        MigrationJobArgs(
+            region=region,
+            subnet_ids=network.private_subnet_ids,
+            security_group_id=network.migration_security_group_id,
+            direct_secret_arn=secrets.direct_secret_arn,
+            settings=cfg.migration,
+            context_dir=paths.migrator_context,
+            log_retention_days=cfg.log_retention_days,
+            production=cfg.production,
+        ),
+    )
+
+    return {
+        "vpcId": network.vpc_id,
+        "poolerEndpoint": pooler.endpoint,
+        "poolerPort": pooler.port,
+        "databaseEndpoint": database.address,
+        "databasePort": database.port,
+        "databaseIdentifier": database.identifier,
+        "pooledSecretArn": secrets.pooled_secret_arn,
+        "directSecretArn": secrets.direct_secret_arn,
+        "poolerSecretArn": pooler.credentials_secret_arn,
+        "poolSize": cfg.pooler.pool_size,
+        "maxConnections": db_cfg.max_connections,
+        "poolerClusterName": pooler.cluster_name,
+        "poolerServiceName": pooler.service_name,
+        "poolerLogGroupName": pooler.log_group_name,
+        "readInvoicesFunctionName": functions.names["read-invoices"],
+        "readInvoicesFunctionArn": functions.arns["read-invoices"],
+        "chargeCreditsFunctionName": functions.names["charge-credits"],
+        "chargeCreditsFunctionArn": functions.arns["charge-credits"],
+        "migrationClusterArn": migration.cluster_arn,
+        "migrationTaskDefinitionArn": migration.task_definition_arn,
+        "migrationContainerName": migration.container_name,
+        "migrationSubnetIds": migration.subnet_ids,
+        "migrationSecurityGroupIds": migration.security_group_ids,
+        "migrationLogGroupName": migration.log_group_name,
+        "migrationLogStreamPrefix": migration.log_stream_prefix,
+        "migrationExecutionRoleArn": migration.execution_role_arn,
+    }
+
+
+def main(values: Mapping[str, Any] | None = None) -> None:
+    """The Pulumi entry point: read config, build, export."""
+    outputs = build(load(values))
+    for name, value in outputs.items():
+        pulumi.export(name, value)

@@ -1,0 +1,288 @@
+"""Write the benchmark's results: JSON (the figures), markdown (the same, explained) and a chart.
+
+The markdown is generated from the JSON, so the figures in the docs are always the measured ones;
+the explanations quote the measured CPU costs rather than fixed numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lifeguard.local.chart import Series, backends_chart
+
+COMMAND = "lifeguard bench --out docs"
+
+
+def _strip_samples(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_samples(v) for k, v in value.items() if k != "samples"}
+    if isinstance(value, list):
+        return [_strip_samples(v) for v in value]
+    return value
+
+
+def write(results: dict[str, Any], out_dir: Path, command: str = COMMAND) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chart = out_dir / "benchmarks-spike.png"
+    _spike_chart(results, chart)
+    clean = _strip_samples(results)
+    clean["command"] = command
+    clean["chart"] = chart.name
+    json_path = out_dir / "benchmarks.json"
+    json_path.write_text(json.dumps(clean, indent=2) + "\n")
+    md_path = out_dir / "benchmarks.md"
+    md_path.write_text(render_markdown(clean, chart.name))
+    return {"json": json_path, "markdown": md_path, "chart": chart}
+
+
+def _spike_chart(results: dict[str, Any], path: Path) -> None:
+    spike = results["spike"]
+    series = []
+    if "direct" in spike:
+        d = spike["direct"]
+        series.append(Series(f"direct, {d['instances']:,} instances ({d['failed']:,} failed)", d["samples"], "#d32f2f"))
+    runs = spike["pooled_runs"]
+    if runs:
+        last = runs[-1]
+        series.append(Series(f"PgBouncer, {last['instances']:,} instances ({last['failed']:,} failed)",
+                             last["samples"], "#2e7d32"))
+    backends_chart(path, series, max_connections=spike["max_connections"], pool_size=spike["pool_size"],
+                   title="Spike: Postgres backends, straight at Postgres and through PgBouncer")
+
+
+def _ms(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f} ms"
+
+
+def _n(value: float | int) -> str:
+    return f"{value:,}"
+
+
+def _tick(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def render_markdown(r: dict[str, Any], chart_name: str) -> str:
+    m, s, t = r["machine"], r["settings"], r["targets"]
+    spike, churn, warm = r["spike"], r["churn"], r["warm"]
+    verifier = r.get("verifier")
+    reuseport = r.get("reuseport")
+    pool = spike["pool_size"]
+    lines: list[str] = [
+        "# Benchmarks: through PgBouncer against straight at Postgres",
+        "",
+        f"Measured by `lifeguard bench` in one run on one machine ({r['started_at']}, {r['duration_s']:.0f} s).",
+        "Reproduce with:",
+        "",
+        "```sh",
+        r.get("command", COMMAND),
+        "```",
+        "",
+        "It starts its own throwaway stacks (free ports, a temporary state directory), writes",
+        "`benchmarks.json`, this file and the chart, and stops everything it started.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| CPU | {m['cpu']}, {m['cores']} cores |",
+        f"| memory | {m['memory_gib']} GiB |",
+        f"| OS | {m['os']}, kernel {m['kernel']} |",
+        f"| Postgres | {m['postgres']} (max_connections {spike['max_connections']}, SCRAM, TLS forced) |",
+        f"| PgBouncer | {m['pgbouncer']} (transaction mode, default_pool_size {pool} from PoolBudget, "
+        "client TLS `require`, plain password in auth_file) |",
+        f"| client | Python {m['python']}, psycopg {m['psycopg']}, libpq {m['libpq']}, {m['openssl']} |",
+        f"| load average | {m['load_average_at_start']} at start, {m.get('load_average_at_end', '-')} at end "
+        "(the machine is shared; other work adds noise) |",
+        "",
+        "Clients, PgBouncer and Postgres share these cores, so every figure includes the clients' own",
+        f"CPU. Function instances are hosted by {s['workers']} worker processes (see `docs/local.md`).",
+        "",
+        "## Targets",
+        "",
+        "| target | as shipped | met? | best lift tried |",
+        "|---|---|---|---|",
+    ]
+    sc, cr, wo = t["spike_capacity"], t["churn_ratio"], t["warm_overhead_ms"]
+    lines += [
+        f"| {_n(sc['target'])} concurrent instances, 0 errors, backends <= pool | {_n(sc['measured'])} | "
+        f"{_tick(sc['met'])} | {_variants(sc['by_variant'], _n)} |",
+        f"| churn throughput pooled >= {cr['target']}x direct | {cr['measured']}x | {_tick(cr['met'])} | "
+        f"{_variants(cr['by_variant'], lambda v: f'{v}x')} |",
+        f"| warm per-query overhead <= {wo['target']} ms at p50 | {wo['measured']:.3f} ms | {_tick(wo['met'])} | - |",
+        "",
+        "## 1. Spike capacity",
+        "",
+        "Every instance cold-starts (opens its connection, runs `read_invoices`), then stays alive holding",
+        "its connection until all are done, and is invoked once more warm: at the end all of them are",
+        "connected at once. Time to first row counts from the spike's start, so it includes waiting for one",
+        f"of the {s['workers']} x {s['threads']} cold-start slots (Lambda, too, scales out at a bounded rate).",
+        "",
+        "| run | instances | ok | failed | peak backends | first row p50 | p99 | wall |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    if "direct" in spike:
+        d = spike["direct"]
+        lines.append(_spike_row("straight at Postgres", d, spike["max_connections"], "max_connections"))
+    for run in spike["pooled_runs"]:
+        lines.append(_spike_row("through PgBouncer", run, pool, "pool"))
+    if verifier:
+        for run in verifier["spike"]["pooled_runs"]:
+            lines.append(_spike_row("PgBouncer, SCRAM verifier (experiment)", run, pool, "pool"))
+    if reuseport:
+        rp = reuseport["spike"]
+        for run in rp["pooled_runs"]:
+            lines.append(_spike_row(f"{reuseport['processes']} PgBouncers, so_reuseport", run, rp["pool_size"], "pool"))
+    lines += ["", f"![backends over time]({chart_name})", ""]
+    if "direct" in spike:
+        d = spike["direct"]
+        lines += [
+            f"Straight at Postgres, {_n(spike['direct_capacity'])} instances got a connection and "
+            f"{_n(d['failed'])} of {_n(d['instances'])} failed: "
+            + ", ".join(f"{_n(c)} x `{e}`" for e, c in sorted(d["db_errors"].items(), key=lambda kv: -kv[1]))
+            + ".",
+            "",
+        ]
+    lines += _spike_explanation(r)
+    lines += [
+        "## 2. Connection churn: a new connection per invocation",
+        "",
+        f"{churn['direct']['clients']} clients, each invocation a fresh instance (new connection: TCP, TLS, SCRAM),"
+        f" for {s['churn_seconds']:.0f} s. CPU per invocation is measured from `/proc` (Postgres: the postmaster"
+        " and every backend it forked; PgBouncer: its processes) and from the workers' own usage.",
+        "",
+        "| | throughput | p50 | p99 | failed | client CPU | PgBouncer CPU | Postgres CPU |",
+        "|---|---|---|---|---|---|---|---|",
+        _churn_row("straight at Postgres", churn["direct"]),
+        _churn_row("through PgBouncer", churn["pooled"]),
+    ]
+    if verifier:
+        lines.append(_churn_row("PgBouncer, SCRAM verifier (experiment)", verifier["churn"]))
+    if reuseport:
+        k = reuseport["processes"]
+        lines.append(_churn_row(f"{k} PgBouncers, so_reuseport", reuseport["churn"]))
+        lines.append(_churn_row(f"{k} PgBouncers, so_reuseport + verifier", reuseport["verifier_churn"]))
+    lines += ["", *_churn_explanation(r)]
+    lines += [
+        "## 3. Warm overhead: a reused connection",
+        "",
+        f"`{warm['direct']['sql']}` on a connection that stays open (a warm instance), one client for latency"
+        f" ({s['warm_seconds']:.0f} s), {warm['direct']['clients']} clients for throughput.",
+        "",
+        "| | p50 | p99 | 1 client | throughput |",
+        "|---|---|---|---|---|",
+    ]
+    for name, w in (("straight at Postgres", warm["direct"]), ("through PgBouncer", warm["pooled"])):
+        lines.append(f"| {name} | {_ms(w['p50_ms'], 3)} | {_ms(w['p99_ms'], 3)} | "
+                     f"{_n(w['single_client_qps'])} queries/s | {_n(w['throughput_qps'])} queries/s |")
+    overhead = wo["measured"]
+    lines += [
+        "",
+        f"PgBouncer adds one hop on loopback: {overhead:.3f} ms per query at p50"
+        + (" (within the target)." if wo["met"] else
+           f", above the {wo['target']} ms target. The hop costs two extra socket reads and writes and a"
+           " wake-up of PgBouncer's event loop per message; on a busy 2-core machine the wake-up waits for a"
+           " core. Lifts: fewer round trips per invocation (one statement per transaction, as"
+           " `read_invoices` does), and a core that is not shared with the clients."),
+        "Warm throughput through one PgBouncer process is bounded by that process's single core; a second"
+        " process with `so_reuseport` adds a core where one is free.",
+        "",
+        "## Notes",
+        "",
+        "- Same machine, same run, same code path: the functions' own `lambdas.db.Database`, one per",
+        "  instance, with `prepare_threshold=None` (no prepared statements through a transaction pooler).",
+        "- The SCRAM-verifier rows are an experiment (`lifeguard/bench/experiments.py`): the kit ships",
+        "  plain passwords in `auth_file`, which the renderer enforces.",
+        "- The raw figures are in `benchmarks.json`; `lifeguard bench --help` lists the knobs",
+        "  (levels, durations, workers, clients).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _variants(values: dict[str, Any], fmt: Any) -> str:
+    others = {k: v for k, v in values.items() if k != "shipped"}
+    return ", ".join(f"{k}: {fmt(v)}" for k, v in others.items()) or "-"
+
+
+def _spike_row(name: str, run: dict[str, Any], limit: int, limit_name: str) -> str:
+    return (f"| {name} | {_n(run['instances'])} | {_n(run['ok'])} | {_n(run['failed'])} | "
+            f"{run['peak_backends']} ({limit_name} {limit}) | {_ms(run['p50_ms'])} | {_ms(run['p99_ms'])} | "
+            f"{run['wall_s']:.1f} s |")
+
+
+def _churn_row(name: str, c: dict[str, Any]) -> str:
+    cpu = c["cpu_ms_per_invocation"]
+    return (f"| {name} | {c['throughput_per_s']:,.0f}/s | {_ms(c['p50_ms'], 1)} | {_ms(c['p99_ms'], 1)} | "
+            f"{_n(c['failed'])} | {cpu['client']:.2f} ms | {cpu['pgbouncer']:.2f} ms | {cpu['postgres']:.2f} ms |")
+
+
+def _spike_explanation(r: dict[str, Any]) -> list[str]:
+    t = r["targets"]["spike_capacity"]
+    churn = r["churn"]["pooled"]["cpu_ms_per_invocation"]
+    per_login = churn["client"] + churn["pgbouncer"]
+    cores = r["machine"]["cores"] or 1
+    ceiling = cores * 1000 / per_login if per_login else 0
+    lines = [
+        "What limits the spike: every cold start is a full login (TLS handshake and SCRAM on both ends).",
+        f"Measured in the churn run, a login through PgBouncer costs {churn['client']:.2f} ms of client CPU and",
+        f"{churn['pgbouncer']:.2f} ms of PgBouncer CPU, so {cores} cores admit at most about {ceiling:,.0f} new",
+        "instances per second; the spike's time to first row grows with its size at that rate while",
+        "Postgres stays at a handful of backends. On AWS the clients' half runs on the Lambda hosts, not",
+        "on the pooler's cores.",
+    ]
+    if not t["met"]:
+        failed = [run for run in r["spike"]["pooled_runs"] if not run.get("passed", True)]
+        if failed:
+            run = failed[0]
+            errors = ", ".join(f"{_n(c)} x `{e}`" for e, c in sorted(
+                {**run["errors"], **run["db_errors"]}.items(), key=lambda kv: -kv[1])[:3]) or "none"
+            how = (f"at {_n(run['instances'])} instances {_n(run['failed'])} cold starts and "
+                   f"{_n(run['warm_failed'])} warm calls failed ({errors}), peak {run['peak_backends']} backends")
+        else:
+            how = f"no level failed, but the levels tried stopped at {_n(t['measured'])}"
+        lines += [
+            "",
+            f"**Target missed as shipped:** {_n(t['measured'])} instances passed; {how}. What lifts it: more",
+            "PgBouncer cores (`so_reuseport`, or more tasks behind the NLB), PgBouncer 1.25+ (which the",
+            "image pins) for its faster ad-hoc SCRAM, or a SCRAM verifier in auth_file (rows above).",
+        ]
+    return [*lines, ""]
+
+
+def _churn_explanation(r: dict[str, Any]) -> list[str]:
+    cr = r["targets"]["churn_ratio"]
+    d = r["churn"]["direct"]["cpu_ms_per_invocation"]
+    p = r["churn"]["pooled"]["cpu_ms_per_invocation"]
+    direct_total = d["client"] + d["postgres"]
+    pooled_total = p["client"] + p["pgbouncer"] + p["postgres"]
+    lines = [
+        f"Per new connection, straight at Postgres costs {direct_total:.2f} ms of CPU in all (client"
+        f" {d['client']:.2f}, Postgres {d['postgres']:.2f}: fork, TLS, backend start-up), through PgBouncer"
+        f" {pooled_total:.2f} ms (client {p['client']:.2f}, PgBouncer {p['pgbouncer']:.2f}, Postgres"
+        f" {p['postgres']:.2f}: no new backend). With every core busy, throughput is the cores divided by that"
+        " cost, so the ratio of the two is what the pooler can win on one machine.",
+        "",
+    ]
+    if not cr["met"]:
+        verifier = r.get("verifier")
+        lift = ""
+        if verifier:
+            v = verifier["churn"]["cpu_ms_per_invocation"]
+            lift = (f" With the SCRAM verifier in auth_file, PgBouncer's share drops from {p['pgbouncer']:.2f} ms to"
+                    f" {v['pgbouncer']:.2f} ms per login ({cr['by_variant'].get('scram_verifier', '-')}x direct).")
+        lines += [
+            f"**Target missed as shipped ({cr['measured']}x):** the client's own login CPU"
+            f" ({p['client']:.2f} ms: SCRAM's 4096 PBKDF2 iterations and the TLS handshake in libpq, plus the"
+            " Python handler) is paid on both paths and shares the same two cores, and PgBouncer 1.18 spends"
+            f" {p['pgbouncer']:.2f} ms re-deriving SCRAM keys from the plain password for every login."
+            + lift,
+            "What lifts it in production: the clients' CPU is on the Lambda hosts, PgBouncer 1.25+ (pinned in"
+            " the image) derives SCRAM keys much faster, and `so_reuseport` or more tasks add pooler cores.",
+            "",
+        ]
+    return lines

@@ -1,0 +1,317 @@
+"""The benchmark: one run, one machine, pooled against direct.
+
+1. Spike capacity: the largest number of concurrent instances (up to ``max_instances``) served
+   with zero errors through PgBouncer while Postgres' backends stay at or below the pool size;
+   direct for comparison.
+2. Connection churn: every invocation a new instance (a cold start: new connection, SCRAM, TLS),
+   throughput and p50/p99, with the CPU each side spent per connection.
+3. Warm overhead: per-query latency (one client) and throughput (many) on reused connections.
+
+Then the same spike and churn again with several PgBouncer processes sharing the port
+(``so_reuseport``): the documented way to give PgBouncer more than one core.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from lifeguard.bench.cpu import ServerCpu
+from lifeguard.bench.experiments import use_scram_verifier
+from lifeguard.bench.machine import describe, load_average
+from lifeguard.local.gauge import SpikeDisplay
+from lifeguard.local.invoker import WorkerPool, split, worker_env
+from lifeguard.local.spike import BackendMonitor, SpikeResult, percentile, run_spike
+from lifeguard.local.stack import LocalStack, StackConfig, StackOptions
+from lifeguard.local.system import free_port
+
+Say = Callable[[str], None]
+TARGET_INSTANCES = 10000
+TARGET_CHURN_RATIO = 2.0
+TARGET_WARM_OVERHEAD_MS = 0.05
+WARM_SQL = "SELECT 1"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    levels: tuple[int, ...] = (1000, 2500, 5000, 10000)
+    """Pooled spike sizes, tried in order until one fails; the last is the target."""
+    direct_instances: int = 1000
+    max_connections: int = 100
+    workers: int = 2
+    threads: int = 48
+    """Cold starts in flight per worker during a spike."""
+    churn_clients: int = 16
+    churn_seconds: float = 15.0
+    warm_seconds: float = 10.0
+    warm_clients: int = 16
+    reuseport_processes: int = 2
+    """PgBouncer processes for the so_reuseport variant; 1 or less skips it."""
+
+    def check(self) -> None:
+        if not self.levels or any(n < 1 for n in self.levels) or list(self.levels) != sorted(self.levels):
+            raise ValueError("--levels must be increasing positive numbers")
+        if self.levels[-1] > 20000:
+            raise ValueError("--levels above 20000 exceed the open-files limit PgBouncer runs with here")
+        if self.churn_seconds <= 0 or self.warm_seconds <= 0:
+            raise ValueError("--churn-seconds and --warm-seconds must be positive")
+
+
+@dataclass
+class Variant:
+    """One stack shape: Postgres plus ``pooler_processes`` PgBouncer processes."""
+
+    name: str
+    stack: LocalStack
+    config: StackConfig
+    org_id: int
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def _start(root: Path, name: str, settings: BenchSettings, processes: int, say: Say) -> Variant:
+    stack = LocalStack(root / name)
+    say(f"[{name}] starting Postgres (max_connections {settings.max_connections}) and {processes} PgBouncer "
+        f"process(es)")
+    config = stack.up(
+        StackOptions(
+            pg_port=free_port(), pooler_port=free_port(), max_connections=settings.max_connections,
+            pooler_processes=processes, max_client_conn=settings.levels[-1] + 100, durable=False,
+        ),
+        migrate=True,
+    )
+    with psycopg.connect(stack.direct_url(config), connect_timeout=10) as conn:
+        row = conn.execute("SELECT id FROM orgs WHERE name = 'acme'").fetchone()
+    if row is None:
+        raise RuntimeError("the migrations did not seed the 'acme' organisation")
+    return Variant(name, stack, config, int(row[0]))
+
+
+def _spike(variant: Variant, monitor: BackendMonitor, label: str, url: str, instances: int,
+           settings: BenchSettings) -> SpikeResult:
+    display = SpikeDisplay(variant.config.max_connections)
+    try:
+        return run_spike(label=label, url=url, instances=instances, monitor=monitor,
+                         event={"org_id": variant.org_id}, workers=settings.workers, threads=settings.threads,
+                         progress=display, hold_s=0.3)
+    finally:
+        display.finish()
+
+
+def _spike_ok(result: SpikeResult, pool_size: int) -> bool:
+    return result.failed == 0 and result.warm_failed == 0 and result.peak_backends <= pool_size
+
+
+def capacity(variant: Variant, settings: BenchSettings, say: Say, levels: Sequence[int],
+             with_direct: bool = True) -> dict[str, Any]:
+    config, stack = variant.config, variant.stack
+    monitor = BackendMonitor(stack.superuser_url(config))
+    out: dict[str, Any] = {"pool_size": config.total_pool_size, "max_connections": config.max_connections}
+    try:
+        if with_direct:
+            direct = _spike(variant, monitor, "direct", stack.direct_url(config), settings.direct_instances, settings)
+            out["direct"] = {**direct.to_json(), "samples": direct.samples}
+            # Straight at Postgres every live instance holds a backend: capacity is what got one.
+            out["direct_capacity"] = direct.ok if direct.failed else direct.instances
+            monitor.wait_until_at_most(direct.baseline_backends, timeout=30)
+        runs = []
+        best = 0
+        for n in levels:
+            result = _spike(variant, monitor, "pooled", stack.pooled_url(config), n, settings)
+            passed = _spike_ok(result, config.total_pool_size)
+            runs.append({**result.to_json(), "passed": passed, "samples": result.samples})
+            say(f"[{variant.name}] {n} instances through PgBouncer: {result.ok} ok, {result.failed} failed, "
+                f"peak {result.peak_backends} backends (pool {config.total_pool_size}), "
+                f"first row p50 {result.p50_ms:.0f} ms p99 {result.p99_ms:.0f} ms" if result.p50_ms is not None
+                else f"[{variant.name}] {n} instances through PgBouncer: {result.failed} failed")
+            if not passed:
+                break
+            best = n
+        out["pooled_runs"] = runs
+        out["pooled_capacity"] = best
+    finally:
+        monitor.close()
+    return out
+
+
+def _pool_run(jobs: list[dict[str, Any]], url: str, function: str | None, kind: str,
+              timeout: float) -> tuple[list[dict[str, Any]], float]:
+    with WorkerPool(jobs, worker_env(url, function)) as pool:
+        started = time.perf_counter()
+        pool.send({"type": "go"})
+        reports = pool.collect(kind, timeout)
+        wall = time.perf_counter() - started
+    return reports, wall
+
+
+def churn(variant: Variant, label: str, url: str, settings: BenchSettings) -> dict[str, Any]:
+    """New instance (new connection) per invocation, ``churn_clients`` at a time, for a fixed time."""
+    stack, config = variant.stack, variant.config
+    cpu = ServerCpu.from_state(stack.cluster(config).data_dir,
+                               [stack.pooler_root(i) / "pgbouncer.pid" for i in range(1, config.pooler_processes + 1)])
+    jobs = [{"mode": "churn", "function": "read_invoices", "event": {"org_id": variant.org_id},
+             "threads": n, "duration_s": settings.churn_seconds}
+            for n in split(settings.churn_clients, settings.workers)]
+    before = cpu.sample()
+    reports, wall = _pool_run(jobs, url, "read_invoices", "churn", settings.churn_seconds + 120)
+    after = cpu.sample()
+    ok = sum(int(r["ok"]) for r in reports)
+    failed = sum(int(r["failed"]) for r in reports)
+    latencies = [x for r in reports for x in r["latencies_ms"]]
+    client_cpu = sum(float(r["cpu_s"]) for r in reports)
+    per = max(ok + failed, 1)
+    errors: dict[str, int] = {}
+    for r in reports:
+        for k, v in r["errors"].items():
+            errors[k] = errors.get(k, 0) + int(v)
+    return {
+        "label": label,
+        "clients": settings.churn_clients,
+        "seconds": round(wall, 2),
+        "invocations": ok + failed,
+        "ok": ok,
+        "failed": failed,
+        "errors": errors,
+        "throughput_per_s": round(ok / wall, 1),
+        "p50_ms": _r(percentile(latencies, 50)),
+        "p99_ms": _r(percentile(latencies, 99)),
+        "cpu_ms_per_invocation": {
+            "client": round(client_cpu * 1000 / per, 2),
+            "pgbouncer": round((after.pgbouncer_s - before.pgbouncer_s) * 1000 / per, 2),
+            "postgres": round((after.postgres_s - before.postgres_s) * 1000 / per, 2),
+        },
+    }
+
+
+def warm(variant: Variant, label: str, url: str, settings: BenchSettings) -> dict[str, Any]:
+    """Reused connections: one client for latency, ``warm_clients`` for throughput."""
+    one = [{"mode": "queries", "sql": WARM_SQL, "threads": 1, "duration_s": settings.warm_seconds}]
+    reports, _ = _pool_run(one, url, None, "queries", settings.warm_seconds + 120)
+    latencies = reports[0]["latencies_ms"]
+    many = [{"mode": "queries", "sql": WARM_SQL, "threads": n, "duration_s": settings.warm_seconds}
+            for n in split(settings.warm_clients, settings.workers)]
+    reports, wall = _pool_run(many, url, None, "queries", settings.warm_seconds + 120)
+    queries = sum(int(r["ok"]) for r in reports)
+    return {
+        "label": label,
+        "sql": WARM_SQL,
+        "latency_queries": len(latencies),
+        "p50_ms": _r(percentile(latencies, 50), 4),
+        "p99_ms": _r(percentile(latencies, 99), 4),
+        "single_client_qps": round(len(latencies) / settings.warm_seconds, 1),
+        "clients": settings.warm_clients,
+        "throughput_qps": round(queries / wall, 1),
+    }
+
+
+def _r(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, Any]:
+    settings.check()
+    started = time.time()
+    results: dict[str, Any] = {
+        "settings": asdict(settings),
+        "machine": describe(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+    }
+    one = _start(state_root, "one-pgbouncer", settings, 1, say)
+    try:
+        say("[spike] direct, then through one PgBouncer process, growing until a level fails")
+        results["spike"] = capacity(one, settings, say, settings.levels)
+        say("[churn] a new connection per invocation")
+        results["churn"] = {
+            "direct": churn(one, "direct", one.stack.direct_url(one.config), settings),
+            "pooled": churn(one, "pooled", one.stack.pooled_url(one.config), settings),
+        }
+        say(_churn_line(results["churn"]))
+        say("[warm] reused connections")
+        results["warm"] = {
+            "direct": warm(one, "direct", one.stack.direct_url(one.config), settings),
+            "pooled": warm(one, "pooled", one.stack.pooled_url(one.config), settings),
+        }
+        say(_warm_line(results["warm"]))
+        say("[experiment] the role's SCRAM verifier in PgBouncer's auth_file instead of the plain password")
+        use_scram_verifier(one.stack, one.config)
+        results["verifier"] = {
+            "churn": churn(one, "pooled", one.stack.pooled_url(one.config), settings),
+            "spike": capacity(one, settings, say, [settings.levels[-1]], with_direct=False),
+        }
+        say(f"[experiment] churn with the verifier: {results['verifier']['churn']['throughput_per_s']}/s")
+    finally:
+        one.stack.down(purge=True)
+    if settings.reuseport_processes > 1:
+        k = settings.reuseport_processes
+        multi = _start(state_root, f"{k}-pgbouncers", settings, k, say)
+        try:
+            say(f"[so_reuseport] {k} PgBouncer processes on one port")
+            top = [settings.levels[-1]]
+            results["reuseport"] = {
+                "processes": k,
+                "spike": capacity(multi, settings, say, top, with_direct=False),
+                "churn": churn(multi, "pooled", multi.stack.pooled_url(multi.config), settings),
+            }
+            say(f"[so_reuseport] churn {results['reuseport']['churn']['throughput_per_s']}/s")
+            use_scram_verifier(multi.stack, multi.config)
+            results["reuseport"]["verifier_churn"] = churn(
+                multi, "pooled", multi.stack.pooled_url(multi.config), settings
+            )
+            say(f"[so_reuseport + verifier] churn {results['reuseport']['verifier_churn']['throughput_per_s']}/s")
+        finally:
+            multi.stack.down(purge=True)
+    results["machine"]["load_average_at_end"] = load_average()
+    results["duration_s"] = round(time.time() - started, 1)
+    results["targets"] = evaluate(results)
+    return results
+
+
+def _churn_line(c: dict[str, Any]) -> str:
+    return (f"[churn] direct {c['direct']['throughput_per_s']}/s, pooled {c['pooled']['throughput_per_s']}/s "
+            f"(p50 {c['direct']['p50_ms']} vs {c['pooled']['p50_ms']} ms)")
+
+
+def _warm_line(w: dict[str, Any]) -> str:
+    return (f"[warm] p50 {w['direct']['p50_ms']} ms direct, {w['pooled']['p50_ms']} ms pooled; "
+            f"{w['direct']['throughput_qps']} vs {w['pooled']['throughput_qps']} queries/s")
+
+
+def evaluate(results: dict[str, Any]) -> dict[str, Any]:
+    """Each target: what was asked, what the kit as shipped measured, and the best lift tried."""
+    reuseport = results.get("reuseport") or {}
+    verifier = results.get("verifier") or {}
+    capacities = {"shipped": results["spike"]["pooled_capacity"]}
+    if reuseport:
+        capacities["so_reuseport"] = reuseport["spike"]["pooled_capacity"]
+    if verifier:
+        capacities["scram_verifier"] = verifier["spike"]["pooled_capacity"]
+    direct_rate = max(results["churn"]["direct"]["throughput_per_s"], 0.001)
+    rates = {"shipped": results["churn"]["pooled"]["throughput_per_s"]}
+    if reuseport:
+        rates["so_reuseport"] = reuseport["churn"]["throughput_per_s"]
+        rates["so_reuseport+scram_verifier"] = reuseport["verifier_churn"]["throughput_per_s"]
+    if verifier:
+        rates["scram_verifier"] = verifier["churn"]["throughput_per_s"]
+    ratios = {name: round(rate / direct_rate, 2) for name, rate in rates.items()}
+    w = results["warm"]
+    overhead = (w["pooled"]["p50_ms"] or 0) - (w["direct"]["p50_ms"] or 0)
+    best_capacity = max(capacities, key=lambda k: capacities[k])
+    best_ratio = max(ratios, key=lambda k: ratios[k])
+    return {
+        "spike_capacity": {
+            "target": TARGET_INSTANCES, "measured": capacities["shipped"], "by_variant": capacities,
+            "best_variant": best_capacity, "met": capacities["shipped"] >= TARGET_INSTANCES,
+        },
+        "churn_ratio": {
+            "target": TARGET_CHURN_RATIO, "measured": ratios["shipped"], "by_variant": ratios,
+            "best_variant": best_ratio, "met": ratios["shipped"] >= TARGET_CHURN_RATIO,
+        },
+        "warm_overhead_ms": {
+            "target": TARGET_WARM_OVERHEAD_MS, "measured": round(overhead, 4),
+            "met": overhead <= TARGET_WARM_OVERHEAD_MS,
+        },
+    }

@@ -1,0 +1,101 @@
+"""``lifeguard migrate``: run the stack's migration task on ECS after ``pulumi up`` and wait for it.
+
+Exit status: the migration container's own exit code (0 = every migration applied); 124 when it
+ran out of time (the task is stopped); 125 when the task never ran the container (ECS's reason is
+printed); 2 for unusable stack outputs; 1 when an AWS call is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lifeguard.pipeline import aws
+from lifeguard.pipeline.clock import Clock, SystemClock
+from lifeguard.pipeline.ecs_task import EXIT_DID_NOT_RUN, STARTED_BY, EcsTaskError
+from lifeguard.pipeline.migration import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_SECONDS, MigrationRun, run_migration
+from lifeguard.pipeline.outputs import MigrationTarget, OutputsError, add_outputs_arguments, outputs_from_args
+
+# The clock the waits use; a seam for tests, which swap in one that does not really sleep.
+CLOCK: Clock = SystemClock()
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "migrate",
+        help="run the stack's migration task on ECS and wait for it",
+        description=(
+            "Start the migration task (python -m migrator) on the stack's ECS cluster, print its log "
+            "lines as they arrive, and exit with the container's exit code."
+        ),
+    )
+    add_outputs_arguments(parser)
+    parser.add_argument(
+        "--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT_SECONDS, metavar="SECONDS",
+        help="stop the task and fail when it has not finished in this time (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--poll-interval", type=_positive_seconds, default=DEFAULT_POLL_SECONDS, metavar="SECONDS",
+        help="seconds between checks of the task and its logs (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--started-by", type=_started_by, default="lifeguard-migrate", metavar="TAG",
+        help="the task's startedBy tag, e.g. the CI run id (default: %(default)s)",
+    )
+    parser.add_argument("--region", help="AWS region (default: the region in migrationClusterArn)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        outputs, source = outputs_from_args(args)
+        target = MigrationTarget.from_outputs(outputs, source)
+    except OutputsError as exc:
+        _status(f"error: {exc}")
+        return 2
+    settings = MigrationRun(
+        timeout=args.timeout,
+        started_by=args.started_by,
+        poll_interval=args.poll_interval,
+        clock=CLOCK,
+        on_log_line=_log_line,
+        on_status=_status,
+    )
+    region = args.region or target.region
+    try:
+        outcome = run_migration(aws.ecs_client(region), aws.logs_client(region), target, settings)
+    except EcsTaskError as exc:
+        _status(f"error: {exc}")
+        return EXIT_DID_NOT_RUN
+    except aws.AWS_ERRORS as exc:
+        _status(f"error: {aws.explain_aws_error(exc)}")
+        return 1
+    _status(("migrations applied: " if outcome.ok else "migration FAILED: ") + outcome.summary)
+    return outcome.exit_code
+
+
+def _log_line(line: str) -> None:
+    # Flushed per line: in CI stdout is a pipe, and a buffered log is useless while the task runs.
+    print(line, flush=True)
+
+
+def _status(message: str) -> None:
+    print(f"lifeguard migrate: {message}", file=sys.stderr, flush=True)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive, finite number of seconds")
+    return value
+
+
+def _started_by(text: str) -> str:
+    if not STARTED_BY.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid startedBy: use 1-128 letters, digits, '-', '/' or '_'"
+        )
+    return text

@@ -1,0 +1,561 @@
+"""The local stack: Postgres standing in for RDS, PgBouncer on the image's rendered config, migrations.
+
+Everything lives in one state directory (``--state-dir``, ``LIFEGUARD_STATE_DIR``, or
+``.lifeguard/`` in the working directory)::
+
+    stack.json        ports, sizes and names (no secret)
+    app.password      the app role's generated password (0600)
+    postgres/         the cluster (PostgresCluster: data, TLS, superuser password, log)
+    pgbouncer-1/ ...  one directory per PgBouncer process (ini, auth_file, log, pid)
+
+Postgres and PgBouncer run detached, so the stack outlives the command that started it; ``down``
+stops both. The app role owns the database and is the only user of both URLs, exactly as on AWS:
+``DATABASE_URL`` (PgBouncer, ``sslmode=require``) and ``DATABASE_URL_UNPOOLED`` (Postgres,
+``sslmode=verify-full`` against the local CA). Nothing in this module prints or raises with a URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+
+from lifeguard.local.pooler import PoolerError, PoolerProcess, installed_version, local_settings
+from lifeguard.local.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
+from lifeguard.local.system import (
+    SERVICE_USER,
+    LocalSetupError,
+    find_pgbouncer,
+    find_postgres_bin,
+    port_in_use,
+    running_as_root,
+)
+from pgbouncer.entrypoint import StartupError
+from pgbouncer.settings import PoolerSettings, SettingsError
+from pgbouncer.sizing import PoolBudget, SizingError
+from pgbouncer.versions import PgBouncerVersion
+
+STATE_DIR_ENV = "LIFEGUARD_STATE_DIR"
+DEFAULT_STATE_DIR = ".lifeguard"
+# Next to, not on, 5432/6432: Debian's postgresql and pgbouncer packages start system services there.
+DEFAULT_PG_PORT = 55432
+DEFAULT_POOLER_PORT = 56432
+APP_USER = "lifeguard_app"
+APP_DB = "lifeguard"
+STATS_USER = "lifeguard_stats"
+"""PgBouncer console user (``stats_users``: read-only SHOW commands) for ``lifeguard local top``."""
+CONFIG_VERSION = 1
+MIGRATE_TIMEOUT_S = 600
+
+# Every variable that could point a migration at another database, or at the pooler.
+_URL_ENV_NAMES = ("DATABASE_URL", "DATABASE_URL_UNPOOLED", "DATABASE_URL_SECRET_ARN",
+                  "DATABASE_URL_UNPOOLED_SECRET_ARN")
+_LIBPQ_ENV = re.compile(r"^PG[A-Z]+$")
+
+
+class StackError(RuntimeError):
+    """The local stack cannot do what was asked; the message says what to change."""
+
+
+# The errors that mean "tell the user and stop", all with messages written for people.
+STACK_ERRORS: tuple[type[Exception], ...] = (
+    StackError, LocalSetupError, PostgresError, PoolerError, StartupError, SettingsError, SizingError,
+)
+
+
+def resolve_state_dir(explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """``--state-dir``, else ``$LIFEGUARD_STATE_DIR``, else ``.lifeguard/`` in the working directory."""
+    env = os.environ if env is None else env
+    chosen = explicit or env.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
+    return Path(chosen).expanduser().absolute()
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """What ``up`` may choose; ``None`` keeps the stored value (or the default on the first ``up``)."""
+
+    pg_port: int | None = None
+    pooler_port: int | None = None
+    max_connections: int | None = None
+    pooler_processes: int | None = None
+    max_client_conn: int | None = None
+    durable: bool | None = None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """The stack's shape, stored in ``stack.json`` on the first ``up`` (no secrets)."""
+
+    pg_port: int = DEFAULT_PG_PORT
+    pooler_port: int = DEFAULT_POOLER_PORT
+    max_connections: int = 100
+    superuser_reserved_connections: int = 3
+    pooler_processes: int = 1
+    """PgBouncer processes sharing the port with ``so_reuseport`` (one core each)."""
+    pool_size: int = 0
+    """``default_pool_size`` of each process, from :class:`PoolBudget`; 0 until derived."""
+    max_client_conn: int = 10000
+    durable: bool = True
+    dbname: str = APP_DB
+    user: str = APP_USER
+    version: int = CONFIG_VERSION
+
+    @property
+    def total_pool_size(self) -> int:
+        """Server connections all PgBouncer processes together may open."""
+        return self.pool_size * self.pooler_processes
+
+    @classmethod
+    def create(cls, options: StackOptions) -> StackConfig:
+        given = {k: v for k, v in asdict(options).items() if v is not None}
+        config = cls(**given)
+        config.check()
+        budget = PoolBudget(
+            max_connections=config.max_connections,
+            reserved_connections=config.superuser_reserved_connections,
+            max_tasks=config.pooler_processes,
+        )
+        return cls(**{**asdict(config), "pool_size": budget.default_pool_size()})
+
+    def check(self) -> None:
+        for name, port in (("--pg-port", self.pg_port), ("--pooler-port", self.pooler_port)):
+            if not 1024 <= port <= 65535:
+                raise StackError(f"{name} must be between 1024 and 65535, got {port}")
+        if self.pg_port == self.pooler_port:
+            raise StackError("--pg-port and --pooler-port must differ")
+        if not 10 <= self.max_connections <= 10000:
+            raise StackError(f"--max-connections must be between 10 and 10000, got {self.max_connections}")
+        if not 1 <= self.pooler_processes <= 16:
+            raise StackError(f"--pooler-processes must be between 1 and 16, got {self.pooler_processes}")
+        if self.max_client_conn < 1:
+            raise StackError(f"--max-client-conn must be at least 1, got {self.max_client_conn}")
+
+    def conflicts(self, options: StackOptions) -> list[str]:
+        """Options given to ``up`` that differ from the stored stack."""
+        return [
+            f"--{name.replace('_', '-')} {value} (the stack has {getattr(self, name)})"
+            for name, value in asdict(options).items()
+            if value is not None and value != getattr(self, name)
+        ]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: Path) -> StackConfig:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError:
+            raise StackError(
+                f"{where} is not valid JSON; run `lifeguard local down --purge` and `lifeguard local up`"
+            ) from None
+        known = {f.name for f in fields(cls)}
+        if not isinstance(raw, dict) or set(raw) - known or raw.get("version") != CONFIG_VERSION:
+            raise StackError(
+                f"{where} was written by another version of lifeguard; run `lifeguard local down --purge` "
+                "and `lifeguard local up` again"
+            )
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    state_dir: Path
+    config: StackConfig | None
+    postgres_running: bool
+    poolers_running: int
+    backends: int | None = None
+
+    @property
+    def up(self) -> bool:
+        return (
+            self.config is not None
+            and self.postgres_running
+            and self.poolers_running == self.config.pooler_processes
+        )
+
+    @property
+    def anything_running(self) -> bool:
+        return self.postgres_running or self.poolers_running > 0
+
+
+@dataclass(frozen=True)
+class MigrationRun:
+    returncode: int
+    output: str
+    """The migrator's stdout and stderr (it never prints the URL), with any secret removed anyway."""
+
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+class LocalStack:
+    """Bring up, inspect and tear down the stack kept in one state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    # -- paths and stored state ----------------------------------------------------------
+
+    @property
+    def config_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    @property
+    def password_file(self) -> Path:
+        return self.state_dir / "app.password"
+
+    @property
+    def stats_password_file(self) -> Path:
+        return self.state_dir / "stats.password"
+
+    def load_config(self) -> StackConfig | None:
+        if not self.config_file.exists():
+            return None
+        return StackConfig.from_json(self.config_file.read_text(), self.config_file)
+
+    def require_config(self) -> StackConfig:
+        config = self.load_config()
+        if config is None:
+            raise StackError(f"no local stack in {self.state_dir}: run `lifeguard local up` first")
+        return config
+
+    def app_password(self) -> str:
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            raise StackError(
+                f"{self.password_file} is missing; run `lifeguard local down --purge` and `lifeguard local up`"
+            ) from None
+
+    def stats_password(self) -> str:
+        try:
+            return self.stats_password_file.read_text().strip()
+        except FileNotFoundError:
+            raise StackError(f"{self.stats_password_file} is missing; run `lifeguard local up` again") from None
+
+    def cluster(self, config: StackConfig) -> PostgresCluster:
+        return PostgresCluster(
+            root=self.state_dir / "postgres",
+            port=config.pg_port,
+            max_connections=config.max_connections,
+            superuser_reserved_connections=config.superuser_reserved_connections,
+            durable=config.durable,
+        )
+
+    def pooler_settings(self, config: StackConfig, index: int) -> PoolerSettings:
+        root = self.pooler_root(index)
+        reuseport = config.pooler_processes > 1
+        return local_settings(
+            root,
+            upstream_port=config.pg_port,
+            upstream_ca_file=self.cluster(config).ca_file,
+            dbname=config.dbname,
+            listen_port=config.pooler_port,
+            default_pool_size=config.pool_size,
+            version=_pgbouncer_version(),
+            max_client_conn=config.max_client_conn,
+            so_reuseport=reuseport,
+            stats_users=(STATS_USER,),
+        )
+
+    def pooler_root(self, index: int) -> Path:
+        return self.state_dir / f"pgbouncer-{index}"
+
+    def poolers(self, config: StackConfig) -> list[PoolerProcess]:
+        """Handles on the PgBouncer processes (running or not); stopping needs only the pid file."""
+        return [
+            PoolerProcess(root=self.pooler_root(i), settings=self.pooler_settings(config, i))
+            for i in range(1, config.pooler_processes + 1)
+        ]
+
+    def _running_poolers(self, config: StackConfig) -> list[Path]:
+        """Pooler directories whose PgBouncer is alive (checked through the pid file only)."""
+        alive = []
+        for i in range(1, config.pooler_processes + 1):
+            root = self.pooler_root(i)
+            if _pid_alive(root / "pgbouncer.pid"):
+                alive.append(root)
+        return alive
+
+    # -- URLs (secrets: returned, never printed here) ---------------------------------------
+
+    def pooled_url(self, config: StackConfig | None = None) -> str:
+        """``DATABASE_URL``: through PgBouncer, TLS required (what the functions get)."""
+        config = config or self.require_config()
+        return make_dsn("127.0.0.1", config.pooler_port, config.user, self.app_password(), config.dbname,
+                        sslmode="require")
+
+    def direct_url(self, config: StackConfig | None = None) -> str:
+        """``DATABASE_URL_UNPOOLED``: straight to Postgres, TLS verified (what the migration job gets)."""
+        config = config or self.require_config()
+        return self.cluster(config).dsn(config.user, self.app_password(), config.dbname)
+
+    def superuser_url(self, config: StackConfig | None = None) -> str:
+        config = config or self.require_config()
+        return self.cluster(config).superuser_dsn(config.dbname)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def up(
+        self,
+        options: StackOptions = StackOptions(),
+        *,
+        migrate: bool = True,
+        progress: Progress = _quiet,
+        migrate_command: Sequence[str] | None = None,
+    ) -> StackConfig:
+        """Start whatever is not running; a second ``up`` changes nothing.
+
+        Options apply when the stack is first created; afterwards they must match what is stored.
+        """
+        find_postgres_bin()
+        find_pgbouncer()
+        config = self.load_config()
+        if config is None:
+            config = StackConfig.create(options)
+        else:
+            conflicts = config.conflicts(options)
+            if conflicts:
+                raise StackError(
+                    f"the stack in {self.state_dir} already exists with other settings: "
+                    + "; ".join(conflicts)
+                    + ". Run `lifeguard local down --purge` to start over with new settings, or drop the options."
+                )
+        self._prepare_state_dir()
+        if not self.config_file.exists():
+            self.config_file.write_text(config.to_json())
+        if not self.password_file.exists():
+            # URL-safe: it travels percent-encoded in URLs and plain in PgBouncer's auth_file.
+            _write_private(self.password_file, secrets.token_urlsafe(24) + "\n")
+        if not self.stats_password_file.exists():
+            _write_private(self.stats_password_file, secrets.token_urlsafe(24) + "\n")
+        self._start_postgres(config, progress)
+        self._start_poolers(config, progress)
+        if migrate:
+            run = self.migrate(config, command=migrate_command)
+            for line in run.output.splitlines():
+                progress(f"  migrator: {line}")
+            if run.returncode != 0:
+                raise StackError(
+                    f"the migration job failed (exit code {run.returncode}); its output is above. The stack "
+                    "is running: fix the migration and run `lifeguard local up` again"
+                )
+        return config
+
+    def _prepare_state_dir(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Postgres and PgBouncer run as the service user and must traverse this directory;
+        # the secrets inside are 0600 files, so search permission is all others get.
+        self.state_dir.chmod(0o711)
+        check_service_can_reach(self.state_dir)
+
+    def _start_postgres(self, config: StackConfig, progress: Progress) -> None:
+        cluster = self.cluster(config)
+        if cluster.running():
+            progress(f"Postgres already running on 127.0.0.1:{config.pg_port}")
+        else:
+            if port_in_use(config.pg_port):
+                raise StackError(_port_message(config.pg_port, "Postgres", "--pg-port"))
+            if not cluster.initialized():
+                progress(f"creating a Postgres cluster (max_connections {config.max_connections}, SCRAM, TLS only)")
+                cluster.init()
+            progress(f"starting Postgres on 127.0.0.1:{config.pg_port}")
+            cluster.start()
+        # Idempotent: creates the role and database, or resets the role's password to the stored one.
+        cluster.create_app_database(config.user, self.app_password(), config.dbname)
+
+    def _start_poolers(self, config: StackConfig, progress: Progress) -> None:
+        running = {p.resolve() for p in self._running_poolers(config)}
+        if len(running) == config.pooler_processes:
+            progress(f"PgBouncer already running on 127.0.0.1:{config.pooler_port}")
+            return
+        if not running and port_in_use(config.pooler_port):
+            raise StackError(_port_message(config.pooler_port, "PgBouncer", "--pooler-port"))
+        credentials = {config.user: self.app_password(), STATS_USER: self.stats_password()}
+        for process in self.poolers(config):
+            if process.root.resolve() in running:
+                continue
+            progress(
+                f"starting PgBouncer {process.settings.version} on 127.0.0.1:{config.pooler_port} "
+                f"(transaction mode, default_pool_size {config.pool_size})"
+            )
+            process.start(credentials, detach=True)
+            self._wait_for_admin_socket(process)
+
+    @staticmethod
+    def _wait_for_admin_socket(process: PoolerProcess, timeout: float = 10) -> None:
+        # With so_reuseport the TCP port answers as soon as the first process listens; each
+        # process's own unix socket tells that this one is up.
+        sock = Path(process.settings.unix_socket_dir) / f".s.PGSQL.{process.settings.listen_port}"
+        deadline = time.monotonic() + timeout
+        while not sock.exists():
+            if time.monotonic() > deadline or process.pid() is None:
+                process.stop(signal.SIGQUIT, timeout=5)
+                raise StackError(f"PgBouncer in {process.root} did not start:\n{process.log_tail()}")
+            time.sleep(0.05)
+
+    def migrate(self, config: StackConfig | None = None, command: Sequence[str] | None = None) -> MigrationRun:
+        """Run the migration job with only ``DATABASE_URL_UNPOOLED`` in its environment.
+
+        The job is a separate process, as on AWS (an ECS task given only the direct secret): no
+        ``DATABASE_URL``, no libpq ``PG*`` variable that could send it elsewhere.
+        """
+        config = config or self.require_config()
+        direct = self.direct_url(config)
+        argv = list(command) if command is not None else [sys.executable, "-m", "migrator"]
+        try:
+            result = subprocess.run(
+                argv, env=migration_env(direct), capture_output=True, text=True,
+                timeout=MIGRATE_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise StackError(f"the migration job did not finish within {MIGRATE_TIMEOUT_S} s") from None
+        output = (result.stdout + result.stderr).strip()
+        return MigrationRun(result.returncode, redact(output, self.app_password(), direct))
+
+    def status(self) -> StackStatus:
+        config = self.load_config()
+        if config is None:
+            return StackStatus(self.state_dir, None, postgres_running=False, poolers_running=0)
+        cluster = self.cluster(config)
+        postgres = cluster.running()
+        poolers = len(self._running_poolers(config))
+        backends = None
+        if postgres:
+            try:
+                backends = cluster.backend_count()
+            except Exception:
+                backends = None
+        return StackStatus(self.state_dir, config, postgres, poolers, backends)
+
+    def down(self, *, purge: bool = False, progress: Progress = _quiet) -> None:
+        """Stop PgBouncer (SIGINT: in-flight transactions finish), then Postgres; ``purge`` deletes the state."""
+        config = self.load_config()
+        if config is not None:
+            for root in self._running_poolers(config):
+                progress(f"stopping PgBouncer ({root.name})")
+                PoolerProcess(root=root, settings=self.pooler_settings(config, int(root.name.rsplit("-", 1)[1]))
+                              ).stop(signal.SIGINT, timeout=15)
+            cluster = self.cluster(config)
+            if cluster.running():
+                progress("stopping Postgres")
+                cluster.stop()
+        if purge and self.state_dir.exists():
+            if config is None and not self.password_file.exists() and any(self.state_dir.iterdir()):
+                raise StackError(
+                    f"{self.state_dir} does not look like a lifeguard state directory; not deleting it"
+                )
+            progress(f"deleting {self.state_dir}")
+            shutil.rmtree(self.state_dir)
+
+
+def migration_env(direct_url: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The migration job's environment: ours without any database variable, plus the direct URL."""
+    base = os.environ if base is None else base
+    env = {k: v for k, v in base.items() if k not in _URL_ENV_NAMES and not _LIBPQ_ENV.match(k)}
+    env["DATABASE_URL_UNPOOLED"] = direct_url
+    return env
+
+
+def redact(text: str, *secrets_: str) -> str:
+    for secret in secrets_:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def check_service_can_reach(path: Path) -> None:
+    """Fail early, with the fix, when the service user could not reach the state directory."""
+    if not running_as_root():
+        return
+    try:
+        entry = pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        raise LocalSetupError(
+            f"no '{SERVICE_USER}' system user: install the postgresql package (apt-get install postgresql)"
+        ) from None
+    for directory in [path, *path.parents]:
+        st = directory.stat()
+        if st.st_uid == entry.pw_uid:
+            ok = bool(st.st_mode & 0o100)
+        elif st.st_gid == entry.pw_gid:
+            ok = bool(st.st_mode & 0o010)
+        else:
+            ok = bool(st.st_mode & 0o001)
+        if not ok:
+            raise StackError(
+                f"Postgres runs as the '{SERVICE_USER}' user, which cannot enter {directory}; choose a state "
+                f"directory it can reach (--state-dir /var/tmp/lifeguard, or {STATE_DIR_ENV}) or run "
+                f"`chmod o+x {directory}`"
+            )
+
+
+def _port_message(port: int, what: str, option: str) -> str:
+    return (
+        f"port {port} on 127.0.0.1 is already in use, so {what} cannot listen there. Stop the program using it "
+        f"(`ss -ltnp 'sport = :{port}'` shows which), or choose another port with {option} PORT "
+        "(on a new stack, or after `lifeguard local down --purge`)"
+    )
+
+
+@lru_cache(maxsize=1)
+def _pgbouncer_version() -> PgBouncerVersion:
+    return installed_version()
+
+
+def _pid_alive(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+__all__ = [
+    "APP_DB",
+    "APP_USER",
+    "DEFAULT_PG_PORT",
+    "DEFAULT_POOLER_PORT",
+    "STACK_ERRORS",
+    "STATE_DIR_ENV",
+    "STATS_USER",
+    "SUPERUSER",
+    "LocalStack",
+    "MigrationRun",
+    "StackConfig",
+    "StackError",
+    "StackOptions",
+    "StackStatus",
+    "check_service_can_reach",
+    "migration_env",
+    "redact",
+    "resolve_state_dir",
+]

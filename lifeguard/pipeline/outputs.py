@@ -1,0 +1,237 @@
+"""The stack outputs the pipeline needs, from ``pulumi stack output --json`` or a saved copy of it.
+
+Values are checked whole before anything runs on AWS, and every problem names the output to fix.
+Messages never quote a value: run with ``--show-secrets``, a file could hold secrets, and none of
+the outputs read here should be secret in the first place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+# What ``pulumi stack output --json`` prints in place of a secret output without --show-secrets.
+SECRET_PLACEHOLDER = "[secret]"  # noqa: S105  (a placeholder, not a password)
+# Long enough for a slow backend login; a hung CLI must not hold the pipeline forever.
+PULUMI_TIMEOUT_SECONDS = 120.0
+_CLUSTER_ARN = re.compile(r"^arn:aws[a-z-]*:ecs:(?P<region>[a-z0-9-]+):\d{12}:cluster/[A-Za-z0-9_-]+$")
+_NOT_A_CLUSTER_ARN = "migrationClusterArn must be an ECS cluster ARN (arn:aws:ecs:REGION:ACCOUNT:cluster/NAME)"
+
+
+class OutputsError(Exception):
+    """The outputs could not be read or are not what the pipeline needs; the message says what to do."""
+
+
+def load_stack_outputs(
+    stack: str, *, pulumi: str = "pulumi", timeout: float = PULUMI_TIMEOUT_SECONDS
+) -> dict[str, Any]:
+    """Run ``pulumi stack output --json --stack STACK`` and parse what it prints."""
+    argv = [pulumi, "stack", "output", "--json", "--stack", stack]
+    shown = f"`pulumi stack output --json --stack {stack}`"
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
+    except FileNotFoundError:
+        raise OutputsError(
+            f"the Pulumi CLI ({pulumi!r}) is not installed or not on PATH: install it "
+            "(https://www.pulumi.com/docs/install/), or save the outputs elsewhere with "
+            "`pulumi stack output --json > outputs.json` and pass --outputs outputs.json"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise OutputsError(
+            f"{shown} did not finish within {timeout:g} s; check `pulumi whoami` and the network"
+        ) from None
+    if done.returncode != 0:
+        # Pulumi's own error (no such stack, not logged in) is the useful part; it never holds secret values.
+        detail = done.stderr.strip() or done.stdout.strip() or "no output"
+        raise OutputsError(f"{shown} failed with exit code {done.returncode}: {detail}")
+    return parse_outputs(done.stdout, describe_stack(stack))
+
+
+def load_outputs_file(path: str, *, stdin: TextIO | None = None) -> dict[str, Any]:
+    """Read saved ``pulumi stack output --json`` from ``path``, or from standard input when it is ``-``."""
+    if path == "-":
+        return parse_outputs((stdin or sys.stdin).read(), describe_file(path))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise OutputsError(
+            f"outputs file {path!r} does not exist; save it with `pulumi stack output --json > {path}`"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OutputsError(f"cannot read outputs file {path!r}: {exc.__class__.__name__}") from None
+    return parse_outputs(text, describe_file(path))
+
+
+def describe_stack(stack: str) -> str:
+    return f"stack {stack!r}"
+
+
+def describe_file(path: str) -> str:
+    """How messages name where outputs were read from."""
+    return "standard input" if path == "-" else f"file {path!r}"
+
+
+def parse_outputs(text: str, source: str) -> dict[str, Any]:
+    if not text.strip():
+        raise OutputsError(f"the outputs from {source} are empty; has the stack been deployed with `pulumi up`?")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Position only: the document itself may hold secrets.
+        raise OutputsError(
+            f"the outputs from {source} are not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "they must be what `pulumi stack output --json` prints"
+        ) from None
+    if not isinstance(document, dict):
+        raise OutputsError(
+            f"the outputs from {source} must be a JSON object of output names, not {_kind(document)}; "
+            "they must be what `pulumi stack output --json` prints"
+        )
+    return document
+
+
+class _Fields:
+    """Reads typed fields from the outputs, collecting every problem so one run reports them all."""
+
+    def __init__(self, outputs: Mapping[str, Any]) -> None:
+        self._outputs = outputs
+        self.problems: list[str] = []
+
+    def text(self, key: str) -> str:
+        value = self._outputs.get(key)
+        if key not in self._outputs:
+            self.problems.append(f"{key} is missing")
+        elif value == SECRET_PLACEHOLDER:
+            self.problems.append(f"{key} is a secret output; it must be a plain (non-secret) output")
+        elif not isinstance(value, str) or not value.strip():
+            self.problems.append(f"{key} must be a non-empty string, not {_kind(value)}")
+        else:
+            return value
+        return ""
+
+    def text_list(self, key: str) -> tuple[str, ...]:
+        value = self._outputs.get(key)
+        if key not in self._outputs:
+            self.problems.append(f"{key} is missing")
+        elif value == SECRET_PLACEHOLDER:
+            self.problems.append(f"{key} is a secret output; it must be a plain (non-secret) output")
+        elif not isinstance(value, list) or not value:
+            self.problems.append(f"{key} must be a non-empty list of strings, not {_kind(value)}")
+        else:
+            bad = [item for item in value if not isinstance(item, str) or not item.strip()]
+            if not bad:
+                return tuple(value)
+            self.problems.append(f"{key} must be a non-empty list of strings; it holds {_kind(bad[0])}")
+        return ()
+
+    def check(self, source: str) -> None:
+        if self.problems:
+            listed = "\n".join(f"  - {problem}" for problem in self.problems)
+            raise OutputsError(
+                f"the outputs from {source} are not usable:\n{listed}\n"
+                "Deploy the stack with lifeguard's infra program (`pulumi up`) and point at that stack."
+            )
+
+
+@dataclass(frozen=True)
+class MigrationTarget:
+    """Where and how to run the migration task, from the stack outputs."""
+
+    cluster_arn: str
+    task_definition_arn: str
+    container_name: str
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+    log_group_name: str
+    log_stream_prefix: str
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, Any], source: str) -> MigrationTarget:
+        fields = _Fields(outputs)
+        target = cls(
+            cluster_arn=fields.text("migrationClusterArn"),
+            task_definition_arn=fields.text("migrationTaskDefinitionArn"),
+            container_name=fields.text("migrationContainerName"),
+            subnet_ids=fields.text_list("migrationSubnetIds"),
+            security_group_ids=fields.text_list("migrationSecurityGroupIds"),
+            log_group_name=fields.text("migrationLogGroupName"),
+            log_stream_prefix=fields.text("migrationLogStreamPrefix"),
+        )
+        if target.cluster_arn and not _CLUSTER_ARN.match(target.cluster_arn):
+            fields.problems.append(_NOT_A_CLUSTER_ARN)
+        fields.check(source)
+        return target
+
+    @property
+    def region(self) -> str:
+        """The cluster's region: the task, its logs and the cluster all live there."""
+        match = _CLUSTER_ARN.match(self.cluster_arn)
+        if match is None:
+            raise OutputsError(_NOT_A_CLUSTER_ARN)
+        return match.group("region")
+
+    def log_stream_name(self, task_id: str) -> str:
+        # The awslogs driver's naming: <awslogs-stream-prefix>/<container name>/<ECS task id>.
+        return f"{self.log_stream_prefix}/{self.container_name}/{task_id}"
+
+
+@dataclass(frozen=True)
+class SmokeTarget:
+    """The deployed sample functions, from the stack outputs."""
+
+    read_function: str
+    charge_function: str
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, Any], source: str) -> SmokeTarget:
+        fields = _Fields(outputs)
+        target = cls(
+            read_function=fields.text("readInvoicesFunctionName"),
+            charge_function=fields.text("chargeCreditsFunctionName"),
+        )
+        fields.check(source)
+        return target
+
+
+def add_outputs_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--stack NAME`` or ``--outputs FILE|-``: where a pipeline command gets the stack outputs."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument(
+        "--stack", metavar="NAME", help="read the outputs with `pulumi stack output --json --stack NAME`"
+    )
+    group.add_argument(
+        "--outputs",
+        metavar="FILE",
+        help="read saved `pulumi stack output --json` from FILE ('-' for standard input)",
+    )
+
+
+def outputs_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The outputs chosen by :func:`add_outputs_arguments`, and a description of where they came from."""
+    if args.stack is not None:
+        return load_stack_outputs(args.stack), describe_stack(args.stack)
+    return load_outputs_file(args.outputs), describe_file(args.outputs)
+
+
+def _kind(value: object) -> str:
+    # Names the JSON type of a value without showing the value.
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "a string"
+    if isinstance(value, list):
+        return "an empty list" if not value else "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -1,0 +1,155 @@
+"""``python -m migrator``: apply pending migrations (the default), ``status``, or ``--dry-run``.
+
+Reads the direct URL from ``DATABASE_URL_UNPOOLED`` (or the secret named by
+``DATABASE_URL_UNPOOLED_SECRET_ARN``), never ``DATABASE_URL``. Logs go to stderr, one line per
+migration with its duration; ``status`` and ``--dry-run`` print their table on stdout. Neither
+ever shows the URL or password: host, port and database name at most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from migrator.errors import ExitCode, MigratorError
+from migrator.runner import (
+    DEFAULT_LOCK_TIMEOUT_S,
+    DEFAULT_MIGRATIONS_DIR,
+    MAX_LOCK_TIMEOUT_S,
+    MigrationReport,
+    StatusReport,
+    migrate,
+    status,
+)
+from migrator.source import ENV_POOLED_URL, ENV_SECRET_ARN, ENV_URL, Redactor, resolve_url
+
+log = logging.getLogger("migrator")
+
+EPILOG = f"""\
+The direct URL comes from {ENV_URL}, or from the Secrets Manager secret whose ARN is in
+{ENV_SECRET_ARN}. {ENV_POOLED_URL} (the pooled URL) is never used.
+
+exit codes:
+  0  success            3  refused: the URL goes through a pooler    6  an applied file was edited
+  1  unexpected error   4  timed out waiting for the migration lock  7  database or secret unreachable
+  2  bad configuration  5  a migration failed (and was rolled back)
+"""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= MAX_LOCK_TIMEOUT_S):
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_LOCK_TIMEOUT_S:.0f} seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m migrator",
+        description="Apply the SQL migrations through the direct database URL, never through PgBouncer.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "command", nargs="?", choices=("apply", "status"), default="apply",
+        help="apply pending migrations (default), or show which are applied, pending, changed or missing",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="check everything and list what would be applied, without the lock and without changes",
+    )
+    parser.add_argument(
+        "--lock-timeout", type=_seconds, default=DEFAULT_LOCK_TIMEOUT_S, metavar="SECONDS",
+        help=f"how long to wait for another run's migration lock (default {DEFAULT_LOCK_TIMEOUT_S:g}; 0: do not wait)",
+    )
+    parser.add_argument(
+        "--migrations-dir", type=Path, default=None, metavar="DIR",
+        help=f"folder of NNNN_name.sql files (default {DEFAULT_MIGRATIONS_DIR})",
+    )
+    return parser
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        return f"migrator: {level}{record.getMessage()}"
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def format_status(report: StatusReport) -> str:
+    counts = ", ".join(f"{len(report.having(s))} {s}" for s in ("applied", "pending", "changed", "missing"))
+    width = max((len(e.filename) for e in report.entries), default=0)
+    lines = [f"{report.target}: {counts}"]
+    for e in report.entries:
+        notes = []
+        if e.applied_at is not None:
+            notes.append(f"applied {_when(e.applied_at)} in {e.duration_ms} ms")
+        if not e.transactional:
+            notes.append("no transaction")
+        if e.state == "changed":
+            notes.append("file edited since it was applied")
+        if e.state == "missing":
+            notes.append("no such file")
+        lines.append(f"  {e.state:<8} {e.filename:<{width}}  {'; '.join(notes)}".rstrip())
+    return "\n".join(lines)
+
+
+def format_plan(report: MigrationReport) -> str:
+    head = f"{report.target}: dry run, nothing changed; {report.already_applied} already applied"
+    if not report.pending:
+        return f"{head}, nothing to apply"
+    return "\n".join([f"{head}; would apply {len(report.pending)}:", *(f"  {name}" for name in report.pending)])
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.dry_run and args.command == "status":
+        parser.error("--dry-run goes with 'apply'; 'status' never changes anything")
+    redactor = Redactor()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    handler.addFilter(redactor)
+    saved = (log.level, log.propagate)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        resolved = resolve_url(os.environ if environ is None else environ)
+        redactor.add_url(resolved.url)
+        log.info("direct URL from %s", resolved.source)
+        if args.command == "status":
+            status_report = status(resolved.url, args.migrations_dir)
+            print(format_status(status_report), flush=True)
+            changed = status_report.having("changed")
+            if changed:
+                log.error("%d applied migration(s) were edited since they were applied", len(changed))
+                return int(ExitCode.CHECKSUM_DRIFT)
+            return int(ExitCode.OK)
+        report = migrate(resolved.url, args.migrations_dir, args.lock_timeout, dry_run=args.dry_run)
+        if args.dry_run:
+            print(format_plan(report), flush=True)
+        return int(ExitCode.OK)
+    except MigratorError as exc:
+        log.error("%s", exc)
+        return int(exc.exit_code)
+    except Exception:
+        log.error("unexpected error:\n%s", traceback.format_exc().rstrip())
+        return int(ExitCode.ERROR)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]

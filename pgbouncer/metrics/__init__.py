@@ -1,0 +1,39 @@
+"""PgBouncer pool metrics: read the admin console, publish CloudWatch EMF lines.
+
+Ships inside the pooler image (its build context is ``pgbouncer/``), so it depends only on
+``pgbouncer.settings`` and psycopg. Run the publisher with ``python -m pgbouncer.metrics``.
+"""
+
+from pgbouncer.metrics.console import (
+    ConsoleError,
+    ConsoleSample,
+    ConsoleTarget,
+    DatabaseTotals,
+    PoolFigures,
+    read_console,
+    sample_console,
+)
+from pgbouncer.metrics.emf import DEFAULT_NAMESPACE, DEFAULT_SERVICE, down_record, sample_records
+from pgbouncer.metrics.publisher import ConfigError, Publisher, PublisherConfig, main, task_identity
+from pgbouncer.metrics.rates import Rates, RateTracker
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_SERVICE",
+    "ConfigError",
+    "ConsoleError",
+    "ConsoleSample",
+    "ConsoleTarget",
+    "DatabaseTotals",
+    "PoolFigures",
+    "Publisher",
+    "PublisherConfig",
+    "RateTracker",
+    "Rates",
+    "down_record",
+    "main",
+    "read_console",
+    "sample_console",
+    "sample_records",
+    "task_identity",
+]

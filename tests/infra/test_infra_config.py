@@ -1,0 +1,222 @@
+"""Config validation: every problem names the ``lifeguard:`` key to change, and fails before any resource."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.config import KEY_NAMES, KEYS, ConfigError, StackConfig, load
+from tests.infra.infra_harness import (
+    REPO_ROOT,
+    StrictMocks,
+    example_stack_config,
+    last_registrations,
+    run_program,
+)
+
+
+def problems(values: dict[str, Any]) -> tuple[str, ...]:
+    with pytest.raises(ConfigError) as error:
+        load({k: str(v) for k, v in values.items()})
+    assert "nothing was created" in str(error.value)
+    return error.value.problems
+
+
+def test_defaults_fit_a_small_production_stack() -> None:
+    cfg = load({})
+    assert cfg.production is True
+    assert cfg.database.multi_az is True and cfg.database.deletion_protection is True
+    assert cfg.secret_recovery_window_days == 30
+    assert cfg.network.api_access == "endpoints" and cfg.network.availability_zone_count == 2
+    assert cfg.database.max_connections == 100
+    assert (cfg.pooler.min_tasks, cfg.pooler.max_tasks, cfg.pooler.deployment_maximum_percent) == (2, 4, 200)
+    assert cfg.pooler.pool_size == (100 - 5 - 2) // (4 * 2)
+    assert cfg.pooler.nofile >= cfg.pooler.settings("app", "db.example").required_open_files()
+    assert cfg.pooler.query_wait_timeout_s < cfg.functions.timeout_s
+    assert cfg.functions.reserved_concurrency == 50
+    assert cfg.log_retention_days == 30
+
+
+def test_example_stack_is_valid() -> None:
+    values = {k.split(":", 1)[1]: v for k, v in example_stack_config().items() if k.startswith("lifeguard:")}
+    cfg = load(values)
+    assert isinstance(cfg, StackConfig)
+    assert cfg.production is False and cfg.database.multi_az is False
+    assert cfg.functions.reserved_concurrency is None
+    assert cfg.secret_recovery_window_days == 0
+
+
+def test_production_switches_can_be_overridden_one_by_one() -> None:
+    cfg = load({"production": "true", "dbMultiAz": "false"})
+    assert cfg.database.multi_az is False and cfg.database.deletion_protection is True
+
+
+def test_minimum_healthy_percent_leaves_room_for_a_deploy() -> None:
+    # With no room for an extra task ECS must stop one first, and the budget counts no extra task.
+    cfg = load({"deploymentMaximumPercent": "100"})
+    assert cfg.pooler.deployment_minimum_healthy_percent == 50
+    assert cfg.pooler.pool_size == (100 - 5 - 2) // 4
+    assert load({}).pooler.deployment_minimum_healthy_percent == 100
+
+
+def test_existing_vpc_defaults_to_its_own_route_to_aws() -> None:
+    cfg = load({"existingVpcId": "vpc-0123456789abcdef0",
+                "existingPrivateSubnetIds": '["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]'})
+    assert cfg.network.api_access == "none"
+    assert cfg.network.existing_private_subnet_ids == ("subnet-0123456789abcdef0", "subnet-0123456789abcdef1")
+
+
+TWO_SUBNETS = '["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]'
+EXISTING = {"existingVpcId": "vpc-0123456789abcdef0", "existingPrivateSubnetIds": TWO_SUBNETS}
+
+# (values, the key the message must name, a fragment of the explanation)
+INVALID: list[tuple[dict[str, Any], str, str]] = [
+    ({"maxConnection": 100}, "maxConnection", "not a lifeguard setting"),
+    ({"production": "yes"}, "production", "true or false"),
+    ({"logRetentionDays": 13}, "logRetentionDays", "CloudWatch"),
+    ({"maxConnections": "lots"}, "maxConnections", "whole number"),
+    ({"maxConnections": 0}, "maxConnections", "between 1 and"),
+    ({"maxConnections": 20, "poolerMaxTasks": 10}, "pool sizing", "Raise maxConnections, or lower poolerMaxTasks"),
+    ({"reservedConnections": 98}, "pool sizing", "leaves no server connections"),
+    ({"reservedConnections": -1}, "reservedConnections", "between 0 and"),
+    ({"migrationHeadroom": -1}, "migrationHeadroom", "between 0 and"),
+    ({"deploymentMaximumPercent": 250}, "deploymentMaximumPercent", "between 100 and 200"),
+    ({"poolerMinTasks": 0}, "poolerMinTasks", "at least 2"),
+    ({"poolerMinTasks": 1}, "poolerMinTasks", "at least 2"),
+    ({"poolerMaxTasks": 1}, "poolerMaxTasks", "at least poolerMinTasks"),
+    ({"queryWaitTimeoutSeconds": 30, "functionTimeoutSeconds": 30}, "queryWaitTimeoutSeconds",
+     "below functionTimeoutSeconds"),
+    ({"functionTimeoutSeconds": 10}, "queryWaitTimeoutSeconds", "below functionTimeoutSeconds (10)"),
+    ({"functionArchitecture": "amd64"}, "functionArchitecture", "one of x86_64, arm64"),
+    ({"containerArchitecture": "riscv64"}, "containerArchitecture", "one of x86_64, arm64"),
+    ({"functionReservedConcurrency": 0}, "functionReservedConcurrency", "stop both functions"),
+    ({"functionReservedConcurrency": -2}, "functionReservedConcurrency", "between -1 and"),
+    ({"functionReservedConcurrency": 5000, "maxClientConn": 1000}, "maxClientConn", "cannot hold"),
+    ({"maxClientConn": 1_048_576, "functionReservedConcurrency": -1}, "maxClientConn", "file descriptors"),
+    ({"maxClientConn": 0}, "maxClientConn", "between 1 and"),
+    ({"poolerCpu": 300}, "poolerCpu", "Fargate's CPU sizes"),
+    ({"poolerMemoryMb": 8192}, "poolerMemoryMb", "Fargate allows 1024 to 4096"),
+    ({"migrationMemoryMb": 4096}, "migrationMemoryMb", "Fargate allows 512 to 2048"),
+    ({"migrationCpu": 128}, "migrationCpu", "between 256 and"),
+    ({"poolerCpuTargetPercent": 95}, "poolerCpuTargetPercent", "between 10 and 90"),
+    ({"poolerStopTimeoutSeconds": 300}, "poolerStopTimeoutSeconds", "between 2 and 120"),
+    ({"deregistrationDelaySeconds": -1}, "deregistrationDelaySeconds", "between 0 and 3600"),
+    ({"functionTimeoutSeconds": 901}, "functionTimeoutSeconds", "between 1 and 900"),
+    ({"functionMemoryMb": 64}, "functionMemoryMb", "between 128 and 10240"),
+    ({"availabilityZoneCount": 1}, "availabilityZoneCount", "between 2 and 6"),
+    ({"vpcCidr": "10.0.0.0/8"}, "vpcCidr", "/16 to /24"),
+    ({"vpcCidr": "banana"}, "vpcCidr", "IPv4 CIDR"),
+    ({"awsApiAccess": "vpn"}, "awsApiAccess", "one of endpoints, nat, none"),
+    ({"awsApiAccess": "none"}, "awsApiAccess", "only for an existing VPC"),
+    ({**EXISTING, "awsApiAccess": "endpoints"}, "awsApiAccess", "must be `none` with existingVpcId"),
+    ({**EXISTING, "existingVpcId": "my-vpc"}, "existingVpcId", "must look like vpc-"),
+    ({**EXISTING, "existingPrivateSubnetIds": '["subnet-0123456789abcdef0"]'}, "existingPrivateSubnetIds",
+     "at least two private subnets"),
+    ({"existingVpcId": "vpc-0123456789abcdef0"}, "existingPrivateSubnetIds", "at least two private subnets"),
+    ({**EXISTING, "existingPrivateSubnetIds": '["subnet-0123456789abcdef0", "sub-1"]'},
+     "existingPrivateSubnetIds", "'sub-1' is not a subnet ID"),
+    ({**EXISTING, "existingPrivateSubnetIds": '["subnet-0123456789abcdef0", "subnet-0123456789abcdef0"]'},
+     "existingPrivateSubnetIds", "twice"),
+    ({**EXISTING, "existingPrivateSubnetIds": "subnet-0123456789abcdef0"}, "existingPrivateSubnetIds",
+     "JSON list"),
+    ({"existingPrivateSubnetIds": TWO_SUBNETS}, "existingPrivateSubnetIds", "only used together with existingVpcId"),
+    ({"dbName": "pgbouncer"}, "dbName", "not be one of"),
+    ({"dbName": "1app"}, "dbName", "start with a letter"),
+    ({"dbUsername": "rdsadmin"}, "dbUsername", "not start with 'rds'"),
+    ({"dbUsername": "app-user"}, "dbUsername", "letters, digits and '_'"),
+    ({"dbInstanceClass": "t4g.small"}, "dbInstanceClass", "db.t4g.small"),
+    ({"dbAllocatedStorageGb": 10}, "dbAllocatedStorageGb", "between 20 and"),
+    ({"dbMaxAllocatedStorageGb": 10}, "dbMaxAllocatedStorageGb", "at least dbAllocatedStorageGb"),
+    ({"postgresMajorVersion": 12}, "postgresMajorVersion", "between 14 and 18"),
+    ({"dbBackupRetentionDays": 0}, "dbBackupRetentionDays", "between 1 and 35"),
+    ({"dbMultiAz": "sometimes"}, "dbMultiAz", "true or false"),
+    ({"deletionProtection": "1"}, "deletionProtection", "true or false"),
+]
+
+
+@pytest.mark.parametrize(("values", "key", "fragment"), INVALID, ids=[f"{c[1]}:{c[2]}" for c in INVALID])
+def test_invalid_config_names_the_key(values: dict[str, Any], key: str, fragment: str) -> None:
+    found = problems(values)
+    prefix = f"lifeguard:{key}:" if key != "pool sizing" else "lifeguard pool sizing:"
+    matching = [p for p in found if p.startswith(prefix)]
+    assert matching, f"no problem names {prefix} in {found}"
+    assert any(fragment in p for p in matching), f"{fragment!r} not in {matching}"
+
+
+def test_renderer_errors_are_reported_as_config_errors() -> None:
+    # The PgBouncer renderer validates too; its message is passed on, not turned into a traceback.
+    found = problems({"maxClientConn": 0})
+    assert any(p.startswith("lifeguard PgBouncer settings:") and "max_client_conn" in p for p in found)
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    found = problems({"poolerMinTasks": 0, "functionArchitecture": "sparc", "logRetentionDays": 2})
+    keys = {match.group(1) for p in found if (match := re.match(r"lifeguard:(\w+):", p))}
+    assert {"poolerMinTasks", "functionArchitecture", "logRetentionDays"} <= keys
+
+
+# -- the whole program fails before it registers anything ---------------------------------------
+
+PROGRAM_FAILURES: list[tuple[dict[str, Any], StrictMocks | None, str]] = [
+    ({"maxConnections": 20, "poolerMaxTasks": 10}, None, "pool sizing"),
+    ({"poolerMinTasks": 0}, None, "lifeguard:poolerMinTasks"),
+    ({"queryWaitTimeoutSeconds": 40, "functionTimeoutSeconds": 30}, None, "lifeguard:queryWaitTimeoutSeconds"),
+    ({"functionArchitecture": "x86"}, None, "lifeguard:functionArchitecture"),
+    ({"availabilityZoneCount": 3}, StrictMocks(zones=("eu-west-1a", "eu-west-1b")), "lifeguard:availabilityZoneCount"),
+    ({}, StrictMocks(zones=("eu-west-1a",)), "lifeguard:availabilityZoneCount"),
+    ({**EXISTING}, StrictMocks(subnets={"subnet-0123456789abcdef0": ("vpc-0123456789abcdef0", "eu-west-1a"),
+                                        "subnet-0123456789abcdef1": ("vpc-0123456789abcdef0", "eu-west-1a")}),
+     "at least two AZs"),
+    ({**EXISTING}, StrictMocks(subnets={"subnet-0123456789abcdef0": ("vpc-0123456789abcdef0", "eu-west-1a"),
+                                        "subnet-0123456789abcdef1": ("vpc-0fffffffffffffff0", "eu-west-1b")}),
+     "not in existingVpcId"),
+]
+
+
+@pytest.mark.parametrize(("values", "mocks", "fragment"), PROGRAM_FAILURES,
+                         ids=[c[2] for c in PROGRAM_FAILURES])
+def test_program_fails_before_creating_anything(
+    values: dict[str, Any], mocks: StrictMocks | None, fragment: str, build_dir: Path
+) -> None:
+    config = {**example_stack_config(), **{f"lifeguard:{k}": str(v) for k, v in values.items()}}
+    if "existingVpcId" in values:
+        config.pop("lifeguard:awsApiAccess")
+    with pytest.raises(ConfigError) as error:
+        run_program(config, build_dir, mocks=mocks)
+    assert fragment in str(error.value)
+    assert last_registrations() == []
+
+
+# -- documentation ------------------------------------------------------------------------------
+
+
+def test_every_key_is_documented_with_its_default() -> None:
+    text = (REPO_ROOT / "docs" / "deploy-aws.md").read_text()
+    text = text.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+?) \|", text, flags=re.MULTILINE))
+    assert set(rows) == set(KEY_NAMES)
+    for spec in KEYS:
+        assert rows[spec.name].strip("` ") == spec.default.strip("` "), spec.name
+
+
+def test_example_stack_file_holds_no_secret() -> None:
+    document = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
+    for key, value in document["config"].items():
+        assert not isinstance(value, dict), f"{key} holds an encrypted (`secure:`) value"
+        assert "password" not in key.lower() and "secret" not in key.lower(), key
+    assert set(k.split(":", 1)[1] for k in example_stack_config() if k.startswith("lifeguard:")) <= KEY_NAMES
+
+
+def test_project_file_points_at_the_program() -> None:
+    from infra.config import PROJECT
+
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    # The project name is the config namespace: `lifeguard:<key>`.
+    assert project["name"] == PROJECT
+    assert project["runtime"]["name"] == "python"
+    assert project["runtime"]["options"]["virtualenv"] == ".venv"
+    assert (REPO_ROOT / project["main"] / "__main__.py").is_file()

@@ -1,0 +1,120 @@
+"""The program under other configurations: production defaults, NAT, an existing VPC, arm64 images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.infra.infra_harness import ProgramRun, StrictMocks, run_program
+from tests.infra.test_infra_stack import CONTRACT_OUTPUTS, assert_ec2_descriptions, sg_roles, sg_rules
+
+REGION = {"aws:region": "eu-west-1"}
+EXISTING_VPC = "vpc-0123456789abcdef0"
+EXISTING_SUBNETS = {"subnet-0123456789abcdef0": (EXISTING_VPC, "eu-west-1a"),
+                    "subnet-0123456789abcdef1": (EXISTING_VPC, "eu-west-1b"),
+                    "subnet-0123456789abcdef2": (EXISTING_VPC, "eu-west-1c")}
+
+
+@pytest.fixture(scope="module")
+def production_run(build_dir: Path) -> ProgramRun:
+    """Nothing but the region set: the defaults, which describe a small production stack."""
+    return run_program(REGION, build_dir, stack="prod")
+
+
+@pytest.fixture(scope="module")
+def nat_run(build_dir: Path) -> ProgramRun:
+    return run_program({**REGION, "awsApiAccess": "nat", "availabilityZoneCount": 3}, build_dir, stack="prod")
+
+
+@pytest.fixture(scope="module")
+def existing_vpc_run(build_dir: Path) -> ProgramRun:
+    config = {**REGION, "existingVpcId": EXISTING_VPC,
+              "existingPrivateSubnetIds": json.dumps(sorted(EXISTING_SUBNETS)), "production": "false",
+              "containerArchitecture": "arm64"}
+    return run_program(config, build_dir, mocks=StrictMocks(subnets=EXISTING_SUBNETS))
+
+
+def test_production_protects_data(production_run: ProgramRun) -> None:
+    db = production_run.one("aws:rds/instance:Instance")
+    assert db.input("multiAz") is True
+    assert db.input("deletionProtection") is True
+    assert db.input("skipFinalSnapshot") is False
+    assert db.input("finalSnapshotIdentifier") == "database-final-a1b2c3d4"
+    assert production_run.one("aws:lb/loadBalancer:LoadBalancer").input("enableDeletionProtection") is True
+    secrets = production_run.of_type("aws:secretsmanager/secret:Secret")
+    assert {s.input("recoveryWindowInDays") for s in secrets} == {30}
+    assert {s.input("namePrefix").split("/")[1] for s in secrets} == {"prod"}
+    assert {r.input("forceDelete") for r in production_run.of_type("aws:ecr/repository:Repository")} == {False}
+
+
+def test_production_defaults_reserve_concurrency_and_use_x86(production_run: ProgramRun) -> None:
+    for function in production_run.of_type("aws:lambda/function:Function"):
+        assert function.input("reservedConcurrentExecutions") == 50
+        assert function.input("architectures") == ["x86_64"]
+        assert Path(function.inputs["code"].path).name == "lambdas-x86_64.zip"
+    assert production_run.outputs["poolSize"] == 11
+    assert set(production_run.outputs) >= CONTRACT_OUTPUTS
+    assert not production_run.secret_outputs
+
+
+def test_nat_gives_every_az_a_route_to_aws_apis(nat_run: ProgramRun) -> None:
+    assert not nat_run.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    assert len(nat_run.of_type("aws:ec2/internetGateway:InternetGateway")) == 1
+    nats = nat_run.of_type("aws:ec2/natGateway:NatGateway")
+    assert len(nats) == 3  # production: one per AZ
+    subnets = {s.id: s for s in nat_run.of_type("aws:ec2/subnet:Subnet")}
+    private = {i for i, s in subnets.items() if "private" in s.name}
+    assert len(private) == 3 and len({subnets[i].input("availabilityZone") for i in private}) == 3
+    assert all(s.input("mapPublicIpOnLaunch") is False for s in subnets.values())
+    # Every private route table sends 0.0.0.0/0 to a NAT gateway, in the private subnet's own AZ.
+    tables = {t.id: t for t in nat_run.of_type("aws:ec2/routeTable:RouteTable")}
+    for association in nat_run.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation"):
+        if association.input("subnetId") not in private:
+            continue
+        [route] = tables[association.input("routeTableId")].input("routes")
+        nat = nat_run.by_id(route["natGatewayId"])
+        nat_subnet = subnets[nat.input("subnetId")]
+        assert "public" in nat_subnet.name
+        assert nat_subnet.input("availabilityZone") == subnets[association.input("subnetId")].input("availabilityZone")
+
+
+def test_nat_security_groups_open_only_https_to_the_internet(nat_run: ProgramRun) -> None:
+    rules = sg_rules(nat_run)
+    internet = {(group, port) for d, group, peer, port in rules if peer == "0.0.0.0/0"}
+    assert internet == {("functions", 443), ("pooler", 443), ("migration", 443)}
+    assert all(d == "out" for d, _, peer, _ in rules if peer == "0.0.0.0/0")
+    assert {peer for d, group, peer, _ in rules if d == "in" and group == "database"} == {"pooler", "migration"}
+    assert "endpoints" not in sg_roles(nat_run).values()
+    assert_ec2_descriptions(nat_run)
+
+
+def test_a_non_production_nat_stack_shares_one_gateway(build_dir: Path) -> None:
+    run = run_program({**REGION, "awsApiAccess": "nat", "production": "false"}, build_dir)
+    assert len(run.of_type("aws:ec2/natGateway:NatGateway")) == 1
+    assert len(run.of_type("aws:ec2/eip:Eip")) == 1
+
+
+def test_existing_vpc_is_used_not_created(existing_vpc_run: ProgramRun) -> None:
+    assert not existing_vpc_run.of_type("aws:ec2/vpc:Vpc")
+    assert not existing_vpc_run.of_type("aws:ec2/subnet:Subnet")
+    assert not existing_vpc_run.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    assert {g.input("vpcId") for g in existing_vpc_run.of_type("aws:ec2/securityGroup:SecurityGroup")} == {
+        EXISTING_VPC}
+    subnet_calls = [args["id"] for token, args in existing_vpc_run.calls if token == "aws:ec2/getSubnet:getSubnet"]
+    assert sorted(subnet_calls) == sorted(EXISTING_SUBNETS)
+    service = existing_vpc_run.one("aws:ecs/service:Service")
+    assert service.input("networkConfiguration")["subnets"] == sorted(EXISTING_SUBNETS)
+    assert existing_vpc_run.outputs["vpcId"] == EXISTING_VPC
+    assert existing_vpc_run.outputs["migrationSubnetIds"] == sorted(EXISTING_SUBNETS)
+    assert existing_vpc_run.one("aws:lb/targetGroup:TargetGroup").input("vpcId") == EXISTING_VPC
+    assert sg_rules(existing_vpc_run) >= {("in", "database", "pooler", 5432), ("in", "database", "migration", 5432)}
+
+
+def test_arm64_containers_build_and_run_on_arm64(existing_vpc_run: ProgramRun) -> None:
+    for image in existing_vpc_run.of_type("docker:index/image:Image"):
+        assert image.input("build")["platform"] == "linux/arm64"
+        assert image.input("imageName").rsplit(":", 1)[1].startswith("arm64-")
+    for task in existing_vpc_run.of_type("aws:ecs/taskDefinition:TaskDefinition"):
+        assert task.input("runtimePlatform")["cpuArchitecture"] == "ARM64"

@@ -1,0 +1,32 @@
+"""Fixtures for the local stack: a state directory the ``postgres`` user can reach, free ports."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lifeguard.local.stack import LocalStack
+from lifeguard.local.system import free_port
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def stack_dir(state_root: Path) -> Iterator[Path]:
+    """A fresh state directory; whatever a test started there is stopped afterwards."""
+    path = state_root / f"local-{next(_counter)}"
+    yield path
+    if path.exists():
+        LocalStack(path).down()
+
+
+@pytest.fixture
+def ports() -> tuple[int, int]:
+    pg = free_port()
+    pooler = free_port()
+    while pooler == pg:
+        pooler = free_port()
+    return pg, pooler

@@ -1,0 +1,167 @@
+"""``lifeguard local up|status|env|down``, run for real against Postgres 15 and PgBouncer 1.18."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import stat
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from lifeguard.cli import main
+from lifeguard.local.stack import LocalStack, StackError, StackOptions, migration_env
+from lifeguard.local.system import port_in_use
+
+
+def _up(stack_dir: Path, ports: tuple[int, int], *extra: str) -> int:
+    return main(["local", "up", "--state-dir", str(stack_dir), "--pg-port", str(ports[0]),
+                 "--pooler-port", str(ports[1]), *extra])
+
+
+def _pids(stack: LocalStack) -> tuple[str, str]:
+    postmaster = (stack.state_dir / "postgres" / "data" / "postmaster.pid").read_text().split()[0]
+    pgbouncer = (stack.state_dir / "pgbouncer-1" / "pgbouncer.pid").read_text().strip()
+    return postmaster, pgbouncer
+
+
+def test_up_status_env_down(stack_dir: Path, ports: tuple[int, int], capsys: pytest.CaptureFixture[str]) -> None:
+    assert _up(stack_dir, ports) == 0
+    stack = LocalStack(stack_dir)
+    password_file = stack_dir / "app.password"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    capsys.readouterr()
+
+    assert main(["local", "status", "--state-dir", str(stack_dir)]) == 0
+    status_text = capsys.readouterr().out
+    assert "stack     up" in status_text
+    assert stack.app_password() not in status_text
+
+    assert main(["local", "env", "--state-dir", str(stack_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split("=", 1)[0] for line in lines]
+    assert names == ["DATABASE_URL", "DATABASE_URL_UNPOOLED"]
+    urls = {name: shlex.split(line.split("=", 1)[1])[0] for name, line in zip(names, lines, strict=True)}
+    pooled, direct = conninfo_to_dict(urls["DATABASE_URL"]), conninfo_to_dict(urls["DATABASE_URL_UNPOOLED"])
+    assert (str(pooled["port"]), str(direct["port"])) == (str(ports[1]), str(ports[0]))
+    assert pooled["user"] == direct["user"] and pooled["dbname"] == direct["dbname"]
+    assert direct["sslmode"] == "verify-full" and pooled["sslmode"] == "require"
+
+    # Both URLs work, and they reach the same database: the migrations are visible through both.
+    for name in names:
+        with psycopg.connect(urls[name], prepare_threshold=None, connect_timeout=10) as conn:
+            row = conn.execute("SELECT credits FROM orgs WHERE name = 'acme'").fetchone()
+            assert row is not None and row[0] >= 0
+            server_port = conn.execute("SELECT inet_server_port()").fetchone()
+        # Through PgBouncer the server sees PgBouncer's connection, on Postgres' own port.
+        assert server_port == (ports[0],)
+
+    assert main(["local", "down", "--state-dir", str(stack_dir)]) == 0
+    assert main(["local", "status", "--state-dir", str(stack_dir)]) == 3
+    assert "stack     down" in capsys.readouterr().out
+    assert not port_in_use(ports[0]) and not port_in_use(ports[1])
+    assert main(["local", "env", "--state-dir", str(stack_dir)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "not running" in captured.err
+
+
+def test_second_up_is_idempotent_and_restarts_a_stopped_stack(
+    stack_dir: Path, ports: tuple[int, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _up(stack_dir, ports) == 0
+    stack = LocalStack(stack_dir)
+    before = _pids(stack)
+    password = stack.app_password()
+    capsys.readouterr()
+
+    assert _up(stack_dir, ports) == 0
+    err = capsys.readouterr().err
+    assert "Postgres already running" in err and "PgBouncer already running" in err
+    assert "nothing to apply" in err
+    assert _pids(stack) == before
+    assert stack.app_password() == password
+
+    # Options that contradict the stored stack are refused, naming the option.
+    assert _up(stack_dir, ports, "--max-connections", "50") == 1
+    assert "--max-connections 50 (the stack has 100)" in capsys.readouterr().err
+
+    stack.down()
+    assert not stack.status().anything_running
+    # Without options, `up` brings the stopped stack back with what it stored.
+    assert main(["local", "up", "--state-dir", str(stack_dir), "--no-migrate"]) == 0
+    assert stack.status().up
+
+    stack.down(purge=True)
+    assert not stack_dir.exists()
+
+
+@pytest.mark.parametrize("which", ["postgres", "pgbouncer"])
+def test_port_in_use_is_a_clear_error(
+    stack_dir: Path, ports: tuple[int, int], which: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    busy = ports[0] if which == "postgres" else ports[1]
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", busy))
+        holder.listen()
+        assert _up(stack_dir, ports, "--no-migrate") == 1
+    err = capsys.readouterr().err
+    assert f"port {busy} on 127.0.0.1 is already in use" in err
+    assert ("--pg-port" if which == "postgres" else "--pooler-port") in err
+    assert "Traceback" not in err
+    # Nothing is left running after the failed start.
+    LocalStack(stack_dir).down()
+    assert not LocalStack(stack_dir).status().anything_running
+
+
+def test_missing_system_package_says_what_to_install(
+    stack_dir: Path, ports: tuple[int, int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(stack_dir))  # no pgbouncer on PATH ...
+    exists = Path.exists
+    # ... nor where Debian puts it.
+    monkeypatch.setattr(Path, "exists", lambda self: str(self) != "/usr/sbin/pgbouncer" and exists(self))
+    assert _up(stack_dir, ports) == 1
+    assert "apt-get install pgbouncer" in capsys.readouterr().err
+
+
+def test_migration_job_gets_only_the_direct_url(
+    stack_dir: Path, ports: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Decoys in our own environment that must not reach the job.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://decoy@example.invalid/x")
+    monkeypatch.setenv("PGHOST", "example.invalid")
+    report = stack_dir.parent / f"{stack_dir.name}-env.json"
+    script = (
+        "import json, os, sys; "
+        "json.dump({k: v for k, v in os.environ.items() if k.startswith(('DATABASE', 'PG'))}, "
+        f"open({str(report)!r}, 'w'))"
+    )
+    stack = LocalStack(stack_dir)
+    stack.up(StackOptions(pg_port=ports[0], pooler_port=ports[1]), migrate_command=[sys.executable, "-c", script])
+    seen = json.loads(report.read_text())
+    report.unlink()
+    assert sorted(seen) == ["DATABASE_URL_UNPOOLED"]
+    points_at_postgres = seen["DATABASE_URL_UNPOOLED"] == stack.direct_url()
+    assert points_at_postgres
+
+    # The real job over the same environment applies the migrations through the direct URL.
+    run = stack.migrate()
+    assert run.returncode == 0, run.output
+    assert stack.app_password() not in run.output
+
+
+def test_migration_env_strips_every_database_variable() -> None:
+    env = migration_env("postgresql://u:p@h:1/d", base={
+        "PATH": "/bin", "DATABASE_URL": "x", "DATABASE_URL_SECRET_ARN": "y", "PGPASSWORD": "z", "HOME": "/root",
+    })
+    assert env == {"PATH": "/bin", "HOME": "/root", "DATABASE_URL_UNPOOLED": "postgresql://u:p@h:1/d"}
+
+
+def test_options_are_checked_before_anything_starts(stack_dir: Path) -> None:
+    with pytest.raises(StackError, match="--pg-port and --pooler-port must differ"):
+        LocalStack(stack_dir).up(StackOptions(pg_port=50000, pooler_port=50000))
+    assert not (stack_dir / "stack.json").exists()

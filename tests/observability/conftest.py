@@ -1,0 +1,105 @@
+"""A real PgBouncer 1.18 with a read-only ``stats_users`` user in its auth_file.
+
+The shared ``start_pooler`` fixture renders the app user only; the console reader needs a second
+userlist line, so this fixture starts :class:`PoolerProcess` itself with both credentials, on the
+same rendered settings (``local_settings``) and the same session Postgres.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+
+from lifeguard.local.pooler import PoolerProcess, local_settings
+from lifeguard.local.postgres import make_dsn
+from lifeguard.local.system import free_port
+from pgbouncer.metrics import ConsoleTarget
+from pgbouncer.versions import PgBouncerVersion
+from tests.conftest import AppDatabase
+
+STATS_USER = "lifeguard_stats"
+# Quotes, spaces and URL delimiters: the userlist and the console login must both cope.
+STATS_PASSWORD = "st\"ats' p@ss:w%rd#;$&="
+
+
+@dataclass
+class StatsPooler:
+    process: PoolerProcess
+    db: AppDatabase = field(repr=False)  # holds the app password; keep it out of tracebacks
+
+    @property
+    def port(self) -> int:
+        return self.process.settings.listen_port
+
+    @property
+    def socket_dir(self) -> str:
+        return self.process.settings.unix_socket_dir
+
+    def console(self, password: str = STATS_PASSWORD, host: str | None = None) -> ConsoleTarget:
+        """The console over the Unix socket (default) or TCP (``host="127.0.0.1"``)."""
+        return ConsoleTarget(host=host or self.socket_dir, port=self.port, user=STATS_USER, password=password)
+
+    def console_url(self) -> str:
+        # host= in the query: the socket directory is a path, which the authority part cannot hold.
+        return f"postgresql://{quote(STATS_USER, safe='')}:{quote(STATS_PASSWORD, safe='')}@/pgbouncer?" + urlencode(
+            {"host": self.socket_dir, "port": self.port}
+        )
+
+    def url(self) -> str:
+        """The pooled app URL, as functions get it."""
+        return make_dsn("127.0.0.1", self.port, self.db.user, self.db.password, self.db.dbname, sslmode="require")
+
+    def start(self) -> None:
+        self.process.start({self.db.user: self.db.password, STATS_USER: STATS_PASSWORD})
+        # PoolerProcess waits for the TCP port; PgBouncer opens its Unix socket just after it.
+        path = f"{self.socket_dir}/.s.PGSQL.{self.port}"
+        deadline = time.monotonic() + 15
+        while True:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(path)
+                    return
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def stats_pooler(
+    app_db: AppDatabase, state_root: Path, pgbouncer_version: PgBouncerVersion
+) -> Iterator[Callable[..., StatsPooler]]:
+    """Start PgBouncer with ``stats_users=(STATS_USER,)``; overrides go to the settings."""
+    started: list[PoolerProcess] = []
+    counter = itertools.count(1)
+
+    def start(default_pool_size: int = 2, **overrides: Any) -> StatsPooler:
+        root = state_root / f"obs-{app_db.dbname}-{next(counter)}"
+        settings = local_settings(
+            root,
+            upstream_port=app_db.cluster.port,
+            upstream_ca_file=app_db.cluster.ca_file,
+            dbname=app_db.dbname,
+            listen_port=free_port(),
+            default_pool_size=default_pool_size,
+            version=pgbouncer_version,
+            stats_users=(STATS_USER,),
+            **overrides,
+        )
+        pooler = StatsPooler(PoolerProcess(root=root, settings=settings), app_db)
+        started.append(pooler.process)
+        pooler.start()
+        return pooler
+
+    yield start
+    for process in started:
+        process.stop(signal.SIGQUIT, timeout=10)

@@ -1,0 +1,89 @@
+"""Helpers for the PgBouncer tests: extra login roles and poolers that serve several users.
+
+The shared ``start_pooler`` fixture serves the app role only; the password tests need many
+roles (one per special character) behind one PgBouncer, so they start :class:`PoolerProcess`
+directly through :func:`multi_user_pooler`, which stops everything it started.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from lifeguard.local.pooler import PoolerProcess, local_settings
+from lifeguard.local.postgres import make_dsn
+from lifeguard.local.system import free_port
+from pgbouncer.versions import PgBouncerVersion
+from tests.conftest import AppDatabase
+
+_role_counter = itertools.count(1)
+_pooler_counter = itertools.count(1)
+
+MakeRoles = Callable[[Mapping[str, str]], dict[str, str]]
+StartMultiUser = Callable[..., PoolerProcess]
+
+
+@pytest.fixture
+def make_roles(app_db: AppDatabase) -> Iterator[MakeRoles]:
+    """Create login roles (``label -> password``); returns ``role name -> password``. Dropped after."""
+    created: list[str] = []
+
+    def make(passwords: Mapping[str, str]) -> dict[str, str]:
+        roles: dict[str, str] = {}
+        for password in passwords.values():
+            name = f"lg_role_{next(_role_counter)}"
+            # create_app_database only creates the role: the database exists already.
+            app_db.cluster.create_app_database(name, password, app_db.dbname)
+            created.append(name)
+            roles[name] = password
+        return roles
+
+    yield make
+    with app_db.cluster.connect_superuser() as conn:
+        for name in created:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def multi_user_pooler(
+    app_db: AppDatabase, state_root: Path, pgbouncer_version: PgBouncerVersion
+) -> Iterator[StartMultiUser]:
+    """Start PgBouncer for ``app_db`` with a userlist holding ``credentials``; stopped after the test."""
+    started: list[PoolerProcess] = []
+
+    def start(credentials: Mapping[str, str], **overrides: Any) -> PoolerProcess:
+        root = state_root / f"multi-pooler-{app_db.dbname}-{next(_pooler_counter)}"
+        settings = local_settings(
+            root,
+            upstream_port=app_db.cluster.port,
+            upstream_ca_file=app_db.cluster.ca_file,
+            dbname=app_db.dbname,
+            listen_port=free_port(),
+            default_pool_size=overrides.pop("default_pool_size", 1),
+            version=pgbouncer_version,
+            **overrides,
+        )
+        process = PoolerProcess(root=root, settings=settings)
+        started.append(process)
+        process.start(credentials)
+        return process
+
+    yield start
+    for process in started:
+        process.stop(signal.SIGQUIT, timeout=10)
+
+
+def pooled_connect(
+    process: PoolerProcess, user: str, password: str, dbname: str, **params: Any
+) -> psycopg.Connection[Any]:
+    """Connect through ``process`` the way a function does (TLS required, no server-side prepares)."""
+    url = make_dsn("127.0.0.1", process.settings.listen_port, user, password, dbname,
+                   **{"sslmode": "require", "connect_timeout": 10, **params})
+    return psycopg.connect(url, autocommit=True, prepare_threshold=None)

@@ -1,0 +1,119 @@
+"""Fixtures for the pipeline: a moto account with the stack's migration resources, a fake clock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+REGION = "eu-west-1"
+CONTAINER = "migrator"
+LOG_PREFIX = "migrate"
+
+
+class FakeClock:
+    """A clock whose sleep only moves time forward, and remembers every sleep."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy credentials and region, so no test can reach a real account or read the user's config."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+
+
+@dataclass(frozen=True)
+class MigrationStack:
+    """The migration resources the infra program creates, in moto, and the outputs naming them."""
+
+    outputs: dict[str, Any]
+
+    def write(self, directory: Path) -> Path:
+        path = directory / "outputs.json"
+        path.write_text(json.dumps(self.outputs), encoding="utf-8")
+        return path
+
+
+@pytest.fixture
+def moto_aws(aws_env: None) -> Iterator[None]:
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        yield
+
+
+@pytest.fixture
+def migration_stack(moto_aws: None) -> MigrationStack:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
+    # moto's awsvpc tasks need DNS hostnames on the VPC (research/testing-and-style.md 3c).
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.40.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"]
+        ["SubnetId"]
+        for i, az in enumerate("ab")
+    ]
+    group = ec2.create_security_group(GroupName="migration", Description="migration job", VpcId=vpc)["GroupId"]
+    logs = boto3.client("logs", region_name=REGION)
+    logs.create_log_group(logGroupName="/lifeguard/migration")
+    ecs = boto3.client("ecs", region_name=REGION)
+    cluster = ecs.create_cluster(clusterName="migration-cluster")["cluster"]["clusterArn"]
+    task_definition = ecs.register_task_definition(
+        family="migration-dev",
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="256",
+        memory="512",
+        containerDefinitions=[{
+            "name": CONTAINER,
+            "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/migrator:abc",
+            "essential": True,
+            # moto needs container-level memory; real Fargate takes the task's.
+            "memory": 512,
+            "secrets": [{"name": "DATABASE_URL_UNPOOLED",
+                         "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:direct-AbCdEf"}],
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": "/lifeguard/migration", "awslogs-region": REGION,
+                "awslogs-stream-prefix": LOG_PREFIX}},
+        }],
+    )["taskDefinition"]["taskDefinitionArn"]
+    return MigrationStack(outputs={
+        "migrationClusterArn": cluster,
+        "migrationTaskDefinitionArn": task_definition,
+        "migrationContainerName": CONTAINER,
+        "migrationSubnetIds": subnets,
+        "migrationSecurityGroupIds": [group],
+        "migrationLogGroupName": "/lifeguard/migration",
+        "migrationLogStreamPrefix": LOG_PREFIX,
+        "readInvoicesFunctionName": "lifeguard-dev-read-invoices",
+        "chargeCreditsFunctionName": "lifeguard-dev-charge-credits",
+        # Others the pipeline does not read, as the real stack has them.
+        "pooledSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pooled-AbCdEf",
+        "poolerEndpoint": "[secret]",
+    })

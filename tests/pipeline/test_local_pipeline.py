@@ -1,0 +1,113 @@
+"""The pipeline after ``pulumi up``, for real on this machine: the migration job, then the smoke test.
+
+ECS and Lambda are played locally (``local_aws.py``); what runs is real: ``python -m migrator`` on
+the fixtures' Postgres over the direct URL, and the sample functions through PgBouncer over the
+pooled URL. This is the contract between the pipeline and the code it deploys: if the migrator's
+exit codes or the functions' answers change shape, these tests say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import boto3
+import psycopg
+import pytest
+
+from lambdas import charge_credits, read_invoices
+from lambdas.db import ClientSettings, Database
+from lifeguard.pipeline.clock import SystemClock
+from lifeguard.pipeline.migration import MigrationRun, run_migration
+from lifeguard.pipeline.outputs import MigrationTarget, SmokeTarget
+from lifeguard.pipeline.smoke import run_smoke
+from migrator.files import load_migrations
+from tests.conftest import AppDatabase, RunningPooler
+from tests.pipeline.conftest import REGION, MigrationStack
+from tests.pipeline.local_aws import LocalFargate, LocalLambda
+
+READ = "lifeguard-dev-read-invoices"
+CHARGE = "lifeguard-dev-charge-credits"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrator" / "migrations"
+
+
+class Printed:
+    def __init__(self) -> None:
+        self.log_lines: list[str] = []
+        self.status: list[str] = []
+
+    def run(self) -> MigrationRun:
+        # The real clock, polling fast: a real process is running.
+        return MigrationRun(timeout=120, poll_interval=0.1, log_grace=0.1, clock=SystemClock(),
+                            on_log_line=self.log_lines.append, on_status=self.status.append)
+
+
+@pytest.fixture
+def migrate_with(
+    migration_stack: MigrationStack, tmp_path: Path,
+) -> Iterator[Callable[[str], tuple[int, Printed]]]:
+    target = MigrationTarget.from_outputs(migration_stack.outputs, "the test stack")
+    fargates: list[LocalFargate] = []
+
+    def migrate(url: str) -> tuple[int, Printed]:
+        ecs = boto3.client("ecs", region_name=REGION)
+        logs = boto3.client("logs", region_name=REGION)
+        fargates.append(LocalFargate(ecs, logs, target, url, tmp_path))
+        printed = Printed()
+        outcome = run_migration(ecs, logs, target, printed.run())
+        printed.status.append(outcome.summary)
+        return outcome.exit_code, printed
+
+    yield migrate
+    for fargate in fargates:
+        fargate.close()
+
+
+def test_migrate_then_smoke(
+    migrate_with: Callable[[str], tuple[int, Printed]], app_db: AppDatabase,
+    start_pooler: Callable[..., RunningPooler],
+) -> None:
+    code, printed = migrate_with(app_db.direct_url)
+
+    assert code == 0, "\n".join(printed.log_lines + printed.status)
+    output = "\n".join(printed.log_lines)
+    # The migrator's own lines came through CloudWatch, one per migration file, and no secret did.
+    for migration in load_migrations(MIGRATIONS):
+        assert migration.filename in output
+    assert app_db.password not in output + "\n".join(printed.status)
+    with psycopg.connect(app_db.direct_url) as conn:
+        assert conn.execute("SELECT name, credits FROM orgs ORDER BY id").fetchall() == [("acme", 1000), ("globex", 50)]
+
+    pooler = start_pooler()
+    client = boto3.client("lambda", region_name=REGION)
+    database = Database(url=pooler.url(), settings=ClientSettings(), env={})
+    try:
+        functions = LocalLambda(client, {
+            READ: lambda event: dict(read_invoices.handle(event, database)),
+            CHARGE: lambda event: dict(charge_credits.handle(event, database)),
+        })
+        report = run_smoke(client, SmokeTarget(READ, CHARGE))
+    finally:
+        database.close()
+
+    assert report.ok, "\n".join(check.line() for check in report.checks)
+    assert [name for name, _ in functions.invocations] == [READ, CHARGE, CHARGE, READ]
+    key = functions.invocations[1][1]["idempotency_key"]
+    with psycopg.connect(app_db.direct_url) as conn:
+        assert conn.execute("SELECT credits FROM orgs WHERE id = 1").fetchone() == (999,)
+        assert conn.execute("SELECT count(*) FROM charges WHERE idempotency_key = %s", (key,)).fetchone() == (1,)
+
+
+def test_a_migration_that_fails_fails_the_pipeline_with_its_exit_code(
+    migrate_with: Callable[[str], tuple[int, Printed]], app_db: AppDatabase,
+    start_pooler: Callable[..., RunningPooler],
+) -> None:
+    # The migrator refuses a pooled URL (DDL and its advisory lock need a direct connection): a real
+    # non-zero exit, which moto alone could never report.
+    pooled = start_pooler().url()
+    code, printed = migrate_with(pooled)
+
+    assert code == 3, "\n".join(printed.log_lines + printed.status)
+    assert "exited with code 3" in printed.status[-1]
+    assert "pooler" in "\n".join(printed.log_lines), "the migrator's reason must reach the pipeline's output"
+    assert app_db.password not in "\n".join(printed.log_lines + printed.status)

@@ -1,0 +1,224 @@
+"""The GitHub Actions workflows: valid, wired in the right order, and calling only commands that exist.
+
+They cannot run here, so every promise the docs make about them is checked on the files: the
+schema GitHub validates against, job order, concurrency, OIDC instead of keys, pinned versions,
+and every ``lifeguard`` command line parsed by the real parser.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lifeguard.cli import build_parser
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
+FILES = sorted(WORKFLOWS.glob("*.yml"))
+# The one place users configure the pipeline (repository settings), as docs/pipeline.md says.
+SETTINGS_VARS = {"PULUMI_STACK", "AWS_REGION", "AWS_ROLE_ARN", "AWS_PREVIEW_ROLE_ARN"}
+SETTINGS_SECRETS = {"PULUMI_ACCESS_TOKEN", "GITHUB_TOKEN"}
+PULUMI_COMMANDS = {"preview", "up", "refresh", "destroy", "output"}
+AWS_CREDENTIALS = "aws-actions/configure-aws-credentials"
+EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+
+
+def load(path: Path) -> dict[str, Any]:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(document, dict)
+    # YAML 1.1 (PyYAML) reads the key `on` as the boolean true.
+    if True in document:
+        document["on"] = document.pop(True)
+    return document
+
+
+def workflow(name: str) -> dict[str, Any]:
+    return load(WORKFLOWS / name)
+
+
+def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(job.get("steps", []))
+
+
+def action(step: dict[str, Any]) -> str:
+    return str(step.get("uses", "")).split("@")[0]
+
+
+def resolve(value: Any, env: dict[str, Any]) -> Any:
+    """``${{ env.NAME }}`` replaced by the workflow env's value (as YAML typed it)."""
+    match = re.fullmatch(r"\$\{\{\s*env\.(\w+)\s*\}\}", str(value))
+    return env[match.group(1)] if match else value
+
+
+def lifeguard_commands(job: dict[str, Any]) -> Iterator[list[str]]:
+    """Every ``lifeguard ...`` argv in the job's run scripts, with ${{ }} expressions as placeholders."""
+    for step in steps(job):
+        script = EXPRESSION.sub("EXPR", str(step.get("run", "")))
+        for line in script.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            for index, word in enumerate(words):
+                if word == "lifeguard":
+                    argv = []
+                    for arg in words[index + 1:]:
+                        if arg in {"&&", "||", ";", "|"}:
+                            break
+                        argv.append(arg)
+                    yield argv
+
+
+def job_running(document: dict[str, Any], command: str) -> str:
+    names = [name for name, job in document["jobs"].items()
+             if any(argv[:1] == [command] for argv in lifeguard_commands(job))]
+    assert len(names) == 1, f"expected one job running `lifeguard {command}`, found {names}"
+    return str(names[0])
+
+
+def needs(job: dict[str, Any]) -> list[str]:
+    value = job.get("needs", [])
+    return [value] if isinstance(value, str) else list(value)
+
+
+def test_there_are_the_two_workflows() -> None:
+    assert [path.name for path in FILES] == ["deploy.yml", "preview.yml"]
+
+
+@pytest.mark.parametrize("schema", ["vendor.github-workflows", "custom.github-workflows-require-timeout"])
+def test_workflows_match_githubs_schema(schema: str) -> None:
+    # SchemaStore's workflow schema (vendored by check-jsonschema), and a timeout on every job.
+    done = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, *map(str, FILES)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_lifeguard_command_parses(path: Path) -> None:
+    parser = build_parser()
+    found = 0
+    for job in load(path)["jobs"].values():
+        for argv in lifeguard_commands(job):
+            found += 1
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit as exc:
+                pytest.fail(f"{path.name}: `lifeguard {shlex.join(argv)}` does not parse (exit {exc.code})")
+            assert callable(args.func)
+    if path.name == "deploy.yml":
+        assert found == 2
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_credentials_come_from_oidc_never_from_keys(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert not re.search(r"aws[-_]access[-_]key[-_]id|aws[-_]secret[-_]access[-_]key", text, re.IGNORECASE)
+    document = load(path)
+    for name, job in document["jobs"].items():
+        permissions = job.get("permissions", document.get("permissions", {}))
+        for step in steps(job):
+            if action(step) == AWS_CREDENTIALS:
+                assert step["with"]["role-to-assume"].startswith("${{ vars.AWS_")
+                assert permissions.get("id-token") == "write", f"{name} needs id-token: write for OIDC"
+                assert "aws-access-key-id" not in step["with"]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_actions_and_tools_are_pinned(path: Path) -> None:
+    document = load(path)
+    env = document["env"]
+    for job in document["jobs"].values():
+        for step in steps(job):
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})", step["uses"]), step["uses"]
+            if action(step) == "actions/setup-python":
+                version = resolve(step["with"]["python-version"], env)
+                # A string: unquoted 3.10 would be the number 3.1.
+                assert isinstance(version, str) and re.fullmatch(r"3\.1[1-9]", version), version
+            if action(step) == "pulumi/actions":
+                version = resolve(step["with"]["pulumi-version"], env)
+                assert isinstance(version, str) and re.fullmatch(r"3\.\d+\.\d+", version), version
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_settings_live_in_the_repository_settings(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    used_vars = set(re.findall(r"\bvars\.(\w+)", text))
+    used_secrets = set(re.findall(r"\bsecrets\.(\w+)", text))
+    assert used_vars <= SETTINGS_VARS and {"PULUMI_STACK", "AWS_REGION", "AWS_ROLE_ARN"} <= used_vars
+    assert used_secrets <= SETTINGS_SECRETS and "PULUMI_ACCESS_TOKEN" in used_secrets
+    env = load(path)["env"]
+    assert env["PULUMI_STACK"] == "${{ vars.PULUMI_STACK }}" and env["AWS_REGION"] == "${{ vars.AWS_REGION }}"
+    # The token reaches only the steps that run Pulumi, not every step (pip installs run code too).
+    assert "PULUMI_ACCESS_TOKEN" not in env
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_pulumi_steps_are_valid(path: Path) -> None:
+    document = load(path)
+    for job in document["jobs"].values():
+        for step in steps(job):
+            if action(step) != "pulumi/actions":
+                continue
+            inputs = step["with"]
+            if "command" not in inputs:
+                # Install-only mode: the CLI for `lifeguard ... --stack`.
+                assert set(inputs) == {"pulumi-version"}
+                continue
+            assert inputs["command"] in PULUMI_COMMANDS
+            assert inputs["stack-name"] == "${{ env.PULUMI_STACK }}"
+            assert step["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+            if inputs.get("comment-on-pr"):
+                assert inputs["command"] == "preview"
+                assert document["permissions"]["pull-requests"] == "write"
+
+
+def test_preview_runs_on_pull_requests_with_a_comment() -> None:
+    document = workflow("preview.yml")
+    assert set(document["on"]) == {"pull_request"}
+    (job,) = document["jobs"].values()
+    (pulumi,) = [step for step in steps(job) if action(step) == "pulumi/actions"]
+    assert pulumi["with"]["command"] == "preview"
+    assert pulumi["with"]["comment-on-pr"] is True
+    assert pulumi["with"]["github-token"] == "${{ secrets.GITHUB_TOKEN }}"
+
+
+def test_deploy_then_migrate_then_smoke() -> None:
+    document = workflow("deploy.yml")
+    assert document["on"]["push"]["branches"] == ["main"]
+    jobs = document["jobs"]
+    for name, job in jobs.items():
+        assert set(needs(job)) <= set(jobs) - {name}, f"{name} needs a job that does not exist"
+    (deploy,) = [name for name, job in jobs.items()
+                 if any(step.get("with", {}).get("command") == "up" for step in steps(job))]
+    migrate = job_running(document, "migrate")
+    smoke = job_running(document, "smoke")
+    assert needs(jobs[migrate]) == [deploy]
+    assert needs(jobs[smoke]) == [migrate]
+    # Two runs never migrate at once, and a running migration is never cancelled.
+    concurrency = jobs[migrate]["concurrency"]
+    assert concurrency["group"] and "${{ vars.PULUMI_STACK }}" in concurrency["group"]
+    assert concurrency["cancel-in-progress"] is False
+    assert document["concurrency"]["cancel-in-progress"] is False
+    # The task is tagged with the run, and its timeout is below the job's.
+    (argv,) = [a for a in lifeguard_commands(jobs[migrate]) if a[0] == "migrate"]
+    args = build_parser().parse_args(argv)
+    assert args.stack == "$PULUMI_STACK" and args.started_by.startswith("github-")
+    assert args.timeout < jobs[migrate]["timeout-minutes"] * 60
+
+
+def test_the_program_venv_is_where_pulumi_yaml_says() -> None:
+    # Pulumi runs the program with the virtualenv named in Pulumi.yaml; the workflows create it.
+    project = yaml.safe_load((WORKFLOWS.parents[1] / "Pulumi.yaml").read_text(encoding="utf-8"))
+    venv = project["runtime"]["options"]["virtualenv"]
+    for path in FILES:
+        for job in load(path)["jobs"].values():
+            if any(action(step) == "pulumi/actions" and "command" in step["with"] for step in steps(job)):
+                scripts = "\n".join(str(step.get("run", "")) for step in steps(job))
+                assert f"python -m venv {venv}" in scripts and f"{venv}/bin/python -m pip install -e ." in scripts
