@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from typing import Any, Literal, TypeVar, cast
 import pulumi
 import pulumi.runtime.config as runtime_config
 
-from pgbouncer.settings import PoolerSettings, SettingsError, Upstream
+from infra.components.observability import AlarmThresholds
+from pgbouncer.settings import IMAGE_SOCKET_DIR, PoolerSettings, SettingsError, Upstream
 from pgbouncer.sizing import PoolBudget, SizingError
 from pgbouncer.versions import PINNED
 
@@ -52,6 +54,11 @@ _RDS_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 _INSTANCE_CLASS = re.compile(r"^db\.[a-z0-9]+\.[a-z0-9]+$")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+# A standard topic: CloudWatch alarms cannot notify FIFO (.fifo) topics.
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+STATS_USER = "lifeguard_stats"
+"""PgBouncer's read-only console user (``stats_users``) that the pooler task's metrics sidecar logs in as."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ class KeySpec:
     meaning: str
 
 
-# The reference table of every key. The README's table is checked against it by the tests, and
+# The reference table of every key. The table in docs/deploy-aws.md is checked against it by the tests, and
 # config the program does not know is refused (a typo would otherwise silently keep a default).
 KEYS: tuple[KeySpec, ...] = (
     KeySpec("production", "true", "Marks a production stack: Multi-AZ and deletion protection default to "
@@ -115,6 +122,21 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("migrationCpu", "256", "Fargate CPU units for the migration task."),
     KeySpec("migrationMemoryMb", "512", "Fargate memory (MiB) for the migration task."),
     KeySpec("logRetentionDays", "30", "Retention of every log group the stack creates (a CloudWatch value)."),
+    KeySpec("alarmEmail", "(unset)", "Create an SNS topic for the pool alarms and subscribe this address "
+            "(AWS mails a confirmation link first). Not together with `alarmTopicArn`."),
+    KeySpec("alarmTopicArn", "(unset)", "An existing standard SNS topic the pool alarms notify on alarm and "
+            "on recovery. Without either key the alarms only change state (dashboard, console)."),
+    KeySpec("alarmClientsWaiting", "1", "Clients queued for a server connection on the busiest PgBouncer task "
+            "that count towards the clients-waiting alarm (1 to 100000)."),
+    KeySpec("alarmClientsWaitingMinutes", "3", "Consecutive minutes with at least `alarmClientsWaiting` queued "
+            "clients before that alarm fires (1 to 60): a sustained queue, not a burst."),
+    KeySpec("alarmMaxWaitSeconds", "1", "Wait of the oldest queued client that raises the max-wait alarm (2 "
+            "minutes running; 0.1 to 3600, fractions allowed); must be below `queryWaitTimeoutSeconds`, where "
+            "PgBouncer fails the client."),
+    KeySpec("alarmPoolerCpuPercent", "80", "Average PgBouncer task CPU over 5 minutes that raises the CPU "
+            "alarm; must be above `poolerCpuTargetPercent`, which autoscaling holds in normal operation."),
+    KeySpec("alarmDbConnectionsPercent", "80", "RDS `DatabaseConnections` as a share of `maxConnections` "
+            "(1 to 100) that raises the connections alarm (3 minutes running)."),
 )
 KEY_NAMES = frozenset(spec.name for spec in KEYS)
 
@@ -194,7 +216,21 @@ def pooler_settings(
         max_client_conn=max_client_conn,
         query_wait_timeout=query_wait_timeout_s,
         version=PINNED,
+        # The metrics sidecar reads the console as this user, over the socket in the shared volume.
+        stats_users=(STATS_USER,),
+        unix_socket_dir=IMAGE_SOCKET_DIR,
     )
+
+
+@dataclass(frozen=True)
+class AlarmsConfig:
+    """Where the pool alarms notify and when they fire (see infra/components/observability.py)."""
+
+    email: str | None
+    """Subscribe this address to a topic the stack creates."""
+    topic_arn: str | None
+    """Or notify this existing topic."""
+    thresholds: AlarmThresholds
 
 
 @dataclass(frozen=True)
@@ -222,6 +258,7 @@ class StackConfig:
     pooler: PoolerConfig
     functions: FunctionsConfig
     migration: MigrationConfig
+    alarms: AlarmsConfig
 
     @property
     def secret_recovery_window_days(self) -> int:
@@ -244,6 +281,9 @@ class _Reader:
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{PROJECT}:{key}: {message}")
+
+    def has_problem(self, key: str) -> bool:
+        return any(problem.startswith(f"{PROJECT}:{key}: ") for problem in self.problems)
 
     def _raw(self, key: str) -> Any:
         assert key in KEY_NAMES, f"config key {key} is missing from KEYS"
@@ -292,6 +332,20 @@ class _Reader:
     def string(self, key: str, default: str) -> str:
         return self._parse(key, default, lambda raw: str(raw).strip(), "a string")
 
+    def number(self, key: str, default: float, low: float, high: float) -> float:
+        def parse(raw: Any) -> float:
+            if isinstance(raw, bool):
+                raise TypeError(raw)
+            value = float(str(raw).strip())
+            if not math.isfinite(value):
+                raise ValueError(raw)
+            return value
+
+        value = self._parse(key, default, parse, "a number")
+        if not low <= value <= high:
+            self.problem(key, f"must be between {low:g} and {high:g}, got {value:g}")
+        return value
+
     def optional_string(self, key: str) -> str | None:
         return self.string(key, "") or None
 
@@ -327,7 +381,7 @@ def load(values: Mapping[str, Any] | None = None) -> StackConfig:
     unknown = sorted(set(values) - KEY_NAMES)
     for key in unknown:
         read.problem(key, "is not a lifeguard setting (a typo would silently keep the default); "
-                          "see the configuration reference in the README")
+                          "see the configuration reference in docs/deploy-aws.md")
 
     production = read.boolean("production", True)
     log_retention = read.integer("logRetentionDays", 30, 1, 3653)
@@ -345,6 +399,7 @@ def load(values: Mapping[str, Any] | None = None) -> StackConfig:
         architecture=pooler.architecture,
     )
     _check_fargate_size(read, "migrationCpu", "migrationMemoryMb", migration.cpu, migration.memory_mb)
+    alarms = _alarms(read, pooler)
 
     if read.problems:
         raise ConfigError(read.problems)
@@ -356,6 +411,7 @@ def load(values: Mapping[str, Any] | None = None) -> StackConfig:
         pooler=pooler,
         functions=functions,
         migration=migration,
+        alarms=alarms,
     )
 
 
@@ -523,6 +579,40 @@ def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig)
         pool_size=pool_size,
         nofile=nofile,
     )
+
+
+def _alarms(read: _Reader, pooler: PoolerConfig) -> AlarmsConfig:
+    email = read.optional_string("alarmEmail")
+    topic_arn = read.optional_string("alarmTopicArn")
+    if email is not None and topic_arn is not None:
+        read.problem("alarmEmail", "set alarmEmail (the stack creates a topic and subscribes it) or "
+                                   "alarmTopicArn (an existing topic), not both")
+    if email is not None and not _EMAIL.match(email):
+        read.problem("alarmEmail", f"must be an e-mail address, got {email!r}")
+    if topic_arn is not None and not _SNS_TOPIC_ARN.match(topic_arn):
+        read.problem("alarmTopicArn", "must be a standard SNS topic ARN like "
+                                      f"arn:aws:sns:eu-west-1:123456789012:alerts (not FIFO), got {topic_arn!r}")
+    max_wait = read.number("alarmMaxWaitSeconds", 1.0, 0.1, 3600)
+    # Compared only with a valid other key, so a bad value is reported once, under its own key.
+    if max_wait >= pooler.query_wait_timeout_s and not read.has_problem("queryWaitTimeoutSeconds"):
+        read.problem("alarmMaxWaitSeconds",
+                     f"must be below queryWaitTimeoutSeconds ({pooler.query_wait_timeout_s}), got {max_wait:g}: "
+                     "PgBouncer fails a client that waited that long, so the wait never reaches the threshold")
+    cpu = read.integer("alarmPoolerCpuPercent", 80, 1, 100)
+    if cpu <= pooler.cpu_target_percent and not read.has_problem("poolerCpuTargetPercent"):
+        read.problem("alarmPoolerCpuPercent",
+                     f"must be above poolerCpuTargetPercent ({pooler.cpu_target_percent}), got {cpu}: "
+                     "autoscaling keeps the tasks at that level, so the alarm would fire in normal operation")
+    # The bounds above are within what AlarmThresholds.validate() accepts, so the component
+    # cannot refuse these after other resources exist.
+    thresholds = AlarmThresholds(
+        clients_waiting=read.integer("alarmClientsWaiting", 1, 1, 100_000),
+        clients_waiting_minutes=read.integer("alarmClientsWaitingMinutes", 3, 1, 60),
+        max_wait_seconds=max_wait,
+        pooler_cpu_percent=float(cpu),
+        db_connections_ratio=read.integer("alarmDbConnectionsPercent", 80, 1, 100) / 100,
+    )
+    return AlarmsConfig(email=email, topic_arn=topic_arn, thresholds=thresholds)
 
 
 def _check_fargate_size(read: _Reader, cpu_key: str, memory_key: str, cpu: int, memory: int) -> None:

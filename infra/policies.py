@@ -6,6 +6,7 @@ statement names concrete resources, except the few actions AWS only grants on ``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 Statement = dict[str, Any]
@@ -82,12 +83,18 @@ def manage_lambda_enis() -> Statement:
     }
 
 
-def task_execution(repository_arn: str, log_group_arn: str, secret_sid: str, secret_arn: str) -> PolicyDocument:
-    """An ECS task execution role: pull one image, write one log group, read one secret."""
+def task_execution(repository_arn: str, log_group_arn: str, secrets: Mapping[str, str]) -> PolicyDocument:
+    """An ECS task execution role: pull one image, write one log group, read the secrets it injects.
+
+    ``secrets`` maps a statement id to one secret's ARN: one statement per secret, so a review
+    (and the tests' policy evaluation) sees what each grant is for.
+    """
+    if not secrets:
+        raise ValueError("a task execution role here always reads at least one secret")
     return document(
         *pull_image(repository_arn),
         write_logs(log_group_arn),
-        read_secret(secret_sid, secret_arn),
+        *(read_secret(sid, arn) for sid, arn in secrets.items()),
     )
 
 

@@ -22,6 +22,7 @@ from infra.components.functions import Functions, FunctionsArgs
 from infra.components.image import context_tag
 from infra.components.migration_job import MigrationJob, MigrationJobArgs
 from infra.components.network import Network, NetworkArgs
+from infra.components.observability import Observability, ObservabilityArgs
 from infra.components.pooler import Pooler, PoolerArgs
 from infra.components.secrets import ConnectionSecrets, ConnectionSecretsArgs
 from infra.config import ConfigError, StackConfig, load
@@ -86,6 +87,15 @@ def _secret_name_prefix() -> str:
     return f"lifeguard/{stack}/"
 
 
+def metrics_service_name() -> str:
+    """The ``Service`` dimension of this stack's pooler metrics: stable, and distinct per stack.
+
+    Known before anything exists (the sidecar's environment and the alarms both need it, and the
+    ECS service's generated name would make the task definition depend on its own service).
+    """
+    return re.sub(r"[^A-Za-z0-9_.\-]", "-", f"{pulumi.get_project()}-{pulumi.get_stack()}-pgbouncer")[:255]
+
+
 def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]:
     """Create every resource; return the stack outputs (name -> value or Output)."""
     paths = paths or ProgramPaths()
@@ -128,6 +138,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         ),
     )
     secret_prefix = _secret_name_prefix()
+    metrics_service = metrics_service_name()
     pooler = Pooler(
         "pooler",
         PoolerArgs(
@@ -147,6 +158,26 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             log_retention_days=cfg.log_retention_days,
             production=cfg.production,
             deletion_protection=db_cfg.deletion_protection,
+            metrics_service=metrics_service,
+        ),
+    )
+    alarms = cfg.alarms
+    observability = Observability(
+        "observability",
+        ObservabilityArgs(
+            cluster_name=pooler.cluster_name,
+            service_name=pooler.service_name,
+            load_balancer_arn_suffix=pooler.load_balancer_arn_suffix,
+            target_group_arn_suffix=pooler.target_group_arn_suffix,
+            db_instance_identifier=database.identifier,
+            max_connections=db_cfg.max_connections,
+            metric_service=metrics_service,
+            thresholds=alarms.thresholds,
+            alarm_topic_arn=alarms.topic_arn,
+            create_alarm_topic=alarms.email is not None,
+            alarm_email=alarms.email,
+            # Known already: no second region lookup.
+            region=region,
         ),
     )
     secrets = ConnectionSecrets(
@@ -188,7 +219,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         ),
     )
 
-    return {
+    outputs: dict[str, Any] = {
         "vpcId": network.vpc_id,
         "poolerEndpoint": pooler.endpoint,
         "poolerPort": pooler.port,
@@ -198,11 +229,14 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         "pooledSecretArn": secrets.pooled_secret_arn,
         "directSecretArn": secrets.direct_secret_arn,
         "poolerSecretArn": pooler.credentials_secret_arn,
+        "poolerStatsSecretArn": pooler.stats_credentials_secret_arn,
         "poolSize": cfg.pooler.pool_size,
         "maxConnections": db_cfg.max_connections,
         "poolerClusterName": pooler.cluster_name,
         "poolerServiceName": pooler.service_name,
         "poolerLogGroupName": pooler.log_group_name,
+        "poolerMetricsService": metrics_service,
+        "dashboardName": observability.dashboard_name,
         "readInvoicesFunctionName": functions.names["read-invoices"],
         "readInvoicesFunctionArn": functions.arns["read-invoices"],
         "chargeCreditsFunctionName": functions.names["charge-credits"],
@@ -216,6 +250,9 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         "migrationLogStreamPrefix": migration.log_stream_prefix,
         "migrationExecutionRoleArn": migration.execution_role_arn,
     }
+    if observability.alarm_topic_arn is not None:
+        outputs["alarmTopicArn"] = observability.alarm_topic_arn
+    return outputs
 
 
 def main(values: Mapping[str, Any] | None = None) -> None:

@@ -143,7 +143,14 @@ def _classify(exc: psycopg.Error, *, default: str) -> str:
     text = (exc.diag.message_primary or str(exc)).lower()
     if "query_wait_timeout" in text:
         return "pool_timeout"
-    if state == "53300" or "no more connections allowed" in text or "too many clients" in text:
+    # 53300 arrives as "too many clients already", or as "remaining connection slots are
+    # reserved ..." once only superuser slots are left: the same condition to a caller.
+    if (
+        state == "53300"
+        or "no more connections allowed" in text
+        or "too many clients" in text
+        or "remaining connection slots are reserved" in text
+    ):
         return "overloaded"
     if state.startswith("28") or "authentication failed" in text:
         return "authentication_failed"

@@ -5,7 +5,10 @@ the local stack calls :func:`prepare` and :func:`check_open_files` exactly as th
 
 Environment:
   LIFEGUARD_PGBOUNCER_SETTINGS  JSON of :class:`pgbouncer.settings.PoolerSettings` (no secrets)
-  POOLER_CREDENTIALS            JSON ``{"username": ..., "password": ...}`` from Secrets Manager
+  POOLER_CREDENTIALS            JSON ``{"username": ..., "password": ...}`` from Secrets Manager:
+                                the database user PgBouncer logs in as, and clients log in as
+  POOLER_STATS_CREDENTIALS      optional, same shape: a read-only console user for the metrics
+                                sidecar; it must be listed in the settings' ``stats_users``
 """
 
 from __future__ import annotations
@@ -22,24 +25,57 @@ from pgbouncer.tls import write_self_signed
 
 SETTINGS_ENV = "LIFEGUARD_PGBOUNCER_SETTINGS"
 CREDENTIALS_ENV = "POOLER_CREDENTIALS"
+STATS_CREDENTIALS_ENV = "POOLER_STATS_CREDENTIALS"
+SECRET_ENVS = (CREDENTIALS_ENV, STATS_CREDENTIALS_ENV)
 
 
 class StartupError(RuntimeError):
     """PgBouncer must not start; the message says what to change."""
 
 
-def credentials_from_secret(text: str) -> dict[str, str]:
-    """Parse the pooler secret. Never echoes the secret, not even in a parse error."""
+def credentials_from_secret(text: str, variable: str = CREDENTIALS_ENV) -> dict[str, str]:
+    """Parse a ``{"username", "password"}`` secret held in ``variable``.
+
+    Never echoes the secret, not even in a parse error.
+    """
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
         expected = '{"username": ..., "password": ...}'
-        raise StartupError(f"{CREDENTIALS_ENV} is not JSON; expected {expected}") from None
+        raise StartupError(f"{variable} is not JSON; expected {expected}") from None
     if not isinstance(data, dict) or not isinstance(data.get("username"), str) or not isinstance(
         data.get("password"), str
     ):
-        raise StartupError(f"{CREDENTIALS_ENV} must be a JSON object with string 'username' and 'password'")
+        raise StartupError(f"{variable} must be a JSON object with string 'username' and 'password'")
     return {data["username"]: data["password"]}
+
+
+def credentials_from_env(env: Mapping[str, str], settings: PoolerSettings) -> dict[str, str]:
+    """Every ``auth_file`` user: the pooler's database user, plus the stats user when one is given.
+
+    The stats user only reaches PgBouncer's admin console, and only with ``SHOW`` rights: it must
+    be in ``stats_users`` (a user missing there would be an ordinary login with a password that
+    Postgres does not know), and it must not be the database user, whose line it would replace.
+    """
+    if CREDENTIALS_ENV not in env:
+        raise StartupError(f"set {CREDENTIALS_ENV}")
+    credentials = credentials_from_secret(env[CREDENTIALS_ENV])
+    if STATS_CREDENTIALS_ENV not in env:
+        return credentials
+    stats = credentials_from_secret(env[STATS_CREDENTIALS_ENV], STATS_CREDENTIALS_ENV)
+    [(user, _)] = stats.items()
+    if user in credentials:
+        raise StartupError(
+            f"{STATS_CREDENTIALS_ENV} names the pooler's database user {user!r}; the console needs a user "
+            "of its own (one listed in stats_users)"
+        )
+    if user not in settings.stats_users:
+        listed = ", ".join(repr(name) for name in settings.stats_users) or "none"
+        raise StartupError(
+            f"{STATS_CREDENTIALS_ENV} is for user {user!r}, which the pooler settings do not list in "
+            f"stats_users (listed: {listed}); add it to stats_users or unset {STATS_CREDENTIALS_ENV}"
+        )
+    return {**credentials, **stats}
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -83,15 +119,16 @@ def main(env: Mapping[str, str] | None = None, run_dir: Path = Path("/run/pgboun
         if SETTINGS_ENV not in env or CREDENTIALS_ENV not in env:
             raise StartupError(f"set {SETTINGS_ENV} and {CREDENTIALS_ENV}")
         settings = PoolerSettings.from_json(env[SETTINGS_ENV])
-        credentials = credentials_from_secret(env[CREDENTIALS_ENV])
+        credentials = credentials_from_env(env, settings)
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         check_open_files(settings, soft)
         ini = prepare(settings, credentials, run_dir)
     except (StartupError, SettingsError) as exc:
         print(f"lifeguard-pgbouncer: refusing to start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    # The secret has been written to the 0600 auth_file; do not hand it on to PgBouncer's environment.
-    os.environ.pop(CREDENTIALS_ENV, None)
+    # The secrets have been written to the 0600 auth_file; do not hand them on to PgBouncer's environment.
+    for variable in SECRET_ENVS:
+        os.environ.pop(variable, None)
     print(f"lifeguard-pgbouncer: starting PgBouncer {settings.version}, pool_mode={settings.pool_mode}, "
           f"default_pool_size={settings.default_pool_size}, max_client_conn={settings.max_client_conn}",
           file=sys.stderr, flush=True)

@@ -27,6 +27,11 @@ _LOOKS_HASHED = re.compile(r"^(md5[0-9a-f]{32}|SCRAM-SHA-256\$.*)$")
 # PgBouncer 1.18 cuts longer auth_file passwords silently (or logs "password too long in auth file")
 # and the user then fails SASL: measured, 1024 bytes log in and 1025 do not. Newer releases allow 2047.
 MAX_PASSWORD_BYTES = 1024
+# The image's directory for PgBouncer's Unix socket: owned by the runtime user and declared a
+# VOLUME, so a task volume mounted at exactly this path (shared with the metrics sidecar) is
+# writable by PgBouncer on Fargate, where bind mounts are otherwise root-owned. Not /var/run/...:
+# that is a symlink to /run in Debian images, and ECS matches the VOLUME path to containerPath as text.
+IMAGE_SOCKET_DIR = "/run/pgbouncer-socket"
 
 
 class SettingsError(ValueError):

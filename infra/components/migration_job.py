@@ -76,7 +76,7 @@ class MigrationJob(pulumi.ComponentResource):
             role=execution_role.id,
             policy=pulumi.Output.all(image.repository_arn, logs.arn, args.direct_secret_arn).apply(
                 lambda arns: json.dumps(
-                    policies.task_execution(arns[0], arns[1], "ReadDirectDatabaseUrl", arns[2])
+                    policies.task_execution(arns[0], arns[1], {"ReadDirectDatabaseUrl": arns[2]})
                 )
             ),
             opts=child,

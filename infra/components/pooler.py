@@ -1,8 +1,13 @@
-"""PgBouncer on Fargate behind an internal NLB, with its own credentials secret.
+"""PgBouncer on Fargate behind an internal NLB, with its own credentials secret and a metrics sidecar.
 
 The PgBouncer configuration is the renderer's (``pgbouncer.settings``), passed to the image as
-JSON; only its credentials come from Secrets Manager, injected by ECS (``secrets``, never
-``environment``) through an execution role that may read that one secret and nothing else.
+JSON; only credentials come from Secrets Manager, injected by ECS (``secrets``, never
+``environment``) through an execution role that may read the pooler's two secrets and nothing
+else: the database login, and the read-only console user of the metrics sidecar.
+
+The sidecar (``python -m pgbouncer.metrics``, same image) reads PgBouncer's admin console over
+its Unix socket, which lives in a task volume both containers mount at the image's socket
+directory, and prints CloudWatch EMF lines to its awslogs stream; the stack's alarms read them.
 """
 
 from __future__ import annotations
@@ -14,17 +19,30 @@ from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from infra import policies
 from infra.components.image import ECS_CPU_ARCHITECTURES, ContainerImage, ContainerImageArgs
 from infra.components.secrets import mark_secret
-from infra.config import PoolerConfig
+from infra.config import STATS_USER, PoolerConfig
+from pgbouncer.metrics import publisher
+from pgbouncer.metrics.emf import DEFAULT_NAMESPACE
+from pgbouncer.settings import IMAGE_SOCKET_DIR
 
 CONTAINER_NAME = "pgbouncer"
 CONTAINER_PORT = 6432
+# What pgbouncer/entrypoint.py reads. Spelled out rather than imported: the entrypoint needs
+# cryptography (the image has it), which the Pulumi program does not; tests/infra checks they agree.
 SETTINGS_ENV = "LIFEGUARD_PGBOUNCER_SETTINGS"
 CREDENTIALS_ENV = "POOLER_CREDENTIALS"
+STATS_CREDENTIALS_ENV = "POOLER_STATS_CREDENTIALS"
 LOG_STREAM_PREFIX = "pgbouncer"
+METRICS_CONTAINER_NAME = "metrics"
+METRICS_LOG_STREAM_PREFIX = "metrics"
+METRICS_COMMAND = ["python", "-m", "pgbouncer.metrics"]
+# A soft limit: the sidecar is one Python process holding a sample at a time.
+METRICS_MEMORY_RESERVATION_MB = 64
+SOCKET_VOLUME = "pgbouncer-socket"
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,11 @@ class PoolerArgs:
     log_retention_days: int
     production: bool
     deletion_protection: bool
+    metrics_service: str
+    """The sidecar's ``LIFEGUARD_METRICS_SERVICE``: the ``Service`` dimension the alarms read. A plain
+    string, not the ECS service's generated name, which would make the task definition depend on
+    the service that depends on it."""
+    metrics_namespace: str = DEFAULT_NAMESPACE
 
 
 class Pooler(pulumi.ComponentResource):
@@ -54,10 +77,16 @@ class Pooler(pulumi.ComponentResource):
     """The NLB's DNS name."""
     port: int = CONTAINER_PORT
     credentials_secret_arn: pulumi.Output[str]
+    stats_credentials_secret_arn: pulumi.Output[str]
+    """The metrics sidecar's console login (``stats_users``); read by the pooler tasks only."""
     cluster_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
     log_group_name: pulumi.Output[str]
     repository_url: pulumi.Output[str]
+    load_balancer_arn_suffix: pulumi.Output[str]
+    """CloudWatch's ``LoadBalancer`` dimension, for alarms and dashboards."""
+    target_group_arn_suffix: pulumi.Output[str]
+    """CloudWatch's ``TargetGroup`` dimension."""
 
     def __init__(self, name: str, args: PoolerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lifeguard:pooler:Pooler", name, None, opts)
@@ -78,6 +107,34 @@ class Pooler(pulumi.ComponentResource):
             f"{name}-credentials",
             secret_id=credentials.id,
             secret_string=mark_secret(credentials_value),
+            opts=child,
+        )
+        # The console user exists only in PgBouncer's auth_file (nothing in Postgres): its own random
+        # password, so reading the console never needs, or reveals, the database password.
+        stats_password = random.RandomPassword(
+            f"{name}-stats-password",
+            length=40,
+            # Letters and digits: nothing to quote in userlist.txt or JSON.
+            special=False,
+            min_lower=4,
+            min_upper=4,
+            min_numeric=4,
+            opts=child,
+        )
+        stats_credentials = aws.secretsmanager.Secret(
+            f"{name}-stats-credentials",
+            name_prefix=f"{args.secret_name_prefix}POOLER_STATS_CREDENTIALS-",
+            description="PgBouncer's read-only console user (stats_users) for the metrics sidecar; "
+                        "read by the pooler tasks only",
+            recovery_window_in_days=args.secret_recovery_window_days,
+            opts=child,
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{name}-stats-credentials",
+            secret_id=stats_credentials.id,
+            secret_string=mark_secret(
+                pulumi.Output.json_dumps({"username": STATS_USER, "password": stats_password.result})
+            ),
             opts=child,
         )
 
@@ -102,10 +159,11 @@ class Pooler(pulumi.ComponentResource):
         execution_policy = aws.iam.RolePolicy(
             f"{name}-execution",
             role=execution_role.id,
-            policy=pulumi.Output.all(image.repository_arn, logs.arn, credentials.arn).apply(
-                lambda arns: json.dumps(
-                    policies.task_execution(arns[0], arns[1], "ReadPoolerCredentials", arns[2])
-                )
+            policy=pulumi.Output.all(image.repository_arn, logs.arn, credentials.arn, stats_credentials.arn).apply(
+                lambda arns: json.dumps(policies.task_execution(arns[0], arns[1], {
+                    "ReadPoolerCredentials": arns[2],
+                    "ReadPoolerStatsCredentials": arns[3],
+                }))
             ),
             opts=child,
         )
@@ -113,25 +171,57 @@ class Pooler(pulumi.ComponentResource):
         settings_json = args.database_address.apply(
             lambda host: cfg.settings(args.db_name, host).to_json()
         )
+
+        def log_configuration(stream_prefix: str) -> dict[str, object]:
+            return {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": logs.name,
+                    "awslogs-region": args.region,
+                    "awslogs-stream-prefix": stream_prefix,
+                },
+            }
+
         container = {
             "name": CONTAINER_NAME,
             "image": image.image_uri,
             "essential": True,
             "portMappings": [{"containerPort": CONTAINER_PORT, "protocol": "tcp"}],
             "environment": [{"name": SETTINGS_ENV, "value": settings_json}],
-            "secrets": [{"name": CREDENTIALS_ENV, "valueFrom": credentials.arn}],
+            "secrets": [
+                {"name": CREDENTIALS_ENV, "valueFrom": credentials.arn},
+                {"name": STATS_CREDENTIALS_ENV, "valueFrom": stats_credentials.arn},
+            ],
+            # PgBouncer creates its Unix socket here (the settings' unix_socket_dir).
+            "mountPoints": [{"sourceVolume": SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": False}],
             # Every client is a file descriptor; Fargate's default limit is not something to rely on.
             "ulimits": [{"name": "nofile", "softLimit": cfg.nofile, "hardLimit": cfg.nofile}],
             # The image stops PgBouncer with SIGINT: in-flight transactions finish, then it exits.
             "stopTimeout": cfg.stop_timeout_s,
-            "logConfiguration": {
-                "logDriver": "awslogs",
-                "options": {
-                    "awslogs-group": logs.name,
-                    "awslogs-region": args.region,
-                    "awslogs-stream-prefix": LOG_STREAM_PREFIX,
-                },
-            },
+            "logConfiguration": log_configuration(LOG_STREAM_PREFIX),
+        }
+        metrics = {
+            "name": METRICS_CONTAINER_NAME,
+            "image": image.image_uri,
+            # The image's entrypoint starts PgBouncer; this container runs the publisher instead.
+            "entryPoint": METRICS_COMMAND,
+            # Losing the metrics must not stop the pooler (the ConsoleUp graph shows a dead sidecar).
+            "essential": False,
+            # START, not HEALTHY: PgBouncer has no container health check, and the publisher retries
+            # every interval until the console answers.
+            "dependsOn": [{"containerName": CONTAINER_NAME, "condition": "START"}],
+            "memoryReservation": METRICS_MEMORY_RESERVATION_MB,
+            "environment": [
+                # The same settings JSON as PgBouncer's: the socket directory and port come from it.
+                {"name": publisher.ENV_SETTINGS, "value": settings_json},
+                {"name": publisher.ENV_SERVICE, "value": args.metrics_service},
+                {"name": publisher.ENV_NAMESPACE, "value": args.metrics_namespace},
+            ],
+            "secrets": [{"name": publisher.ENV_CREDENTIALS, "valueFrom": stats_credentials.arn}],
+            # Read-only: connect() on a Unix socket checks the socket file's permissions, not the
+            # mount's read-only flag (as with a Docker socket mounted :ro); the sidecar writes nothing.
+            "mountPoints": [{"sourceVolume": SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": True}],
+            "logConfiguration": log_configuration(METRICS_LOG_STREAM_PREFIX),
         }
         task_definition = aws.ecs.TaskDefinition(
             f"{name}-task",
@@ -145,7 +235,10 @@ class Pooler(pulumi.ComponentResource):
                 "cpu_architecture": ECS_CPU_ARCHITECTURES[cfg.architecture],
             },
             execution_role_arn=execution_role.arn,
-            container_definitions=pulumi.Output.json_dumps([container]),
+            container_definitions=pulumi.Output.json_dumps([container, metrics]),
+            # A Fargate bind mount (no host path): task-scoped storage shared by the two containers,
+            # owned by the runtime user because the image declares IMAGE_SOCKET_DIR a VOLUME.
+            volumes=[{"name": SOCKET_VOLUME}],
             opts=child,
         )
 
@@ -254,13 +347,17 @@ class Pooler(pulumi.ComponentResource):
 
         self.endpoint = load_balancer.dns_name
         self.credentials_secret_arn = credentials.arn
+        self.stats_credentials_secret_arn = stats_credentials.arn
         self.cluster_name = cluster.name
         self.service_name = service.name
         self.log_group_name = logs.name
         self.repository_url = image.repository_url
+        self.load_balancer_arn_suffix = load_balancer.arn_suffix
+        self.target_group_arn_suffix = target_group.arn_suffix
         self.register_outputs({
             "endpoint": self.endpoint,
             "credentialsSecretArn": self.credentials_secret_arn,
+            "statsCredentialsSecretArn": self.stats_credentials_secret_arn,
             "clusterName": self.cluster_name,
             "serviceName": self.service_name,
         })

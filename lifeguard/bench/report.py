@@ -100,7 +100,9 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "(the machine is shared; other work adds noise) |",
         "",
         "Clients, PgBouncer and Postgres share these cores, so every figure includes the clients' own",
-        f"CPU. Function instances are hosted by {s['workers']} worker processes (see `docs/local.md`).",
+        f"CPU. Function instances are hosted by worker processes (at least {s['workers']}, at most 900",
+        "instances each; see `docs/local.md`). The throwaway clusters run with fsync off; the measured",
+        "work only reads.",
         "",
         "## Targets",
         "",
@@ -120,7 +122,8 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "Every instance cold-starts (opens its connection, runs `read_invoices`), then stays alive holding",
         "its connection until all are done, and is invoked once more warm: at the end all of them are",
         "connected at once. Time to first row counts from the spike's start, so it includes waiting for one",
-        f"of the {s['workers']} x {s['threads']} cold-start slots (Lambda, too, scales out at a bounded rate).",
+        f"of the {s['workers'] * s['threads']} cold-start slots ({s['workers']} x {s['threads']}, spread over"
+        " more worker processes for large spikes): Lambda, too, scales out at a bounded rate.",
         "",
         "| run | instances | ok | failed | peak backends | first row p50 | p99 | wall |",
         "|---|---|---|---|---|---|---|---|",
@@ -170,15 +173,18 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
     lines += [
         "## 3. Warm overhead: a reused connection",
         "",
-        f"`{warm['direct']['sql']}` on a connection that stays open (a warm instance), one client for latency"
-        f" ({s['warm_seconds']:.0f} s), {warm['direct']['clients']} clients for throughput.",
+        f"`{warm['sql']}` on connections that stay open (warm instances). Latency: one client with one"
+        f" direct and one pooled connection, back to back on one for half a second, then on the other,"
+        f" for {s['warm_seconds']:.0f} s ({_n(warm['latency_queries_each'])} queries each), so both paths"
+        " see the same background load."
+        f" Throughput: {warm['direct']['clients']} clients on their own connections, each path on its own.",
         "",
-        "| | p50 | p99 | 1 client | throughput |",
+        "| | p50 | p99 | throughput | p50 under throughput load |",
         "|---|---|---|---|---|",
     ]
     for name, w in (("straight at Postgres", warm["direct"]), ("through PgBouncer", warm["pooled"])):
         lines.append(f"| {name} | {_ms(w['p50_ms'], 3)} | {_ms(w['p99_ms'], 3)} | "
-                     f"{_n(w['single_client_qps'])} queries/s | {_n(w['throughput_qps'])} queries/s |")
+                     f"{w['throughput_qps']:,.0f} queries/s | {_ms(w['throughput_p50_ms'], 3)} |")
     overhead = wo["measured"]
     lines += [
         "",
@@ -231,9 +237,10 @@ def _spike_explanation(r: dict[str, Any]) -> list[str]:
         "What limits the spike: every cold start is a full login (TLS handshake and SCRAM on both ends).",
         f"Measured in the churn run, a login through PgBouncer costs {churn['client']:.2f} ms of client CPU and",
         f"{churn['pgbouncer']:.2f} ms of PgBouncer CPU, so {cores} cores admit at most about {ceiling:,.0f} new",
-        "instances per second; the spike's time to first row grows with its size at that rate while",
-        "Postgres stays at a handful of backends. On AWS the clients' half runs on the Lambda hosts, not",
-        "on the pooler's cores.",
+        "instances per second; the spike's time to first row grows with its size at that rate, while",
+        "Postgres never sees more backends than the pool (how many of them are busy depends on how long",
+        "the CPU-starved clients hold their transactions). On AWS the clients' half runs on the Lambda",
+        "hosts, not on the pooler's cores.",
     ]
     if not t["met"]:
         failed = [run for run in r["spike"]["pooled_runs"] if not run.get("passed", True)]
@@ -281,6 +288,8 @@ def _churn_explanation(r: dict[str, Any]) -> list[str]:
             " Python handler) is paid on both paths and shares the same two cores, and PgBouncer 1.18 spends"
             f" {p['pgbouncer']:.2f} ms re-deriving SCRAM keys from the plain password for every login."
             + lift,
+            f"Best lift tried here: {cr['best_variant']} at {cr['by_variant'][cr['best_variant']]}x direct"
+            + (" (target reached)." if cr["by_variant"][cr["best_variant"]] >= cr["target"] else "."),
             "What lifts it in production: the clients' CPU is on the Lambda hosts, PgBouncer 1.25+ (pinned in"
             " the image) derives SCRAM keys much faster, and `so_reuseport` or more tasks add pooler cores.",
             "",

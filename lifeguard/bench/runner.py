@@ -25,7 +25,7 @@ from lifeguard.bench.cpu import ServerCpu
 from lifeguard.bench.experiments import use_scram_verifier
 from lifeguard.bench.machine import describe, load_average
 from lifeguard.local.gauge import SpikeDisplay
-from lifeguard.local.invoker import WorkerPool, split, worker_env
+from lifeguard.local.invoker import COMPARE_URL_ENV, WorkerPool, split, worker_env
 from lifeguard.local.spike import BackendMonitor, SpikeResult, percentile, run_spike
 from lifeguard.local.stack import LocalStack, StackConfig, StackOptions
 from lifeguard.local.system import free_port
@@ -77,9 +77,13 @@ def _start(root: Path, name: str, settings: BenchSettings, processes: int, say: 
     stack = LocalStack(root / name)
     say(f"[{name}] starting Postgres (max_connections {settings.max_connections}) and {processes} PgBouncer "
         f"process(es)")
+    pg_port = free_port()
+    pooler_port = free_port()
+    while pooler_port == pg_port:
+        pooler_port = free_port()
     config = stack.up(
         StackOptions(
-            pg_port=free_port(), pooler_port=free_port(), max_connections=settings.max_connections,
+            pg_port=pg_port, pooler_port=pooler_port, max_connections=settings.max_connections,
             pooler_processes=processes, max_client_conn=settings.levels[-1] + 100, durable=False,
         ),
         migrate=True,
@@ -107,7 +111,12 @@ def _spike_ok(result: SpikeResult, pool_size: int) -> bool:
 
 
 def capacity(variant: Variant, settings: BenchSettings, say: Say, levels: Sequence[int],
-             with_direct: bool = True) -> dict[str, Any]:
+             with_direct: bool = True, prepare: Callable[[Variant], None] | None = None) -> dict[str, Any]:
+    """Direct once, then pooled at each level until one fails.
+
+    Before each pooled level PgBouncer is restarted (then ``prepare`` runs), so every run starts
+    from an empty pool: the previous level's idle server connections would otherwise count.
+    """
     config, stack = variant.config, variant.stack
     monitor = BackendMonitor(stack.superuser_url(config))
     out: dict[str, Any] = {"pool_size": config.total_pool_size, "max_connections": config.max_connections}
@@ -121,6 +130,10 @@ def capacity(variant: Variant, settings: BenchSettings, say: Say, levels: Sequen
         runs = []
         best = 0
         for n in levels:
+            stack.restart_poolers(config)
+            if prepare is not None:
+                prepare(variant)
+            monitor.wait_until_at_most(0, timeout=30)
             result = _spike(variant, monitor, "pooled", stack.pooled_url(config), n, settings)
             passed = _spike_ok(result, config.total_pool_size)
             runs.append({**result.to_json(), "passed": passed, "samples": result.samples})
@@ -187,24 +200,36 @@ def churn(variant: Variant, label: str, url: str, settings: BenchSettings) -> di
     }
 
 
-def warm(variant: Variant, label: str, url: str, settings: BenchSettings) -> dict[str, Any]:
-    """Reused connections: one client for latency, ``warm_clients`` for throughput."""
-    one = [{"mode": "queries", "sql": WARM_SQL, "threads": 1, "duration_s": settings.warm_seconds}]
-    reports, _ = _pool_run(one, url, None, "queries", settings.warm_seconds + 120)
-    latencies = reports[0]["latencies_ms"]
+def warm_latency(variant: Variant, settings: BenchSettings) -> dict[str, Any]:
+    """Per-query latency on reused connections, direct and pooled queries alternating on one client."""
+    stack, config = variant.stack, variant.config
+    env = worker_env(stack.pooled_url(config), None)
+    env[COMPARE_URL_ENV] = stack.direct_url(config)
+    job = {"mode": "paired", "sql": WARM_SQL, "duration_s": settings.warm_seconds}
+    with WorkerPool([job], env) as pool:
+        pool.send({"type": "go"})
+        report = pool.collect("paired", settings.warm_seconds + 120)[0]
+    pooled, direct = report["first_ms"], report["second_ms"]
+    return {
+        "sql": WARM_SQL,
+        "queries_each": len(direct),
+        "direct": {"p50_ms": _r(percentile(direct, 50), 4), "p99_ms": _r(percentile(direct, 99), 4)},
+        "pooled": {"p50_ms": _r(percentile(pooled, 50), 4), "p99_ms": _r(percentile(pooled, 99), 4)},
+    }
+
+
+def warm_throughput(variant: Variant, label: str, url: str, settings: BenchSettings) -> dict[str, Any]:
+    """Queries per second on ``warm_clients`` reused connections."""
     many = [{"mode": "queries", "sql": WARM_SQL, "threads": n, "duration_s": settings.warm_seconds}
             for n in split(settings.warm_clients, settings.workers)]
     reports, wall = _pool_run(many, url, None, "queries", settings.warm_seconds + 120)
     queries = sum(int(r["ok"]) for r in reports)
+    latencies = [x for r in reports for x in r["latencies_ms"]]
     return {
         "label": label,
-        "sql": WARM_SQL,
-        "latency_queries": len(latencies),
-        "p50_ms": _r(percentile(latencies, 50), 4),
-        "p99_ms": _r(percentile(latencies, 99), 4),
-        "single_client_qps": round(len(latencies) / settings.warm_seconds, 1),
         "clients": settings.warm_clients,
         "throughput_qps": round(queries / wall, 1),
+        "throughput_p50_ms": _r(percentile(latencies, 50), 4),
     }
 
 
@@ -224,23 +249,34 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
     try:
         say("[spike] direct, then through one PgBouncer process, growing until a level fails")
         results["spike"] = capacity(one, settings, say, settings.levels)
+        # PgBouncer keeps the spike's server connections idle for server_idle_timeout; restart it
+        # so the direct measurements get the whole of max_connections.
+        one.stack.restart_poolers(one.config)
         say("[churn] a new connection per invocation")
         results["churn"] = {
             "direct": churn(one, "direct", one.stack.direct_url(one.config), settings),
             "pooled": churn(one, "pooled", one.stack.pooled_url(one.config), settings),
         }
         say(_churn_line(results["churn"]))
+        one.stack.restart_poolers(one.config)
         say("[warm] reused connections")
+        latency = warm_latency(one, settings)
         results["warm"] = {
-            "direct": warm(one, "direct", one.stack.direct_url(one.config), settings),
-            "pooled": warm(one, "pooled", one.stack.pooled_url(one.config), settings),
+            "sql": latency["sql"],
+            "latency_queries_each": latency["queries_each"],
+            "direct": {**latency["direct"],
+                       **warm_throughput(one, "direct", one.stack.direct_url(one.config), settings)},
+            "pooled": {**latency["pooled"],
+                       **warm_throughput(one, "pooled", one.stack.pooled_url(one.config), settings)},
         }
         say(_warm_line(results["warm"]))
         say("[experiment] the role's SCRAM verifier in PgBouncer's auth_file instead of the plain password")
+        one.stack.restart_poolers(one.config)
         use_scram_verifier(one.stack, one.config)
         results["verifier"] = {
             "churn": churn(one, "pooled", one.stack.pooled_url(one.config), settings),
-            "spike": capacity(one, settings, say, [settings.levels[-1]], with_direct=False),
+            "spike": capacity(one, settings, say, [settings.levels[-1]], with_direct=False,
+                              prepare=lambda v: use_scram_verifier(v.stack, v.config)),
         }
         say(f"[experiment] churn with the verifier: {results['verifier']['churn']['throughput_per_s']}/s")
     finally:
@@ -254,9 +290,11 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
             results["reuseport"] = {
                 "processes": k,
                 "spike": capacity(multi, settings, say, top, with_direct=False),
-                "churn": churn(multi, "pooled", multi.stack.pooled_url(multi.config), settings),
             }
+            multi.stack.restart_poolers(multi.config)
+            results["reuseport"]["churn"] = churn(multi, "pooled", multi.stack.pooled_url(multi.config), settings)
             say(f"[so_reuseport] churn {results['reuseport']['churn']['throughput_per_s']}/s")
+            multi.stack.restart_poolers(multi.config)
             use_scram_verifier(multi.stack, multi.config)
             results["reuseport"]["verifier_churn"] = churn(
                 multi, "pooled", multi.stack.pooled_url(multi.config), settings

@@ -104,6 +104,12 @@ def _demo(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
     event = {"org_id": org_id}
     display = SpikeDisplay(config.max_connections)
     monitor = BackendMonitor(stack.superuser_url(config))
+    if monitor.read() > config.total_pool_size // 4:
+        # A kept stack's PgBouncer holds idle server connections for minutes; they would take
+        # slots from the direct run. Start both runs from an (almost) empty Postgres.
+        _say("   restarting PgBouncer to release its idle server connections")
+        stack.restart_poolers(config)
+        monitor.wait_until_at_most(0, timeout=10)
     try:
         direct = run_spike(label="direct", url=stack.direct_url(config), instances=args.instances,
                            monitor=monitor, event=event, workers=args.workers, threads=args.threads,

@@ -48,6 +48,8 @@ FUNCTIONS = {
 """The sample functions: name (as in ``AWS_LAMBDA_FUNCTION_NAME``) to handler module."""
 
 PROGRESS_INTERVAL_S = 0.1
+COMPARE_URL_ENV = "LIFEGUARD_COMPARE_URL"
+"""The second URL of a ``paired`` job (benchmarks only; functions never read it)."""
 # Environment variables a worker must not inherit: they could point instances at another database.
 _URL_ENV = re.compile(r"^(DATABASE_URL.*|PG[A-Z]+)$")
 _DB_ERROR = re.compile(r"\b(FATAL|ERROR|PANIC):\s+(.*)$", re.DOTALL)
@@ -350,8 +352,47 @@ def _queries(job: Mapping[str, Any], channel: _Channel) -> None:
     channel.send(tally.report("queries", cpu))
 
 
+def _paired(job: Mapping[str, Any], channel: _Channel) -> None:
+    """One client, two warm connections (``DATABASE_URL`` and ``COMPARE_URL_ENV``), in alternating blocks.
+
+    Back-to-back queries on one connection for ``block_s``, then on the other, and so on: each path
+    is measured hot (as pgbench does), and alternating blocks puts both under the same background
+    load over the run, so the difference between their latencies is the path's own cost.
+    (Alternating query by query would instead measure how fast idle processes wake up.)
+    """
+    import psycopg
+
+    sql, duration = job["sql"], float(job["duration_s"])
+    urls = (os.environ["DATABASE_URL"], os.environ[COMPARE_URL_ENV])
+    connections = [psycopg.connect(url, autocommit=True, prepare_threshold=None) for url in urls]
+    latencies: tuple[list[float], list[float]] = ([], [])
+    try:
+        for _ in range(int(job.get("warmup", 200))):
+            for conn in connections:
+                conn.execute(sql).fetchall()
+        channel.send({"type": "ready"})
+        channel.expect("go")
+        clock = time.perf_counter
+        block = float(job.get("block_s", 0.5))
+        deadline = clock() + duration
+        while clock() < deadline:
+            for conn, samples in zip(connections, latencies, strict=True):
+                block_end = clock() + block
+                while True:
+                    start = clock()
+                    conn.execute(sql).fetchall()
+                    end = clock()
+                    samples.append(round((end - start) * 1000, 4))
+                    if end >= block_end:
+                        break
+    finally:
+        for conn in connections:
+            conn.close()
+    channel.send({"type": "paired", "first_ms": latencies[0], "second_ms": latencies[1]})
+
+
 MODES: dict[str, Callable[[Mapping[str, Any], _Channel], None]] = {
-    "spike": _spike, "churn": _churn, "queries": _queries,
+    "spike": _spike, "churn": _churn, "queries": _queries, "paired": _paired,
 }
 
 
@@ -471,6 +512,8 @@ class WorkerPool:
                     tick()
                 continue
             if message is None:
+                if index in results:
+                    continue  # it said what we waited for, then exited: its job is done
                 raise InvokerError(f"worker {index} exited early:\n{self.log_tail(index)}")
             if message.get("type") == kind:
                 results[index] = message

@@ -98,6 +98,17 @@ class PoolerProcess:
             children = []
         return int(children[0]) if children else self.process.pid
 
+    def refresh_pid_file(self) -> int:
+        """Write PgBouncer's own pid again, once it is surely running.
+
+        Under ``runuser`` the pid is that of our child's child; when the port answered before
+        ``runuser`` forked (a second ``so_reuseport`` process finds the port already open), the
+        file may name ``runuser`` itself, and signals would miss PgBouncer.
+        """
+        pid = self._pgbouncer_pid()
+        self.pid_file.write_text(f"{pid}\n")
+        return pid
+
     def pid(self) -> int | None:
         try:
             pid = int(self.pid_file.read_text().strip())

@@ -29,10 +29,10 @@ BACKENDS_SQL = (
 DEFAULT_WORKERS = 2
 DEFAULT_THREADS = 48
 MAX_INSTANCES_PER_WORKER = 900
-"""Keeps each worker's file descriptors below select()'s FD_SETSIZE (1024). A Lambda process holds
-a handful of descriptors, and the functions' client checks a warm connection with ``select()``,
-which cannot take a descriptor numbered 1024 or above; a worker holding thousands of connections
-would make every warm call look dead and reconnect."""
+"""Keeps each worker's file descriptors below 1024, as in a Lambda process (which holds a handful):
+code that watches sockets with ``select()`` cannot take a descriptor numbered 1024 or more. (The
+functions' client once checked warm connections that way, and in a worker holding thousands of
+connections every warm call reconnected.)"""
 
 
 def plan_workers(instances: int, workers: int, threads: int) -> list[tuple[int, int]]:

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
+import psycopg
+
 from lifeguard.local.pooler import PoolerError, PoolerProcess, installed_version, local_settings
 from lifeguard.local.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
 from lifeguard.local.system import (
@@ -409,6 +411,20 @@ class LocalStack:
                 process.stop(signal.SIGQUIT, timeout=5)
                 raise StackError(f"PgBouncer in {process.root} did not start:\n{process.log_tail()}")
             time.sleep(0.05)
+        process.refresh_pid_file()
+
+    def restart_poolers(self, config: StackConfig | None = None, progress: Progress = _quiet) -> None:
+        """Stop PgBouncer (SIGINT: in-flight transactions finish) and start it again.
+
+        Releases every server connection it kept idle (``server_idle_timeout`` holds them for
+        minutes), so the next measurement starts from an empty Postgres.
+        """
+        config = config or self.require_config()
+        for root in self._running_poolers(config):
+            PoolerProcess(root=root, settings=self.pooler_settings(config, _pooler_index(root))).stop(
+                signal.SIGINT, timeout=15
+            )
+        self._start_poolers(config, progress)
 
     def migrate(self, config: StackConfig | None = None, command: Sequence[str] | None = None) -> MigrationRun:
         """Run the migration job with only ``DATABASE_URL_UNPOOLED`` in its environment.
@@ -440,7 +456,8 @@ class LocalStack:
         if postgres:
             try:
                 backends = cluster.backend_count()
-            except Exception:
+            except (psycopg.Error, OSError):
+                # Status reports a half-broken stack (e.g. a superuser password file gone) rather than failing.
                 backends = None
         return StackStatus(self.state_dir, config, postgres, poolers, backends)
 
@@ -450,8 +467,9 @@ class LocalStack:
         if config is not None:
             for root in self._running_poolers(config):
                 progress(f"stopping PgBouncer ({root.name})")
-                PoolerProcess(root=root, settings=self.pooler_settings(config, int(root.name.rsplit("-", 1)[1]))
-                              ).stop(signal.SIGINT, timeout=15)
+                PoolerProcess(root=root, settings=self.pooler_settings(config, _pooler_index(root))).stop(
+                    signal.SIGINT, timeout=15
+                )
             cluster = self.cluster(config)
             if cluster.running():
                 progress("stopping Postgres")
@@ -512,6 +530,10 @@ def _port_message(port: int, what: str, option: str) -> str:
         f"(`ss -ltnp 'sport = :{port}'` shows which), or choose another port with {option} PORT "
         "(on a new stack, or after `lifeguard local down --purge`)"
     )
+
+
+def _pooler_index(root: Path) -> int:
+    return int(root.name.rsplit("-", 1)[1])
 
 
 @lru_cache(maxsize=1)

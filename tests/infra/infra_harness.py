@@ -196,10 +196,13 @@ class StrictMocks(Mocks):
         if typ == "aws:ecs/service:Service":
             return {"name": physical}
         if typ == "aws:lb/loadBalancer:LoadBalancer":
+            # arnSuffix: what follows ":loadbalancer/" (CloudWatch's LoadBalancer dimension).
             return {"arn": f"arn:aws:elasticloadbalancing:{r}:{a}:loadbalancer/net/{physical}/0123456789abcdef",
+                    "arnSuffix": f"net/{physical}/0123456789abcdef",
                     "dnsName": f"{physical}-0123456789abcdef.elb.{r}.amazonaws.com", "zoneId": "Z2IFOLAFXWLO4F"}
         if typ == "aws:lb/targetGroup:TargetGroup":
-            return {"arn": f"arn:aws:elasticloadbalancing:{r}:{a}:targetgroup/{physical}/0123456789abcdef"}
+            return {"arn": f"arn:aws:elasticloadbalancing:{r}:{a}:targetgroup/{physical}/fedcba9876543210",
+                    "arnSuffix": f"targetgroup/{physical}/fedcba9876543210"}
         if typ == "aws:lb/listener:Listener":
             return {"arn": f"arn:aws:elasticloadbalancing:{r}:{a}:listener/net/{physical}/01/23"}
         if typ == "aws:rds/instance:Instance":
@@ -218,6 +221,15 @@ class StrictMocks(Mocks):
             return {"prefixListId": "pl-6da54004"}
         if typ == "aws:ec2/vpc:Vpc":
             return {"id": "vpc-0123456789abcdef0"}
+        # Without an arn the dashboard's alarm widget would list nulls, which CloudWatch rejects.
+        if typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            return {"arn": f"arn:aws:cloudwatch:{r}:{a}:alarm:{physical}"}
+        if typ == "aws:cloudwatch/dashboard:Dashboard":
+            return {"dashboardArn": f"arn:aws:cloudwatch::{a}:dashboard/{inputs['dashboardName']}"}
+        if typ == "aws:sns/topic:Topic":
+            return {"name": physical, "arn": f"arn:aws:sns:{r}:{a}:{physical}"}
+        if typ == "aws:sns/topicSubscription:TopicSubscription":
+            return {"arn": f"arn:aws:sns:{r}:{a}:{physical}:0123abcd-4567-89ef-0123-456789abcdef"}
         return {}
 
 

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.config import KEY_NAMES, KEYS, ConfigError, StackConfig, load
+from infra.components.observability import AlarmThresholds
+from infra.config import KEY_NAMES, KEYS, STATS_USER, ConfigError, StackConfig, load
+from pgbouncer.settings import IMAGE_SOCKET_DIR
 from tests.infra.infra_harness import (
     REPO_ROOT,
     StrictMocks,
@@ -39,6 +41,30 @@ def test_defaults_fit_a_small_production_stack() -> None:
     assert cfg.pooler.query_wait_timeout_s < cfg.functions.timeout_s
     assert cfg.functions.reserved_concurrency == 50
     assert cfg.log_retention_days == 30
+    # The metrics sidecar's console user and the shared socket volume.
+    settings = cfg.pooler.settings("app", "db.example")
+    assert (settings.stats_users, settings.unix_socket_dir) == ((STATS_USER,), IMAGE_SOCKET_DIR)
+    assert settings.admin_users == ()
+    assert (cfg.alarms.email, cfg.alarms.topic_arn, cfg.alarms.thresholds) == (None, None, AlarmThresholds())
+
+
+def test_alarm_settings() -> None:
+    cfg = load({"alarmEmail": "ops@example.com", "alarmClientsWaiting": "4", "alarmClientsWaitingMinutes": "10",
+                "alarmMaxWaitSeconds": "0.5", "alarmPoolerCpuPercent": "75", "alarmDbConnectionsPercent": "95"})
+    assert (cfg.alarms.email, cfg.alarms.topic_arn) == ("ops@example.com", None)
+    t = cfg.alarms.thresholds
+    assert (t.clients_waiting, t.clients_waiting_minutes, t.max_wait_seconds) == (4, 10, 0.5)
+    assert (t.pooler_cpu_percent, t.db_connections_ratio) == (75.0, 0.95)
+    t.validate()  # what the component checks when it is created
+    topic = "arn:aws:sns:us-east-1:123456789012:pager_duty-1"
+    assert load({"alarmTopicArn": topic}).alarms.topic_arn == topic
+
+
+def test_an_invalid_key_is_reported_once_not_again_through_the_alarm_that_compares_with_it() -> None:
+    found = problems({"poolerCpuTargetPercent": 95, "queryWaitTimeoutSeconds": 0})
+    assert not [p for p in found if p.startswith(("lifeguard:alarmPoolerCpuPercent", "lifeguard:alarmMaxWaitSeconds"))]
+    assert any(p.startswith("lifeguard:poolerCpuTargetPercent:") for p in found)
+    assert any(p.startswith("lifeguard:queryWaitTimeoutSeconds:") for p in found)
 
 
 def test_example_stack_is_valid() -> None:
@@ -135,6 +161,24 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"dbBackupRetentionDays": 0}, "dbBackupRetentionDays", "between 1 and 35"),
     ({"dbMultiAz": "sometimes"}, "dbMultiAz", "true or false"),
     ({"deletionProtection": "1"}, "deletionProtection", "true or false"),
+    ({"alarmEmail": "oncall"}, "alarmEmail", "must be an e-mail address"),
+    ({"alarmEmail": "ops@example.com", "alarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:alerts"}, "alarmEmail",
+     "not both"),
+    ({"alarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:alerts.fifo"}, "alarmTopicArn", "(not FIFO)"),
+    ({"alarmTopicArn": "alerts"}, "alarmTopicArn", "standard SNS topic ARN"),
+    ({"alarmTopicArn": "arn:aws:sqs:eu-west-1:123456789012:alerts"}, "alarmTopicArn", "standard SNS topic ARN"),
+    ({"alarmMaxWaitSeconds": 20}, "alarmMaxWaitSeconds", "below queryWaitTimeoutSeconds (20)"),
+    ({"alarmMaxWaitSeconds": 5, "queryWaitTimeoutSeconds": 5}, "alarmMaxWaitSeconds", "PgBouncer fails a client"),
+    ({"alarmMaxWaitSeconds": "soon"}, "alarmMaxWaitSeconds", "must be a number"),
+    ({"alarmMaxWaitSeconds": "nan"}, "alarmMaxWaitSeconds", "must be a number"),
+    ({"alarmMaxWaitSeconds": 0}, "alarmMaxWaitSeconds", "between 0.1 and 3600"),
+    ({"alarmPoolerCpuPercent": 60}, "alarmPoolerCpuPercent", "above poolerCpuTargetPercent (60)"),
+    ({"alarmPoolerCpuPercent": 70, "poolerCpuTargetPercent": 75}, "alarmPoolerCpuPercent", "normal operation"),
+    ({"alarmPoolerCpuPercent": 101}, "alarmPoolerCpuPercent", "between 1 and 100"),
+    ({"alarmDbConnectionsPercent": 0}, "alarmDbConnectionsPercent", "between 1 and 100"),
+    ({"alarmDbConnectionsPercent": "80%"}, "alarmDbConnectionsPercent", "whole number"),
+    ({"alarmClientsWaiting": 0}, "alarmClientsWaiting", "between 1 and"),
+    ({"alarmClientsWaitingMinutes": 61}, "alarmClientsWaitingMinutes", "between 1 and 60"),
 ]
 
 
@@ -166,6 +210,8 @@ PROGRAM_FAILURES: list[tuple[dict[str, Any], StrictMocks | None, str]] = [
     ({"poolerMinTasks": 0}, None, "lifeguard:poolerMinTasks"),
     ({"queryWaitTimeoutSeconds": 40, "functionTimeoutSeconds": 30}, None, "lifeguard:queryWaitTimeoutSeconds"),
     ({"functionArchitecture": "x86"}, None, "lifeguard:functionArchitecture"),
+    ({"alarmEmail": "oncall"}, None, "lifeguard:alarmEmail"),
+    ({"alarmMaxWaitSeconds": 30}, None, "lifeguard:alarmMaxWaitSeconds"),
     ({"availabilityZoneCount": 3}, StrictMocks(zones=("eu-west-1a", "eu-west-1b")), "lifeguard:availabilityZoneCount"),
     ({}, StrictMocks(zones=("eu-west-1a",)), "lifeguard:availabilityZoneCount"),
     ({**EXISTING}, StrictMocks(subnets={"subnet-0123456789abcdef0": ("vpc-0123456789abcdef0", "eu-west-1a"),
@@ -195,8 +241,8 @@ def test_program_fails_before_creating_anything(
 
 
 def test_every_key_is_documented_with_its_default() -> None:
-    text = (REPO_ROOT / "docs" / "deploy-aws.md").read_text()
-    text = text.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    text = (REPO_ROOT / "README.md").read_text()
+    text = text.split("## Configuration reference", 1)[1].split("### The AWS stack", 1)[1].split("\n### ", 1)[0]
     rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+?) \|", text, flags=re.MULTILINE))
     assert set(rows) == set(KEY_NAMES)
     for spec in KEYS:

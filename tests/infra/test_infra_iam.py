@@ -77,20 +77,21 @@ def test_trust_policies_name_one_service(example_run: ProgramRun, role_name: str
     ]
 
 
-# Which role may read which secret: exactly one each.
+# Which role may read which secrets: the pooler's tasks their two (database login and console user).
 READS = {
-    "functions-role": "connection-pooled",
-    "pooler-execution": "pooler-credentials",
-    "migration-execution": "connection-direct",
+    "functions-role": {"connection-pooled"},
+    "pooler-execution": {"pooler-credentials", "pooler-stats-credentials"},
+    "migration-execution": {"connection-direct"},
 }
 
 
 @pytest.mark.parametrize("role_name", ROLES)
-def test_each_role_reads_exactly_one_secret(example_run: ProgramRun, role_name: str) -> None:
+def test_each_role_reads_exactly_its_secrets(example_run: ProgramRun, role_name: str) -> None:
     arns = secrets(example_run)
+    assert set(arns) == set().union(*READS.values())
     for secret_name, arn in arns.items():
         allowed = permitted(example_run, role_name, "secretsmanager:GetSecretValue", arn)
-        assert allowed == (secret_name == READS[role_name]), f"{role_name} on {secret_name}"
+        assert allowed == (secret_name in READS[role_name]), f"{role_name} on {secret_name}"
         for action in ("secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret",
                        "secretsmanager:DeleteSecret", "secretsmanager:ListSecrets"):
             assert not permitted(example_run, role_name, action, arn), f"{role_name} {action}"
@@ -103,12 +104,14 @@ def test_function_role_is_denied_the_direct_and_pooler_secrets(example_run: Prog
     assert permitted(example_run, "functions-role", "secretsmanager:GetSecretValue", arns["connection-pooled"])
     assert not permitted(example_run, "functions-role", "secretsmanager:GetSecretValue", arns["connection-direct"])
     assert not permitted(example_run, "functions-role", "secretsmanager:GetSecretValue", arns["pooler-credentials"])
+    assert not permitted(example_run, "functions-role", "secretsmanager:GetSecretValue",
+                         arns["pooler-stats-credentials"])
 
 
 def test_migration_role_is_denied_the_pooled_and_pooler_secrets(example_run: ProgramRun) -> None:
     arns = secrets(example_run)
     assert permitted(example_run, "migration-execution", "secretsmanager:GetSecretValue", arns["connection-direct"])
-    for other in ("connection-pooled", "pooler-credentials"):
+    for other in ("connection-pooled", "pooler-credentials", "pooler-stats-credentials"):
         assert not permitted(example_run, "migration-execution", "secretsmanager:GetSecretValue", arns[other])
 
 
@@ -122,7 +125,19 @@ def test_task_definitions_can_read_exactly_the_secrets_they_inject(
                 for s in c.get("secrets", [])}
     readable = {arn for arn in secrets(example_run).values()
                 if permitted(example_run, role_name, "secretsmanager:GetSecretValue", arn)}
-    assert injected == readable and len(injected) == 1
+    assert injected == readable and len(injected) == len(READS[role_name])
+
+
+def test_only_the_pooler_execution_role_reads_the_console_user(example_run: ProgramRun) -> None:
+    stats = secrets(example_run)["pooler-stats-credentials"]
+    readers = {name for name in ROLES if permitted(example_run, name, "secretsmanager:GetSecretValue", stats)}
+    assert readers == {"pooler-execution"}
+    # One statement per secret, so a review sees what each grant is for.
+    [document] = inline_policies(example_run, "pooler-execution")
+    reads = [s for s in document["Statement"] if s["Action"] == ["secretsmanager:GetSecretValue"]]
+    grants = {s["Sid"]: s["Resource"] for s in reads}
+    assert grants == {"ReadPoolerCredentials": [secrets(example_run)["pooler-credentials"]],
+                      "ReadPoolerStatsCredentials": [stats]}
 
 
 def test_function_role_can_read_the_secret_in_its_environment(example_run: ProgramRun) -> None:

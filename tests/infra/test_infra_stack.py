@@ -26,6 +26,7 @@ from tests.infra.infra_harness import (
     unwrap,
     walk_plain_strings,
 )
+from tests.secrecy import assert_no_secret
 
 COMPONENTS = {
     "lifeguard:network:Network",
@@ -35,12 +36,14 @@ COMPONENTS = {
     "lifeguard:functions:Functions",
     "lifeguard:migration:MigrationJob",
     "lifeguard:image:ContainerImage",
+    "lifeguard:observability:Observability",
 }
 CONTRACT_OUTPUTS = {
     "migrationClusterArn", "migrationTaskDefinitionArn", "migrationContainerName", "migrationSubnetIds",
     "migrationSecurityGroupIds", "migrationLogGroupName", "migrationLogStreamPrefix",
     "readInvoicesFunctionName", "chargeCreditsFunctionName", "poolerEndpoint", "databaseEndpoint",
     "pooledSecretArn", "directSecretArn", "poolerSecretArn", "poolSize", "maxConnections", "vpcId",
+    "poolerStatsSecretArn", "poolerMetricsService", "dashboardName",
 }
 
 
@@ -51,6 +54,11 @@ def containers(task_definition: Resource) -> list[dict[str, Any]]:
 
 def pooler_task(run: ProgramRun) -> Resource:
     return run.one("aws:ecs/taskDefinition:TaskDefinition", "pooler")
+
+
+def pooler_container(run: ProgramRun, name: str = "pgbouncer") -> dict[str, Any]:
+    [container] = [c for c in containers(pooler_task(run)) if c["name"] == name]
+    return container
 
 
 def migration_task(run: ProgramRun) -> Resource:
@@ -93,7 +101,10 @@ def test_every_child_is_parented_to_its_component(example_run: ProgramRun) -> No
     assert owner("aws:rds/instance:Instance") == "lifeguard:database:Database"
     assert owner("aws:ecs/service:Service") == "lifeguard:pooler:Pooler"
     assert owner("aws:lb/loadBalancer:LoadBalancer") == "lifeguard:pooler:Pooler"
-    assert owner("aws:secretsmanager/secret:Secret", "credentials") == "lifeguard:pooler:Pooler"
+    assert owner("aws:secretsmanager/secret:Secret", "pooler-credentials") == "lifeguard:pooler:Pooler"
+    assert owner("aws:secretsmanager/secret:Secret", "stats-credentials") == "lifeguard:pooler:Pooler"
+    assert owner("aws:cloudwatch/metricAlarm:MetricAlarm", "clients-waiting") == "lifeguard:observability:Observability"
+    assert owner("aws:cloudwatch/dashboard:Dashboard") == "lifeguard:observability:Observability"
     assert owner("aws:secretsmanager/secret:Secret", "pooled") == "lifeguard:secrets:ConnectionSecrets"
     assert owner("aws:secretsmanager/secret:Secret", "direct") == "lifeguard:secrets:ConnectionSecrets"
     assert owner("aws:lambda/function:Function", "read-invoices") == "lifeguard:functions:Functions"
@@ -106,7 +117,9 @@ def test_every_child_is_parented_to_its_component(example_run: ProgramRun) -> No
 INVENTORY = {
     "aws:appautoscaling/policy:Policy": 1,
     "aws:appautoscaling/target:Target": 1,
+    "aws:cloudwatch/dashboard:Dashboard": 1,
     "aws:cloudwatch/logGroup:LogGroup": 4,
+    "aws:cloudwatch/metricAlarm:MetricAlarm": 5,
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": 1,
     "aws:ec2/routeTable:RouteTable": 2,
     "aws:ec2/routeTableAssociation:RouteTableAssociation": 2,
@@ -128,8 +141,8 @@ INVENTORY = {
     "aws:rds/instance:Instance": 1,
     "aws:rds/parameterGroup:ParameterGroup": 1,
     "aws:rds/subnetGroup:SubnetGroup": 1,
-    "aws:secretsmanager/secret:Secret": 3,
-    "aws:secretsmanager/secretVersion:SecretVersion": 3,
+    "aws:secretsmanager/secret:Secret": 4,
+    "aws:secretsmanager/secretVersion:SecretVersion": 4,
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 9,
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": 7,
     "docker:index/image:Image": 2,
@@ -138,9 +151,10 @@ INVENTORY = {
     "lifeguard:image:ContainerImage": 2,
     "lifeguard:migration:MigrationJob": 1,
     "lifeguard:network:Network": 1,
+    "lifeguard:observability:Observability": 1,
     "lifeguard:pooler:Pooler": 1,
     "lifeguard:secrets:ConnectionSecrets": 1,
-    "random:index/randomPassword:RandomPassword": 1,
+    "random:index/randomPassword:RandomPassword": 2,
 }
 
 
@@ -295,27 +309,31 @@ def test_parameter_group_sets_max_connections_and_forces_tls(example_run: Progra
 
 
 def test_password_is_generated_and_only_ever_secret(example_run: ProgramRun) -> None:
-    password = example_run.one("random:index/randomPassword:RandomPassword")
-    assert password.input("length") >= 32
+    # The database's and the console user's: both generated, neither with characters to quote.
+    for password in example_run.of_type("random:index/randomPassword:RandomPassword"):
+        assert password.input("length") >= 32
+        assert password.input("special") is False
     assert is_secret(example_run.one("aws:rds/instance:Instance").inputs["password"])
     quoted = MOCK_PASSWORD.replace("@", "%40")  # as it would appear in a URL
     for resource in example_run.resources:
         if resource.type == "random:index/randomPassword:RandomPassword":
             continue
         for path, text in walk_plain_strings(resource.inputs):
-            assert MOCK_PASSWORD not in text and quoted not in text, f"{resource.name}{path} holds the password"
+            assert_no_secret(MOCK_PASSWORD, text, f"{resource.name}{path}")
+            assert_no_secret(quoted, text, f"{resource.name}{path}")
     for name, value in example_run.outputs.items():
-        assert MOCK_PASSWORD not in json.dumps(value), name
+        assert_no_secret(MOCK_PASSWORD, json.dumps(value), name)
         assert "postgresql://" not in json.dumps(value), name
 
 
 # -- secrets ------------------------------------------------------------------------------------
 
 
-def test_three_secrets_each_with_its_own_value(example_run: ProgramRun) -> None:
+def test_four_secrets_each_with_its_own_value(example_run: ProgramRun) -> None:
     secrets = example_run.of_type("aws:secretsmanager/secret:Secret")
-    assert sorted(s.name for s in secrets) == ["connection-direct", "connection-pooled", "pooler-credentials"]
-    assert len({s.state["arn"] for s in secrets}) == 3
+    assert sorted(s.name for s in secrets) == [
+        "connection-direct", "connection-pooled", "pooler-credentials", "pooler-stats-credentials"]
+    assert len({s.state["arn"] for s in secrets}) == 4
     versions = example_run.of_type("aws:secretsmanager/secretVersion:SecretVersion")
     assert {v.input("secretId") for v in versions} == {s.id for s in secrets}
     for version in versions:
@@ -358,10 +376,15 @@ def test_pooler_credentials_secret_is_json(example_run: ProgramRun) -> None:
 
 
 def test_pooler_container_gets_rendered_settings_and_secret_credentials(example_run: ProgramRun) -> None:
-    [container] = containers(pooler_task(example_run))
+    container = pooler_container(example_run)
+    # PgBouncer's container comes first: tools (and older tests) that read "the" container find it.
+    assert containers(pooler_task(example_run))[0]["name"] == "pgbouncer"
+    assert container["essential"] is True
+    assert "entryPoint" not in container and "command" not in container  # the image's entrypoint
     assert [e["name"] for e in container["environment"]] == ["LIFEGUARD_PGBOUNCER_SETTINGS"]
     assert container["secrets"] == [
-        {"name": "POOLER_CREDENTIALS", "valueFrom": secret_arn(example_run, "pooler-credentials")}
+        {"name": "POOLER_CREDENTIALS", "valueFrom": secret_arn(example_run, "pooler-credentials")},
+        {"name": "POOLER_STATS_CREDENTIALS", "valueFrom": secret_arn(example_run, "pooler-stats-credentials")},
     ]
     settings = PoolerSettings.from_json(container["environment"][0]["value"])
     db = example_run.one("aws:rds/instance:Instance")
@@ -380,7 +403,7 @@ def test_pooler_container_gets_rendered_settings_and_secret_credentials(example_
 
 
 def test_pooler_container_limits_and_shutdown(example_run: ProgramRun) -> None:
-    [container] = containers(pooler_task(example_run))
+    container = pooler_container(example_run)
     settings = PoolerSettings.from_json(container["environment"][0]["value"])
     [nofile] = [u for u in container["ulimits"] if u["name"] == "nofile"]
     assert nofile["softLimit"] == nofile["hardLimit"] >= max(65535, settings.required_open_files())
@@ -391,6 +414,7 @@ def test_pooler_container_limits_and_shutdown(example_run: ProgramRun) -> None:
     pooler_logs = example_run.one("aws:cloudwatch/logGroup:LogGroup", "pooler")
     assert logs["options"]["awslogs-group"] == pooler_logs.state["name"]
     assert logs["options"]["awslogs-region"] == "eu-west-1"
+    assert logs["options"]["awslogs-stream-prefix"] == "pgbouncer"
 
 
 def test_pooler_task_definition(example_run: ProgramRun) -> None:
@@ -505,8 +529,7 @@ def test_migration_task_holds_only_the_direct_secret(example_run: ProgramRun) ->
 
 
 def test_pooler_task_holds_no_connection_url_secret(example_run: ProgramRun) -> None:
-    [container] = containers(pooler_task(example_run))
-    held = {s["valueFrom"] for s in container["secrets"]}
+    held = {s["valueFrom"] for c in containers(pooler_task(example_run)) for s in c["secrets"]}
     assert secret_arn(example_run, "connection-pooled") not in held
     assert secret_arn(example_run, "connection-direct") not in held
 
@@ -551,8 +574,13 @@ def test_stack_outputs_for_the_pipeline_and_users(example_run: ProgramRun) -> No
     assert outputs["databaseEndpoint"] == example_run.one("aws:rds/instance:Instance").state["address"]
     assert outputs["databaseIdentifier"] == example_run.one("aws:rds/instance:Instance").state["identifier"]
     for key, secret in (("pooledSecretArn", "connection-pooled"), ("directSecretArn", "connection-direct"),
-                        ("poolerSecretArn", "pooler-credentials")):
+                        ("poolerSecretArn", "pooler-credentials"),
+                        ("poolerStatsSecretArn", "pooler-stats-credentials")):
         assert outputs[key] == secret_arn(example_run, secret)
+    dashboard = example_run.one("aws:cloudwatch/dashboard:Dashboard")
+    assert outputs["dashboardName"] == dashboard.input("dashboardName") == "lifeguard-dev-observability"
+    assert outputs["poolerMetricsService"] == "lifeguard-dev-pgbouncer"
+    assert "alarmTopicArn" not in outputs  # the example stack sets neither alarmEmail nor alarmTopicArn
     assert outputs["maxConnections"] == 100
     functions = {f.input("handler"): f.state["name"] for f in example_run.of_type("aws:lambda/function:Function")}
     assert outputs["readInvoicesFunctionName"] == functions["lambdas.read_invoices.handler"]
@@ -593,5 +621,6 @@ def test_entry_point_reads_the_engines_config(build_dir: Path, monkeypatch: pyte
     types = [urn.split("::")[2].split("$")[-1] for urn in monitor.get_registered_resources()]
     assert types.count("aws:lambda/function:Function") == 2
     [task] = [r.state for urn, r in monitor.get_registered_resources().items() if urn.endswith("::pooler-task")]
-    settings = PoolerSettings.from_json(json.loads(task["containerDefinitions"])[0]["environment"][0]["value"])
+    [container] = [c for c in json.loads(task["containerDefinitions"]) if c["name"] == "pgbouncer"]
+    settings = PoolerSettings.from_json(container["environment"][0]["value"])
     assert settings.default_pool_size == (100 - 5 - 2) // 6  # poolerMaxTasks 3 from PULUMI_CONFIG

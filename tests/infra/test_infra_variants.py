@@ -1,4 +1,5 @@
-"""The program under other configurations: production defaults, NAT, an existing VPC, arm64 images."""
+"""The program under other configurations: production defaults, NAT, an existing VPC, arm64 images,
+alarms that notify a topic the stack creates or one that exists already."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from tests.infra.test_infra_stack import CONTRACT_OUTPUTS, assert_ec2_descriptio
 
 REGION = {"aws:region": "eu-west-1"}
 EXISTING_VPC = "vpc-0123456789abcdef0"
+ALARM_EMAIL = "oncall@example.com"
+EXISTING_TOPIC = "arn:aws:sns:eu-west-1:123456789012:oncall"
 EXISTING_SUBNETS = {"subnet-0123456789abcdef0": (EXISTING_VPC, "eu-west-1a"),
                     "subnet-0123456789abcdef1": (EXISTING_VPC, "eu-west-1b"),
                     "subnet-0123456789abcdef2": (EXISTING_VPC, "eu-west-1c")}
@@ -25,14 +28,16 @@ def production_run(build_dir: Path) -> ProgramRun:
 
 @pytest.fixture(scope="module")
 def nat_run(build_dir: Path) -> ProgramRun:
-    return run_program({**REGION, "awsApiAccess": "nat", "availabilityZoneCount": 3}, build_dir, stack="prod")
+    return run_program({**REGION, "awsApiAccess": "nat", "availabilityZoneCount": 3, "alarmEmail": ALARM_EMAIL,
+                        "alarmClientsWaitingMinutes": 5, "alarmMaxWaitSeconds": "2.5", "alarmPoolerCpuPercent": 90,
+                        "alarmDbConnectionsPercent": 90, "maxConnections": 415}, build_dir, stack="prod")
 
 
 @pytest.fixture(scope="module")
 def existing_vpc_run(build_dir: Path) -> ProgramRun:
     config = {**REGION, "existingVpcId": EXISTING_VPC,
               "existingPrivateSubnetIds": json.dumps(sorted(EXISTING_SUBNETS)), "production": "false",
-              "containerArchitecture": "arm64"}
+              "containerArchitecture": "arm64", "alarmTopicArn": EXISTING_TOPIC}
     return run_program(config, build_dir, mocks=StrictMocks(subnets=EXISTING_SUBNETS))
 
 
@@ -118,3 +123,50 @@ def test_arm64_containers_build_and_run_on_arm64(existing_vpc_run: ProgramRun) -
         assert image.input("imageName").rsplit(":", 1)[1].startswith("arm64-")
     for task in existing_vpc_run.of_type("aws:ecs/taskDefinition:TaskDefinition"):
         assert task.input("runtimePlatform")["cpuArchitecture"] == "ARM64"
+
+
+# -- alarm notifications --------------------------------------------------------------------------
+
+
+def alarm_actions(run: ProgramRun) -> list[tuple[list[str], list[str]]]:
+    registered = run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    return [(a.input("alarmActions"), a.input("okActions")) for a in registered]
+
+
+def test_alarm_email_gets_a_topic_of_the_stacks_own(nat_run: ProgramRun) -> None:
+    topic = nat_run.one("aws:sns/topic:Topic")
+    [subscription] = nat_run.of_type("aws:sns/topicSubscription:TopicSubscription")
+    assert (subscription.input("protocol"), subscription.input("endpoint")) == ("email", ALARM_EMAIL)
+    assert subscription.input("topic") == topic.state["arn"]
+    actions = alarm_actions(nat_run)
+    assert len(actions) == 5
+    assert all(on_alarm == on_ok == [topic.state["arn"]] for on_alarm, on_ok in actions)
+    assert nat_run.outputs["alarmTopicArn"] == topic.state["arn"]
+    assert not nat_run.secret_outputs
+
+
+def test_alarm_thresholds_come_from_config(nat_run: ProgramRun) -> None:
+    registered = nat_run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    alarms = {a.name.removeprefix("observability-"): a for a in registered}
+    assert alarms["clients-waiting"].input("evaluationPeriods") == 5
+    assert alarms["max-wait"].input("threshold") == 2.5
+    assert alarms["pooler-cpu"].input("threshold") == 90
+    assert alarms["db-connections"].input("threshold") == 373  # floor(415 x 90 %)
+    assert nat_run.one("aws:rds/parameterGroup:ParameterGroup").input("parameters")[0]["value"] == "415"
+    # The sidecar and the alarms use one Service name per stack.
+    assert nat_run.outputs["poolerMetricsService"] == "lifeguard-prod-pgbouncer"
+    assert alarms["clients-waiting"].input("dimensions") == {"Service": "lifeguard-prod-pgbouncer"}
+
+
+def test_existing_alarm_topic_is_notified_not_created(existing_vpc_run: ProgramRun) -> None:
+    assert not existing_vpc_run.of_type("aws:sns/topic:Topic")
+    assert not existing_vpc_run.of_type("aws:sns/topicSubscription:TopicSubscription")
+    assert all(on_alarm == on_ok == [EXISTING_TOPIC] for on_alarm, on_ok in alarm_actions(existing_vpc_run))
+    assert existing_vpc_run.outputs["alarmTopicArn"] == EXISTING_TOPIC
+
+
+def test_production_defaults_notify_nobody(production_run: ProgramRun) -> None:
+    assert not production_run.of_type("aws:sns/topic:Topic")
+    assert all(not on_alarm and not on_ok for on_alarm, on_ok in alarm_actions(production_run))
+    assert "alarmTopicArn" not in production_run.outputs
+    assert len(production_run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")) == 5

@@ -9,6 +9,7 @@ import pytest
 
 from lifeguard.cli import main
 from lifeguard.local.stack import LocalStack
+from tests.secrecy import assert_no_secret
 
 INSTANCES = 150
 MAX_CONNECTIONS = 100
@@ -56,7 +57,7 @@ def test_demo_direct_fails_pooled_does_not(
     assert "cold starts" in captured.err and "backends [" in captured.err
     password = LocalStack(stack_dir).app_password()
     for text in (captured.out, captured.err):
-        assert password not in text
+        assert_no_secret(password, text)
         assert "postgresql://" not in text
     # The demo stopped the stack it started.
     assert not LocalStack(stack_dir).status().anything_running

@@ -16,6 +16,7 @@ from psycopg.conninfo import conninfo_to_dict
 from lifeguard.cli import main
 from lifeguard.local.stack import LocalStack, StackError, StackOptions, migration_env
 from lifeguard.local.system import port_in_use
+from tests.secrecy import assert_no_secret
 
 
 def _up(stack_dir: Path, ports: tuple[int, int], *extra: str) -> int:
@@ -39,7 +40,7 @@ def test_up_status_env_down(stack_dir: Path, ports: tuple[int, int], capsys: pyt
     assert main(["local", "status", "--state-dir", str(stack_dir)]) == 0
     status_text = capsys.readouterr().out
     assert "stack     up" in status_text
-    assert stack.app_password() not in status_text
+    assert_no_secret(stack.app_password(), status_text)
 
     assert main(["local", "env", "--state-dir", str(stack_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -59,6 +60,11 @@ def test_up_status_env_down(stack_dir: Path, ports: tuple[int, int], capsys: pyt
             server_port = conn.execute("SELECT inet_server_port()").fetchone()
         # Through PgBouncer the server sees PgBouncer's connection, on Postgres' own port.
         assert server_port == (ports[0],)
+
+    # `local top` reads PgBouncer's console as the stack's stats user, and Postgres' backends.
+    assert main(["local", "top", "--once", "--state-dir", str(stack_dir)]) == 0
+    top = capsys.readouterr().out
+    assert "max_connections 100" in top and "cl_active" in top
 
     assert main(["local", "down", "--state-dir", str(stack_dir)]) == 0
     assert main(["local", "status", "--state-dir", str(stack_dir)]) == 3
@@ -151,7 +157,7 @@ def test_migration_job_gets_only_the_direct_url(
     # The real job over the same environment applies the migrations through the direct URL.
     run = stack.migrate()
     assert run.returncode == 0, run.output
-    assert stack.app_password() not in run.output
+    assert_no_secret(stack.app_password(), run.output)
 
 
 def test_migration_env_strips_every_database_variable() -> None:

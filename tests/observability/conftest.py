@@ -2,12 +2,16 @@
 
 The shared ``start_pooler`` fixture renders the app user only; the console reader needs a second
 userlist line, so this fixture starts :class:`PoolerProcess` itself with both credentials, on the
-same rendered settings (``local_settings``) and the same session Postgres.
+same rendered settings (``local_settings``) and the same session Postgres. The credentials go
+through the image entrypoint's own secret handling (``POOLER_CREDENTIALS`` and
+``POOLER_STATS_CREDENTIALS``, :func:`pgbouncer.entrypoint.credentials_from_env`), so every test
+here logs the stats user in the way the pooler task renders it.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import socket
 import time
@@ -22,6 +26,7 @@ import pytest
 from lifeguard.local.pooler import PoolerProcess, local_settings
 from lifeguard.local.postgres import make_dsn
 from lifeguard.local.system import free_port
+from pgbouncer.entrypoint import CREDENTIALS_ENV, STATS_CREDENTIALS_ENV, credentials_from_env
 from pgbouncer.metrics import ConsoleTarget
 from pgbouncer.versions import PgBouncerVersion
 from tests.conftest import AppDatabase
@@ -59,19 +64,29 @@ class StatsPooler:
         return make_dsn("127.0.0.1", self.port, self.db.user, self.db.password, self.db.dbname, sslmode="require")
 
     def start(self) -> None:
-        self.process.start({self.db.user: self.db.password, STATS_USER: STATS_PASSWORD})
+        # The two secrets as ECS injects them into the pooler container.
+        secrets = {
+            CREDENTIALS_ENV: json.dumps({"username": self.db.user, "password": self.db.password}),
+            STATS_CREDENTIALS_ENV: json.dumps({"username": STATS_USER, "password": STATS_PASSWORD}),
+        }
+        self.process.start(credentials_from_env(secrets, self.process.settings))
         # PoolerProcess waits for the TCP port; PgBouncer opens its Unix socket just after it.
-        path = f"{self.socket_dir}/.s.PGSQL.{self.port}"
-        deadline = time.monotonic() + 15
-        while True:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-                try:
-                    probe.connect(path)
-                    return
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-            time.sleep(0.02)
+        wait_for_socket(Path(self.socket_dir), self.port)
+
+
+def wait_for_socket(socket_dir: Path, port: int, timeout: float = 15) -> None:
+    """Wait until PgBouncer accepts connections on its Unix socket ``<dir>/.s.PGSQL.<port>``."""
+    path = str(socket_dir / f".s.PGSQL.{port}")
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.02)
 
 
 @pytest.fixture

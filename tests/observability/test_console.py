@@ -9,6 +9,7 @@ import pytest
 
 from pgbouncer.metrics import ConsoleError, ConsoleTarget, read_console, sample_console
 from tests.observability.conftest import STATS_PASSWORD, STATS_USER, StatsPooler
+from tests.secrecy import assert_no_secret
 
 
 def test_stats_user_logs_in_over_unix_socket_with_scram(stats_pooler: Callable[..., StatsPooler]) -> None:
@@ -39,7 +40,7 @@ def test_console_url_form(stats_pooler: Callable[..., StatsPooler]) -> None:
     target = ConsoleTarget.from_url(pooler.console_url())
     assert (target.host, target.port, target.user) == (pooler.socket_dir, pooler.port, STATS_USER)
     assert target.password == STATS_PASSWORD
-    assert STATS_PASSWORD not in repr(target)
+    assert_no_secret(STATS_PASSWORD, repr(target))
     assert sample_console(target).pools == ()
 
 
@@ -52,7 +53,8 @@ def test_wrong_password_is_a_console_error_without_the_password(
         sample_console(pooler.console(password=wrong))
     message = str(info.value)
     assert "SASL authentication failed" in message
-    assert wrong not in message and STATS_PASSWORD not in message
+    assert_no_secret(wrong, message)
+    assert_no_secret(STATS_PASSWORD, message)
     assert pooler.socket_dir in message  # says where it tried
 
 

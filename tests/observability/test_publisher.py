@@ -21,6 +21,7 @@ import pytest
 from pgbouncer.metrics import ConsoleTarget, Publisher, PublisherConfig, RateTracker, sample_console
 from tests.observability.conftest import STATS_PASSWORD, STATS_USER, StatsPooler
 from tests.observability.emf_check import dimension_sets, find, parse_emf, units
+from tests.secrecy import assert_no_secret
 
 NAMESPACE = "Test/PgBouncer"
 SERVICE = "pooler-test"
@@ -152,7 +153,7 @@ def test_publisher_survives_a_pgbouncer_restart(stats_pooler: Callable[..., Stat
         wait_until(lambda: console_up()[-3:] == [0, 0, 0], 10, "three failed samples")
         failures = [line for line in err.getvalue().splitlines() if "cannot read the console" in line]
         assert len(failures) == 1, "an outage is logged once, not every interval"
-        assert STATS_PASSWORD not in err.getvalue()
+        assert_no_secret(STATS_PASSWORD, err.getvalue())
         pooler.start()
         wait_until(lambda: console_up()[-2:] == [1, 1], 15, "samples after the restart")
         assert loop.is_alive()
@@ -164,7 +165,7 @@ def test_publisher_survives_a_pgbouncer_restart(stats_pooler: Callable[..., Stat
     records = parse_emf(out.getvalue())
     # Counters restarted from zero: no rate may go negative across the restart.
     assert all(rec.get("TransactionsPerSecond", 0) >= 0 and rec.get("QueriesPerSecond", 0) >= 0 for rec in records)
-    assert STATS_PASSWORD not in out.getvalue()
+    assert_no_secret(STATS_PASSWORD, out.getvalue())
 
 
 class _Metadata(BaseHTTPRequestHandler):
@@ -221,7 +222,7 @@ def test_sidecar_command_reads_settings_and_secret_from_env(stats_pooler: Callab
     assert total["Task"] == "0123456789abcdef0123456789abcdef"
     assert total["Service"] == SERVICE
     assert total["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Lifeguard/PgBouncer"
-    assert STATS_PASSWORD not in result.stdout + result.stderr
+    assert_no_secret(STATS_PASSWORD, result.stdout + result.stderr)
 
 
 def test_sidecar_without_metadata_endpoint_uses_the_hostname(stats_pooler: Callable[..., StatsPooler]) -> None:
@@ -248,7 +249,7 @@ def test_sidecar_once_fails_cleanly_when_pgbouncer_is_down(stats_pooler: Callabl
     assert result.returncode == 1
     assert find(parse_emf(result.stdout))["ConsoleUp"] == 0
     assert "cannot read the console" in result.stderr
-    assert STATS_PASSWORD not in result.stdout + result.stderr
+    assert_no_secret(STATS_PASSWORD, result.stdout + result.stderr)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -274,7 +275,8 @@ def test_sidecar_stops_cleanly_on_the_stop_signal(stats_pooler: Callable[..., St
             proc.wait()
     assert proc.returncode == 0, err
     assert parse_emf(first + out)
-    assert "publishing Lifeguard/PgBouncer" in err and STATS_PASSWORD not in err
+    assert "publishing Lifeguard/PgBouncer" in err
+    assert_no_secret(STATS_PASSWORD, err)
 
 
 @pytest.mark.parametrize(
@@ -293,4 +295,4 @@ def test_sidecar_config_errors_name_the_variable(env: dict[str, str], message: s
     result = run_sidecar(env)
     assert result.returncode == 2
     assert message in result.stderr
-    assert STATS_PASSWORD not in result.stderr
+    assert_no_secret(STATS_PASSWORD, result.stderr)

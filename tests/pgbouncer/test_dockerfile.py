@@ -21,7 +21,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 
 from pgbouncer import entrypoint
-from pgbouncer.settings import PoolerSettings, Upstream
+from pgbouncer.settings import IMAGE_SOCKET_DIR, PoolerSettings, Upstream
 from pgbouncer.versions import PINNED
 
 PACKAGE = Path(entrypoint.__file__).resolve().parent
@@ -120,6 +120,32 @@ def test_runs_as_a_fixed_non_root_user_that_owns_the_run_dir(structure: list[Ins
     run_dir = Path(DEFAULTS.auth_file).parent
     assert run_dir == inspect.signature(entrypoint.main).parameters["run_dir"].default
     assert f"install -d -o pgbouncer -g pgbouncer -m 0700 {run_dir}" in setup
+
+
+def test_socket_dir_is_a_volume_the_runtime_user_owns(structure: list[Instruction]) -> None:
+    """The metrics sidecar reaches PgBouncer's socket through a task volume mounted at this path.
+
+    On Fargate that volume is root-owned unless the image declares the same path a VOLUME owned by
+    the runtime user (ECS then copies the directory in); PgBouncer runs as that user and must
+    create its socket there. Parent directories are real (no symlink like /var/run -> /run),
+    because ECS compares the VOLUME path with the task's containerPath as text.
+    """
+    runtime = stages(structure)["runtime"]
+    user = values(runtime, "USER")[-1].partition(":")[0]
+    setup = " ".join(values(runtime, "RUN"))
+    assert f"--uid {user} --gid pgbouncer" in setup
+    # 0750: PgBouncer (owner) creates the socket, nobody outside uid/gid 10001 can reach it.
+    assert f"install -d -o pgbouncer -g pgbouncer -m 0750 {IMAGE_SOCKET_DIR}" in setup
+    volumes = [json.loads(v) if v.startswith("[") else v.split() for v in values(runtime, "VOLUME")]
+    assert volumes == [[IMAGE_SOCKET_DIR]]
+    assert not IMAGE_SOCKET_DIR.startswith("/var/run/")
+    # Declared after the directory is created and owned: changes to a VOLUME path after the
+    # VOLUME instruction are discarded by the build.
+    runtime_order = [i["instruction"] for i in runtime]
+    creates = next(n for n, i in enumerate(runtime) if i["instruction"] == "RUN" and IMAGE_SOCKET_DIR in i["value"])
+    assert creates < runtime_order.index("VOLUME")
+    assert all(IMAGE_SOCKET_DIR not in i["value"] for i in runtime[runtime_order.index("VOLUME") + 1:]
+               if i["instruction"] == "RUN")
 
 
 def test_stop_signal_lets_transactions_finish(structure: list[Instruction]) -> None:

@@ -28,6 +28,7 @@ from pgbouncer.tls import write_self_signed
 from pgbouncer.versions import _ADDED, _KEYS_1_18, _REMOVED, PINNED, PgBouncerVersion
 from tests.conftest import APP_USER, AppDatabase, RunningPooler
 from tests.pgbouncer.conftest import MakeRoles, StartMultiUser, pooled_connect
+from tests.secrecy import assert_no_secret
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -238,12 +239,12 @@ def test_wrong_password_is_refused(start_pooler: StartPooler, app_db: AppDatabas
         connect(pooler, password=app_db.password + "x")
     message = str(info.value)
     assert "SASL authentication failed" in message or "password authentication failed" in message
-    assert app_db.password not in message
+    assert_no_secret(app_db.password, message)
     with pytest.raises(psycopg.OperationalError):
         connect(pooler, user="lg_no_such_role", password="anything")
     with connect(pooler) as conn:  # the right one still works
         conn.execute("select 1")
-    assert app_db.password not in pooler.process.log_text()
+    assert_no_secret(app_db.password, pooler.process.log_text())
 
 
 def special_passwords() -> dict[str, str]:

@@ -21,6 +21,7 @@ from pgbouncer.settings import (
     render_userlist,
 )
 from pgbouncer.versions import DEBIAN_BOOKWORM, PINNED, PgBouncerVersion
+from tests.secrecy import assert_no_secret
 
 UPSTREAM = Upstream(host="app.cluster-abc.eu-west-1.rds.amazonaws.com", dbname="app")
 
@@ -80,7 +81,7 @@ def test_databases_section_points_at_the_endpoint_name() -> None:
 
 def test_ini_holds_no_password() -> None:
     text = make().render_ini()
-    assert "password" not in text.lower()
+    assert_no_secret("password", text.lower())
 
 
 # -- version awareness --------------------------------------------------------------------

@@ -25,6 +25,7 @@ from migrator.files import load_migrations
 from tests.conftest import AppDatabase, RunningPooler
 from tests.pipeline.conftest import REGION, MigrationStack
 from tests.pipeline.local_aws import LocalFargate, LocalLambda
+from tests.secrecy import assert_no_secret
 
 READ = "lifeguard-dev-read-invoices"
 CHARGE = "lifeguard-dev-charge-credits"
@@ -74,7 +75,7 @@ def test_migrate_then_smoke(
     # The migrator's own lines came through CloudWatch, one per migration file, and no secret did.
     for migration in load_migrations(MIGRATIONS):
         assert migration.filename in output
-    assert app_db.password not in output + "\n".join(printed.status)
+    assert_no_secret(app_db.password, output + "\n".join(printed.status))
     with psycopg.connect(app_db.direct_url) as conn:
         assert conn.execute("SELECT name, credits FROM orgs ORDER BY id").fetchall() == [("acme", 1000), ("globex", 50)]
 
@@ -110,4 +111,4 @@ def test_a_migration_that_fails_fails_the_pipeline_with_its_exit_code(
     assert code == 3, "\n".join(printed.log_lines + printed.status)
     assert "exited with code 3" in printed.status[-1]
     assert "pooler" in "\n".join(printed.log_lines), "the migrator's reason must reach the pipeline's output"
-    assert app_db.password not in "\n".join(printed.log_lines + printed.status)
+    assert_no_secret(app_db.password, "\n".join(printed.log_lines + printed.status))

@@ -23,6 +23,7 @@ from lifeguard.pipeline.ecs_task import EXIT_DID_NOT_RUN, EXIT_TIMED_OUT, EcsTas
 from lifeguard.pipeline.migration import MigrationRun, run_migration
 from lifeguard.pipeline.outputs import MigrationTarget
 from tests.pipeline.conftest import CONTAINER, LOG_PREFIX, REGION, FakeClock, MigrationStack
+from tests.secrecy import assert_no_secret
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -159,7 +160,7 @@ def test_migrate_runs_the_task_follows_its_logs_and_exits_with_its_code(
     out, err = capsys.readouterr()
     assert code == 0
     assert out.splitlines() == expected_lines
-    assert SECRET_PASSWORD not in out + err
+    assert_no_secret(SECRET_PASSWORD, out + err)
     assert sent == {**RUN_TASK_PARAMS, "cluster": outputs["migrationClusterArn"],
                     "taskDefinition": outputs["migrationTaskDefinitionArn"], "startedBy": "gha-42-1",
                     "networkConfiguration": {"awsvpcConfiguration": {

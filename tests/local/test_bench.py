@@ -1,0 +1,54 @@
+"""``lifeguard bench`` at toy scale: every phase runs and the outputs have their shape.
+
+The figures themselves come from the real run (docs/benchmarks.*), never from timed tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lifeguard.cli import main
+
+
+def test_bench_writes_json_markdown_and_chart(state_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = state_root / "bench-out"
+    code = main([
+        "bench", "--out", str(out), "--state-dir", str(state_root / "bench-state"),
+        "--levels", "40,120", "--direct-instances", "120", "--workers", "1", "--threads", "16",
+        "--churn-clients", "4", "--churn-seconds", "1", "--warm-clients", "2", "--warm-seconds", "0.5",
+        "--reuseport-processes", "2",
+    ])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    results = json.loads((out / "benchmarks.json").read_text())
+
+    spike = results["spike"]
+    assert spike["direct"]["failed"] > 0 and spike["direct_capacity"] < 120
+    assert [run["instances"] for run in spike["pooled_runs"]] == [40, 120]
+    assert spike["pooled_capacity"] == 120
+    assert all(run["peak_backends"] <= spike["pool_size"] for run in spike["pooled_runs"])
+    assert "samples" not in spike["direct"]  # time series go to the chart, not the JSON
+
+    for kind in ("direct", "pooled"):
+        churn = results["churn"][kind]
+        assert churn["ok"] > 0 and churn["failed"] == 0
+        assert set(churn["cpu_ms_per_invocation"]) == {"client", "pgbouncer", "postgres"}
+        assert results["warm"][kind]["p50_ms"] > 0
+    # PgBouncer does the work of a login through the pooler; Postgres forks a backend only direct.
+    assert results["churn"]["direct"]["cpu_ms_per_invocation"]["pgbouncer"] == 0
+    assert results["churn"]["pooled"]["cpu_ms_per_invocation"]["pgbouncer"] > 0
+    assert results["verifier"]["churn"]["ok"] > 0
+    assert results["reuseport"]["processes"] == 2
+    assert results["reuseport"]["spike"]["pooled_runs"][0]["failed"] == 0
+
+    targets = results["targets"]
+    assert set(targets) == {"spike_capacity", "churn_ratio", "warm_overhead_ms"}
+    assert targets["spike_capacity"]["met"] is False  # 120 instances is not the 10,000 target
+    markdown = (out / "benchmarks.md").read_text()
+    assert "## Machine" in markdown and "lifeguard bench --out" in markdown
+    assert (out / "benchmarks-spike.png").read_bytes()[:4] == b"\x89PNG"
+    # Nothing left behind: the throwaway stacks are gone.
+    assert not any((state_root / "bench-state").iterdir())
