@@ -155,20 +155,24 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "## 2. Connection churn: a new connection per invocation",
         "",
         f"{churn['direct']['clients']} clients, each invocation a fresh instance (new connection: TCP, TLS, SCRAM),"
-        f" for {s['churn_seconds']:.0f} s. CPU per invocation is measured from `/proc` (Postgres: the postmaster"
-        " and every backend it forked; PgBouncer: its processes) and from the workers' own usage.",
+        f" {s['churn_seconds']:.0f} s per path in {s['churn_rounds']} alternating blocks, so each pair of rows"
+        " shares the machine's background load and its ratio compares like with like. CPU per invocation is"
+        " measured from `/proc` (Postgres: the postmaster and every backend it forked; PgBouncer: its"
+        " processes) and from the workers' own usage.",
         "",
-        "| | throughput | p50 | p99 | failed | client CPU | PgBouncer CPU | Postgres CPU |",
-        "|---|---|---|---|---|---|---|---|",
-        _churn_row("straight at Postgres", churn["direct"]),
-        _churn_row("through PgBouncer", churn["pooled"]),
+        "| | throughput | vs direct | p50 | p99 | failed | client CPU | PgBouncer CPU | Postgres CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    pairs = [("through PgBouncer", churn)]
     if verifier:
-        lines.append(_churn_row("PgBouncer, SCRAM verifier (experiment)", verifier["churn"]))
+        pairs.append(("PgBouncer, SCRAM verifier (experiment)", verifier["churn"]))
     if reuseport:
         k = reuseport["processes"]
-        lines.append(_churn_row(f"{k} PgBouncers, so_reuseport", reuseport["churn"]))
-        lines.append(_churn_row(f"{k} PgBouncers, so_reuseport + verifier", reuseport["verifier_churn"]))
+        pairs.append((f"{k} PgBouncers, so_reuseport", reuseport["churn"]))
+        pairs.append((f"{k} PgBouncers, so_reuseport + verifier (experiment)", reuseport["verifier_churn"]))
+    for name, pair in pairs:
+        lines.append(_churn_row("straight at Postgres", pair["direct"], None))
+        lines.append(_churn_row(name, pair["pooled"], pair["ratio"]))
     lines += ["", *_churn_explanation(r)]
     lines += [
         "## 3. Warm overhead: a reused connection",
@@ -221,9 +225,10 @@ def _spike_row(name: str, run: dict[str, Any], limit: int, limit_name: str) -> s
             f"{run['wall_s']:.1f} s |")
 
 
-def _churn_row(name: str, c: dict[str, Any]) -> str:
+def _churn_row(name: str, c: dict[str, Any], ratio: float | None) -> str:
     cpu = c["cpu_ms_per_invocation"]
-    return (f"| {name} | {c['throughput_per_s']:,.0f}/s | {_ms(c['p50_ms'], 1)} | {_ms(c['p99_ms'], 1)} | "
+    versus = f"**{ratio}x**" if ratio is not None else "1x"
+    return (f"| {name} | {c['throughput_per_s']:,.0f}/s | {versus} | {_ms(c['p50_ms'], 1)} | {_ms(c['p99_ms'], 1)} | "
             f"{_n(c['failed'])} | {cpu['client']:.2f} ms | {cpu['pgbouncer']:.2f} ms | {cpu['postgres']:.2f} ms |")
 
 
@@ -279,7 +284,7 @@ def _churn_explanation(r: dict[str, Any]) -> list[str]:
         verifier = r.get("verifier")
         lift = ""
         if verifier:
-            v = verifier["churn"]["cpu_ms_per_invocation"]
+            v = verifier["churn"]["pooled"]["cpu_ms_per_invocation"]
             lift = (f" With the SCRAM verifier in auth_file, PgBouncer's share drops from {p['pgbouncer']:.2f} ms to"
                     f" {v['pgbouncer']:.2f} ms per login ({cr['by_variant'].get('scram_verifier', '-')}x direct).")
         lines += [
@@ -292,6 +297,14 @@ def _churn_explanation(r: dict[str, Any]) -> list[str]:
             + (" (target reached)." if cr["by_variant"][cr["best_variant"]] >= cr["target"] else "."),
             "What lifts it in production: the clients' CPU is on the Lambda hosts, PgBouncer 1.25+ (pinned in"
             " the image) derives SCRAM keys much faster, and `so_reuseport` or more tasks add pooler cores.",
+            "",
+        ]
+    reuse = cr["by_variant"].get("so_reuseport")
+    if reuse is not None and reuse <= cr["measured"]:
+        lines += [
+            f"A second PgBouncer process (`so_reuseport`, {reuse}x) adds nothing on this machine: clients,"
+            " PgBouncer and Postgres already keep both cores busy, so another process only competes for them;"
+            " it pays off where the pooler has cores of its own (a Fargate task with more vCPUs).",
             "",
         ]
     return lines

@@ -48,6 +48,8 @@ class BenchSettings:
     """Cold starts in flight per worker during a spike."""
     churn_clients: int = 16
     churn_seconds: float = 15.0
+    """Per path; split into ``churn_rounds`` alternating blocks."""
+    churn_rounds: int = 3
     warm_seconds: float = 10.0
     warm_clients: int = 16
     reuseport_processes: int = 2
@@ -60,6 +62,8 @@ class BenchSettings:
             raise ValueError("--levels above 20000 exceed the open-files limit PgBouncer runs with here")
         if self.churn_seconds <= 0 or self.warm_seconds <= 0:
             raise ValueError("--churn-seconds and --warm-seconds must be positive")
+        if self.churn_rounds < 1:
+            raise ValueError("--churn-rounds must be at least 1")
 
 
 @dataclass
@@ -161,43 +165,80 @@ def _pool_run(jobs: list[dict[str, Any]], url: str, function: str | None, kind: 
     return reports, wall
 
 
-def churn(variant: Variant, label: str, url: str, settings: BenchSettings) -> dict[str, Any]:
-    """New instance (new connection) per invocation, ``churn_clients`` at a time, for a fixed time."""
+@dataclass
+class _Churn:
+    """Running totals of one path's churn blocks."""
+
+    wall: float = 0.0
+    ok: int = 0
+    failed: int = 0
+    latencies: list[float] = field(default_factory=list)
+    client_cpu: float = 0.0
+    pgbouncer_cpu: float = 0.0
+    postgres_cpu: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def summary(self, label: str, clients: int) -> dict[str, Any]:
+        per = max(self.ok + self.failed, 1)
+        return {
+            "label": label,
+            "clients": clients,
+            "seconds": round(self.wall, 2),
+            "invocations": self.ok + self.failed,
+            "ok": self.ok,
+            "failed": self.failed,
+            "errors": self.errors,
+            "throughput_per_s": round(self.ok / self.wall, 1) if self.wall else 0.0,
+            "p50_ms": _r(percentile(self.latencies, 50)),
+            "p99_ms": _r(percentile(self.latencies, 99)),
+            "cpu_ms_per_invocation": {
+                "client": round(self.client_cpu * 1000 / per, 2),
+                "pgbouncer": round(self.pgbouncer_cpu * 1000 / per, 2),
+                "postgres": round(self.postgres_cpu * 1000 / per, 2),
+            },
+        }
+
+
+def _churn_block(variant: Variant, url: str, seconds: float, settings: BenchSettings, into: _Churn) -> None:
+    """New instance (new connection) per invocation, ``churn_clients`` at a time, for ``seconds``."""
     stack, config = variant.stack, variant.config
     cpu = ServerCpu.from_state(stack.cluster(config).data_dir,
                                [stack.pooler_root(i) / "pgbouncer.pid" for i in range(1, config.pooler_processes + 1)])
     jobs = [{"mode": "churn", "function": "read_invoices", "event": {"org_id": variant.org_id},
-             "threads": n, "duration_s": settings.churn_seconds}
+             "threads": n, "duration_s": seconds}
             for n in split(settings.churn_clients, settings.workers)]
     before = cpu.sample()
-    reports, wall = _pool_run(jobs, url, "read_invoices", "churn", settings.churn_seconds + 120)
+    reports, wall = _pool_run(jobs, url, "read_invoices", "churn", seconds + 120)
     after = cpu.sample()
-    ok = sum(int(r["ok"]) for r in reports)
-    failed = sum(int(r["failed"]) for r in reports)
-    latencies = [x for r in reports for x in r["latencies_ms"]]
-    client_cpu = sum(float(r["cpu_s"]) for r in reports)
-    per = max(ok + failed, 1)
-    errors: dict[str, int] = {}
+    into.wall += wall
+    into.ok += sum(int(r["ok"]) for r in reports)
+    into.failed += sum(int(r["failed"]) for r in reports)
+    into.latencies += [x for r in reports for x in r["latencies_ms"]]
+    into.client_cpu += sum(float(r["cpu_s"]) for r in reports)
+    into.pgbouncer_cpu += after.pgbouncer_s - before.pgbouncer_s
+    into.postgres_cpu += after.postgres_s - before.postgres_s
     for r in reports:
         for k, v in r["errors"].items():
-            errors[k] = errors.get(k, 0) + int(v)
-    return {
-        "label": label,
-        "clients": settings.churn_clients,
-        "seconds": round(wall, 2),
-        "invocations": ok + failed,
-        "ok": ok,
-        "failed": failed,
-        "errors": errors,
-        "throughput_per_s": round(ok / wall, 1),
-        "p50_ms": _r(percentile(latencies, 50)),
-        "p99_ms": _r(percentile(latencies, 99)),
-        "cpu_ms_per_invocation": {
-            "client": round(client_cpu * 1000 / per, 2),
-            "pgbouncer": round((after.pgbouncer_s - before.pgbouncer_s) * 1000 / per, 2),
-            "postgres": round((after.postgres_s - before.postgres_s) * 1000 / per, 2),
-        },
-    }
+            into.errors[k] = into.errors.get(k, 0) + int(v)
+
+
+def churn(variant: Variant, settings: BenchSettings) -> dict[str, Any]:
+    """Direct and pooled churn in alternating blocks, so both paths share the machine's background load.
+
+    ``churn_rounds`` rounds of one block each (``churn_seconds / churn_rounds``), the order
+    flipping every round; the ratio compares the two paths over the same stretch of time.
+    """
+    stack, config = variant.stack, variant.config
+    direct, pooled = _Churn(), _Churn()
+    block = settings.churn_seconds / settings.churn_rounds
+    paths = [(stack.direct_url(config), direct), (stack.pooled_url(config), pooled)]
+    for round_ in range(settings.churn_rounds):
+        for url, totals in paths if round_ % 2 == 0 else paths[::-1]:
+            _churn_block(variant, url, block, settings, totals)
+    out = {"direct": direct.summary("direct", settings.churn_clients),
+           "pooled": pooled.summary("pooled", settings.churn_clients)}
+    out["ratio"] = round(out["pooled"]["throughput_per_s"] / max(out["direct"]["throughput_per_s"], 0.001), 2)
+    return out
 
 
 def warm_latency(variant: Variant, settings: BenchSettings) -> dict[str, Any]:
@@ -253,10 +294,7 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
         # so the direct measurements get the whole of max_connections.
         one.stack.restart_poolers(one.config)
         say("[churn] a new connection per invocation")
-        results["churn"] = {
-            "direct": churn(one, "direct", one.stack.direct_url(one.config), settings),
-            "pooled": churn(one, "pooled", one.stack.pooled_url(one.config), settings),
-        }
+        results["churn"] = churn(one, settings)
         say(_churn_line(results["churn"]))
         one.stack.restart_poolers(one.config)
         say("[warm] reused connections")
@@ -274,11 +312,11 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
         one.stack.restart_poolers(one.config)
         use_scram_verifier(one.stack, one.config)
         results["verifier"] = {
-            "churn": churn(one, "pooled", one.stack.pooled_url(one.config), settings),
+            "churn": churn(one, settings),
             "spike": capacity(one, settings, say, [settings.levels[-1]], with_direct=False,
                               prepare=lambda v: use_scram_verifier(v.stack, v.config)),
         }
-        say(f"[experiment] churn with the verifier: {results['verifier']['churn']['throughput_per_s']}/s")
+        say("[experiment] " + _churn_line(results["verifier"]["churn"]))
     finally:
         one.stack.down(purge=True)
     if settings.reuseport_processes > 1:
@@ -292,14 +330,12 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
                 "spike": capacity(multi, settings, say, top, with_direct=False),
             }
             multi.stack.restart_poolers(multi.config)
-            results["reuseport"]["churn"] = churn(multi, "pooled", multi.stack.pooled_url(multi.config), settings)
-            say(f"[so_reuseport] churn {results['reuseport']['churn']['throughput_per_s']}/s")
+            results["reuseport"]["churn"] = churn(multi, settings)
+            say("[so_reuseport] " + _churn_line(results["reuseport"]["churn"]))
             multi.stack.restart_poolers(multi.config)
             use_scram_verifier(multi.stack, multi.config)
-            results["reuseport"]["verifier_churn"] = churn(
-                multi, "pooled", multi.stack.pooled_url(multi.config), settings
-            )
-            say(f"[so_reuseport + verifier] churn {results['reuseport']['verifier_churn']['throughput_per_s']}/s")
+            results["reuseport"]["verifier_churn"] = churn(multi, settings)
+            say("[so_reuseport + verifier] " + _churn_line(results["reuseport"]["verifier_churn"]))
         finally:
             multi.stack.down(purge=True)
     results["machine"]["load_average_at_end"] = load_average()
@@ -310,7 +346,7 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
 
 def _churn_line(c: dict[str, Any]) -> str:
     return (f"[churn] direct {c['direct']['throughput_per_s']}/s, pooled {c['pooled']['throughput_per_s']}/s "
-            f"(p50 {c['direct']['p50_ms']} vs {c['pooled']['p50_ms']} ms)")
+            f"({c['ratio']}x; p50 {c['direct']['p50_ms']} vs {c['pooled']['p50_ms']} ms)")
 
 
 def _warm_line(w: dict[str, Any]) -> str:
@@ -327,14 +363,13 @@ def evaluate(results: dict[str, Any]) -> dict[str, Any]:
         capacities["so_reuseport"] = reuseport["spike"]["pooled_capacity"]
     if verifier:
         capacities["scram_verifier"] = verifier["spike"]["pooled_capacity"]
-    direct_rate = max(results["churn"]["direct"]["throughput_per_s"], 0.001)
-    rates = {"shipped": results["churn"]["pooled"]["throughput_per_s"]}
-    if reuseport:
-        rates["so_reuseport"] = reuseport["churn"]["throughput_per_s"]
-        rates["so_reuseport+scram_verifier"] = reuseport["verifier_churn"]["throughput_per_s"]
+    # Each ratio against the direct blocks interleaved with it (same stretch of time).
+    ratios = {"shipped": results["churn"]["ratio"]}
     if verifier:
-        rates["scram_verifier"] = verifier["churn"]["throughput_per_s"]
-    ratios = {name: round(rate / direct_rate, 2) for name, rate in rates.items()}
+        ratios["scram_verifier"] = verifier["churn"]["ratio"]
+    if reuseport:
+        ratios["so_reuseport"] = reuseport["churn"]["ratio"]
+        ratios["so_reuseport+scram_verifier"] = reuseport["verifier_churn"]["ratio"]
     w = results["warm"]
     overhead = (w["pooled"]["p50_ms"] or 0) - (w["direct"]["p50_ms"] or 0)
     best_capacity = max(capacities, key=lambda k: capacities[k])

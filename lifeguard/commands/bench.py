@@ -55,7 +55,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--threads", type=int, default=defaults.threads, metavar="N",
                         help=f"cold starts in flight per worker (default {defaults.threads})")
     parser.add_argument("--churn-clients", type=int, default=defaults.churn_clients, metavar="N")
-    parser.add_argument("--churn-seconds", type=float, default=defaults.churn_seconds, metavar="S")
+    parser.add_argument("--churn-seconds", type=float, default=defaults.churn_seconds, metavar="S",
+                        help=f"churn time per path (default {defaults.churn_seconds:g})")
+    parser.add_argument("--churn-rounds", type=int, default=defaults.churn_rounds, metavar="N",
+                        help=f"alternating direct/pooled blocks the churn time is split into "
+                        f"(default {defaults.churn_rounds})")
     parser.add_argument("--warm-clients", type=int, default=defaults.warm_clients, metavar="N")
     parser.add_argument("--warm-seconds", type=float, default=defaults.warm_seconds, metavar="S")
     parser.add_argument("--reuseport-processes", type=int, default=defaults.reuseport_processes, metavar="N",
@@ -74,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchSettings(
         levels=args.levels, direct_instances=args.direct_instances, max_connections=args.max_connections,
         workers=args.workers, threads=args.threads, churn_clients=args.churn_clients,
-        churn_seconds=args.churn_seconds, warm_clients=args.warm_clients, warm_seconds=args.warm_seconds,
+        churn_seconds=args.churn_seconds, churn_rounds=args.churn_rounds,
+        warm_clients=args.warm_clients, warm_seconds=args.warm_seconds,
         reuseport_processes=args.reuseport_processes,
     )
     if args.state_dir is not None:
@@ -107,7 +112,7 @@ def _non_default_args(args: argparse.Namespace) -> str:
     defaults = BenchSettings()
     parts = [f"--out {args.out}"]
     for name in ("direct_instances", "max_connections", "workers", "threads", "churn_clients", "churn_seconds",
-                 "warm_clients", "warm_seconds", "reuseport_processes"):
+                 "churn_rounds", "warm_clients", "warm_seconds", "reuseport_processes"):
         if getattr(args, name) != getattr(defaults, name):
             parts.append(f"--{name.replace('_', '-')} {getattr(args, name)}")
     if tuple(args.levels) != defaults.levels:

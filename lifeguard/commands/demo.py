@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if args.keep or was_up:
                 _say("the local stack keeps running (`lifeguard local down` stops it)")
-            else:
+            elif stack.status().anything_running:
                 _say("stopping the local stack (--keep leaves it running)")
                 stack.down()
     except _ERRORS as exc:

@@ -29,7 +29,7 @@ def backends_chart(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(9, 5.4), dpi=110)
     try:
         longest = 0.0
         for s in series:
@@ -49,7 +49,8 @@ def backends_chart(
         ax.set_ylabel("Postgres client backends")
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=9)
+        # Below the plot: inside it would hide a line whichever corner it took.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=9, frameon=False)
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so a reader never sees half a PNG.

@@ -18,7 +18,8 @@ def test_bench_writes_json_markdown_and_chart(state_root: Path, capsys: pytest.C
     code = main([
         "bench", "--out", str(out), "--state-dir", str(state_root / "bench-state"),
         "--levels", "40,120", "--direct-instances", "120", "--workers", "1", "--threads", "16",
-        "--churn-clients", "4", "--churn-seconds", "1", "--warm-clients", "2", "--warm-seconds", "0.5",
+        "--churn-clients", "4", "--churn-seconds", "1", "--churn-rounds", "1",
+        "--warm-clients", "2", "--warm-seconds", "0.5",
         "--reuseport-processes", "2",
     ])
     captured = capsys.readouterr()
@@ -40,7 +41,8 @@ def test_bench_writes_json_markdown_and_chart(state_root: Path, capsys: pytest.C
     # PgBouncer does the work of a login through the pooler; Postgres forks a backend only direct.
     assert results["churn"]["direct"]["cpu_ms_per_invocation"]["pgbouncer"] == 0
     assert results["churn"]["pooled"]["cpu_ms_per_invocation"]["pgbouncer"] > 0
-    assert results["verifier"]["churn"]["ok"] > 0
+    assert results["churn"]["ratio"] > 0
+    assert results["verifier"]["churn"]["pooled"]["ok"] > 0
     assert results["reuseport"]["processes"] == 2
     assert results["reuseport"]["spike"]["pooled_runs"][0]["failed"] == 0
 
