@@ -25,6 +25,7 @@ from lifeguard.local.gauge import SpikeDisplay
 from lifeguard.local.invoker import InvokerError
 from lifeguard.local.spike import DEFAULT_THREADS, DEFAULT_WORKERS, BackendMonitor, SpikeResult, run_spike
 from lifeguard.local.stack import STACK_ERRORS, LocalStack, StackConfig, resolve_state_dir
+from lifeguard.local.top import PoolPeaks, stack_sources
 
 MAX_INSTANCES = 20000
 _ERRORS: tuple[type[Exception], ...] = (*STACK_ERRORS, InvokerError, psycopg.Error)
@@ -116,9 +117,11 @@ def _demo(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
                            progress=display)
         display.finish()
         monitor.wait_until_at_most(direct.baseline_backends, timeout=15)
-        pooled = run_spike(label="pooled", url=stack.pooled_url(config), instances=args.instances,
-                           monitor=monitor, event=event, workers=args.workers, threads=args.threads,
-                           progress=display)
+        # The figures the AWS alarms watch (SHOW POOLS), sampled while the pooled spike runs.
+        with PoolPeaks(stack_sources(stack).console) as pool_peaks:
+            pooled = run_spike(label="pooled", url=stack.pooled_url(config), instances=args.instances,
+                               monitor=monitor, event=event, workers=args.workers, threads=args.threads,
+                               progress=display)
         display.finish()
     finally:
         monitor.close()
@@ -133,7 +136,9 @@ def _demo(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
         title=f"Launch-day spike: {args.instances} function instances, backend connections",
     )
     _say(f"chart: {chart}")
-    return demo_figures(config, args.instances, direct, pooled, chart)
+    figures = demo_figures(config, args.instances, direct, pooled, chart)
+    figures["pooled"]["pooler"] = pool_peaks.to_json()
+    return figures
 
 
 def _org_id(stack: LocalStack, config: StackConfig) -> int:
@@ -211,6 +216,15 @@ def format_summary(figures: dict[str, Any]) -> str:
         f"  {'':<{width}}{'straight at Postgres':<{col}}through PgBouncer",
     ]
     out += [f"  {label:<{width}}{a:<{col}}{b}" for label, a, b in rows]
+    peaks = p.get("pooler")
+    if peaks:
+        out += [
+            "",
+            "  PgBouncer during the pooled run (SHOW POOLS, what the AWS alarms watch):",
+            f"    peak clients active {peaks['peak_clients_active']}, waiting {peaks['peak_clients_waiting']}; "
+            f"peak servers active {peaks['peak_servers_active']}; longest wait {peaks['peak_maxwait_s']:.2f} s; "
+            f"peak {peaks['peak_tps']:,.0f} transactions/s",
+        ]
     for name, figures_ in (("straight at Postgres", d), ("through PgBouncer", p)):
         if figures_["failed"]:
             out.append("")

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -248,3 +249,58 @@ def add_top_command(
     )
     parser.set_defaults(func=lambda args: run_top(args, resolver))
     return parser
+
+
+class PoolPeaks:
+    """Samples the pool figures in the background while a spike runs and keeps the peaks.
+
+    The demo's summary shows them next to its own counts: what the AWS alarms would have seen
+    (clients waiting, the longest wait) during the pooled run. Each sample is a short console
+    session, like the sidecar's, so the watcher never holds a client slot.
+    """
+
+    FIELDS = ("cl_active", "cl_waiting", "sv_active", "maxwait_s", "tps")
+
+    def __init__(self, console: ConsoleTarget, interval: float = 0.25) -> None:
+        self.console = console
+        self.interval = interval
+        self.peaks: dict[str, float] = dict.fromkeys(self.FIELDS, 0)
+        self.samples = 0
+        self.errors = 0
+        self._tracker = RateTracker()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pool-peaks", daemon=True)
+
+    def sample(self) -> None:
+        try:
+            totals = snapshot(self.console, tracker=self._tracker)["totals"]
+        except (ConsoleError, psycopg.Error):
+            self.errors += 1
+            return
+        self.samples += 1
+        for field in self.FIELDS:
+            self.peaks[field] = max(self.peaks[field], totals[field])
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> PoolPeaks:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sample()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "peak_clients_active": int(self.peaks["cl_active"]),
+            "peak_clients_waiting": int(self.peaks["cl_waiting"]),
+            "peak_servers_active": int(self.peaks["sv_active"]),
+            "peak_maxwait_s": self.peaks["maxwait_s"],
+            "peak_tps": self.peaks["tps"],
+            "samples": self.samples,
+        }

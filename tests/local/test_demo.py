@@ -49,6 +49,12 @@ def test_demo_direct_fails_pooled_does_not(
     assert pooled["warm_reconnects"] == 0  # warm instances reused their connections
     assert pooled["peak_backends"] <= pool_size
     assert pooled["p50_ms"] is not None and pooled["p50_ms"] <= pooled["p99_ms"]
+    # The pool figures the AWS alarms watch, read from PgBouncer's console during the pooled run.
+    peaks = pooled["pooler"]
+    assert peaks["samples"] >= 2
+    assert 0 < peaks["peak_clients_active"] <= INSTANCES + 1
+    assert 0 <= peaks["peak_servers_active"] <= pool_size
+    assert peaks["peak_clients_waiting"] >= 0 and peaks["peak_maxwait_s"] >= 0
 
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert figures["chart"] == str(chart)
@@ -72,6 +78,7 @@ def test_demo_summary_table(stack_dir: Path, ports: tuple[int, int], capsys: pyt
     assert code == 0, captured.err[-3000:]
     assert "straight at Postgres" in captured.out and "through PgBouncer" in captured.out
     assert "instances ok           20 of 20" in captured.out
+    assert "PgBouncer during the pooled run" in captured.out
     # --keep leaves it running for `lifeguard local env` and friends.
     assert LocalStack(stack_dir).status().up
     assert (stack_dir / "demo-backends.png").exists()
