@@ -7,7 +7,6 @@ may read that secret and no other. The task has no task role: it needs no AWS AP
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,8 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from infra import policies
-from infra.components.image import ECS_CPU_ARCHITECTURES, ContainerImage, ContainerImageArgs
+from infra.components.fargate_base import fargate_base
+from infra.components.image import ECS_CPU_ARCHITECTURES
 from infra.config import MigrationConfig
 
 CONTAINER_NAME = "migrator"
@@ -54,33 +53,17 @@ class MigrationJob(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.settings
 
-        image = ContainerImage(
-            f"{name}-image",
-            ContainerImageArgs(
-                context_dir=args.context_dir, architecture=cfg.architecture, force_delete=not args.production
-            ),
+        base = fargate_base(
+            name,
+            context_dir=args.context_dir,
+            architecture=cfg.architecture,
+            production=args.production,
+            log_retention_days=args.log_retention_days,
+            role_description="Starts the migration task: pulls its image, writes its logs, reads DATABASE_URL_UNPOOLED",
+            secrets={"ReadDirectDatabaseUrl": args.direct_secret_arn},
             opts=child,
         )
-        cluster = aws.ecs.Cluster(
-            f"{name}-cluster", settings=[{"name": "containerInsights", "value": "enabled"}], opts=child
-        )
-        logs = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=args.log_retention_days, opts=child)
-        execution_role = aws.iam.Role(
-            f"{name}-execution",
-            description="Starts the migration task: pulls its image, writes its logs, reads DATABASE_URL_UNPOOLED",
-            assume_role_policy=json.dumps(policies.assume_role("ecs-tasks.amazonaws.com")),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-execution",
-            role=execution_role.id,
-            policy=pulumi.Output.all(image.repository_arn, logs.arn, args.direct_secret_arn).apply(
-                lambda arns: json.dumps(
-                    policies.task_execution(arns[0], arns[1], {"ReadDirectDatabaseUrl": arns[2]})
-                )
-            ),
-            opts=child,
-        )
+        image, cluster, logs, execution_role = base.image, base.cluster, base.logs, base.execution_role
         container = {
             "name": CONTAINER_NAME,
             "image": image.image_uri,

@@ -12,7 +12,6 @@ directory, and prints CloudWatch EMF lines to its awslogs stream; the stack's al
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from infra import policies
-from infra.components.image import ECS_CPU_ARCHITECTURES, ContainerImage, ContainerImageArgs
+from infra.components.fargate_base import fargate_base
+from infra.components.image import ECS_CPU_ARCHITECTURES
 from infra.components.secrets import mark_secret
 from infra.config import STATS_USER, PoolerConfig
 from pgbouncer.metrics import publisher
@@ -138,35 +137,20 @@ class Pooler(pulumi.ComponentResource):
             opts=child,
         )
 
-        image = ContainerImage(
-            f"{name}-image",
-            ContainerImageArgs(
-                context_dir=args.context_dir, architecture=cfg.architecture, force_delete=not args.production
+        base = fargate_base(
+            name,
+            context_dir=args.context_dir,
+            architecture=cfg.architecture,
+            production=args.production,
+            log_retention_days=args.log_retention_days,
+            role_description=(
+                "Starts the PgBouncer tasks: pulls their image, writes their logs, reads their credentials"
             ),
+            secrets={"ReadPoolerCredentials": credentials.arn, "ReadPoolerStatsCredentials": stats_credentials.arn},
             opts=child,
         )
-        cluster = aws.ecs.Cluster(
-            f"{name}-cluster", settings=[{"name": "containerInsights", "value": "enabled"}], opts=child
-        )
-        logs = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=args.log_retention_days, opts=child)
-
-        execution_role = aws.iam.Role(
-            f"{name}-execution",
-            description="Starts the PgBouncer tasks: pulls their image, writes their logs, reads their credentials",
-            assume_role_policy=json.dumps(policies.assume_role("ecs-tasks.amazonaws.com")),
-            opts=child,
-        )
-        execution_policy = aws.iam.RolePolicy(
-            f"{name}-execution",
-            role=execution_role.id,
-            policy=pulumi.Output.all(image.repository_arn, logs.arn, credentials.arn, stats_credentials.arn).apply(
-                lambda arns: json.dumps(policies.task_execution(arns[0], arns[1], {
-                    "ReadPoolerCredentials": arns[2],
-                    "ReadPoolerStatsCredentials": arns[3],
-                }))
-            ),
-            opts=child,
-        )
+        image, cluster, logs = base.image, base.cluster, base.logs
+        execution_role, execution_policy = base.execution_role, base.execution_policy
 
         settings_json = args.database_address.apply(
             lambda host: cfg.settings(args.db_name, host).to_json()
