@@ -21,6 +21,7 @@ import pytest
 from lifeguard.local.pooler import PoolerProcess, installed_version, local_settings
 from lifeguard.local.postgres import PostgresCluster, make_dsn
 from lifeguard.local.system import free_port
+from pgbouncer.settings import PoolerSettings
 from pgbouncer.sizing import PoolBudget
 from pgbouncer.versions import PgBouncerVersion
 
@@ -69,6 +70,22 @@ class AppDatabase:
         return self.cluster.dsn(self.user, self.password, self.dbname)
 
 
+def pooler_settings(
+    db: AppDatabase, root: Path, version: PgBouncerVersion, default_pool_size: int, **overrides: Any
+) -> PoolerSettings:
+    """The shipped settings for a PgBouncer in front of ``db`` on a free port (``local_settings``)."""
+    return local_settings(
+        root,
+        upstream_port=db.cluster.port,
+        upstream_ca_file=db.cluster.ca_file,
+        dbname=db.dbname,
+        listen_port=free_port(),
+        default_pool_size=default_pool_size,
+        version=version,
+        **overrides,
+    )
+
+
 _db_counter = itertools.count(1)
 
 
@@ -115,15 +132,8 @@ def start_pooler(
     def start(nofile: int = 20000, **overrides: Any) -> RunningPooler:
         root = state_root / f"pooler-{app_db.dbname}-{next(counter)}"
         pool = PoolBudget(max_connections=app_db.cluster.max_connections).default_pool_size()
-        settings = local_settings(
-            root,
-            upstream_port=app_db.cluster.port,
-            upstream_ca_file=app_db.cluster.ca_file,
-            dbname=app_db.dbname,
-            listen_port=free_port(),
-            default_pool_size=overrides.pop("default_pool_size", pool),
-            version=pgbouncer_version,
-            **overrides,
+        settings = pooler_settings(
+            app_db, root, pgbouncer_version, overrides.pop("default_pool_size", pool), **overrides
         )
         process = PoolerProcess(root=root, settings=settings, nofile=nofile)
         started.append(process)

@@ -23,13 +23,12 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from lifeguard.local.pooler import PoolerProcess, local_settings
+from lifeguard.local.pooler import PoolerProcess
 from lifeguard.local.postgres import make_dsn
-from lifeguard.local.system import free_port
 from pgbouncer.entrypoint import CREDENTIALS_ENV, STATS_CREDENTIALS_ENV, credentials_from_env
 from pgbouncer.metrics import ConsoleTarget
 from pgbouncer.versions import PgBouncerVersion
-from tests.conftest import AppDatabase
+from tests.conftest import AppDatabase, pooler_settings
 
 STATS_USER = "lifeguard_stats"
 # Quotes, spaces and URL delimiters: the userlist and the console login must both cope.
@@ -99,16 +98,8 @@ def stats_pooler(
 
     def start(default_pool_size: int = 2, **overrides: Any) -> StatsPooler:
         root = state_root / f"obs-{app_db.dbname}-{next(counter)}"
-        settings = local_settings(
-            root,
-            upstream_port=app_db.cluster.port,
-            upstream_ca_file=app_db.cluster.ca_file,
-            dbname=app_db.dbname,
-            listen_port=free_port(),
-            default_pool_size=default_pool_size,
-            version=pgbouncer_version,
-            stats_users=(STATS_USER,),
-            **overrides,
+        settings = pooler_settings(
+            app_db, root, pgbouncer_version, default_pool_size, stats_users=(STATS_USER,), **overrides
         )
         pooler = StatsPooler(PoolerProcess(root=root, settings=settings), app_db)
         started.append(pooler.process)

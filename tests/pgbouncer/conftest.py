@@ -17,11 +17,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lifeguard.local.pooler import PoolerProcess, local_settings
+from lifeguard.local.pooler import PoolerProcess
 from lifeguard.local.postgres import make_dsn
-from lifeguard.local.system import free_port
 from pgbouncer.versions import PgBouncerVersion
-from tests.conftest import AppDatabase
+from tests.conftest import AppDatabase, pooler_settings
 
 _role_counter = itertools.count(1)
 _pooler_counter = itertools.count(1)
@@ -60,15 +59,8 @@ def multi_user_pooler(
 
     def start(credentials: Mapping[str, str], **overrides: Any) -> PoolerProcess:
         root = state_root / f"multi-pooler-{app_db.dbname}-{next(_pooler_counter)}"
-        settings = local_settings(
-            root,
-            upstream_port=app_db.cluster.port,
-            upstream_ca_file=app_db.cluster.ca_file,
-            dbname=app_db.dbname,
-            listen_port=free_port(),
-            default_pool_size=overrides.pop("default_pool_size", 1),
-            version=pgbouncer_version,
-            **overrides,
+        settings = pooler_settings(
+            app_db, root, pgbouncer_version, overrides.pop("default_pool_size", 1), **overrides
         )
         process = PoolerProcess(root=root, settings=settings)
         started.append(process)
