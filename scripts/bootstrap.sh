@@ -49,7 +49,7 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-echo "==> .venv: lifeguard for $use, as uv.lock pins it"
+echo "==> ${UV_PROJECT_ENVIRONMENT:-.venv}: lifeguard for $use, as uv.lock pins it"
 # --locked: install the lock as it is, and fail (rather than re-resolve) when pyproject.toml changed
 # without a relock. Exact sync: whatever the lock does not list for this use is removed.
 PYTHON="$python" scripts/uv sync --locked --quiet "${sync[@]}"
