@@ -70,7 +70,10 @@ class KeySpec:
     meaning: str
 
 
-# The reference table of every key. The table in docs/deploy-aws.md is checked against it by the tests, and
+# Where users read what each key means; the error for an unknown key points there.
+REFERENCE_DOC = 'README.md, "Configuration reference" > "The AWS stack (`pulumi config`)"'
+
+# The reference table of every key. The README's table (Configuration reference) is checked against it by the tests, and
 # config the program does not know is refused (a typo would otherwise silently keep a default).
 KEYS: tuple[KeySpec, ...] = (
     KeySpec("production", "true", "Marks a production stack: Multi-AZ and deletion protection default to "
@@ -381,7 +384,7 @@ def load(values: Mapping[str, Any] | None = None) -> StackConfig:
     unknown = sorted(set(values) - KEY_NAMES)
     for key in unknown:
         read.problem(key, "is not a lifeguard setting (a typo would silently keep the default); "
-                          "see the configuration reference in docs/deploy-aws.md")
+                          f"see {REFERENCE_DOC}")
 
     production = read.boolean("production", True)
     log_retention = read.integer("logRetentionDays", 30, 1, 3653)

@@ -24,10 +24,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from infra.config import Architecture
 
 PYTHON_VERSION = "3.12"
 RUNTIME = f"python{PYTHON_VERSION}"
+# Written by scripts/relock (`uv export` of uv.lock's `lambda` group): exact versions, every file's
+# sha256, and the markers of the lock's universal resolution, evaluated here for the Lambda runtime.
 REQUIREMENTS_FILE = Path(__file__).with_name("lambda-requirements.txt")
 # manylinux2014 covers most wheels; some aarch64 ones are only published as manylinux_2_28, which
 # the Python 3.12 runtime (Amazon Linux 2023, glibc 2.34) also runs.
@@ -38,7 +43,8 @@ PLATFORMS: dict[Architecture, tuple[str, ...]] = {
 # 1980-01-01 is the earliest time a zip entry can hold.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644  # regular file, rw-r--r--: Lambda only needs to read (dlopen needs no x bit)
-_PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)$")
+_MACHINES: dict[Architecture, str] = {"x86_64": "x86_64", "arm64": "aarch64"}
+_HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 _SKIPPED_PARTS = frozenset({"__pycache__", "tests", ".pytest_cache", ".mypy_cache"})
 
 
@@ -57,19 +63,63 @@ class LambdaPackage:
         return base64.b64encode(bytes.fromhex(self.sha256_hex)).decode()
 
 
-def read_requirements(path: Path = REQUIREMENTS_FILE) -> tuple[str, ...]:
-    """The pinned ``name==version`` lines; anything unpinned would make the zip drift."""
+@dataclass(frozen=True)
+class Pin:
+    """One requirement of the zip: an exact version and the sha256 of each file it may come from."""
+
+    name: str
+    version: str
+    hashes: tuple[str, ...]
+
+    def line(self) -> str:
+        """As a hash-checking requirements line for ``pip download --require-hashes``."""
+        return " ".join([f"{self.name}=={self.version}", *(f"--hash=sha256:{h}" for h in self.hashes)])
+
+
+def lambda_environment(architecture: Architecture, python_version: str = PYTHON_VERSION) -> dict[str, str]:
+    """The marker environment of the Lambda runtime (CPython on Linux), whatever machine runs `pulumi up`."""
+    if architecture not in _MACHINES:
+        raise PackagingError(f"unknown architecture {architecture!r}; use one of {', '.join(_MACHINES)}")
+    return {
+        "implementation_name": "cpython",
+        "implementation_version": f"{python_version}.0",
+        "platform_python_implementation": "CPython",
+        "os_name": "posix",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": _MACHINES[architecture],
+        "python_version": python_version,
+        "python_full_version": f"{python_version}.0",
+    }
+
+
+def read_requirements(
+    architecture: Architecture, path: Path = REQUIREMENTS_FILE, python_version: str = PYTHON_VERSION
+) -> tuple[Pin, ...]:
+    """The pins whose markers hold on the Lambda runtime; each must be exact and carry its hashes."""
+    environment = lambda_environment(architecture, python_version)
     pins = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        text = line.split("#", 1)[0].strip()
+    # One requirement per logical line: `uv export` continues the hashes with backslashes.
+    for number, line in enumerate(path.read_text().replace("\\\n", " ").splitlines(), start=1):
+        text = _HASH.sub("", line).split("#", 1)[0].strip()
         if not text:
             continue
-        if not _PINNED.match(text):
-            raise PackagingError(f"{path}:{number}: {text!r} must be pinned as name==version")
-        pins.append(text)
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as exc:
+            raise PackagingError(f"{path}: requirement {number}: {exc}") from None
+        specifiers = list(requirement.specifier)
+        if len(specifiers) != 1 or specifiers[0].operator != "==" or "*" in specifiers[0].version:
+            raise PackagingError(f"{path}: {text!r} must be pinned as name==version (run scripts/relock)")
+        hashes = tuple(_HASH.findall(line))
+        if not hashes:
+            raise PackagingError(f"{path}: {text!r} has no --hash=sha256: (run scripts/relock)")
+        if requirement.marker is not None and not requirement.marker.evaluate(environment):
+            continue
+        pins.append(Pin(canonicalize_name(requirement.name), specifiers[0].version, hashes))
     if not pins:
-        raise PackagingError(f"{path} lists no requirements")
-    return tuple(sorted(pins, key=str.lower))
+        raise PackagingError(f"{path} lists no requirements for the Lambda runtime")
+    return tuple(sorted(pins, key=lambda pin: pin.name))
 
 
 def _normalise(name: str) -> str:
@@ -77,41 +127,46 @@ def _normalise(name: str) -> str:
 
 
 def download_wheels(
-    requirements: Sequence[str],
+    requirements: Sequence[Pin],
     architecture: Architecture,
     cache_dir: Path,
     python_version: str = PYTHON_VERSION,
 ) -> list[Path]:
-    """Download (once, then reuse) Linux wheels for ``requirements`` into ``cache_dir``."""
+    """Download (once, then reuse) Linux wheels for ``requirements`` into ``cache_dir``, hashes checked."""
     if architecture not in PLATFORMS:
         raise PackagingError(f"unknown architecture {architecture!r}; use one of {', '.join(PLATFORMS)}")
     platforms = PLATFORMS[architecture]
-    key = hashlib.sha256(json.dumps([list(requirements), platforms, python_version]).encode()).hexdigest()
+    lines = [pin.line() for pin in requirements]
+    key = hashlib.sha256(json.dumps([lines, platforms, python_version]).encode()).hexdigest()
     dest = cache_dir / "wheels" / f"{architecture}-cp{python_version.replace('.', '')}-{key[:16]}"
     marker = dest / ".complete"
     if not marker.exists():
         partial = dest.with_name(dest.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
+        # Outside the download folder, which must hold wheels only.
+        requirements_file = partial.with_name(partial.name + ".txt")
+        requirements_file.write_text("\n".join(lines) + "\n")
         command = [
             sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-            "--no-input", "--no-deps", "--only-binary=:all:", "--implementation", "cp",
-            "--python-version", python_version, "--dest", str(partial),
+            "--no-input", "--no-deps", "--require-hashes", "--only-binary=:all:", "--implementation", "cp",
+            "--python-version", python_version, "--dest", str(partial), "-r", str(requirements_file),
         ]
         for platform in platforms:
             command += ["--platform", platform]
-        result = subprocess.run([*command, *requirements], capture_output=True, text=True, check=False)
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        requirements_file.unlink()
         if result.returncode != 0:
             raise PackagingError(
                 f"pip could not download Linux wheels for {architecture} "
-                f"({', '.join(requirements)}):\n{result.stderr.strip()}"
+                f"({', '.join(f'{pin.name}=={pin.version}' for pin in requirements)}):\n{result.stderr.strip()}"
             )
         shutil.rmtree(dest, ignore_errors=True)
         partial.rename(dest)
-        marker.write_text("\n".join(requirements) + "\n")
+        marker.write_text("\n".join(lines) + "\n")
     wheels = sorted(dest.glob("*.whl"))
     found = {_normalise(wheel.name.split("-", 1)[0]) for wheel in wheels}
-    missing = [pin for pin in requirements if _normalise(pin.split("==", 1)[0]) not in found]
+    missing = [f"{pin.name}=={pin.version}" for pin in requirements if _normalise(pin.name) not in found]
     if missing:
         raise PackagingError(f"no wheel found for {', '.join(missing)} in {dest}")
     return wheels
@@ -163,13 +218,15 @@ def build(
     source_dir: Path,
     architecture: Architecture,
     build_dir: Path,
-    requirements: Sequence[str] | None = None,
+    requirements: Sequence[Pin] | None = None,
     python_version: str = PYTHON_VERSION,
 ) -> LambdaPackage:
     """Zip ``source_dir`` (as a package of that name) with its pinned wheels for ``architecture``."""
     if not (source_dir / "__init__.py").is_file():
         raise PackagingError(f"{source_dir} is not a Python package (no __init__.py)")
-    pins = tuple(requirements) if requirements is not None else read_requirements()
+    if requirements is None:
+        requirements = read_requirements(architecture, python_version=python_version)
+    pins = tuple(requirements)
     entries: dict[str, bytes] = {}
     for wheel in download_wheels(pins, architecture, build_dir, python_version):
         for name, data in _wheel_entries(wheel):

@@ -4,7 +4,7 @@ Why hand-written: no migration tool we tried or read (yoyo-migrations, alembic, 
 refuses to run through a pooler, where a session advisory lock is silently broken. Of the rest,
 only sqitch holds a session advisory lock (it needs Perl and psql, and does not stop on an edited
 deployed script); yoyo's lock is a row that outlives a killed run and it hashes file names only;
-alembic and dbmate have no lock (research notes, testing-and-style.md section 4c). So this module
+alembic and dbmate have no lock (alembic: sqlalchemy/alembic#633; dbmate: none in its driver). So this module
 is small and does exactly what the kit needs:
 
 * it refuses a connection that goes through PgBouncer or any proxy (:mod:`migrator.guard`);

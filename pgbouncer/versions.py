@@ -5,7 +5,7 @@ PgBouncer refuses to start on a key it does not know (1.18 dies with
 releases. The renderer asks this module before it emits any key.
 
 Sources: the settings tables (``CF_ABS`` in ``src/main.c``) of 1.18.0 and 1.25.2, and the
-1.26.0 release notes (``pool_idle_timeout``); see ``shared/research/pgbouncer.md``.
+1.26.0 release notes (``pool_idle_timeout``); docs/pgbouncer.md (Version awareness) has what was measured.
 """
 
 from __future__ import annotations

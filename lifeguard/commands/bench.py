@@ -34,13 +34,9 @@ def _levels(text: str) -> tuple[int, ...]:
     return levels
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def configure(parser: argparse.ArgumentParser) -> None:
     defaults = BenchSettings()
-    parser = subparsers.add_parser(
-        "bench",
-        help="measure pooled against direct: spike capacity, connection churn, warm overhead",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-    )
+    parser.description = __doc__.split("\n\n", 1)[1] if __doc__ else None
     parser.add_argument("--out", type=Path, default=Path("docs"), metavar="DIR",
                         help="where to write benchmarks.json/.md and the chart (default: docs)")
     parser.add_argument("--levels", type=_levels, default=defaults.levels, metavar="N,N,...",

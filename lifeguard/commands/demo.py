@@ -32,12 +32,8 @@ _ERRORS: tuple[type[Exception], ...] = (*STACK_ERRORS, InvokerError, psycopg.Err
 DEMO_ORG = "acme"
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        help="replay a launch-day spike straight at Postgres, then through PgBouncer",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n", 1)[1] if __doc__ else None
     parser.add_argument("--instances", type=int, default=500, metavar="N",
                         help="concurrent function instances in the spike (default 500)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")

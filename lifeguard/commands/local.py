@@ -54,12 +54,8 @@ def stack_options(args: argparse.Namespace) -> StackOptions:
     )
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    local = subparsers.add_parser(
-        "local",
-        help="run the stack on this machine: Postgres (as RDS), PgBouncer, migrations",
-        description="A local Postgres standing in for RDS and a PgBouncer on the image's own rendered config.",
-    )
+def configure(local: argparse.ArgumentParser) -> None:
+    local.description = "A local Postgres standing in for RDS and a PgBouncer on the image's own rendered config."
     commands = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
 
     up = commands.add_parser(

@@ -20,14 +20,10 @@ from lifeguard.pipeline.outputs import MigrationTarget, OutputsError, add_output
 CLOCK: Clock = SystemClock()
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "migrate",
-        help="run the stack's migration task on ECS and wait for it",
-        description=(
-            "Start the migration task (python -m migrator) on the stack's ECS cluster, print its log "
-            "lines as they arrive, and exit with the container's exit code."
-        ),
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Start the migration task (python -m migrator) on the stack's ECS cluster, print its log "
+        "lines as they arrive, and exit with the container's exit code."
     )
     add_outputs_arguments(parser)
     parser.add_argument(

@@ -14,14 +14,10 @@ from lifeguard.pipeline.outputs import OutputsError, SmokeTarget, add_outputs_ar
 from lifeguard.pipeline.smoke import SMOKE_AMOUNT, run_smoke
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "smoke",
-        help="invoke the deployed sample functions and check their answers",
-        description=(
-            f"Read an org's invoices, charge it {SMOKE_AMOUNT} credit with a new idempotency key, replay "
-            "the charge, and check the replay answered the same and the balance dropped exactly once."
-        ),
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        f"Read an org's invoices, charge it {SMOKE_AMOUNT} credit with a new idempotency key, replay "
+        "the charge, and check the replay answered the same and the balance dropped exactly once."
     )
     add_outputs_arguments(parser)
     parser.add_argument(

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from infra.components.observability import AlarmThresholds
-from infra.config import KEY_NAMES, KEYS, STATS_USER, ConfigError, StackConfig, load
+from infra.config import KEY_NAMES, KEYS, REFERENCE_DOC, STATS_USER, ConfigError, StackConfig, load
 from pgbouncer.settings import IMAGE_SOCKET_DIR
 from tests.infra.infra_harness import (
     REPO_ROOT,
@@ -247,6 +247,16 @@ def test_every_key_is_documented_with_its_default() -> None:
     assert set(rows) == set(KEY_NAMES)
     for spec in KEYS:
         assert rows[spec.name].strip("` ") == spec.default.strip("` "), spec.name
+
+
+def test_an_unknown_key_points_at_the_reference_that_exists() -> None:
+    with pytest.raises(ConfigError) as error:
+        load({"maxConnection": 100})
+    assert REFERENCE_DOC in str(error.value)
+    document, sections = REFERENCE_DOC.split(", ", 1)
+    headings = (REPO_ROOT / document).read_text().splitlines()
+    section, subsection = (part.strip('"') for part in sections.split(" > "))
+    assert headings.index(f"## {section}") < headings.index(f"### {subsection}")
 
 
 def test_example_stack_file_holds_no_secret() -> None:

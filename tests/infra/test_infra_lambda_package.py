@@ -13,7 +13,9 @@ import pytest
 
 from infra.lambda_package import (
     PackagingError,
+    Pin,
     build,
+    download_wheels,
     read_requirements,
     write_deterministic_zip,
 )
@@ -119,13 +121,39 @@ def test_wheels_are_linux_builds_for_the_architecture(architecture: str, build_d
     assert package.path.name == f"lambdas-{architecture}.zip"
 
 
-def test_requirements_are_pinned(tmp_path: Path) -> None:
-    pins = read_requirements()
-    assert {p.split("==")[0].lower() for p in pins} >= {"psycopg", "psycopg-binary"}
-    loose = tmp_path / "requirements.txt"
-    loose.write_text("psycopg>=3.2\n")
+def test_requirements_are_pinned_with_hashes(tmp_path: Path) -> None:
+    pins = read_requirements("x86_64")
+    assert {p.name for p in pins} >= {"psycopg", "psycopg-binary"}
+    assert all(p.hashes for p in pins)
+    sha = "0" * 64
+    loose = tmp_path / "loose.txt"
+    loose.write_text(f"psycopg>=3.2 --hash=sha256:{sha}\n")
     with pytest.raises(PackagingError, match="pinned"):
-        read_requirements(loose)
+        read_requirements("x86_64", loose)
+    unhashed = tmp_path / "unhashed.txt"
+    unhashed.write_text("psycopg==3.2.1\n")
+    with pytest.raises(PackagingError, match="no --hash"):
+        read_requirements("x86_64", unhashed)
+
+
+def test_requirements_markers_are_evaluated_for_the_lambda_runtime(tmp_path: Path) -> None:
+    sha = "0" * 64
+    exported = tmp_path / "requirements.txt"
+    exported.write_text(
+        f"a==1 \\\n    --hash=sha256:{sha}\n    # via b\n"
+        f"b==2 ; sys_platform == 'win32' \\\n    --hash=sha256:{sha}\n"
+        f"c==3 ; python_full_version < '3.13' and platform_machine == 'aarch64' \\\n    --hash=sha256:{sha}\n"
+    )
+    assert [(p.name, p.version, p.hashes) for p in read_requirements("x86_64", exported)] == [("a", "1", (sha,))]
+    assert [p.name for p in read_requirements("arm64", exported)] == ["a", "c"]
+    assert [p.name for p in read_requirements("arm64", exported, python_version="3.13")] == ["a"]
+
+
+def test_a_wheel_that_does_not_match_its_hash_is_refused(tmp_path: Path) -> None:
+    [psycopg] = [p for p in read_requirements("x86_64") if p.name == "psycopg"]
+    tampered = Pin(psycopg.name, psycopg.version, ("0" * 64,))
+    with pytest.raises(PackagingError, match="DO NOT MATCH THE HASHES"):
+        download_wheels([tampered], "x86_64", tmp_path)
 
 
 def test_a_folder_that_is_not_a_package_is_refused(tmp_path: Path, build_dir: Path) -> None:

@@ -72,7 +72,8 @@ def moto_aws(aws_env: None) -> Iterator[None]:
 def migration_stack(moto_aws: None) -> MigrationStack:
     ec2 = boto3.client("ec2", region_name=REGION)
     vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
-    # moto's awsvpc tasks need DNS hostnames on the VPC (research/testing-and-style.md 3c).
+    # moto's awsvpc tasks need DNS hostnames on the VPC: without them RunTask fails with
+    # AttributeError: 'NetworkInterface' object has no attribute 'private_dns_name' (moto 5.x).
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnets = [
         ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.40.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"]

@@ -213,12 +213,26 @@ def test_deploy_then_migrate_then_smoke() -> None:
     assert args.timeout < jobs[migrate]["timeout-minutes"] * 60
 
 
+def install_uses(job: dict[str, Any]) -> list[str]:
+    """The install each ``scripts/bootstrap.sh`` line of the job asks for."""
+    scripts = "\n".join(str(step.get("run", "")) for step in steps(job))
+    assert "pip install" not in scripts, "install from the lock: scripts/bootstrap.sh"
+    return re.findall(r"^\s*scripts/bootstrap\.sh (\w+)\s*$", scripts, flags=re.MULTILINE)
+
+
 def test_the_program_venv_is_where_pulumi_yaml_says() -> None:
-    # Pulumi runs the program with the virtualenv named in Pulumi.yaml; the workflows create it.
+    # Pulumi runs the program with the virtualenv named in Pulumi.yaml; the workflows create it with
+    # scripts/bootstrap.sh, which installs uv.lock into uv's project environment, .venv.
     project = yaml.safe_load((WORKFLOWS.parents[1] / "Pulumi.yaml").read_text(encoding="utf-8"))
-    venv = project["runtime"]["options"]["virtualenv"]
+    assert project["runtime"]["options"]["virtualenv"] == ".venv"
     for path in FILES:
         for job in load(path)["jobs"].values():
             if any(action(step) == "pulumi/actions" and "command" in step["with"] for step in steps(job)):
-                scripts = "\n".join(str(step.get("run", "")) for step in steps(job))
-                assert f"python -m venv {venv}" in scripts and f"{venv}/bin/python -m pip install -e ." in scripts
+                assert install_uses(job) == ["infra"], f"{path.name}: the Pulumi program needs the infra install"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_jobs_running_lifeguard_install_the_pipeline_set(path: Path) -> None:
+    for job in load(path)["jobs"].values():
+        if any(True for _ in lifeguard_commands(job)):
+            assert install_uses(job) == ["pipeline"]

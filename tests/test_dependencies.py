@@ -1,0 +1,175 @@
+"""Dependencies: declared for the install that imports them, locked from PyPI, shipped from the lock."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterable, Iterator
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from infra.config import Architecture
+from infra.lambda_package import lambda_environment, read_requirements
+from tests.lockfile import FIRST_PARTY, REPO_ROOT, STDLIB, closure, install_roots, load
+
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+# Each install and the code it runs: that code's imports, followed through the first-party modules
+# it imports (at any depth, in functions too), must all be declared by that install.
+INSTALLS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # name: (extras on top of the base install, root modules or packages)
+    "pipeline": ((), ("lifeguard.cli", "lifeguard.commands.migrate", "lifeguard.commands.smoke")),
+    "infra": (("infra",), ("infra",)),
+    "local": (("local",), ("lifeguard", "pgbouncer", "lambdas", "migrator")),
+}
+
+
+def module_file(name: str, root: Path = REPO_ROOT) -> Path | None:
+    base = root.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def package_modules(name: str, root: Path = REPO_ROOT) -> list[str]:
+    """``name`` and, for a package, every module under it."""
+    path = root.joinpath(*name.split("."))
+    if not path.is_dir():
+        return [name]
+    return [".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__") for p in path.rglob("*.py")]
+
+
+def _imports(tree: ast.AST) -> Iterator[tuple[str, int]]:
+    """Every absolute import, at any depth, except those only type checkers see."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped |= {id(inner) for statement in node.body for inner in ast.walk(statement)}
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            yield from ((alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module, node.lineno
+            # `from package import module` imports the module too.
+            yield from ((f"{node.module}.{alias.name}", node.lineno) for alias in node.names)
+
+
+def third_party_imports(
+    roots: Iterable[str], root: Path = REPO_ROOT, first_party: frozenset[str] = FIRST_PARTY
+) -> dict[str, set[str]]:
+    """Top-level third-party module -> where it is imported, from ``roots`` through first-party code."""
+    found: dict[str, set[str]] = {}
+    todo = [m for name in roots for m in package_modules(name, root)]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        # Importing a.b.c runs a/__init__ and a/b/__init__ first.
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        path = module_file(name, root)
+        if name in seen or path is None:
+            continue
+        seen.add(name)
+        for imported, line in _imports(ast.parse(path.read_text(), str(path))):
+            top = imported.split(".")[0]
+            if top in first_party:
+                todo.append(imported)
+            elif top not in STDLIB and top != "__future__":
+                found.setdefault(top, set()).add(f"{path.relative_to(root)}:{line}")
+    return found
+
+
+def declared(extras: Iterable[str]) -> set[str]:
+    requirements = list(PYPROJECT["dependencies"])
+    for extra in extras:
+        requirements += PYPROJECT["optional-dependencies"][extra]
+    return {canonicalize_name(Requirement(r).name) for r in requirements}
+
+
+def undeclared(imports: dict[str, set[str]], names: set[str]) -> dict[str, list[str]]:
+    owners = {module: {canonicalize_name(d) for d in dists} for module, dists in packages_distributions().items()}
+    return {
+        module: sorted(where) for module, where in imports.items()
+        if not owners.get(module, {canonicalize_name(module)}) & names
+    }
+
+
+@pytest.mark.parametrize("install", INSTALLS)
+def test_each_install_declares_every_module_its_code_imports(install: str) -> None:
+    extras, roots = INSTALLS[install]
+    imports = third_party_imports(roots)
+    assert imports, "the walk found no third-party import at all"
+    missing = undeclared(imports, declared(extras))
+    assert missing == {}, f"imported but not in the {install} install (pyproject.toml): {missing}"
+
+
+def test_the_pipeline_commands_reach_nothing_of_the_local_stack() -> None:
+    imports = third_party_imports(INSTALLS["pipeline"][1])
+    assert set(imports) == {"boto3", "botocore"}
+
+
+def test_the_walk_follows_first_party_imports_into_functions(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "cli.py").write_text("from app import helpers\n")
+    (tmp_path / "app" / "helpers.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import mypy_boto3_ecs\n"
+        "def chart():\n    import matplotlib.pyplot\n"
+    )
+    imports = third_party_imports(["app.cli"], tmp_path, frozenset({"app"}))
+    assert imports == {"matplotlib": {"app/helpers.py:5"}}
+    assert undeclared(imports, {"boto3"}) == {"matplotlib": ["app/helpers.py:5"]}
+
+
+def test_deptry_finds_no_undeclared_unused_or_transitive_dependency() -> None:
+    done = subprocess.run([sys.executable, "-m", "deptry", "."], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_lock_is_pypi_only_with_hashes() -> None:
+    lock = load()
+    for package in lock.values():
+        if package.name == "lifeguard":
+            assert package.source == {"editable": "."}
+            continue
+        assert package.source == {"registry": "https://pypi.org/simple"}, package.name
+        assert package.hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in package.hashes), package.name
+        assert package.urls and all(u.startswith("https://files.pythonhosted.org/") for u in package.urls)
+    assert "file:" not in (REPO_ROOT / "uv.lock").read_text()
+
+
+def test_the_lock_matches_pyproject() -> None:
+    done = subprocess.run([str(REPO_ROOT / "scripts" / "uv"), "lock", "--check", "--offline", "--quiet"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, f"pyproject.toml changed without a relock (run scripts/relock):\n{done.stderr}"
+
+
+def test_the_base_install_is_small() -> None:
+    """The pipeline jobs install boto3 and what it needs, nothing of Pulumi or the local stack."""
+    lock = load()
+    base = closure(lock, install_roots(lock))
+    assert {"boto3", "botocore"} <= set(base) <= {
+        "boto3", "botocore", "jmespath", "s3transfer", "python-dateutil", "six", "urllib3", "lifeguard",
+    }
+
+
+@pytest.mark.parametrize("architecture", ["x86_64", "arm64"])
+def test_lambda_requirements_are_the_locks_lambda_group(architecture: Architecture) -> None:
+    lock = load()
+    expected = closure(lock, install_roots(lock, groups=["lambda"], base=False), lambda_environment(architecture))
+    pins = read_requirements(architecture)
+    assert {p.name: p.version for p in pins} == {p.name: p.version for p in expected.values()}
+    for pin in pins:
+        assert set(pin.hashes) == lock[pin.name].hashes, f"{pin.name}: hashes differ from uv.lock"
+    # The runtime is CPython 3.12 on Linux: psycopg's typing-extensions, not its Windows-only tzdata.
+    assert {"psycopg", "psycopg-binary", "typing-extensions"} == {p.name for p in pins}
