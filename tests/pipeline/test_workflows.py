@@ -28,6 +28,10 @@ SETTINGS_SECRETS = {"PULUMI_ACCESS_TOKEN", "GITHUB_TOKEN"}
 PULUMI_COMMANDS = {"preview", "up", "refresh", "destroy", "output"}
 AWS_CREDENTIALS = "aws-actions/configure-aws-credentials"
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+# The runner's own variables a run script may use, with sample values (what the parser sees in CI).
+RUNNER_VARIABLES = {"GITHUB_RUN_ID": "12345678901", "GITHUB_RUN_ATTEMPT": "1"}
+# `uses: owner/repo@<full commit SHA> # vX.Y.Z`: immutable, with the version Dependabot updates.
+PINNED_USES = re.compile(r"^\s*(?:- )?uses: ([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # v\d+\.\d+\.\d+$")
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -61,6 +65,8 @@ def lifeguard_commands(job: dict[str, Any]) -> Iterator[list[str]]:
     """Every ``lifeguard ...`` argv in the job's run scripts, with ${{ }} expressions as placeholders."""
     for step in steps(job):
         script = EXPRESSION.sub("EXPR", str(step.get("run", "")))
+        for name, value in RUNNER_VARIABLES.items():
+            script = script.replace(f"${name}", value)
         for line in script.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             for index, word in enumerate(words):
@@ -120,8 +126,10 @@ def test_credentials_come_from_oidc_never_from_keys(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert not re.search(r"aws[-_]access[-_]key[-_]id|aws[-_]secret[-_]access[-_]key", text, re.IGNORECASE)
     document = load(path)
+    # Nothing granted workflow-wide: each job names what it uses (zizmor's excessive-permissions).
+    assert document["permissions"] == {}
     for name, job in document["jobs"].items():
-        permissions = job.get("permissions", document.get("permissions", {}))
+        permissions = job.get("permissions", {})
         for step in steps(job):
             if action(step) == AWS_CREDENTIALS:
                 assert step["with"]["role-to-assume"].startswith("${{ vars.AWS_")
@@ -133,10 +141,13 @@ def test_credentials_come_from_oidc_never_from_keys(path: Path) -> None:
 def test_actions_and_tools_are_pinned(path: Path) -> None:
     document = load(path)
     env = document["env"]
+    uses_lines = [line for line in path.read_text(encoding="utf-8").splitlines() if re.match(r"\s*(- )?uses:", line)]
+    # Every `uses` is on a line of its own, so no step escapes the check below.
+    assert len(uses_lines) == sum("uses" in step for job in document["jobs"].values() for step in steps(job))
+    for line in uses_lines:
+        assert PINNED_USES.match(line), f"{path.name}: pin to a full commit SHA with `# vX.Y.Z`: {line.strip()}"
     for job in document["jobs"].values():
         for step in steps(job):
-            if "uses" in step:
-                assert re.fullmatch(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})", step["uses"]), step["uses"]
             if action(step) == "actions/setup-python":
                 version = resolve(step["with"]["python-version"], env)
                 # A string: unquoted 3.10 would be the number 3.1.
@@ -144,6 +155,17 @@ def test_actions_and_tools_are_pinned(path: Path) -> None:
             if action(step) == "pulumi/actions":
                 version = resolve(step["with"]["pulumi-version"], env)
                 assert isinstance(version, str) and re.fullmatch(r"3\.\d+\.\d+", version), version
+
+
+def test_each_action_has_one_pin_across_the_workflows() -> None:
+    # Two SHAs (or two version comments) for one action mean a half-done update.
+    pins: dict[str, set[str]] = {}
+    for path in FILES:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = PINNED_USES.match(line)
+            if match:
+                pins.setdefault(match.group(1), set()).add(line.split("@", 1)[1])
+    assert pins and all(len(found) == 1 for found in pins.values()), pins
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -176,7 +198,7 @@ def test_pulumi_steps_are_valid(path: Path) -> None:
             assert step["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
             if inputs.get("comment-on-pr"):
                 assert inputs["command"] == "preview"
-                assert document["permissions"]["pull-requests"] == "write"
+                assert job["permissions"]["pull-requests"] == "write"
 
 
 def test_preview_runs_on_pull_requests_with_a_comment() -> None:
