@@ -118,7 +118,7 @@ def test_every_lifeguard_command_parses(path: Path) -> None:
                 pytest.fail(f"{path.name}: `lifeguard {shlex.join(argv)}` does not parse (exit {exc.code})")
             assert callable(args.func)
     if path.name == "deploy.yml":
-        assert found == 2
+        assert found == 3
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -233,6 +233,23 @@ def test_deploy_then_migrate_then_smoke() -> None:
     args = build_parser().parse_args(argv)
     assert args.stack == "$PULUMI_STACK" and args.started_by.startswith("github-")
     assert args.timeout < jobs[migrate]["timeout-minutes"] * 60
+
+
+def test_the_pooler_rollout_is_verified_right_after_pulumi_up() -> None:
+    # A rolled-back pooler update leaves `pulumi up` green; the deploy job must fail instead.
+    jobs = workflow("deploy.yml")["jobs"]
+    deploy = job_running(workflow("deploy.yml"), "verify-rollout")
+    job_steps = steps(jobs[deploy])
+    up = next(i for i, step in enumerate(job_steps) if step.get("with", {}).get("command") == "up")
+    verify = next(i for i, step in enumerate(job_steps) if "lifeguard verify-rollout" in str(step.get("run", "")))
+    assert verify == up + 1
+    # It reads the outputs with the Pulumi CLI, so it needs the token; and it ends before the job does.
+    assert job_steps[verify]["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+    (argv,) = [a for a in lifeguard_commands(jobs[deploy]) if a[0] == "verify-rollout"]
+    args = build_parser().parse_args(argv)
+    assert args.stack == "$PULUMI_STACK"
+    assert args.timeout < jobs[deploy]["timeout-minutes"] * 60
+    assert jobs["migrate"]["needs"] == deploy
 
 
 def test_the_program_venv_is_where_pulumi_yaml_says() -> None:
