@@ -24,7 +24,13 @@ WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))
 # The one place users configure the pipeline (repository settings), as docs/pipeline.md says.
 SETTINGS_VARS = {"PULUMI_STACK", "AWS_REGION", "AWS_ROLE_ARN", "AWS_PREVIEW_ROLE_ARN"}
-SETTINGS_SECRETS = {"PULUMI_ACCESS_TOKEN", "GITHUB_TOKEN"}
+SETTINGS_SECRETS = {"PULUMI_ACCESS_TOKEN", "PULUMI_PREVIEW_ACCESS_TOKEN", "GITHUB_TOKEN"}
+# Each workflow's credentials: a pull request's code runs under `pulumi preview`, so the preview
+# has its own read-only role and token and may not even name the deploy ones.
+CREDENTIALS = {
+    "deploy.yml": ("AWS_ROLE_ARN", "PULUMI_ACCESS_TOKEN"),
+    "preview.yml": ("AWS_PREVIEW_ROLE_ARN", "PULUMI_PREVIEW_ACCESS_TOKEN"),
+}
 PULUMI_COMMANDS = {"preview", "up", "refresh", "destroy", "output"}
 AWS_CREDENTIALS = "aws-actions/configure-aws-credentials"
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
@@ -173,8 +179,11 @@ def test_settings_live_in_the_repository_settings(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     used_vars = set(re.findall(r"\bvars\.(\w+)", text))
     used_secrets = set(re.findall(r"\bsecrets\.(\w+)", text))
-    assert used_vars <= SETTINGS_VARS and {"PULUMI_STACK", "AWS_REGION", "AWS_ROLE_ARN"} <= used_vars
-    assert used_secrets <= SETTINGS_SECRETS and "PULUMI_ACCESS_TOKEN" in used_secrets
+    role, token = CREDENTIALS[path.name]
+    (other_role, other_token), = [pair for name, pair in CREDENTIALS.items() if name != path.name]
+    assert used_vars <= SETTINGS_VARS and {"PULUMI_STACK", "AWS_REGION", role} <= used_vars
+    assert used_secrets <= SETTINGS_SECRETS and token in used_secrets
+    assert other_role not in used_vars and other_token not in used_secrets, f"{path.name} names the other credentials"
     env = load(path)["env"]
     assert env["PULUMI_STACK"] == "${{ vars.PULUMI_STACK }}" and env["AWS_REGION"] == "${{ vars.AWS_REGION }}"
     # The token reaches only the steps that run Pulumi, not every step (pip installs run code too).
@@ -195,7 +204,8 @@ def test_pulumi_steps_are_valid(path: Path) -> None:
                 continue
             assert inputs["command"] in PULUMI_COMMANDS
             assert inputs["stack-name"] == "${{ env.PULUMI_STACK }}"
-            assert step["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+            token = CREDENTIALS[path.name][1]
+            assert step["env"]["PULUMI_ACCESS_TOKEN"] == f"${{{{ secrets.{token} }}}}"
             if inputs.get("comment-on-pr"):
                 assert inputs["command"] == "preview"
                 assert job["permissions"]["pull-requests"] == "write"
@@ -209,6 +219,65 @@ def test_preview_runs_on_pull_requests_with_a_comment() -> None:
     assert pulumi["with"]["command"] == "preview"
     assert pulumi["with"]["comment-on-pr"] is True
     assert pulumi["with"]["github-token"] == "${{ secrets.GITHUB_TOKEN }}"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_each_workflow_assumes_only_its_own_role(path: Path) -> None:
+    role, _ = CREDENTIALS[path.name]
+    for job in load(path)["jobs"].values():
+        for step in steps(job):
+            if action(step) == AWS_CREDENTIALS:
+                # Exactly this variable: an expression such as `vars.A || vars.B` would fall back.
+                assert step["with"]["role-to-assume"] == f"${{{{ vars.{role} }}}}"
+
+
+def settings_check(path: Path) -> dict[str, Any]:
+    # The first step of the workflow's first job, before anything runs the pull request's code.
+    first = steps(next(iter(load(path)["jobs"].values())))[0]
+    assert first["name"] == "Check the repository's settings"
+    return first
+
+
+def run_settings_check(path: Path, settings: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The check step's script under bash as GitHub runs it (-eo pipefail), with its env resolved from settings."""
+    step = settings_check(path)
+    env = {"PATH": "/usr/bin:/bin"}
+    for name, value in {**load(path)["env"], **step["env"]}.items():
+        expression = EXPRESSION.fullmatch(str(value))
+        if expression is None:
+            env[name] = str(value)
+            continue
+        source = expression.group(1)
+        if match := re.fullmatch(r"(vars|secrets)\.(\w+)", source):
+            env[name] = settings.get(match.group(2), "")
+        elif match := re.fullmatch(r"secrets\.(\w+) != ''", source):
+            env[name] = "true" if settings.get(match.group(1)) else "false"
+        else:
+            pytest.fail(f"{path.name}: the check step uses an expression this test cannot evaluate: {source}")
+    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                          env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
+DEPLOY_SETTINGS = {"PULUMI_STACK": "acme/lifeguard/prod", "AWS_REGION": "eu-west-1",
+                   "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/lifeguard-deploy", "PULUMI_ACCESS_TOKEN": "pul-x"}
+PREVIEW_SETTINGS = {"AWS_PREVIEW_ROLE_ARN": "arn:aws:iam::123456789012:role/lifeguard-preview",
+                    "PULUMI_PREVIEW_ACCESS_TOKEN": "pul-read"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_the_settings_check_passes_when_everything_is_set(path: Path) -> None:
+    done = run_settings_check(path, {**DEPLOY_SETTINGS, **PREVIEW_SETTINGS})
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("missing", ["AWS_PREVIEW_ROLE_ARN", "PULUMI_PREVIEW_ACCESS_TOKEN"])
+def test_the_preview_fails_without_its_own_credentials_even_when_the_deploy_ones_are_set(missing: str) -> None:
+    settings = {**DEPLOY_SETTINGS, **PREVIEW_SETTINGS}
+    del settings[missing]
+    done = run_settings_check(WORKFLOWS / "preview.yml", settings)
+    assert done.returncode != 0
+    (error,) = [line for line in done.stdout.splitlines() if line.startswith("::error::")]
+    assert missing in error and "docs/pipeline.md" in error and "never use" in error
 
 
 def test_deploy_then_migrate_then_smoke() -> None:
@@ -261,3 +330,14 @@ def test_the_program_venv_is_where_pulumi_yaml_says() -> None:
             if any(action(step) == "pulumi/actions" and "command" in step["with"] for step in steps(job)):
                 scripts = "\n".join(str(step.get("run", "")) for step in steps(job))
                 assert f"python -m venv {venv}" in scripts and f"{venv}/bin/python -m pip install -e ." in scripts
+
+
+def test_every_setting_the_workflows_use_is_documented() -> None:
+    # docs/pipeline.md's settings table is where users learn what to set.
+    table = (WORKFLOWS.parents[1] / "docs" / "pipeline.md").read_text(encoding="utf-8")
+    used: set[str] = set()
+    for path in FILES:
+        text = path.read_text(encoding="utf-8")
+        used |= set(re.findall(r"\bvars\.(\w+)", text)) | set(re.findall(r"\bsecrets\.(\w+)", text))
+    for name in used - {"GITHUB_TOKEN"}:
+        assert re.search(rf"^\| (variable|secret) \| `{name}` \|", table, re.MULTILINE), f"{name} is not in the table"
