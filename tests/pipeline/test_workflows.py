@@ -7,6 +7,7 @@ and every ``lifeguard`` command line parsed by the real parser.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -319,6 +320,79 @@ def test_the_pooler_rollout_is_verified_right_after_pulumi_up() -> None:
     assert args.stack == "$PULUMI_STACK"
     assert args.timeout < jobs[deploy]["timeout-minutes"] * 60
     assert jobs["migrate"]["needs"] == deploy
+
+
+def step_with_id(job: dict[str, Any], step_id: str) -> tuple[int, dict[str, Any]]:
+    (found,) = [(index, step) for index, step in enumerate(steps(job)) if step.get("id") == step_id]
+    return found
+
+
+def read_architecture(tmp_path: Path, pulumi_script: str) -> subprocess.CompletedProcess[str]:
+    """The deploy job's "Read the stack's container architecture" step under bash, as GitHub runs it.
+
+    A stand-in ``pulumi`` prints what the real ``pulumi config --json`` would; ``python`` is this one.
+    """
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pulumi").write_text(f"#!/bin/sh\n{pulumi_script}\n", encoding="utf-8")
+    (bin_dir / "pulumi").chmod(0o755)
+    (bin_dir / "python").symlink_to(sys.executable)
+    _, step = step_with_id(workflow("deploy.yml")["jobs"]["deploy"], "stack")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PULUMI_STACK": "acme/lifeguard/prod", "RUNNER_ARCH": "X64",
+           "GITHUB_OUTPUT": str(tmp_path / "output"), "RUNNER_TEMP": str(tmp_path)}
+    (tmp_path / "output").write_text("", encoding="utf-8")
+    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                          env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"aws:region": {"value": "eu-west-1", "secret": False},
+          "lifeguard:containerArchitecture": {"value": "arm64", "secret": False}}, "arm64"),
+        ({"lifeguard:containerArchitecture": {"value": "x86_64", "secret": False}}, "x86_64"),
+        ({"aws:region": {"value": "eu-west-1", "secret": False}}, "x86_64"),
+    ],
+    ids=["arm64", "x86_64", "unset"],
+)
+def test_the_deploy_job_reads_the_stacks_container_architecture(
+    config: dict[str, Any], expected: str, tmp_path: Path,
+) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    # The stand-in answers only the exact command line the step must run.
+    expected_argv = "config --json --stack acme/lifeguard/prod"
+    done = read_architecture(tmp_path, f'[ "$*" = "{expected_argv}" ] && cat {tmp_path}/config.json')
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "output").read_text(encoding="utf-8") == f"container-architecture={expected}\n"
+
+
+def test_the_unset_architecture_is_the_programs_default() -> None:
+    from infra.config import KEYS
+
+    (spec,) = [key for key in KEYS if key.name == "containerArchitecture"]
+    _, step = step_with_id(workflow("deploy.yml")["jobs"]["deploy"], "stack")
+    assert f'else "{spec.default}"' in step["run"]
+
+
+def test_a_config_the_step_cannot_read_fails_the_job(tmp_path: Path) -> None:
+    # Pulumi cannot read the stack (not logged in, no such stack): no guessing an architecture.
+    done = read_architecture(tmp_path, 'echo "error: no stack named acme/lifeguard/prod found" >&2; exit 255')
+    assert done.returncode != 0
+    assert (tmp_path / "output").read_text(encoding="utf-8") == ""
+
+
+def test_an_arm64_stack_gets_qemu_before_pulumi_up() -> None:
+    job = workflow("deploy.yml")["jobs"]["deploy"]
+    read, _ = step_with_id(job, "stack")
+    (qemu,) = [index for index, step in enumerate(steps(job)) if action(step) == "docker/setup-qemu-action"]
+    up = next(i for i, step in enumerate(steps(job)) if step.get("with", {}).get("command") == "up")
+    assert read < qemu < up
+    step = steps(job)[qemu]
+    assert step["if"] == "steps.stack.outputs.container-architecture == 'arm64' && runner.arch != 'ARM64'"
+    assert step["with"] == {"platforms": "arm64"}
+    # The config is read with the Pulumi CLI: installed before, and given the token.
+    assert any(action(s) == "pulumi/actions" and "command" not in s["with"] for s in steps(job)[:read])
+    assert steps(job)[read]["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
 
 
 def test_the_program_venv_is_where_pulumi_yaml_says() -> None:
