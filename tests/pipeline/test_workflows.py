@@ -415,3 +415,17 @@ def test_every_setting_the_workflows_use_is_documented() -> None:
         used |= set(re.findall(r"\bvars\.(\w+)", text)) | set(re.findall(r"\bsecrets\.(\w+)", text))
     for name in used - {"GITHUB_TOKEN"}:
         assert re.search(rf"^\| (variable|secret) \| `{name}` \|", table, re.MULTILINE), f"{name} is not in the table"
+
+
+def test_the_documented_pins_are_the_workflows_pins() -> None:
+    # docs/pipeline.md's table of pins is what users check an update against.
+    table = (WORKFLOWS.parents[1] / "docs" / "pipeline.md").read_text(encoding="utf-8")
+    documented = {match.group(1): (match.group(3), match.group(2))
+                  for match in re.finditer(r"^\| `([\w.-]+/[\w.-]+)` \| (v[\d.]+) \| `([0-9a-f]{40})`", table, re.M)}
+    used = {}
+    for path in FILES:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if match := PINNED_USES.match(line):
+                sha, version = line.split("@", 1)[1].split(" # ")
+                used[match.group(1)] = (sha, version)
+    assert documented == used
