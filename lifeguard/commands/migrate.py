@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lifeguard.commands.arguments import positive_seconds
 from lifeguard.pipeline import aws
 from lifeguard.pipeline.clock import Clock, SystemClock
 from lifeguard.pipeline.ecs_task import EXIT_DID_NOT_RUN, STARTED_BY, EcsTaskError
@@ -27,11 +28,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add_outputs_arguments(parser)
     parser.add_argument(
-        "--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT_SECONDS, metavar="SECONDS",
+        "--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_SECONDS, metavar="SECONDS",
         help="stop the task and fail when it has not finished in this time (default: %(default)g)",
     )
     parser.add_argument(
-        "--poll-interval", type=_positive_seconds, default=DEFAULT_POLL_SECONDS, metavar="SECONDS",
+        "--poll-interval", type=positive_seconds, default=DEFAULT_POLL_SECONDS, metavar="SECONDS",
         help="seconds between checks of the task and its logs (default: %(default)g)",
     )
     parser.add_argument(
@@ -77,16 +78,6 @@ def _log_line(line: str) -> None:
 
 def _status(message: str) -> None:
     print(f"lifeguard migrate: {message}", file=sys.stderr, flush=True)
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive, finite number of seconds")
-    return value
 
 
 def _started_by(text: str) -> str:

@@ -23,6 +23,13 @@ SECRET_PLACEHOLDER = "[secret]"  # noqa: S105  (a placeholder, not a password)
 PULUMI_TIMEOUT_SECONDS = 120.0
 _CLUSTER_ARN = re.compile(r"^arn:aws[a-z-]*:ecs:(?P<region>[a-z0-9-]+):\d{12}:cluster/[A-Za-z0-9_-]+$")
 _NOT_A_CLUSTER_ARN = "migrationClusterArn must be an ECS cluster ARN (arn:aws:ecs:REGION:ACCOUNT:cluster/NAME)"
+_TASK_DEFINITION_ARN = re.compile(
+    r"^arn:aws[a-z-]*:ecs:(?P<region>[a-z0-9-]+):\d{12}:task-definition/[A-Za-z0-9_-]{1,255}:[1-9]\d*$"
+)
+_NOT_A_TASK_DEFINITION_ARN = (
+    "poolerTaskDefinitionArn must be an ECS task-definition ARN with its revision "
+    "(arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION)"
+)
 
 
 class OutputsError(Exception):
@@ -198,6 +205,36 @@ class SmokeTarget:
         )
         fields.check(source)
         return target
+
+
+@dataclass(frozen=True)
+class PoolerRolloutTarget:
+    """The pooler's ECS service and the task definition ``pulumi up`` last gave it, from the stack outputs."""
+
+    cluster_name: str
+    service_name: str
+    task_definition_arn: str
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, Any], source: str) -> PoolerRolloutTarget:
+        fields = _Fields(outputs)
+        target = cls(
+            cluster_name=fields.text("poolerClusterName"),
+            service_name=fields.text("poolerServiceName"),
+            task_definition_arn=fields.text("poolerTaskDefinitionArn"),
+        )
+        if target.task_definition_arn and not _TASK_DEFINITION_ARN.match(target.task_definition_arn):
+            fields.problems.append(_NOT_A_TASK_DEFINITION_ARN)
+        fields.check(source)
+        return target
+
+    @property
+    def region(self) -> str:
+        """The task definition's region, which is the service's."""
+        match = _TASK_DEFINITION_ARN.match(self.task_definition_arn)
+        if match is None:
+            raise OutputsError(_NOT_A_TASK_DEFINITION_ARN)
+        return match.group("region")
 
 
 def add_outputs_arguments(parser: argparse.ArgumentParser) -> None:

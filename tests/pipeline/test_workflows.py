@@ -7,6 +7,7 @@ and every ``lifeguard`` command line parsed by the real parser.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -24,10 +25,20 @@ WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))
 # The one place users configure the pipeline (repository settings), as docs/pipeline.md says.
 SETTINGS_VARS = {"PULUMI_STACK", "AWS_REGION", "AWS_ROLE_ARN", "AWS_PREVIEW_ROLE_ARN"}
-SETTINGS_SECRETS = {"PULUMI_ACCESS_TOKEN", "GITHUB_TOKEN"}
+SETTINGS_SECRETS = {"PULUMI_ACCESS_TOKEN", "PULUMI_PREVIEW_ACCESS_TOKEN", "GITHUB_TOKEN"}
+# Each workflow's credentials: a pull request's code runs under `pulumi preview`, so the preview
+# has its own read-only role and token and may not even name the deploy ones.
+CREDENTIALS = {
+    "deploy.yml": ("AWS_ROLE_ARN", "PULUMI_ACCESS_TOKEN"),
+    "preview.yml": ("AWS_PREVIEW_ROLE_ARN", "PULUMI_PREVIEW_ACCESS_TOKEN"),
+}
 PULUMI_COMMANDS = {"preview", "up", "refresh", "destroy", "output"}
 AWS_CREDENTIALS = "aws-actions/configure-aws-credentials"
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+# The runner's own variables a run script may use, with sample values (what the parser sees in CI).
+RUNNER_VARIABLES = {"GITHUB_RUN_ID": "12345678901", "GITHUB_RUN_ATTEMPT": "1"}
+# `uses: owner/repo@<full commit SHA> # vX.Y.Z`: immutable, with the version Dependabot updates.
+PINNED_USES = re.compile(r"^\s*(?:- )?uses: ([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # v\d+\.\d+\.\d+$")
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -61,6 +72,8 @@ def lifeguard_commands(job: dict[str, Any]) -> Iterator[list[str]]:
     """Every ``lifeguard ...`` argv in the job's run scripts, with ${{ }} expressions as placeholders."""
     for step in steps(job):
         script = EXPRESSION.sub("EXPR", str(step.get("run", "")))
+        for name, value in RUNNER_VARIABLES.items():
+            script = script.replace(f"${name}", value)
         for line in script.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             for index, word in enumerate(words):
@@ -112,7 +125,7 @@ def test_every_lifeguard_command_parses(path: Path) -> None:
                 pytest.fail(f"{path.name}: `lifeguard {shlex.join(argv)}` does not parse (exit {exc.code})")
             assert callable(args.func)
     if path.name == "deploy.yml":
-        assert found == 2
+        assert found == 3
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -120,8 +133,10 @@ def test_credentials_come_from_oidc_never_from_keys(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert not re.search(r"aws[-_]access[-_]key[-_]id|aws[-_]secret[-_]access[-_]key", text, re.IGNORECASE)
     document = load(path)
+    # Nothing granted workflow-wide: each job names what it uses (zizmor's excessive-permissions).
+    assert document["permissions"] == {}
     for name, job in document["jobs"].items():
-        permissions = job.get("permissions", document.get("permissions", {}))
+        permissions = job.get("permissions", {})
         for step in steps(job):
             if action(step) == AWS_CREDENTIALS:
                 assert step["with"]["role-to-assume"].startswith("${{ vars.AWS_")
@@ -133,10 +148,13 @@ def test_credentials_come_from_oidc_never_from_keys(path: Path) -> None:
 def test_actions_and_tools_are_pinned(path: Path) -> None:
     document = load(path)
     env = document["env"]
+    uses_lines = [line for line in path.read_text(encoding="utf-8").splitlines() if re.match(r"\s*(- )?uses:", line)]
+    # Every `uses` is on a line of its own, so no step escapes the check below.
+    assert len(uses_lines) == sum("uses" in step for job in document["jobs"].values() for step in steps(job))
+    for line in uses_lines:
+        assert PINNED_USES.match(line), f"{path.name}: pin to a full commit SHA with `# vX.Y.Z`: {line.strip()}"
     for job in document["jobs"].values():
         for step in steps(job):
-            if "uses" in step:
-                assert re.fullmatch(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})", step["uses"]), step["uses"]
             if action(step) == "actions/setup-python":
                 version = resolve(step["with"]["python-version"], env)
                 # A string: unquoted 3.10 would be the number 3.1.
@@ -146,13 +164,27 @@ def test_actions_and_tools_are_pinned(path: Path) -> None:
                 assert isinstance(version, str) and re.fullmatch(r"3\.\d+\.\d+", version), version
 
 
+def test_each_action_has_one_pin_across_the_workflows() -> None:
+    # Two SHAs (or two version comments) for one action mean a half-done update.
+    pins: dict[str, set[str]] = {}
+    for path in FILES:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = PINNED_USES.match(line)
+            if match:
+                pins.setdefault(match.group(1), set()).add(line.split("@", 1)[1])
+    assert pins and all(len(found) == 1 for found in pins.values()), pins
+
+
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_settings_live_in_the_repository_settings(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     used_vars = set(re.findall(r"\bvars\.(\w+)", text))
     used_secrets = set(re.findall(r"\bsecrets\.(\w+)", text))
-    assert used_vars <= SETTINGS_VARS and {"PULUMI_STACK", "AWS_REGION", "AWS_ROLE_ARN"} <= used_vars
-    assert used_secrets <= SETTINGS_SECRETS and "PULUMI_ACCESS_TOKEN" in used_secrets
+    role, token = CREDENTIALS[path.name]
+    (other_role, other_token), = [pair for name, pair in CREDENTIALS.items() if name != path.name]
+    assert used_vars <= SETTINGS_VARS and {"PULUMI_STACK", "AWS_REGION", role} <= used_vars
+    assert used_secrets <= SETTINGS_SECRETS and token in used_secrets
+    assert other_role not in used_vars and other_token not in used_secrets, f"{path.name} names the other credentials"
     env = load(path)["env"]
     assert env["PULUMI_STACK"] == "${{ vars.PULUMI_STACK }}" and env["AWS_REGION"] == "${{ vars.AWS_REGION }}"
     # The token reaches only the steps that run Pulumi, not every step (pip installs run code too).
@@ -173,10 +205,11 @@ def test_pulumi_steps_are_valid(path: Path) -> None:
                 continue
             assert inputs["command"] in PULUMI_COMMANDS
             assert inputs["stack-name"] == "${{ env.PULUMI_STACK }}"
-            assert step["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+            token = CREDENTIALS[path.name][1]
+            assert step["env"]["PULUMI_ACCESS_TOKEN"] == f"${{{{ secrets.{token} }}}}"
             if inputs.get("comment-on-pr"):
                 assert inputs["command"] == "preview"
-                assert document["permissions"]["pull-requests"] == "write"
+                assert job["permissions"]["pull-requests"] == "write"
 
 
 def test_preview_runs_on_pull_requests_with_a_comment() -> None:
@@ -187,6 +220,65 @@ def test_preview_runs_on_pull_requests_with_a_comment() -> None:
     assert pulumi["with"]["command"] == "preview"
     assert pulumi["with"]["comment-on-pr"] is True
     assert pulumi["with"]["github-token"] == "${{ secrets.GITHUB_TOKEN }}"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_each_workflow_assumes_only_its_own_role(path: Path) -> None:
+    role, _ = CREDENTIALS[path.name]
+    for job in load(path)["jobs"].values():
+        for step in steps(job):
+            if action(step) == AWS_CREDENTIALS:
+                # Exactly this variable: an expression such as `vars.A || vars.B` would fall back.
+                assert step["with"]["role-to-assume"] == f"${{{{ vars.{role} }}}}"
+
+
+def settings_check(path: Path) -> dict[str, Any]:
+    # The first step of the workflow's first job, before anything runs the pull request's code.
+    first = steps(next(iter(load(path)["jobs"].values())))[0]
+    assert first["name"] == "Check the repository's settings"
+    return first
+
+
+def run_settings_check(path: Path, settings: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The check step's script under bash as GitHub runs it (-eo pipefail), with its env resolved from settings."""
+    step = settings_check(path)
+    env = {"PATH": "/usr/bin:/bin"}
+    for name, value in {**load(path)["env"], **step["env"]}.items():
+        expression = EXPRESSION.fullmatch(str(value))
+        if expression is None:
+            env[name] = str(value)
+            continue
+        source = expression.group(1)
+        if match := re.fullmatch(r"(vars|secrets)\.(\w+)", source):
+            env[name] = settings.get(match.group(2), "")
+        elif match := re.fullmatch(r"secrets\.(\w+) != ''", source):
+            env[name] = "true" if settings.get(match.group(1)) else "false"
+        else:
+            pytest.fail(f"{path.name}: the check step uses an expression this test cannot evaluate: {source}")
+    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                          env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
+DEPLOY_SETTINGS = {"PULUMI_STACK": "acme/lifeguard/prod", "AWS_REGION": "eu-west-1",
+                   "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/lifeguard-deploy", "PULUMI_ACCESS_TOKEN": "pul-x"}
+PREVIEW_SETTINGS = {"AWS_PREVIEW_ROLE_ARN": "arn:aws:iam::123456789012:role/lifeguard-preview",
+                    "PULUMI_PREVIEW_ACCESS_TOKEN": "pul-read"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_the_settings_check_passes_when_everything_is_set(path: Path) -> None:
+    done = run_settings_check(path, {**DEPLOY_SETTINGS, **PREVIEW_SETTINGS})
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("missing", ["AWS_PREVIEW_ROLE_ARN", "PULUMI_PREVIEW_ACCESS_TOKEN"])
+def test_the_preview_fails_without_its_own_credentials_even_when_the_deploy_ones_are_set(missing: str) -> None:
+    settings = {**DEPLOY_SETTINGS, **PREVIEW_SETTINGS}
+    del settings[missing]
+    done = run_settings_check(WORKFLOWS / "preview.yml", settings)
+    assert done.returncode != 0
+    (error,) = [line for line in done.stdout.splitlines() if line.startswith("::error::")]
+    assert missing in error and "docs/pipeline.md" in error and "never use" in error
 
 
 def test_deploy_then_migrate_then_smoke() -> None:
@@ -220,6 +312,96 @@ def install_uses(job: dict[str, Any]) -> list[str]:
     return re.findall(r"^\s*scripts/bootstrap\.sh (\w+)\s*$", scripts, flags=re.MULTILINE)
 
 
+def test_the_pooler_rollout_is_verified_right_after_pulumi_up() -> None:
+    # A rolled-back pooler update leaves `pulumi up` green; the deploy job must fail instead.
+    jobs = workflow("deploy.yml")["jobs"]
+    deploy = job_running(workflow("deploy.yml"), "verify-rollout")
+    job_steps = steps(jobs[deploy])
+    up = next(i for i, step in enumerate(job_steps) if step.get("with", {}).get("command") == "up")
+    verify = next(i for i, step in enumerate(job_steps) if "lifeguard verify-rollout" in str(step.get("run", "")))
+    assert verify == up + 1
+    # It reads the outputs with the Pulumi CLI, so it needs the token; and it ends before the job does.
+    assert job_steps[verify]["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+    (argv,) = [a for a in lifeguard_commands(jobs[deploy]) if a[0] == "verify-rollout"]
+    args = build_parser().parse_args(argv)
+    assert args.stack == "$PULUMI_STACK"
+    assert args.timeout < jobs[deploy]["timeout-minutes"] * 60
+    assert jobs["migrate"]["needs"] == deploy
+
+
+def step_with_id(job: dict[str, Any], step_id: str) -> tuple[int, dict[str, Any]]:
+    (found,) = [(index, step) for index, step in enumerate(steps(job)) if step.get("id") == step_id]
+    return found
+
+
+def read_architecture(tmp_path: Path, pulumi_script: str) -> subprocess.CompletedProcess[str]:
+    """The deploy job's "Read the stack's container architecture" step under bash, as GitHub runs it.
+
+    A stand-in ``pulumi`` prints what the real ``pulumi config --json`` would; ``python`` is this one.
+    """
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pulumi").write_text(f"#!/bin/sh\n{pulumi_script}\n", encoding="utf-8")
+    (bin_dir / "pulumi").chmod(0o755)
+    (bin_dir / "python").symlink_to(sys.executable)
+    _, step = step_with_id(workflow("deploy.yml")["jobs"]["deploy"], "stack")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PULUMI_STACK": "acme/lifeguard/prod", "RUNNER_ARCH": "X64",
+           "GITHUB_OUTPUT": str(tmp_path / "output"), "RUNNER_TEMP": str(tmp_path)}
+    (tmp_path / "output").write_text("", encoding="utf-8")
+    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                          env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"aws:region": {"value": "eu-west-1", "secret": False},
+          "lifeguard:containerArchitecture": {"value": "arm64", "secret": False}}, "arm64"),
+        ({"lifeguard:containerArchitecture": {"value": "x86_64", "secret": False}}, "x86_64"),
+        ({"aws:region": {"value": "eu-west-1", "secret": False}}, "x86_64"),
+    ],
+    ids=["arm64", "x86_64", "unset"],
+)
+def test_the_deploy_job_reads_the_stacks_container_architecture(
+    config: dict[str, Any], expected: str, tmp_path: Path,
+) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    # The stand-in answers only the exact command line the step must run.
+    expected_argv = "config --json --stack acme/lifeguard/prod"
+    done = read_architecture(tmp_path, f'[ "$*" = "{expected_argv}" ] && cat {tmp_path}/config.json')
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "output").read_text(encoding="utf-8") == f"container-architecture={expected}\n"
+
+
+def test_the_unset_architecture_is_the_programs_default() -> None:
+    from infra.config import KEYS
+
+    (spec,) = [key for key in KEYS if key.name == "containerArchitecture"]
+    _, step = step_with_id(workflow("deploy.yml")["jobs"]["deploy"], "stack")
+    assert f'else "{spec.default}"' in step["run"]
+
+
+def test_a_config_the_step_cannot_read_fails_the_job(tmp_path: Path) -> None:
+    # Pulumi cannot read the stack (not logged in, no such stack): no guessing an architecture.
+    done = read_architecture(tmp_path, 'echo "error: no stack named acme/lifeguard/prod found" >&2; exit 255')
+    assert done.returncode != 0
+    assert (tmp_path / "output").read_text(encoding="utf-8") == ""
+
+
+def test_an_arm64_stack_gets_qemu_before_pulumi_up() -> None:
+    job = workflow("deploy.yml")["jobs"]["deploy"]
+    read, _ = step_with_id(job, "stack")
+    (qemu,) = [index for index, step in enumerate(steps(job)) if action(step) == "docker/setup-qemu-action"]
+    up = next(i for i, step in enumerate(steps(job)) if step.get("with", {}).get("command") == "up")
+    assert read < qemu < up
+    step = steps(job)[qemu]
+    assert step["if"] == "steps.stack.outputs.container-architecture == 'arm64' && runner.arch != 'ARM64'"
+    assert step["with"] == {"platforms": "arm64"}
+    # The config is read with the Pulumi CLI: installed before, and given the token.
+    assert any(action(s) == "pulumi/actions" and "command" not in s["with"] for s in steps(job)[:read])
+    assert steps(job)[read]["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+
+
 def test_the_program_venv_is_where_pulumi_yaml_says() -> None:
     # Pulumi runs the program with the virtualenv named in Pulumi.yaml; the workflows create it with
     # scripts/bootstrap.sh, which installs uv.lock into uv's project environment, .venv.
@@ -233,6 +415,34 @@ def test_the_program_venv_is_where_pulumi_yaml_says() -> None:
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_jobs_running_lifeguard_install_the_pipeline_set(path: Path) -> None:
+    # The pipeline commands need the base install only; a job that also runs the Pulumi program
+    # (deploy's verify-rollout right after `pulumi up`) has it inside the infra install.
     for job in load(path)["jobs"].values():
         if any(True for _ in lifeguard_commands(job)):
-            assert install_uses(job) == ["pipeline"]
+            runs_pulumi = any(action(step) == "pulumi/actions" and "command" in step["with"] for step in steps(job))
+            assert install_uses(job) == ["infra" if runs_pulumi else "pipeline"]
+
+
+def test_every_setting_the_workflows_use_is_documented() -> None:
+    # docs/pipeline.md's settings table is where users learn what to set.
+    table = (WORKFLOWS.parents[1] / "docs" / "pipeline.md").read_text(encoding="utf-8")
+    used: set[str] = set()
+    for path in FILES:
+        text = path.read_text(encoding="utf-8")
+        used |= set(re.findall(r"\bvars\.(\w+)", text)) | set(re.findall(r"\bsecrets\.(\w+)", text))
+    for name in used - {"GITHUB_TOKEN"}:
+        assert re.search(rf"^\| (variable|secret) \| `{name}` \|", table, re.MULTILINE), f"{name} is not in the table"
+
+
+def test_the_documented_pins_are_the_workflows_pins() -> None:
+    # docs/pipeline.md's table of pins is what users check an update against.
+    table = (WORKFLOWS.parents[1] / "docs" / "pipeline.md").read_text(encoding="utf-8")
+    documented = {match.group(1): (match.group(3), match.group(2))
+                  for match in re.finditer(r"^\| `([\w.-]+/[\w.-]+)` \| (v[\d.]+) \| `([0-9a-f]{40})`", table, re.M)}
+    used = {}
+    for path in FILES:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if match := PINNED_USES.match(line):
+                sha, version = line.split("@", 1)[1].split(" # ")
+                used[match.group(1)] = (sha, version)
+    assert documented == used

@@ -1,0 +1,71 @@
+"""``lifeguard verify-rollout``: fail the pipeline unless the pooler service runs the stack's task definition.
+
+Exit status: 0 when the service's PRIMARY deployment runs ``poolerTaskDefinitionArn`` with
+``rolloutState`` ``COMPLETED``; 1 when it was rolled back, its rollout FAILED, ECS does not know the
+service, or an AWS call is refused; 124 when the rollout is still in progress at ``--timeout``;
+2 for unusable stack outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lifeguard.commands.arguments import positive_seconds
+from lifeguard.pipeline import aws
+from lifeguard.pipeline.clock import Clock, SystemClock
+from lifeguard.pipeline.outputs import OutputsError, PoolerRolloutTarget, add_outputs_arguments, outputs_from_args
+from lifeguard.pipeline.rollout import (
+    DEFAULT_POLL_SECONDS,
+    DEFAULT_TIMEOUT_SECONDS,
+    EXIT_FAILED,
+    RolloutCheck,
+    RolloutError,
+    verify_rollout,
+)
+
+# The clock the wait uses; a seam for tests, which swap in one that does not really sleep.
+CLOCK: Clock = SystemClock()
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Fail unless the pooler service's PRIMARY deployment runs the stack's poolerTaskDefinitionArn "
+        "with rolloutState COMPLETED: a rolled-back or failed update fails at once, one in progress "
+        "is waited for up to --timeout."
+    )
+    add_outputs_arguments(parser)
+    parser.add_argument(
+        "--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_SECONDS, metavar="SECONDS",
+        help="fail when the rollout is still in progress after this time (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--poll-interval", type=positive_seconds, default=DEFAULT_POLL_SECONDS, metavar="SECONDS",
+        help="seconds between checks while the rollout is in progress (default: %(default)g)",
+    )
+    parser.add_argument("--region", help="AWS region (default: the region in poolerTaskDefinitionArn)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        outputs, source = outputs_from_args(args)
+        target = PoolerRolloutTarget.from_outputs(outputs, source)
+    except OutputsError as exc:
+        _status(f"error: {exc}")
+        return 2
+    check = RolloutCheck(timeout=args.timeout, poll_interval=args.poll_interval, clock=CLOCK, on_status=_status)
+    try:
+        outcome = verify_rollout(aws.ecs_client(args.region or target.region), target, check)
+    except RolloutError as exc:
+        _status(f"error: {exc}")
+        return EXIT_FAILED
+    except aws.AWS_ERRORS as exc:
+        _status(f"error: {aws.explain_aws_error(exc)}")
+        return EXIT_FAILED
+    _status(("rollout verified: " if outcome.ok else "rollout FAILED: ") + outcome.summary)
+    return outcome.exit_code
+
+
+def _status(message: str) -> None:
+    print(f"lifeguard verify-rollout: {message}", file=sys.stderr, flush=True)
