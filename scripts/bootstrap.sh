@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything lifeguard needs on a fresh Debian/Ubuntu machine, idempotently:
-#   - Debian packages: postgresql (the local RDS stand-in) and pgbouncer (the local pooler);
+#   - Debian packages: postgresql (the local RDS stand-in) and pgbouncer (Debian 12's 1.18, which
+#     the suite also tests against);
+#   - the shipped PgBouncer release, built once from Debian 13's source (scripts/build-pgbouncer.sh);
 #   - a virtualenv at .venv with the kit installed (editable), plus test tools when asked.
 # Usage: scripts/bootstrap.sh [--dev]
 set -euo pipefail
@@ -22,6 +24,8 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+
+scripts/build-pgbouncer.sh
 
 python=${PYTHON:-python3}
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then

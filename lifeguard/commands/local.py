@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from lifeguard.local.stack import (
     STACK_ERRORS,
@@ -42,6 +43,10 @@ def add_stack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-client-conn", type=int, metavar="N", help="PgBouncer max_client_conn per process (default 10000)"
     )
+    parser.add_argument(
+        "--pgbouncer", metavar="PATH",
+        help="the PgBouncer binary to run (default: the shipped release, built by scripts/build-pgbouncer.sh)",
+    )
 
 
 def stack_options(args: argparse.Namespace) -> StackOptions:
@@ -51,6 +56,7 @@ def stack_options(args: argparse.Namespace) -> StackOptions:
         max_connections=args.max_connections,
         pooler_processes=args.pooler_processes,
         max_client_conn=args.max_client_conn,
+        pgbouncer=str(Path(args.pgbouncer).absolute()) if args.pgbouncer else None,
     )
 
 

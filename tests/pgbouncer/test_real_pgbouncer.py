@@ -1,4 +1,6 @@
-"""The rendered configuration against the real PgBouncer installed here (Debian's 1.18).
+"""The rendered configuration against the real PgBouncer: the shipped 1.24.1 and Debian 12's 1.18.
+
+Each test runs once per release (the ``pgbouncer_binary`` fixture in conftest.py).
 
 Every test starts PgBouncer on the renderer's output through the shared fixtures, connects the way
 a function does (TLS required, psycopg with server-side prepares off) and checks what the binary,
@@ -25,7 +27,7 @@ from lifeguard.local.system import free_port, own_for_service
 from pgbouncer.entrypoint import prepare
 from pgbouncer.settings import MAX_PASSWORD_BYTES, PoolerSettings, render_userlist
 from pgbouncer.tls import write_self_signed
-from pgbouncer.versions import _ADDED, _KEYS_1_18, _REMOVED, PINNED, PgBouncerVersion
+from pgbouncer.versions import _ADDED, _KEYS_1_18, PINNED, PgBouncerVersion
 from tests.conftest import APP_USER, AppDatabase, RunningPooler
 from tests.pgbouncer.conftest import MakeRoles, StartMultiUser, pooled_connect
 from tests.secrecy import assert_no_secret
@@ -120,7 +122,7 @@ def test_version_table_matches_the_installed_binary(
     """``versions.py`` claims exactly the keys this binary knows (SHOW CONFIG lists them all)."""
     pooler = start_pooler(admin_users=(APP_USER,))
     known_to_binary = {row[0] for row in show(pooler, "SHOW CONFIG")}
-    candidates = set(_KEYS_1_18) | set(_ADDED) | set(_REMOVED)
+    candidates = set(_KEYS_1_18) | set(_ADDED)
     claimed = {key for key in candidates if pgbouncer_version.accepts(key)}
     # The dangerous direction first: a key we would render that this release dies on.
     assert sorted(claimed - known_to_binary) == []
@@ -128,9 +130,9 @@ def test_version_table_matches_the_installed_binary(
 
 
 def test_pinned_release_ini_kills_the_older_binary(
-    app_db: AppDatabase, state_root: Path, pgbouncer_version: PgBouncerVersion
+    app_db: AppDatabase, state_root: Path, pgbouncer_binary: Path, pgbouncer_version: PgBouncerVersion
 ) -> None:
-    """Why the renderer is version-aware: the 1.26 ini is fatal to 1.18, the 1.18 ini is not."""
+    """Why the renderer is version-aware: the shipped release's ini is fatal to 1.18."""
     if pgbouncer_version.accepts("max_prepared_statements"):
         pytest.skip(f"PgBouncer {pgbouncer_version} accepts max_prepared_statements")
     root = state_root / f"pinned-ini-{app_db.dbname}"
@@ -138,7 +140,7 @@ def test_pinned_release_ini_kills_the_older_binary(
                               dbname=app_db.dbname, listen_port=free_port(), default_pool_size=2,
                               version=PgBouncerVersion.parse(PINNED))
     assert "max_prepared_statements = 200" in settings.render_ini()
-    process = PoolerProcess(root=root, settings=settings)
+    process = PoolerProcess(root=root, settings=settings, binary=pgbouncer_binary)
     try:
         with pytest.raises(PoolerError):
             process.start({app_db.user: app_db.password}, timeout=10)
