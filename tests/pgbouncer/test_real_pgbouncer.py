@@ -25,7 +25,7 @@ from lifeguard.local import pooler as pooler_module
 from lifeguard.local.pooler import PoolerError, PoolerProcess, local_settings
 from lifeguard.local.system import free_port, own_for_service
 from pgbouncer.entrypoint import prepare
-from pgbouncer.settings import MAX_PASSWORD_BYTES, PoolerSettings, render_userlist
+from pgbouncer.settings import _BOUNDS, MAX_PASSWORD_BYTES, PoolerSettings, render_userlist
 from pgbouncer.tls import write_self_signed
 from pgbouncer.versions import _ADDED, _KEYS_1_18, PINNED, PgBouncerVersion
 from tests.conftest import APP_USER, AppDatabase, RunningPooler
@@ -114,6 +114,16 @@ def test_every_key_the_renderer_can_emit_loads_with_the_rendered_value(
     assert {key: (value, config[key]) for key, value in rendered.items() if config[key] != value} == {}
     assert log_problems(pooler.process.log_text()) == []
     assert (service_dir / "pgbouncer-own.pid").read_text().strip().isdigit()
+
+
+def test_every_number_at_its_lowest_accepted_value_loads(start_pooler: StartPooler) -> None:
+    """The renderer's bounds are not stricter than needed at the low end: PgBouncer takes them all."""
+    lowest = {name: low for name, (low, _, _) in _BOUNDS.items()}
+    lowest["tcp_keepidle"] = 1  # with tcp_keepalive on (the default), the NLB check asks for 1 or more
+    pooler = start_pooler(**{**lowest, "default_pool_size": 2})
+    with connect(pooler) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    assert log_problems(pooler.process.log_text()) == []
 
 
 def test_version_table_matches_the_installed_binary(

@@ -156,10 +156,10 @@ def test_extra_key_known_to_the_version_is_rendered() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"client_idle_timeout": NLB_IDLE_TIMEOUT_S}, "client_idle_timeout must be below the NLB idle timeout"),
-        ({"client_idle_timeout": 600}, "client_idle_timeout must be below the NLB idle timeout"),
-        ({"client_idle_timeout": -1}, "client_idle_timeout must be below"),
-        ({"tcp_keepidle": 400}, "tcp_keepidle must be below 350"),
+        ({"client_idle_timeout": NLB_IDLE_TIMEOUT_S}, "client_idle_timeout must be between 1 and 349.*the NLB"),
+        ({"client_idle_timeout": 600}, "client_idle_timeout must be between 1 and 349"),
+        ({"client_idle_timeout": -1}, "client_idle_timeout must be between 1 and 349"),
+        ({"tcp_keepidle": 400}, "tcp_keepidle must be between 1 and 349"),
         ({"client_tls_sslmode": "verify-ca"}, "would demand client certificates"),
         ({"client_tls_sslmode": "verify-full"}, "would demand client certificates"),
         ({"server_tls_ca_file": ""}, "server_tls_sslmode=verify-full needs server_tls_ca_file"),
@@ -192,6 +192,66 @@ def test_extra_key_known_to_the_version_is_rendered() -> None:
 def test_bad_settings_are_refused_with_a_message_naming_the_knob(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace("?", r"\?")):
         make(**overrides)
+
+
+# Each typed number with a value PgBouncer refuses ("cannot load config file": a crash loop on
+# ECS), or accepts with a meaning that breaks the service (issue #14, items 4 and 5).
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        # 0 means "never": idle clients would outlive the NLB's 350 s and be dropped silently.
+        ("client_idle_timeout", 0, "client_idle_timeout must be between 1 and 349"),
+        # 0 means "the kernel default" (2 hours), far beyond the NLB's idle window.
+        ("tcp_keepidle", 0, "tcp_keepidle must be between 1 and 349"),
+        ("tcp_keepidle", -1, "tcp_keepidle must be between 1 and 349"),
+        ("server_connect_timeout", 0, "server_connect_timeout must be at least 1"),
+        ("server_connect_timeout", -5, "server_connect_timeout must be at least 1"),
+        ("idle_transaction_timeout", -1, "idle_transaction_timeout must be at least 0"),
+        ("query_wait_timeout", -1, "query_wait_timeout must be at least 0"),
+        ("client_login_timeout", -1, "client_login_timeout must be at least 0"),
+        ("server_login_retry", -1, "server_login_retry must be at least 0"),
+        ("server_idle_timeout", -1, "server_idle_timeout must be at least 0"),
+        ("server_lifetime", -1, "server_lifetime must be at least 0"),
+        ("dns_max_ttl", -1, "dns_max_ttl must be at least 0"),
+        ("listen_backlog", -1, "listen_backlog must be between 1 and 65535"),
+        ("listen_backlog", 0, "listen_backlog must be between 1 and 65535"),
+        ("reserve_pool_size", -1, "reserve_pool_size must be at least 0"),
+        ("max_db_connections", -1, "max_db_connections must be at least 0"),
+        ("tcp_keepcnt", -1, "tcp_keepcnt must be between 0 and 127"),
+        ("tcp_keepcnt", 128, "tcp_keepcnt must be between 0 and 127"),
+        ("tcp_keepintvl", -1, "tcp_keepintvl must be between 0 and 32767"),
+        ("stats_period", 0, "stats_period must be at least 1"),
+        ("max_prepared_statements", -1, "max_prepared_statements must be at least 0"),
+    ],
+)
+def test_numbers_outside_their_real_bounds_are_refused(field: str, value: int, message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as info:
+        make(**{field: value})
+    assert f"got {value}" in str(info.value)
+
+
+def test_keepidle_zero_is_fine_when_keepalive_is_off() -> None:
+    # Without keepalive PgBouncer never sets the timer: 0 is its "unset".
+    assert ini_pairs(make(tcp_keepalive=False, tcp_keepidle=0).render_ini())["tcp_keepalive"] == "0"
+
+
+@pytest.mark.parametrize("auth_type", ["scram", "SCRAM-SHA-256", "password", "ldap", "pam", "cert", ""])
+def test_unknown_auth_types_are_refused(auth_type: str) -> None:
+    with pytest.raises(SettingsError, match="auth_type must be one of scram-sha-256, md5, hba"):
+        make(auth_type=auth_type)
+
+
+def test_hba_auth_needs_its_file() -> None:
+    with pytest.raises(SettingsError, match="auth_type hba needs extra="):
+        make(auth_type="hba")
+    pairs = ini_pairs(make(auth_type="hba", extra={"auth_hba_file": "/run/pgbouncer/hba.conf"}).render_ini())
+    assert pairs["auth_type"] == "hba"
+
+
+@pytest.mark.parametrize("auth_type", ["trust", "any", "plain"])
+def test_auth_types_that_skip_or_weaken_the_password_check_are_refused(auth_type: str) -> None:
+    with pytest.raises(SettingsError, match=f"auth_type {auth_type} "):
+        make(auth_type=auth_type)
 
 
 def test_sizing_helpers() -> None:
