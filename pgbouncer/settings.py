@@ -141,7 +141,11 @@ class PoolerSettings:
     log_pooler_errors: bool = True  # auth, TLS and limit errors are what operators debug
     log_stats: bool = True  # one throughput line per period, no agent needed
     stats_period: int = 60  # one stats line a minute matches CloudWatch's 1-minute resolution
-    max_prepared_statements: int = 200  # 1.21+: protocol prepared statements in transaction mode
+    max_prepared_statements: int = 200
+    """1.21+: PgBouncer tracks protocol-level prepared statements per client in transaction mode.
+    200 is 1.24's own default, and twice psycopg's ``prepared_max`` (100 per connection): every
+    statement one client keeps prepared fits a server connection's cache without evictions, at
+    a bounded cost (at most 200 plans per server connection in Postgres)."""
     so_reuseport: bool = False  # several processes on one port (one core each)
     pidfile: str = ""  # none in the container (PID 1); the local stack sets one per process
     logfile: str = ""  # empty: log to stderr, which the container runtime collects
@@ -219,6 +223,11 @@ class PoolerSettings:
                 raise SettingsError(f"PgBouncer {version} does not know the setting {key!r}; it would refuse to start")
         for key, value in self._pairs(version):
             _check_value(key, value)
+
+    @property
+    def tracks_prepared_statements(self) -> bool:
+        """Whether clients may prepare statements through this pooler (tells the functions so)."""
+        return self.parsed_version.accepts("max_prepared_statements") and self.max_prepared_statements > 0
 
     @property
     def effective_max_db_connections(self) -> int:

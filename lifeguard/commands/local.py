@@ -199,9 +199,12 @@ def run_env(args: argparse.Namespace) -> int:
         if not status.up:
             return _fail(f"the local stack in {stack.state_dir} is not running: run `lifeguard local up` first")
         pooled, direct = stack.pooled_url(status.config), stack.direct_url(status.config)
+        client = stack.client_env(status.config)
     except STACK_ERRORS as exc:
         return _fail(str(exc))
     # Printing the URLs is this command's whole purpose; quoted so `eval` and `source` keep `&`.
     print(f"DATABASE_URL={shlex.quote(pooled)}")
+    for name, value in client.items():
+        print(f"{name}={shlex.quote(value)}")
     print(f"DATABASE_URL_UNPOOLED={shlex.quote(direct)}")
     return 0

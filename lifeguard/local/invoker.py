@@ -41,6 +41,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
+from lambdas.db import PREPARED_ENV
+
 FUNCTIONS = {
     "read_invoices": "lambdas.read_invoices",
     "charge_credits": "lambdas.charge_credits",
@@ -415,10 +417,16 @@ def worker_main() -> int:
 # -- in the parent ------------------------------------------------------------------------
 
 
-def worker_env(url: str, function: str | None, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A function's environment: ours without database variables, plus ``DATABASE_URL``."""
+def worker_env(
+    url: str, function: str | None, base: Mapping[str, str] | None = None, client: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A function's environment: ours without database variables, plus ``DATABASE_URL``.
+
+    ``client`` is what the stack tells functions about their pooler (``LocalStack.client_env``).
+    """
     base = os.environ if base is None else base
-    env = {k: v for k, v in base.items() if not _URL_ENV.match(k)}
+    env = {k: v for k, v in base.items() if not _URL_ENV.match(k) and k != PREPARED_ENV}
+    env.update(client or {})
     env["DATABASE_URL"] = url
     if function:
         env["AWS_LAMBDA_FUNCTION_NAME"] = function  # shows as application_name in pg_stat_activity

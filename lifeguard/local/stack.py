@@ -32,6 +32,7 @@ from pathlib import Path
 
 import psycopg
 
+from lambdas.db import PREPARED_ENV
 from lifeguard.local.pooler import PoolerError, PoolerProcess, installed_version, local_settings
 from lifeguard.local.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
 from lifeguard.local.system import (
@@ -315,6 +316,12 @@ class LocalStack:
         """``DATABASE_URL_UNPOOLED``: straight to Postgres, TLS verified (what the migration job gets)."""
         config = config or self.require_config()
         return self.cluster(config).dsn(config.user, self.app_password(), config.dbname)
+
+    def client_env(self, config: StackConfig | None = None) -> dict[str, str]:
+        """What the stack tells functions about their pooler, besides the URL (as infra does on AWS)."""
+        config = config or self.require_config()
+        tracks = self.pooler_settings(config, 1).tracks_prepared_statements
+        return {PREPARED_ENV: "1" if tracks else "0"}
 
     def superuser_url(self, config: StackConfig | None = None) -> str:
         config = config or self.require_config()

@@ -92,6 +92,12 @@ def test_pinned_renders_max_prepared_statements_and_debian_does_not() -> None:
     assert "max_prepared_statements" not in ini_pairs(make(version=DEBIAN_BOOKWORM).render_ini())
 
 
+def test_prepared_statements_are_tracked_only_by_releases_and_settings_that_do() -> None:
+    assert make(version=PINNED).tracks_prepared_statements
+    assert not make(version=PINNED, max_prepared_statements=0).tracks_prepared_statements
+    assert not make(version=DEBIAN_BOOKWORM).tracks_prepared_statements  # 1.18 has no such setting
+
+
 @pytest.mark.parametrize("version", [DEBIAN_BOOKWORM, "1.21.0", "1.23.1", PINNED])
 def test_every_rendered_key_is_known_to_the_target_version(version: str) -> None:
     settings = make(version=version, pidfile="/run/pgbouncer/p.pid", logfile="/run/pgbouncer/p.log",
