@@ -364,13 +364,17 @@ def _paired(job: Mapping[str, Any], channel: _Channel) -> None:
     import psycopg
 
     sql, duration = job["sql"], float(job["duration_s"])
+    params = job.get("params")
     urls = (os.environ["DATABASE_URL"], os.environ[COMPARE_URL_ENV])
-    connections = [psycopg.connect(url, autocommit=True, prepare_threshold=None) for url in urls]
+    # ``prepare_thresholds``: psycopg's per connection (None: never prepare, as without a tracking pooler).
+    thresholds = job.get("prepare_thresholds") or [None, None]
+    connections = [psycopg.connect(url, autocommit=True, prepare_threshold=threshold)
+                   for url, threshold in zip(urls, thresholds, strict=True)]
     latencies: tuple[list[float], list[float]] = ([], [])
     try:
         for _ in range(int(job.get("warmup", 200))):
             for conn in connections:
-                conn.execute(sql).fetchall()
+                conn.execute(sql, params).fetchall()
         channel.send({"type": "ready"})
         channel.expect("go")
         clock = time.perf_counter
@@ -381,7 +385,7 @@ def _paired(job: Mapping[str, Any], channel: _Channel) -> None:
                 block_end = clock() + block
                 while True:
                     start = clock()
-                    conn.execute(sql).fetchall()
+                    conn.execute(sql, params).fetchall()
                     end = clock()
                     samples.append(round((end - start) * 1000, 4))
                     if end >= block_end:
