@@ -1,4 +1,4 @@
-"""``lifeguard local up|status|env|down``, run for real against Postgres 15 and PgBouncer 1.18."""
+"""``lifeguard local up|status|env|down``, run for real against Postgres 15 and the shipped PgBouncer 1.24.1."""
 
 from __future__ import annotations
 
