@@ -242,6 +242,42 @@ def test_clients_take_turns_on_the_same_backend(start_pooler: StartPooler) -> No
     assert seen[0] == seen[1] == seen[2]
 
 
+def test_psycopg_default_prepares_through_transaction_pooling_only_where_tracked(
+    start_pooler: StartPooler, pgbouncer_version: PgBouncerVersion
+) -> None:
+    """40 concurrent clients with psycopg's default prepare_threshold, 10 queries each, pool of 4.
+
+    The shipped settings on 1.24.1 (max_prepared_statements 200): no failure. On 1.18, which cannot
+    track prepared statements, they collide: why the functions prepare only when told to.
+    """
+    pooler = start_pooler(default_pool_size=4)
+    clients = 40
+    barrier = threading.Barrier(clients, timeout=60)
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        try:
+            with psycopg.connect(pooler.url(connect_timeout=10), autocommit=True) as conn:
+                assert conn.prepare_threshold == 5  # psycopg's default
+                barrier.wait()
+                for n in range(10):
+                    assert conn.execute("SELECT %s::int + %s::int", (i, n)).fetchone() == (i + n,)
+        except Exception as exc:  # collected and asserted below, by type
+            with lock:
+                failures.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    if pooler.process.settings.tracks_prepared_statements:
+        assert failures == []
+    else:
+        assert failures and set(failures) <= {"DuplicatePreparedStatement", "InvalidSqlStatementName"}, failures
+
+
 # -- authentication -----------------------------------------------------------------------
 
 
