@@ -208,6 +208,10 @@ class PoolerConfig:
         """The PgBouncer settings for ``host`` (the RDS endpoint *name*, needed for verify-full)."""
         return pooler_settings(db_name, host, self.pool_size, self.max_client_conn, self.query_wait_timeout_s)
 
+    def tracks_prepared_statements(self, db_name: str) -> bool:
+        """Whether the pooler's settings let functions prepare statements (host plays no part)."""
+        return self.settings(db_name, _PLACEHOLDER_HOST).tracks_prepared_statements
+
 
 def pooler_settings(
     db_name: str, host: str, pool_size: int, max_client_conn: int, query_wait_timeout_s: int

@@ -203,6 +203,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             package=package,
             settings=cfg.functions,
             log_retention_days=cfg.log_retention_days,
+            pooler_prepared_statements=cfg.pooler.tracks_prepared_statements(db_cfg.db_name),
         ),
     )
     migration = MigrationJob(

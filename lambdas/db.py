@@ -4,8 +4,9 @@ A Lambda instance serves one invocation at a time and lives for many of them, so
 holds exactly one connection, opened on the first invocation and reused while warm; the pooler
 (PgBouncer in transaction mode) does the pooling. That shapes everything here:
 
-* No prepared statements unless the pooler is known to track them (PgBouncer >= 1.21 with
-  ``max_prepared_statements``): psycopg's default ``prepare_threshold=5`` names statements
+* No prepared statements unless the stack says the pooler tracks them (PgBouncer >= 1.21 with
+  ``max_prepared_statements``; ``LIFEGUARD_POOLER_PREPARED_STATEMENTS=1``, which infra and the local
+  stack set from the pooler's settings): psycopg's default ``prepare_threshold=5`` names statements
   ``_pg3_0``, ``_pg3_1``, ... per client, and through a transaction pooler two clients meet on
   one server connection and collide (``prepared statement "_pg3_0" already exists``).
 * No session state: consecutive transactions of one client run on different server connections,

@@ -34,6 +34,46 @@ MAX_PASSWORD_BYTES = 1024
 IMAGE_SOCKET_DIR = "/run/pgbouncer-socket"
 
 
+# The auth_type values a pooler behind an NLB may use with an auth_file. PgBouncer also knows
+# trust and any (no password at all), plain (cleartext passwords), cert (client certificates,
+# which client_tls_sslmode=require never asks for) and, depending on the build, pam and ldap:
+# refused, since each skips the check, cannot work here, or is not in every build.
+AUTH_TYPES = ("scram-sha-256", "md5", "hba")
+_WEAK_AUTH_TYPES = {
+    "trust": "lets anyone who reaches the pooler log in as any user in auth_file without a password",
+    "any": "lets anyone who reaches the pooler log in as any user without a password",
+    "plain": "has clients send their password in clear text",
+}
+# Linux's limits for the keepalive socket options (setsockopt fails above them).
+_MAX_KEEPALIVE_S = 32767
+_MAX_KEEPCNT = 127
+_UNBOUNDED = 2**31 - 1
+# Real bounds of the typed numbers: (minimum, maximum, what the minimum means to PgBouncer). A
+# negative timeout makes PgBouncer refuse its config file (a crash loop on ECS); the minimums
+# above 0 are where 0 would break the service rather than the config file.
+_BOUNDS: dict[str, tuple[int, int, str]] = {
+    "listen_backlog": (1, 65535, "a backlog of 0 refuses connection bursts"),
+    "reserve_pool_size": (0, _UNBOUNDED, ""),
+    "max_db_connections": (0, _UNBOUNDED, "0 means the pool size"),
+    # 0 means "never": idle clients would outlive the NLB's idle timeout and be dropped silently.
+    "client_idle_timeout": (1, NLB_IDLE_TIMEOUT_S - 1, "0 would never close idle clients, and the NLB drops "
+                            f"flows idle for {NLB_IDLE_TIMEOUT_S} s first"),
+    "idle_transaction_timeout": (0, _UNBOUNDED, "0 turns it off"),
+    "query_wait_timeout": (0, _UNBOUNDED, "0 waits forever"),
+    "client_login_timeout": (0, _UNBOUNDED, "0 turns it off"),
+    "server_login_retry": (0, _UNBOUNDED, ""),
+    "server_connect_timeout": (1, _UNBOUNDED, "0 fails every server login at once"),
+    "server_idle_timeout": (0, _UNBOUNDED, "0 turns it off"),
+    "server_lifetime": (0, _UNBOUNDED, "0 turns it off"),
+    "dns_max_ttl": (0, _UNBOUNDED, ""),
+    "tcp_keepidle": (0, _MAX_KEEPALIVE_S, "0 means the kernel default"),
+    "tcp_keepintvl": (0, _MAX_KEEPALIVE_S, "0 means the kernel default"),
+    "tcp_keepcnt": (0, _MAX_KEEPCNT, "0 means the kernel default"),
+    "stats_period": (1, _UNBOUNDED, ""),
+    "max_prepared_statements": (0, _UNBOUNDED, "0 turns prepared-statement tracking off"),
+}
+
+
 class SettingsError(ValueError):
     """A setting is invalid; the message says which one and what to change."""
 
@@ -101,7 +141,11 @@ class PoolerSettings:
     log_pooler_errors: bool = True  # auth, TLS and limit errors are what operators debug
     log_stats: bool = True  # one throughput line per period, no agent needed
     stats_period: int = 60  # one stats line a minute matches CloudWatch's 1-minute resolution
-    max_prepared_statements: int = 200  # 1.21+: protocol prepared statements in transaction mode
+    max_prepared_statements: int = 200
+    """1.21+: PgBouncer tracks protocol-level prepared statements per client in transaction mode.
+    200 is 1.24's own default, and twice psycopg's ``prepared_max`` (100 per connection): every
+    statement one client keeps prepared fits a server connection's cache without evictions, at
+    a bounded cost (at most 200 plans per server connection in Postgres)."""
     so_reuseport: bool = False  # several processes on one port (one core each)
     pidfile: str = ""  # none in the container (PID 1); the local stack sets one per process
     logfile: str = ""  # empty: log to stderr, which the container runtime collects
@@ -136,6 +180,22 @@ class PoolerSettings:
             )
         if self.max_client_conn < 1:
             raise SettingsError(f"max_client_conn must be at least 1, got {self.max_client_conn}")
+        if self.tcp_keepalive and not 1 <= self.tcp_keepidle < NLB_IDLE_TIMEOUT_S:
+            raise SettingsError(
+                f"tcp_keepidle must be between 1 and {NLB_IDLE_TIMEOUT_S - 1} with tcp_keepalive on "
+                f"(got {self.tcp_keepidle}) to keep NLB flows alive: the NLB drops flows idle for "
+                f"{NLB_IDLE_TIMEOUT_S} s, and 0 means the kernel's 2-hour default"
+            )
+        for name, (low, high, meaning) in _BOUNDS.items():
+            _check_bounds(name, getattr(self, name), low, high, meaning)
+        if self.auth_type in _WEAK_AUTH_TYPES:
+            raise SettingsError(
+                f"auth_type {self.auth_type} {_WEAK_AUTH_TYPES[self.auth_type]}; use scram-sha-256"
+            )
+        if self.auth_type not in AUTH_TYPES:
+            raise SettingsError(f"auth_type must be one of {', '.join(AUTH_TYPES)}, not {self.auth_type!r}")
+        if self.auth_type == "hba" and "auth_hba_file" not in self.extra:
+            raise SettingsError("auth_type hba needs extra={'auth_hba_file': PATH}; PgBouncer refuses hba without it")
         if self.max_db_connections and self.max_db_connections < self.default_pool_size:
             raise SettingsError("max_db_connections must be 0 or at least default_pool_size")
         if self.pool_mode not in ("session", "transaction", "statement"):
@@ -152,13 +212,6 @@ class PoolerSettings:
             )
         if self.client_tls_sslmode != "disable" and not (self.client_tls_cert_file and self.client_tls_key_file):
             raise SettingsError("client TLS needs client_tls_cert_file and client_tls_key_file")
-        if self.client_idle_timeout >= NLB_IDLE_TIMEOUT_S or self.client_idle_timeout < 0:
-            raise SettingsError(
-                f"client_idle_timeout must be below the NLB idle timeout of {NLB_IDLE_TIMEOUT_S} s "
-                f"(got {self.client_idle_timeout}); otherwise the NLB silently drops idle clients first"
-            )
-        if self.tcp_keepalive and self.tcp_keepidle >= NLB_IDLE_TIMEOUT_S:
-            raise SettingsError(f"tcp_keepidle must be below {NLB_IDLE_TIMEOUT_S} s to keep NLB flows alive")
         for users in (self.admin_users, self.stats_users):
             for user in users:
                 if not _NAME.match(user):
@@ -170,6 +223,11 @@ class PoolerSettings:
                 raise SettingsError(f"PgBouncer {version} does not know the setting {key!r}; it would refuse to start")
         for key, value in self._pairs(version):
             _check_value(key, value)
+
+    @property
+    def tracks_prepared_statements(self) -> bool:
+        """Whether clients may prepare statements through this pooler (tells the functions so)."""
+        return self.parsed_version.accepts("max_prepared_statements") and self.max_prepared_statements > 0
 
     @property
     def effective_max_db_connections(self) -> int:
@@ -333,6 +391,13 @@ def _rendered_keys() -> frozenset[str]:
         {f.name for f in dataclasses.fields(PoolerSettings)} - {"upstream", "version", "extra"}
         | {"server_tls_protocols", "client_tls_protocols"}
     )
+
+
+def _check_bounds(name: str, value: int, low: int, high: int, meaning: str) -> None:
+    if low <= value <= high:
+        return
+    allowed = f"at least {low}" if high == _UNBOUNDED else f"between {low} and {high}"
+    raise SettingsError(f"{name} must be {allowed}, got {value}" + (f" ({meaning})" if meaning else ""))
 
 
 def _check_value(key: str, value: str) -> None:

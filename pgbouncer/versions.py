@@ -4,8 +4,9 @@ PgBouncer refuses to start on a key it does not know (1.18 dies with
 ``unknown parameter: pgbouncer/max_prepared_statements``), so one ini cannot serve two
 releases. The renderer asks this module before it emits any key.
 
-Sources: the settings tables (``CF_ABS`` in ``src/main.c``) of 1.18.0 and 1.25.2, and the
-1.26.0 release notes (``pool_idle_timeout``); docs/pgbouncer.md (Version awareness) has what was measured.
+Both tables are checked against the real binaries' ``SHOW CONFIG`` (Debian 12's 1.18.0 and the
+shipped 1.24.1, built from Debian 13's source): tests/pgbouncer/test_real_pgbouncer.py. Releases
+after the newest table are refused rather than guessed at (1.26 removed ``suspend_timeout``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
-# Debian bookworm ships 1.18.0: the tests run against it for real.
+# Debian 12 (bookworm) ships 1.18.0: the suite still runs the real-PgBouncer tests on it.
 DEBIAN_BOOKWORM = "1.18.0"
-# The release the image builds (1.25.2 and 1.26.0 fix pre-authentication DoS CVEs).
-PINNED = "1.26.0"
+# The release the image installs and the renderer targets: Debian 13 (trixie)'s PgBouncer, whose
+# security updates carry the fixes upstream released in 1.25.1 and 1.25.2 (CVE-2025-12819,
+# CVE-2026-6664..6667). The local stack builds the same source package (scripts/build-pgbouncer.sh).
+PINNED = "1.24.1"
+# Debian's version of that package: what the image's apt-get and the local build fetch.
+PINNED_DEBIAN_PACKAGE = "1.24.1-1+deb13u2"
+PINNED_DEBIAN_SUITE = "trixie"
 
 # Equal to what Debian's 1.18.0 lists in SHOW CONFIG (tests/pgbouncer/test_real_pgbouncer.py).
 # Not service_name: it exists only in Windows builds, and Linux builds die on it.
@@ -42,7 +48,7 @@ _KEYS_1_18 = frozenset(
     """.split()
 )
 
-# Keys added after 1.18, with the release that introduced them.
+# Keys added after 1.18, with the release that introduced them (up to NEWEST_KNOWN).
 _ADDED: dict[str, tuple[int, int]] = {
     "auth_dbname": (1, 19),
     "peer_id": (1, 19),
@@ -52,18 +58,9 @@ _ADDED: dict[str, tuple[int, int]] = {
     "auth_ident_file": (1, 23),
     "max_db_client_connections": (1, 24),
     "max_user_client_connections": (1, 24),
-    "auth_ldap_options": (1, 25),
-    "client_tls13_ciphers": (1, 25),
-    "server_tls13_ciphers": (1, 25),
-    "query_wait_notify": (1, 25),
-    "scram_iterations": (1, 25),
-    "transaction_timeout": (1, 25),
-    "pool_idle_timeout": (1, 26),
 }
-_REMOVED: dict[str, tuple[int, int]] = {
-    # Online restart and SUSPEND were removed in 1.26.
-    "suspend_timeout": (1, 26),
-}
+# The newest release whose keys the table above lists; newer ones add and remove keys.
+NEWEST_KNOWN = (1, 24)
 
 
 @total_ordering
@@ -75,14 +72,17 @@ class PgBouncerVersion:
 
     @classmethod
     def parse(cls, text: str) -> PgBouncerVersion:
-        """Parse ``1.18.0``, ``1.26`` or the first line of ``pgbouncer --version``."""
+        """Parse ``1.18.0``, ``1.24`` or the first line of ``pgbouncer --version``."""
         match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
         if not match:
-            raise ValueError(f"cannot read a PgBouncer version from {text!r}; expected e.g. '1.26.0'")
+            raise ValueError(f"cannot read a PgBouncer version from {text!r}; expected e.g. '1.24.1'")
         major, minor, patch = match.groups()
         version = cls(int(major), int(minor), int(patch or 0))
-        if version < cls(1, 18):
-            raise ValueError(f"PgBouncer {version} is not supported; use 1.18 or newer (pinned: {PINNED})")
+        if version < cls(1, 18) or (version.major, version.minor) > NEWEST_KNOWN:
+            newest = ".".join(map(str, NEWEST_KNOWN))
+            raise ValueError(
+                f"PgBouncer {version} is not supported; use a release from 1.18 to {newest} (pinned: {PINNED})"
+            )
         return version
 
     def __lt__(self, other: object) -> bool:
@@ -98,8 +98,6 @@ class PgBouncerVersion:
 
     def accepts(self, key: str) -> bool:
         """Whether this release's ``[pgbouncer]`` section knows ``key``."""
-        if key in _REMOVED and self.at_least(*_REMOVED[key]):
-            return False
         if key in _KEYS_1_18:
             return True
         since = _ADDED.get(key)

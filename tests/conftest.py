@@ -1,7 +1,9 @@
 """Fixtures: a throwaway Postgres cluster and PgBouncer processes on our rendered config.
 
-Both run for real (Debian's Postgres 15 and PgBouncer 1.18) as the ``postgres`` user with a
-raised open-files limit, and are always stopped: on failure, on Ctrl-C, and on SIGTERM.
+Both run for real (Debian's Postgres 15, and the PgBouncer release the image ships, built from
+Debian 13's source by scripts/build-pgbouncer.sh) as the ``postgres`` user with a raised
+open-files limit, and are always stopped: on failure, on Ctrl-C, and on SIGTERM.
+``tests/pgbouncer`` runs its tests on Debian 12's PgBouncer 1.18 as well.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 
 from lifeguard.local.pooler import PoolerProcess, installed_version, local_settings
 from lifeguard.local.postgres import PostgresCluster, make_dsn
-from lifeguard.local.system import free_port
+from lifeguard.local.system import find_pgbouncer, free_port
 from pgbouncer.settings import PoolerSettings
 from pgbouncer.sizing import PoolBudget
 from pgbouncer.versions import PgBouncerVersion
@@ -117,13 +119,19 @@ class RunningPooler:
 
 
 @pytest.fixture(scope="session")
-def pgbouncer_version() -> PgBouncerVersion:
-    return installed_version()
+def pgbouncer_binary() -> Path:
+    """The PgBouncer the poolers run: the shipped release (overridden in tests/pgbouncer)."""
+    return find_pgbouncer()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_version(pgbouncer_binary: Path) -> PgBouncerVersion:
+    return installed_version(pgbouncer_binary)
 
 
 @pytest.fixture
 def start_pooler(
-    app_db: AppDatabase, state_root: Path, pgbouncer_version: PgBouncerVersion
+    app_db: AppDatabase, state_root: Path, pgbouncer_binary: Path, pgbouncer_version: PgBouncerVersion
 ) -> Iterator[Callable[..., RunningPooler]]:
     """Start PgBouncer on our rendered config for ``app_db``; overrides go to the settings."""
     started: list[PoolerProcess] = []
@@ -135,7 +143,7 @@ def start_pooler(
         settings = pooler_settings(
             app_db, root, pgbouncer_version, overrides.pop("default_pool_size", pool), **overrides
         )
-        process = PoolerProcess(root=root, settings=settings, nofile=nofile)
+        process = PoolerProcess(root=root, settings=settings, nofile=nofile, binary=pgbouncer_binary)
         started.append(process)
         process.start({app_db.user: app_db.password})
         return RunningPooler(process, app_db)

@@ -16,6 +16,7 @@ import pulumi_aws as aws
 from infra import policies
 from infra.config import FunctionsConfig
 from infra.lambda_package import RUNTIME, LambdaPackage
+from lambdas.db import PREPARED_ENV
 
 SECRET_ARN_ENV = "DATABASE_URL_SECRET_ARN"  # noqa: S105 (a variable name)
 
@@ -41,6 +42,9 @@ class FunctionsArgs:
     package: LambdaPackage
     settings: FunctionsConfig
     log_retention_days: int
+    pooler_prepared_statements: bool
+    """The pooler tracks prepared statements (``PoolerSettings.tracks_prepared_statements``): the
+    client may then use psycopg's default ``prepare_threshold``."""
 
 
 class Functions(pulumi.ComponentResource):
@@ -90,7 +94,10 @@ class Functions(pulumi.ComponentResource):
                 timeout=cfg.timeout_s,
                 memory_size=cfg.memory_mb,
                 reserved_concurrent_executions=cfg.reserved_concurrency,
-                environment={"variables": {SECRET_ARN_ENV: args.pooled_secret_arn}},
+                environment={"variables": {
+                    SECRET_ARN_ENV: args.pooled_secret_arn,
+                    PREPARED_ENV: "1" if args.pooler_prepared_statements else "0",
+                }},
                 vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [args.security_group_id]},
                 logging_config={"log_format": "Text", "log_group": log_groups[spec.key].name},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),

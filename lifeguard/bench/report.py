@@ -93,8 +93,10 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         f"| memory | {m['memory_gib']} GiB |",
         f"| OS | {m['os']}, kernel {m['kernel']} |",
         f"| Postgres | {m['postgres']} (max_connections {spike['max_connections']}, SCRAM, TLS forced) |",
-        f"| PgBouncer | {m['pgbouncer']} (transaction mode, default_pool_size {pool} from PoolBudget, "
-        "client TLS `require`, plain password in auth_file) |",
+        f"| PgBouncer | {m['pgbouncer']}, the release the image ships, built from Debian 13's source package"
+        f" (transaction mode, default_pool_size {pool} from PoolBudget, client TLS `require`, plain password"
+        " in auth_file" + (f"; Debian 12's {r['compare']['pgbouncer']} beside it in section 4" if r.get("compare")
+                           else "") + ") |",
         f"| client | Python {m['python']}, psycopg {m['psycopg']}, libpq {m['libpq']}, {m['openssl']} |",
         f"| load average | {m['load_average_at_start']} at start, {m.get('load_average_at_end', '-')} at end "
         "(the machine is shared; other work adds noise) |",
@@ -201,10 +203,12 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "Warm throughput through one PgBouncer process is bounded by that process's single core; a second"
         " process with `so_reuseport` adds a core where one is free.",
         "",
+        *_compare_section(r),
+        *_prepared_section(r),
         "## Notes",
         "",
         "- Same machine, same run, same code path: the functions' own `lambdas.db.Database`, one per",
-        "  instance, with `prepare_threshold=None` (no prepared statements through a transaction pooler).",
+        "  instance, configured as the stack configures it (`LIFEGUARD_POOLER_PREPARED_STATEMENTS`).",
         "- The SCRAM-verifier rows are an experiment (`lifeguard/bench/experiments.py`): the kit ships",
         "  plain passwords in `auth_file`, which the renderer enforces.",
         "- The raw figures are in `benchmarks.json`; `lifeguard bench --help` lists the knobs",
@@ -260,8 +264,8 @@ def _spike_explanation(r: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"**Target missed as shipped:** {_n(t['measured'])} instances passed; {how}. What lifts it: more",
-            "PgBouncer cores (`so_reuseport`, or more tasks behind the NLB), PgBouncer 1.25+ (which the",
-            "image pins) for its faster ad-hoc SCRAM, or a SCRAM verifier in auth_file (rows above).",
+            "PgBouncer cores (`so_reuseport`, or more tasks behind the NLB), or a SCRAM verifier in",
+            "auth_file (rows above).",
         ]
     return [*lines, ""]
 
@@ -290,13 +294,14 @@ def _churn_explanation(r: dict[str, Any]) -> list[str]:
         lines += [
             f"**Target missed as shipped ({cr['measured']}x):** the client's own login CPU"
             f" ({p['client']:.2f} ms: SCRAM's 4096 PBKDF2 iterations and the TLS handshake in libpq, plus the"
-            " Python handler) is paid on both paths and shares the same two cores, and PgBouncer 1.18 spends"
+            f" Python handler) is paid on both paths and shares the same two cores, and PgBouncer"
+            f" {r['machine']['pgbouncer']} spends"
             f" {p['pgbouncer']:.2f} ms re-deriving SCRAM keys from the plain password for every login."
             + lift,
             f"Best lift tried here: {cr['best_variant']} at {cr['by_variant'][cr['best_variant']]}x direct"
             + (" (target reached)." if cr["by_variant"][cr["best_variant"]] >= cr["target"] else "."),
-            "What lifts it in production: the clients' CPU is on the Lambda hosts, PgBouncer 1.25+ (pinned in"
-            " the image) derives SCRAM keys much faster, and `so_reuseport` or more tasks add pooler cores.",
+            "What lifts it in production: the clients' CPU is on the Lambda hosts, a SCRAM verifier in"
+            " auth_file (rows above), and `so_reuseport` or more tasks add pooler cores.",
             "",
         ]
     reuse = cr["by_variant"].get("so_reuseport")
@@ -308,3 +313,69 @@ def _churn_explanation(r: dict[str, Any]) -> list[str]:
             "",
         ]
     return lines
+
+
+def _compare_section(r: dict[str, Any]) -> list[str]:
+    c = r.get("compare")
+    if not c:
+        return []
+    shipped, old = r["machine"]["pgbouncer"], c["pgbouncer"]
+    rows = [
+        (shipped, r["spike"]["pooled_runs"][-1], r["churn"], r.get("verifier", {}).get("churn"), r["warm"]),
+        (old, c["spike"]["pooled_runs"][-1], c["churn"], c.get("verifier_churn"), c["warm"]),
+    ]
+    lines = [
+        f"## 4. PgBouncer {shipped} (shipped) against Debian 12's {old}",
+        "",
+        "The same spike (top level), churn and warm runs on a second throwaway stack whose PgBouncer is the",
+        f"distribution's {old}, later in the same run; everything else is identical (the renderer writes",
+        f"only the keys each release knows: {old} gets no `max_prepared_statements`).",
+        "",
+        "| PgBouncer | spike: ok / failed | first row p50 | churn throughput | vs direct | PgBouncer CPU per"
+        " login | with SCRAM verifier | warm p50 | warm throughput |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for version, spike, churn_run, verifier_churn, warm_run in rows:
+        cpu = churn_run["pooled"]["cpu_ms_per_invocation"]["pgbouncer"]
+        vcpu = (f"{verifier_churn['pooled']['cpu_ms_per_invocation']['pgbouncer']:.2f} ms"
+                if verifier_churn else "-")
+        lines.append(
+            f"| {version} | {_n(spike['ok'])} / {_n(spike['failed'])} of {_n(spike['instances'])} | "
+            f"{_ms(spike['p50_ms'])} | {churn_run['pooled']['throughput_per_s']:,.0f}/s | {churn_run['ratio']}x | "
+            f"{cpu:.2f} ms | {vcpu} | {_ms(warm_run['pooled']['p50_ms'], 3)} | "
+            f"{warm_run['pooled']['throughput_qps']:,.0f} queries/s |"
+        )
+    lines += [
+        "",
+        "Each ratio compares with the direct blocks interleaved with it. The two stacks run one after the",
+        "other on a shared machine, so differences of a few percent are within its noise; the login cost",
+        "is set by the SCRAM work, which is the same in both releases (and drops with the verifier).",
+        "",
+    ]
+    return lines
+
+
+def _prepared_section(r: dict[str, Any]) -> list[str]:
+    p = r.get("prepared")
+    if not p:
+        return []
+    return [
+        "## 5. Prepared statements on warm calls",
+        "",
+        f"The `{p['function']}` function's own query on two warm connections through PgBouncer"
+        f" {r['machine']['pgbouncer']} (`max_prepared_statements` 200), back to back in alternating half-second"
+        f" blocks ({_n(p['queries_each'])} queries each): one never prepares (`prepare_threshold=None`, what"
+        f" the client must do behind a pooler that does not track them), one prepares after"
+        f" {p['prepare_threshold']} runs (psycopg's default, what the client uses when the stack sets"
+        " `LIFEGUARD_POOLER_PREPARED_STATEMENTS=1`).",
+        "",
+        "| | p50 | p99 |",
+        "|---|---|---|",
+        f"| unprepared | {_ms(p['unprepared']['p50_ms'], 3)} | {_ms(p['unprepared']['p99_ms'], 3)} |",
+        f"| prepared | {_ms(p['prepared']['p50_ms'], 3)} | {_ms(p['prepared']['p99_ms'], 3)} |",
+        "",
+        f"Prepared, a warm call's query is {p['p50_gain_percent']}% faster at p50: Postgres skips parsing and"
+        " planning. Through 1.18 the same client would fail (`prepared statement \"_pg3_0\" already exists`),"
+        " which is why it only prepares when the stack says the pooler tracks statements.",
+        "",
+    ]

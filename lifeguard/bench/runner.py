@@ -8,7 +8,10 @@
 3. Warm overhead: per-query latency (one client) and throughput (many) on reused connections.
 
 Then the same spike and churn again with several PgBouncer processes sharing the port
-(``so_reuseport``): the documented way to give PgBouncer more than one core.
+(``so_reuseport``): the documented way to give PgBouncer more than one core; and the spike, churn
+and warm figures again on the distribution's older PgBouncer (Debian 12's 1.18), beside the shipped
+release in the same run. The prepared-statement gain is measured on warm calls through the shipped
+release (which tracks them; 1.18 cannot).
 """
 
 from __future__ import annotations
@@ -21,14 +24,17 @@ from typing import Any
 
 import psycopg
 
+from lambdas import read_invoices
+from lambdas.db import ClientSettings
 from lifeguard.bench.cpu import ServerCpu
 from lifeguard.bench.experiments import use_scram_verifier
 from lifeguard.bench.machine import describe, load_average
 from lifeguard.local.gauge import SpikeDisplay
 from lifeguard.local.invoker import COMPARE_URL_ENV, WorkerPool, split, worker_env
+from lifeguard.local.pooler import installed_version
 from lifeguard.local.spike import BackendMonitor, SpikeResult, percentile, run_spike
 from lifeguard.local.stack import LocalStack, StackConfig, StackOptions
-from lifeguard.local.system import free_port
+from lifeguard.local.system import debian_pgbouncer, free_port
 
 Say = Callable[[str], None]
 TARGET_INSTANCES = 10000
@@ -54,6 +60,8 @@ class BenchSettings:
     warm_clients: int = 16
     reuseport_processes: int = 2
     """PgBouncer processes for the so_reuseport variant; 1 or less skips it."""
+    compare_debian: bool = True
+    """Also measure the distribution's PgBouncer when it is another release than the shipped one."""
 
     def check(self) -> None:
         if not self.levels or any(n < 1 for n in self.levels) or list(self.levels) != sorted(self.levels):
@@ -77,7 +85,8 @@ class Variant:
     results: dict[str, Any] = field(default_factory=dict)
 
 
-def _start(root: Path, name: str, settings: BenchSettings, processes: int, say: Say) -> Variant:
+def _start(root: Path, name: str, settings: BenchSettings, processes: int, say: Say,
+           pgbouncer: Path | None = None) -> Variant:
     stack = LocalStack(root / name)
     say(f"[{name}] starting Postgres (max_connections {settings.max_connections}) and {processes} PgBouncer "
         f"process(es)")
@@ -89,6 +98,7 @@ def _start(root: Path, name: str, settings: BenchSettings, processes: int, say: 
         StackOptions(
             pg_port=pg_port, pooler_port=pooler_port, max_connections=settings.max_connections,
             pooler_processes=processes, max_client_conn=settings.levels[-1] + 100, durable=False,
+            pgbouncer=str(pgbouncer) if pgbouncer else None,
         ),
         migrate=True,
     )
@@ -274,6 +284,60 @@ def warm_throughput(variant: Variant, label: str, url: str, settings: BenchSetti
     }
 
 
+def warm(variant: Variant, settings: BenchSettings) -> dict[str, Any]:
+    """Warm latency (paired) and throughput, direct and pooled."""
+    latency = warm_latency(variant, settings)
+    return {
+        "sql": latency["sql"],
+        "latency_queries_each": latency["queries_each"],
+        "direct": {**latency["direct"],
+                   **warm_throughput(variant, "direct", variant.stack.direct_url(variant.config), settings)},
+        "pooled": {**latency["pooled"],
+                   **warm_throughput(variant, "pooled", variant.stack.pooled_url(variant.config), settings)},
+    }
+
+
+def warm_prepared(variant: Variant, settings: BenchSettings) -> dict[str, Any]:
+    """The ``read_invoices`` query on two warm pooled connections, unprepared and prepared, in alternating blocks.
+
+    The prepared one uses the client's own ``prepare_threshold`` when the stack says the pooler
+    tracks prepared statements (``LIFEGUARD_POOLER_PREPARED_STATEMENTS=1``).
+    """
+    stack, config = variant.stack, variant.config
+    url = stack.pooled_url(config)
+    env = worker_env(url, None)
+    env[COMPARE_URL_ENV] = url
+    threshold = ClientSettings.from_env(stack.client_env(config)).prepare_threshold
+    if threshold is None:
+        raise RuntimeError("the stack's pooler does not track prepared statements")
+    # The function's own statement and parameters.
+    job = {"mode": "paired", "sql": read_invoices._QUERY, "duration_s": settings.warm_seconds,
+           "params": {"org_id": variant.org_id, "limit": read_invoices.MAX_INVOICES + 1},
+           "prepare_thresholds": [None, threshold]}
+    with WorkerPool([job], env) as pool:
+        pool.send({"type": "go"})
+        report = pool.collect("paired", settings.warm_seconds + 120)[0]
+    plain, prepared = report["first_ms"], report["second_ms"]
+    p50_plain, p50_prepared = percentile(plain, 50), percentile(prepared, 50)
+    gain = (p50_plain - p50_prepared) / p50_plain * 100 if p50_plain and p50_prepared is not None else None
+    return {
+        "function": "read_invoices",
+        "queries_each": len(plain),
+        "prepare_threshold": threshold,
+        "unprepared": {"p50_ms": _r(p50_plain, 4), "p99_ms": _r(percentile(plain, 99), 4)},
+        "prepared": {"p50_ms": _r(p50_prepared, 4), "p99_ms": _r(percentile(prepared, 99), 4)},
+        "p50_gain_percent": _r(gain, 1),
+    }
+
+
+def _other_pgbouncer() -> Path | None:
+    """Debian's own PgBouncer, when it is another release than the shipped build."""
+    debian = debian_pgbouncer()
+    if debian is None or installed_version(debian) == installed_version():
+        return None
+    return debian
+
+
 def _r(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -298,16 +362,13 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
         say(_churn_line(results["churn"]))
         one.stack.restart_poolers(one.config)
         say("[warm] reused connections")
-        latency = warm_latency(one, settings)
-        results["warm"] = {
-            "sql": latency["sql"],
-            "latency_queries_each": latency["queries_each"],
-            "direct": {**latency["direct"],
-                       **warm_throughput(one, "direct", one.stack.direct_url(one.config), settings)},
-            "pooled": {**latency["pooled"],
-                       **warm_throughput(one, "pooled", one.stack.pooled_url(one.config), settings)},
-        }
+        results["warm"] = warm(one, settings)
         say(_warm_line(results["warm"]))
+        say("[prepared] read_invoices on warm pooled connections, unprepared and prepared")
+        results["prepared"] = warm_prepared(one, settings)
+        p = results["prepared"]
+        say(f"[prepared] p50 {p['unprepared']['p50_ms']} ms unprepared, {p['prepared']['p50_ms']} ms prepared "
+            f"({p['p50_gain_percent']}% faster)")
         say("[experiment] the role's SCRAM verifier in PgBouncer's auth_file instead of the plain password")
         one.stack.restart_poolers(one.config)
         use_scram_verifier(one.stack, one.config)
@@ -338,6 +399,29 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
             say("[so_reuseport + verifier] " + _churn_line(results["reuseport"]["verifier_churn"]))
         finally:
             multi.stack.down(purge=True)
+    other = _other_pgbouncer() if settings.compare_debian else None
+    if other is not None:
+        version = str(installed_version(other))
+        old = _start(state_root, f"pgbouncer-{version}", settings, 1, say, pgbouncer=other)
+        try:
+            say(f"[pgbouncer {version}] the same spike, churn and warm runs on the distribution's release")
+            compare: dict[str, Any] = {
+                "pgbouncer": version,
+                "spike": capacity(old, settings, say, [settings.levels[-1]], with_direct=False),
+            }
+            old.stack.restart_poolers(old.config)
+            compare["churn"] = churn(old, settings)
+            say(f"[pgbouncer {version}] " + _churn_line(compare["churn"]))
+            old.stack.restart_poolers(old.config)
+            compare["warm"] = warm(old, settings)
+            say(f"[pgbouncer {version}] " + _warm_line(compare["warm"]))
+            old.stack.restart_poolers(old.config)
+            use_scram_verifier(old.stack, old.config)
+            compare["verifier_churn"] = churn(old, settings)
+            say(f"[pgbouncer {version} + verifier] " + _churn_line(compare["verifier_churn"]))
+            results["compare"] = compare
+        finally:
+            old.stack.down(purge=True)
     results["machine"]["load_average_at_end"] = load_average()
     results["duration_s"] = round(time.time() - started, 1)
     results["targets"] = evaluate(results)

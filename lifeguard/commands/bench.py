@@ -61,6 +61,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuseport-processes", type=int, default=defaults.reuseport_processes, metavar="N",
                         help="PgBouncer processes for the so_reuseport variant; 1 skips it "
                         f"(default {defaults.reuseport_processes})")
+    parser.add_argument("--no-compare", action="store_true",
+                        help="skip the runs on the distribution's own PgBouncer (Debian 12: 1.18)")
     parser.add_argument("--state-dir", type=Path, metavar="DIR",
                         help="parent directory for the throwaway stacks (default: a new temporary one)")
     parser.set_defaults(func=run)
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers, threads=args.threads, churn_clients=args.churn_clients,
         churn_seconds=args.churn_seconds, churn_rounds=args.churn_rounds,
         warm_clients=args.warm_clients, warm_seconds=args.warm_seconds,
-        reuseport_processes=args.reuseport_processes,
+        reuseport_processes=args.reuseport_processes, compare_debian=not args.no_compare,
     )
     if args.state_dir is not None:
         root = args.state_dir.absolute()

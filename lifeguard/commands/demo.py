@@ -117,7 +117,7 @@ def _demo(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
         with PoolPeaks(stack_sources(stack).console) as pool_peaks:
             pooled = run_spike(label="pooled", url=stack.pooled_url(config), instances=args.instances,
                                monitor=monitor, event=event, workers=args.workers, threads=args.threads,
-                               progress=display)
+                               progress=display, client_env=stack.client_env(config))
         display.finish()
     finally:
         monitor.close()

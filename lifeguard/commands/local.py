@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from lifeguard.local.stack import (
     STACK_ERRORS,
@@ -42,6 +43,10 @@ def add_stack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-client-conn", type=int, metavar="N", help="PgBouncer max_client_conn per process (default 10000)"
     )
+    parser.add_argument(
+        "--pgbouncer", metavar="PATH",
+        help="the PgBouncer binary to run (default: the shipped release, built by scripts/build-pgbouncer.sh)",
+    )
 
 
 def stack_options(args: argparse.Namespace) -> StackOptions:
@@ -51,6 +56,7 @@ def stack_options(args: argparse.Namespace) -> StackOptions:
         max_connections=args.max_connections,
         pooler_processes=args.pooler_processes,
         max_client_conn=args.max_client_conn,
+        pgbouncer=str(Path(args.pgbouncer).absolute()) if args.pgbouncer else None,
     )
 
 
@@ -189,9 +195,12 @@ def run_env(args: argparse.Namespace) -> int:
         if not status.up:
             return _fail(f"the local stack in {stack.state_dir} is not running: run `lifeguard local up` first")
         pooled, direct = stack.pooled_url(status.config), stack.direct_url(status.config)
+        client = stack.client_env(status.config)
     except STACK_ERRORS as exc:
         return _fail(str(exc))
     # Printing the URLs is this command's whole purpose; quoted so `eval` and `source` keep `&`.
     print(f"DATABASE_URL={shlex.quote(pooled)}")
+    for name, value in client.items():
+        print(f"{name}={shlex.quote(value)}")
     print(f"DATABASE_URL_UNPOOLED={shlex.quote(direct)}")
     return 0

@@ -41,6 +41,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
+from lambdas.db import PREPARED_ENV
+
 FUNCTIONS = {
     "read_invoices": "lambdas.read_invoices",
     "charge_credits": "lambdas.charge_credits",
@@ -362,13 +364,17 @@ def _paired(job: Mapping[str, Any], channel: _Channel) -> None:
     import psycopg
 
     sql, duration = job["sql"], float(job["duration_s"])
+    params = job.get("params")
     urls = (os.environ["DATABASE_URL"], os.environ[COMPARE_URL_ENV])
-    connections = [psycopg.connect(url, autocommit=True, prepare_threshold=None) for url in urls]
+    # ``prepare_thresholds``: psycopg's per connection (None: never prepare, as without a tracking pooler).
+    thresholds = job.get("prepare_thresholds") or [None, None]
+    connections = [psycopg.connect(url, autocommit=True, prepare_threshold=threshold)
+                   for url, threshold in zip(urls, thresholds, strict=True)]
     latencies: tuple[list[float], list[float]] = ([], [])
     try:
         for _ in range(int(job.get("warmup", 200))):
             for conn in connections:
-                conn.execute(sql).fetchall()
+                conn.execute(sql, params).fetchall()
         channel.send({"type": "ready"})
         channel.expect("go")
         clock = time.perf_counter
@@ -379,7 +385,7 @@ def _paired(job: Mapping[str, Any], channel: _Channel) -> None:
                 block_end = clock() + block
                 while True:
                     start = clock()
-                    conn.execute(sql).fetchall()
+                    conn.execute(sql, params).fetchall()
                     end = clock()
                     samples.append(round((end - start) * 1000, 4))
                     if end >= block_end:
@@ -415,10 +421,16 @@ def worker_main() -> int:
 # -- in the parent ------------------------------------------------------------------------
 
 
-def worker_env(url: str, function: str | None, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A function's environment: ours without database variables, plus ``DATABASE_URL``."""
+def worker_env(
+    url: str, function: str | None, base: Mapping[str, str] | None = None, client: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A function's environment: ours without database variables, plus ``DATABASE_URL``.
+
+    ``client`` is what the stack tells functions about their pooler (``LocalStack.client_env``).
+    """
     base = os.environ if base is None else base
-    env = {k: v for k, v in base.items() if not _URL_ENV.match(k)}
+    env = {k: v for k, v in base.items() if not _URL_ENV.match(k) and k != PREPARED_ENV}
+    env.update(client or {})
     env["DATABASE_URL"] = url
     if function:
         env["AWS_LAMBDA_FUNCTION_NAME"] = function  # shows as application_name in pg_stat_activity

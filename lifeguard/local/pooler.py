@@ -8,6 +8,7 @@ about to set, and start PgBouncer as the service user with that limit.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -29,8 +30,14 @@ class PoolerError(RuntimeError):
     pass
 
 
-def installed_version() -> PgBouncerVersion:
-    out = subprocess.run([str(find_pgbouncer()), "--version"], capture_output=True, text=True, check=True)
+def installed_version(binary: Path | None = None) -> PgBouncerVersion:
+    """The release of ``binary`` (default: :func:`find_pgbouncer`), from ``pgbouncer --version``."""
+    return _version_of(binary or find_pgbouncer())
+
+
+@functools.lru_cache(maxsize=8)
+def _version_of(binary: Path) -> PgBouncerVersion:
+    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=True)
     return PgBouncerVersion.parse(out.stdout.splitlines()[0])
 
 
@@ -53,6 +60,8 @@ class PoolerProcess:
     """State directory: ``pgbouncer.ini``, ``userlist.txt``, ``tls/``, ``pgbouncer.log``, ``pgbouncer.pid``."""
     settings: PoolerSettings
     nofile: int = DEFAULT_NOFILE
+    binary: Path | None = None
+    """The PgBouncer executable; :func:`find_pgbouncer` (the shipped release) when None."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -73,7 +82,7 @@ class PoolerProcess:
         check_open_files(self.settings, self.nofile)
         ini = prepare(self.settings, credentials, self.root)
         own_for_service(self.root)
-        argv = service_argv([str(find_pgbouncer()), str(ini)], nofile=self.nofile)
+        argv = service_argv([str(self.binary or find_pgbouncer()), str(ini)], nofile=self.nofile)
         log = self.log_file.open("ab")
         try:
             self.process = subprocess.Popen(

@@ -216,8 +216,11 @@ def run_spike(
     hold_s: float = 0.5,
     progress: Callable[[SpikeProgress], None] | None = None,
     timeout_s: float = 900,
+    client_env: Mapping[str, str] | None = None,
 ) -> SpikeResult:
     """Cold-start ``instances`` instances against ``url`` at once; all stay alive until every one is done.
+
+    ``client_env`` is what the stack tells functions about their pooler (``LocalStack.client_env``).
 
     ``workers * threads`` bounds the cold starts in flight (like Lambda's scaling rate); the
     instances that are done keep their connections open, so at the end all ``instances`` hold
@@ -249,7 +252,7 @@ def run_spike(
     def on_progress(index: int, message: dict[str, Any]) -> None:
         state[index] = (int(message["done"]), int(message["ok"]), int(message["failed"]))
 
-    with WorkerPool(jobs, worker_env(url, function)) as pool:
+    with WorkerPool(jobs, worker_env(url, function, client=client_env)) as pool:
         monitor.restart_clock()
         started = time.perf_counter()
         pool.send({"type": "go"})

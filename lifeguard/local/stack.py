@@ -28,11 +28,11 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
 from pathlib import Path
 
 import psycopg
 
+from lambdas.db import PREPARED_ENV
 from lifeguard.local.pooler import PoolerError, PoolerProcess, installed_version, local_settings
 from lifeguard.local.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
 from lifeguard.local.system import (
@@ -46,7 +46,6 @@ from lifeguard.local.system import (
 from pgbouncer.entrypoint import StartupError
 from pgbouncer.settings import PoolerSettings, SettingsError
 from pgbouncer.sizing import PoolBudget, SizingError
-from pgbouncer.versions import PgBouncerVersion
 
 STATE_DIR_ENV = "LIFEGUARD_STATE_DIR"
 DEFAULT_STATE_DIR = ".lifeguard"
@@ -93,6 +92,7 @@ class StackOptions:
     pooler_processes: int | None = None
     max_client_conn: int | None = None
     durable: bool | None = None
+    pgbouncer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,8 @@ class StackConfig:
     dbname: str = APP_DB
     user: str = APP_USER
     version: int = CONFIG_VERSION
+    pgbouncer: str = ""
+    """The PgBouncer executable; empty: the shipped release's local build (``find_pgbouncer``)."""
 
     @property
     def total_pool_size(self) -> int:
@@ -142,6 +144,8 @@ class StackConfig:
             raise StackError(f"--pooler-processes must be between 1 and 16, got {self.pooler_processes}")
         if self.max_client_conn < 1:
             raise StackError(f"--max-client-conn must be at least 1, got {self.max_client_conn}")
+        if self.pgbouncer and not (Path(self.pgbouncer).is_file() and os.access(self.pgbouncer, os.X_OK)):
+            raise StackError(f"--pgbouncer {self.pgbouncer} is not an executable file; give a pgbouncer binary")
 
     def conflicts(self, options: StackOptions) -> list[str]:
         """Options given to ``up`` that differ from the stored stack."""
@@ -270,11 +274,15 @@ class LocalStack:
             dbname=config.dbname,
             listen_port=config.pooler_port,
             default_pool_size=config.pool_size,
-            version=_pgbouncer_version(),
+            version=installed_version(self.pgbouncer_binary(config)),
             max_client_conn=config.max_client_conn,
             so_reuseport=reuseport,
             stats_users=(STATS_USER,),
         )
+
+    @staticmethod
+    def pgbouncer_binary(config: StackConfig) -> Path:
+        return Path(config.pgbouncer) if config.pgbouncer else find_pgbouncer()
 
     def pooler_root(self, index: int) -> Path:
         return self.state_dir / f"pgbouncer-{index}"
@@ -282,7 +290,8 @@ class LocalStack:
     def poolers(self, config: StackConfig) -> list[PoolerProcess]:
         """Handles on the PgBouncer processes (running or not); stopping needs only the pid file."""
         return [
-            PoolerProcess(root=self.pooler_root(i), settings=self.pooler_settings(config, i))
+            PoolerProcess(root=self.pooler_root(i), settings=self.pooler_settings(config, i),
+                          binary=self.pgbouncer_binary(config))
             for i in range(1, config.pooler_processes + 1)
         ]
 
@@ -308,6 +317,12 @@ class LocalStack:
         config = config or self.require_config()
         return self.cluster(config).dsn(config.user, self.app_password(), config.dbname)
 
+    def client_env(self, config: StackConfig | None = None) -> dict[str, str]:
+        """What the stack tells functions about their pooler, besides the URL (as infra does on AWS)."""
+        config = config or self.require_config()
+        tracks = self.pooler_settings(config, 1).tracks_prepared_statements
+        return {PREPARED_ENV: "1" if tracks else "0"}
+
     def superuser_url(self, config: StackConfig | None = None) -> str:
         config = config or self.require_config()
         return self.cluster(config).superuser_dsn(config.dbname)
@@ -327,7 +342,6 @@ class LocalStack:
         Options apply when the stack is first created; afterwards they must match what is stored.
         """
         find_postgres_bin()
-        find_pgbouncer()
         config = self.load_config()
         if config is None:
             config = StackConfig.create(options)
@@ -339,6 +353,7 @@ class LocalStack:
                     + "; ".join(conflicts)
                     + ". Run `lifeguard local down --purge` to start over with new settings, or drop the options."
                 )
+        installed_version(self.pgbouncer_binary(config))  # a missing or foreign binary fails here, not midway
         self._prepare_state_dir()
         if not self.config_file.exists():
             self.config_file.write_text(config.to_json())
@@ -534,11 +549,6 @@ def _port_message(port: int, what: str, option: str) -> str:
 
 def _pooler_index(root: Path) -> int:
     return int(root.name.rsplit("-", 1)[1])
-
-
-@lru_cache(maxsize=1)
-def _pgbouncer_version() -> PgBouncerVersion:
-    return installed_version()
 
 
 def _pid_alive(pid_file: Path) -> bool:

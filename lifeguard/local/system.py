@@ -11,7 +11,11 @@ import os
 import pwd
 import shutil
 import socket
+from collections.abc import Mapping
 from pathlib import Path
+
+from lifeguard.local.pgbouncer_build import built_binary
+from pgbouncer.versions import PINNED
 
 SERVICE_USER = "postgres"
 
@@ -65,11 +69,36 @@ def find_postgres_bin() -> Path:
     raise LocalSetupError("PostgreSQL server binaries not found: apt-get install postgresql")
 
 
-def find_pgbouncer() -> Path:
-    path = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
-    if path is None:
-        raise LocalSetupError("pgbouncer not found: apt-get install pgbouncer")
-    return Path(path)
+PGBOUNCER_ENV = "LIFEGUARD_PGBOUNCER"
+
+
+def find_pgbouncer(env: Mapping[str, str] | None = None) -> Path:
+    """The PgBouncer local runs use: ``$LIFEGUARD_PGBOUNCER``, else the shipped release's build.
+
+    That build is the release the image ships (``pgbouncer.versions.PINNED``), from the same
+    Debian source package. Not the ``pgbouncer`` on PATH: Debian 12's is 1.18, a release that
+    never runs on AWS; the suite tests it on purpose (:func:`debian_pgbouncer`).
+    """
+    env = os.environ if env is None else env
+    chosen = env.get(PGBOUNCER_ENV, "").strip()
+    if chosen:
+        path = Path(chosen)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise LocalSetupError(f"{PGBOUNCER_ENV}={chosen} is not an executable file; point it at a pgbouncer binary")
+        return path
+    built = built_binary(env)
+    if not built.exists():
+        raise LocalSetupError(
+            f"PgBouncer {PINNED} is not built yet (looked for {built}): run scripts/build-pgbouncer.sh "
+            f"(scripts/bootstrap.sh runs it), or set {PGBOUNCER_ENV} to a pgbouncer binary"
+        )
+    return built
+
+
+def debian_pgbouncer() -> Path | None:
+    """The distribution's PgBouncer (``apt-get install pgbouncer``), if installed."""
+    found = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
+    return Path(found) if found else None
 
 
 def free_port(host: str = "127.0.0.1") -> int:

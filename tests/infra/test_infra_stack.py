@@ -487,7 +487,10 @@ def test_functions_get_the_pooled_secret_arn_never_a_url(example_run: ProgramRun
     pooled = secret_arn(example_run, "connection-pooled")
     subnets = {s.id for s in example_run.of_type("aws:ec2/subnet:Subnet")}
     for function in functions.values():
-        assert function.input("environment") == {"variables": {"DATABASE_URL_SECRET_ARN": pooled}}
+        # The image's PgBouncer (PINNED, max_prepared_statements 200) tracks prepared statements.
+        assert function.input("environment") == {
+            "variables": {"DATABASE_URL_SECRET_ARN": pooled, "LIFEGUARD_POOLER_PREPARED_STATEMENTS": "1"}
+        }
         assert function.input("runtime") == "python3.12"
         assert function.input("architectures") == ["arm64"]  # functionArchitecture in Pulumi.dev.yaml
         assert function.input("timeout") == 30

@@ -1,7 +1,8 @@
 """Why the client is built the way it is: what breaks through a transaction pooler, and that it doesn't.
 
-Measured against PgBouncer 1.18 in transaction mode (no protocol-level prepared statement
-support), with small pools so that clients share server connections.
+Measured against the shipped PgBouncer (1.24.1) in transaction mode, with small pools so that
+clients share server connections: with ``max_prepared_statements = 0`` (what 1.18 always is) plain
+psycopg collides; with the shipped 200, PgBouncer tracks prepared statements and nothing fails.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from lambdas.db import Database
 from tests.conftest import AppDatabase, RunningPooler
-from tests.lambdas.conftest import Ledger
+from tests.lambdas.conftest import POOL_SIZE, Ledger
 
 MakeDb = Callable[..., Database]
 QUERY = "SELECT credits FROM orgs WHERE id = %s"
@@ -31,7 +32,8 @@ def _psycopg_default(url: str) -> psycopg.Connection[tuple[Any, ...]]:
 def test_default_prepared_statements_collide_on_a_shared_server_connection(
     schema_db: AppDatabase, start_pooler: Callable[..., RunningPooler], make_db: MakeDb, ledger: Ledger
 ) -> None:
-    pooler = start_pooler(default_pool_size=1)  # both clients get the one server connection
+    # Both clients get the one server connection, and PgBouncer does not track prepares (as 1.18).
+    pooler = start_pooler(default_pool_size=1, max_prepared_statements=0)
     acme = ledger.org_id("acme")
     with _psycopg_default(pooler.url()) as first:
         assert first.prepare_threshold == 5
@@ -74,8 +76,11 @@ def _concurrently(work: Callable[[int], None]) -> list[BaseException]:
 
 
 def test_concurrent_clients_fail_with_default_prepare_threshold_not_with_ours(
-    pooler: RunningPooler, make_db: MakeDb, ledger: Ledger, capsys: pytest.CaptureFixture[str]
+    schema_db: AppDatabase, start_pooler: Callable[..., RunningPooler], make_db: MakeDb, ledger: Ledger,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    pooler = start_pooler(default_pool_size=POOL_SIZE, max_prepared_statements=0)
+    assert not pooler.process.settings.tracks_prepared_statements
     acme = ledger.org_id("acme")
     url = pooler.url()
 
@@ -104,6 +109,46 @@ def test_concurrent_clients_fail_with_default_prepare_threshold_not_with_ours(
         print(f"\n  {INSTANCES} concurrent clients x {RUNS} queries, pool of {pool}: "
               f"psycopg default prepare_threshold=5: {len(failed)} failed ({', '.join(sorted(kinds))}); "
               f"lifeguard client: {len(ours_failed)} failed")
+
+
+def test_with_the_shipped_settings_forty_clients_prepare_without_a_failure(
+    pooler: RunningPooler, make_db: MakeDb, ledger: Ledger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PgBouncer 1.24.1 with max_prepared_statements 200: psycopg's default prepare_threshold is safe."""
+    settings = pooler.process.settings
+    assert settings.tracks_prepared_statements and settings.max_prepared_statements == 200
+    acme = ledger.org_id("acme")
+    url = pooler.url()
+
+    def plain(i: int) -> None:
+        with _psycopg_default(url) as conn:
+            for _ in range(RUNS):
+                assert conn.execute(QUERY, (acme,)).fetchone() == (1000,)
+
+    plain_failed = _concurrently(plain)
+    assert [type(e).__name__ for e in plain_failed] == []
+
+    # The kit's client, told by the stack that its pooler tracks prepared statements.
+    instances = [make_db(url, pooler_prepared_statements=settings.tracks_prepared_statements)
+                 for _ in range(INSTANCES)]
+    assert instances[0].resolve()[1].prepare_threshold == 5
+
+    def ours(i: int) -> None:
+        for _ in range(RUNS):
+            with instances[i].transaction(read_only=True) as conn:
+                assert conn.execute(QUERY, (acme,)).fetchone() == (1000,)
+
+    ours_failed = _concurrently(ours)
+    assert [type(e).__name__ for e in ours_failed] == []
+    # Prepared for real: the server connections hold PgBouncer's renamed statements.
+    with instances[0].transaction(read_only=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'PGBOUNCER_%'").fetchone()
+    assert row is not None and row[0] >= 1
+    with capsys.disabled():
+        print(f"\n  {INSTANCES} concurrent clients x {RUNS} queries, pool of {settings.default_pool_size}, "
+              f"PgBouncer {settings.version} max_prepared_statements {settings.max_prepared_statements}: "
+              f"psycopg default prepare_threshold=5: {len(plain_failed)} failed; "
+              f"lifeguard client with prepared statements: {len(ours_failed)} failed")
 
 
 def test_set_local_stays_in_its_transaction_but_a_session_set_leaks(

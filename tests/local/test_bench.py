@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from lifeguard.cli import main
+from lifeguard.local.pooler import installed_version
+from lifeguard.local.system import debian_pgbouncer
+from pgbouncer.versions import PINNED
 
 
 def test_bench_writes_json_markdown_and_chart(state_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,11 +49,27 @@ def test_bench_writes_json_markdown_and_chart(state_root: Path, capsys: pytest.C
     assert results["reuseport"]["processes"] == 2
     assert results["reuseport"]["spike"]["pooled_runs"][0]["failed"] == 0
 
+    prepared = results["prepared"]
+    assert prepared["prepare_threshold"] == 5 and prepared["queries_each"] > 0
+    assert prepared["prepared"]["p50_ms"] > 0 and prepared["unprepared"]["p50_ms"] > 0
     targets = results["targets"]
     assert set(targets) == {"spike_capacity", "churn_ratio", "warm_overhead_ms"}
     assert targets["spike_capacity"]["met"] is False  # 120 instances is not the 10,000 target
     markdown = (out / "benchmarks.md").read_text()
     assert "## Machine" in markdown and "lifeguard bench --out" in markdown
+    assert "## 5. Prepared statements on warm calls" in markdown
     assert (out / "benchmarks-spike.png").read_bytes()[:4] == b"\x89PNG"
     # Nothing left behind: the throwaway stacks are gone.
     assert not any((state_root / "bench-state").iterdir())
+
+    # Debian's own PgBouncer (12's 1.18) beside the shipped one, when it is another release.
+    debian = debian_pgbouncer()
+    assert results["machine"]["pgbouncer"] == PINNED
+    if debian is None or str(installed_version(debian)) == PINNED:
+        pytest.skip("no other PgBouncer release installed to compare with")
+    compare = results["compare"]
+    assert compare["pgbouncer"] == str(installed_version(debian))
+    assert compare["spike"]["pooled_runs"][0]["failed"] == 0
+    assert compare["churn"]["pooled"]["cpu_ms_per_invocation"]["pgbouncer"] > 0
+    assert compare["warm"]["pooled"]["p50_ms"] > 0 and compare["verifier_churn"]["pooled"]["ok"] > 0
+    assert f"## 4. PgBouncer {PINNED} (shipped) against Debian 12's {compare['pgbouncer']}" in markdown

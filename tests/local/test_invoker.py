@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from lambdas.db import PREPARED_ENV
 from lifeguard.local.invoker import database_error, split, worker_env
 from lifeguard.local.spike import MAX_INSTANCES_PER_WORKER, percentile, plan_workers
 
@@ -42,6 +43,13 @@ def test_worker_env_gives_instances_only_their_url() -> None:
     assert env == {
         "PATH": "/bin", "DATABASE_URL": "postgresql://u:p@h:1/d", "AWS_LAMBDA_FUNCTION_NAME": "read_invoices",
     }
+
+
+def test_worker_env_carries_what_the_stack_tells_functions_not_what_we_inherited() -> None:
+    inherited = worker_env("postgresql://u:p@h:1/d", None, base={PREPARED_ENV: "1"})
+    assert PREPARED_ENV not in inherited
+    told = worker_env("postgresql://u:p@h:1/d", None, base={PREPARED_ENV: "0"}, client={PREPARED_ENV: "1"})
+    assert told[PREPARED_ENV] == "1"
 
 
 def test_percentile_nearest_rank() -> None:

@@ -1,4 +1,4 @@
-"""``lifeguard local up|status|env|down``, run for real against Postgres 15 and PgBouncer 1.18."""
+"""``lifeguard local up|status|env|down``, run for real against Postgres 15 and the shipped PgBouncer 1.24.1."""
 
 from __future__ import annotations
 
@@ -44,9 +44,12 @@ def test_up_status_env_down(stack_dir: Path, ports: tuple[int, int], capsys: pyt
 
     assert main(["local", "env", "--state-dir", str(stack_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    names = [line.split("=", 1)[0] for line in lines]
-    assert names == ["DATABASE_URL", "DATABASE_URL_UNPOOLED"]
-    urls = {name: shlex.split(line.split("=", 1)[1])[0] for name, line in zip(names, lines, strict=True)}
+    values = {line.split("=", 1)[0]: shlex.split(line.split("=", 1)[1])[0] for line in lines}
+    # The shipped PgBouncer tracks prepared statements, and the functions are told so.
+    assert values == {**values, "LIFEGUARD_POOLER_PREPARED_STATEMENTS": "1"}
+    names = ["DATABASE_URL", "DATABASE_URL_UNPOOLED"]
+    assert list(values) == [names[0], "LIFEGUARD_POOLER_PREPARED_STATEMENTS", names[1]]
+    urls = {name: values[name] for name in names}
     pooled, direct = conninfo_to_dict(urls["DATABASE_URL"]), conninfo_to_dict(urls["DATABASE_URL_UNPOOLED"])
     assert (str(pooled["port"]), str(direct["port"])) == (str(ports[1]), str(ports[0]))
     assert pooled["user"] == direct["user"] and pooled["dbname"] == direct["dbname"]
@@ -123,15 +126,23 @@ def test_port_in_use_is_a_clear_error(
     assert not LocalStack(stack_dir).status().anything_running
 
 
-def test_missing_system_package_says_what_to_install(
+def test_missing_pgbouncer_build_says_how_to_make_it(
     stack_dir: Path, ports: tuple[int, int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("PATH", str(stack_dir))  # no pgbouncer on PATH ...
-    exists = Path.exists
-    # ... nor where Debian puts it.
-    monkeypatch.setattr(Path, "exists", lambda self: str(self) != "/usr/sbin/pgbouncer" and exists(self))
+    monkeypatch.setenv("LIFEGUARD_CACHE_DIR", str(stack_dir / "empty-cache"))  # nothing built there
+    monkeypatch.delenv("LIFEGUARD_PGBOUNCER", raising=False)
     assert _up(stack_dir, ports) == 1
-    assert "apt-get install pgbouncer" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "run scripts/build-pgbouncer.sh" in err
+    assert "Traceback" not in err
+
+
+def test_another_pgbouncer_binary_is_refused_unless_executable(
+    stack_dir: Path, ports: tuple[int, int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LIFEGUARD_PGBOUNCER", str(stack_dir / "no-such-pgbouncer"))
+    assert _up(stack_dir, ports) == 1
+    assert "LIFEGUARD_PGBOUNCER" in capsys.readouterr().err
 
 
 def test_migration_job_gets_only_the_direct_url(

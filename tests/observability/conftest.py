@@ -1,4 +1,4 @@
-"""A real PgBouncer 1.18 with a read-only ``stats_users`` user in its auth_file.
+"""A real PgBouncer (the shipped 1.24.1) with a read-only ``stats_users`` user in its auth_file.
 
 The shared ``start_pooler`` fixture renders the app user only; the console reader needs a second
 userlist line, so this fixture starts :class:`PoolerProcess` itself with both credentials, on the

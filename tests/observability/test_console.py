@@ -1,4 +1,4 @@
-"""The console reader against the real PgBouncer 1.18: login, protocol, privileges, no held session."""
+"""The console reader against the real PgBouncer (the shipped 1.24.1): login, protocol, privileges, no held session."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Helpers for the PgBouncer tests: extra login roles and poolers that serve several users.
+"""Helpers for the PgBouncer tests: both releases, extra login roles, poolers that serve several users.
 
 The shared ``start_pooler`` fixture serves the app role only; the password tests need many
 roles (one per special character) behind one PgBouncer, so they start :class:`PoolerProcess`
@@ -17,10 +17,31 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lifeguard.local.pooler import PoolerProcess
+from lifeguard.local.pooler import PoolerProcess, installed_version
 from lifeguard.local.postgres import make_dsn
+from lifeguard.local.system import debian_pgbouncer, find_pgbouncer
 from pgbouncer.versions import PgBouncerVersion
 from tests.conftest import AppDatabase, pooler_settings
+
+
+def _binaries() -> list[Path]:
+    """The shipped release, and Debian's own PgBouncer when it is another release (12's 1.18)."""
+    shipped = find_pgbouncer()
+    debian = debian_pgbouncer()
+    if debian is not None and installed_version(debian) != installed_version(shipped):
+        return [shipped, debian]
+    return [shipped]
+
+
+_BINARIES = _binaries()
+
+
+@pytest.fixture(scope="session", params=_BINARIES, ids=[f"pgbouncer-{installed_version(b)}" for b in _BINARIES])
+def pgbouncer_binary(request: pytest.FixtureRequest) -> Path:
+    """Every PgBouncer test here runs on the shipped release and on Debian 12's 1.18."""
+    path: Path = request.param
+    return path
+
 
 _role_counter = itertools.count(1)
 _pooler_counter = itertools.count(1)
@@ -52,7 +73,7 @@ def make_roles(app_db: AppDatabase) -> Iterator[MakeRoles]:
 
 @pytest.fixture
 def multi_user_pooler(
-    app_db: AppDatabase, state_root: Path, pgbouncer_version: PgBouncerVersion
+    app_db: AppDatabase, state_root: Path, pgbouncer_binary: Path, pgbouncer_version: PgBouncerVersion
 ) -> Iterator[StartMultiUser]:
     """Start PgBouncer for ``app_db`` with a userlist holding ``credentials``; stopped after the test."""
     started: list[PoolerProcess] = []
@@ -62,7 +83,7 @@ def multi_user_pooler(
         settings = pooler_settings(
             app_db, root, pgbouncer_version, overrides.pop("default_pool_size", 1), **overrides
         )
-        process = PoolerProcess(root=root, settings=settings)
+        process = PoolerProcess(root=root, settings=settings, binary=pgbouncer_binary)
         started.append(process)
         process.start(credentials)
         return process

@@ -24,7 +24,7 @@ from cryptography import x509
 
 from lifeguard.local.pooler import local_settings, wait_for_port
 from lifeguard.local.postgres import make_dsn
-from lifeguard.local.system import SERVICE_USER, find_pgbouncer, free_port, running_as_root, service_argv
+from lifeguard.local.system import SERVICE_USER, free_port, running_as_root, service_argv
 from pgbouncer.entrypoint import (
     CREDENTIALS_ENV,
     SETTINGS_ENV,
@@ -37,7 +37,7 @@ from pgbouncer.entrypoint import (
 )
 from pgbouncer.metrics import ConsoleTarget, sample_console
 from pgbouncer.settings import PoolerSettings, Upstream, render_userlist
-from pgbouncer.versions import DEBIAN_BOOKWORM, PgBouncerVersion
+from pgbouncer.versions import PINNED, PgBouncerVersion
 from tests.conftest import AppDatabase
 from tests.observability.conftest import wait_for_socket
 from tests.secrecy import assert_no_secret
@@ -54,7 +54,7 @@ def settings_in(run_dir: Path, **overrides: object) -> PoolerSettings:
     fields: dict[str, object] = {
         "upstream": Upstream(host="db.example.com", dbname="app"),
         "default_pool_size": 10,
-        "version": DEBIAN_BOOKWORM,
+        "version": PINNED,
         "auth_file": str(run_dir / "userlist.txt"),
         "client_tls_cert_file": str(run_dir / "tls" / "server.crt"),
         "client_tls_key_file": str(run_dir / "tls" / "server.key"),
@@ -188,7 +188,7 @@ def test_main_renders_private_files_makes_a_certificate_and_execs_pgbouncer(
     out = capsys.readouterr()
     leaked = PASSWORD in out.out + out.err
     assert not leaked
-    assert "starting PgBouncer 1.18.0" in out.err
+    assert f"starting PgBouncer {PINNED}" in out.err
 
 
 def test_main_renders_the_stats_user_and_drops_both_secrets_from_the_environment(
@@ -314,7 +314,8 @@ def _descendant_named(pid: int, name: str) -> int:
 
 
 def test_module_execs_a_pgbouncer_whose_console_the_stats_user_reads(
-    app_db: AppDatabase, state_root: Path, pgbouncer_version: PgBouncerVersion, tmp_path: Path,
+    app_db: AppDatabase, state_root: Path, pgbouncer_binary: Path, pgbouncer_version: PgBouncerVersion,
+    tmp_path: Path,
 ) -> None:
     """``python -m pgbouncer.entrypoint``'s ``main`` with both secrets, exactly as the pooler task runs it.
 
@@ -336,7 +337,7 @@ def test_module_execs_a_pgbouncer_whose_console_the_stats_user_reads(
     bin_dir.mkdir()
     hand_over = f"chown -R {SERVICE_USER}: {shlex.quote(str(root))}\n" if running_as_root() else ""
     shim = bin_dir / "pgbouncer"
-    shim.write_text(f'#!/bin/sh\n{hand_over}exec {shlex.join(service_argv([str(find_pgbouncer())]))} "$@"\n')
+    shim.write_text(f'#!/bin/sh\n{hand_over}exec {shlex.join(service_argv([str(pgbouncer_binary)]))} "$@"\n')
     shim.chmod(0o755)
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",

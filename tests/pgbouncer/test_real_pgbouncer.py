@@ -1,4 +1,6 @@
-"""The rendered configuration against the real PgBouncer installed here (Debian's 1.18).
+"""The rendered configuration against the real PgBouncer: the shipped 1.24.1 and Debian 12's 1.18.
+
+Each test runs once per release (the ``pgbouncer_binary`` fixture in conftest.py).
 
 Every test starts PgBouncer on the renderer's output through the shared fixtures, connects the way
 a function does (TLS required, psycopg with server-side prepares off) and checks what the binary,
@@ -23,9 +25,9 @@ from lifeguard.local import pooler as pooler_module
 from lifeguard.local.pooler import PoolerError, PoolerProcess, local_settings
 from lifeguard.local.system import free_port, own_for_service
 from pgbouncer.entrypoint import prepare
-from pgbouncer.settings import MAX_PASSWORD_BYTES, PoolerSettings, render_userlist
+from pgbouncer.settings import _BOUNDS, MAX_PASSWORD_BYTES, PoolerSettings, render_userlist
 from pgbouncer.tls import write_self_signed
-from pgbouncer.versions import _ADDED, _KEYS_1_18, _REMOVED, PINNED, PgBouncerVersion
+from pgbouncer.versions import _ADDED, _KEYS_1_18, PINNED, PgBouncerVersion
 from tests.conftest import APP_USER, AppDatabase, RunningPooler
 from tests.pgbouncer.conftest import MakeRoles, StartMultiUser, pooled_connect
 from tests.secrecy import assert_no_secret
@@ -114,13 +116,23 @@ def test_every_key_the_renderer_can_emit_loads_with_the_rendered_value(
     assert (service_dir / "pgbouncer-own.pid").read_text().strip().isdigit()
 
 
+def test_every_number_at_its_lowest_accepted_value_loads(start_pooler: StartPooler) -> None:
+    """The renderer's bounds are not stricter than needed at the low end: PgBouncer takes them all."""
+    lowest = {name: low for name, (low, _, _) in _BOUNDS.items()}
+    lowest["tcp_keepidle"] = 1  # with tcp_keepalive on (the default), the NLB check asks for 1 or more
+    pooler = start_pooler(**{**lowest, "default_pool_size": 2})
+    with connect(pooler) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    assert log_problems(pooler.process.log_text()) == []
+
+
 def test_version_table_matches_the_installed_binary(
     start_pooler: StartPooler, pgbouncer_version: PgBouncerVersion
 ) -> None:
     """``versions.py`` claims exactly the keys this binary knows (SHOW CONFIG lists them all)."""
     pooler = start_pooler(admin_users=(APP_USER,))
     known_to_binary = {row[0] for row in show(pooler, "SHOW CONFIG")}
-    candidates = set(_KEYS_1_18) | set(_ADDED) | set(_REMOVED)
+    candidates = set(_KEYS_1_18) | set(_ADDED)
     claimed = {key for key in candidates if pgbouncer_version.accepts(key)}
     # The dangerous direction first: a key we would render that this release dies on.
     assert sorted(claimed - known_to_binary) == []
@@ -128,9 +140,9 @@ def test_version_table_matches_the_installed_binary(
 
 
 def test_pinned_release_ini_kills_the_older_binary(
-    app_db: AppDatabase, state_root: Path, pgbouncer_version: PgBouncerVersion
+    app_db: AppDatabase, state_root: Path, pgbouncer_binary: Path, pgbouncer_version: PgBouncerVersion
 ) -> None:
-    """Why the renderer is version-aware: the 1.26 ini is fatal to 1.18, the 1.18 ini is not."""
+    """Why the renderer is version-aware: the shipped release's ini is fatal to 1.18."""
     if pgbouncer_version.accepts("max_prepared_statements"):
         pytest.skip(f"PgBouncer {pgbouncer_version} accepts max_prepared_statements")
     root = state_root / f"pinned-ini-{app_db.dbname}"
@@ -138,7 +150,7 @@ def test_pinned_release_ini_kills_the_older_binary(
                               dbname=app_db.dbname, listen_port=free_port(), default_pool_size=2,
                               version=PgBouncerVersion.parse(PINNED))
     assert "max_prepared_statements = 200" in settings.render_ini()
-    process = PoolerProcess(root=root, settings=settings)
+    process = PoolerProcess(root=root, settings=settings, binary=pgbouncer_binary)
     try:
         with pytest.raises(PoolerError):
             process.start({app_db.user: app_db.password}, timeout=10)
@@ -228,6 +240,42 @@ def test_clients_take_turns_on_the_same_backend(start_pooler: StartPooler) -> No
             seen.append(row[0])
     # Released between transactions and reused LIFO: one backend served both clients.
     assert seen[0] == seen[1] == seen[2]
+
+
+def test_psycopg_default_prepares_through_transaction_pooling_only_where_tracked(
+    start_pooler: StartPooler, pgbouncer_version: PgBouncerVersion
+) -> None:
+    """40 concurrent clients with psycopg's default prepare_threshold, 10 queries each, pool of 4.
+
+    The shipped settings on 1.24.1 (max_prepared_statements 200): no failure. On 1.18, which cannot
+    track prepared statements, they collide: why the functions prepare only when told to.
+    """
+    pooler = start_pooler(default_pool_size=4)
+    clients = 40
+    barrier = threading.Barrier(clients, timeout=60)
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        try:
+            with psycopg.connect(pooler.url(connect_timeout=10), autocommit=True) as conn:
+                assert conn.prepare_threshold == 5  # psycopg's default
+                barrier.wait()
+                for n in range(10):
+                    assert conn.execute("SELECT %s::int + %s::int", (i, n)).fetchone() == (i + n,)
+        except Exception as exc:  # collected and asserted below, by type
+            with lock:
+                failures.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    if pooler.process.settings.tracks_prepared_statements:
+        assert failures == []
+    else:
+        assert failures and set(failures) <= {"DuplicatePreparedStatement", "InvalidSqlStatementName"}, failures
 
 
 # -- authentication -----------------------------------------------------------------------

@@ -92,7 +92,13 @@ def test_pinned_renders_max_prepared_statements_and_debian_does_not() -> None:
     assert "max_prepared_statements" not in ini_pairs(make(version=DEBIAN_BOOKWORM).render_ini())
 
 
-@pytest.mark.parametrize("version", [DEBIAN_BOOKWORM, "1.21.0", "1.23.1", "1.25.2", PINNED])
+def test_prepared_statements_are_tracked_only_by_releases_and_settings_that_do() -> None:
+    assert make(version=PINNED).tracks_prepared_statements
+    assert not make(version=PINNED, max_prepared_statements=0).tracks_prepared_statements
+    assert not make(version=DEBIAN_BOOKWORM).tracks_prepared_statements  # 1.18 has no such setting
+
+
+@pytest.mark.parametrize("version", [DEBIAN_BOOKWORM, "1.21.0", "1.23.1", PINNED])
 def test_every_rendered_key_is_known_to_the_target_version(version: str) -> None:
     settings = make(version=version, pidfile="/run/pgbouncer/p.pid", logfile="/run/pgbouncer/p.log",
                     admin_users=("admin",), stats_users=("stats",), so_reuseport=True)
@@ -104,22 +110,36 @@ def test_every_rendered_key_is_known_to_the_target_version(version: str) -> None
 def test_versions_table_tracks_added_and_removed_keys() -> None:
     old, pinned = PgBouncerVersion.parse(DEBIAN_BOOKWORM), PgBouncerVersion.parse(PINNED)
     assert not old.accepts("max_prepared_statements") and pinned.accepts("max_prepared_statements")
-    assert pinned.accepts("pool_idle_timeout") and not PgBouncerVersion.parse("1.25.2").accepts("pool_idle_timeout")
-    assert old.accepts("suspend_timeout") and not pinned.accepts("suspend_timeout")  # removed in 1.26
+    assert pinned.accepts("max_db_client_connections") and not PgBouncerVersion.parse("1.23.1").accepts(
+        "max_db_client_connections"
+    )
+    assert old.accepts("suspend_timeout") and pinned.accepts("suspend_timeout")  # removed only in 1.26
     assert not old.accepts("no_such_setting")
     assert not old.sigterm_waits_for_clients and pinned.sigterm_waits_for_clients
 
 
 def test_version_parses_pgbouncer_version_output() -> None:
     assert str(PgBouncerVersion.parse("PgBouncer 1.18.0\nlibevent 2.1.12-stable")) == "1.18.0"
-    assert str(PgBouncerVersion.parse("1.26")) == "1.26.0"
+    assert str(PgBouncerVersion.parse("1.24")) == "1.24.0"
+
+
+@pytest.mark.parametrize("text", ["1.17.1", "1.25.2", "1.26.0", "2.0"])
+def test_versions_outside_the_checked_tables_are_refused(text: str) -> None:
+    # 1.25 and 1.26 add and remove keys the table does not list: refuse rather than guess.
+    with pytest.raises(ValueError, match=r"use a release from 1\.18 to 1\.24"):
+        PgBouncerVersion.parse(text)
 
 
 def test_extra_key_unknown_to_the_version_is_refused() -> None:
-    # transaction_timeout arrived in 1.25: fine for the image, fatal for Debian's 1.18.
-    assert ini_pairs(make(extra={"transaction_timeout": "30"}).render_ini())["transaction_timeout"] == "30"
-    with pytest.raises(SettingsError, match=r"PgBouncer 1\.18\.0 does not know the setting 'transaction_timeout'"):
-        make(version=DEBIAN_BOOKWORM, extra={"transaction_timeout": "30"})
+    # max_db_client_connections arrived in 1.24: fine for the image, fatal for Debian 12's 1.18.
+    pairs = ini_pairs(make(extra={"max_db_client_connections": "30"}).render_ini())
+    assert pairs["max_db_client_connections"] == "30"
+    with pytest.raises(
+        SettingsError, match=r"PgBouncer 1\.18\.0 does not know the setting 'max_db_client_connections'"
+    ):
+        make(version=DEBIAN_BOOKWORM, extra={"max_db_client_connections": "30"})
+    with pytest.raises(SettingsError, match="does not know the setting 'transaction_timeout'"):
+        make(extra={"transaction_timeout": "30"})  # 1.25
     with pytest.raises(SettingsError, match="does not know the setting 'no_such_setting'"):
         make(extra={"no_such_setting": "1"})
 
@@ -142,10 +162,10 @@ def test_extra_key_known_to_the_version_is_rendered() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"client_idle_timeout": NLB_IDLE_TIMEOUT_S}, "client_idle_timeout must be below the NLB idle timeout"),
-        ({"client_idle_timeout": 600}, "client_idle_timeout must be below the NLB idle timeout"),
-        ({"client_idle_timeout": -1}, "client_idle_timeout must be below"),
-        ({"tcp_keepidle": 400}, "tcp_keepidle must be below 350"),
+        ({"client_idle_timeout": NLB_IDLE_TIMEOUT_S}, "client_idle_timeout must be between 1 and 349.*the NLB"),
+        ({"client_idle_timeout": 600}, "client_idle_timeout must be between 1 and 349"),
+        ({"client_idle_timeout": -1}, "client_idle_timeout must be between 1 and 349"),
+        ({"tcp_keepidle": 400}, "tcp_keepidle must be between 1 and 349"),
         ({"client_tls_sslmode": "verify-ca"}, "would demand client certificates"),
         ({"client_tls_sslmode": "verify-full"}, "would demand client certificates"),
         ({"server_tls_ca_file": ""}, "server_tls_sslmode=verify-full needs server_tls_ca_file"),
@@ -178,6 +198,66 @@ def test_extra_key_known_to_the_version_is_rendered() -> None:
 def test_bad_settings_are_refused_with_a_message_naming_the_knob(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace("?", r"\?")):
         make(**overrides)
+
+
+# Each typed number with a value PgBouncer refuses ("cannot load config file": a crash loop on
+# ECS), or accepts with a meaning that breaks the service (issue #14, items 4 and 5).
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        # 0 means "never": idle clients would outlive the NLB's 350 s and be dropped silently.
+        ("client_idle_timeout", 0, "client_idle_timeout must be between 1 and 349"),
+        # 0 means "the kernel default" (2 hours), far beyond the NLB's idle window.
+        ("tcp_keepidle", 0, "tcp_keepidle must be between 1 and 349"),
+        ("tcp_keepidle", -1, "tcp_keepidle must be between 1 and 349"),
+        ("server_connect_timeout", 0, "server_connect_timeout must be at least 1"),
+        ("server_connect_timeout", -5, "server_connect_timeout must be at least 1"),
+        ("idle_transaction_timeout", -1, "idle_transaction_timeout must be at least 0"),
+        ("query_wait_timeout", -1, "query_wait_timeout must be at least 0"),
+        ("client_login_timeout", -1, "client_login_timeout must be at least 0"),
+        ("server_login_retry", -1, "server_login_retry must be at least 0"),
+        ("server_idle_timeout", -1, "server_idle_timeout must be at least 0"),
+        ("server_lifetime", -1, "server_lifetime must be at least 0"),
+        ("dns_max_ttl", -1, "dns_max_ttl must be at least 0"),
+        ("listen_backlog", -1, "listen_backlog must be between 1 and 65535"),
+        ("listen_backlog", 0, "listen_backlog must be between 1 and 65535"),
+        ("reserve_pool_size", -1, "reserve_pool_size must be at least 0"),
+        ("max_db_connections", -1, "max_db_connections must be at least 0"),
+        ("tcp_keepcnt", -1, "tcp_keepcnt must be between 0 and 127"),
+        ("tcp_keepcnt", 128, "tcp_keepcnt must be between 0 and 127"),
+        ("tcp_keepintvl", -1, "tcp_keepintvl must be between 0 and 32767"),
+        ("stats_period", 0, "stats_period must be at least 1"),
+        ("max_prepared_statements", -1, "max_prepared_statements must be at least 0"),
+    ],
+)
+def test_numbers_outside_their_real_bounds_are_refused(field: str, value: int, message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as info:
+        make(**{field: value})
+    assert f"got {value}" in str(info.value)
+
+
+def test_keepidle_zero_is_fine_when_keepalive_is_off() -> None:
+    # Without keepalive PgBouncer never sets the timer: 0 is its "unset".
+    assert ini_pairs(make(tcp_keepalive=False, tcp_keepidle=0).render_ini())["tcp_keepalive"] == "0"
+
+
+@pytest.mark.parametrize("auth_type", ["scram", "SCRAM-SHA-256", "password", "ldap", "pam", "cert", ""])
+def test_unknown_auth_types_are_refused(auth_type: str) -> None:
+    with pytest.raises(SettingsError, match="auth_type must be one of scram-sha-256, md5, hba"):
+        make(auth_type=auth_type)
+
+
+def test_hba_auth_needs_its_file() -> None:
+    with pytest.raises(SettingsError, match="auth_type hba needs extra="):
+        make(auth_type="hba")
+    pairs = ini_pairs(make(auth_type="hba", extra={"auth_hba_file": "/run/pgbouncer/hba.conf"}).render_ini())
+    assert pairs["auth_type"] == "hba"
+
+
+@pytest.mark.parametrize("auth_type", ["trust", "any", "plain"])
+def test_auth_types_that_skip_or_weaken_the_password_check_are_refused(auth_type: str) -> None:
+    with pytest.raises(SettingsError, match=f"auth_type {auth_type} "):
+        make(auth_type=auth_type)
 
 
 def test_sizing_helpers() -> None:
