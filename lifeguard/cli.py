@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "lifeguard.commands.bench",
     "lifeguard.commands.migrate",
     "lifeguard.commands.smoke",
+    "lifeguard.commands.doctor",
 )
 
 

@@ -167,34 +167,77 @@ def _same_parameters(conn: psycopg.Connection[Any]) -> bytes:
     return make_conninfo(**params).encode()
 
 
-def _other_backend_pid(conn: psycopg.Connection[Any], wait_s: float) -> tuple[int | None, str | None, bool]:
-    """The backend pid of a second connection like ``conn``: (pid, problem, waited).
+class ProbeError(Exception):
+    """A probe connection or query failed; the message holds libpq's first line (no conninfo)."""
 
-    Driven through libpq directly so the one query can be abandoned after ``wait_s`` without a
-    cancel request (PgBouncer has no server to forward it to while the query is queued).
+
+def _first_line(message: str) -> str:
+    lines = message.strip().splitlines()
+    return lines[0] if lines else "no message"
+
+
+def connect_like(conn: psycopg.Connection[Any]) -> pq.abc.PGconn:
+    """A second, libpq-level connection with ``conn``'s parameters; the caller must ``finish()`` it.
+
+    libpq-level so that a query can be abandoned after a wait (:func:`query_within`) without a
+    cancel request, which PgBouncer cannot forward while the query is queued without a server.
     """
     other = pq.PGconn.connect(_same_parameters(conn))
+    if other.status != pq.ConnStatus.OK:
+        message = _first_line(other.get_error_message())  # libpq names host and port, never the password
+        other.finish()
+        raise ProbeError(f"a second connection failed ({message})")
+    return other
+
+
+def query_within(pgconn: pq.abc.PGconn, query: bytes, wait_s: float) -> list[pq.abc.PGresult] | None:
+    """Run ``query`` (simple protocol; several statements allowed); None if it is still waiting after ``wait_s``.
+
+    Raises ProbeError when a statement fails. After None the query may still run: release whatever
+    it waits for and call :func:`results_within` again, or ``finish()`` the connection.
+    """
+    pgconn.send_query(query)
+    return results_within(pgconn, wait_s)
+
+
+def results_within(pgconn: pq.abc.PGconn, wait_s: float) -> list[pq.abc.PGresult] | None:
+    """The results of the query in flight on ``pgconn``, or None if they do not come within ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        pgconn.consume_input()
+        if not pgconn.is_busy():
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([pgconn.socket], [], [], remaining)[0]:
+            return None
+    results: list[pq.abc.PGresult] = []
+    while (result := pgconn.get_result()) is not None:
+        results.append(result)
+    for result in results:
+        if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+            raise ProbeError(_first_line(result.get_error_message()))
+    return results
+
+
+def int_value(result: pq.abc.PGresult, column: int = 0) -> int:
+    value = result.get_value(0, column)
+    assert value is not None
+    return int(value.decode())
+
+
+def _other_backend_pid(conn: psycopg.Connection[Any], wait_s: float) -> tuple[int | None, str | None, bool]:
+    """The backend pid of a second connection like ``conn``: (pid, problem, waited)."""
     try:
-        if other.status != pq.ConnStatus.OK:
-            message = other.get_error_message().strip().splitlines()
-            # Only the first line, and never the conninfo: libpq's messages name host and port only.
-            return None, f"a second connection failed ({message[0] if message else 'no message'})", False
-        other.send_query(b"SELECT pg_backend_pid()")
-        deadline = time.monotonic() + wait_s
-        while True:
-            other.consume_input()
-            if not other.is_busy():
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([other.socket], [], [], remaining)[0]:
-                return None, f"a second connection's query waited over {wait_s:g} s for a backend", True
-        result = other.get_result()
-        if result is None or result.status != pq.ExecStatus.TUPLES_OK:
-            problem = result.get_error_message().strip() if result is not None else "no result"
-            return None, f"a second connection's query failed ({problem})", False
-        value = result.get_value(0, 0)
-        assert value is not None
-        return int(value.decode()), None, False
+        other = connect_like(conn)
+    except ProbeError as exc:
+        return None, str(exc), False
+    try:
+        results = query_within(other, b"SELECT pg_backend_pid()", wait_s)
+        if results is None:
+            return None, f"a second connection's query waited over {wait_s:g} s for a backend", True
+        return int_value(results[-1]), None, False
+    except ProbeError as exc:
+        return None, f"a second connection's query failed ({exc})", False
     finally:
         other.finish()
 

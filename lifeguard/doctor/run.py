@@ -1,0 +1,124 @@
+"""Run the six checks on one URL or a pooled/direct pair and collect the findings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from lifeguard.doctor import headroom, pair, pooling, prepared, session_state, tls
+from lifeguard.doctor.findings import Finding, Report, Status
+from lifeguard.doctor.pooling import Pooling
+from lifeguard.doctor.target import ENV_DIRECT, ENV_POOLED, Target, TargetError, safe_text
+from migrator.guard import ProbeError
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Examined:
+    target: Target
+    findings: list[Finding] = field(default_factory=list)
+    pooling: Pooling | None = None
+    identity: pair.Identity | None = None
+    headroom: headroom.Headroom | None = None
+    error: str | None = None
+
+
+def _attempt(examined: _Examined, check: str, conn: psycopg.Connection[Any], step: Callable[[], T]) -> T | None:
+    """Run one check's probe; a failure becomes a finding (and the connection is made idle again)."""
+    try:
+        return step()
+    except (psycopg.Error, ProbeError) as exc:
+        message = safe_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                            examined.target.url) or "(message withheld: it quoted the password)"
+        examined.findings.append(Finding(check, examined.target.name, Status.FAIL,
+                                         f"could not run this check: {message}",
+                                         "check the server and the role's rights, then run doctor again"))
+        if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.rollback()
+        return None
+
+
+def _examine(target: Target, *, full: bool, leak_after_s: float) -> _Examined:
+    """Connect and run checks 1, 2, 3 (``full`` only) and 5 on ``target``; gather what 4 and 6 need."""
+    examined = _Examined(target)
+    try:
+        conn = target.connect()
+    except TargetError as exc:
+        examined.error = str(exc)
+        examined.findings.append(Finding("connect", target.name, Status.FAIL, str(exc),
+                                         "fix the URL or the network path, then run doctor again"))
+        return examined
+    with conn:
+        examined.pooling = _attempt(examined, "pooling", conn, lambda: pooling.observe(conn))
+        if examined.pooling is not None:
+            examined.findings.append(pooling.finding(target, examined.pooling))
+            if full:
+                result = _attempt(examined, "prepared statements", conn, lambda: prepared.probe(conn))
+                if result is not None:
+                    examined.findings.append(prepared.finding(target, examined.pooling, result))
+                state = _attempt(examined, "session state", conn, lambda: session_state.probe(conn))
+                if state is not None:
+                    examined.findings.append(session_state.finding(target, examined.pooling, state))
+        examined.headroom = _attempt(examined, "headroom", conn, lambda: headroom.observe(conn, leak_after_s))
+        proxied = examined.pooling is not None and examined.pooling.kind != "direct"
+        tls_finding = _attempt(examined, "tls", conn, lambda: tls.finding(target, conn, proxied))
+        if tls_finding is not None:
+            examined.findings.append(tls_finding)
+        examined.identity = _attempt(examined, "pair", conn, lambda: pair.identify(conn))
+    return examined
+
+
+def run_doctor(
+    pooled_url: str | None,
+    direct_url: str | None = None,
+    instances: int | None = None,
+    leak_after_s: float = headroom.LEAK_AFTER_S,
+) -> Report:
+    """Examine ``pooled_url`` (what functions use) and/or ``direct_url`` (what migrations use)."""
+    if pooled_url is None and direct_url is None:
+        raise ValueError("give at least one URL")
+    started = time.monotonic()
+    targets = [Target(ENV_POOLED, "pooled", pooled_url)] if pooled_url is not None else []
+    if direct_url is not None:
+        targets.append(Target(ENV_DIRECT, "direct", direct_url))
+    # Prepared statements and session state matter where the functions connect: the first URL.
+    examined = [_examine(t, full=(i == 0), leak_after_s=leak_after_s) for i, t in enumerate(targets)]
+    by_role = {e.target.role: e for e in examined}
+    pooled, direct = by_role.get("pooled"), by_role.get("direct")
+
+    findings = [f for e in examined for f in e.findings]
+    # Headroom once, from the direct side when there is one (the server's view, no pooler queue).
+    source = next((e for e in (direct, pooled) if e is not None and e.headroom is not None), None)
+    if source is not None and source.headroom is not None:
+        pooled_kind = pooled.pooling.kind if pooled is not None and pooled.pooling is not None else None
+        if pooled is None and source.pooling is not None:
+            pooled_kind = None  # only a direct URL was given: a spike would use it straight
+        findings.append(headroom.finding(source.target, pooled_kind, source.headroom, instances, leak_after_s))
+    findings.append(_pair_finding(pooled, direct))
+    order = ("connect", "pooling", "prepared statements", "session state", "headroom", "tls", "pair")
+    findings.sort(key=lambda f: (order.index(f.check), f.target != ENV_POOLED))
+    urls = {t.name: t.shown for t in targets}
+    return Report(urls, tuple(findings), time.monotonic() - started)
+
+
+def _pair_finding(pooled: _Examined | None, direct: _Examined | None) -> Finding:
+    missing = None
+    if pooled is None or direct is None:
+        absent = ENV_POOLED if pooled is None else ENV_DIRECT
+        missing = f"{absent} not given"
+    else:
+        for side in (pooled, direct):
+            if side.identity is None:
+                missing = f"{side.target.name} could not be examined"
+    def kind(side: _Examined | None) -> str | None:
+        return side.pooling.kind if side is not None and side.pooling is not None else None
+
+    return pair.finding(
+        pooled.identity if pooled else None, direct.identity if direct else None, kind(pooled), kind(direct), missing
+    )
