@@ -77,7 +77,9 @@ def finding(target: Target, pooling: Pooling, result: SessionProbe) -> Finding:
     seen: list[str] = []
     if result.leaked_to_other:
         seen.append(f"a session SET made by this client was seen by another client (backend {result.other_backend})")
-    if not result.survived:
+    if result.leaked_to_other:
+        pass  # the other client's read cleared it on that backend: whether it "survived" is moot
+    elif not result.survived:
         seen.append(f"it was gone in this client's next transaction (backend {result.next_backend})")
     elif pooling.kind == "transaction pooling":
         seen.append("it survived into the next transaction only because the same backend came back")

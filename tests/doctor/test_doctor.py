@@ -54,10 +54,15 @@ def test_direct_postgres(app_db: AppDatabase) -> None:
     assert as_direct.elapsed_s < 10
 
 
+@pytest.mark.parametrize("max_prepared_statements", [200, 0])
 def test_transaction_pooler_pair(
-    app_db: AppDatabase, start_pooler: Callable[..., RunningPooler], pgbouncer_version: PgBouncerVersion
+    app_db: AppDatabase,
+    start_pooler: Callable[..., RunningPooler],
+    pgbouncer_version: PgBouncerVersion,
+    max_prepared_statements: int,
 ) -> None:
-    pooler = start_pooler()
+    """Prepared statements are carried only by PgBouncer 1.21+ with max_prepared_statements > 0 (1.18: never)."""
+    pooler = start_pooler(max_prepared_statements=max_prepared_statements)
     report = run_doctor(pooler.url(), app_db.direct_url)
     assert_all_six(report)
     assert finding(report, "pooling").details["kind"] == "transaction pooling"
@@ -65,9 +70,9 @@ def test_transaction_pooler_pair(
     assert finding(report, "pooling", "DATABASE_URL_UNPOOLED").status is Status.OK
     prepared = finding(report, "prepared statements")
     assert prepared.details["ran_on_backend"] != prepared.details["made_on_backend"]
-    if pgbouncer_version.accepts("max_prepared_statements"):  # rendered max_prepared_statements = 200
+    if pgbouncer_version.accepts("max_prepared_statements") and max_prepared_statements > 0:
         assert prepared.status is Status.OK and prepared.details["survived"]
-    else:  # 1.18: the name is unknown on the next backend
+    else:  # the name is unknown on the next backend
         assert prepared.status is Status.WARN and not prepared.details["survived"]
         assert "does not exist" in str(prepared.details["error"])
         assert "prepare_threshold=None" in prepared.advice and "prepare: false" in prepared.advice
@@ -82,6 +87,19 @@ def test_transaction_pooler_pair(
     spike = run_doctor(pooler.url(), app_db.direct_url, instances=5000)
     assert finding(spike, "headroom").status is not Status.FAIL
     assert "multiplexes" in finding(spike, "headroom").summary
+
+
+def test_transaction_pooler_with_a_single_server(
+    app_db: AppDatabase, start_pooler: Callable[..., RunningPooler]
+) -> None:
+    """One server: the probe cannot move the next transaction to another backend, and says so."""
+    pooler = start_pooler(default_pool_size=1)
+    report = run_doctor(pooler.url(), app_db.direct_url)
+    assert finding(report, "pooling").details["kind"] == "transaction pooling"
+    prepared = finding(report, "prepared statements")
+    assert prepared.details["ran_on_backend"] == prepared.details["made_on_backend"]
+    assert prepared.status is Status.WARN and prepared.summary.startswith("inconclusive")
+    assert finding(report, "session state").details["leaked_to_other_client"]
 
 
 def test_session_mode_pooler(app_db: AppDatabase, start_pooler: Callable[..., RunningPooler]) -> None:
