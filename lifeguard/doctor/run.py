@@ -19,58 +19,85 @@ from migrator.guard import ProbeError
 T = TypeVar("T")
 
 
+
+STATEMENT_MODE = "statement pooling mode"
+"""In PgBouncer's refusal of a transaction block (it then closes the client connection)."""
+
+
 @dataclass
 class _Examined:
     target: Target
+    conn: psycopg.Connection[Any] | None = None
     findings: list[Finding] = field(default_factory=list)
     pooling: Pooling | None = None
     identity: pair.Identity | None = None
     headroom: headroom.Headroom | None = None
-    error: str | None = None
 
+    def open(self) -> bool:
+        try:
+            self.conn = self.target.connect()
+        except TargetError as exc:
+            self.conn = None
+            self.findings.append(Finding("connect", self.target.name, Status.FAIL, str(exc),
+                                         "fix the URL or the network path, then run doctor again"))
+        return self.conn is not None
 
-def _attempt(examined: _Examined, check: str, conn: psycopg.Connection[Any], step: Callable[[], T]) -> T | None:
-    """Run one check's probe; a failure becomes a finding (and the connection is made idle again)."""
-    try:
-        return step()
-    except (psycopg.Error, ProbeError) as exc:
-        message = safe_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                            examined.target.url) or "(message withheld: it quoted the password)"
-        examined.findings.append(Finding(check, examined.target.name, Status.FAIL,
-                                         f"could not run this check: {message}",
-                                         "check the server and the role's rights, then run doctor again"))
-        if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-            conn.rollback()
-        return None
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+    def attempt(self, check: str, step: Callable[[psycopg.Connection[Any]], T], report: bool = True) -> T | None:
+        """Run one probe; a failure becomes a finding (unless ``report`` is False) and the connection
+        is made usable again (rolled back, or reopened when the server or pooler closed it)."""
+        if self.conn is None or (self.conn.closed and not self.open()):
+            return None
+        assert self.conn is not None
+        try:
+            return step(self.conn)
+        except (psycopg.Error, ProbeError) as exc:
+            text = str(exc).strip()
+            message = safe_text(text.splitlines()[0] if text else type(exc).__name__, self.target.url)
+            advice = "check the server and the role's rights, then run doctor again"
+            if message is not None and STATEMENT_MODE in message:
+                advice = "transactions are refused in statement pooling mode: use pool_mode=transaction"
+            if report:
+                self.findings.append(Finding(
+                    check, self.target.name, Status.FAIL,
+                    f"could not run this check: {message or '(message withheld: it quoted the password)'}", advice,
+                ))
+            if self.conn.closed:
+                self.open()
+            elif self.conn.info.transaction_status != TransactionStatus.IDLE:
+                self.conn.rollback()
+            return None
 
 
 def _examine(target: Target, *, full: bool, leak_after_s: float) -> _Examined:
     """Connect and run checks 1, 2, 3 (``full`` only) and 5 on ``target``; gather what 4 and 6 need."""
     examined = _Examined(target)
-    try:
-        conn = target.connect()
-    except TargetError as exc:
-        examined.error = str(exc)
-        examined.findings.append(Finding("connect", target.name, Status.FAIL, str(exc),
-                                         "fix the URL or the network path, then run doctor again"))
+    if not examined.open():
         return examined
-    with conn:
-        examined.pooling = _attempt(examined, "pooling", conn, lambda: pooling.observe(conn))
+    try:
+        examined.pooling = examined.attempt("pooling", pooling.observe)
         if examined.pooling is not None:
-            examined.findings.append(pooling.finding(target, examined.pooling))
+            seen = examined.pooling
+            examined.findings.append(pooling.finding(target, seen))
             if full:
-                result = _attempt(examined, "prepared statements", conn, lambda: prepared.probe(conn))
+                result = examined.attempt("prepared statements", prepared.probe)
                 if result is not None:
-                    examined.findings.append(prepared.finding(target, examined.pooling, result))
-                state = _attempt(examined, "session state", conn, lambda: session_state.probe(conn))
+                    examined.findings.append(prepared.finding(target, seen, result))
+                state = examined.attempt("session state", session_state.probe)
                 if state is not None:
-                    examined.findings.append(session_state.finding(target, examined.pooling, state))
-        examined.headroom = _attempt(examined, "headroom", conn, lambda: headroom.observe(conn, leak_after_s))
+                    examined.findings.append(session_state.finding(target, seen, state))
+        examined.headroom = examined.attempt("headroom", lambda conn: headroom.observe(conn, leak_after_s))
         proxied = examined.pooling is not None and examined.pooling.kind != "direct"
-        tls_finding = _attempt(examined, "tls", conn, lambda: tls.finding(target, conn, proxied))
+        tls_finding = examined.attempt("tls", lambda conn: tls.finding(target, conn, proxied))
         if tls_finding is not None:
             examined.findings.append(tls_finding)
-        examined.identity = _attempt(examined, "pair", conn, lambda: pair.identify(conn))
+        # A failure here shows in the pair finding ("could not be examined").
+        examined.identity = examined.attempt("pair", pair.identify, report=False)
+    finally:
+        examined.close()
     return examined
 
 

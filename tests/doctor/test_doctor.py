@@ -116,6 +116,17 @@ def test_session_mode_pooler(app_db: AppDatabase, start_pooler: Callable[..., Ru
     assert report.exit_code == 1
 
 
+def test_statement_mode_pooler(app_db: AppDatabase, start_pooler: Callable[..., RunningPooler]) -> None:
+    """Statement mode refuses transactions and drops the client: said, and the other checks still run."""
+    pooler = start_pooler(pool_mode="statement")
+    report = run_doctor(pooler.url(), app_db.direct_url)
+    assert_all_six(report)
+    prepared = finding(report, "prepared statements")
+    assert prepared.status is Status.FAIL and "use pool_mode=transaction" in prepared.advice
+    assert finding(report, "session state").status is Status.WARN
+    assert finding(report, "tls").status is Status.WARN and finding(report, "pair").status is Status.OK
+
+
 @pytest.fixture
 def monitor_role(app_db: AppDatabase) -> Iterator[str]:
     """A login role with pg_monitor, on the app database; its URL is returned."""
