@@ -161,9 +161,19 @@ def _backend_pid(conn: psycopg.Connection[Any]) -> int:
 
 
 def _same_parameters(conn: psycopg.Connection[Any]) -> bytes:
-    """A conninfo for another connection exactly like ``conn`` (libpq's PQconninfo, password included)."""
+    """A conninfo for another connection exactly like ``conn`` (libpq's PQconninfo, password included).
+
+    Pinned to the host, address and port ``conn`` actually reached: a URL with several hosts, or a
+    name resolving to several addresses (one per pooler task behind a load balancer), must not send
+    the second connection to another pooler, whose backends the first one could never share.
+    """
     params = {o.keyword.decode(): o.val.decode() for o in conn.pgconn.info if o.val is not None}
     params.setdefault("connect_timeout", str(PROBE_CONNECT_TIMEOUT_S))
+    params["host"], params["port"] = conn.info.host, str(conn.info.port)
+    if conn.info.hostaddr:
+        params["hostaddr"] = conn.info.hostaddr
+    else:
+        params.pop("hostaddr", None)
     return make_conninfo(**params).encode()
 
 

@@ -23,7 +23,7 @@ from migrator.runner import migrate
 from pgbouncer.settings import Upstream
 from pgbouncer.versions import PgBouncerVersion
 from tests.conftest import AppDatabase
-from tests.migrator.conftest import table_exists
+from tests.migrator.conftest import run_cli, secrets_of, table_exists
 
 
 def socket_url(db: AppDatabase, socket_dir: Path, port: int) -> str:
@@ -81,6 +81,16 @@ def test_migration_through_a_socket_pooler_is_refused(
 ) -> None:
     with pytest.raises(PoolerRefused):
         migrate(socket_url(app_db, socket_pooler, app_db.cluster.port), sample_dir)
+    assert not table_exists(app_db, "lifeguard_schema_migrations")
+
+
+def test_migrator_cli_exits_3_through_a_socket_pooler(
+    app_db: AppDatabase, socket_pooler: Path, sample_dir: Path
+) -> None:
+    url = socket_url(app_db, socket_pooler, app_db.cluster.port)
+    proc = run_cli(["--migrations-dir", str(sample_dir)], {"DATABASE_URL_UNPOOLED": url}, [*secrets_of(app_db), url])
+    assert proc.returncode == 3, proc.stderr
+    assert "refusing to migrate through a transaction pooler" in proc.stderr
     assert not table_exists(app_db, "lifeguard_schema_migrations")
 
 
