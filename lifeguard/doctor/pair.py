@@ -63,12 +63,12 @@ def identify(conn: psycopg.Connection[Any]) -> Identity:
 
 def finding(
     pooled: Identity | None, direct: Identity | None, pooled_kind: str | None, direct_kind: str | None,
-    missing: str | None = None,
+    missing: str | None = None, both_given: bool = True,
 ) -> Finding:
-    """``missing``: why one side is absent (not given, or it did not connect)."""
+    """``missing``: why one side is absent (not given: a warning; given but not examined: a fail)."""
     if pooled is None or direct is None:
         return Finding(
-            "pair", "pair", Status.WARN if missing and "not given" in missing else Status.FAIL,
+            "pair", "pair", Status.FAIL if both_given else Status.WARN,
             f"cannot compare the pair: {missing}",
             f"give both: {ENV_POOLED} (or the URL argument) and {ENV_DIRECT} (or --unpooled URL)",
         )

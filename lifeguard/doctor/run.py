@@ -72,8 +72,9 @@ class _Examined:
             return None
 
 
-def _examine(target: Target, *, full: bool, leak_after_s: float) -> _Examined:
-    """Connect and run checks 1, 2, 3 (``full`` only) and 5 on ``target``; gather what 4 and 6 need."""
+def _examine(target: Target, *, full: bool, headroom_here: bool, leak_after_s: float) -> _Examined:
+    """Connect and run checks 1, 2 and 3 (``full`` only) and 5 on ``target``; gather what 4
+    (``headroom_here`` only) and 6 need."""
     examined = _Examined(target)
     if not examined.open():
         return examined
@@ -89,7 +90,8 @@ def _examine(target: Target, *, full: bool, leak_after_s: float) -> _Examined:
                 state = examined.attempt("session state", session_state.probe)
                 if state is not None:
                     examined.findings.append(session_state.finding(target, seen, state))
-        examined.headroom = examined.attempt("headroom", lambda conn: headroom.observe(conn, leak_after_s))
+        if headroom_here:
+            examined.headroom = examined.attempt("headroom", lambda conn: headroom.observe(conn, leak_after_s))
         proxied = examined.pooling is not None and examined.pooling.kind != "direct"
         tls_finding = examined.attempt("tls", lambda conn: tls.finding(target, conn, proxied))
         if tls_finding is not None:
@@ -115,17 +117,19 @@ def run_doctor(
     if direct_url is not None:
         targets.append(Target(ENV_DIRECT, "direct", direct_url))
     # Prepared statements and session state matter where the functions connect: the first URL.
-    examined = [_examine(t, full=(i == 0), leak_after_s=leak_after_s) for i, t in enumerate(targets)]
+    # Headroom once, from the direct side when there is one (the server's view, no pooler queue).
+    examined = [
+        _examine(t, full=(i == 0), headroom_here=(t is targets[-1]), leak_after_s=leak_after_s)
+        for i, t in enumerate(targets)
+    ]
     by_role = {e.target.role: e for e in examined}
     pooled, direct = by_role.get("pooled"), by_role.get("direct")
 
     findings = [f for e in examined for f in e.findings]
-    # Headroom once, from the direct side when there is one (the server's view, no pooler queue).
-    source = next((e for e in (direct, pooled) if e is not None and e.headroom is not None), None)
-    if source is not None and source.headroom is not None:
+    source = examined[-1]
+    if source.headroom is not None:
+        # None when only a direct URL was given: a spike would use it straight.
         pooled_kind = pooled.pooling.kind if pooled is not None and pooled.pooling is not None else None
-        if pooled is None and source.pooling is not None:
-            pooled_kind = None  # only a direct URL was given: a spike would use it straight
         findings.append(headroom.finding(source.target, pooled_kind, source.headroom, instances, leak_after_s))
     findings.append(_pair_finding(pooled, direct))
     order = ("connect", "pooling", "prepared statements", "session state", "headroom", "tls", "pair")
@@ -137,15 +141,16 @@ def run_doctor(
 def _pair_finding(pooled: _Examined | None, direct: _Examined | None) -> Finding:
     missing = None
     if pooled is None or direct is None:
-        absent = ENV_POOLED if pooled is None else ENV_DIRECT
-        missing = f"{absent} not given"
+        missing = f"{ENV_POOLED if pooled is None else ENV_DIRECT} not given"
     else:
         for side in (pooled, direct):
             if side.identity is None:
                 missing = f"{side.target.name} could not be examined"
+
     def kind(side: _Examined | None) -> str | None:
         return side.pooling.kind if side is not None and side.pooling is not None else None
 
     return pair.finding(
-        pooled.identity if pooled else None, direct.identity if direct else None, kind(pooled), kind(direct), missing
+        pooled.identity if pooled else None, direct.identity if direct else None, kind(pooled), kind(direct), missing,
+        both_given=pooled is not None and direct is not None,
     )

@@ -82,7 +82,11 @@ class Target:
             )
         except psycopg.Error as exc:
             message = safe_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, self.url)
+            hint = ""
+            if safe_text(self.url, self.url) is None:  # the URL itself is misparsed around its password
+                hint = " (the password is not percent-encoded, so libpq misread the URL: encode @ / : ? # % in it)"
             raise TargetError(
                 f"cannot connect with {self.name}: "
                 + (message or "libpq's message quoted part of the password and is withheld; percent-encode it")
+                + hint
             ) from None
