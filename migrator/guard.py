@@ -189,8 +189,9 @@ def _first_line(message: str) -> str:
 def connect_like(conn: psycopg.Connection[Any]) -> pq.abc.PGconn:
     """A second, libpq-level connection with ``conn``'s parameters; the caller must ``finish()`` it.
 
-    libpq-level so that a query can be abandoned after a wait (:func:`query_within`) without a
-    cancel request, which PgBouncer cannot forward while the query is queued without a server.
+    libpq-level so that a query can be abandoned after a wait (:func:`query_within`) by closing the
+    connection, without relying on a cancel request, which a pooler has no backend to forward to
+    while the query waits for one.
     """
     other = pq.PGconn.connect(_same_parameters(conn))
     if other.status != pq.ConnStatus.OK:

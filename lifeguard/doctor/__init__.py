@@ -10,7 +10,7 @@ PgBouncer), each an ok / warn / fail finding with one line on what to change:
 5. TLS (:mod:`.tls`);
 6. the pooled/direct pair (:mod:`.pair`).
 
-A few round trips per URL, two short-lived extra connections, a connect timeout, no load.
+A few round trips per URL, short-lived extra connections for the probes, a connect timeout, no load.
 """
 
 from lifeguard.doctor.findings import Finding, Report, Status
