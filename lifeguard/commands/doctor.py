@@ -15,16 +15,19 @@ from lifeguard.doctor.headroom import LEAK_AFTER_S
 from lifeguard.doctor.render import render
 from lifeguard.doctor.target import ENV_DIRECT, ENV_POOLED
 
+HELP = "check a Postgres URL (and its direct pair): pooling, prepared statements, headroom, TLS"
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "doctor",
-        help="check a Postgres URL (and its direct pair) for pooling, prepared statements, headroom, TLS",
-        description=(
-            "Six checks on any Postgres URL: pooled or direct, prepared statements, session state, "
-            "connection headroom, TLS, and whether the pooled and direct URLs reach the same database. "
-            "Each is ok, warn or fail with one line on what to change. A few round trips, no load."
-        ),
+    configure(subparsers.add_parser("doctor", help=HELP))
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (the lazy CLI calls this on the ``doctor`` subparser)."""
+    parser.description = (
+        "Six checks on any Postgres URL: pooled or direct, prepared statements, session state, "
+        "connection headroom, TLS, and whether the pooled and direct URLs reach the same database. "
+        "Each is ok, warn or fail with one line on what to change. A few round trips, no load."
     )
     parser.add_argument("url", nargs="?", help=f"the pooled URL functions use (default: ${ENV_POOLED})")
     parser.add_argument("--unpooled", metavar="URL", help=f"the direct URL migrations use (default: ${ENV_DIRECT})")
