@@ -95,6 +95,9 @@ def finding(
         + (f" ({breakdown})" if breakdown else "")
         + f", {headroom.free} free"
     ]
+    if f["by_application"]:
+        apps = ", ".join(f"{a['application_name']} {a['count']}" for a in f["by_application"][:3])
+        parts.append(f"by application_name: {apps}")
     if f["longest"]:
         longest = f["longest"]
         parts.append(f"longest running query {longest['running_s']} s (pid {longest['pid']})")

@@ -157,6 +157,8 @@ def test_leaked_idle_in_transaction_client(app_db: AppDatabase) -> None:
     assert headroom.status is Status.WARN and headroom.details["leak_count"] == 1
     assert headroom.details["leaks"][0]["pid"] == leaky_pid
     assert "'leaky-function'" in headroom.summary and "idle_in_transaction_session_timeout" in headroom.advice
+    assert "leaky-function 1" in headroom.summary  # backends by application_name
+    assert headroom.details["by_state"]["idle in transaction"] == 1
 
 
 def test_role_without_pg_monitor_is_told_what_it_cannot_see(app_db: AppDatabase, monitor_role: str) -> None:
