@@ -57,6 +57,7 @@ def socket_pooler(app_db: AppDatabase, state_root: Path, pgbouncer_version: PgBo
         while not socket_file.exists():  # start() waited on the TCP port, which Postgres answers
             assert time.monotonic() < deadline, f"PgBouncer made no socket:\n{process.log_tail()}"
             time.sleep(0.05)
+        process.refresh_pid_file()  # the pid file may name runuser: it was written before PgBouncer forked
         yield root
     finally:
         process.stop(signal.SIGQUIT, timeout=10)
