@@ -29,6 +29,11 @@ COMMANDS: dict[str, Command] = {
                      "measure pooled against direct: spike capacity, connection churn, warm overhead", "local"),
     "migrate": Command("lifeguard.commands.migrate", "run the stack's migration task on ECS and wait for it", None),
     "smoke": Command("lifeguard.commands.smoke", "invoke the deployed sample functions and check their answers", None),
+    "doctor": Command(
+        "lifeguard.commands.doctor",
+        "check a Postgres URL (and its direct pair): pooling, prepared statements, headroom, TLS",
+        "local",
+    ),
     "verify-rollout": Command("lifeguard.commands.verify_rollout",
                               "check the pooler's ECS service runs the task definition the stack deployed", None),
 }

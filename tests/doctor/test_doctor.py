@@ -1,0 +1,223 @@
+"""``lifeguard doctor`` against real servers: Postgres direct, PgBouncer in transaction and session
+mode, a leaked idle-in-transaction client, a role without pg_monitor, a pair on two databases."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from lifeguard.doctor import Report, Status, run_doctor
+from lifeguard.doctor.findings import Finding
+from pgbouncer.versions import PgBouncerVersion
+from tests.conftest import APP_PASSWORD, AppDatabase, RunningPooler
+from tests.migrator.conftest import assert_no_secret, cli_env, secrets_of
+
+CHECKS = ("pooling", "prepared statements", "session state", "headroom", "tls", "pair")
+
+
+def finding(report: Report, check: str, target: str = "DATABASE_URL") -> Finding:
+    matches = [f for f in report.findings if f.check == check and (check in ("pair", "headroom") or f.target == target)]
+    assert len(matches) == 1, [f.as_json() for f in report.findings]
+    return matches[0]
+
+
+def assert_all_six(report: Report) -> None:
+    assert {f.check for f in report.findings} == set(CHECKS), [f.as_json() for f in report.findings]
+    for f in report.findings:
+        assert f.summary and f.advice and "\n" not in f.summary + f.advice
+
+
+def test_direct_postgres(app_db: AppDatabase) -> None:
+    report = run_doctor(app_db.direct_url)
+    assert_all_six(report)
+    pooling = finding(report, "pooling")
+    assert pooling.status is Status.FAIL and pooling.details["kind"] == "direct"
+    assert "point DATABASE_URL at a transaction pooler" in pooling.advice
+    prepared = finding(report, "prepared statements")
+    # Directly, a protocol-level prepared statement is still there in the next transaction.
+    assert prepared.status is Status.OK and prepared.details["survived"] and "persist" in prepared.summary
+    assert finding(report, "session state").status is Status.OK
+    assert finding(report, "tls").status is Status.OK and "verified" in finding(report, "tls").summary
+    assert finding(report, "pair").status is Status.WARN  # only one URL
+    assert report.exit_code == 1
+
+    as_direct = run_doctor(None, app_db.direct_url)
+    assert finding(as_direct, "pooling", "DATABASE_URL_UNPOOLED").status is Status.OK
+    assert as_direct.elapsed_s < 10
+
+
+@pytest.mark.parametrize("max_prepared_statements", [200, 0])
+def test_transaction_pooler_pair(
+    app_db: AppDatabase,
+    start_pooler: Callable[..., RunningPooler],
+    pgbouncer_version: PgBouncerVersion,
+    max_prepared_statements: int,
+) -> None:
+    """Prepared statements are carried only by PgBouncer 1.21+ with max_prepared_statements > 0 (1.18: never)."""
+    pooler = start_pooler(max_prepared_statements=max_prepared_statements)
+    report = run_doctor(pooler.url(), app_db.direct_url)
+    assert_all_six(report)
+    assert finding(report, "pooling").details["kind"] == "transaction pooling"
+    assert finding(report, "pooling").status is Status.OK
+    assert finding(report, "pooling", "DATABASE_URL_UNPOOLED").status is Status.OK
+    prepared = finding(report, "prepared statements")
+    assert prepared.details["ran_on_backend"] != prepared.details["made_on_backend"]
+    if pgbouncer_version.accepts("max_prepared_statements") and max_prepared_statements > 0:
+        assert prepared.status is Status.OK and prepared.details["survived"]
+    else:  # the name is unknown on the next backend
+        assert prepared.status is Status.WARN and not prepared.details["survived"]
+        assert "does not exist" in str(prepared.details["error"])
+        assert "prepare_threshold=None" in prepared.advice and "prepare: false" in prepared.advice
+    session = finding(report, "session state")
+    assert session.status is Status.WARN and session.details["leaked_to_other_client"]
+    assert "SET LOCAL" in session.advice and "LISTEN" in session.advice
+    assert finding(report, "tls").status is Status.WARN and "sslmode=require" in finding(report, "tls").summary
+    assert finding(report, "tls", "DATABASE_URL_UNPOOLED").status is Status.OK
+    assert finding(report, "pair").status is Status.OK
+    assert report.exit_code == 0
+
+    spike = run_doctor(pooler.url(), app_db.direct_url, instances=5000)
+    assert finding(spike, "headroom").status is not Status.FAIL
+    assert "multiplexes" in finding(spike, "headroom").summary
+
+
+def test_transaction_pooler_with_a_single_server(
+    app_db: AppDatabase, start_pooler: Callable[..., RunningPooler]
+) -> None:
+    """One server: the probe cannot move the next transaction to another backend, and says so."""
+    pooler = start_pooler(default_pool_size=1)
+    report = run_doctor(pooler.url(), app_db.direct_url)
+    assert finding(report, "pooling").details["kind"] == "transaction pooling"
+    prepared = finding(report, "prepared statements")
+    assert prepared.details["ran_on_backend"] == prepared.details["made_on_backend"]
+    assert prepared.status is Status.WARN and prepared.summary.startswith("inconclusive")
+    assert finding(report, "session state").details["leaked_to_other_client"]
+
+
+def test_session_mode_pooler(app_db: AppDatabase, start_pooler: Callable[..., RunningPooler]) -> None:
+    pooler = start_pooler(pool_mode="session")
+    report = run_doctor(pooler.url(), app_db.direct_url)
+    assert_all_six(report)
+    pooling = finding(report, "pooling")
+    assert pooling.status is Status.WARN and pooling.details["kind"] == "session pooling or proxy"
+    assert "pool_mode=transaction" in pooling.advice
+    assert finding(report, "prepared statements").status is Status.OK
+    assert finding(report, "session state").status is Status.OK
+    pair = finding(report, "pair")
+    assert pair.status is Status.FAIL and "not a transaction pooler" in pair.summary
+    assert report.exit_code == 1
+
+
+def test_statement_mode_pooler(app_db: AppDatabase, start_pooler: Callable[..., RunningPooler]) -> None:
+    """Statement mode refuses transactions and drops the client: said, and the other checks still run."""
+    pooler = start_pooler(pool_mode="statement")
+    report = run_doctor(pooler.url(), app_db.direct_url)
+    assert_all_six(report)
+    prepared = finding(report, "prepared statements")
+    assert prepared.status is Status.FAIL and "use pool_mode=transaction" in prepared.advice
+    assert finding(report, "session state").status is Status.WARN
+    assert finding(report, "tls").status is Status.WARN and finding(report, "pair").status is Status.OK
+
+
+@pytest.fixture
+def monitor_role(app_db: AppDatabase) -> Iterator[str]:
+    """A login role with pg_monitor, on the app database; its URL is returned."""
+    name, password = "lg_doctor_monitor", "m0n:it@r/pw"
+    app_db.cluster.create_app_database(name, password, app_db.dbname)
+    with app_db.cluster.connect_superuser() as conn:
+        conn.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(name)))
+    yield app_db.cluster.dsn(name, password, app_db.dbname)
+    with app_db.cluster.connect_superuser() as conn:
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def _leak(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    conn = psycopg.connect(url, application_name="leaky-function")
+    conn.execute("SELECT 1")  # not autocommit: the transaction stays open
+    return conn
+
+
+def test_leaked_idle_in_transaction_client(app_db: AppDatabase) -> None:
+    leaky = _leak(app_db.direct_url)
+    leaky_pid = leaky.info.backend_pid
+    try:
+        time.sleep(1.2)
+        report = run_doctor(app_db.direct_url, leak_after_s=1)
+    finally:
+        leaky.close()
+    headroom = finding(report, "headroom")
+    assert headroom.status is Status.WARN and headroom.details["leak_count"] == 1
+    assert headroom.details["leaks"][0]["pid"] == leaky_pid
+    assert "'leaky-function'" in headroom.summary and "idle_in_transaction_session_timeout" in headroom.advice
+    assert "leaky-function 1" in headroom.summary  # backends by application_name
+    assert headroom.details["by_state"]["idle in transaction"] == 1
+
+
+def test_role_without_pg_monitor_is_told_what_it_cannot_see(app_db: AppDatabase, monitor_role: str) -> None:
+    leaky = _leak(app_db.cluster.superuser_dsn(app_db.dbname))  # another role's session
+    try:
+        time.sleep(1.2)
+        blind = run_doctor(app_db.direct_url, leak_after_s=1)
+        seeing = run_doctor(monitor_role, leak_after_s=1)
+    finally:
+        leaky.close()
+    headroom = finding(blind, "headroom")
+    assert headroom.status is Status.WARN and headroom.details["hidden"] >= 1 and not headroom.details["sees_all"]
+    assert "GRANT pg_monitor TO lifeguard_app" in headroom.advice and "cannot see" in headroom.summary
+    assert headroom.details["leak_count"] == 0  # not reported as "no leaks": the summary says it cannot see
+    monitored = finding(seeing, "headroom")
+    assert monitored.details["sees_all"] and monitored.details["hidden"] == 0
+    assert monitored.details["leak_count"] == 1 and "pg_monitor" not in monitored.advice
+
+
+def test_pair_on_two_databases(app_db: AppDatabase, start_pooler: Callable[..., RunningPooler]) -> None:
+    pooler = start_pooler()
+    other = f"{app_db.dbname}_other"
+    app_db.cluster.create_app_database(app_db.user, app_db.password, other)
+    try:
+        report = run_doctor(pooler.url(), app_db.cluster.dsn(app_db.user, app_db.password, other))
+    finally:
+        app_db.cluster.drop_database(other)
+    pair = finding(report, "pair")
+    assert pair.status is Status.FAIL and "different databases" in pair.summary
+    assert pair.details["pooled"]["database"] == app_db.dbname and pair.details["direct"]["database"] == other
+    assert report.exit_code == 1
+
+
+def _doctor_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lifeguard.cli", "doctor", *args], env=cli_env(env),
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_cli_json_and_exit_status(app_db: AppDatabase, start_pooler: Callable[..., RunningPooler]) -> None:
+    pooler = start_pooler()
+    ok = _doctor_cli(["--json"], {"DATABASE_URL": pooler.url(), "DATABASE_URL_UNPOOLED": app_db.direct_url})
+    assert_no_secret(ok.stdout + ok.stderr, [*secrets_of(app_db), pooler.url()])
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["status"] in ("ok", "warn") and report["urls"]["DATABASE_URL"].startswith("postgresql://lifeguard_app:***@")
+    assert {f["check"] for f in report["findings"]} == set(CHECKS)
+
+    spike = _doctor_cli([app_db.direct_url, "--instances", "500"], {})
+    assert_no_secret(spike.stdout + spike.stderr, secrets_of(app_db))
+    assert spike.returncode == 1
+    assert "FAIL  headroom" in spike.stdout and "would get 'too many clients'" in spike.stdout
+
+    assert _doctor_cli([], {}).returncode == 2
+
+
+def test_never_prints_a_password_from_a_url_that_is_not_percent_encoded(app_db: AppDatabase) -> None:
+    raw = "Xq7ZrTq/Wp3KvLm@x"
+    url = f"postgresql://{app_db.user}:{raw}@localhost:{app_db.cluster.port}/{app_db.dbname}"
+    proc = _doctor_cli([url], {})
+    assert proc.returncode == 1
+    assert_no_secret(proc.stdout + proc.stderr, [raw, "Xq7ZrTq", "Wp3KvLm", quote(raw, safe="")])
+    assert "FAIL" in proc.stdout and APP_PASSWORD not in proc.stdout
