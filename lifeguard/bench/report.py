@@ -69,7 +69,7 @@ def _tick(met: bool) -> str:
 def render_markdown(r: dict[str, Any], chart_name: str) -> str:
     m, s, t = r["machine"], r["settings"], r["targets"]
     spike, churn, warm = r["spike"], r["churn"], r["warm"]
-    verifier = r.get("verifier")
+    plain = r.get("plain_password")
     reuseport = r.get("reuseport")
     pool = spike["pool_size"]
     lines: list[str] = [
@@ -133,9 +133,9 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         lines.append(_spike_row("straight at Postgres", d, spike["max_connections"], "max_connections"))
     for run in spike["pooled_runs"]:
         lines.append(_spike_row("through PgBouncer", run, pool, "pool"))
-    if verifier:
-        for run in verifier["spike"]["pooled_runs"]:
-            lines.append(_spike_row("PgBouncer, SCRAM verifier (experiment)", run, pool, "pool"))
+    if plain:
+        for run in plain["spike"]["pooled_runs"]:
+            lines.append(_spike_row("PgBouncer, plain password (experiment)", run, pool, "pool"))
     if reuseport:
         rp = reuseport["spike"]
         for run in rp["pooled_runs"]:
@@ -164,12 +164,13 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     pairs = [("through PgBouncer", churn)]
-    if verifier:
-        pairs.append(("PgBouncer, SCRAM verifier (experiment)", verifier["churn"]))
+    if plain:
+        pairs.append(("PgBouncer, plain password (experiment)", plain["churn"]))
     if reuseport:
         k = reuseport["processes"]
         pairs.append((f"{k} PgBouncers, so_reuseport", reuseport["churn"]))
-        pairs.append((f"{k} PgBouncers, so_reuseport + verifier (experiment)", reuseport["verifier_churn"]))
+        pairs.append((f"{k} PgBouncers, so_reuseport + plain password (experiment)",
+                      reuseport["plain_password_churn"]))
     for name, pair in pairs:
         lines.append(_churn_row("straight at Postgres", pair["direct"], None))
         lines.append(_churn_row(name, pair["pooled"], pair["ratio"]))
@@ -205,8 +206,8 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "",
         "- Same machine, same run, same code path: the functions' own `lambdas.db.Database`, one per",
         "  instance, with `prepare_threshold=None` (no prepared statements through a transaction pooler).",
-        "- The SCRAM-verifier rows are an experiment (`lifeguard/bench/experiments.py`): the kit ships",
-        "  plain passwords in `auth_file`, which the renderer enforces.",
+        "- The kit ships the application role's SCRAM verifier in `auth_file`; the plain-password rows",
+        "  are an experiment (`lifeguard/bench/experiments.py`) showing what PgBouncer pays without it.",
         "- The raw figures are in `benchmarks.json`; `lifeguard bench --help` lists the knobs",
         "  (levels, durations, workers, clients).",
         "",
@@ -260,8 +261,8 @@ def _spike_explanation(r: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"**Target missed as shipped:** {_n(t['measured'])} instances passed; {how}. What lifts it: more",
-            "PgBouncer cores (`so_reuseport`, or more tasks behind the NLB), PgBouncer 1.25+ (which the",
-            "image pins) for its faster ad-hoc SCRAM, or a SCRAM verifier in auth_file (rows above).",
+            "PgBouncer cores (`so_reuseport`, or more tasks behind the NLB), and the Lambda hosts doing the",
+            "clients' half of every login (here the clients share the machine's cores).",
         ]
     return [*lines, ""]
 
@@ -280,23 +281,24 @@ def _churn_explanation(r: dict[str, Any]) -> list[str]:
         " cost, so the ratio of the two is what the pooler can win on one machine.",
         "",
     ]
+    plain = r.get("plain_password")
+    if plain:
+        v = plain["churn"]["pooled"]["cpu_ms_per_invocation"]
+        lines += [
+            f"PgBouncer CPU per login: {p['pgbouncer']:.2f} ms with the SCRAM verifier in auth_file (as shipped),"
+            f" {v['pgbouncer']:.2f} ms with the plain password, from which PgBouncer derives the SCRAM keys"
+            f" again for every login ({cr['by_variant'].get('plain_password', '-')}x direct).",
+            "",
+        ]
     if not cr["met"]:
-        verifier = r.get("verifier")
-        lift = ""
-        if verifier:
-            v = verifier["churn"]["pooled"]["cpu_ms_per_invocation"]
-            lift = (f" With the SCRAM verifier in auth_file, PgBouncer's share drops from {p['pgbouncer']:.2f} ms to"
-                    f" {v['pgbouncer']:.2f} ms per login ({cr['by_variant'].get('scram_verifier', '-')}x direct).")
         lines += [
             f"**Target missed as shipped ({cr['measured']}x):** the client's own login CPU"
             f" ({p['client']:.2f} ms: SCRAM's 4096 PBKDF2 iterations and the TLS handshake in libpq, plus the"
-            " Python handler) is paid on both paths and shares the same two cores, and PgBouncer 1.18 spends"
-            f" {p['pgbouncer']:.2f} ms re-deriving SCRAM keys from the plain password for every login."
-            + lift,
+            " Python handler) is paid on both paths and shares the same two cores.",
             f"Best lift tried here: {cr['best_variant']} at {cr['by_variant'][cr['best_variant']]}x direct"
             + (" (target reached)." if cr["by_variant"][cr["best_variant"]] >= cr["target"] else "."),
-            "What lifts it in production: the clients' CPU is on the Lambda hosts, PgBouncer 1.25+ (pinned in"
-            " the image) derives SCRAM keys much faster, and `so_reuseport` or more tasks add pooler cores.",
+            "What lifts it in production: the clients' CPU is on the Lambda hosts, and `so_reuseport` or more"
+            " tasks add pooler cores.",
             "",
         ]
     reuse = cr["by_variant"].get("so_reuseport")
