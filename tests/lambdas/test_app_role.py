@@ -6,6 +6,7 @@ the migration role, and the role was provisioned the way the migration job does 
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -121,7 +122,11 @@ def test_changing_the_password_reprovisions_both_sides(pooler: RunningPooler) ->
         provision_app_role(conn, AppRole(APP_USER, new_verifier), "public")
     # The pooler's half: its secret now holds the new verifier; RELOAD re-reads auth_file.
     auth_file = Path(pooler.process.settings.auth_file)
+    old_mtime = auth_file.stat().st_mtime
     auth_file.write_text(render_userlist({APP_USER: new_verifier}))
+    # PgBouncer re-reads auth_file only when its size or mtime (whole seconds) changed, and a new
+    # verifier has the old one's length: make the change visible even within the same second.
+    os.utime(auth_file, (old_mtime + 5, old_mtime + 5))
     pooler.process.send_signal(signal.SIGHUP)
     assert stored_verifier(db, APP_USER) == new_verifier
     deadline = time.monotonic() + 10
