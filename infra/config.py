@@ -51,6 +51,8 @@ NOFILE_FLOOR = 65_535
 # Postgres and RDS reserve these names; `pgbouncer` is PgBouncer's admin console database.
 _RESERVED_DB_NAMES = frozenset({"postgres", "template0", "template1", "rdsadmin", "pgbouncer"})
 _RDS_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+# Lower case: the migration job quotes the name, and Postgres folds unquoted names to lower case.
+_APP_ROLE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _INSTANCE_CLASS = re.compile(r"^db\.[a-z0-9]+\.[a-z0-9]+$")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
@@ -93,7 +95,10 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("dbAllocatedStorageGb", "20", "Initial gp3 storage in GiB (20 to 65536)."),
     KeySpec("dbMaxAllocatedStorageGb", "100", "Storage autoscaling ceiling in GiB; 0 turns autoscaling off."),
     KeySpec("dbName", "app", "Database name, in both URLs."),
-    KeySpec("dbUsername", "lifeguard", "Database user, in both URLs and the pooler's credentials."),
+    KeySpec("dbUsername", "lifeguard", "The RDS master user: owns the schema; `DATABASE_URL_UNPOOLED` (the "
+            "migration job) logs in as it."),
+    KeySpec("dbAppUsername", "lifeguard_app", "The DML-only application role `DATABASE_URL` (the functions, "
+            "through PgBouncer) logs in as; the migration job creates it (lower case, not `dbUsername`)."),
     KeySpec("dbBackupRetentionDays", "7", "Automated backup retention (1 to 35 days)."),
     KeySpec("dbMultiAz", "= production", "Run a standby in a second AZ."),
     KeySpec("deletionProtection", "= production", "Turn on deletion protection for the database and the NLB "
@@ -177,6 +182,9 @@ class DatabaseConfig:
     max_allocated_storage_gb: int
     db_name: str
     username: str
+    """The master user: owns the schema, runs the migrations (direct URL)."""
+    app_username: str
+    """The DML-only application role: the functions' login through PgBouncer (pooled URL)."""
     backup_retention_days: int
     multi_az: bool
     deletion_protection: bool
@@ -473,6 +481,15 @@ def _database(read: _Reader, production: bool) -> DatabaseConfig:
     if not _RDS_IDENTIFIER.match(username) or username.lower().startswith(("rds", "pg_")):
         read.problem("dbUsername", "must start with a letter, hold only letters, digits and '_' (at most "
                                    f"63), and not start with 'rds' or 'pg_'; got {username!r}")
+    app_username = read.string("dbAppUsername", "lifeguard_app")
+    if not _APP_ROLE.match(app_username) or app_username.startswith(("rds", "pg_")):
+        read.problem("dbAppUsername", "must start with a lower-case letter, hold only lower-case letters, digits "
+                                      f"and '_' (at most 63), and not start with 'rds' or 'pg_'; got {app_username!r}")
+    elif app_username == username.lower():
+        read.problem("dbAppUsername", f"must differ from dbUsername ({username!r}): the functions' role gets DML "
+                                      "only, the master user owns the schema")
+    elif app_username == STATS_USER:
+        read.problem("dbAppUsername", f"{STATS_USER!r} is PgBouncer's console user; choose another name")
     instance_class = read.string("dbInstanceClass", "db.t4g.small")
     if not _INSTANCE_CLASS.match(instance_class):
         read.problem("dbInstanceClass", f"must look like db.t4g.small, got {instance_class!r}")
@@ -489,6 +506,7 @@ def _database(read: _Reader, production: bool) -> DatabaseConfig:
         max_allocated_storage_gb=max_allocated,
         db_name=db_name,
         username=username,
+        app_username=app_username,
         backup_retention_days=read.integer("dbBackupRetentionDays", 7, 1, 35),
         multi_az=read.boolean("dbMultiAz", production),
         deletion_protection=read.boolean("deletionProtection", production),

@@ -17,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import lambda_package
+from infra.components.app_role import AppRoleCredentials, AppRoleCredentialsArgs
 from infra.components.database import Database, DatabaseArgs
 from infra.components.functions import Functions, FunctionsArgs
 from infra.components.image import context_tag
@@ -137,6 +138,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             final_snapshot=cfg.production,
         ),
     )
+    app_role = AppRoleCredentials("app-role", AppRoleCredentialsArgs(username=db_cfg.app_username))
     secret_prefix = _secret_name_prefix()
     metrics_service = metrics_service_name()
     pooler = Pooler(
@@ -149,8 +151,8 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             task_security_group_id=network.pooler_security_group_id,
             database_address=database.address,
             db_name=db_cfg.db_name,
-            username=db_cfg.username,
-            password=database.password,
+            username=app_role.username,
+            verifier=app_role.verifier,
             settings=cfg.pooler,
             context_dir=paths.pgbouncer_context,
             secret_name_prefix=secret_prefix,
@@ -185,6 +187,8 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         ConnectionSecretsArgs(
             username=db_cfg.username,
             password=database.password,
+            app_username=app_role.username,
+            app_password=app_role.password,
             db_name=db_cfg.db_name,
             pooler_host=pooler.endpoint,
             pooler_port=pooler.port,
@@ -213,6 +217,8 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             subnet_ids=network.private_subnet_ids,
             security_group_id=network.migration_security_group_id,
             direct_secret_arn=secrets.direct_secret_arn,
+            app_role=app_role.username,
+            app_role_verifier_secret_arn=pooler.credentials_secret_arn,
             settings=cfg.migration,
             context_dir=paths.migrator_context,
             log_retention_days=cfg.log_retention_days,

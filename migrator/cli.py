@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from migrator.errors import ExitCode, MigratorError
+from migrator.roles import ENV_ROLE, ENV_VERIFIER, app_role_from_env
 from migrator.runner import (
     DEFAULT_LOCK_TIMEOUT_S,
     DEFAULT_MIGRATIONS_DIR,
@@ -34,7 +35,9 @@ log = logging.getLogger("migrator")
 
 EPILOG = f"""\
 The direct URL comes from {ENV_URL}, or from the Secrets Manager secret whose ARN is in
-{ENV_SECRET_ARN}. {ENV_POOLED_URL} (the pooled URL) is never used.
+{ENV_SECRET_ARN}. {ENV_POOLED_URL} (the pooled URL) is never used. With {ENV_ROLE} (a role
+name) and {ENV_VERIFIER} (its SCRAM verifier), 'apply' first provisions that DML-only
+application role, under the migration lock.
 
 exit codes:
   0  success            3  refused: the URL goes through a pooler    6  an applied file was edited
@@ -139,7 +142,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 log.error("%d applied migration(s) were edited since they were applied", len(changed))
                 return int(ExitCode.CHECKSUM_DRIFT)
             return int(ExitCode.OK)
-        report = migrate(resolved.url, args.migrations_dir, args.lock_timeout, dry_run=args.dry_run)
+        app_role = app_role_from_env(os.environ if environ is None else environ)
+        if app_role is None:
+            log.info("no application role to provision (%s and %s are unset)", ENV_ROLE, ENV_VERIFIER)
+        else:
+            redactor.add_secret(app_role.verifier)
+        report = migrate(resolved.url, args.migrations_dir, args.lock_timeout, dry_run=args.dry_run,
+                         app_role=app_role)
         if args.dry_run:
             print(format_plan(report), flush=True)
         return int(ExitCode.OK)

@@ -47,6 +47,7 @@ from migrator.errors import (
 )
 from migrator.files import NO_TRANSACTION, Migration, load_migrations
 from migrator.guard import check_direct
+from migrator.roles import AppRole, provision_app_role
 from migrator.source import Redactor, describe_target
 from migrator.sqlsplit import Statement
 
@@ -435,12 +436,14 @@ def migrate(
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
     *,
     dry_run: bool = False,
+    app_role: AppRole | None = None,
 ) -> MigrationReport:
     """Apply every pending migration in ``migrations_dir`` (default: the bundled ones) through ``url``.
 
     ``url`` must be the direct URL. Raises a :class:`migrator.errors.MigratorError` subclass on
     any failure; its message never contains the URL or password. A dry run checks the same
-    things (pooler, files, drift) without taking the lock or changing anything.
+    things (pooler, files, drift) without taking the lock or changing anything. ``app_role``, when
+    given, is provisioned under the lock before any migration (:mod:`migrator.roles`).
     """
     _check_lock_timeout(lock_timeout_s)
     directory = migrations_dir or DEFAULT_MIGRATIONS_DIR
@@ -456,6 +459,9 @@ def migrate(
             return MigrationReport(session.target, (), applied_count, pending, True, 0.0)
         waited = session.acquire_lock(lock_timeout_s)
         session.ensure_table()
+        if app_role is not None:
+            session.redactor.add_secret(app_role.verifier)
+            provision_app_role(session.conn, app_role, session.schema, session.table)
         # Read only now, under the lock: whatever a run we waited for applied is seen as applied.
         recorded = session.read_applied()
         states = _compare(migrations, recorded)

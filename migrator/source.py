@@ -72,6 +72,11 @@ class Redactor(logging.Filter):
         self._secrets |= {s for s in secrets if s}
         self._ordered = sorted(self._secrets, key=len, reverse=True)
 
+    def add_secret(self, secret: str) -> None:
+        """Mask ``secret`` (a SCRAM verifier, say) as it is written."""
+        self._secrets.add(secret)
+        self._ordered = sorted(self._secrets, key=len, reverse=True)
+
     def __call__(self, text: str) -> str:
         for secret in self._ordered:
             text = text.replace(secret, MASK)

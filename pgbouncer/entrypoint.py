@@ -6,7 +6,8 @@ the local stack calls :func:`prepare` and :func:`check_open_files` exactly as th
 Environment:
   LIFEGUARD_PGBOUNCER_SETTINGS  JSON of :class:`pgbouncer.settings.PoolerSettings` (no secrets)
   POOLER_CREDENTIALS            JSON ``{"username": ..., "password": ...}`` from Secrets Manager:
-                                the database user PgBouncer logs in as, and clients log in as
+                                the database user clients and PgBouncer log in as; the stack's
+                                "password" is that role's SCRAM verifier (SCRAM pass-through)
   POOLER_STATS_CREDENTIALS      optional, same shape: a read-only console user for the metrics
                                 sidecar; it must be listed in the settings' ``stats_users``
 """

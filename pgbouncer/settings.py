@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pgbouncer import scram
 from pgbouncer.versions import PINNED, PgBouncerVersion
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -22,8 +23,8 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 NLB_IDLE_TIMEOUT_S = 350
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?$|^/[^\s'\\]+$")
-# PgBouncer reads these shapes in userlist.txt as hashes, not plain passwords.
-_LOOKS_HASHED = re.compile(r"^(md5[0-9a-f]{32}|SCRAM-SHA-256\$.*)$")
+# PgBouncer reads this shape in userlist.txt as an md5 hash, which SCRAM logins cannot use.
+_LOOKS_MD5 = re.compile(r"^md5[0-9a-f]{32}$")
 # PgBouncer 1.18 cuts longer auth_file passwords silently (or logs "password too long in auth file")
 # and the user then fails SASL: measured, 1024 bytes log in and 1025 do not. Newer releases allow 2047.
 MAX_PASSWORD_BYTES = 1024
@@ -407,11 +408,14 @@ def _check_value(key: str, value: str) -> None:
 
 
 def render_userlist(credentials: Mapping[str, str]) -> str:
-    """``userlist.txt`` with plain passwords, one ``"user" "password"`` line each.
+    """``userlist.txt``, one ``"user" "secret"`` line each: a SCRAM verifier or a plain password.
 
-    Plain passwords (not SCRAM verifiers) let PgBouncer log in to RDS with SCRAM: a stored
-    verifier only works when byte-identical to the server's. Inside the quotes PgBouncer reads
-    ``""`` as one ``"``; every other printable character is taken literally.
+    The application role's line holds its SCRAM-SHA-256 verifier (:mod:`pgbouncer.scram`):
+    PgBouncer checks clients without a PBKDF2 run per login and logs in to Postgres by SCRAM
+    pass-through, which needs the verifier byte-identical to the one in ``pg_authid`` (the stack
+    computes it once for both). Console-only users (``stats_users``) may hold plain passwords.
+    Refused: md5 hashes (useless for SCRAM), and text that starts like a verifier but is not one
+    PgBouncer can parse. Inside the quotes PgBouncer reads ``""`` as one ``"``.
     """
     if not credentials:
         raise SettingsError("the pooler needs at least one user in its credentials")
@@ -439,11 +443,19 @@ def render_userlist(credentials: Mapping[str, str]) -> str:
                 f"the password for pooler user {user!r} is longer than {MAX_PASSWORD_BYTES} bytes, "
                 "which PgBouncer cannot read from userlist.txt; choose a shorter one"
             )
-        if _LOOKS_HASHED.match(password):
+        if _LOOKS_MD5.match(password):
             raise SettingsError(
-                f"the password for pooler user {user!r} looks like an md5 or SCRAM hash, which "
-                "PgBouncer would not treat as a password; choose another"
+                f"the password for pooler user {user!r} looks like an md5 hash, which PgBouncer cannot "
+                "use for SCRAM logins; give the role's SCRAM-SHA-256 verifier or a plain password"
             )
+        if password.startswith(scram.PREFIX):
+            try:
+                scram.parse_verifier(password)
+            except scram.VerifierError as exc:
+                raise SettingsError(
+                    f"the SCRAM verifier for pooler user {user!r} is malformed ({exc}); give the verifier "
+                    "exactly as Postgres stores it (pgbouncer.scram.scram_verifier computes it)"
+                ) from None
         lines.append(f"{_quote(user)} {_quote(password)}")
     return "\n".join(lines) + "\n"
 

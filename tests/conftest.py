@@ -18,11 +18,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import psycopg
 import pytest
 
 from lifeguard.local.pooler import PoolerProcess, installed_version, local_settings
 from lifeguard.local.postgres import PostgresCluster, make_dsn
 from lifeguard.local.system import find_pgbouncer, free_port
+from migrator.roles import AppRole, provision_app_role
+from pgbouncer.scram import scram_verifier
 from pgbouncer.settings import PoolerSettings
 from pgbouncer.sizing import PoolBudget
 from pgbouncer.versions import PgBouncerVersion
@@ -30,6 +33,11 @@ from pgbouncer.versions import PgBouncerVersion
 # Every printable ASCII class that broke other images' rendering: quotes, spaces, @ : % # ; $ *.
 APP_PASSWORD = "s3cr\"et' pa@ss:w%rd#;$*&\\=?/x"
 APP_USER = "lifeguard_app"
+# The schema owner the migrations run as (the RDS master user's stand-in): CREATEROLE, not superuser.
+OWNER_USER = "lifeguard_owner"
+OWNER_PASSWORD = "0wn#er 'p@ss\"w:rd%/?&="
+# A fixed salt: the verifier is stable, as the stack's is while the password stays the same.
+APP_SALT = bytes.fromhex("6c69666567756172642d746573747321")
 
 
 def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -62,14 +70,35 @@ def pg_cluster(state_root: Path) -> Iterator[PostgresCluster]:
 
 @dataclass(frozen=True)
 class AppDatabase:
+    """A database owned by :data:`OWNER_USER`, with the DML-only application role provisioned in it."""
+
     cluster: PostgresCluster
     user: str
+    """The application role (what ``DATABASE_URL`` logs in as)."""
     password: str = field(repr=False)  # pytest prints fixture values when a test fails
     dbname: str
+    owner: str = OWNER_USER
+    owner_password: str = field(default=OWNER_PASSWORD, repr=False)
 
     @property
     def direct_url(self) -> str:
+        """``DATABASE_URL_UNPOOLED``: the schema owner, straight to Postgres (what the migration job gets)."""
+        return self.cluster.dsn(self.owner, self.owner_password, self.dbname)
+
+    @property
+    def app_direct_url(self) -> str:
+        """The application role straight to Postgres (no function gets this; for checks)."""
         return self.cluster.dsn(self.user, self.password, self.dbname)
+
+    @property
+    def verifier(self) -> str:
+        """The application role's SCRAM verifier: what the pooler's secret and ``pg_authid`` hold."""
+        return scram_verifier(self.password, APP_SALT)
+
+    def provision(self) -> None:
+        """What the migration job does before migrating: the application role and its grants."""
+        with psycopg.connect(self.direct_url, autocommit=True) as conn:
+            provision_app_role(conn, AppRole(self.user, self.verifier), "public")
 
 
 def pooler_settings(
@@ -93,10 +122,12 @@ _db_counter = itertools.count(1)
 
 @pytest.fixture
 def app_db(pg_cluster: PostgresCluster) -> Iterator[AppDatabase]:
-    """A fresh database owned by the app role, dropped after the test."""
+    """A fresh database owned by the owner role, the application role provisioned; dropped after the test."""
     dbname = f"app_{next(_db_counter)}"
-    pg_cluster.create_app_database(APP_USER, APP_PASSWORD, dbname)
-    yield AppDatabase(pg_cluster, APP_USER, APP_PASSWORD, dbname)
+    pg_cluster.create_app_database(OWNER_USER, OWNER_PASSWORD, dbname, createrole=True)
+    db = AppDatabase(pg_cluster, APP_USER, APP_PASSWORD, dbname)
+    db.provision()
+    yield db
     pg_cluster.drop_database(dbname)
 
 
@@ -145,7 +176,8 @@ def start_pooler(
         )
         process = PoolerProcess(root=root, settings=settings, nofile=nofile, binary=pgbouncer_binary)
         started.append(process)
-        process.start({app_db.user: app_db.password})
+        # As shipped: the application role's SCRAM verifier in auth_file, not its password.
+        process.start({app_db.user: app_db.verifier})
         return RunningPooler(process, app_db)
 
     yield start

@@ -1,8 +1,11 @@
 """The migration job: a Fargate task definition the pipeline runs after ``pulumi up``.
 
-It connects straight to RDS (DDL and advisory locks do not survive a transaction pooler), so its
-only database secret is ``DATABASE_URL_UNPOOLED``, injected by ECS through an execution role that
-may read that secret and no other. The task has no task role: it needs no AWS API at run time.
+It connects straight to RDS (DDL and advisory locks do not survive a transaction pooler) as the
+master user: ``DATABASE_URL_UNPOOLED``, injected by ECS. Before migrating it provisions the
+application role the functions use, setting its password from the SCRAM verifier in the pooler's
+secret (the ``password`` key, injected alone): the job never sees the functions' plain password.
+Its execution role may read those two secrets and no other. The task has no task role: it needs
+no AWS API at run time.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ from infra.config import MigrationConfig
 
 CONTAINER_NAME = "migrator"
 SECRET_ENV = "DATABASE_URL_UNPOOLED"  # noqa: S105 (a variable name)
+# What migrator/roles.py reads; spelled out (the Pulumi program does not import the image's code),
+# tests/infra checks they agree.
+APP_ROLE_ENV = "LIFEGUARD_APP_ROLE"
+APP_ROLE_VERIFIER_ENV = "LIFEGUARD_APP_ROLE_VERIFIER"
+# ECS injects one JSON key of a secret with valueFrom "<arn>:<key>::".
+VERIFIER_KEY = "password"
 LOG_STREAM_PREFIX = "migrate"
 # Migrations get SIGTERM first; let a running statement finish or roll back cleanly.
 STOP_TIMEOUT_S = 120
@@ -31,6 +40,10 @@ class MigrationJobArgs:
     subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
     security_group_id: pulumi.Input[str]
     direct_secret_arn: pulumi.Output[str]
+    app_role: str
+    """The application role the job provisions (``LIFEGUARD_APP_ROLE``)."""
+    app_role_verifier_secret_arn: pulumi.Output[str]
+    """The pooler's credentials secret: its ``password`` key holds the role's SCRAM verifier."""
     settings: MigrationConfig
     context_dir: Path
     """The ``migrator/`` folder: build context of the image."""
@@ -59,8 +72,10 @@ class MigrationJob(pulumi.ComponentResource):
             architecture=cfg.architecture,
             production=args.production,
             log_retention_days=args.log_retention_days,
-            role_description="Starts the migration task: pulls its image, writes its logs, reads DATABASE_URL_UNPOOLED",
-            secrets={"ReadDirectDatabaseUrl": args.direct_secret_arn},
+            role_description="Starts the migration task: pulls its image, writes its logs, reads DATABASE_URL_UNPOOLED "
+                             "and the application role's SCRAM verifier",
+            secrets={"ReadDirectDatabaseUrl": args.direct_secret_arn,
+                     "ReadAppRoleVerifier": args.app_role_verifier_secret_arn},
             opts=child,
         )
         image, cluster, logs, execution_role = base.image, base.cluster, base.logs, base.execution_role
@@ -68,7 +83,12 @@ class MigrationJob(pulumi.ComponentResource):
             "name": CONTAINER_NAME,
             "image": image.image_uri,
             "essential": True,
-            "secrets": [{"name": SECRET_ENV, "valueFrom": args.direct_secret_arn}],
+            "environment": [{"name": APP_ROLE_ENV, "value": args.app_role}],
+            "secrets": [
+                {"name": SECRET_ENV, "valueFrom": args.direct_secret_arn},
+                {"name": APP_ROLE_VERIFIER_ENV,
+                 "valueFrom": pulumi.Output.concat(args.app_role_verifier_secret_arn, f":{VERIFIER_KEY}::")},
+            ],
             "stopTimeout": STOP_TIMEOUT_S,
             "logConfiguration": {
                 "logDriver": "awslogs",

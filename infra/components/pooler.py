@@ -55,7 +55,9 @@ class PoolerArgs:
     """The RDS endpoint name: PgBouncer verifies the server certificate against it."""
     db_name: str
     username: str
-    password: pulumi.Output[str]
+    """The application role: the only user clients log in as (so the pool sizing holds)."""
+    verifier: pulumi.Output[str]
+    """The role's SCRAM verifier (:class:`infra.components.app_role.AppRoleCredentials`), never a password."""
     settings: PoolerConfig
     context_dir: Path
     """The ``pgbouncer/`` folder: build context of the image."""
@@ -95,12 +97,13 @@ class Pooler(pulumi.ComponentResource):
         credentials = aws.secretsmanager.Secret(
             f"{name}-credentials",
             name_prefix=f"{args.secret_name_prefix}POOLER_CREDENTIALS-",
-            description="PgBouncer's database login, rendered into its auth_file; read by the pooler tasks only",
+            description="The application role's SCRAM verifier, rendered into PgBouncer's auth_file; read by the "
+                        "pooler tasks, and by the migration job, which sets the same verifier in Postgres",
             recovery_window_in_days=args.secret_recovery_window_days,
             opts=child,
         )
         credentials_value: pulumi.Output[str] = pulumi.Output.json_dumps(
-            {"username": args.username, "password": args.password}
+            {"username": args.username, "password": args.verifier}
         )
         aws.secretsmanager.SecretVersion(
             f"{name}-credentials",

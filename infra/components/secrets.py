@@ -1,8 +1,9 @@
 """The two connection strings, each its own Secrets Manager secret.
 
-``DATABASE_URL`` goes through the pooler (the NLB); ``DATABASE_URL_UNPOOLED`` goes straight to
-RDS. Same user, same database: only host, port and TLS mode differ, as with managed providers.
-Who may read which is decided by the roles that reference these ARNs, not here.
+``DATABASE_URL`` goes through the pooler (the NLB) and logs in as the DML-only application role;
+``DATABASE_URL_UNPOOLED`` goes straight to RDS as the master user, who owns the schema and runs
+the migrations. Same database; user, host, port and TLS mode differ. Who may read which is
+decided by the roles that reference these ARNs, not here.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ def _credentials(user: str, password: str) -> str:
 @dataclass(frozen=True)
 class ConnectionSecretsArgs:
     username: str
+    """The master user, in the direct URL."""
     password: pulumi.Output[str]
+    app_username: str
+    """The application role, in the pooled URL."""
+    app_password: pulumi.Output[str]
     db_name: str
     pooler_host: pulumi.Output[str]
     pooler_port: int
@@ -71,8 +76,8 @@ class ConnectionSecrets(pulumi.ComponentResource):
             recovery_window_in_days=args.recovery_window_days,
             opts=child,
         )
-        pooled_value: pulumi.Output[str] = pulumi.Output.all(args.password, args.pooler_host).apply(
-            lambda values: pooled_url(args.username, values[0], values[1], args.pooler_port, args.db_name)
+        pooled_value: pulumi.Output[str] = pulumi.Output.all(args.app_password, args.pooler_host).apply(
+            lambda values: pooled_url(args.app_username, values[0], values[1], args.pooler_port, args.db_name)
         )
         aws.secretsmanager.SecretVersion(
             f"{name}-pooled",

@@ -69,7 +69,7 @@ def _tick(met: bool) -> str:
 def render_markdown(r: dict[str, Any], chart_name: str) -> str:
     m, s, t = r["machine"], r["settings"], r["targets"]
     spike, churn, warm = r["spike"], r["churn"], r["warm"]
-    verifier = r.get("verifier")
+    plain = r.get("plain_password")
     reuseport = r.get("reuseport")
     pool = spike["pool_size"]
     lines: list[str] = [
@@ -135,9 +135,9 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         lines.append(_spike_row("straight at Postgres", d, spike["max_connections"], "max_connections"))
     for run in spike["pooled_runs"]:
         lines.append(_spike_row("through PgBouncer", run, pool, "pool"))
-    if verifier:
-        for run in verifier["spike"]["pooled_runs"]:
-            lines.append(_spike_row("PgBouncer, SCRAM verifier (experiment)", run, pool, "pool"))
+    if plain:
+        for run in plain["spike"]["pooled_runs"]:
+            lines.append(_spike_row("PgBouncer, plain password (experiment)", run, pool, "pool"))
     if reuseport:
         rp = reuseport["spike"]
         for run in rp["pooled_runs"]:
@@ -166,12 +166,13 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     pairs = [("through PgBouncer", churn)]
-    if verifier:
-        pairs.append(("PgBouncer, SCRAM verifier (experiment)", verifier["churn"]))
+    if plain:
+        pairs.append(("PgBouncer, plain password (experiment)", plain["churn"]))
     if reuseport:
         k = reuseport["processes"]
         pairs.append((f"{k} PgBouncers, so_reuseport", reuseport["churn"]))
-        pairs.append((f"{k} PgBouncers, so_reuseport + verifier (experiment)", reuseport["verifier_churn"]))
+        pairs.append((f"{k} PgBouncers, so_reuseport + plain password (experiment)",
+                      reuseport["plain_password_churn"]))
     for name, pair in pairs:
         lines.append(_churn_row("straight at Postgres", pair["direct"], None))
         lines.append(_churn_row(name, pair["pooled"], pair["ratio"]))
@@ -209,8 +210,8 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "",
         "- Same machine, same run, same code path: the functions' own `lambdas.db.Database`, one per",
         "  instance, configured as the stack configures it (`LIFEGUARD_POOLER_PREPARED_STATEMENTS`).",
-        "- The SCRAM-verifier rows are an experiment (`lifeguard/bench/experiments.py`): the kit ships",
-        "  plain passwords in `auth_file`, which the renderer enforces.",
+        "- The kit ships the application role's SCRAM verifier in `auth_file`; the plain-password rows",
+        "  are an experiment (`lifeguard/bench/experiments.py`) showing what PgBouncer pays without it.",
         "- The raw figures are in `benchmarks.json`; `lifeguard bench --help` lists the knobs",
         "  (levels, durations, workers, clients).",
         "",
@@ -264,8 +265,8 @@ def _spike_explanation(r: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"**Target missed as shipped:** {_n(t['measured'])} instances passed; {how}. What lifts it: more",
-            "PgBouncer cores (`so_reuseport`, or more tasks behind the NLB), or a SCRAM verifier in",
-            "auth_file (rows above).",
+            "PgBouncer cores (`so_reuseport`, or more tasks behind the NLB), and the Lambda hosts doing the",
+            "clients' half of every login (here the clients share the machine's cores).",
         ]
     return [*lines, ""]
 
@@ -284,24 +285,24 @@ def _churn_explanation(r: dict[str, Any]) -> list[str]:
         " cost, so the ratio of the two is what the pooler can win on one machine.",
         "",
     ]
+    plain = r.get("plain_password")
+    if plain:
+        v = plain["churn"]["pooled"]["cpu_ms_per_invocation"]
+        lines += [
+            f"PgBouncer CPU per login: {p['pgbouncer']:.2f} ms with the SCRAM verifier in auth_file (as shipped),"
+            f" {v['pgbouncer']:.2f} ms with the plain password, from which PgBouncer derives the SCRAM keys"
+            f" again for every login ({cr['by_variant'].get('plain_password', '-')}x direct).",
+            "",
+        ]
     if not cr["met"]:
-        verifier = r.get("verifier")
-        lift = ""
-        if verifier:
-            v = verifier["churn"]["pooled"]["cpu_ms_per_invocation"]
-            lift = (f" With the SCRAM verifier in auth_file, PgBouncer's share drops from {p['pgbouncer']:.2f} ms to"
-                    f" {v['pgbouncer']:.2f} ms per login ({cr['by_variant'].get('scram_verifier', '-')}x direct).")
         lines += [
             f"**Target missed as shipped ({cr['measured']}x):** the client's own login CPU"
             f" ({p['client']:.2f} ms: SCRAM's 4096 PBKDF2 iterations and the TLS handshake in libpq, plus the"
-            f" Python handler) is paid on both paths and shares the same two cores, and PgBouncer"
-            f" {r['machine']['pgbouncer']} spends"
-            f" {p['pgbouncer']:.2f} ms re-deriving SCRAM keys from the plain password for every login."
-            + lift,
+            " Python handler) is paid on both paths and shares the same two cores.",
             f"Best lift tried here: {cr['best_variant']} at {cr['by_variant'][cr['best_variant']]}x direct"
             + (" (target reached)." if cr["by_variant"][cr["best_variant"]] >= cr["target"] else "."),
-            "What lifts it in production: the clients' CPU is on the Lambda hosts, a SCRAM verifier in"
-            " auth_file (rows above), and `so_reuseport` or more tasks add pooler cores.",
+            "What lifts it in production: the clients' CPU is on the Lambda hosts, and `so_reuseport` or more"
+            " tasks add pooler cores.",
             "",
         ]
     reuse = cr["by_variant"].get("so_reuseport")
@@ -321,8 +322,8 @@ def _compare_section(r: dict[str, Any]) -> list[str]:
         return []
     shipped, old = r["machine"]["pgbouncer"], c["pgbouncer"]
     rows = [
-        (shipped, r["spike"]["pooled_runs"][-1], r["churn"], r.get("verifier", {}).get("churn"), r["warm"]),
-        (old, c["spike"]["pooled_runs"][-1], c["churn"], c.get("verifier_churn"), c["warm"]),
+        (shipped, r["spike"]["pooled_runs"][-1], r["churn"], r.get("plain_password", {}).get("churn"), r["warm"]),
+        (old, c["spike"]["pooled_runs"][-1], c["churn"], c.get("plain_password_churn"), c["warm"]),
     ]
     lines = [
         f"## 4. PgBouncer {shipped} (shipped) against Debian 12's {old}",
@@ -332,13 +333,13 @@ def _compare_section(r: dict[str, Any]) -> list[str]:
         f"only the keys each release knows: {old} gets no `max_prepared_statements`).",
         "",
         "| PgBouncer | spike: ok / failed | first row p50 | churn throughput | vs direct | PgBouncer CPU per"
-        " login | with SCRAM verifier | warm p50 | warm throughput |",
+        " login | with the plain password | warm p50 | warm throughput |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for version, spike, churn_run, verifier_churn, warm_run in rows:
+    for version, spike, churn_run, plain_churn, warm_run in rows:
         cpu = churn_run["pooled"]["cpu_ms_per_invocation"]["pgbouncer"]
-        vcpu = (f"{verifier_churn['pooled']['cpu_ms_per_invocation']['pgbouncer']:.2f} ms"
-                if verifier_churn else "-")
+        vcpu = (f"{plain_churn['pooled']['cpu_ms_per_invocation']['pgbouncer']:.2f} ms"
+                if plain_churn else "-")
         lines.append(
             f"| {version} | {_n(spike['ok'])} / {_n(spike['failed'])} of {_n(spike['instances'])} | "
             f"{_ms(spike['p50_ms'])} | {churn_run['pooled']['throughput_per_s']:,.0f}/s | {churn_run['ratio']}x | "
@@ -349,7 +350,7 @@ def _compare_section(r: dict[str, Any]) -> list[str]:
         "",
         "Each ratio compares with the direct blocks interleaved with it. The two stacks run one after the",
         "other on a shared machine, so differences of a few percent are within its noise; the login cost",
-        "is set by the SCRAM work, which is the same in both releases (and drops with the verifier).",
+        "is set by the SCRAM work, which is the same in both releases (and rises with the plain password).",
         "",
     ]
     return lines

@@ -27,7 +27,7 @@ import psycopg
 from lambdas import read_invoices
 from lambdas.db import ClientSettings
 from lifeguard.bench.cpu import ServerCpu
-from lifeguard.bench.experiments import use_scram_verifier
+from lifeguard.bench.experiments import use_plain_password
 from lifeguard.bench.machine import describe, load_average
 from lifeguard.local.gauge import SpikeDisplay
 from lifeguard.local.invoker import COMPARE_URL_ENV, WorkerPool, split, worker_env
@@ -136,7 +136,8 @@ def capacity(variant: Variant, settings: BenchSettings, say: Say, levels: Sequen
     out: dict[str, Any] = {"pool_size": config.total_pool_size, "max_connections": config.max_connections}
     try:
         if with_direct:
-            direct = _spike(variant, monitor, "direct", stack.direct_url(config), settings.direct_instances, settings)
+            direct = _spike(variant, monitor, "direct", stack.app_direct_url(config), settings.direct_instances,
+                            settings)
             out["direct"] = {**direct.to_json(), "samples": direct.samples}
             # Straight at Postgres every live instance holds a backend: capacity is what got one.
             out["direct_capacity"] = direct.ok if direct.failed else direct.instances
@@ -241,7 +242,7 @@ def churn(variant: Variant, settings: BenchSettings) -> dict[str, Any]:
     stack, config = variant.stack, variant.config
     direct, pooled = _Churn(), _Churn()
     block = settings.churn_seconds / settings.churn_rounds
-    paths = [(stack.direct_url(config), direct), (stack.pooled_url(config), pooled)]
+    paths = [(stack.app_direct_url(config), direct), (stack.pooled_url(config), pooled)]
     for round_ in range(settings.churn_rounds):
         for url, totals in paths if round_ % 2 == 0 else paths[::-1]:
             _churn_block(variant, url, block, settings, totals)
@@ -255,7 +256,7 @@ def warm_latency(variant: Variant, settings: BenchSettings) -> dict[str, Any]:
     """Per-query latency on reused connections, direct and pooled queries alternating on one client."""
     stack, config = variant.stack, variant.config
     env = worker_env(stack.pooled_url(config), None)
-    env[COMPARE_URL_ENV] = stack.direct_url(config)
+    env[COMPARE_URL_ENV] = stack.app_direct_url(config)
     job = {"mode": "paired", "sql": WARM_SQL, "duration_s": settings.warm_seconds}
     with WorkerPool([job], env) as pool:
         pool.send({"type": "go"})
@@ -369,15 +370,15 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
         p = results["prepared"]
         say(f"[prepared] p50 {p['unprepared']['p50_ms']} ms unprepared, {p['prepared']['p50_ms']} ms prepared "
             f"({p['p50_gain_percent']}% faster)")
-        say("[experiment] the role's SCRAM verifier in PgBouncer's auth_file instead of the plain password")
+        say("[experiment] the role's plain password in PgBouncer's auth_file instead of its SCRAM verifier")
         one.stack.restart_poolers(one.config)
-        use_scram_verifier(one.stack, one.config)
-        results["verifier"] = {
+        use_plain_password(one.stack, one.config)
+        results["plain_password"] = {
             "churn": churn(one, settings),
             "spike": capacity(one, settings, say, [settings.levels[-1]], with_direct=False,
-                              prepare=lambda v: use_scram_verifier(v.stack, v.config)),
+                              prepare=lambda v: use_plain_password(v.stack, v.config)),
         }
-        say("[experiment] " + _churn_line(results["verifier"]["churn"]))
+        say("[experiment] " + _churn_line(results["plain_password"]["churn"]))
     finally:
         one.stack.down(purge=True)
     if settings.reuseport_processes > 1:
@@ -394,9 +395,9 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
             results["reuseport"]["churn"] = churn(multi, settings)
             say("[so_reuseport] " + _churn_line(results["reuseport"]["churn"]))
             multi.stack.restart_poolers(multi.config)
-            use_scram_verifier(multi.stack, multi.config)
-            results["reuseport"]["verifier_churn"] = churn(multi, settings)
-            say("[so_reuseport + verifier] " + _churn_line(results["reuseport"]["verifier_churn"]))
+            use_plain_password(multi.stack, multi.config)
+            results["reuseport"]["plain_password_churn"] = churn(multi, settings)
+            say("[so_reuseport + plain password] " + _churn_line(results["reuseport"]["plain_password_churn"]))
         finally:
             multi.stack.down(purge=True)
     other = _other_pgbouncer() if settings.compare_debian else None
@@ -416,9 +417,9 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
             compare["warm"] = warm(old, settings)
             say(f"[pgbouncer {version}] " + _warm_line(compare["warm"]))
             old.stack.restart_poolers(old.config)
-            use_scram_verifier(old.stack, old.config)
-            compare["verifier_churn"] = churn(old, settings)
-            say(f"[pgbouncer {version} + verifier] " + _churn_line(compare["verifier_churn"]))
+            use_plain_password(old.stack, old.config)
+            compare["plain_password_churn"] = churn(old, settings)
+            say(f"[pgbouncer {version} + plain password] " + _churn_line(compare["plain_password_churn"]))
             results["compare"] = compare
         finally:
             old.stack.down(purge=True)
@@ -441,19 +442,19 @@ def _warm_line(w: dict[str, Any]) -> str:
 def evaluate(results: dict[str, Any]) -> dict[str, Any]:
     """Each target: what was asked, what the kit as shipped measured, and the best lift tried."""
     reuseport = results.get("reuseport") or {}
-    verifier = results.get("verifier") or {}
+    plain = results.get("plain_password") or {}
     capacities = {"shipped": results["spike"]["pooled_capacity"]}
     if reuseport:
         capacities["so_reuseport"] = reuseport["spike"]["pooled_capacity"]
-    if verifier:
-        capacities["scram_verifier"] = verifier["spike"]["pooled_capacity"]
+    if plain:
+        capacities["plain_password"] = plain["spike"]["pooled_capacity"]
     # Each ratio against the direct blocks interleaved with it (same stretch of time).
     ratios = {"shipped": results["churn"]["ratio"]}
-    if verifier:
-        ratios["scram_verifier"] = verifier["churn"]["ratio"]
+    if plain:
+        ratios["plain_password"] = plain["churn"]["ratio"]
     if reuseport:
         ratios["so_reuseport"] = reuseport["churn"]["ratio"]
-        ratios["so_reuseport+scram_verifier"] = reuseport["verifier_churn"]["ratio"]
+        ratios["so_reuseport+plain_password"] = reuseport["plain_password_churn"]["ratio"]
     w = results["warm"]
     overhead = (w["pooled"]["p50_ms"] or 0) - (w["direct"]["p50_ms"] or 0)
     best_capacity = max(capacities, key=lambda k: capacities[k])

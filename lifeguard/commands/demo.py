@@ -108,7 +108,8 @@ def _demo(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
         stack.restart_poolers(config)
         monitor.wait_until_at_most(0, timeout=10)
     try:
-        direct = run_spike(label="direct", url=stack.direct_url(config), instances=args.instances,
+        # Straight to Postgres as the same application role: what the functions would do without PgBouncer.
+        direct = run_spike(label="direct", url=stack.app_direct_url(config), instances=args.instances,
                            monitor=monitor, event=event, workers=args.workers, threads=args.threads,
                            progress=display)
         display.finish()

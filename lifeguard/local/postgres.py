@@ -194,11 +194,12 @@ class PostgresCluster:
     def connect_superuser(self, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(self.superuser_dsn(dbname), autocommit=True, connect_timeout=10)
 
-    def create_app_database(self, user: str, password: str, dbname: str) -> None:
+    def create_app_database(self, user: str, password: str, dbname: str, *, createrole: bool = False) -> None:
         """Create (or reset the password of) a login role owning ``dbname``.
 
         The SCRAM verifier is computed client-side by libpq, so the plain password never
-        travels in a statement that Postgres could log.
+        travels in a statement that Postgres could log. ``createrole`` makes it like the RDS
+        master user: no superuser, but allowed to create (and so provision) other roles.
         """
         with self.connect_superuser() as conn:
             verifier = conn.pgconn.encrypt_password(
@@ -206,8 +207,10 @@ class PostgresCluster:
             ).decode()
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
+            attributes = " CREATEROLE" if createrole else ""
             conn.execute(
-                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier))
+                sql.SQL(verb + " ROLE {} LOGIN" + attributes + " PASSWORD {}").format(
+                    sql.Identifier(user), sql.Literal(verifier))
             )
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
                 create = sql.SQL("CREATE DATABASE {} OWNER {}")

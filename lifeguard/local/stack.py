@@ -4,14 +4,17 @@ Everything lives in one state directory (``--state-dir``, ``LIFEGUARD_STATE_DIR`
 ``.lifeguard/`` in the working directory)::
 
     stack.json        ports, sizes and names (no secret)
-    app.password      the app role's generated password (0600)
+    app.password      the application role's generated password (0600)
+    app.scram-salt    the salt of its SCRAM verifier (kept, so the verifier stays the same)
+    owner.password    the owner role's generated password (0600)
     postgres/         the cluster (PostgresCluster: data, TLS, superuser password, log)
     pgbouncer-1/ ...  one directory per PgBouncer process (ini, auth_file, log, pid)
 
 Postgres and PgBouncer run detached, so the stack outlives the command that started it; ``down``
-stops both. The app role owns the database and is the only user of both URLs, exactly as on AWS:
-``DATABASE_URL`` (PgBouncer, ``sslmode=require``) and ``DATABASE_URL_UNPOOLED`` (Postgres,
-``sslmode=verify-full`` against the local CA). Nothing in this module prints or raises with a URL.
+stops both. Two roles, exactly as on AWS (:mod:`lifeguard.local.roles`): ``DATABASE_URL``
+(PgBouncer, ``sslmode=require``) logs in as the DML-only application role, which the migration
+job provisions; ``DATABASE_URL_UNPOOLED`` (Postgres, ``sslmode=verify-full`` against the local
+CA) as the owner of the database. Nothing in this module prints or raises with a URL.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import json
 import os
 import pwd
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -35,6 +37,7 @@ import psycopg
 from lambdas.db import PREPARED_ENV
 from lifeguard.local.pooler import PoolerError, PoolerProcess, installed_version, local_settings
 from lifeguard.local.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
+from lifeguard.local.roles import OWNER_USER, app_verifier, ensure_secret, provisioning_env
 from lifeguard.local.system import (
     SERVICE_USER,
     LocalSetupError,
@@ -56,7 +59,8 @@ APP_USER = "lifeguard_app"
 APP_DB = "lifeguard"
 STATS_USER = "lifeguard_stats"
 """PgBouncer console user (``stats_users``: read-only SHOW commands) for ``lifeguard local top``."""
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
+"""2: the owner role runs the migrations; the application role only DML (version 1: one role)."""
 MIGRATE_TIMEOUT_S = 600
 
 # Every variable that could point a migration at another database, or at the pooler.
@@ -111,6 +115,9 @@ class StackConfig:
     durable: bool = True
     dbname: str = APP_DB
     user: str = APP_USER
+    """The application role: ``DATABASE_URL``'s login, DML only."""
+    owner: str = OWNER_USER
+    """The database's owner: ``DATABASE_URL_UNPOOLED``'s login (the RDS master user's stand-in)."""
     version: int = CONFIG_VERSION
     pgbouncer: str = ""
     """The PgBouncer executable; empty: the shipped release's local build (``find_pgbouncer``)."""
@@ -230,6 +237,10 @@ class LocalStack:
     def stats_password_file(self) -> Path:
         return self.state_dir / "stats.password"
 
+    @property
+    def owner_password_file(self) -> Path:
+        return self.state_dir / "owner.password"
+
     def load_config(self) -> StackConfig | None:
         if not self.config_file.exists():
             return None
@@ -248,6 +259,16 @@ class LocalStack:
             raise StackError(
                 f"{self.password_file} is missing; run `lifeguard local down --purge` and `lifeguard local up`"
             ) from None
+
+    def owner_password(self) -> str:
+        try:
+            return self.owner_password_file.read_text().strip()
+        except FileNotFoundError:
+            raise StackError(f"{self.owner_password_file} is missing; run `lifeguard local up` again") from None
+
+    def app_verifier(self) -> str:
+        """The application role's SCRAM verifier: PgBouncer's auth_file and pg_authid hold this."""
+        return app_verifier(self.app_password(), self.state_dir)
 
     def stats_password(self) -> str:
         try:
@@ -313,7 +334,12 @@ class LocalStack:
                         sslmode="require")
 
     def direct_url(self, config: StackConfig | None = None) -> str:
-        """``DATABASE_URL_UNPOOLED``: straight to Postgres, TLS verified (what the migration job gets)."""
+        """``DATABASE_URL_UNPOOLED``: the owner, straight to Postgres, TLS verified (what the migration job gets)."""
+        config = config or self.require_config()
+        return self.cluster(config).dsn(config.owner, self.owner_password(), config.dbname)
+
+    def app_direct_url(self, config: StackConfig | None = None) -> str:
+        """The application role straight to Postgres: what functions without a pooler would use (comparisons)."""
         config = config or self.require_config()
         return self.cluster(config).dsn(config.user, self.app_password(), config.dbname)
 
@@ -357,11 +383,8 @@ class LocalStack:
         self._prepare_state_dir()
         if not self.config_file.exists():
             self.config_file.write_text(config.to_json())
-        if not self.password_file.exists():
-            # URL-safe: it travels percent-encoded in URLs and plain in PgBouncer's auth_file.
-            _write_private(self.password_file, secrets.token_urlsafe(24) + "\n")
-        if not self.stats_password_file.exists():
-            _write_private(self.stats_password_file, secrets.token_urlsafe(24) + "\n")
+        for secret_file in (self.password_file, self.owner_password_file, self.stats_password_file):
+            ensure_secret(secret_file)
         self._start_postgres(config, progress)
         self._start_poolers(config, progress)
         if migrate:
@@ -394,8 +417,9 @@ class LocalStack:
                 cluster.init()
             progress(f"starting Postgres on 127.0.0.1:{config.pg_port}")
             cluster.start()
-        # Idempotent: creates the role and database, or resets the role's password to the stored one.
-        cluster.create_app_database(config.user, self.app_password(), config.dbname)
+        # Idempotent: creates the owner and database, or resets its password to the stored one. The
+        # application role is the migration job's to provision.
+        cluster.create_app_database(config.owner, self.owner_password(), config.dbname, createrole=True)
 
     def _start_poolers(self, config: StackConfig, progress: Progress) -> None:
         running = {p.resolve() for p in self._running_poolers(config)}
@@ -404,7 +428,8 @@ class LocalStack:
             return
         if not running and port_in_use(config.pooler_port):
             raise StackError(_port_message(config.pooler_port, "PgBouncer", "--pooler-port"))
-        credentials = {config.user: self.app_password(), STATS_USER: self.stats_password()}
+        # As shipped: the application role's SCRAM verifier, not its password.
+        credentials = {config.user: self.app_verifier(), STATS_USER: self.stats_password()}
         for process in self.poolers(config):
             if process.root.resolve() in running:
                 continue
@@ -442,23 +467,26 @@ class LocalStack:
         self._start_poolers(config, progress)
 
     def migrate(self, config: StackConfig | None = None, command: Sequence[str] | None = None) -> MigrationRun:
-        """Run the migration job with only ``DATABASE_URL_UNPOOLED`` in its environment.
+        """Run the migration job with only ``DATABASE_URL_UNPOOLED`` and the application role's verifier.
 
-        The job is a separate process, as on AWS (an ECS task given only the direct secret): no
-        ``DATABASE_URL``, no libpq ``PG*`` variable that could send it elsewhere.
+        The job is a separate process, as on AWS (an ECS task given only the direct secret and the
+        verifier): no ``DATABASE_URL``, no libpq ``PG*`` variable that could send it elsewhere.
         """
         config = config or self.require_config()
         direct = self.direct_url(config)
+        verifier = self.app_verifier()
         argv = list(command) if command is not None else [sys.executable, "-m", "migrator"]
+        env = {**migration_env(direct), **provisioning_env(config.user, verifier)}
         try:
             result = subprocess.run(
-                argv, env=migration_env(direct), capture_output=True, text=True,
+                argv, env=env, capture_output=True, text=True,
                 timeout=MIGRATE_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
             raise StackError(f"the migration job did not finish within {MIGRATE_TIMEOUT_S} s") from None
         output = (result.stdout + result.stderr).strip()
-        return MigrationRun(result.returncode, redact(output, self.app_password(), direct))
+        return MigrationRun(result.returncode,
+                            redact(output, self.app_password(), self.owner_password(), verifier, direct))
 
     def status(self) -> StackStatus:
         config = self.load_config()
@@ -565,17 +593,12 @@ def _pid_alive(pid_file: Path) -> bool:
     return True
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-
-
 __all__ = [
     "APP_DB",
     "APP_USER",
     "DEFAULT_PG_PORT",
     "DEFAULT_POOLER_PORT",
+    "OWNER_USER",
     "STACK_ERRORS",
     "STATE_DIR_ENV",
     "STATS_USER",

@@ -28,6 +28,9 @@ ACCOUNT = "123456789012"
 # The password the mocked RandomPassword "generates": characters that must be percent-encoded
 # in a URL, so the tests see the quoting work, and distinctive enough to search for leaks.
 MOCK_PASSWORD = "Zq7@pass/word:with+odd#chars%"
+# The application role's (its own RandomPassword): ASCII, as its SCRAM verifier requires.
+MOCK_APP_PASSWORD = "Ap9@app/pass:more+odd#chars%"
+APP_PASSWORD_RESOURCE = "app-role-password"
 # Pulumi's wire marker for a secret value inside resource inputs.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
@@ -117,6 +120,8 @@ class StrictMocks(Mocks):
     zones: tuple[str, ...] = (f"{REGION}a", f"{REGION}b", f"{REGION}c")
     subnets: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     """Existing subnets for ``getSubnet``: id -> (vpc id, AZ)."""
+    passwords: Mapping[str, str] = field(default_factory=lambda: {APP_PASSWORD_RESOURCE: MOCK_APP_PASSWORD})
+    """What each RandomPassword (by resource name) "generates"; others get ``MOCK_PASSWORD``."""
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     inputs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -212,7 +217,7 @@ class StrictMocks(Mocks):
         if typ in ("aws:rds/parameterGroup:ParameterGroup", "aws:rds/subnetGroup:SubnetGroup"):
             return {"name": physical, "arn": f"arn:aws:rds:{r}:{a}:pg:{physical}"}
         if typ == "random:index/randomPassword:RandomPassword":
-            return {"result": MOCK_PASSWORD}
+            return {"result": self.passwords.get(name, MOCK_PASSWORD)}
         if typ == "random:index/randomId:RandomId":
             return {"hex": "a1b2c3d4"}
         if typ == "aws:lambda/function:Function":

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import parliament
 import pytest
 from moto.iam.access_control import IAMPolicy, PermissionResult
 
-from tests.infra.infra_harness import ProgramRun, Resource
+from tests.infra.infra_harness import MOCK_APP_PASSWORD, ProgramRun, Resource
 
 OTHER_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:someone-elses-secret-AbCdEf"
 ROLES = ("functions-role", "pooler-execution", "migration-execution")
@@ -77,12 +78,18 @@ def test_trust_policies_name_one_service(example_run: ProgramRun, role_name: str
     ]
 
 
-# Which role may read which secrets: the pooler's tasks their two (database login and console user).
+# Which role may read which secrets: the pooler's tasks their two (the application role's verifier and
+# the console user); the migration job the direct URL and that verifier (to set it in Postgres).
 READS = {
     "functions-role": {"connection-pooled"},
     "pooler-execution": {"pooler-credentials", "pooler-stats-credentials"},
-    "migration-execution": {"connection-direct"},
+    "migration-execution": {"connection-direct", "pooler-credentials"},
 }
+
+
+def secret_of(value_from: str) -> str:
+    """The secret ARN of an ECS ``valueFrom``, without a ``:<json-key>:<stage>:<version>`` suffix."""
+    return ":".join(value_from.split(":")[:7])
 
 
 @pytest.mark.parametrize("role_name", ROLES)
@@ -108,11 +115,21 @@ def test_function_role_is_denied_the_direct_and_pooler_secrets(example_run: Prog
                          arns["pooler-stats-credentials"])
 
 
-def test_migration_role_is_denied_the_pooled_and_pooler_secrets(example_run: ProgramRun) -> None:
+def test_migration_role_is_denied_the_pooled_url_and_the_console_user(example_run: ProgramRun) -> None:
     arns = secrets(example_run)
     assert permitted(example_run, "migration-execution", "secretsmanager:GetSecretValue", arns["connection-direct"])
-    for other in ("connection-pooled", "pooler-credentials", "pooler-stats-credentials"):
+    # The verifier, not a password: with it the job sets the role's password, but cannot log in as it.
+    assert permitted(example_run, "migration-execution", "secretsmanager:GetSecretValue", arns["pooler-credentials"])
+    for other in ("connection-pooled", "pooler-stats-credentials"):
         assert not permitted(example_run, "migration-execution", "secretsmanager:GetSecretValue", arns[other])
+
+
+def test_no_secret_a_role_reads_but_the_functions_holds_the_application_password(example_run: ProgramRun) -> None:
+    # The plain application password is in DATABASE_URL only; the pooler and the job get its verifier.
+    for run_secret in ("pooler-credentials", "connection-direct", "pooler-stats-credentials"):
+        version = example_run.one("aws:secretsmanager/secretVersion:SecretVersion", run_secret)
+        assert MOCK_APP_PASSWORD not in json.dumps(version.input("secretString")), run_secret
+        assert quote(MOCK_APP_PASSWORD, safe="") not in json.dumps(version.input("secretString")), run_secret
 
 
 @pytest.mark.parametrize(("task", "role_name"), [("pooler", "pooler-execution"), ("migration", "migration-execution")])
@@ -121,7 +138,7 @@ def test_task_definitions_can_read_exactly_the_secrets_they_inject(
 ) -> None:
     definition = example_run.one("aws:ecs/taskDefinition:TaskDefinition", task)
     assert definition.input("executionRoleArn") == role(example_run, role_name).state["arn"]
-    injected = {s["valueFrom"] for c in json.loads(definition.input("containerDefinitions"))
+    injected = {secret_of(s["valueFrom"]) for c in json.loads(definition.input("containerDefinitions"))
                 for s in c.get("secrets", [])}
     readable = {arn for arn in secrets(example_run).values()
                 if permitted(example_run, role_name, "secretsmanager:GetSecretValue", arn)}

@@ -13,10 +13,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+from pgbouncer.scram import scram_verifier
 from pgbouncer.settings import PoolerSettings
 from pgbouncer.sizing import PoolBudget
 from pgbouncer.versions import PINNED
 from tests.infra.infra_harness import (
+    MOCK_APP_PASSWORD,
     MOCK_PASSWORD,
     REPO_ROOT,
     ROOT_STACK_TYPE,
@@ -31,6 +33,7 @@ from tests.secrecy import assert_no_secret
 COMPONENTS = {
     "lifeguard:network:Network",
     "lifeguard:database:Database",
+    "lifeguard:database:AppRoleCredentials",
     "lifeguard:pooler:Pooler",
     "lifeguard:secrets:ConnectionSecrets",
     "lifeguard:functions:Functions",
@@ -146,6 +149,7 @@ INVENTORY = {
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 9,
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": 7,
     "docker:index/image:Image": 2,
+    "lifeguard:database:AppRoleCredentials": 1,
     "lifeguard:database:Database": 1,
     "lifeguard:functions:Functions": 1,
     "lifeguard:image:ContainerImage": 2,
@@ -154,7 +158,8 @@ INVENTORY = {
     "lifeguard:observability:Observability": 1,
     "lifeguard:pooler:Pooler": 1,
     "lifeguard:secrets:ConnectionSecrets": 1,
-    "random:index/randomPassword:RandomPassword": 2,
+    "random:index/randomId:RandomId": 1,
+    "random:index/randomPassword:RandomPassword": 3,
 }
 
 
@@ -349,8 +354,9 @@ def test_pooled_url_goes_through_the_nlb(example_run: ProgramRun) -> None:
     assert url.hostname == nlb.state["dnsName"]
     assert url.port == 6432
     assert url.path == "/app"
-    assert unquote(url.username or "") == "lifeguard"
-    assert unquote(url.password or "") == MOCK_PASSWORD
+    # The functions log in as the DML-only application role, never as the master user.
+    assert unquote(url.username or "") == "lifeguard_app"
+    assert unquote(url.password or "") == MOCK_APP_PASSWORD
     assert parse_qs(url.query) == {"sslmode": ["require"]}
 
 
@@ -369,7 +375,9 @@ def test_direct_url_goes_to_rds_with_verify_full(example_run: ProgramRun) -> Non
 
 def test_pooler_credentials_secret_is_json(example_run: ProgramRun) -> None:
     credentials = json.loads(unwrap(secret_value(example_run, "pooler-credentials")))
-    assert credentials == {"username": "lifeguard", "password": MOCK_PASSWORD}
+    # The application role's SCRAM verifier, from its password and the stack's stable salt.
+    salt = bytes.fromhex(example_run.one("random:index/randomId:RandomId", "scram-salt").state["hex"])
+    assert credentials == {"username": "lifeguard_app", "password": scram_verifier(MOCK_APP_PASSWORD, salt)}
 
 
 # -- pooler -------------------------------------------------------------------------------------
@@ -514,14 +522,17 @@ def test_functions_deploy_the_deterministic_zip(example_run: ProgramRun) -> None
 # -- migration job ------------------------------------------------------------------------------
 
 
-def test_migration_task_holds_only_the_direct_secret(example_run: ProgramRun) -> None:
+def test_migration_task_holds_the_direct_secret_and_the_app_role_verifier(example_run: ProgramRun) -> None:
     task = migration_task(example_run)
     [container] = containers(task)
     assert container["name"] == example_run.outputs["migrationContainerName"] == "migrator"
+    # The verifier alone (one JSON key of the pooler's secret), never the functions' plain password.
     assert container["secrets"] == [
-        {"name": "DATABASE_URL_UNPOOLED", "valueFrom": secret_arn(example_run, "connection-direct")}
+        {"name": "DATABASE_URL_UNPOOLED", "valueFrom": secret_arn(example_run, "connection-direct")},
+        {"name": "LIFEGUARD_APP_ROLE_VERIFIER",
+         "valueFrom": secret_arn(example_run, "pooler-credentials") + ":password::"},
     ]
-    assert "environment" not in container
+    assert container["environment"] == [{"name": "LIFEGUARD_APP_ROLE", "value": "lifeguard_app"}]
     assert "@sha256:" in container["image"]
     options = container["logConfiguration"]["options"]
     assert options["awslogs-group"] == example_run.outputs["migrationLogGroupName"]

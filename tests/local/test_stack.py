@@ -52,7 +52,9 @@ def test_up_status_env_down(stack_dir: Path, ports: tuple[int, int], capsys: pyt
     urls = {name: values[name] for name in names}
     pooled, direct = conninfo_to_dict(urls["DATABASE_URL"]), conninfo_to_dict(urls["DATABASE_URL_UNPOOLED"])
     assert (str(pooled["port"]), str(direct["port"])) == (str(ports[1]), str(ports[0]))
-    assert pooled["user"] == direct["user"] and pooled["dbname"] == direct["dbname"]
+    # Two roles (the functions' DML-only one, the owner that migrates), one database.
+    assert (pooled["user"], direct["user"]) == ("lifeguard_app", "lifeguard_owner")
+    assert pooled["dbname"] == direct["dbname"]
     assert direct["sslmode"] == "verify-full" and pooled["sslmode"] == "require"
 
     # Both URLs work, and they reach the same database: the migrations are visible through both.

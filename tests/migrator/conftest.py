@@ -22,8 +22,9 @@ SAMPLE_FILES = ("0001_orgs_invoices_charges.sql", "0002_charges_balance_after.sq
 
 
 def secrets_of(db: AppDatabase) -> list[str]:
-    """Every form in which the app password could leak: raw, percent-encoded, the whole URL."""
-    return [db.password, quote(db.password, safe=""), quote(db.password), db.direct_url]
+    """Every form in which a password could leak: raw, percent-encoded, the whole URL, the verifier."""
+    return [form for password in (db.password, db.owner_password)
+            for form in (password, quote(password, safe=""), quote(password))] + [db.direct_url, db.verifier]
 
 
 def assert_no_secret(text: str, secrets: Iterable[str]) -> None:

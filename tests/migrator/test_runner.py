@@ -235,7 +235,7 @@ def test_refuses_to_run_through_pgbouncer(
 def test_unix_socket_direct_connection_is_accepted(app_db: AppDatabase, sample_dir: Path) -> None:
     cluster = app_db.cluster
     url = (
-        f"postgresql://{quote(app_db.user, safe='')}:{quote(app_db.password, safe='')}@/{app_db.dbname}"
+        f"postgresql://{quote(app_db.owner, safe='')}:{quote(app_db.owner_password, safe='')}@/{app_db.dbname}"
         f"?host={quote(str(cluster.root))}&port={cluster.port}"
     )
     report = migrate(url, sample_dir)

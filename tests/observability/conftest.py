@@ -65,7 +65,7 @@ class StatsPooler:
     def start(self) -> None:
         # The two secrets as ECS injects them into the pooler container.
         secrets = {
-            CREDENTIALS_ENV: json.dumps({"username": self.db.user, "password": self.db.password}),
+            CREDENTIALS_ENV: json.dumps({"username": self.db.user, "password": self.db.verifier}),
             STATS_CREDENTIALS_ENV: json.dumps({"username": STATS_USER, "password": STATS_PASSWORD}),
         }
         self.process.start(credentials_from_env(secrets, self.process.settings))

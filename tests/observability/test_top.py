@@ -167,7 +167,8 @@ def test_top_and_stack_snapshot_on_the_local_stack(
     stack_dir = state / "stack"
     common = ["--state-dir", str(stack_dir)]
     try:
-        assert cli_main(["local", "up", *common, "--no-migrate", "--pg-port", str(free_port()),
+        # With the migrations: the job provisions the application role the pooled URL logs in as.
+        assert cli_main(["local", "up", *common, "--pg-port", str(free_port()),
                          "--pooler-port", str(free_port()), "--max-connections", "40"]) == 0
         stack = LocalStack(stack_dir)
         with psycopg.connect(stack.pooled_url(), prepare_threshold=None, autocommit=True) as conn:

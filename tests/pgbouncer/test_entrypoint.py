@@ -343,7 +343,8 @@ def test_module_execs_a_pgbouncer_whose_console_the_stats_user_reads(
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "PYTHONPATH": str(REPO),
         SETTINGS_ENV: settings.to_json(),
-        CREDENTIALS_ENV: json.dumps({"username": app_db.user, "password": app_db.password}),
+        # As the stack's pooler secret holds it: the application role's SCRAM verifier.
+        CREDENTIALS_ENV: json.dumps({"username": app_db.user, "password": app_db.verifier}),
         STATS_CREDENTIALS_ENV: STATS_SECRET,
     }
     run = "import sys; from pathlib import Path; from pgbouncer.entrypoint import main; main(run_dir=Path(sys.argv[1]))"
@@ -377,10 +378,10 @@ def test_module_execs_a_pgbouncer_whose_console_the_stats_user_reads(
         names = {item.split(b"=", 1)[0].decode() for item in environ if item}
         assert SETTINGS_ENV in names
         assert not names & {CREDENTIALS_ENV, STATS_CREDENTIALS_ENV}
-        leaked = any(p.encode() in b"\0".join(environ) for p in (STATS_PASSWORD, app_db.password))
+        leaked = any(p.encode() in b"\0".join(environ) for p in (STATS_PASSWORD, app_db.verifier))
         assert not leaked, "a password is in PgBouncer's environment"
         assert Path(settings.auth_file).read_text() == render_userlist(
-            {app_db.user: app_db.password, STATS_USER: STATS_PASSWORD})
+            {app_db.user: app_db.verifier, STATS_USER: STATS_PASSWORD})
         assert mode(Path(settings.auth_file)) == 0o600
 
         os.kill(pgbouncer, signal.SIGINT)
@@ -393,4 +394,5 @@ def test_module_execs_a_pgbouncer_whose_console_the_stats_user_reads(
             proc.wait(timeout=10)
     text = log.read_text()
     assert f"starting PgBouncer {pgbouncer_version}" in text
-    assert not any(p in text for p in (STATS_PASSWORD, app_db.password)), "a password is in the log"
+    secrets = (STATS_PASSWORD, app_db.password, app_db.verifier)
+    assert not any(p in text for p in secrets), "a password or verifier is in the log"

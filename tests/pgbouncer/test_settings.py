@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pgbouncer.scram import scram_verifier
 from pgbouncer.settings import (
     MAX_PASSWORD_BYTES,
     NLB_IDLE_TIMEOUT_S,
@@ -340,17 +341,32 @@ def test_userlist_refuses_control_characters_without_echoing_the_password(contro
     assert "Sup3r" not in message and "value" not in message
 
 
-@pytest.mark.parametrize(
-    "hashed",
-    [
-        "md5" + "0123456789abcdef" * 2,
-        "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy",
-    ],
-)
-def test_userlist_refuses_passwords_that_look_like_hashes(hashed: str) -> None:
-    with pytest.raises(SettingsError, match="looks like an md5 or SCRAM hash") as info:
+def test_userlist_refuses_md5_hashes_which_scram_logins_cannot_use() -> None:
+    hashed = "md5" + "0123456789abcdef" * 2
+    with pytest.raises(SettingsError, match="looks like an md5 hash") as info:
         render_userlist({"app": hashed})
     assert hashed not in str(info.value)
+
+
+def test_userlist_holds_a_scram_verifier_as_given() -> None:
+    verifier = scram_verifier("pw", b"0123456789abcdef")
+    assert render_userlist({"app": verifier, "stats": "plain"}) == f'"app" "{verifier}"\n"stats" "plain"\n'
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy",  # keys too short
+        "SCRAM-SHA-256$0:c2FsdA==$" + "A" * 43 + "=:" + "A" * 43 + "=",  # no iterations
+        "SCRAM-SHA-256$4096:c2FsdA==$" + "A" * 43 + "=",  # no ServerKey
+        "SCRAM-SHA-256$4096:!!!!$" + "A" * 43 + "=:" + "A" * 43 + "=",  # not base64
+        "SCRAM-SHA-256$4096:c2FsdA==$" + "A" * 43 + "=:" + "A" * 43 + "=trailing",
+    ],
+)
+def test_userlist_refuses_verifiers_pgbouncer_cannot_parse(broken: str) -> None:
+    with pytest.raises(SettingsError, match="SCRAM verifier for pooler user 'app' is malformed") as info:
+        render_userlist({"app": broken})
+    assert broken not in str(info.value)
 
 
 def test_userlist_accepts_md5_prefix_that_is_not_a_hash() -> None:

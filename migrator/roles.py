@@ -1,0 +1,203 @@
+"""The application role: the DML-only login the functions use through PgBouncer.
+
+The migration job logs in as the role that owns the schema (on RDS the master user) and, under
+its advisory lock and before any migration, makes the application role exist exactly as the
+functions need it, every run (idempotent):
+
+* created if missing, ``LOGIN`` and nothing else (no ``CREATEDB``, ``CREATEROLE``, superuser,
+  replication or membership in any role); an existing role with more than that is refused, not
+  quietly used;
+* its password set from a SCRAM verifier, never a plain password: the job is given the very
+  verifier PgBouncer holds, and Postgres stores it as given, byte for byte, which is what lets
+  PgBouncer log in by SCRAM pass-through. The job never sees the plain password;
+* ``CONNECT`` on the database, ``USAGE`` on the schema, ``SELECT, INSERT, UPDATE, DELETE`` on its
+  tables and ``USAGE, SELECT`` on its sequences, and the same by ``ALTER DEFAULT PRIVILEGES`` for
+  what later migrations (run by this same role) create; no ``TRUNCATE``, ``REFERENCES`` or
+  ``TRIGGER``, nothing on the migrator's bookkeeping table, and no ``CREATE`` anywhere (checked).
+
+All of it is one transaction: a failure leaves the role as it was. The verifier never appears in
+a log line or an error (Postgres' own messages here name the role at most).
+
+Configuration (the job's environment): ``LIFEGUARD_APP_ROLE`` (the role name) and
+``LIFEGUARD_APP_ROLE_VERIFIER`` (its ``SCRAM-SHA-256$...`` verifier, a secret).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from migrator.errors import ConfigError
+
+ENV_ROLE = "LIFEGUARD_APP_ROLE"
+ENV_VERIFIER = "LIFEGUARD_APP_ROLE_VERIFIER"
+TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
+SEQUENCE_PRIVILEGES = "USAGE, SELECT"
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# The verifier's shape, as Postgres recognises one (anything else it would hash as a password).
+# The migrator image carries only migrator/, so it cannot import pgbouncer.scram (the full parser
+# the stack computes verifiers with); tests/migrator/test_roles.py checks the two agree.
+_B64 = r"[A-Za-z0-9+/]+={0,2}"
+_KEY_B64 = r"[A-Za-z0-9+/]{43}="
+_VERIFIER = re.compile(rf"^SCRAM-SHA-256\$[1-9][0-9]{{0,9}}:{_B64}\${_KEY_B64}:{_KEY_B64}$")
+
+log = logging.getLogger("migrator")
+
+
+class RoleRefused(ConfigError):
+    """The application role exists with rights beyond DML, or would get some; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class AppRole:
+    name: str
+    verifier: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not _ROLE_NAME.match(self.name) or self.name.startswith(("pg_", "rds")):
+            raise ConfigError(
+                f"{ENV_ROLE} must be a lower-case Postgres name (letters, digits, '_', at most 63, not "
+                f"starting with 'pg_' or 'rds'); got {self.name!r}"
+            )
+        if not _VERIFIER.match(self.verifier):
+            raise ConfigError(
+                f"{ENV_VERIFIER} is not a SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:"
+                "<ServerKey>); give the verifier PgBouncer holds, not a password"
+            )
+
+
+def app_role_from_env(environ: Mapping[str, str]) -> AppRole | None:
+    """The application role the job provisions, or ``None`` when neither variable is set."""
+    name = environ.get(ENV_ROLE, "").strip()
+    verifier = environ.get(ENV_VERIFIER, "").strip()
+    if not name and not verifier:
+        return None
+    if not name or not verifier:
+        missing = ENV_ROLE if not name else ENV_VERIFIER
+        raise ConfigError(f"{missing} is not set; the application role needs both {ENV_ROLE} and {ENV_VERIFIER}")
+    return AppRole(name, verifier)
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    role: str
+    created: bool
+    schema: str
+
+
+def _one(conn: psycopg.Connection[Any], query: sql.SQL | sql.Composed | str, params: Any = ()) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return None if row is None else row[0]
+
+
+def _refuse_extra_rights(conn: psycopg.Connection[Any], name: str, schema: str) -> None:
+    """Refuse a role that could do more than DML here: attributes, memberships, ownership."""
+    row = conn.execute(
+        "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = %s",
+        (name,),
+    ).fetchone()
+    assert row is not None
+    attributes = [label for label, flag in zip(("SUPERUSER", "CREATEROLE", "CREATEDB", "REPLICATION", "BYPASSRLS"),
+                                               row, strict=True) if flag]
+    if attributes:
+        raise RoleRefused(
+            f"role {name} exists with {', '.join(attributes)}: the application role may only run DML. Remove "
+            f"those attributes (ALTER ROLE {name} NO{' NO'.join(attributes)}) or set another application role name"
+        )
+    groups = [str(r[0]) for r in conn.execute(
+        "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid"
+        " JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = %s ORDER BY 1", (name,)).fetchall()]
+    if groups:
+        raise RoleRefused(
+            f"role {name} is a member of {', '.join(groups)}, whose rights it would use: the application role "
+            f"may only run DML. REVOKE {', '.join(groups)} FROM {name}, or set another application role name"
+        )
+    owned = _one(conn,
+                 "SELECT concat_ws(', ',"
+                 " (SELECT 'database ' || datname FROM pg_database WHERE datname = current_database()"
+                 "   AND datdba = (SELECT oid FROM pg_roles WHERE rolname = %(r)s)),"
+                 " (SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname = %(s)s"
+                 "   AND nspowner = (SELECT oid FROM pg_roles WHERE rolname = %(r)s)),"
+                 " (SELECT count(*) || ' relation(s)' FROM pg_class WHERE relowner ="
+                 "   (SELECT oid FROM pg_roles WHERE rolname = %(r)s) HAVING count(*) > 0))",
+                 {"r": name, "s": schema})
+    if owned:
+        raise RoleRefused(
+            f"role {name} owns {owned} in this database, so it could ALTER or DROP them: the application role "
+            "must own nothing. Reassign them to the migration role (REASSIGN OWNED BY ... TO ...) or set another "
+            "application role name"
+        )
+
+
+def provision_app_role(conn: psycopg.Connection[Any], role: AppRole, schema: str,
+                       bookkeeping: sql.Composable | None = None) -> Provisioned:
+    """Create or update ``role`` and its grants in ``schema``, in one transaction (``conn`` is autocommit).
+
+    ``bookkeeping`` is the migrator's own table (when it exists), which the application role must not touch.
+    """
+    me = str(_one(conn, "SELECT current_user"))
+    if role.name == me:
+        raise ConfigError(
+            f"the application role {role.name} is the role the migration job logs in as; the functions' role "
+            "must be another one (it gets DML only)"
+        )
+    name, schema_id = sql.Identifier(role.name), sql.Identifier(schema)
+    with conn.transaction():
+        exists = _one(conn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role.name,)) == 1
+        if exists:
+            _refuse_extra_rights(conn, role.name, schema)
+            conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(name, sql.Literal(role.verifier)))
+        else:
+            conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+                name, sql.Literal(role.verifier)))
+        database = sql.Identifier(str(_one(conn, "SELECT current_database()")))
+        statements = [
+            # Exactly DML: whatever else was granted on these tables before is taken back first.
+            sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(schema_id, name),
+            sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(schema_id, name),
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, name),
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema_id, name),
+            sql.SQL(f"GRANT {TABLE_PRIVILEGES} ON ALL TABLES IN SCHEMA {{}} TO {{}}").format(schema_id, name),
+            sql.SQL(f"GRANT {SEQUENCE_PRIVILEGES} ON ALL SEQUENCES IN SCHEMA {{}} TO {{}}").format(schema_id, name),
+            # Tables and sequences later migrations create (as this role) are granted as they are made.
+            sql.SQL(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {{}} GRANT {TABLE_PRIVILEGES} ON TABLES TO {{}}").format(
+                schema_id, name),
+            sql.SQL(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {{}} GRANT {SEQUENCE_PRIVILEGES} ON SEQUENCES TO {{}}"
+                    ).format(schema_id, name),
+        ]
+        if bookkeeping is not None:
+            # The migrator's bookkeeping is not the application's.
+            statements.append(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(bookkeeping, name))
+        for statement in statements:
+            conn.execute(statement)
+        _refuse_create(conn, role.name, schema)
+    log.info("application role %s %s: DML on the tables and sequences of schema %s", role.name,
+             "updated" if exists else "created", schema)
+    return Provisioned(role.name, not exists, schema)
+
+
+def _refuse_create(conn: psycopg.Connection[Any], name: str, schema: str) -> None:
+    """No ``CREATE`` on the schema or the database, whatever PUBLIC was granted before (PG 14 and older)."""
+    if _one(conn, "SELECT has_schema_privilege(%s, %s, 'CREATE')", (name, schema)):
+        # Before Postgres 15 PUBLIC may create in schema public; take that back (only the owner can).
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(schema)))
+        except psycopg.errors.InsufficientPrivilege:
+            pass
+    if _one(conn, "SELECT has_schema_privilege(%s, %s, 'CREATE')", (name, schema)):
+        raise RoleRefused(
+            f"role {name} could CREATE in schema {schema} (granted to it or to PUBLIC) and this role may not revoke "
+            f"it: as the schema's owner run REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC, {name}"
+        )
+    if _one(conn, "SELECT has_database_privilege(%s, current_database(), 'CREATE')", (name,)):
+        raise RoleRefused(
+            f"role {name} could CREATE schemas in this database (granted to it or to PUBLIC): as the database's "
+            f"owner run REVOKE CREATE ON DATABASE <name> FROM PUBLIC, {name}"
+        )

@@ -1,0 +1,141 @@
+"""The wiring of the two roles under the Pulumi mocks: which secret holds what, and who gets which.
+
+``DATABASE_URL`` carries the application role and its plain password; the pooler's secret its
+SCRAM verifier (computed by ``pgbouncer.scram`` from that password and a salt kept in state);
+the migration job the master user's direct URL, the role's name and, from the pooler's secret,
+the verifier alone. Real logins with these values are tested in tests/lambdas/test_app_role.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import pytest
+
+from infra.components import migration_job
+from infra.config import ConfigError, load
+from migrator import roles
+from pgbouncer.scram import SALT_BYTES, parse_verifier, scram_verifier, verifies
+from tests.infra.infra_harness import (
+    APP_PASSWORD_RESOURCE,
+    MOCK_APP_PASSWORD,
+    MOCK_PASSWORD,
+    ProgramRun,
+    StrictMocks,
+    example_stack_config,
+    run_program,
+    unwrap,
+    walk_plain_strings,
+)
+from tests.secrecy import assert_no_secret
+
+
+def secret_string(run: ProgramRun, name: str) -> Any:
+    return run.one("aws:secretsmanager/secretVersion:SecretVersion", name).inputs["secretString"]
+
+
+def pooled_url(run: ProgramRun) -> Any:
+    return urlsplit(unwrap(secret_string(run, "connection-pooled")))
+
+
+def pooler_credentials(run: ProgramRun) -> dict[str, str]:
+    credentials: dict[str, str] = json.loads(unwrap(secret_string(run, "pooler-credentials")))
+    return credentials
+
+
+def migration_container(run: ProgramRun) -> dict[str, Any]:
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition", "migration")
+    [container] = json.loads(task.input("containerDefinitions"))
+    assert isinstance(container, dict)
+    return container
+
+
+def test_each_url_logs_in_as_its_own_role(example_run: ProgramRun) -> None:
+    pooled = pooled_url(example_run)
+    direct = urlsplit(unwrap(secret_string(example_run, "connection-direct")))
+    master = example_run.one("aws:rds/instance:Instance").input("username")
+    assert (unquote(pooled.username or ""), unquote(pooled.password or "")) == ("lifeguard_app", MOCK_APP_PASSWORD)
+    assert (unquote(direct.username or ""), unquote(direct.password or "")) == (master, MOCK_PASSWORD)
+    assert master == "lifeguard"
+
+
+def test_the_pooler_holds_the_verifier_of_the_pooled_urls_password(example_run: ProgramRun) -> None:
+    credentials = pooler_credentials(example_run)
+    assert credentials["username"] == unquote(pooled_url(example_run).username or "")
+    verifier = parse_verifier(credentials["password"])
+    assert verifies(credentials["password"], MOCK_APP_PASSWORD)
+    salt = example_run.one("random:index/randomId:RandomId", "app-role-scram-salt")
+    assert salt.input("byteLength") == SALT_BYTES
+    assert verifier.salt == bytes.fromhex(salt.state["hex"])
+    # Kept in state and tied to nothing: replacing the password keeps the salt.
+    assert "keepers" not in salt.inputs
+    # Only the application role is a database user of the pooler: the pool sizing counts one pool per task.
+    assert set(credentials) == {"username", "password"}
+
+
+def test_the_migration_job_gets_the_role_name_and_only_the_verifier(example_run: ProgramRun) -> None:
+    container = migration_container(example_run)
+    environment = {e["name"]: e["value"] for e in container["environment"]}
+    assert environment == {migration_job.APP_ROLE_ENV: "lifeguard_app"}
+    injected = {s["name"]: s["valueFrom"] for s in container["secrets"]}
+    pooler_secret = example_run.one("aws:secretsmanager/secret:Secret", "pooler-credentials").state["arn"]
+    assert injected[migration_job.APP_ROLE_VERIFIER_ENV] == f"{pooler_secret}:password::"
+    # The key ECS injects is the verifier's key in the pooler's secret.
+    assert pooler_credentials(example_run)[migration_job.VERIFIER_KEY].startswith("SCRAM-SHA-256$4096:")
+    # The job reads the names the task definition sets.
+    assert (migration_job.APP_ROLE_ENV, migration_job.APP_ROLE_VERIFIER_ENV) == (roles.ENV_ROLE, roles.ENV_VERIFIER)
+
+
+def test_password_and_verifier_are_only_ever_secret(example_run: ProgramRun) -> None:
+    verifier = pooler_credentials(example_run)["password"]
+    assert verifier != MOCK_APP_PASSWORD
+    forms = (MOCK_APP_PASSWORD, quote(MOCK_APP_PASSWORD, safe=""), verifier)
+    for resource in example_run.resources:
+        if resource.type == "random:index/randomPassword:RandomPassword":
+            continue
+        for path, text in walk_plain_strings(resource.inputs):
+            for form in forms:
+                assert_no_secret(form, text, f"{resource.name}{path}")
+    for name, value in example_run.outputs.items():
+        for form in forms:
+            assert_no_secret(form, json.dumps(value), name)
+
+
+def test_a_new_password_changes_both_sides_and_nothing_else(example_run: ProgramRun, build_dir: Path) -> None:
+    rotated = "Rotated9@pass/word:new#chars%"
+    run = run_program(example_stack_config(), build_dir,
+                      mocks=StrictMocks(passwords={APP_PASSWORD_RESOURCE: rotated}))
+    salt = bytes.fromhex(run.one("random:index/randomId:RandomId", "app-role-scram-salt").state["hex"])
+    assert unquote(pooled_url(run).password or "") == rotated
+    assert pooler_credentials(run)["password"] == scram_verifier(rotated, salt)
+    assert pooler_credentials(run)["password"] != pooler_credentials(example_run)["password"]
+    # The job reads the verifier from the secret, so its task definition needs no change.
+    assert migration_container(run) == migration_container(example_run)
+    # The same password gives the same verifier: an unchanged stack changes no secret.
+    again = run_program(example_stack_config(), build_dir)
+    assert pooler_credentials(again) == pooler_credentials(example_run)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("Lifeguard_App", "lower-case letter"),
+        ("rds_app", "not start with 'rds'"),
+        ("lifeguard", "must differ from dbUsername"),
+        ("lifeguard_stats", "PgBouncer's console user"),
+        ("x" * 64, "at most 63"),
+    ],
+)
+def test_app_username_is_checked_before_anything_is_created(value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load({"dbAppUsername": value})
+    [problem] = [p for p in error.value.problems if p.startswith("lifeguard:dbAppUsername")]
+    assert message in problem
+
+
+def test_app_username_is_configurable() -> None:
+    assert load({}).database.app_username == "lifeguard_app"
+    assert load({"dbAppUsername": "orders_app"}).database.app_username == "orders_app"

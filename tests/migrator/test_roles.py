@@ -1,0 +1,186 @@
+"""The migration job provisions the application role: under its lock, idempotently, never logging the verifier."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from migrator import roles
+from migrator.errors import ConfigError, ExitCode
+from migrator.roles import ENV_ROLE, ENV_VERIFIER, AppRole, app_role_from_env
+from pgbouncer.scram import is_verifier, scram_verifier
+from tests.conftest import APP_SALT, AppDatabase
+from tests.migrator.conftest import run_cli, secrets_of, write_migrations
+from tests.migrator.test_cli import holding_the_lock
+
+_names = itertools.count(1)
+PASSWORD = "Fresh-app-password-123"
+
+
+@pytest.fixture
+def role_name(app_db: AppDatabase) -> Iterator[str]:
+    """A role name no other test uses; the role is dropped (with its grants) afterwards."""
+    name = f"lg_app_role_{next(_names)}"
+    yield name
+    with app_db.cluster.connect_superuser(app_db.dbname) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def env_for(db: AppDatabase, role: str, verifier: str) -> dict[str, str]:
+    return {"DATABASE_URL_UNPOOLED": db.direct_url, ENV_ROLE: role, ENV_VERIFIER: verifier}
+
+
+def stored(db: AppDatabase, role: str) -> str | None:
+    with db.cluster.connect_superuser() as conn:
+        row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def as_role(db: AppDatabase, role: str, password: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(db.cluster.dsn(role, password, db.dbname), autocommit=True, connect_timeout=10)
+
+
+def test_the_job_creates_the_role_then_migrates_and_a_new_table_needs_no_grant(
+    app_db: AppDatabase, tmp_path: Path, role_name: str
+) -> None:
+    verifier = scram_verifier(PASSWORD, APP_SALT)
+    directory = write_migrations(tmp_path / "m", {"0001_t.sql": "CREATE TABLE t (id bigserial PRIMARY KEY, v text);\n"})
+    secrets = [*secrets_of(app_db), verifier, PASSWORD]
+    proc = run_cli(["--migrations-dir", str(directory)], env_for(app_db, role_name, verifier), secrets)
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    assert f"application role {role_name} created" in proc.stderr
+    assert stored(app_db, role_name) == verifier  # byte-identical, as PgBouncer's copy
+    # A later migration's table: the role may use it at once (ALTER DEFAULT PRIVILEGES).
+    write_migrations(directory, {"0002_u.sql": "CREATE TABLE u (id int GENERATED ALWAYS AS IDENTITY, v text);\n"})
+    again = run_cli(["--migrations-dir", str(directory)], env_for(app_db, role_name, verifier), secrets)
+    assert again.returncode == ExitCode.OK, again.stderr
+    assert f"application role {role_name} updated" in again.stderr
+    assert stored(app_db, role_name) == verifier
+    with as_role(app_db, role_name, PASSWORD) as conn:
+        conn.execute("INSERT INTO t (v) VALUES ('x')")
+        conn.execute("INSERT INTO u (v) VALUES ('y')")
+        assert conn.execute("SELECT count(*) FROM t, u").fetchone() == (1,)
+        for forbidden in ("TRUNCATE u", "DROP TABLE t", "SELECT * FROM lifeguard_schema_migrations",
+                          "DELETE FROM lifeguard_schema_migrations", "CREATE TABLE v (id int)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(forbidden)
+
+
+def test_a_changed_verifier_replaces_the_password(app_db: AppDatabase, tmp_path: Path, role_name: str) -> None:
+    directory = write_migrations(tmp_path / "m", {"0001_ok.sql": "SELECT 1;\n"})
+    old, new = scram_verifier(PASSWORD, APP_SALT), scram_verifier("New-" + PASSWORD, APP_SALT)
+    secrets = [*secrets_of(app_db), old, new, PASSWORD]
+    assert run_cli(["--migrations-dir", str(directory)], env_for(app_db, role_name, old), secrets).returncode == 0
+    assert run_cli(["--migrations-dir", str(directory)], env_for(app_db, role_name, new), secrets).returncode == 0
+    assert stored(app_db, role_name) == new
+    with as_role(app_db, role_name, "New-" + PASSWORD):
+        pass
+    with pytest.raises(psycopg.OperationalError):
+        as_role(app_db, role_name, PASSWORD)
+
+
+def test_provisioning_happens_under_the_migration_lock(app_db: AppDatabase, tmp_path: Path, role_name: str) -> None:
+    directory = write_migrations(tmp_path / "m", {"0001_ok.sql": "SELECT 1;\n"})
+    verifier = scram_verifier(PASSWORD, APP_SALT)
+    with holding_the_lock(app_db):
+        proc = run_cli(["--migrations-dir", str(directory), "--lock-timeout", "0"],
+                       env_for(app_db, role_name, verifier), [*secrets_of(app_db), verifier])
+    assert proc.returncode == ExitCode.LOCK_TIMEOUT
+    assert stored(app_db, role_name) is None  # nothing done without the lock
+
+
+@pytest.mark.parametrize(
+    ("attributes", "refusal"),
+    [("CREATEDB", "exists with CREATEDB"), ("CREATEROLE", "exists with CREATEROLE"),
+     ("SUPERUSER", "exists with SUPERUSER")],
+)
+def test_an_existing_privileged_role_is_refused_and_left_alone(
+    app_db: AppDatabase, tmp_path: Path, role_name: str, attributes: str, refusal: str
+) -> None:
+    with app_db.cluster.connect_superuser() as conn:
+        conn.execute(sql.SQL(f"CREATE ROLE {{}} LOGIN {attributes} PASSWORD 'before'").format(
+            sql.Identifier(role_name)))
+    before = stored(app_db, role_name)
+    directory = write_migrations(tmp_path / "m", {"0001_t.sql": "CREATE TABLE t (id int);\n"})
+    verifier = scram_verifier(PASSWORD, APP_SALT)
+    proc = run_cli(["--migrations-dir", str(directory)], env_for(app_db, role_name, verifier),
+                   [*secrets_of(app_db), verifier])
+    assert proc.returncode == ExitCode.CONFIG
+    assert refusal in proc.stderr and "may only run DML" in proc.stderr
+    assert stored(app_db, role_name) == before
+    with psycopg.connect(app_db.direct_url) as conn:  # and no migration ran
+        assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
+
+
+def test_a_role_in_a_group_or_owning_tables_is_refused(app_db: AppDatabase, role_name: str) -> None:
+    verifier = scram_verifier(PASSWORD, APP_SALT)
+    with app_db.cluster.connect_superuser(app_db.dbname) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role_name)))
+        conn.execute(sql.SQL("CREATE TABLE owned_by_app (id int)"))
+        conn.execute(sql.SQL("ALTER TABLE owned_by_app OWNER TO {}").format(sql.Identifier(role_name)))
+    with psycopg.connect(app_db.direct_url, autocommit=True) as conn, pytest.raises(
+            roles.RoleRefused, match="owns 1 relation"):
+        roles.provision_app_role(conn, AppRole(role_name, verifier), "public")
+    with app_db.cluster.connect_superuser(app_db.dbname) as conn:
+        conn.execute("DROP TABLE owned_by_app")
+        conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(role_name)))
+    with psycopg.connect(app_db.direct_url, autocommit=True) as conn, pytest.raises(
+            roles.RoleRefused, match="member of pg_read_all_data"):
+        roles.provision_app_role(conn, AppRole(role_name, verifier), "public")
+
+
+def test_the_application_role_cannot_be_the_migration_role(app_db: AppDatabase) -> None:
+    with psycopg.connect(app_db.direct_url, autocommit=True) as conn, pytest.raises(
+            ConfigError, match="the role the migration job logs in as"):
+        roles.provision_app_role(conn, AppRole(app_db.owner, app_db.verifier), "public")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({ENV_ROLE: "app"}, f"{ENV_VERIFIER} is not set"),
+        ({ENV_VERIFIER: scram_verifier("x", APP_SALT)}, f"{ENV_ROLE} is not set"),
+        ({ENV_ROLE: "app", ENV_VERIFIER: "a-plain-password"}, "not a SCRAM-SHA-256 verifier"),
+        ({ENV_ROLE: "Bad Name", ENV_VERIFIER: scram_verifier("x", APP_SALT)}, "lower-case Postgres name"),
+        ({ENV_ROLE: "rds_app", ENV_VERIFIER: scram_verifier("x", APP_SALT)}, "not starting with"),
+    ],
+)
+def test_bad_role_configuration_is_refused_before_connecting(
+    app_db: AppDatabase, tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    directory = write_migrations(tmp_path / "m", {"0001_t.sql": "CREATE TABLE t (id int);\n"})
+    proc = run_cli(["--migrations-dir", str(directory)], {"DATABASE_URL_UNPOOLED": app_db.direct_url, **env},
+                   [*secrets_of(app_db), "a-plain-password", *env.values()] if "a-plain" in str(env) else
+                   secrets_of(app_db))
+    assert proc.returncode == ExitCode.CONFIG
+    assert message in proc.stderr
+
+
+def test_no_role_configured_means_no_role_provisioned() -> None:
+    assert app_role_from_env({}) is None
+    assert app_role_from_env({ENV_ROLE: " ", ENV_VERIFIER: ""}) is None
+
+
+def test_the_migrators_verifier_check_agrees_with_pgbouncer_scram() -> None:
+    # The migrator image carries only migrator/, so it has its own shape check: keep the two in step.
+    good = scram_verifier(PASSWORD, APP_SALT)
+    head, keys = good.rsplit("$", 1)
+    stored_key, server_key = keys.split(":")
+    samples = [good, scram_verifier("x", b"\x00", 1), scram_verifier("y", bytes(range(40)), 10000),
+               good + "x", f"{head}${stored_key}", f"{head}${stored_key[:-4]}:{server_key}", "password",
+               good.replace("$4096:", "$0:"), good.replace("$4096:", "$:"), "md5" + "a" * 32,
+               good.replace("SCRAM-SHA-256", "SCRAM-SHA-1")]
+    for sample in samples:
+        try:
+            AppRole("app", sample)
+            accepted = True
+        except ConfigError:
+            accepted = False
+        assert accepted == is_verifier(sample), sample[:20]
