@@ -155,8 +155,10 @@ def pgbouncer_binary() -> Path:
     return find_pgbouncer()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def pgbouncer_version(pgbouncer_binary: Path) -> PgBouncerVersion:
+    # Function-scoped on purpose: a session-scoped one would be cached by whichever test asked first
+    # (the shipped binary) and then served to tests/pgbouncer's Debian-1.18 parametrization too.
     return installed_version(pgbouncer_binary)
 
 

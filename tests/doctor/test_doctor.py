@@ -165,7 +165,7 @@ def test_role_without_pg_monitor_is_told_what_it_cannot_see(app_db: AppDatabase,
     leaky = _leak(app_db.cluster.superuser_dsn(app_db.dbname))  # another role's session
     try:
         time.sleep(1.2)
-        blind = run_doctor(app_db.direct_url, leak_after_s=1)
+        blind = run_doctor(app_db.app_direct_url, leak_after_s=1)
         seeing = run_doctor(monitor_role, leak_after_s=1)
     finally:
         leaky.close()
@@ -181,9 +181,11 @@ def test_role_without_pg_monitor_is_told_what_it_cannot_see(app_db: AppDatabase,
 def test_pair_on_two_databases(app_db: AppDatabase, start_pooler: Callable[..., RunningPooler]) -> None:
     pooler = start_pooler()
     other = f"{app_db.dbname}_other"
-    app_db.cluster.create_app_database(app_db.user, app_db.password, other)
+    # The owner role (what DATABASE_URL_UNPOOLED logs in as); re-creating the application role with
+    # its plain password would change its verifier under PgBouncer.
+    app_db.cluster.create_app_database(app_db.owner, app_db.owner_password, other)
     try:
-        report = run_doctor(pooler.url(), app_db.cluster.dsn(app_db.user, app_db.password, other))
+        report = run_doctor(pooler.url(), app_db.cluster.dsn(app_db.owner, app_db.owner_password, other))
     finally:
         app_db.cluster.drop_database(other)
     pair = finding(report, "pair")

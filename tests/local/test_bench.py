@@ -74,5 +74,5 @@ def test_bench_writes_json_markdown_and_chart(state_root: Path, capsys: pytest.C
     assert compare["pgbouncer"] == str(installed_version(debian))
     assert compare["spike"]["pooled_runs"][0]["failed"] == 0
     assert compare["churn"]["pooled"]["cpu_ms_per_invocation"]["pgbouncer"] > 0
-    assert compare["warm"]["pooled"]["p50_ms"] > 0 and compare["verifier_churn"]["pooled"]["ok"] > 0
+    assert compare["warm"]["pooled"]["p50_ms"] > 0 and compare["plain_password_churn"]["pooled"]["ok"] > 0
     assert f"## 4. PgBouncer {PINNED} (shipped) against Debian 12's {compare['pgbouncer']}" in markdown
