@@ -101,6 +101,7 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         f"| load average | {m['load_average_at_start']} at start, {m.get('load_average_at_end', '-')} at end "
         "(the machine is shared; other work adds noise) |",
         "",
+        *_noise_note(m),
         "Clients, PgBouncer and Postgres share these cores, so every figure includes the clients' own",
         f"CPU. Function instances are hosted by worker processes (at least {s['workers']}, at most 900",
         "instances each; see `docs/local.md`). The throwaway clusters run with fsync off; the measured",
@@ -377,5 +378,20 @@ def _prepared_section(r: dict[str, Any]) -> list[str]:
         f"Prepared, a warm call's query is {p['p50_gain_percent']}% faster at p50: Postgres skips parsing and"
         " planning. Through 1.18 the same client would fail (`prepared statement \"_pg3_0\" already exists`),"
         " which is why it only prepares when the stack says the pooler tracks statements.",
+        "",
+    ]
+
+
+def _noise_note(m: dict[str, Any]) -> list[str]:
+    """Say so when other work shared the machine: the load average tells."""
+    loads = [*m.get("load_average_at_start", []), *m.get("load_average_at_end", [])]
+    cores = m.get("cores") or 1
+    if not loads or max(loads) <= cores:
+        return []
+    return [
+        f"**A noisy run:** the load average reached {max(loads):g} on {cores} cores, so other work (on this",
+        "shared machine: other test suites) competed for the cores throughout. Compare figures within this",
+        "run, where the paths and releases alternate or follow each other under the same load, rather than",
+        "with other runs.",
         "",
     ]
