@@ -85,6 +85,10 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "It starts its own throwaway stacks (free ports, a temporary state directory), writes",
         "`benchmarks.json`, this file and the chart, and stops everything it started.",
         "",
+        *([f"The main rows run the PgBouncer the image ships ({r['machine']['pgbouncer']}, built locally from the same",
+           "Debian 13 source package); runs before issue #10 measured Debian 12's 1.18 instead, which section 4",
+           "now repeats beside it in the same run. Section 5 measures what prepared statements gain on warm calls.",
+           ""] if r.get("compare") else []),
         "## Machine",
         "",
         "| | |",
@@ -98,7 +102,8 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         " in auth_file" + (f"; Debian 12's {r['compare']['pgbouncer']} beside it in section 4" if r.get("compare")
                            else "") + ") |",
         f"| client | Python {m['python']}, psycopg {m['psycopg']}, libpq {m['libpq']}, {m['openssl']} |",
-        f"| load average | {m['load_average_at_start']} at start, {m.get('load_average_at_end', '-')} at end "
+        f"| load average | {m['load_average_at_start']} at start, {m.get('load_average_at_end', '-')} at end, "
+        f"1-minute peak {m.get('load_average_peak', '-')} "
         "(the machine is shared; other work adds noise) |",
         "",
         *_noise_note(m),
@@ -384,7 +389,7 @@ def _prepared_section(r: dict[str, Any]) -> list[str]:
 
 def _noise_note(m: dict[str, Any]) -> list[str]:
     """Say so when other work shared the machine: the load average tells."""
-    loads = [*m.get("load_average_at_start", []), *m.get("load_average_at_end", [])]
+    loads = [*m.get("load_average_at_start", []), *m.get("load_average_at_end", []), m.get("load_average_peak", 0)]
     cores = m.get("cores") or 1
     if not loads or max(loads) <= cores:
         return []
