@@ -102,8 +102,8 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         " in auth_file" + (f"; Debian 12's {r['compare']['pgbouncer']} beside it in section 4" if r.get("compare")
                            else "") + ") |",
         f"| client | Python {m['python']}, psycopg {m['psycopg']}, libpq {m['libpq']}, {m['openssl']} |",
-        f"| load average | {m['load_average_at_start']} at start, {m.get('load_average_at_end', '-')} at end, "
-        f"1-minute peak {m.get('load_average_peak', '-')} "
+        f"| load average | {m['load_average_at_start']} at start, {m.get('load_average_at_end', '-')} at end"
+        + (f", 1-minute peak {m['load_average_peak']}" if "load_average_peak" in m else "") + " "
         "(the machine is shared; other work adds noise) |",
         "",
         *_noise_note(m),
