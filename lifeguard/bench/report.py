@@ -85,6 +85,10 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "It starts its own throwaway stacks (free ports, a temporary state directory), writes",
         "`benchmarks.json`, this file and the chart, and stops everything it started.",
         "",
+        *([f"The main rows run the PgBouncer the image ships ({r['machine']['pgbouncer']}, built locally from the same",
+           "Debian 13 source package); runs before issue #10 measured Debian 12's 1.18 instead, which section 4",
+           "now repeats beside it in the same run. Section 5 measures what prepared statements gain on warm calls.",
+           ""] if r.get("compare") else []),
         "## Machine",
         "",
         "| | |",
@@ -98,9 +102,11 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         " in auth_file" + (f"; Debian 12's {r['compare']['pgbouncer']} beside it in section 4" if r.get("compare")
                            else "") + ") |",
         f"| client | Python {m['python']}, psycopg {m['psycopg']}, libpq {m['libpq']}, {m['openssl']} |",
-        f"| load average | {m['load_average_at_start']} at start, {m.get('load_average_at_end', '-')} at end "
+        f"| load average | {m['load_average_at_start']} at start, {m.get('load_average_at_end', '-')} at end"
+        + (f", 1-minute peak {m['load_average_peak']}" if "load_average_peak" in m else "") + " "
         "(the machine is shared; other work adds noise) |",
         "",
+        *_noise_note(m),
         "Clients, PgBouncer and Postgres share these cores, so every figure includes the clients' own",
         f"CPU. Function instances are hosted by worker processes (at least {s['workers']}, at most 900",
         "instances each; see `docs/local.md`). The throwaway clusters run with fsync off; the measured",
@@ -349,8 +355,9 @@ def _compare_section(r: dict[str, Any]) -> list[str]:
     lines += [
         "",
         "Each ratio compares with the direct blocks interleaved with it. The two stacks run one after the",
-        "other on a shared machine, so differences of a few percent are within its noise; the login cost",
-        "is set by the SCRAM work, which is the same in both releases (and rises with the plain password).",
+        "other, so when other work shares the machine its load differs between them and only large",
+        "differences tell. PgBouncer's login cost is the SCRAM work (4096 PBKDF2 iterations per login from",
+        "a plain password), which both releases do the same way; the shipped verifier removes most of it.",
         "",
     ]
     return lines
@@ -378,5 +385,20 @@ def _prepared_section(r: dict[str, Any]) -> list[str]:
         f"Prepared, a warm call's query is {p['p50_gain_percent']}% faster at p50: Postgres skips parsing and"
         " planning. Through 1.18 the same client would fail (`prepared statement \"_pg3_0\" already exists`),"
         " which is why it only prepares when the stack says the pooler tracks statements.",
+        "",
+    ]
+
+
+def _noise_note(m: dict[str, Any]) -> list[str]:
+    """Say so when other work shared the machine: the load average tells."""
+    loads = [*m.get("load_average_at_start", []), *m.get("load_average_at_end", []), m.get("load_average_peak", 0)]
+    cores = m.get("cores") or 1
+    if not loads or max(loads) <= cores:
+        return []
+    return [
+        f"**A noisy run:** the load average reached {max(loads):g} on {cores} cores, so other work (on this",
+        "shared machine: other test suites) competed for the cores throughout. Compare figures within this",
+        "run, where the paths and releases alternate or follow each other under the same load, rather than",
+        "with other runs.",
         "",
     ]

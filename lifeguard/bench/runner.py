@@ -343,6 +343,17 @@ def _r(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _watching_load(say: Say, machine: dict[str, Any]) -> Say:
+    """``say``, noting the 1-minute load at every step: the report says when other work shared the machine."""
+    machine["load_average_peak"] = machine["load_average_at_start"][0]
+
+    def noted(message: str) -> None:
+        machine["load_average_peak"] = max(machine["load_average_peak"], load_average()[0])
+        say(message)
+
+    return noted
+
+
 def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, Any]:
     settings.check()
     started = time.time()
@@ -351,6 +362,7 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
         "machine": describe(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
+    say = _watching_load(say, results["machine"])
     one = _start(state_root, "one-pgbouncer", settings, 1, say)
     try:
         say("[spike] direct, then through one PgBouncer process, growing until a level fails")

@@ -55,6 +55,7 @@ def test_bench_writes_json_markdown_and_chart(state_root: Path, capsys: pytest.C
     prepared = results["prepared"]
     assert prepared["prepare_threshold"] == 5 and prepared["queries_each"] > 0
     assert prepared["prepared"]["p50_ms"] > 0 and prepared["unprepared"]["p50_ms"] > 0
+    assert results["machine"]["load_average_peak"] >= 0  # sampled at every step, for the noise note
     targets = results["targets"]
     assert set(targets) == {"spike_capacity", "churn_ratio", "warm_overhead_ms"}
     assert targets["spike_capacity"]["met"] is False  # 120 instances is not the 10,000 target
