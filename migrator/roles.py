@@ -183,21 +183,24 @@ def provision_app_role(conn: psycopg.Connection[Any], role: AppRole, schema: str
 
 
 def _refuse_create(conn: psycopg.Connection[Any], name: str, schema: str) -> None:
-    """No ``CREATE`` on the schema or the database, whatever PUBLIC was granted before (PG 14 and older)."""
-    if _one(conn, "SELECT has_schema_privilege(%s, %s, 'CREATE')", (name, schema)):
-        # Before Postgres 15 PUBLIC may create in schema public; take that back (only the owner can).
-        try:
-            with conn.transaction():
-                conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(schema)))
-        except psycopg.errors.InsufficientPrivilege:
-            pass
-    if _one(conn, "SELECT has_schema_privilege(%s, %s, 'CREATE')", (name, schema)):
-        raise RoleRefused(
-            f"role {name} could CREATE in schema {schema} (granted to it or to PUBLIC) and this role may not revoke "
-            f"it: as the schema's owner run REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC, {name}"
-        )
-    if _one(conn, "SELECT has_database_privilege(%s, current_database(), 'CREATE')", (name,)):
-        raise RoleRefused(
-            f"role {name} could CREATE schemas in this database (granted to it or to PUBLIC): as the database's "
-            f"owner run REVOKE CREATE ON DATABASE <name> FROM PUBLIC, {name}"
-        )
+    """No ``CREATE`` on the schema or the database, whether granted to the role or to PUBLIC.
+
+    Before Postgres 15 PUBLIC may create in schema ``public``: the job takes that back. Only the
+    owner can, and Postgres only warns when a REVOKE has no effect, so each check is repeated after.
+    """
+    database = str(_one(conn, "SELECT current_database()"))
+    targets = (
+        ("SCHEMA", schema, "SELECT has_schema_privilege(%s, %s, 'CREATE')", "schema", "CREATE"),
+        ("DATABASE", database, "SELECT has_database_privilege(%s, %s, 'CREATE')", "database", "CREATE schemas"),
+    )
+    for kind, target, check, what, verb in targets:
+        if not _one(conn, check, (name, target)):
+            continue
+        conn.execute(sql.SQL(f"REVOKE CREATE ON {kind} {{}} FROM PUBLIC, {{}}").format(
+            sql.Identifier(target), sql.Identifier(name)))
+        if _one(conn, check, (name, target)):
+            raise RoleRefused(
+                f"role {name} could {verb} in {what} {target} (granted to it or to PUBLIC) and the migration "
+                f"role may not take that back: as the {what}'s owner run REVOKE CREATE ON {kind} {target} FROM "
+                f"PUBLIC, {name}"
+            )

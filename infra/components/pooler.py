@@ -35,6 +35,8 @@ CONTAINER_PORT = 6432
 SETTINGS_ENV = "LIFEGUARD_PGBOUNCER_SETTINGS"
 CREDENTIALS_ENV = "POOLER_CREDENTIALS"
 STATS_CREDENTIALS_ENV = "POOLER_STATS_CREDENTIALS"
+# Not read by the image: only there to change the task definition when a secret changes.
+CREDENTIALS_VERSION_ENV = "LIFEGUARD_CREDENTIALS_VERSION"
 LOG_STREAM_PREFIX = "pgbouncer"
 METRICS_CONTAINER_NAME = "metrics"
 METRICS_LOG_STREAM_PREFIX = "metrics"
@@ -105,7 +107,7 @@ class Pooler(pulumi.ComponentResource):
         credentials_value: pulumi.Output[str] = pulumi.Output.json_dumps(
             {"username": args.username, "password": args.verifier}
         )
-        aws.secretsmanager.SecretVersion(
+        credentials_version = aws.secretsmanager.SecretVersion(
             f"{name}-credentials",
             secret_id=credentials.id,
             secret_string=mark_secret(credentials_value),
@@ -131,7 +133,7 @@ class Pooler(pulumi.ComponentResource):
             recovery_window_in_days=args.secret_recovery_window_days,
             opts=child,
         )
-        aws.secretsmanager.SecretVersion(
+        stats_version = aws.secretsmanager.SecretVersion(
             f"{name}-stats-credentials",
             secret_id=stats_credentials.id,
             secret_string=mark_secret(
@@ -174,7 +176,13 @@ class Pooler(pulumi.ComponentResource):
             "image": image.image_uri,
             "essential": True,
             "portMappings": [{"containerPort": CONTAINER_PORT, "protocol": "tcp"}],
-            "environment": [{"name": SETTINGS_ENV, "value": settings_json}],
+            "environment": [
+                {"name": SETTINGS_ENV, "value": settings_json},
+                # Tasks read their secrets only at start: naming the secrets' versions here makes a new
+                # verifier (a changed password) a new task definition, so `pulumi up` rolls the tasks.
+                {"name": CREDENTIALS_VERSION_ENV,
+                 "value": pulumi.Output.concat(credentials_version.version_id, ",", stats_version.version_id)},
+            ],
             "secrets": [
                 {"name": CREDENTIALS_ENV, "valueFrom": credentials.arn},
                 {"name": STATS_CREDENTIALS_ENV, "valueFrom": stats_credentials.arn},

@@ -85,7 +85,7 @@ def _demo(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
     _say("1. local stack: Postgres standing in for RDS, PgBouncer on the image's rendered config")
     config = stack.up(stack_options(args), migrate=False, progress=lambda m: _say(f"   {m}"))
 
-    _say("2. migration job, given only DATABASE_URL_UNPOOLED (direct to Postgres)")
+    _say("2. migration job, given only DATABASE_URL_UNPOOLED (direct to Postgres) and the app role's verifier")
     migration = stack.migrate(config)
     for line in migration.output.splitlines():
         _say(f"   {line}")

@@ -180,6 +180,10 @@ class StrictMocks(Mocks):
         if typ == "aws:secretsmanager/secret:Secret":
             secret_name = f"{inputs.get('namePrefix', name)}AbCdEf"
             return {"name": secret_name, "arn": f"arn:aws:secretsmanager:{r}:{a}:secret:{secret_name}-Xy12Z3"}
+        if typ == "aws:secretsmanager/secretVersion:SecretVersion":
+            # As Secrets Manager does: a new value is a new version.
+            version = hashlib.sha256(repr(inputs.get("secretString")).encode()).hexdigest()[:32]
+            return {"versionId": version, "arn": f"{inputs.get('secretId')}|{version}"}
         if typ == "aws:iam/role:Role":
             return {"name": physical, "arn": f"arn:aws:iam::{a}:role/{physical}", "id": physical}
         if typ == "aws:iam/rolePolicy:RolePolicy":

@@ -53,6 +53,14 @@ def migration_container(run: ProgramRun) -> dict[str, Any]:
     return container
 
 
+def pooler_version(run: ProgramRun) -> str:
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition", "pooler")
+    [pgbouncer] = [c for c in json.loads(task.input("containerDefinitions")) if c["name"] == "pgbouncer"]
+    [value] = [e["value"] for e in pgbouncer["environment"] if e["name"] == "LIFEGUARD_CREDENTIALS_VERSION"]
+    assert isinstance(value, str)
+    return value
+
+
 def test_each_url_logs_in_as_its_own_role(example_run: ProgramRun) -> None:
     pooled = pooled_url(example_run)
     direct = urlsplit(unwrap(secret_string(example_run, "connection-direct")))
@@ -112,11 +120,16 @@ def test_a_new_password_changes_both_sides_and_nothing_else(example_run: Program
     assert unquote(pooled_url(run).password or "") == rotated
     assert pooler_credentials(run)["password"] == scram_verifier(rotated, salt)
     assert pooler_credentials(run)["password"] != pooler_credentials(example_run)["password"]
-    # The job reads the verifier from the secret, so its task definition needs no change.
+    # The job reads the verifier from the secret, so its task definition needs no change ...
     assert migration_container(run) == migration_container(example_run)
+    # ... while the pooler's names the secret's new version, so `pulumi up` rolls its tasks onto it.
+    assert pooler_version(run) != pooler_version(example_run)
+    credentials_version = run.one("aws:secretsmanager/secretVersion:SecretVersion", "pooler-credentials")
+    assert pooler_version(run).startswith(credentials_version.state["versionId"] + ",")
     # The same password gives the same verifier: an unchanged stack changes no secret.
     again = run_program(example_stack_config(), build_dir)
     assert pooler_credentials(again) == pooler_credentials(example_run)
+    assert pooler_version(again) == pooler_version(example_run)
 
 
 @pytest.mark.parametrize(

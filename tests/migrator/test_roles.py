@@ -184,3 +184,35 @@ def test_the_migrators_verifier_check_agrees_with_pgbouncer_scram() -> None:
         except ConfigError:
             accepted = False
         assert accepted == is_verifier(sample), sample[:20]
+
+
+def test_create_granted_to_public_or_the_role_is_taken_back(app_db: AppDatabase, role_name: str) -> None:
+    verifier = scram_verifier(PASSWORD, APP_SALT)
+    with app_db.cluster.connect_superuser(app_db.dbname) as conn:
+        # What Postgres 14 and older grant by default, and a grant someone added by hand.
+        conn.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role_name)))
+        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+            sql.Identifier(app_db.dbname), sql.Identifier(role_name)))
+    with psycopg.connect(app_db.direct_url, autocommit=True) as conn:
+        roles.provision_app_role(conn, AppRole(role_name, verifier), "public")
+    with as_role(app_db, role_name, PASSWORD) as conn:
+        for statement in ("CREATE TABLE t (id int)", "CREATE SCHEMA s"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+
+
+def test_create_the_migration_role_cannot_take_back_is_refused(app_db: AppDatabase, role_name: str) -> None:
+    verifier = scram_verifier(PASSWORD, APP_SALT)
+    with app_db.cluster.connect_superuser(app_db.dbname) as conn:
+        # A schema the superuser owns: the migration role cannot revoke what PUBLIC was given there.
+        conn.execute("CREATE SCHEMA not_ours")
+        conn.execute("GRANT USAGE, CREATE ON SCHEMA not_ours TO PUBLIC")
+    try:
+        with psycopg.connect(app_db.direct_url, autocommit=True) as conn, pytest.raises(
+                roles.RoleRefused, match="could CREATE in schema not_ours"):
+            roles.provision_app_role(conn, AppRole(role_name, verifier), "not_ours")
+        assert stored(app_db, role_name) is None  # the whole provisioning rolled back
+    finally:
+        with app_db.cluster.connect_superuser(app_db.dbname) as conn:
+            conn.execute("DROP SCHEMA not_ours")

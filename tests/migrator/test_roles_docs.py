@@ -20,7 +20,7 @@ MARKER = "-- migrator/migrations/0004_analytics_reader.sql"
 def documented_migration() -> str:
     blocks: list[str] = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
     [block] = [b for b in blocks if b.startswith(MARKER)]
-    return block
+    return str(block)
 
 
 def test_the_documented_analytics_role_reads_and_cannot_write(app_db: AppDatabase, tmp_path: Path) -> None:
