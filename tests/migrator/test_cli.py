@@ -280,3 +280,25 @@ def test_database_url_is_ignored_when_the_direct_one_is_set(
                    {"DATABASE_URL_UNPOOLED": app_db.direct_url, "DATABASE_URL": bogus}, secrets_of(app_db))
     assert proc.returncode == ExitCode.OK, proc.stderr
     assert "direct URL from DATABASE_URL_UNPOOLED" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (b"CREATE TABLE a (id int);\n-- \x00\nCREATE TABLE b (id int);\n", 2),
+        (b"-- lifeguard: no-transaction\nCREATE TABLE a (id int);\nINSERT INTO a VALUES (1)\x00,(2),(3);\n", 3),
+    ],
+)
+def test_nul_byte_is_refused_before_anything_runs(
+    app_db: AppDatabase, tmp_path: Path, data: bytes, line: int
+) -> None:
+    # libpq would send only the text before the NUL, and the file would be recorded as applied.
+    directory = tmp_path / "m"
+    directory.mkdir()
+    (directory / "0001_x.sql").write_bytes(data)
+    env = {"DATABASE_URL_UNPOOLED": app_db.direct_url}
+    proc = run_cli(["--migrations-dir", str(directory)], env, secrets_of(app_db))
+    assert proc.returncode == ExitCode.CONFIG, proc.stderr
+    assert f"0001_x.sql, line {line}: NUL byte at byte offset {data.index(0)}" in proc.stderr
+    assert not table_exists(app_db, "a")
+    assert recorded_versions(app_db) == []
