@@ -14,7 +14,8 @@ is small and does exactly what the kit needs:
   session;
 * each file and its bookkeeping row commit in one transaction: a failure leaves no trace of that
   file; ``-- lifeguard: no-transaction`` files run statement by statement and are recorded after;
-* a sha256 per applied file: an applied file that was edited stops the run, naming it.
+* a sha256 per applied file: an applied file that was edited stops the run, naming it, and so
+  does a pending file whose content is already applied under another number (a renamed file).
 
 Bookkeeping lives in ``lifeguard_schema_migrations`` in the first schema of the search path
 (``public`` normally), created on the first run.
@@ -423,6 +424,29 @@ def _refuse_drift(states: Sequence[MigrationState]) -> None:
         )
 
 
+def _refuse_renumbered(migrations: Sequence[Migration], recorded: dict[int, _Recorded]) -> None:
+    """A pending file whose exact content is already applied under another number: a renamed file.
+
+    Running it would apply the same statements a second time (a seed's rows twice), so the run
+    stops before applying anything.
+    """
+    by_checksum = {r.checksum: r for r in recorded.values()}
+    clashes = [
+        (m, by_checksum[m.checksum]) for m in migrations if m.number not in recorded and m.checksum in by_checksum
+    ]
+    if clashes:
+        details = "; ".join(
+            f"{m.filename} has the content of {r.filename}, applied {r.applied_at:%Y-%m-%d} as version {r.version}"
+            for m, r in clashes
+        )
+        raise ChecksumDrift(
+            f"{details}. Nothing was applied. A renumbered file would run its statements a second time: "
+            "give the file back its applied name, or, if the same SQL must really run again, put it in a "
+            "new migration whose content differs (a comment saying why is enough).",
+            tuple(m.filename for m, _ in clashes),
+        )
+
+
 def _warn_missing(states: Sequence[MigrationState]) -> None:
     for s in states:
         if s.state == "missing":
@@ -448,8 +472,10 @@ def migrate(
     with _open_session(url) as session:
         log.info("database %s: %d migration file(s) in %s", session.target, len(migrations), directory)
         if dry_run:
-            states = _compare(migrations, session.read_applied())
+            recorded = session.read_applied()
+            states = _compare(migrations, recorded)
             _refuse_drift(states)
+            _refuse_renumbered(migrations, recorded)
             _warn_missing(states)
             pending = tuple(s.filename for s in states if s.state == "pending")
             applied_count = sum(1 for s in states if s.state == "applied")
@@ -460,6 +486,7 @@ def migrate(
         recorded = session.read_applied()
         states = _compare(migrations, recorded)
         _refuse_drift(states)
+        _refuse_renumbered(migrations, recorded)
         _warn_missing(states)
         pending_migrations = [m for m in migrations if m.number not in recorded]
         newest = max(recorded, default=-1)

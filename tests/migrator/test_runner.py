@@ -282,3 +282,18 @@ def test_foreign_rows_in_the_bookkeeping_table_are_reported(app_db: AppDatabase,
     with pytest.raises(MigratorError, match="holds version 'v2_beta'") as error:
         status(app_db.direct_url, sample_dir)
     assert error.value.exit_code == ExitCode.ERROR
+
+
+def test_a_renumbered_applied_file_is_refused_not_run_again(app_db: AppDatabase, sample_dir: Path) -> None:
+    migrate(app_db.direct_url, sample_dir)
+    (sample_dir / "0003_seed_demo_orgs.sql").rename(sample_dir / "0004_seed_demo_orgs.sql")
+    for dry_run in (True, False):
+        with pytest.raises(ChecksumDrift) as refused:
+            migrate(app_db.direct_url, sample_dir, dry_run=dry_run)
+        message = str(refused.value)
+        assert "0004_seed_demo_orgs.sql has the content of 0003_seed_demo_orgs.sql" in message
+        assert "as version 0003" in message and "Nothing was applied" in message
+        assert refused.value.exit_code == ExitCode.CHECKSUM_DRIFT
+        assert refused.value.filenames == ("0004_seed_demo_orgs.sql",)
+    assert query(app_db, "SELECT count(*) FROM invoices") == [(3,)]  # the seed did not run twice
+    assert recorded_versions(app_db) == ["0001", "0002", "0003"]
