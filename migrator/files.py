@@ -51,9 +51,9 @@ def _parse(path: Path, version: str) -> Migration:
     if nul >= 0:
         # libpq sends SQL as a C string: everything after a NUL would be silently dropped,
         # and the file still recorded as applied.
-        line = data.count(b"\n", 0, nul) + 1
+        nul_line = data.count(b"\n", 0, nul) + 1
         raise MigrationFileError(
-            f"{name}, line {line}: NUL byte at byte offset {nul}; PostgreSQL cannot receive it and "
+            f"{name}, line {nul_line}: NUL byte at byte offset {nul}; PostgreSQL cannot receive it and "
             "would run only the text before it. Remove it"
         )
     try:
