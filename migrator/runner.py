@@ -61,6 +61,10 @@ TABLE_NAME = "lifeguard_schema_migrations"
 APPLICATION_NAME = "lifeguard-migrator"
 CONNECT_TIMEOUT_S = 10
 CONNECTION_CHECK_INTERVAL_MS = 1000
+PINNED_SETTINGS = (("standard_conforming_strings", "on"), ("client_encoding", "UTF8"))
+"""Session settings the file check assumes: :mod:`migrator.sqlsplit` lexes strings with backslash as
+a plain character, and the files are UTF-8. A database or role default of
+``standard_conforming_strings=off`` would make Postgres see a ``COMMIT`` the check saw inside a string."""
 """If the migrator dies mid-statement, its backend notices within this and rolls back (PG 14+)."""
 
 log = logging.getLogger("migrator")
@@ -291,9 +295,14 @@ class _Session:
 
     # -- applying ----------------------------------------------------------------------
 
+    def pin_settings(self) -> None:
+        """Set :data:`PINNED_SETTINGS` again: a previous file (or statement) may have changed them."""
+        _pin_settings(self.conn)
+
     def apply(self, migration: Migration) -> AppliedMigration:
         mode = "" if migration.transactional else " (no transaction)"
         log.info("applying %s%s", migration.filename, mode)
+        self.pin_settings()
         started = time.monotonic()
         if migration.transactional:
             duration_ms = self._apply_in_transaction(migration, started)
@@ -332,6 +341,8 @@ class _Session:
         statements: Sequence[Statement] = migration.statements
         for index, statement in enumerate(statements, start=1):
             try:
+                if index > 1:
+                    self.pin_settings()
                 self.conn.execute(statement.text)
             except psycopg.Error as exc:
                 error = _describe_error(exc, statement.text, statement.line, statement.line)
@@ -358,6 +369,13 @@ class _Session:
         return duration_ms
 
 
+def _pin_settings(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in PINNED_SETTINGS),
+        [value for pair in PINNED_SETTINGS for value in pair],
+    )
+
+
 def _log_notice(diag: psycopg.errors.Diagnostic) -> None:
     log.info("postgres %s: %s", (diag.severity or "notice").lower(), diag.message_primary)
 
@@ -374,6 +392,7 @@ def _open_session(url: str) -> Iterator[_Session]:
         raise Unavailable(f"cannot connect to {target}: {redactor(str(exc).strip())}") from None
     try:
         check_direct(conn)
+        _pin_settings(conn)
         if conn.info.server_version >= 140000:
             conn.execute(
                 "SELECT set_config('client_connection_check_interval', %s, false)",

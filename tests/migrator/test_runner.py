@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from psycopg import sql
 
 from migrator import runner, sqlsplit
 from migrator.errors import (
@@ -297,3 +298,29 @@ def test_a_renumbered_applied_file_is_refused_not_run_again(app_db: AppDatabase,
         assert refused.value.filenames == ("0004_seed_demo_orgs.sql",)
     assert query(app_db, "SELECT count(*) FROM invoices") == [(3,)]  # the seed did not run twice
     assert recorded_versions(app_db) == ["0001", "0002", "0003"]
+
+
+def test_files_are_lexed_as_checked_even_if_the_database_turns_off_standard_strings(
+    app_db: AppDatabase, tmp_path: Path
+) -> None:
+    # Under standard_conforming_strings=off, Postgres reads 'x\'' as a whole string and then sees a
+    # COMMIT that the file check (standard rules) saw inside one string: half the file would commit.
+    query(app_db, sql.SQL("ALTER DATABASE {} SET standard_conforming_strings = off").format(
+        sql.Identifier(app_db.dbname)))
+    directory = write_migrations(tmp_path / "m", {
+        "0001_plain.sql": "CREATE TABLE kept (v text);\nINSERT INTO kept VALUES ('a\\b');\n",
+        "0002_tricky.sql": "CREATE TABLE half (id int);\nSELECT 'x\\''; COMMIT; SELECT 'y\\'';\n",
+    })
+    with pytest.raises(MigrationFailed) as failure:
+        migrate(app_db.direct_url, directory)
+    assert "0002_tricky.sql failed and was rolled back" in str(failure.value)
+    assert not table_exists(app_db, "half")
+    assert recorded_versions(app_db) == ["0001"]
+    assert query(app_db, "SELECT v FROM kept") == [("a\\b",)]  # the backslash as written, not an escape
+
+    # A no-transaction file that turns the setting off for itself does not change how the next statement is read.
+    (directory / "0002_tricky.sql").write_text(
+        "-- lifeguard: no-transaction\nSET standard_conforming_strings = off;\nINSERT INTO kept VALUES ('c\\d');\n"
+    )
+    migrate(app_db.direct_url, directory)
+    assert query(app_db, "SELECT v FROM kept ORDER BY v") == [("a\\b",), ("c\\d",)]
