@@ -51,8 +51,11 @@ def test_settings_from_env_defaults_and_overrides() -> None:
     [
         ({"LIFEGUARD_POOLER_PREPARED_STATEMENTS": "maybe"}, "must be 1 or 0"),
         ({"LIFEGUARD_CONNECT_TIMEOUT": "five"}, "must be a whole number"),
-        ({"LIFEGUARD_CONNECT_TIMEOUT": "1"}, "at least 2"),
-        ({"LIFEGUARD_STATEMENT_TIMEOUT_MS": "-1"}, "at least 0"),
+        ({"LIFEGUARD_CONNECT_TIMEOUT": "1"}, "from 2 to 900"),
+        ({"LIFEGUARD_CONNECT_TIMEOUT": "901"}, "from 2 to 900"),
+        ({"LIFEGUARD_STATEMENT_TIMEOUT_MS": "-1"}, "from 0 to 2147483647"),
+        ({"LIFEGUARD_STATEMENT_TIMEOUT_MS": "3000000000"}, "from 0 to 2147483647"),
+        ({"LIFEGUARD_STATEMENT_TIMEOUT_MS": "9" * 5000}, "got 5000 characters"),
     ],
 )
 def test_bad_settings_say_which_variable(env: dict[str, str], says: str) -> None:
