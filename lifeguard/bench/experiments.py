@@ -18,7 +18,7 @@ import time
 
 import psycopg
 
-from lifeguard.local.stack import STATS_USER, LocalStack, StackConfig
+from lifeguard.local.stack import STATS_USER, LocalStack, StackConfig, StackError
 from lifeguard.local.system import own_for_service
 
 
@@ -48,7 +48,9 @@ def use_scram_verifier(stack: LocalStack, config: StackConfig) -> None:
         with os.fdopen(fd, "w") as handle:
             handle.write(userlist)
         own_for_service(path)
-        pid = int((root / "pgbouncer.pid").read_text().strip())
+        pid = stack.pooler_pid(i)
+        if pid is None:
+            raise StackError(f"PgBouncer in {root} is not running; run `lifeguard local up`")
         os.kill(pid, signal.SIGHUP)
     # RELOAD is asynchronous; a login through the pooled URL proves the new file works.
     deadline = time.monotonic() + 10
