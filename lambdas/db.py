@@ -38,6 +38,8 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
+from redaction import Redactor, redact, url_problem
+
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
@@ -279,6 +281,10 @@ def _check_url(url: str, source: str) -> dict[str, Any]:
     """Parse the connection string; on failure say where it came from, never what it contains."""
     if not url.strip():
         raise ConfigurationError(f"{source} is empty; it must hold a postgresql:// URL")
+    problem = url_problem(url)
+    if problem is not None:
+        # libpq would misread it and then quote the pieces (password included) in its errors.
+        raise ConfigurationError(f"{source} cannot be used as written: {problem}")
     try:
         return dict(conninfo_to_dict(url))
     except psycopg.Error:
@@ -526,13 +532,8 @@ class Database:
     def _redact(self, text: str) -> str:
         """Remove the URL and password from driver text before it is logged (belt and braces)."""
         if self._resolved is None:
-            return text
-        url = self._resolved[0]
-        password = str(conninfo_to_dict(url).get("password", ""))
-        for secret in (url, password):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+            return redact(text)
+        return Redactor([self._resolved[0]])(text)
 
 
 def _readable(fd: int) -> bool:

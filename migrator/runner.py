@@ -48,8 +48,9 @@ from migrator.errors import (
 )
 from migrator.files import NO_TRANSACTION, Migration, load_migrations
 from migrator.guard import check_direct
-from migrator.source import Redactor, describe_target
+from migrator.source import describe_target
 from migrator.sqlsplit import Statement
+from redaction import Redactor
 
 DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_LOCK_TIMEOUT_S = 300.0

@@ -53,6 +53,7 @@ from pgbouncer.entrypoint import StartupError
 from pgbouncer.settings import PoolerSettings, SettingsError
 from pgbouncer.sizing import PoolBudget, SizingError
 from pgbouncer.versions import PgBouncerVersion
+from redaction import Redactor
 
 STATE_DIR_ENV = "LIFEGUARD_STATE_DIR"
 DEFAULT_STATE_DIR = ".lifeguard"
@@ -519,7 +520,7 @@ class LocalStack:
         except subprocess.TimeoutExpired:
             raise StackError(f"the migration job did not finish within {MIGRATE_TIMEOUT_S} s") from None
         output = (result.stdout + result.stderr).strip()
-        return MigrationRun(result.returncode, redact(output, self.app_password(), direct))
+        return MigrationRun(result.returncode, Redactor([direct], [self.app_password()])(output))
 
     def status(self) -> StackStatus:
         config = self.load_config()
@@ -571,13 +572,6 @@ def migration_env(direct_url: str, base: Mapping[str, str] | None = None) -> dic
     env = {k: v for k, v in base.items() if k not in _URL_ENV_NAMES and not _LIBPQ_ENV.match(k)}
     env["DATABASE_URL_UNPOOLED"] = direct_url
     return env
-
-
-def redact(text: str, *secrets_: str) -> str:
-    for secret in secrets_:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def check_service_can_reach(path: Path) -> None:
@@ -646,6 +640,5 @@ __all__ = [
     "StackStatus",
     "check_service_can_reach",
     "migration_env",
-    "redact",
     "resolve_state_dir",
 ]
