@@ -121,7 +121,11 @@ class PoolerProcess:
         identity = self._pgbouncer_identity()
         if identity is None:
             raise PoolerError(f"PgBouncer exited right after starting:\n{self.log_tail()}")
-        write_identity(self.pid_file, identity)
+        try:
+            write_identity(self.pid_file, identity)
+        except PermissionError as exc:
+            self.stop(signal.SIGQUIT, timeout=5)
+            raise PoolerError(f"PgBouncer stopped again: {exc}") from None
         return identity.pid
 
     def pid(self) -> int | None:
