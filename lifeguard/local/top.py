@@ -171,6 +171,10 @@ def resolve_sources(args: argparse.Namespace, env: Mapping[str, str], resolver: 
     console_url = args.console_url or env.get(ENV_CONSOLE_URL)
     direct_url = args.direct_url or env.get(ENV_DIRECT_URL)
     if console_url:
+        problem = url_problem(console_url)
+        if problem is not None:
+            # libpq would misread it, and the host it shows would carry pieces of the password.
+            raise TopError(f"{ENV_CONSOLE_URL} / --console-url cannot be used as written: {problem}")
         try:
             console = ConsoleTarget.from_url(console_url)
         except ValueError as exc:

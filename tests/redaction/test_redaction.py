@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import io
 import logging
 import subprocess
 import sys
@@ -14,10 +15,11 @@ import pytest
 import redaction
 from lambdas import charge_credits
 from lambdas.db import Database
-from lifeguard.local.top import TopError, postgres_figures
+from lifeguard.local.top import TopError, postgres_figures, run_top
 from redaction import Redactor, redact, url_problem
 from tests.conftest import AppDatabase
 from tests.migrator.conftest import REPO_ROOT, cli_env, migrator_argv
+from tests.observability.test_top import top_args
 from tests.secrecy import assert_no_secret
 
 # Not percent-encoded, as people paste them: a raw '/', '@', space, '?', '#'.
@@ -117,3 +119,12 @@ def test_local_top_refuses_a_raw_password_without_quoting_it() -> None:
     with pytest.raises(TopError) as unreachable:
         postgres_figures(f"postgresql://app:{quote(password, safe='')}@127.0.0.1:9/db?connect_timeout=2")
     assert_nothing_of(password, str(unreachable.value))
+
+
+def test_local_top_console_url_with_a_raw_password_is_refused_unquoted() -> None:
+    password = RAW_PASSWORDS[1]
+    err = io.StringIO()
+    env = {"LIFEGUARD_POOLER_CONSOLE_URL": f"postgresql://stats:{password}@127.0.0.1:9/pgbouncer?connect_timeout=2"}
+    assert run_top(top_args("--once"), env=env, out=io.StringIO(), err=err) == 2
+    assert "percent-encode" in err.getvalue()
+    assert_nothing_of(password, err.getvalue())
