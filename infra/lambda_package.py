@@ -34,6 +34,8 @@ RUNTIME = f"python{PYTHON_VERSION}"
 # Written by scripts/relock (`uv export` of uv.lock's `lambda` group): exact versions, every file's
 # sha256, and the markers of the lock's universal resolution, evaluated here for the Lambda runtime.
 REQUIREMENTS_FILE = Path(__file__).with_name("lambda-requirements.txt")
+SHARED_PACKAGES = (Path(__file__).resolve().parents[1] / "redaction",)
+"""The repository's own packages the functions import besides ``lambdas/`` (the kit's one redactor)."""
 # manylinux2014 covers most wheels; some aarch64 ones are only published as manylinux_2_28, which
 # the Python 3.12 runtime (Amazon Linux 2023, glibc 2.34) also runs.
 PLATFORMS: dict[Architecture, tuple[str, ...]] = {
@@ -220,10 +222,12 @@ def build(
     build_dir: Path,
     requirements: Sequence[Pin] | None = None,
     python_version: str = PYTHON_VERSION,
+    shared_packages: Sequence[Path] = SHARED_PACKAGES,
 ) -> LambdaPackage:
-    """Zip ``source_dir`` (as a package of that name) with its pinned wheels for ``architecture``."""
-    if not (source_dir / "__init__.py").is_file():
-        raise PackagingError(f"{source_dir} is not a Python package (no __init__.py)")
+    """Zip ``source_dir`` and ``shared_packages`` (as packages of those names) with the pinned wheels."""
+    for package_dir in (source_dir, *shared_packages):
+        if not (package_dir / "__init__.py").is_file():
+            raise PackagingError(f"{package_dir} is not a Python package (no __init__.py)")
     if requirements is None:
         requirements = read_requirements(architecture, python_version=python_version)
     pins = tuple(requirements)
@@ -231,9 +235,10 @@ def build(
     for wheel in download_wheels(pins, architecture, build_dir, python_version):
         for name, data in _wheel_entries(wheel):
             entries[name] = data
-    for name, data in _source_entries(source_dir):
-        if name in entries:
-            raise PackagingError(f"{name} is both in {source_dir} and in a wheel; rename it")
-        entries[name] = data
+    for package_dir in (source_dir, *shared_packages):
+        for name, data in _source_entries(package_dir):
+            if name in entries:
+                raise PackagingError(f"{name} is both in {package_dir} and in a wheel; rename it")
+            entries[name] = data
     target = build_dir / f"{source_dir.name}-{architecture}.zip"
     return LambdaPackage(path=target, sha256_hex=write_deterministic_zip(entries, target))

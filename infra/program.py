@@ -50,6 +50,11 @@ class ProgramPaths:
     def lambdas_source(self) -> Path:
         return self.repo_root / "lambdas"
 
+    @property
+    def shared_packages(self) -> tuple[Path, ...]:
+        """Packages of the repository every deployable ships beside its own (the one redactor)."""
+        return (self.repo_root / "redaction",)
+
 
 def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:
     """The AZs a new VPC uses, or check that existing subnets sit in one VPC across enough AZs."""
@@ -105,7 +110,10 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     # Fail on missing build inputs before creating anything.
     context_tag(paths.pgbouncer_context, cfg.pooler.architecture)
     context_tag(paths.migrator_context, cfg.migration.architecture)
-    package = lambda_package.build(paths.lambdas_source, cfg.functions.architecture, paths.build_dir / "lambda")
+    package = lambda_package.build(
+        paths.lambdas_source, cfg.functions.architecture, paths.build_dir / "lambda",
+        shared_packages=paths.shared_packages,
+    )
 
     network = Network(
         "network",
@@ -221,6 +229,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             app_role_verifier_secret_arn=pooler.credentials_secret_arn,
             settings=cfg.migration,
             context_dir=paths.migrator_context,
+            shared_packages=paths.shared_packages,
             log_retention_days=cfg.log_retention_days,
             production=cfg.production,
         ),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 import psycopg
@@ -31,6 +32,11 @@ class Response(TypedDict):
 
 class BadEvent(ValueError):
     """The event is malformed; the message says which field and what is expected."""
+
+
+def timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC, whatever the session's TimeZone: a replay answers the very same bytes."""
+    return moment.astimezone(UTC).isoformat()
 
 
 def respond(status: int, payload: Mapping[str, Any]) -> Response:
@@ -60,8 +66,15 @@ def require_int(event: Mapping[str, object], name: str, *, minimum: int = 1, max
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadEvent(f"{name!r} must be a whole number (JSON integer), got {_json_type(value)}")
     if not minimum <= value <= maximum:
-        raise BadEvent(f"{name!r} must be from {minimum} to {maximum}, got {value}")
+        raise BadEvent(f"{name!r} must be from {minimum} to {maximum}, got {_shown(value)}")
     return value
+
+
+def _shown(value: int) -> str:
+    """``value`` for a message; Python refuses to print an int of more than 4300 digits (ValueError)."""
+    if abs(value) < 10**30:
+        return str(value)
+    return f"a number of about {int(value.bit_length() * 0.30103)} digits"
 
 
 def require_key(event: Mapping[str, object], name: str, *, max_length: int = MAX_IDEMPOTENCY_KEY_LENGTH) -> str:

@@ -89,7 +89,7 @@ def _charged(charge_id: int, org_id: int, amount: int, balance_after: int, key: 
         "amount": amount,
         "balance_after": balance_after,
         "idempotency_key": key,
-        "created_at": created_at.isoformat(),
+        "created_at": api.timestamp(created_at),
     })
 
 

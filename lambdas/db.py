@@ -39,6 +39,8 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
+from redaction import Redactor, redact, url_problem
+
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
@@ -49,6 +51,11 @@ SECRET_ARN_ENV = "DATABASE_URL_SECRET_ARN"  # noqa: S105 (an env var name)
 PREPARED_ENV = "LIFEGUARD_POOLER_PREPARED_STATEMENTS"
 CONNECT_TIMEOUT_ENV = "LIFEGUARD_CONNECT_TIMEOUT"
 STATEMENT_TIMEOUT_ENV = "LIFEGUARD_STATEMENT_TIMEOUT_MS"
+MIN_CONNECT_TIMEOUT_S = 2
+MAX_CONNECT_TIMEOUT_S = 900
+"""Lambda's longest timeout: a connection attempt cannot usefully wait longer."""
+MAX_STATEMENT_TIMEOUT_MS = 2**31 - 1
+"""Postgres' ``statement_timeout`` is an int of milliseconds."""
 
 Connection = psycopg.Connection[TupleRow]
 SecretsClientFactory = Callable[[str], "SecretsManagerClient"]
@@ -186,16 +193,19 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise ConfigurationError(f"{name} must be 1 or 0 (true/false), got {value!r}")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
+    # Bounded before int(): Python refuses to parse more than 4300 digits with a ValueError of its own.
+    if len(raw) > 20:
+        raise ConfigurationError(f"{name} must be from {minimum} to {maximum}, got {len(raw)} characters")
     try:
         value = int(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    if not minimum <= value <= maximum:
+        raise ConfigurationError(f"{name} must be from {minimum} to {maximum}, got {value}")
     return value
 
 
@@ -217,17 +227,29 @@ class ClientSettings:
     application_name: str = "lifeguard"
 
     def __post_init__(self) -> None:
-        if self.connect_timeout < 2:
-            raise ConfigurationError(f"{CONNECT_TIMEOUT_ENV} must be at least 2 seconds (libpq's minimum)")
-        if self.statement_timeout_ms < 0:
-            raise ConfigurationError(f"{STATEMENT_TIMEOUT_ENV} must be 0 (off) or a positive number of ms")
+        # Checked here, when the configuration is read: a value Postgres or libpq refuses would
+        # otherwise fail every call later, looking like a lost connection (503, retryable).
+        if not MIN_CONNECT_TIMEOUT_S <= self.connect_timeout <= MAX_CONNECT_TIMEOUT_S:
+            raise ConfigurationError(
+                f"{CONNECT_TIMEOUT_ENV} must be from {MIN_CONNECT_TIMEOUT_S} (libpq's minimum) to "
+                f"{MAX_CONNECT_TIMEOUT_S} seconds (a function's longest run), got {self.connect_timeout}"
+            )
+        if not 0 <= self.statement_timeout_ms <= MAX_STATEMENT_TIMEOUT_MS:
+            raise ConfigurationError(
+                f"{STATEMENT_TIMEOUT_ENV} must be 0 (off) or a number of ms up to {MAX_STATEMENT_TIMEOUT_MS} "
+                f"(Postgres' largest statement_timeout), got {self.statement_timeout_ms}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ClientSettings:
         return cls(
             pooler_prepared_statements=_flag(env, PREPARED_ENV),
-            connect_timeout=_int(env, CONNECT_TIMEOUT_ENV, cls.connect_timeout, 2),
-            statement_timeout_ms=_int(env, STATEMENT_TIMEOUT_ENV, cls.statement_timeout_ms, 0),
+            connect_timeout=_int(
+                env, CONNECT_TIMEOUT_ENV, cls.connect_timeout, MIN_CONNECT_TIMEOUT_S, MAX_CONNECT_TIMEOUT_S
+            ),
+            statement_timeout_ms=_int(
+                env, STATEMENT_TIMEOUT_ENV, cls.statement_timeout_ms, 0, MAX_STATEMENT_TIMEOUT_MS
+            ),
             # Lambda names the function; it shows in pg_stat_activity and the pooler's SHOW CLIENTS.
             application_name=env.get("AWS_LAMBDA_FUNCTION_NAME", cls.application_name)[:63],
         )
@@ -260,6 +282,10 @@ def _check_url(url: str, source: str) -> dict[str, Any]:
     """Parse the connection string; on failure say where it came from, never what it contains."""
     if not url.strip():
         raise ConfigurationError(f"{source} is empty; it must hold a postgresql:// URL")
+    problem = url_problem(url)
+    if problem is not None:
+        # libpq would misread it and then quote the pieces (password included) in its errors.
+        raise ConfigurationError(f"{source} cannot be used as written: {problem}")
     try:
         return dict(conninfo_to_dict(url))
     except psycopg.Error:
@@ -507,13 +533,8 @@ class Database:
     def _redact(self, text: str) -> str:
         """Remove the URL and password from driver text before it is logged (belt and braces)."""
         if self._resolved is None:
-            return text
-        url = self._resolved[0]
-        password = str(conninfo_to_dict(url).get("password", ""))
-        for secret in (url, password):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+            return redact(text)
+        return Redactor([self._resolved[0]])(text)
 
 
 def _readable(fd: int) -> bool:

@@ -48,7 +48,7 @@ def _read(event: object, database: db.Database) -> api.Response:
         return api.error(404, "org_not_found", f"no organisation with id {org_id}")
     org_row = rows[0]
     invoices = [
-        {"id": r[3], "amount": r[4], "issued_at": r[5].isoformat()} for r in rows if r[3] is not None
+        {"id": r[3], "amount": r[4], "issued_at": api.timestamp(r[5])} for r in rows if r[3] is not None
     ]
     return api.respond(200, {
         "org": {"id": org_row[0], "name": org_row[1], "credits": org_row[2]},

@@ -29,7 +29,8 @@ from migrator.runner import (
     migrate,
     status,
 )
-from migrator.source import ENV_POOLED_URL, ENV_SECRET_ARN, ENV_URL, Redactor, resolve_url
+from migrator.source import ENV_POOLED_URL, ENV_SECRET_ARN, ENV_URL, resolve_url
+from redaction import Redactor
 
 log = logging.getLogger("migrator")
 

@@ -2,9 +2,9 @@
 
 A file runs in its own transaction unless its first line is ``-- lifeguard: no-transaction``.
 Everything that can be checked without a database is checked here, for every file, before the
-migrator connects: a bad name, a duplicate number, a file that is not UTF-8, an unterminated
-string or comment, and a ``BEGIN``/``COMMIT`` of the file's own (which would commit half a
-migration behind the bookkeeping's back).
+migrator connects: a bad name, a duplicate number, a file that is not UTF-8 or holds a NUL
+byte, an unterminated string or comment, and a ``BEGIN``/``COMMIT`` of the file's own (which
+would commit half a migration behind the bookkeeping's back).
 """
 
 from __future__ import annotations
@@ -47,6 +47,15 @@ def _parse(path: Path, version: str) -> Migration:
     """One file; raises :class:`MigrationFileError` naming the file and what to change."""
     name = path.name
     data = path.read_bytes()
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        # libpq sends SQL as a C string: everything after a NUL would be silently dropped,
+        # and the file still recorded as applied.
+        nul_line = data.count(b"\n", 0, nul) + 1
+        raise MigrationFileError(
+            f"{name}, line {nul_line}: NUL byte at byte offset {nul}; PostgreSQL cannot receive it and "
+            "would run only the text before it. Remove it"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

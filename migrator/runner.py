@@ -14,7 +14,8 @@ is small and does exactly what the kit needs:
   session;
 * each file and its bookkeeping row commit in one transaction: a failure leaves no trace of that
   file; ``-- lifeguard: no-transaction`` files run statement by statement and are recorded after;
-* a sha256 per applied file: an applied file that was edited stops the run, naming it.
+* a sha256 per applied file: an applied file that was edited stops the run, naming it, and so
+  does a pending file whose content is already applied under another number (a renamed file).
 
 Bookkeeping lives in ``lifeguard_schema_migrations`` in the first schema of the search path
 (``public`` normally), created on the first run.
@@ -48,8 +49,9 @@ from migrator.errors import (
 from migrator.files import NO_TRANSACTION, Migration, load_migrations
 from migrator.guard import check_direct
 from migrator.roles import AppRole, provision_app_role
-from migrator.source import Redactor, describe_target
+from migrator.source import describe_target
 from migrator.sqlsplit import Statement
+from redaction import Redactor
 
 DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_LOCK_TIMEOUT_S = 300.0
@@ -61,6 +63,10 @@ TABLE_NAME = "lifeguard_schema_migrations"
 APPLICATION_NAME = "lifeguard-migrator"
 CONNECT_TIMEOUT_S = 10
 CONNECTION_CHECK_INTERVAL_MS = 1000
+PINNED_SETTINGS = (("standard_conforming_strings", "on"), ("client_encoding", "UTF8"))
+"""Session settings the file check assumes: :mod:`migrator.sqlsplit` lexes strings with backslash as
+a plain character, and the files are UTF-8. A database or role default of
+``standard_conforming_strings=off`` would make Postgres see a ``COMMIT`` the check saw inside a string."""
 """If the migrator dies mid-statement, its backend notices within this and rolls back (PG 14+)."""
 
 log = logging.getLogger("migrator")
@@ -291,9 +297,14 @@ class _Session:
 
     # -- applying ----------------------------------------------------------------------
 
+    def pin_settings(self) -> None:
+        """Set :data:`PINNED_SETTINGS` again: a previous file (or statement) may have changed them."""
+        _pin_settings(self.conn)
+
     def apply(self, migration: Migration) -> AppliedMigration:
         mode = "" if migration.transactional else " (no transaction)"
         log.info("applying %s%s", migration.filename, mode)
+        self.pin_settings()
         started = time.monotonic()
         if migration.transactional:
             duration_ms = self._apply_in_transaction(migration, started)
@@ -332,6 +343,8 @@ class _Session:
         statements: Sequence[Statement] = migration.statements
         for index, statement in enumerate(statements, start=1):
             try:
+                if index > 1:
+                    self.pin_settings()
                 self.conn.execute(statement.text)
             except psycopg.Error as exc:
                 error = _describe_error(exc, statement.text, statement.line, statement.line)
@@ -358,6 +371,13 @@ class _Session:
         return duration_ms
 
 
+def _pin_settings(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in PINNED_SETTINGS),
+        [value for pair in PINNED_SETTINGS for value in pair],
+    )
+
+
 def _log_notice(diag: psycopg.errors.Diagnostic) -> None:
     log.info("postgres %s: %s", (diag.severity or "notice").lower(), diag.message_primary)
 
@@ -374,6 +394,7 @@ def _open_session(url: str) -> Iterator[_Session]:
         raise Unavailable(f"cannot connect to {target}: {redactor(str(exc).strip())}") from None
     try:
         check_direct(conn)
+        _pin_settings(conn)
         if conn.info.server_version >= 140000:
             conn.execute(
                 "SELECT set_config('client_connection_check_interval', %s, false)",
@@ -424,6 +445,29 @@ def _refuse_drift(states: Sequence[MigrationState]) -> None:
         )
 
 
+def _refuse_renumbered(migrations: Sequence[Migration], recorded: dict[int, _Recorded]) -> None:
+    """A pending file whose exact content is already applied under another number: a renamed file.
+
+    Running it would apply the same statements a second time (a seed's rows twice), so the run
+    stops before applying anything.
+    """
+    by_checksum = {r.checksum: r for r in recorded.values()}
+    clashes = [
+        (m, by_checksum[m.checksum]) for m in migrations if m.number not in recorded and m.checksum in by_checksum
+    ]
+    if clashes:
+        details = "; ".join(
+            f"{m.filename} has the content of {r.filename}, applied {r.applied_at:%Y-%m-%d} as version {r.version}"
+            for m, r in clashes
+        )
+        raise ChecksumDrift(
+            f"{details}. Nothing was applied. A renumbered file would run its statements a second time: "
+            "give the file back its applied name, or, if the same SQL must really run again, put it in a "
+            "new migration whose content differs (a comment saying why is enough).",
+            tuple(m.filename for m, _ in clashes),
+        )
+
+
 def _warn_missing(states: Sequence[MigrationState]) -> None:
     for s in states:
         if s.state == "missing":
@@ -451,8 +495,10 @@ def migrate(
     with _open_session(url) as session:
         log.info("database %s: %d migration file(s) in %s", session.target, len(migrations), directory)
         if dry_run:
-            states = _compare(migrations, session.read_applied())
+            recorded = session.read_applied()
+            states = _compare(migrations, recorded)
             _refuse_drift(states)
+            _refuse_renumbered(migrations, recorded)
             _warn_missing(states)
             pending = tuple(s.filename for s in states if s.state == "pending")
             applied_count = sum(1 for s in states if s.state == "applied")
@@ -466,6 +512,7 @@ def migrate(
         recorded = session.read_applied()
         states = _compare(migrations, recorded)
         _refuse_drift(states)
+        _refuse_renumbered(migrations, recorded)
         _warn_missing(states)
         pending_migrations = [m for m in migrations if m.number not in recorded]
         newest = max(recorded, default=-1)

@@ -1,4 +1,4 @@
-"""Where the direct URL comes from, and keeping it out of every message.
+"""Where the direct URL comes from, and keeping it out of every message (with :mod:`redaction`).
 
 The migrator reads only the direct URL: ``DATABASE_URL_UNPOOLED``, or on AWS the Secrets Manager
 secret named by ``DATABASE_URL_UNPOOLED_SECRET_ARN`` (a secret holding the URL as plain text, the
@@ -8,18 +8,17 @@ pooled URL and is never used, not even as a fallback.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from migrator.errors import ConfigError, Unavailable
+from redaction import ENCODE_HINT, Redactor, url_problem
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -28,8 +27,6 @@ ENV_URL = "DATABASE_URL_UNPOOLED"
 ENV_SECRET_ARN = "DATABASE_URL_UNPOOLED_SECRET_ARN"  # noqa: S105 (a variable name)
 ENV_POOLED_URL = "DATABASE_URL"
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):[0-9]{12}:secret:.+$")
-_QUOTED = re.compile(r'"[^"]*"')
-MASK = "***"
 
 log = logging.getLogger("migrator")
 
@@ -41,69 +38,23 @@ class ResolvedUrl:
     """Where it came from, safe to print: ``DATABASE_URL_UNPOOLED`` or ``secret arn:aws:...``."""
 
 
-class Redactor(logging.Filter):
-    """Masks a URL's password (raw, percent-encoded and decoded) and the URL itself in any text.
-
-    Also a logging filter, so a record that somehow carries the URL is masked before it is written.
-    """
-
-    def __init__(self, urls: Iterable[str] = ()) -> None:
-        super().__init__()
-        self._secrets: set[str] = set()
-        self._ordered: list[str] = []
-        for url in urls:
-            self.add_url(url)
-
-    def add_url(self, url: str) -> None:
-        secrets = {url}
-        password: str | None = None
-        try:
-            raw = urlsplit(url).password  # as written, possibly percent-encoded or malformed
-        except ValueError:
-            raw = None
-        if raw:
-            secrets |= {raw, unquote(raw)}
-            password = unquote(raw)
-        with contextlib.suppress(psycopg.Error):  # the key=value form has no URL password
-            password = str(conninfo_to_dict(url).get("password") or "") or password
-        if password:
-            secrets |= {password, quote(password, safe=""), quote(password)}
-        # Longest first, so a URL is masked whole rather than around its masked password.
-        self._secrets |= {s for s in secrets if s}
-        self._ordered = sorted(self._secrets, key=len, reverse=True)
-
-    def add_secret(self, secret: str) -> None:
-        """Mask ``secret`` (a SCRAM verifier, say) as it is written."""
-        self._secrets.add(secret)
-        self._ordered = sorted(self._secrets, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._ordered:
-            text = text.replace(secret, MASK)
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = self(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
-def parse_error_message(exc: psycopg.Error, redactor: Redactor) -> str:
-    """libpq's message for a URL it could not parse, with quoted fragments (maybe secrets) masked."""
-    return _QUOTED.sub(f'"{MASK}"', redactor(str(exc).strip()))
-
-
 def describe_target(url: str, redactor: Redactor | None = None) -> str:
-    """``host:port/dbname`` for logs (never user or password); raises ConfigError on a bad URL."""
+    """``host:port/dbname`` for logs (never user or password); raises ConfigError on a bad URL.
+
+    A URL that libpq would misread (a password that is not percent-encoded) is refused before
+    libpq sees it, and neither that URL nor libpq's words about one it cannot parse are quoted:
+    both would carry pieces of the password.
+    """
     redactor = redactor or Redactor([url])
+    problem = url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"the direct URL cannot be used as written: {problem}")
     try:
         params = conninfo_to_dict(url)
-    except psycopg.Error as exc:
+    except psycopg.Error:
         raise ConfigError(
-            f"the direct URL is not a valid connection URL ({parse_error_message(exc, redactor)}); "
-            "percent-encode special characters in the user and password"
+            "the direct URL is not a valid connection URL (expected "
+            f"postgresql://USER:PASSWORD@HOST:PORT/DBNAME); {ENCODE_HINT}"
         ) from None
     host = str(params.get("host") or params.get("hostaddr") or "(default socket)")
     port = str(params.get("port") or 5432)

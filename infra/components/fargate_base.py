@@ -31,6 +31,7 @@ def fargate_base(
     *,
     context_dir: Path,
     architecture: Architecture,
+    shared_packages: tuple[Path, ...] = (),
     production: bool,
     log_retention_days: int,
     role_description: str,
@@ -41,7 +42,10 @@ def fargate_base(
     to the one secret ARN it may read (one statement per secret)."""
     image = ContainerImage(
         f"{name}-image",
-        ContainerImageArgs(context_dir=context_dir, architecture=architecture, force_delete=not production),
+        ContainerImageArgs(
+            context_dir=context_dir, architecture=architecture, force_delete=not production,
+            shared_packages=shared_packages,
+        ),
         opts=opts,
     )
     cluster = aws.ecs.Cluster(

@@ -47,6 +47,8 @@ class MigrationJobArgs:
     settings: MigrationConfig
     context_dir: Path
     """The ``migrator/`` folder: build context of the image."""
+    shared_packages: tuple[Path, ...]
+    """Repository packages the migrator imports besides its own (``redaction/``), added under ``shared/``."""
     log_retention_days: int
     production: bool
 
@@ -69,6 +71,7 @@ class MigrationJob(pulumi.ComponentResource):
         base = fargate_base(
             name,
             context_dir=args.context_dir,
+            shared_packages=args.shared_packages,
             architecture=cfg.architecture,
             production=args.production,
             log_retention_days=args.log_retention_days,

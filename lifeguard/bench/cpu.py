@@ -56,9 +56,9 @@ class ServerCpu:
         self.pgbouncer_pids = list(pgbouncer_pids)
 
     @classmethod
-    def from_state(cls, data_dir: Path, pooler_pid_files: Sequence[Path]) -> ServerCpu:
+    def from_state(cls, data_dir: Path, pgbouncer_pids: Sequence[int | None]) -> ServerCpu:
         postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-        return cls(postmaster, [int(p.read_text().strip()) for p in pooler_pid_files if p.exists()])
+        return cls(postmaster, [pid for pid in pgbouncer_pids if pid is not None])
 
     def sample(self) -> CpuSample:
         postgres = process_seconds(self.postmaster_pid, with_reaped_children=True)

@@ -214,7 +214,7 @@ def _churn_block(variant: Variant, url: str, seconds: float, settings: BenchSett
     """New instance (new connection) per invocation, ``churn_clients`` at a time, for ``seconds``."""
     stack, config = variant.stack, variant.config
     cpu = ServerCpu.from_state(stack.cluster(config).data_dir,
-                               [stack.pooler_root(i) / "pgbouncer.pid" for i in range(1, config.pooler_processes + 1)])
+                               [stack.pooler_pid(i) for i in range(1, config.pooler_processes + 1)])
     jobs = [{"mode": "churn", "function": "read_invoices", "event": {"org_id": variant.org_id},
              "threads": n, "duration_s": seconds}
             for n in split(settings.churn_clients, settings.workers)]

@@ -13,8 +13,9 @@ from psycopg.pq import TransactionStatus
 from lifeguard.doctor import headroom, pair, pooling, prepared, session_state, tls
 from lifeguard.doctor.findings import Finding, Report, Status
 from lifeguard.doctor.pooling import Pooling
-from lifeguard.doctor.target import ENV_DIRECT, ENV_POOLED, Target, TargetError, safe_text
+from lifeguard.doctor.target import ENV_DIRECT, ENV_POOLED, Target, TargetError
 from migrator.guard import ProbeError
+from redaction import Redactor
 
 T = TypeVar("T")
 
@@ -56,14 +57,14 @@ class _Examined:
             return step(self.conn)
         except (psycopg.Error, ProbeError) as exc:
             text = str(exc).strip()
-            message = safe_text(text.splitlines()[0] if text else type(exc).__name__, self.target.url)
+            message = Redactor([self.target.url])(text.splitlines()[0] if text else type(exc).__name__)
             advice = "check the server and the role's rights, then run doctor again"
-            if message is not None and STATEMENT_MODE in message:
+            if STATEMENT_MODE in message:
                 advice = "transactions are refused in statement pooling mode: use pool_mode=transaction"
             if report:
                 self.findings.append(Finding(
                     check, self.target.name, Status.FAIL,
-                    f"could not run this check: {message or '(message withheld: it quoted the password)'}", advice,
+                    f"could not run this check: {message}", advice,
                 ))
             if self.conn.closed:
                 self.open()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-# TODO(#14.2): one redactor for the whole kit is being merged; use it here when it lands.
-from lifeguard.pipeline.redact import redact
+from redaction import Redactor, redact, url_problem
 
 ENV_POOLED = "DATABASE_URL"
 ENV_DIRECT = "DATABASE_URL_UNPOOLED"
@@ -26,30 +24,6 @@ class TargetError(Exception):
     """The URL cannot be used; the message is safe to print and says what to change."""
 
 
-def _credential_pieces(url: str) -> list[str]:
-    """What may be a password in ``url``, parsed or not: the text between the scheme and the last ``@``.
-
-    The kit's redactor masks a password it can parse; a URL that is not percent-encoded (a raw ``@``
-    or ``/`` in the password) is misparsed by libpq, which then quotes pieces of the password as a
-    host or port. Those pieces must not be printed either.
-    """
-    head = url.split("?", 1)[0]
-    if "://" not in head or "@" not in head:
-        return []
-    userinfo = head.split("://", 1)[1].rsplit("@", 1)[0]
-    password = userinfo.split(":", 1)[1] if ":" in userinfo else ""
-    pieces = [password, *re.split(r"[:/@]", password)]
-    return [p for p in pieces if len(p) >= 3]
-
-
-def safe_text(text: str, url: str) -> str | None:
-    """``text`` with the URL's password masked, or None if a piece of the password would still show."""
-    masked = redact(text)
-    if any(piece in masked for piece in _credential_pieces(url)):
-        return None
-    return masked
-
-
 @dataclass
 class Target:
     name: str
@@ -59,10 +33,14 @@ class Target:
 
     @property
     def shown(self) -> str:
-        return safe_text(self.url, self.url) or WITHHELD
+        # A URL libpq would misread (a raw '@' or '/' in the password) is not shown at all.
+        return WITHHELD if url_problem(self.url) else redact(self.url)
 
     def connect(self) -> psycopg.Connection[Any]:
         """An autocommit connection with a connect timeout; raises TargetError with a printable message."""
+        problem = url_problem(self.url)
+        if problem is not None:
+            raise TargetError(f"{self.name} cannot be used as written: {problem}")
         try:
             params = conninfo_to_dict(self.url)
         except psycopg.Error:
@@ -81,12 +59,6 @@ class Target:
                 prepare_threshold=None,  # psycopg's own prepares would disturb the prepared-statement check
             )
         except psycopg.Error as exc:
-            message = safe_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, self.url)
-            hint = ""
-            if safe_text(self.url, self.url) is None:  # the URL itself is misparsed around its password
-                hint = " (the password is not percent-encoded, so libpq misread the URL: encode @ / : ? # % in it)"
-            raise TargetError(
-                f"cannot connect with {self.name}: "
-                + (message or "libpq's message quoted part of the password and is withheld; percent-encode it")
-                + hint
-            ) from None
+            text = str(exc).strip()
+            message = Redactor([self.url])(text.splitlines()[0] if text else type(exc).__name__)
+            raise TargetError(f"cannot connect with {self.name}: {message}") from None

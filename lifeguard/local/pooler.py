@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lifeguard.local.procs import ProcessIdentity, identify, is_running, read_identity, write_identity
 from lifeguard.local.system import find_pgbouncer, own_for_service, service_argv
 from pgbouncer.entrypoint import check_open_files, prepare
 from pgbouncer.settings import PoolerSettings
@@ -63,6 +64,7 @@ class PoolerProcess:
     binary: Path | None = None
     """The PgBouncer executable; :func:`find_pgbouncer` (the shipped release) when None."""
     process: subprocess.Popen[bytes] | None = None
+    _command: tuple[str, ...] = ()
 
     @property
     def log_file(self) -> Path:
@@ -70,7 +72,8 @@ class PoolerProcess:
 
     @property
     def pid_file(self) -> Path:
-        return self.root / "pgbouncer.pid"
+        """Where the identity of the running PgBouncer is recorded: :func:`pid_record_file`."""
+        return pid_record_file(self.root)
 
     def start(self, credentials: Mapping[str, str], timeout: float = 15, detach: bool = False) -> None:
         """Render, check limits, start, and wait until the port accepts connections.
@@ -82,7 +85,8 @@ class PoolerProcess:
         check_open_files(self.settings, self.nofile)
         ini = prepare(self.settings, credentials, self.root)
         own_for_service(self.root)
-        argv = service_argv([str(self.binary or find_pgbouncer()), str(ini)], nofile=self.nofile)
+        command = [str(self.binary or find_pgbouncer()), str(ini)]
+        argv = service_argv(command, nofile=self.nofile)
         log = self.log_file.open("ab")
         try:
             self.process = subprocess.Popen(
@@ -90,46 +94,59 @@ class PoolerProcess:
             )
         finally:
             log.close()
+        self._command = tuple(command)
         host = "127.0.0.1" if self.settings.listen_addr in ("0.0.0.0", "*", "") else self.settings.listen_addr  # noqa: S104
         if not wait_for_port(host, self.settings.listen_port, timeout, alive=self.process):
             self.stop(signal.SIGQUIT, timeout=5)
             raise PoolerError(
                 f"PgBouncer did not start on port {self.settings.listen_port}:\n{self.log_tail()}"
             )
-        self.pid_file.write_text(f"{self._pgbouncer_pid()}\n")
+        self.refresh_pid_file()
 
-    def _pgbouncer_pid(self) -> int:
-        """The PgBouncer process itself (under ``runuser`` it is a child of our direct child)."""
+    def _pgbouncer_identity(self, timeout: float = 5) -> ProcessIdentity | None:
+        """PgBouncer itself: our child, or under ``runuser`` its child once it has exec'd PgBouncer.
+
+        Found by its command line, so neither ``runuser`` nor the shell before its ``exec`` is taken for it.
+        """
         assert self.process is not None
-        try:
-            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        except OSError:
-            children = []
-        return int(children[0]) if children else self.process.pid
+        deadline = time.monotonic() + timeout
+        while True:
+            pid: int | None = self.process.pid
+            while pid is not None:
+                identity = identify(pid)
+                if identity is not None and identity.argv == self._command:
+                    return identity
+                pid = _first_child(pid)
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                return None
+            time.sleep(0.02)
 
     def refresh_pid_file(self) -> int:
-        """Write PgBouncer's own pid again, once it is surely running.
+        """Record PgBouncer's identity (pid, start time, executable, command line), once it runs.
 
-        Under ``runuser`` the pid is that of our child's child; when the port answered before
-        ``runuser`` forked (a second ``so_reuseport`` process finds the port already open), the
-        file may name ``runuser`` itself, and signals would miss PgBouncer.
+        The record sits next to the state folder, not in it: the service user owns that folder
+        and could otherwise point the record (and our signals, as root) at any process.
         """
-        pid = self._pgbouncer_pid()
-        self.pid_file.write_text(f"{pid}\n")
-        return pid
+        identity = self._pgbouncer_identity()
+        if identity is None:
+            raise PoolerError(f"PgBouncer exited right after starting:\n{self.log_tail()}")
+        try:
+            write_identity(self.pid_file, identity)
+        except PermissionError as exc:
+            self.stop(signal.SIGQUIT, timeout=5)
+            raise PoolerError(f"PgBouncer stopped again: {exc}") from None
+        return identity.pid
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
+        """PgBouncer's pid while the recorded process is still running; None otherwise (crashed, pid reused)."""
+        identity = read_identity(self.pid_file)
+        if identity is None or not is_running(identity):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
+        return identity.pid
+
+    def _child_pid(self) -> int | None:
+        """Our own child (``runuser`` or PgBouncer), while it has not exited: its pid cannot be reused."""
+        return self.process.pid if self.process is not None and self.process.poll() is None else None
 
     def send_signal(self, sig: signal.Signals) -> None:
         pid = self.pid()
@@ -151,12 +168,13 @@ class PoolerProcess:
 
     def stop(self, sig: signal.Signals = signal.SIGINT, timeout: float = 30) -> None:
         """Stop with ``sig`` (SIGINT lets in-flight transactions finish), then SIGKILL after ``timeout``."""
-        pid = self.pid() or (self.process.pid if self.process and self.process.poll() is None else None)
+        pid = self.pid() or self._child_pid()
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
             if not self.wait(timeout):
-                for target in {pid, self.process.pid if self.process else pid}:
+                # Checked again: only what is still our PgBouncer (or our own child) gets SIGKILL.
+                for target in {p for p in (self.pid(), self._child_pid()) if p is not None}:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(target, signal.SIGKILL)
                 self.wait(5)
@@ -172,6 +190,19 @@ class PoolerProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def pid_record_file(root: Path) -> Path:
+    """``pgbouncer-1/`` -> ``pgbouncer-1.pid`` beside it, in a folder only we can write."""
+    return root.with_name(f"{root.name}.pid")
+
+
+def _first_child(pid: int) -> int | None:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
 def local_settings(

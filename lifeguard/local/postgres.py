@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -17,10 +18,13 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from lifeguard.local.procs import command_name, parent_pid, process_state
 from lifeguard.local.system import find_postgres_bin, own_for_service, service_argv
 from pgbouncer.tls import CertPair, write_self_signed
 
 SUPERUSER = "postgres"
+READY_TIMEOUT_S = 30
+"""How long ``up`` waits for a running Postgres (in crash recovery, say) to accept connections."""
 
 
 class PostgresError(RuntimeError):
@@ -34,6 +38,16 @@ def make_dsn(
     query = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in params.items() if v is not None)
     url = f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(dbname, safe='')}"
     return f"{url}?{query}" if query else url
+
+
+def conf_quote(value: str) -> str:
+    """``value`` as a quoted string in ``postgresql.conf``: quotes doubled, backslashes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _list_item(value: str) -> str:
+    """One element of a list setting (``unix_socket_directories``): double-quoted, quotes doubled."""
+    return '"' + value.replace('"', '""') + '"'
 
 
 @dataclass
@@ -112,11 +126,12 @@ class PostgresCluster:
             f"port = {self.port}",
             f"max_connections = {self.max_connections}",
             f"superuser_reserved_connections = {self.superuser_reserved_connections}",
-            f"unix_socket_directories = '{self.root}'",
+            # A list of folders: double quotes keep a comma or space in the path part of one folder.
+            f"unix_socket_directories = {conf_quote(_list_item(str(self.root)))}",
             "password_encryption = 'scram-sha-256'",
             "ssl = on",
-            f"ssl_cert_file = '{self.tls.cert_file}'",
-            f"ssl_key_file = '{self.tls.key_file}'",
+            f"ssl_cert_file = {conf_quote(str(self.tls.cert_file))}",
+            f"ssl_key_file = {conf_quote(str(self.tls.key_file))}",
             "log_min_messages = warning",
             "log_connections = off",
         ]
@@ -151,6 +166,55 @@ class PostgresCluster:
         if result.returncode != 0:
             tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else result.stderr
             raise PostgresError(f"Postgres did not start on port {self.port}: {tail.strip()}")
+
+    def postmaster_pid(self) -> int | None:
+        """The pid in ``postmaster.pid`` (whatever state that process is in), if the file names one."""
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def wait_until_ready(self, progress: Callable[[str], None], timeout: float = READY_TIMEOUT_S) -> bool:
+        """Wait for a Postgres that ``pg_ctl status`` calls running to accept connections.
+
+        True once it does; False when its postmaster has gone in the meantime (start it again).
+        Raises :class:`PostgresError`, saying what to do, for a killed postmaster its parent has
+        not reaped (a zombie: Postgres cannot start while that pid exists) and for one that never
+        answers (crash recovery longer than ``timeout``, a hung server).
+        """
+        deadline = time.monotonic() + timeout
+        said = False
+        while True:
+            pid = self.postmaster_pid()
+            state = process_state(pid) if pid is not None else None
+            if pid is None or state is None:
+                return False
+            if state == "Z":
+                parent = parent_pid(pid)
+                raise PostgresError(
+                    f"Postgres was killed: its postmaster (pid {pid}) is a zombie that its parent process "
+                    f"(pid {parent}, {command_name(parent) if parent else '?'}) has not reaped, and Postgres cannot "
+                    "start again while that pid exists. Stop or restart that parent (in a container, run it with "
+                    "an init that reaps orphans, e.g. `docker run --init`), then run `lifeguard local up` again"
+                )
+            if self._accepts_connections():
+                return True
+            if time.monotonic() > deadline:
+                raise PostgresError(
+                    f"Postgres (pid {pid}) is running but has not accepted connections for {timeout:.0f} s; see "
+                    f"{self.log_file}. Run `lifeguard local down` and `lifeguard local up` to restart it"
+                )
+            if not said:
+                progress(f"Postgres (pid {pid}) is not accepting connections yet (recovering?); waiting")
+                said = True
+            time.sleep(0.5)
+
+    def _accepts_connections(self) -> bool:
+        try:
+            with psycopg.connect(self.superuser_dsn(), autocommit=True, connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
 
     def running(self) -> bool:
         if not self.initialized():

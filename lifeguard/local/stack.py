@@ -8,7 +8,9 @@ Everything lives in one state directory (``--state-dir``, ``LIFEGUARD_STATE_DIR`
     app.scram-salt    the salt of its SCRAM verifier (kept, so the verifier stays the same)
     owner.password    the owner role's generated password (0600)
     postgres/         the cluster (PostgresCluster: data, TLS, superuser password, log)
-    pgbouncer-1/ ...  one directory per PgBouncer process (ini, auth_file, log, pid)
+    pgbouncer-1/ ...  one directory per PgBouncer process (ini, auth_file, log), owned by the service user
+    pgbouncer-1.pid   the identity of that PgBouncer (pid, start time, executable, command line),
+                      beside its directory so that only we can write it
 
 Postgres and PgBouncer run detached, so the stack outlives the command that started it; ``down``
 stops both. Two roles, exactly as on AWS (:mod:`lifeguard.local.roles`): ``DATABASE_URL``
@@ -19,6 +21,8 @@ CA) as the owner of the database. Nothing in this module prints or raises with a
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import json
 import os
 import pwd
@@ -28,15 +32,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import psycopg
 
 from lambdas.db import PREPARED_ENV
-from lifeguard.local.pooler import PoolerError, PoolerProcess, installed_version, local_settings
+from lifeguard.local.pooler import PoolerError, PoolerProcess, installed_version, local_settings, pid_record_file
 from lifeguard.local.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
+from lifeguard.local.procs import is_running, read_identity
 from lifeguard.local.roles import OWNER_USER, app_verifier, ensure_secret, provisioning_env
 from lifeguard.local.system import (
     SERVICE_USER,
@@ -49,6 +55,7 @@ from lifeguard.local.system import (
 from pgbouncer.entrypoint import StartupError
 from pgbouncer.settings import PoolerSettings, SettingsError
 from pgbouncer.sizing import PoolBudget, SizingError
+from redaction import Redactor
 
 STATE_DIR_ENV = "LIFEGUARD_STATE_DIR"
 DEFAULT_STATE_DIR = ".lifeguard"
@@ -62,6 +69,8 @@ STATS_USER = "lifeguard_stats"
 CONFIG_VERSION = 2
 """2: the owner role runs the migrations; the application role only DML (version 1: one role)."""
 MIGRATE_TIMEOUT_S = 600
+MAX_SOCKET_PATH_BYTES = 107
+"""``sun_path`` holds 108 bytes with the closing NUL; PgBouncer cuts a longer socket path short silently."""
 
 # Every variable that could point a migration at another database, or at the pooler.
 _URL_ENV_NAMES = ("DATABASE_URL", "DATABASE_URL_UNPOOLED", "DATABASE_URL_SECRET_ARN",
@@ -316,14 +325,16 @@ class LocalStack:
             for i in range(1, config.pooler_processes + 1)
         ]
 
+    def pooler_pid(self, index: int) -> int | None:
+        """PgBouncer ``index``'s pid, while the process its pid record names is still that process."""
+        identity = read_identity(pid_record_file(self.pooler_root(index)))
+        return identity.pid if identity is not None and is_running(identity) else None
+
     def _running_poolers(self, config: StackConfig) -> list[Path]:
-        """Pooler directories whose PgBouncer is alive (checked through the pid file only)."""
-        alive = []
-        for i in range(1, config.pooler_processes + 1):
-            root = self.pooler_root(i)
-            if _pid_alive(root / "pgbouncer.pid"):
-                alive.append(root)
-        return alive
+        """Pooler directories whose PgBouncer is alive (see :meth:`pooler_pid`)."""
+        return [
+            self.pooler_root(i) for i in range(1, config.pooler_processes + 1) if self.pooler_pid(i) is not None
+        ]
 
     # -- URLs (secrets: returned, never printed here) ---------------------------------------
 
@@ -368,35 +379,91 @@ class LocalStack:
         Options apply when the stack is first created; afterwards they must match what is stored.
         """
         find_postgres_bin()
+        if self.load_config() is None:
+            # Checked before the state directory is made: bad options leave nothing behind.
+            self._check_socket_paths(StackConfig.create(options))
+        self._prepare_state_dir()
+        with self._exclusive(progress):
+            config = self._config_for(options)
+            self._check_socket_paths(config)
+            # A missing or foreign binary fails here, not midway.
+            installed_version(self.pgbouncer_binary(config))
+            if not self.config_file.exists():
+                self.config_file.write_text(config.to_json())
+            for secret_file in (self.password_file, self.owner_password_file, self.stats_password_file):
+                ensure_secret(secret_file)
+            self._start_all(config, progress)
+            if migrate:
+                self._migrate_on_up(config, progress, migrate_command)
+        return config
+
+    def _config_for(self, options: StackOptions) -> StackConfig:
+        """The stored stack's shape (options must match it), or a new one from the options."""
         config = self.load_config()
         if config is None:
-            config = StackConfig.create(options)
-        else:
-            conflicts = config.conflicts(options)
-            if conflicts:
-                raise StackError(
-                    f"the stack in {self.state_dir} already exists with other settings: "
-                    + "; ".join(conflicts)
-                    + ". Run `lifeguard local down --purge` to start over with new settings, or drop the options."
-                )
-        installed_version(self.pgbouncer_binary(config))  # a missing or foreign binary fails here, not midway
-        self._prepare_state_dir()
-        if not self.config_file.exists():
-            self.config_file.write_text(config.to_json())
-        for secret_file in (self.password_file, self.owner_password_file, self.stats_password_file):
-            ensure_secret(secret_file)
-        self._start_postgres(config, progress)
-        self._start_poolers(config, progress)
-        if migrate:
-            run = self.migrate(config, command=migrate_command)
-            for line in run.output.splitlines():
-                progress(f"  migrator: {line}")
-            if run.returncode != 0:
-                raise StackError(
-                    f"the migration job failed (exit code {run.returncode}); its output is above. The stack "
-                    "is running: fix the migration and run `lifeguard local up` again"
-                )
+            return StackConfig.create(options)
+        conflicts = config.conflicts(options)
+        if conflicts:
+            raise StackError(
+                f"the stack in {self.state_dir} already exists with other settings: "
+                + "; ".join(conflicts)
+                + ". Run `lifeguard local down --purge` to start over with new settings, or drop the options."
+            )
         return config
+
+    def _check_socket_paths(self, config: StackConfig) -> None:
+        """Refuse a state directory too deep for the Unix sockets in it (PgBouncer would truncate the name)."""
+        sockets = [self.cluster(config).root / f".s.PGSQL.{config.pg_port}"]
+        sockets += [
+            self.pooler_root(i) / f".s.PGSQL.{config.pooler_port}" for i in range(1, config.pooler_processes + 1)
+        ]
+        longest = max(sockets, key=lambda path: len(os.fsencode(path)))
+        size = len(os.fsencode(longest))
+        if size > MAX_SOCKET_PATH_BYTES:
+            raise StackError(
+                f"the state directory {self.state_dir} is too deep: the Unix socket {longest} would be {size} "
+                f"bytes long, and a Unix socket path holds at most {MAX_SOCKET_PATH_BYTES} bytes. Choose a "
+                f"state directory at most {len(os.fsencode(self.state_dir)) - (size - MAX_SOCKET_PATH_BYTES)} "
+                f"bytes long (--state-dir /var/tmp/lifeguard, or {STATE_DIR_ENV})"
+            )
+
+    @contextmanager
+    def _exclusive(self, progress: Progress) -> Iterator[None]:
+        """Hold the state directory's lock: one ``up`` or ``down`` at a time works on a stack."""
+        fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                progress(f"another `lifeguard local up` or `down` is working on {self.state_dir}; waiting for it")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _start_all(self, config: StackConfig, progress: Progress) -> None:
+        """Start Postgres and PgBouncer; if that fails, stop again whatever this call started."""
+        started: list[Callable[[], None]] = []
+        try:
+            self._start_postgres(config, progress, started)
+            self._start_poolers(config, progress, started)
+        except BaseException:
+            if started:
+                progress("stopping what this `up` started")
+            for undo in reversed(started):
+                with suppress(Exception):
+                    undo()
+            raise
+
+    def _migrate_on_up(self, config: StackConfig, progress: Progress, migrate_command: Sequence[str] | None) -> None:
+        run = self.migrate(config, command=migrate_command)
+        for line in run.output.splitlines():
+            progress(f"  migrator: {line}")
+        if run.returncode != 0:
+            raise StackError(
+                f"the migration job failed (exit code {run.returncode}); its output is above. The stack "
+                "is running: fix the migration and run `lifeguard local up` again"
+            )
 
     def _prepare_state_dir(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -405,9 +472,10 @@ class LocalStack:
         self.state_dir.chmod(0o711)
         check_service_can_reach(self.state_dir)
 
-    def _start_postgres(self, config: StackConfig, progress: Progress) -> None:
+    def _start_postgres(self, config: StackConfig, progress: Progress, started: list[Callable[[], None]]) -> None:
         cluster = self.cluster(config)
-        if cluster.running():
+        # pg_ctl says "running" while the pid in postmaster.pid exists, even as a zombie or in crash recovery.
+        if cluster.running() and cluster.wait_until_ready(progress):
             progress(f"Postgres already running on 127.0.0.1:{config.pg_port}")
         else:
             if port_in_use(config.pg_port):
@@ -416,12 +484,21 @@ class LocalStack:
                 progress(f"creating a Postgres cluster (max_connections {config.max_connections}, SCRAM, TLS only)")
                 cluster.init()
             progress(f"starting Postgres on 127.0.0.1:{config.pg_port}")
+            started.append(cluster.stop)
             cluster.start()
         # Idempotent: creates the owner and database, or resets its password to the stored one. The
         # application role is the migration job's to provision.
-        cluster.create_app_database(config.owner, self.owner_password(), config.dbname, createrole=True)
+        try:
+            cluster.create_app_database(config.owner, self.owner_password(), config.dbname, createrole=True)
+        except psycopg.OperationalError as exc:
+            # libpq's words name host and port, never the password.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StackError(
+                f"Postgres on 127.0.0.1:{config.pg_port} does not accept connections ({reason}); see "
+                f"{cluster.log_file}, then run `lifeguard local down` and `lifeguard local up`"
+            ) from None
 
-    def _start_poolers(self, config: StackConfig, progress: Progress) -> None:
+    def _start_poolers(self, config: StackConfig, progress: Progress, started: list[Callable[[], None]]) -> None:
         running = {p.resolve() for p in self._running_poolers(config)}
         if len(running) == config.pooler_processes:
             progress(f"PgBouncer already running on 127.0.0.1:{config.pooler_port}")
@@ -437,6 +514,7 @@ class LocalStack:
                 f"starting PgBouncer {process.settings.version} on 127.0.0.1:{config.pooler_port} "
                 f"(transaction mode, default_pool_size {config.pool_size})"
             )
+            started.append(functools.partial(process.stop, signal.SIGQUIT, 5))
             process.start(credentials, detach=True)
             self._wait_for_admin_socket(process)
 
@@ -464,7 +542,7 @@ class LocalStack:
             PoolerProcess(root=root, settings=self.pooler_settings(config, _pooler_index(root))).stop(
                 signal.SIGINT, timeout=15
             )
-        self._start_poolers(config, progress)
+        self._start_poolers(config, progress, [])
 
     def migrate(self, config: StackConfig | None = None, command: Sequence[str] | None = None) -> MigrationRun:
         """Run the migration job with only ``DATABASE_URL_UNPOOLED`` and the application role's verifier.
@@ -485,8 +563,8 @@ class LocalStack:
         except subprocess.TimeoutExpired:
             raise StackError(f"the migration job did not finish within {MIGRATE_TIMEOUT_S} s") from None
         output = (result.stdout + result.stderr).strip()
-        return MigrationRun(result.returncode,
-                            redact(output, self.app_password(), self.owner_password(), verifier, direct))
+        redactor = Redactor([direct], [self.app_password(), self.owner_password(), verifier])
+        return MigrationRun(result.returncode, redactor(output))
 
     def status(self) -> StackStatus:
         config = self.load_config()
@@ -506,6 +584,12 @@ class LocalStack:
 
     def down(self, *, purge: bool = False, progress: Progress = _quiet) -> None:
         """Stop PgBouncer (SIGINT: in-flight transactions finish), then Postgres; ``purge`` deletes the state."""
+        if not self.state_dir.is_dir():
+            return
+        with self._exclusive(progress):
+            self._down(purge=purge, progress=progress)
+
+    def _down(self, *, purge: bool, progress: Progress) -> None:
         config = self.load_config()
         if config is not None:
             for root in self._running_poolers(config):
@@ -532,13 +616,6 @@ def migration_env(direct_url: str, base: Mapping[str, str] | None = None) -> dic
     env = {k: v for k, v in base.items() if k not in _URL_ENV_NAMES and not _LIBPQ_ENV.match(k)}
     env["DATABASE_URL_UNPOOLED"] = direct_url
     return env
-
-
-def redact(text: str, *secrets_: str) -> str:
-    for secret in secrets_:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def check_service_can_reach(path: Path) -> None:
@@ -579,18 +656,6 @@ def _pooler_index(root: Path) -> int:
     return int(root.name.rsplit("-", 1)[1])
 
 
-def _pid_alive(pid_file: Path) -> bool:
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 __all__ = [
@@ -611,6 +676,5 @@ __all__ = [
     "StackStatus",
     "check_service_can_reach",
     "migration_env",
-    "redact",
     "resolve_state_dir",
 ]

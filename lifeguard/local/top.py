@@ -25,6 +25,7 @@ import psycopg
 from lifeguard.local.stack import STATS_USER, LocalStack
 from pgbouncer.metrics.console import ConsoleError, ConsoleTarget, sample_console
 from pgbouncer.metrics.rates import RateTracker
+from redaction import Redactor, url_problem
 
 ENV_CONSOLE_URL = "LIFEGUARD_POOLER_CONSOLE_URL"
 """A ``postgresql://`` URL of a ``stats_users`` user (host may be the socket dir: ``?host=/dir``)."""
@@ -53,6 +54,9 @@ def postgres_figures(direct_url: str) -> dict[str, int]:
     which any role may read: ``pg_stat_activity`` hides other roles' rows' details from the app role.
     Our own connection is left out.
     """
+    problem = url_problem(direct_url)
+    if problem is not None:
+        raise TopError(f"{ENV_DIRECT_URL} cannot be used as written: {problem}")
     try:
         with psycopg.connect(direct_url, autocommit=True, connect_timeout=5) as conn:
             row = conn.execute(
@@ -63,7 +67,7 @@ def postgres_figures(direct_url: str) -> dict[str, int]:
     except psycopg.Error as exc:
         # libpq names the host and port, never the password; the URL itself is not repeated.
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TopError(f"cannot reach Postgres with {ENV_DIRECT_URL}: {detail}") from None
+        raise TopError(f"cannot reach Postgres with {ENV_DIRECT_URL}: {Redactor([direct_url])(detail)}") from None
     assert row is not None
     backends, max_connections, reserved = (int(value) for value in row)
     return {"backends": backends, "max_connections": max_connections, "superuser_reserved": reserved}
@@ -167,6 +171,10 @@ def resolve_sources(args: argparse.Namespace, env: Mapping[str, str], resolver: 
     console_url = args.console_url or env.get(ENV_CONSOLE_URL)
     direct_url = args.direct_url or env.get(ENV_DIRECT_URL)
     if console_url:
+        problem = url_problem(console_url)
+        if problem is not None:
+            # libpq would misread it, and the host it shows would carry pieces of the password.
+            raise TopError(f"{ENV_CONSOLE_URL} / --console-url cannot be used as written: {problem}")
         try:
             console = ConsoleTarget.from_url(console_url)
         except ValueError as exc:

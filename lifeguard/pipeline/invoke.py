@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lifeguard.pipeline.redact import redact
+from redaction import redact
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient

@@ -25,7 +25,7 @@ from lifeguard.pipeline.ecs_task import (
 )
 from lifeguard.pipeline.log_follower import LogFollower
 from lifeguard.pipeline.outputs import MigrationTarget
-from lifeguard.pipeline.redact import redact
+from redaction import redact
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient

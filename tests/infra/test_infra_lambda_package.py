@@ -92,6 +92,8 @@ def test_archive_holds_the_handlers_and_no_bytecode(x86_zip: bytes, tmp_path: Pa
         for module in ("lambdas/read_invoices.py", "lambdas/charge_credits.py"):
             tree = ast.parse(archive.read(module))
             assert "handler" in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, module
+        # The kit's one redactor ships beside the handlers, which import it.
+        assert "redaction/__init__.py" in names
         # psycopg and its pure-Python dependency at the import root, where Lambda looks.
         assert "psycopg/__init__.py" in names
         assert "typing_extensions.py" in names

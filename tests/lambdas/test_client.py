@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 import psycopg
@@ -51,8 +52,11 @@ def test_settings_from_env_defaults_and_overrides() -> None:
     [
         ({"LIFEGUARD_POOLER_PREPARED_STATEMENTS": "maybe"}, "must be 1 or 0"),
         ({"LIFEGUARD_CONNECT_TIMEOUT": "five"}, "must be a whole number"),
-        ({"LIFEGUARD_CONNECT_TIMEOUT": "1"}, "at least 2"),
-        ({"LIFEGUARD_STATEMENT_TIMEOUT_MS": "-1"}, "at least 0"),
+        ({"LIFEGUARD_CONNECT_TIMEOUT": "1"}, "from 2 to 900"),
+        ({"LIFEGUARD_CONNECT_TIMEOUT": "901"}, "from 2 to 900"),
+        ({"LIFEGUARD_STATEMENT_TIMEOUT_MS": "-1"}, "from 0 to 2147483647"),
+        ({"LIFEGUARD_STATEMENT_TIMEOUT_MS": "3000000000"}, "from 0 to 2147483647"),
+        ({"LIFEGUARD_STATEMENT_TIMEOUT_MS": "9" * 5000}, "got 5000 characters"),
     ],
 )
 def test_bad_settings_say_which_variable(env: dict[str, str], says: str) -> None:
@@ -74,9 +78,18 @@ def test_invalid_url_error_never_quotes_it() -> None:
     with pytest.raises(ConfigurationError) as info:
         Database(env={"DATABASE_URL": url}).resolve()
     message = str(info.value)
-    assert "DATABASE_URL is not a valid PostgreSQL connection URL" in message
+    # A raw space and a bad %-escape: refused before libpq reads it, saying how to encode it.
+    assert "DATABASE_URL cannot be used as written" in message and "percent-encode" in message
     assert (secret in message) is False and ("keepalives" in message) is False
-    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert info.value.__cause__ is None and info.value.__context__ is None
+
+    encoded = f"postgresql://app:{quote(secret, safe='')}@host:5432/db?sslmode=require&keepalives_bogus=1"
+    with pytest.raises(ConfigurationError) as info:
+        Database(env={"DATABASE_URL": encoded}).resolve()
+    message = str(info.value)
+    assert "DATABASE_URL is not a valid PostgreSQL connection URL" in message
+    assert (quote(secret, safe="") in message) is False and ("keepalives_bogus" in message) is False
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # libpq's words dropped
 
 
 def test_connection_parameters(pooler: RunningPooler, make_db: MakeDb, ledger: Ledger) -> None:

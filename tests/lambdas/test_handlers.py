@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from lambdas import charge_credits, db, read_invoices
@@ -333,3 +334,53 @@ def test_one_database_refuses_two_invocations_at_once(instance: Database, ledger
     finally:
         release.set()
         thread.join()
+
+
+# -- hardening (issue 14) --------------------------------------------------------------------------
+
+
+def test_misconfigured_statement_timeout_is_500_before_any_connection(pooler: RunningPooler) -> None:
+    # 3e9 ms is more than Postgres' int: SET LOCAL would fail on every call, a 503 that looks retryable.
+    instance = Database(env={"DATABASE_URL": pooler.url(), "LIFEGUARD_STATEMENT_TIMEOUT_MS": "3000000000"})
+    for _ in range(2):
+        response = charge_credits.handle({"org_id": 1, "amount": 1, "idempotency_key": "m"}, instance)
+        assert response["statusCode"] == 500
+        payload = body(response)
+        assert payload["error"] == "misconfigured"
+        assert "LIFEGUARD_STATEMENT_TIMEOUT_MS must be from 0 to 2147483647" in payload["message"]
+    assert instance.stats.connects == 0
+
+
+def test_a_replay_answers_the_same_bytes_whatever_the_session_time_zone(
+    schema_db: AppDatabase, make_db: MakeDb, ledger: Ledger
+) -> None:
+    acme = ledger.org_id("acme")
+    event = {"org_id": acme, "amount": 7, "idempotency_key": "tz-1"}
+    first = charge_credits.handle(event, make_db(schema_db.direct_url))
+    invoices = read_invoices.handle({"org_id": acme}, make_db(schema_db.direct_url))
+    with ledger.connect() as conn:
+        conn.execute(
+            psycopg.sql.SQL("ALTER ROLE {} IN DATABASE {} SET timezone = 'Asia/Kathmandu'").format(
+                psycopg.sql.Identifier(schema_db.user), psycopg.sql.Identifier(schema_db.dbname)
+            )
+        )
+    # A new instance (new connection) gets the +05:45 session zone.
+    again = charge_credits.handle(dict(event), make_db(schema_db.direct_url))
+    assert again["body"] == first["body"]
+    assert body(again)["created_at"].endswith("+00:00")
+    invoices_again = read_invoices.handle({"org_id": acme}, make_db(schema_db.direct_url))
+    assert invoices_again["body"] == invoices["body"]
+    assert all(i["issued_at"].endswith("+00:00") for i in body(invoices_again)["invoices"])
+    assert ledger.credits(acme) == 1000 - 7
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_an_int_too_long_to_print_is_400(offline: Database, sign: int) -> None:
+    huge = sign * 10**5000  # built here: pytest's test ids would try to print it
+    for response in (
+        charge_credits.handle({"org_id": 1, "amount": huge, "idempotency_key": "k"}, offline),
+        read_invoices.handle({"org_id": huge}, offline),
+    ):
+        assert response["statusCode"] == 400
+        assert "must be from 1 to 9223372036854775807, got a number of about 5000 digits" in body(response)["message"]
+    assert offline.stats.connects == 0

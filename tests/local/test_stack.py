@@ -26,8 +26,7 @@ def _up(stack_dir: Path, ports: tuple[int, int], *extra: str) -> int:
 
 def _pids(stack: LocalStack) -> tuple[str, str]:
     postmaster = (stack.state_dir / "postgres" / "data" / "postmaster.pid").read_text().split()[0]
-    pgbouncer = (stack.state_dir / "pgbouncer-1" / "pgbouncer.pid").read_text().strip()
-    return postmaster, pgbouncer
+    return postmaster, str(stack.pooler_pid(1))
 
 
 def test_up_status_env_down(stack_dir: Path, ports: tuple[int, int], capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,9 +122,9 @@ def test_port_in_use_is_a_clear_error(
     assert f"port {busy} on 127.0.0.1 is already in use" in err
     assert ("--pg-port" if which == "postgres" else "--pooler-port") in err
     assert "Traceback" not in err
-    # Nothing is left running after the failed start.
-    LocalStack(stack_dir).down()
+    # The failed `up` stopped what it had started (Postgres, when the pooler's port was taken).
     assert not LocalStack(stack_dir).status().anything_running
+    assert not port_in_use(ports[0])
 
 
 def test_missing_pgbouncer_build_says_how_to_make_it(

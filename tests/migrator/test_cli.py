@@ -238,9 +238,10 @@ def test_sigkill_mid_migration_leaves_nothing_half_applied(app_db: AppDatabase, 
 
 
 def test_runs_from_the_image_layout_without_the_rest_of_the_repo(app_db: AppDatabase, tmp_path: Path) -> None:
-    """The image holds only migrator/ under /app: run from such a copy and import nothing else of ours."""
+    """The image holds migrator/ and redaction/ under /app: run from such a copy and import nothing else of ours."""
     app = tmp_path / "app"
     shutil.copytree(REPO_ROOT / "migrator", app / "migrator", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO_ROOT / "redaction", app / "redaction", ignore=shutil.ignore_patterns("__pycache__"))
     probe = (
         "import runpy, sys\n"
         "sys.argv = ['migrator']\n"
@@ -250,7 +251,7 @@ def test_runs_from_the_image_layout_without_the_rest_of_the_repo(app_db: AppData
         "    code = exit.code\n"
         "ours = {'lifeguard', 'pgbouncer', 'lambdas', 'infra', 'tests'}\n"
         "print('FOREIGN', sorted(m for m in sys.modules if m.split('.')[0] in ours))\n"
-        "print('FROM', sys.modules['migrator'].__file__)\n"
+        "print('FROM', sys.modules['migrator'].__file__, sys.modules['redaction'].__file__)\n"
         "sys.exit(code)\n"
     )
     proc = subprocess.run(
@@ -260,7 +261,7 @@ def test_runs_from_the_image_layout_without_the_rest_of_the_repo(app_db: AppData
     assert_no_secret(proc.stdout + proc.stderr, secrets_of(app_db))
     assert proc.returncode == 0, proc.stderr
     assert "FOREIGN []" in proc.stdout
-    assert f"FROM {app / 'migrator' / '__init__.py'}" in proc.stdout
+    assert f"FROM {app / 'migrator' / '__init__.py'} {app / 'redaction' / '__init__.py'}" in proc.stdout
     assert recorded_versions(app_db) == ["0001", "0002", "0003"]  # the bundled migrations
 
 
@@ -280,3 +281,25 @@ def test_database_url_is_ignored_when_the_direct_one_is_set(
                    {"DATABASE_URL_UNPOOLED": app_db.direct_url, "DATABASE_URL": bogus}, secrets_of(app_db))
     assert proc.returncode == ExitCode.OK, proc.stderr
     assert "direct URL from DATABASE_URL_UNPOOLED" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (b"CREATE TABLE a (id int);\n-- \x00\nCREATE TABLE b (id int);\n", 2),
+        (b"-- lifeguard: no-transaction\nCREATE TABLE a (id int);\nINSERT INTO a VALUES (1)\x00,(2),(3);\n", 3),
+    ],
+)
+def test_nul_byte_is_refused_before_anything_runs(
+    app_db: AppDatabase, tmp_path: Path, data: bytes, line: int
+) -> None:
+    # libpq would send only the text before the NUL, and the file would be recorded as applied.
+    directory = tmp_path / "m"
+    directory.mkdir()
+    (directory / "0001_x.sql").write_bytes(data)
+    env = {"DATABASE_URL_UNPOOLED": app_db.direct_url}
+    proc = run_cli(["--migrations-dir", str(directory)], env, secrets_of(app_db))
+    assert proc.returncode == ExitCode.CONFIG, proc.stderr
+    assert f"0001_x.sql, line {line}: NUL byte at byte offset {data.index(0)}" in proc.stderr
+    assert not table_exists(app_db, "a")
+    assert recorded_versions(app_db) == []

@@ -33,6 +33,7 @@ def test_dockerfile_shape() -> None:
     assert not user.startswith(("0", "root")) and user.split(":")[0].isdigit()
     assert instructions("WORKDIR") == ["/app"]  # python -m finds /app/migrator from here
     assert "COPY --chown=root:root . /app/migrator/" in DOCKERFILE
+    assert "COPY --chown=root:root shared/ /app/" in DOCKERFILE  # the one redactor, beside the package
     (install,) = [run for run in instructions("RUN") if "pip install" in run]
     assert "--require-hashes" in install and "-r /tmp/requirements.txt" in install
 
@@ -67,7 +68,9 @@ def test_dockerignore_keeps_caches_out() -> None:
 
 
 def test_package_imports_only_stdlib_psycopg_and_boto3() -> None:
-    allowed = set(sys.stdlib_module_names) | {"psycopg", "boto3", "botocore", "migrator", "mypy_boto3_secretsmanager"}
+    allowed = set(sys.stdlib_module_names) | {
+        "psycopg", "boto3", "botocore", "migrator", "mypy_boto3_secretsmanager", "redaction",
+    }
     found: dict[str, set[str]] = {}
     for path in FOLDER.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from psycopg import sql
 
 from migrator import runner, sqlsplit
 from migrator.errors import (
@@ -254,7 +255,7 @@ def test_connection_failures_never_show_the_password(app_db: AppDatabase, sample
     malformed = f"postgresql://{app_db.user}:p%zzS3cretTok@localhost:{app_db.cluster.port}/{app_db.dbname}"
     with pytest.raises(ConfigError) as bad_url:
         migrate(malformed, sample_dir)
-    assert "not a valid connection URL" in str(bad_url.value)
+    assert "percent-encode the user and password" in str(bad_url.value)
     assert_no_secret(str(bad_url.value), ["p%zzS3cretTok", "S3cretTok", malformed])
 
 
@@ -282,3 +283,44 @@ def test_foreign_rows_in_the_bookkeeping_table_are_reported(app_db: AppDatabase,
     with pytest.raises(MigratorError, match="holds version 'v2_beta'") as error:
         status(app_db.direct_url, sample_dir)
     assert error.value.exit_code == ExitCode.ERROR
+
+
+def test_a_renumbered_applied_file_is_refused_not_run_again(app_db: AppDatabase, sample_dir: Path) -> None:
+    migrate(app_db.direct_url, sample_dir)
+    (sample_dir / "0003_seed_demo_orgs.sql").rename(sample_dir / "0004_seed_demo_orgs.sql")
+    for dry_run in (True, False):
+        with pytest.raises(ChecksumDrift) as refused:
+            migrate(app_db.direct_url, sample_dir, dry_run=dry_run)
+        message = str(refused.value)
+        assert "0004_seed_demo_orgs.sql has the content of 0003_seed_demo_orgs.sql" in message
+        assert "as version 0003" in message and "Nothing was applied" in message
+        assert refused.value.exit_code == ExitCode.CHECKSUM_DRIFT
+        assert refused.value.filenames == ("0004_seed_demo_orgs.sql",)
+    assert query(app_db, "SELECT count(*) FROM invoices") == [(3,)]  # the seed did not run twice
+    assert recorded_versions(app_db) == ["0001", "0002", "0003"]
+
+
+def test_files_are_lexed_as_checked_even_if_the_database_turns_off_standard_strings(
+    app_db: AppDatabase, tmp_path: Path
+) -> None:
+    # Under standard_conforming_strings=off, Postgres reads 'x\'' as a whole string and then sees a
+    # COMMIT that the file check (standard rules) saw inside one string: half the file would commit.
+    query(app_db, sql.SQL("ALTER DATABASE {} SET standard_conforming_strings = off").format(
+        sql.Identifier(app_db.dbname)))
+    directory = write_migrations(tmp_path / "m", {
+        "0001_plain.sql": "CREATE TABLE kept (v text);\nINSERT INTO kept VALUES ('a\\b');\n",
+        "0002_tricky.sql": "CREATE TABLE half (id int);\nSELECT 'x\\''; COMMIT; SELECT 'y\\'';\n",
+    })
+    with pytest.raises(MigrationFailed) as failure:
+        migrate(app_db.direct_url, directory)
+    assert "0002_tricky.sql failed and was rolled back" in str(failure.value)
+    assert not table_exists(app_db, "half")
+    assert recorded_versions(app_db) == ["0001"]
+    assert query(app_db, "SELECT v FROM kept") == [("a\\b",)]  # the backslash as written, not an escape
+
+    # A no-transaction file that turns the setting off for itself does not change how the next statement is read.
+    (directory / "0002_tricky.sql").write_text(
+        "-- lifeguard: no-transaction\nSET standard_conforming_strings = off;\nINSERT INTO kept VALUES ('c\\d');\n"
+    )
+    migrate(app_db.direct_url, directory)
+    assert query(app_db, "SELECT v FROM kept ORDER BY v") == [("a\\b",), ("c\\d",)]

@@ -13,7 +13,8 @@ from moto import mock_aws
 
 from migrator.cli import main
 from migrator.errors import ConfigError, ExitCode, Unavailable
-from migrator.source import Redactor, describe_target, resolve_url
+from migrator.source import describe_target, resolve_url
+from redaction import Redactor
 from tests.conftest import AppDatabase
 from tests.migrator.conftest import SAMPLE_FILES, assert_no_secret, recorded_versions, secrets_of
 

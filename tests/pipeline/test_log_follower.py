@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from lifeguard.pipeline.log_follower import LogFollower
-from lifeguard.pipeline.redact import redact
+from redaction import redact
 from tests.pipeline.conftest import REGION
 
 if TYPE_CHECKING:
