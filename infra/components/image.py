@@ -1,14 +1,22 @@
 """An ECR repository and one image built from a folder of this repository, pushed by pulumi-docker.
 
-The tag is a digest of the build context (and the platform), so the repository can keep tags
-immutable and an unchanged folder neither rebuilds nor redeploys. Tasks refer to the pushed
-image by its repository digest, never by a moving tag.
+The tag is the full sha256 of the build context and the platform: an unchanged folder keeps its
+tag (no rebuild, no redeploy), and two different contexts never share one. Tags are *mutable*:
+pulumi-docker pushes again under the same tag whenever its own view of ``build`` changes (another
+checkout's file modes, a different working copy), and ECR refuses to overwrite an immutable tag
+even with the same digest (aws/containers-roadmap#2179). Nothing depends on a tag staying put:
+tasks refer to the pushed image by its repository digest.
+
+Build paths are relative to the program's working directory (Pulumi runs the program in
+``infra/``, ``main`` in Pulumi.yaml), so a laptop, CI and a teammate's checkout send pulumi-docker
+the same ``build`` inputs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +47,13 @@ def context_tag(context_dir: Path, architecture: Architecture) -> str:
         executable = path.stat().st_mode & 0o111 != 0
         digest.update(f"\0{relative.as_posix()}\0{int(executable)}\0".encode())
         digest.update(path.read_bytes())
-    return f"{architecture}-{digest.hexdigest()[:20]}"
+    # The whole digest: a truncated one could, in principle, name two different builds.
+    return f"{architecture}-{digest.hexdigest()}"
+
+
+def build_path(path: Path, working_dir: Path | None = None) -> str:
+    """``path`` relative to the program's working directory, in POSIX form: the same in every checkout."""
+    return Path(os.path.relpath(path.resolve(), (working_dir or Path.cwd()).resolve())).as_posix()
 
 
 @dataclass(frozen=True)
@@ -66,7 +80,8 @@ class ContainerImage(pulumi.ComponentResource):
 
         repository = aws.ecr.Repository(
             f"{name}-repo",
-            image_tag_mutability="IMMUTABLE",
+            # Mutable: see the module docstring; tasks pin the digest, not the tag.
+            image_tag_mutability="MUTABLE",
             image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "AES256"}],
             force_delete=args.force_delete,
@@ -93,8 +108,8 @@ class ContainerImage(pulumi.ComponentResource):
             f"{name}-image",
             image_name=repository.repository_url.apply(lambda url: f"{url}:{self.tag}"),
             build=docker.DockerBuildArgs(
-                context=str(args.context_dir),
-                dockerfile=str(args.context_dir / "Dockerfile"),
+                context=build_path(args.context_dir),
+                dockerfile=build_path(args.context_dir / "Dockerfile"),
                 # Explicit, so an image built on an arm64 laptop still runs on x86_64 tasks.
                 platform=DOCKER_PLATFORMS[args.architecture],
             ),

@@ -542,12 +542,14 @@ def test_images_are_built_for_an_explicit_platform_and_pushed_to_ecr(example_run
     assert set(images) == {"pgbouncer", "migrator"}
     for folder, image in images.items():
         build = image.input("build")
-        assert Path(build["context"]) == REPO_ROOT / folder
-        assert Path(build["dockerfile"]) == REPO_ROOT / folder / "Dockerfile"
+        # Relative to the working directory, so every checkout sends pulumi-docker the same inputs.
+        assert not Path(build["context"]).is_absolute() and not Path(build["dockerfile"]).is_absolute()
+        assert (Path.cwd() / build["context"]).resolve() == REPO_ROOT / folder
+        assert (Path.cwd() / build["dockerfile"]).resolve() == REPO_ROOT / folder / "Dockerfile"
         assert build["platform"] == "linux/amd64"
         assert is_secret(image.inputs["registry"])  # holds the ECR token
     for repository in example_run.of_type("aws:ecr/repository:Repository"):
-        assert repository.input("imageTagMutability") == "IMMUTABLE"
+        assert repository.input("imageTagMutability") == "MUTABLE"
         assert repository.input("imageScanningConfiguration") == {"scanOnPush": True}
     assert len(example_run.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")) == 2
 
