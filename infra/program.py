@@ -7,7 +7,6 @@ inputs) fails before the first resource is registered, so a bad stack never half
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from infra.components.observability import Observability, ObservabilityArgs
 from infra.components.pooler import Pooler, PoolerArgs
 from infra.components.secrets import ConnectionSecrets, ConnectionSecretsArgs
 from infra.config import ConfigError, StackConfig, load
+from infra.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,18 +82,17 @@ def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:
     return tuple(names[: net.availability_zone_count])
 
 
-def _secret_name_prefix() -> str:
-    stack = re.sub(r"[^A-Za-z0-9/_+=.@-]", "-", pulumi.get_stack())
-    return f"lifeguard/{stack}/"
+def _secret_name_prefix(region: str) -> str:
+    return f"{stack_name(SECRET_NAME_PREFIX, region=region)}/"
 
 
-def metrics_service_name() -> str:
+def metrics_service_name(region: str) -> str:
     """The ``Service`` dimension of this stack's pooler metrics: stable, and distinct per stack.
 
     Known before anything exists (the sidecar's environment and the alarms both need it, and the
     ECS service's generated name would make the task definition depend on its own service).
     """
-    return re.sub(r"[^A-Za-z0-9_.\-]", "-", f"{pulumi.get_project()}-{pulumi.get_stack()}-pgbouncer")[:255]
+    return stack_name(METRIC_DIMENSION, "pgbouncer", region=region)
 
 
 def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]:
@@ -137,8 +136,8 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             final_snapshot=cfg.production,
         ),
     )
-    secret_prefix = _secret_name_prefix()
-    metrics_service = metrics_service_name()
+    secret_prefix = _secret_name_prefix(region)
+    metrics_service = metrics_service_name(region)
     pooler = Pooler(
         "pooler",
         PoolerArgs(
@@ -234,6 +233,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         "maxConnections": db_cfg.max_connections,
         "poolerClusterName": pooler.cluster_name,
         "poolerServiceName": pooler.service_name,
+        "poolerTaskDefinitionArn": pooler.task_definition_arn,
         "poolerLogGroupName": pooler.log_group_name,
         "poolerMetricsService": metrics_service,
         "dashboardName": observability.dashboard_name,

@@ -17,6 +17,7 @@ import pulumi_aws as aws
 from infra.components.fargate_base import fargate_base
 from infra.components.image import ECS_CPU_ARCHITECTURES
 from infra.config import MigrationConfig
+from infra.naming import ECS_TASK_FAMILY, stack_name
 
 CONTAINER_NAME = "migrator"
 SECRET_ENV = "DATABASE_URL_UNPOOLED"  # noqa: S105 (a variable name)
@@ -81,7 +82,7 @@ class MigrationJob(pulumi.ComponentResource):
         }
         task_definition = aws.ecs.TaskDefinition(
             f"{name}-task",
-            family=f"{name}-{pulumi.get_stack()}",
+            family=stack_name(ECS_TASK_FAMILY, name, region=args.region),
             requires_compatibilities=["FARGATE"],
             network_mode="awsvpc",
             cpu=str(cfg.cpu),

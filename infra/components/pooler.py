@@ -24,6 +24,7 @@ from infra.components.fargate_base import fargate_base
 from infra.components.image import ECS_CPU_ARCHITECTURES
 from infra.components.secrets import mark_secret
 from infra.config import STATS_USER, PoolerConfig
+from infra.naming import ECS_TASK_FAMILY, stack_name
 from pgbouncer.metrics import publisher
 from pgbouncer.metrics.emf import DEFAULT_NAMESPACE
 from pgbouncer.settings import IMAGE_SOCKET_DIR
@@ -80,6 +81,8 @@ class Pooler(pulumi.ComponentResource):
     """The metrics sidecar's console login (``stats_users``); read by the pooler tasks only."""
     cluster_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
+    task_definition_arn: pulumi.Output[str]
+    """The revision the service is asked to run; the pipeline checks the service settled on it (not a rollback)."""
     log_group_name: pulumi.Output[str]
     repository_url: pulumi.Output[str]
     load_balancer_arn_suffix: pulumi.Output[str]
@@ -209,7 +212,7 @@ class Pooler(pulumi.ComponentResource):
         }
         task_definition = aws.ecs.TaskDefinition(
             f"{name}-task",
-            family=f"{name}-{pulumi.get_stack()}",
+            family=stack_name(ECS_TASK_FAMILY, name, region=args.region),
             requires_compatibilities=["FARGATE"],
             network_mode="awsvpc",
             cpu=str(cfg.cpu),
@@ -334,6 +337,7 @@ class Pooler(pulumi.ComponentResource):
         self.stats_credentials_secret_arn = stats_credentials.arn
         self.cluster_name = cluster.name
         self.service_name = service.name
+        self.task_definition_arn = task_definition.arn
         self.log_group_name = logs.name
         self.repository_url = image.repository_url
         self.load_balancer_arn_suffix = load_balancer.arn_suffix
@@ -344,4 +348,5 @@ class Pooler(pulumi.ComponentResource):
             "statsCredentialsSecretArn": self.stats_credentials_secret_arn,
             "clusterName": self.cluster_name,
             "serviceName": self.service_name,
+            "taskDefinitionArn": self.task_definition_arn,
         })

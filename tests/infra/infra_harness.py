@@ -264,6 +264,7 @@ def run_program(
     mocks: StrictMocks | None = None,
     stack: str = "dev",
     repo_root: Path = REPO_ROOT,
+    organization: str | None = None,
 ) -> ProgramRun:
     """Build the whole stack with ``config`` (short or ``lifeguard:``-qualified keys).
 
@@ -274,7 +275,8 @@ def run_program(
     monitor = RecordingMonitor(mocks)
     _LAST.clear()
     _LAST.append((mocks, monitor))
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor,
+                             organization=organization)
     pulumi.runtime.set_all_config(qualified(config))
     # Imported only after set_mocks, so nothing in the program can run against a real engine.
     from infra.config import load

@@ -23,7 +23,8 @@ from tests.infra.infra_harness import MOCK_PASSWORD, ProgramRun, Resource, is_se
 from tests.infra.test_infra_stack import containers, pooler_container, pooler_task, secret_arn
 
 STATS_USER = "lifeguard_stats"
-SERVICE = "lifeguard-dev-pgbouncer"
+# <project>-<stack>-pgbouncer-<digest of organization/project/stack/region> (infra.naming)
+SERVICE = "lifeguard-dev-pgbouncer-8ce48526"
 
 
 def injected_env(run: ProgramRun, container: dict[str, Any]) -> dict[str, str]:
@@ -129,7 +130,7 @@ def test_console_user_secret_is_generated_json_and_only_in_the_pooler_task(examp
     password = example_run.one("random:index/randomPassword:RandomPassword", "stats")
     assert password.input("length") >= 32
     secret = example_run.one("aws:secretsmanager/secret:Secret", "stats-credentials")
-    assert secret.input("namePrefix") == "lifeguard/dev/POOLER_STATS_CREDENTIALS-"
+    assert secret.input("namePrefix") == "lifeguard-dev-8ce48526/POOLER_STATS_CREDENTIALS-"
     assert secret.input("recoveryWindowInDays") == 0
 
     arn = secret.state["arn"]

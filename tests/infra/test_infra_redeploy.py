@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from infra.components.image import build_path, context_tag
-from tests.infra.infra_harness import REPO_ROOT, ProgramRun
+from tests.infra.infra_harness import REPO_ROOT, ProgramRun, StrictMocks, example_stack_config, run_program
 
 # -- #12.1: images ------------------------------------------------------------------------------
 
@@ -43,3 +43,59 @@ def test_the_tag_is_the_same_in_another_checkout_and_differs_for_another_build(t
     assert context_tag(first, "x86_64") != context_tag(first, "arm64")
     (second / "runner.py").write_text((second / "runner.py").read_text() + "\n# changed\n")
     assert context_tag(first, "x86_64") != context_tag(second, "x86_64")
+
+
+# -- #12.2 and #12.13: names built from the project and stack names -----------------------------
+
+ECS_FAMILY = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+DASHBOARD = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+# The longest stack name Pulumi allows (100), with the characters it allows and some services refuse.
+LONG_STACK = ("prod.eu-1_" * 10)[:100]
+
+
+def names(run: ProgramRun) -> dict[str, str]:
+    found = {f"family:{t.name}": t.input("family") for t in run.of_type("aws:ecs/taskDefinition:TaskDefinition")}
+    found["dashboard"] = run.one("aws:cloudwatch/dashboard:Dashboard").input("dashboardName")
+    found["metrics"] = run.outputs["poolerMetricsService"]
+    for secret in run.of_type("aws:secretsmanager/secret:Secret"):
+        found[f"secret:{secret.name}"] = secret.input("namePrefix")
+    return found
+
+
+def test_a_stack_name_with_dots_gives_valid_names_within_each_limit(build_dir: Path) -> None:
+    run = run_program(example_stack_config(), build_dir, stack=LONG_STACK)
+    found = names(run)
+    for key, value in found.items():
+        if key.startswith("family:"):
+            assert ECS_FAMILY.match(value), value
+        elif key == "dashboard":
+            assert DASHBOARD.match(value), value
+        elif key.startswith("secret:"):
+            # The provider appends 26 characters to a name prefix.
+            assert SECRET_NAME.match(value + "x" * 26), value
+        assert value.startswith("lifeguard-prod"), value  # still readable
+    assert run.outputs["poolerTaskDefinitionArn"].split("/")[-1].startswith("lifeguard-prod-eu-1")
+
+
+def test_names_are_unique_per_organisation_region_and_unsanitised_stack_name(build_dir: Path) -> None:
+    config = example_stack_config()
+    base = names(run_program(config, build_dir, stack="prod.eu-1"))
+    # Sanitised, these two stack names are the same string.
+    other_stack = names(run_program(config, build_dir, stack="prod-eu-1"))
+    other_org = names(run_program(config, build_dir, stack="prod.eu-1", organization="another-team"))
+    other_region = names(run_program(config, build_dir, stack="prod.eu-1", mocks=StrictMocks(
+        region="us-east-1", zones=("us-east-1a", "us-east-1b", "us-east-1c"))))
+    for other in (other_stack, other_org, other_region):
+        for key in ("dashboard", "metrics", "family:pooler-task", "family:migration-task"):
+            assert base[key] != other[key], key
+
+
+# -- #12.3 (the stack's part): the pooler's task definition is an output ------------------------
+
+
+def test_the_pooler_task_definition_arn_is_exported(example_run: ProgramRun) -> None:
+    task = example_run.one("aws:ecs/taskDefinition:TaskDefinition", "pooler")
+    service = example_run.one("aws:ecs/service:Service", "pooler")
+    assert example_run.outputs["poolerTaskDefinitionArn"] == task.state["arn"] == service.input("taskDefinition")
+    assert "poolerTaskDefinitionArn" not in example_run.secret_outputs

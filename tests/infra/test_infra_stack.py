@@ -580,8 +580,8 @@ def test_stack_outputs_for_the_pipeline_and_users(example_run: ProgramRun) -> No
                         ("poolerStatsSecretArn", "pooler-stats-credentials")):
         assert outputs[key] == secret_arn(example_run, secret)
     dashboard = example_run.one("aws:cloudwatch/dashboard:Dashboard")
-    assert outputs["dashboardName"] == dashboard.input("dashboardName") == "lifeguard-dev-observability"
-    assert outputs["poolerMetricsService"] == "lifeguard-dev-pgbouncer"
+    assert outputs["dashboardName"] == dashboard.input("dashboardName") == "lifeguard-dev-observability-8ce48526"
+    assert outputs["poolerMetricsService"] == "lifeguard-dev-pgbouncer-8ce48526"
     assert "alarmTopicArn" not in outputs  # the example stack sets neither alarmEmail nor alarmTopicArn
     assert outputs["maxConnections"] == 100
     functions = {f.input("handler"): f.state["name"] for f in example_run.of_type("aws:lambda/function:Function")}
