@@ -77,7 +77,11 @@ KEYS: tuple[KeySpec, ...] = (
             "on, a final database snapshot is kept, secrets get a 30-day recovery window, ECR repositories "
             "are not force-deleted, and with `awsApiAccess: nat` every AZ gets its own NAT gateway."),
     KeySpec("vpcCidr", "10.40.0.0/16", "CIDR of the VPC the stack creates (/16 to /24)."),
-    KeySpec("availabilityZoneCount", "2", "AZs the new VPC spans (2 to 6); one private subnet each."),
+    KeySpec("availabilityZoneCount", "2", "AZs the new VPC spans (2 to 6); one private subnet each. Without "
+            "`availabilityZones`, the first ones by name."),
+    KeySpec("availabilityZones", "(unset)", "JSON list of the AZ names the new VPC uses (2 to 6), e.g. "
+            "`[\"ca-central-1a\", \"ca-central-1b\"]`: pick zones that offer Fargate, RDS and NLB (some do "
+            "not, e.g. ca-central-1d or use1-az3). Replaces `availabilityZoneCount`."),
     KeySpec("awsApiAccess", "endpoints (new VPC), none (existing VPC)",
             "How private subnets reach AWS APIs: `endpoints` (interface endpoints for Secrets Manager, "
             "ECR and CloudWatch Logs plus an S3 gateway, no internet), `nat` (public subnets and NAT "
@@ -157,6 +161,8 @@ class ConfigError(pulumi.RunError):
 class NetworkConfig:
     vpc_cidr: str
     availability_zone_count: int
+    availability_zones: tuple[str, ...]
+    """Named by config (``availabilityZones``); empty: the first ``availability_zone_count`` by name."""
     api_access: ApiAccess
     existing_vpc_id: str | None
     existing_private_subnet_ids: tuple[str, ...]
@@ -422,6 +428,18 @@ def _network(read: _Reader) -> NetworkConfig:
                                              API_ACCESS))
     cidr = read.string("vpcCidr", "10.40.0.0/16")
     az_count = read.integer("availabilityZoneCount", 2, 2, 6)
+    zones = read.string_list("availabilityZones")
+    if zones:
+        if existing_vpc is not None:
+            read.problem("availabilityZones", "is only for a new VPC; with existingVpcId the subnets decide the AZs")
+        if not 2 <= len(zones) <= 6:
+            read.problem("availabilityZones", f"must name 2 to 6 AZs, got {len(zones)}")
+        if len(set(zones)) != len(zones):
+            read.problem("availabilityZones", "lists an AZ twice")
+        if read.is_set("availabilityZoneCount") and az_count != len(zones):
+            read.problem("availabilityZoneCount", f"is {az_count} but availabilityZones names {len(zones)}; "
+                                                  "unset availabilityZoneCount")
+        az_count = len(zones)
     if existing_vpc is not None:
         if not _VPC_ID.match(existing_vpc):
             read.problem("existingVpcId", f"must look like vpc-0123456789abcdef0, got {existing_vpc!r}")
@@ -451,6 +469,7 @@ def _network(read: _Reader) -> NetworkConfig:
     return NetworkConfig(
         vpc_cidr=cidr,
         availability_zone_count=az_count,
+        availability_zones=zones,
         api_access=api_access,
         existing_vpc_id=existing_vpc,
         existing_private_subnet_ids=subnets,

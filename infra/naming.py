@@ -28,6 +28,9 @@ class NameRule:
     max_length: int
     invalid: re.Pattern[str]
     """Any character this matches is replaced with ``-``."""
+    single_hyphens: bool = False
+    """The service refuses ``--`` (runs of replaced characters are folded into one)."""
+    lowercase: bool = False
 
 
 # ECS: "Up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens".
@@ -39,6 +42,9 @@ CLOUDWATCH_DASHBOARD = NameRule("CloudWatch dashboard", 255, re.compile(r"[^A-Za
 METRIC_DIMENSION = NameRule("CloudWatch dimension value", 255, re.compile(r"[^A-Za-z0-9_.-]"))
 # Secrets Manager names allow A-Z a-z 0-9 /_+=.@- up to 512; the stack part is a prefix that the
 # key name and the provider's 26-character random suffix follow, so it gets a fraction of that.
+# RDS: 1 to 63 letters, digits or hyphens, a letter first, no "--", no hyphen last; stored lower-case.
+RDS_INSTANCE = NameRule("RDS instance identifier", 63, re.compile(r"[^a-z0-9-]"), single_hyphens=True,
+                        lowercase=True)
 SECRET_NAME_PREFIX = NameRule("Secrets Manager name prefix", 128, re.compile(r"[^A-Za-z0-9_+=.@-]"))
 
 
@@ -52,6 +58,9 @@ def stack_name(rule: NameRule, *parts: str, region: str) -> str:
     """``<project>-<stack>-<parts>-<digest>``, valid for ``rule`` and unique per stack and region."""
     identity = stack_identity(region)
     digest = hashlib.sha256(identity.encode()).hexdigest()[:DIGEST_LENGTH]
-    readable = rule.invalid.sub("-", "-".join((pulumi.get_project(), pulumi.get_stack(), *parts)))
+    readable = "-".join((pulumi.get_project(), pulumi.get_stack(), *parts))
+    readable = rule.invalid.sub("-", readable.lower() if rule.lowercase else readable)
+    if rule.single_hyphens:
+        readable = re.sub(r"-{2,}", "-", readable)
     readable = readable[: rule.max_length - DIGEST_LENGTH - 1].rstrip("-")
     return f"{readable}-{digest}"

@@ -73,6 +73,14 @@ def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:
         state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}]
     )
     names = sorted(available.names)
+    if net.availability_zones:
+        unknown = [zone for zone in net.availability_zones if zone not in names]
+        if unknown:
+            raise ConfigError([
+                f"lifeguard:availabilityZones: {', '.join(unknown)} is not an available AZ of this region "
+                f"(available without opt-in: {', '.join(names) or 'none'})"
+            ])
+        return net.availability_zones
     if len(names) < net.availability_zone_count:
         raise ConfigError([
             f"lifeguard:availabilityZoneCount: {net.availability_zone_count} AZs requested but the region "
@@ -134,6 +142,8 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             multi_az=db_cfg.multi_az,
             deletion_protection=db_cfg.deletion_protection,
             final_snapshot=cfg.production,
+            region=region,
+            log_retention_days=cfg.log_retention_days,
         ),
     )
     secret_prefix = _secret_name_prefix(region)

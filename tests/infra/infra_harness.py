@@ -47,6 +47,8 @@ class Resource:
     inputs: dict[str, Any]
     state: dict[str, Any]
     id: str
+    dependencies: frozenset[str] = frozenset()
+    """URNs this registration waits for: ``depends_on`` and the resources its inputs came from."""
 
     def input(self, key: str) -> Any:
         """An input with any secret wrapper removed."""
@@ -67,6 +69,9 @@ class ProgramRun:
         found = [r for r in self.of_type(type_) if name_contains in r.name]
         assert len(found) == 1, f"expected one {type_} named *{name_contains}*, found {[r.name for r in found]}"
         return found[0]
+
+    def dependencies(self, resource: Resource) -> frozenset[str]:
+        return resource.dependencies
 
     def by_urn(self, urn: str) -> Resource:
         return next(r for r in self.resources if r.urn == urn)
@@ -239,12 +244,14 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: StrictMocks) -> None:
         super().__init__(mocks)
         self.meta: dict[tuple[str, str], tuple[str, bool]] = {}
+        self.dependencies: dict[tuple[str, str], frozenset[str]] = {}
         self._meta_lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name, hence not snake_case
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         with self._meta_lock:
             self.meta[(request.type, request.name)] = (request.parent, bool(request.custom))
+            self.dependencies[(request.type, request.name)] = frozenset(request.dependencies)
         return response
 
 
@@ -321,5 +328,6 @@ def _registrations(mocks: StrictMocks, monitor: RecordingMonitor) -> list[Resour
         resources.append(Resource(
             type=type_, name=name, urn=urn, parent=parent, custom=custom,
             inputs=mocks.inputs.get((type_, name), {}), state=dict(registration.state), id=registration.id,
+            dependencies=monitor.dependencies.get((type_, name), frozenset()),
         ))
     return resources

@@ -7,8 +7,18 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from infra.components.image import build_path, context_tag
-from tests.infra.infra_harness import REPO_ROOT, ProgramRun, StrictMocks, example_stack_config, run_program
+from infra.config import ConfigError
+from tests.infra.infra_harness import (
+    REPO_ROOT,
+    ProgramRun,
+    StrictMocks,
+    example_stack_config,
+    last_registrations,
+    run_program,
+)
 
 # -- #12.1: images ------------------------------------------------------------------------------
 
@@ -99,3 +109,49 @@ def test_the_pooler_task_definition_arn_is_exported(example_run: ProgramRun) -> 
     service = example_run.one("aws:ecs/service:Service", "pooler")
     assert example_run.outputs["poolerTaskDefinitionArn"] == task.state["arn"] == service.input("taskDefinition")
     assert "poolerTaskDefinitionArn" not in example_run.secret_outputs
+
+
+def test_the_database_is_named_for_the_stack_and_its_log_group_is_the_stacks(example_run: ProgramRun) -> None:
+    db = example_run.one("aws:rds/instance:Instance")
+    identifier = db.input("identifier")
+    assert re.fullmatch(r"lifeguard-dev-database-[0-9a-f]{8}", identifier), identifier
+    [logs] = [g for g in example_run.of_type("aws:cloudwatch/logGroup:LogGroup")
+              if g.input("name") == f"/aws/rds/instance/{identifier}/postgresql"]
+    assert logs.input("retentionInDays") == 14  # the example stack's logRetentionDays
+    # Created before the instance, or RDS creates it first (no retention, outlives `pulumi destroy`).
+    assert logs.urn in example_run.dependencies(db)
+    assert db.input("enabledCloudwatchLogsExports") == ["postgresql"]
+
+
+def test_rds_identifiers_stay_valid_for_any_stack_name(build_dir: Path) -> None:
+    run = run_program(example_stack_config(), build_dir, stack="Prod..EU_1")
+    identifier = run.one("aws:rds/instance:Instance").input("identifier")
+    assert re.fullmatch(r"[a-z](?!.*--)[a-z0-9-]{0,61}[a-z0-9]", identifier), identifier
+
+
+# -- #12.13: availability zones named by config ------------------------------------------------
+
+
+def test_config_names_the_availability_zones(build_dir: Path) -> None:
+    mocks = StrictMocks(region="ca-central-1", zones=("ca-central-1a", "ca-central-1b", "ca-central-1d"))
+    config = {**example_stack_config(), "aws:region": "ca-central-1",
+              "availabilityZones": '["ca-central-1a", "ca-central-1b"]'}
+    run = run_program(config, build_dir, mocks=mocks)
+    assert sorted(s.input("availabilityZone") for s in run.of_type("aws:ec2/subnet:Subnet")) == [
+        "ca-central-1a", "ca-central-1b"]
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"availabilityZones": '["eu-west-1a", "eu-west-1q"]'}, "lifeguard:availabilityZones: eu-west-1q is not an "
+                                                           "available AZ of this region"),
+    ({"availabilityZones": '["eu-west-1a"]'}, "lifeguard:availabilityZones: must name 2 to 6 AZs"),
+    ({"availabilityZones": '["eu-west-1a", "eu-west-1a"]'}, "lifeguard:availabilityZones: lists an AZ twice"),
+    ({"availabilityZones": '["eu-west-1a", "eu-west-1b"]', "availabilityZoneCount": "3"},
+     "lifeguard:availabilityZoneCount: is 3 but availabilityZones names 2"),
+])
+def test_bad_zone_lists_are_refused_before_anything_exists(build_dir: Path, config: dict[str, str],
+                                                           message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        run_program({**example_stack_config(), **config}, build_dir)
+    assert message in str(error.value)
+    assert last_registrations() == []

@@ -118,7 +118,7 @@ INVENTORY = {
     "aws:appautoscaling/policy:Policy": 1,
     "aws:appautoscaling/target:Target": 1,
     "aws:cloudwatch/dashboard:Dashboard": 1,
-    "aws:cloudwatch/logGroup:LogGroup": 4,
+    "aws:cloudwatch/logGroup:LogGroup": 5,
     "aws:cloudwatch/metricAlarm:MetricAlarm": 5,
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": 1,
     "aws:ec2/routeTable:RouteTable": 2,
@@ -556,7 +556,7 @@ def test_images_are_built_for_an_explicit_platform_and_pushed_to_ecr(example_run
 
 def test_every_log_group_has_retention(example_run: ProgramRun) -> None:
     groups = example_run.of_type("aws:cloudwatch/logGroup:LogGroup")
-    assert len(groups) == 4  # pooler, migration, two functions
+    assert len(groups) == 5  # pooler, migration, two functions, the database's postgresql log
     assert {g.input("retentionInDays") for g in groups} == {14}
 
 
