@@ -97,6 +97,10 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("dbUsername", "lifeguard", "Database user, in both URLs and the pooler's credentials."),
     KeySpec("dbBackupRetentionDays", "7", "Automated backup retention (1 to 35 days)."),
     KeySpec("dbMultiAz", "= production", "Run a standby in a second AZ."),
+    KeySpec("dbApplyImmediately", "= not production", "Apply database changes (instance class, storage, "
+            "parameter group, version) during `pulumi up` instead of in the next maintenance window; on "
+            "outside production, where waiting days for a change is surprising. Some changes restart the "
+            "instance."),
     KeySpec("deletionProtection", "= production", "Turn on deletion protection for the database and the NLB "
             "(turn it off and `pulumi up` before `pulumi destroy`)."),
     KeySpec("maxConnections", "100", "Postgres `max_connections`, set in the parameter group; the pool "
@@ -183,6 +187,8 @@ class DatabaseConfig:
     backup_retention_days: int
     multi_az: bool
     deletion_protection: bool
+    apply_immediately: bool
+    """RDS ``apply_immediately``: otherwise modifications wait for the maintenance window."""
     max_connections: int
     reserved_connections: int
     migration_headroom: int
@@ -504,6 +510,7 @@ def _database(read: _Reader, production: bool) -> DatabaseConfig:
         backup_retention_days=read.integer("dbBackupRetentionDays", 7, 1, 35),
         multi_az=read.boolean("dbMultiAz", production),
         deletion_protection=read.boolean("deletionProtection", production),
+        apply_immediately=read.boolean("dbApplyImmediately", not production),
         max_connections=read.integer("maxConnections", 100, 1, 262143),
         reserved_connections=read.integer("reservedConnections", 5, 0, 262143),
         migration_headroom=read.integer("migrationHeadroom", 2, 0, 262143),

@@ -141,6 +141,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             backup_retention_days=db_cfg.backup_retention_days,
             multi_az=db_cfg.multi_az,
             deletion_protection=db_cfg.deletion_protection,
+            apply_immediately=db_cfg.apply_immediately,
             final_snapshot=cfg.production,
             region=region,
             log_retention_days=cfg.log_retention_days,

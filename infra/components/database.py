@@ -33,6 +33,8 @@ class DatabaseArgs:
     backup_retention_days: int
     multi_az: bool
     deletion_protection: bool
+    apply_immediately: bool
+    """Modify during `pulumi up` rather than in the next maintenance window (a restart for some changes)."""
     final_snapshot: bool
     """Take a final snapshot when the instance is deleted (production stacks)."""
     region: str
@@ -117,6 +119,7 @@ class Database(pulumi.ComponentResource):
             publicly_accessible=False,
             multi_az=args.multi_az,
             deletion_protection=args.deletion_protection,
+            apply_immediately=args.apply_immediately,
             backup_retention_period=args.backup_retention_days,
             copy_tags_to_snapshot=True,
             skip_final_snapshot=not args.final_snapshot,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.components.image import build_path, context_tag
-from infra.config import ConfigError
+from infra.config import ConfigError, load
 from tests.infra.infra_harness import (
     REPO_ROOT,
     ProgramRun,
@@ -155,3 +155,20 @@ def test_bad_zone_lists_are_refused_before_anything_exists(build_dir: Path, conf
         run_program({**example_stack_config(), **config}, build_dir)
     assert message in str(error.value)
     assert last_registrations() == []
+
+
+# -- #12.7: database changes do not wait for the maintenance window outside production ----------
+
+
+def test_database_changes_apply_immediately_outside_production(example_run: ProgramRun) -> None:
+    assert example_run.one("aws:rds/instance:Instance").input("applyImmediately") is True
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    ({}, False),  # production by default: changes wait for the maintenance window
+    ({"production": "false"}, True),
+    ({"dbApplyImmediately": "true"}, True),
+    ({"production": "false", "dbApplyImmediately": "false"}, False),
+])
+def test_apply_immediately_follows_production_unless_set(config: dict[str, str], expected: bool) -> None:
+    assert load(config).database.apply_immediately is expected
