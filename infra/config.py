@@ -57,6 +57,12 @@ _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 # A standard topic: CloudWatch alarms cannot notify FIFO (.fifo) topics.
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# A new VPC is cut into 2^4 equal blocks (private subnets first, public ones from the ninth), and AWS's
+# smallest subnet is a /28.
+SUBNET_SPLIT_BITS = 4
+MAX_VPC_PREFIX = 28 - SUBNET_SPLIT_BITS
+# The interface endpoints a new VPC gets with awsApiAccess: endpoints (one ENI per subnet each).
+INTERFACE_ENDPOINTS = ("secretsmanager", "ecr.api", "ecr.dkr", "logs")
 STATS_USER = "lifeguard_stats"
 """PgBouncer's read-only console user (``stats_users``) that the pooler task's metrics sidecar logs in as."""
 
@@ -76,7 +82,9 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("production", "true", "Marks a production stack: Multi-AZ and deletion protection default to "
             "on, a final database snapshot is kept, secrets get a 30-day recovery window, ECR repositories "
             "are not force-deleted, and with `awsApiAccess: nat` every AZ gets its own NAT gateway."),
-    KeySpec("vpcCidr", "10.40.0.0/16", "CIDR of the VPC the stack creates (/16 to /24)."),
+    KeySpec("vpcCidr", "10.40.0.0/16", "CIDR of the VPC the stack creates, /16 up to the smallest that leaves "
+            "each private subnet (a sixteenth of the VPC) the addresses the stack needs there: /23 with the "
+            "defaults; `pulumi preview` shows the arithmetic when it is too small."),
     KeySpec("availabilityZoneCount", "2", "AZs the new VPC spans (2 to 6); one private subnet each. Without "
             "`availabilityZones`, the first ones by name."),
     KeySpec("availabilityZones", "(unset)", "JSON list of the AZ names the new VPC uses (2 to 6), e.g. "
@@ -411,6 +419,8 @@ def load(values: Mapping[str, Any] | None = None) -> StackConfig:
         architecture=pooler.architecture,
     )
     _check_fargate_size(read, "migrationCpu", "migrationMemoryMb", migration.cpu, migration.memory_mb)
+    if network.existing_vpc_id is None and not read.has_problem("vpcCidr"):
+        _check_vpc_size(read, network, pooler)
     alarms = _alarms(read, pooler)
 
     if read.problems:
@@ -468,10 +478,10 @@ def _network(read: _Reader) -> NetworkConfig:
                                          "`endpoints` or `nat` to reach Secrets Manager, ECR and Logs")
         try:
             network = ipaddress.ip_network(cidr)
-            if network.version != 4 or not 16 <= network.prefixlen <= 24:
+            if network.version != 4 or not 16 <= network.prefixlen <= MAX_VPC_PREFIX:
                 raise ValueError(cidr)
         except ValueError:
-            read.problem("vpcCidr", f"must be an IPv4 CIDR from /16 to /24, got {cidr!r}")
+            read.problem("vpcCidr", f"must be an IPv4 CIDR from /16 to /{MAX_VPC_PREFIX}, got {cidr!r}")
     return NetworkConfig(
         vpc_cidr=cidr,
         availability_zone_count=az_count,
@@ -639,6 +649,42 @@ def _alarms(read: _Reader, pooler: PoolerConfig) -> AlarmsConfig:
         db_connections_ratio=read.integer("alarmDbConnectionsPercent", 80, 1, 100) / 100,
     )
     return AlarmsConfig(email=email, topic_arn=topic_arn, thresholds=thresholds)
+
+
+def private_subnet_needs(network: NetworkConfig, pooler: PoolerConfig) -> dict[str, int]:
+    """Addresses one private subnet of a new VPC needs, by consumer."""
+    zones = max(2, network.availability_zone_count)
+    tasks_alive = math.ceil(max(1, pooler.max_tasks) * pooler.deployment_maximum_percent / 100)
+    return {
+        "AWS reserves": 5,
+        # Internal NLBs with AWS-chosen addresses need 8 free ones per subnet to be created and to scale.
+        "NLB free": 8,
+        "interface endpoints": len(INTERFACE_ENDPOINTS) if network.api_access == "endpoints" else 0,
+        "RDS (primary or standby, and a replacement during changes)": 2,
+        "Lambda ENIs (one per subnet and security group, one more while Lambda replaces it)": 2,
+        # When one AZ is lost, its tasks start in the others: the survivors hold them all.
+        f"PgBouncer tasks (poolerMaxTasks {pooler.max_tasks} x {pooler.deployment_maximum_percent}% during a "
+        f"deploy, over {zones - 1} AZ(s) when one is lost)": math.ceil(tasks_alive / (zones - 1)),
+        "migration task": 1,
+    }
+
+
+def _check_vpc_size(read: _Reader, network: NetworkConfig, pooler: PoolerConfig) -> None:
+    needs = private_subnet_needs(network, pooler)
+    needed = sum(needs.values())
+    prefix = ipaddress.ip_network(network.vpc_cidr).prefixlen
+    # infra/components/network.py cuts the VPC into 16 blocks: a private subnet is one of them.
+    subnet_prefix = prefix + SUBNET_SPLIT_BITS
+    size = 2 ** (32 - subnet_prefix)
+    if size >= needed:
+        return
+    largest_prefix = 32 - SUBNET_SPLIT_BITS - math.ceil(math.log2(needed))
+    terms = " + ".join(f"{count} {what}" for what, count in needs.items() if count)
+    fix = (f"use a /{largest_prefix} or larger, e.g. "
+           f"{ipaddress.ip_network(network.vpc_cidr).supernet(new_prefix=largest_prefix)}, or lower poolerMaxTasks"
+           if largest_prefix >= 16 else "lower poolerMaxTasks or deploymentMaximumPercent, or add AZs")
+    read.problem("vpcCidr", f"{network.vpc_cidr} is too small: each private subnet is a sixteenth of the VPC, "
+                            f"/{subnet_prefix} = {size} addresses, but needs {needed} ({terms}); {fix}")
 
 
 def _check_fargate_size(read: _Reader, cpu_key: str, memory_key: str, cpu: int, memory: int) -> None:

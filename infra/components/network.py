@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import ApiAccess
+from infra.config import INTERFACE_ENDPOINTS, SUBNET_SPLIT_BITS, ApiAccess
 
 POOLER_PORT = 6432
 POSTGRES_PORT = 5432
 HTTPS_PORT = 443
-# Interface endpoints the private parts need: secrets injection and reads, image pulls, logs.
-INTERFACE_ENDPOINT_SERVICES = ("secretsmanager", "ecr.api", "ecr.dkr", "logs")
+# Interface endpoints the private parts need: secrets injection and reads, image pulls, logs (defined
+# in config, which sizes the subnets for them).
+INTERFACE_ENDPOINT_SERVICES = INTERFACE_ENDPOINTS
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ class Network(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         network = ipaddress.ip_network(args.vpc_cidr)
         # Sixteen equal blocks: private subnets from the first, public ones (NAT only) from the ninth.
-        blocks = list(network.subnets(new_prefix=network.prefixlen + 4))
+        blocks = list(network.subnets(new_prefix=network.prefixlen + SUBNET_SPLIT_BITS))
         nat_gateways: list[aws.ec2.NatGateway] = []
         if args.api_access == "nat":
             igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, opts=child)

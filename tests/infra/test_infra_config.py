@@ -135,6 +135,7 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"functionMemoryMb": 64}, "functionMemoryMb", "between 128 and 10240"),
     ({"availabilityZoneCount": 1}, "availabilityZoneCount", "between 2 and 6"),
     ({"vpcCidr": "10.0.0.0/8"}, "vpcCidr", "/16 to /24"),
+    ({"vpcCidr": "10.0.0.0/25"}, "vpcCidr", "/16 to /24"),
     ({"vpcCidr": "banana"}, "vpcCidr", "IPv4 CIDR"),
     ({"awsApiAccess": "vpn"}, "awsApiAccess", "one of endpoints, nat, none"),
     ({"awsApiAccess": "none"}, "awsApiAccess", "only for an existing VPC"),

@@ -172,3 +172,37 @@ def test_database_changes_apply_immediately_outside_production(example_run: Prog
 ])
 def test_apply_immediately_follows_production_unless_set(config: dict[str, str], expected: bool) -> None:
     assert load(config).database.apply_immediately is expected
+
+
+# -- #12.10: a new VPC must hold what the stack puts in each subnet ----------------------------
+
+
+def test_a_24_is_refused_with_the_arithmetic() -> None:
+    with pytest.raises(ConfigError) as error:
+        load({"vpcCidr": "10.7.0.0/24"})
+    [problem] = error.value.problems
+    assert problem.startswith("lifeguard:vpcCidr: 10.7.0.0/24 is too small")
+    # /28 subnets; 5 + 8 + 4 + 2 + 2 + 8 (4 tasks x 200%, in one AZ when the other is lost) + 1 = 30.
+    assert "/28 = 16 addresses, but needs 30 (5 AWS reserves + 8 NLB free + 4 interface endpoints" in problem
+    assert "use a /23 or larger, e.g. 10.7.0.0/23" in problem
+
+
+@pytest.mark.parametrize(("config", "fits"), [
+    ({"vpcCidr": "10.7.0.0/23"}, True),
+    # NAT instead of endpoints: 4 fewer per subnet, 26 still needs a /27 subnet.
+    ({"vpcCidr": "10.7.0.0/24", "awsApiAccess": "nat"}, False),
+    # Three AZs: the survivors of a lost AZ share the 8 tasks, 4 each: 26.
+    ({"vpcCidr": "10.7.0.0/23", "availabilityZoneCount": "3"}, True),
+    # 10 tasks x 200% in one surviving AZ: 5 + 8 + 4 + 2 + 2 + 20 + 1 = 42 > 32.
+    ({"vpcCidr": "10.7.0.0/23", "poolerMaxTasks": "10", "maxConnections": "400"}, False),
+    ({"vpcCidr": "10.7.0.0/22", "poolerMaxTasks": "10", "maxConnections": "400"}, True),
+    # An existing VPC's subnets are not the stack's to size.
+    ({"vpcCidr": "10.7.0.0/24", "existingVpcId": "vpc-0123456789abcdef0", "awsApiAccess": "none",
+      "existingPrivateSubnetIds": '["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]'}, True),
+])
+def test_the_bound_follows_what_the_subnets_hold(config: dict[str, str], fits: bool) -> None:
+    if fits:
+        load(config)
+    else:
+        with pytest.raises(ConfigError, match=r"lifeguard:vpcCidr: .* is too small"):
+            load(config)
