@@ -44,6 +44,9 @@ FARGATE_SIZES: Mapping[int, tuple[int, ...]] = {
     8192: tuple(range(16384, 61441, 4096)),
     16384: tuple(range(32768, 122881, 8192)),
 }
+# One vCPU: all a single PgBouncer process can use, so 100% task CPU stays reachable for the
+# autoscaling target and the CPU alarm.
+POOLER_MAX_CPU = 1024
 # Fargate's ceiling for the nofile ulimit.
 FARGATE_MAX_NOFILE = 1_048_576
 # A file-descriptor floor well above PgBouncer's needs at the default max_client_conn.
@@ -120,7 +123,10 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("poolerMaxTasks", "4", "Most PgBouncer tasks under CPU autoscaling; divides the pool budget."),
     KeySpec("deploymentMaximumPercent", "200", "ECS `maximumPercent` for rolling deploys (100 to 200); "
             "old and new tasks share the budget while both run."),
-    KeySpec("poolerCpu", "512", "Fargate CPU units per PgBouncer task."),
+    KeySpec("poolerCpu", "512", "Fargate CPU units per PgBouncer task: 256, 512 or 1024. PgBouncer is one "
+            "single-threaded process, so a task never uses more than one vCPU: with more, its CPU would stay "
+            "below `poolerCpuTargetPercent` and `alarmPoolerCpuPercent` however busy it is, and the "
+            "autoscaler and the alarm would never act. Scale with `poolerMaxTasks` instead."),
     KeySpec("poolerMemoryMb", "1024", "Fargate memory (MiB) per PgBouncer task; must be valid for the CPU."),
     KeySpec("poolerCpuTargetPercent", "60", "Average CPU the autoscaler aims for (10 to 90)."),
     KeySpec("maxClientConn", "10000", "PgBouncer `max_client_conn` per task; the `nofile` ulimit follows it."),
@@ -552,7 +558,13 @@ def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig)
     max_percent = read.integer("deploymentMaximumPercent", 200, 100, 200)
     cpu = read.integer("poolerCpu", 512, 256, 16384)
     memory = read.integer("poolerMemoryMb", 1024, 512, 122880)
-    _check_fargate_size(read, "poolerCpu", "poolerMemoryMb", cpu, memory)
+    if cpu > POOLER_MAX_CPU:
+        read.problem("poolerCpu", f"must be at most {POOLER_MAX_CPU} (one vCPU), got {cpu}: PgBouncer runs one "
+                                  "single-threaded process, so a task's CPU could never pass "
+                                  f"{100 * POOLER_MAX_CPU // cpu}% and the autoscaler and the CPU alarm would never "
+                                  "fire; add tasks with poolerMaxTasks instead")
+    else:
+        _check_fargate_size(read, "poolerCpu", "poolerMemoryMb", cpu, memory)
     max_client_conn = read.integer("maxClientConn", 10000, 1, FARGATE_MAX_NOFILE)
     query_wait = read.integer("queryWaitTimeoutSeconds", 20, 1, 3600)
     if query_wait >= functions.timeout_s:

@@ -228,7 +228,7 @@ class Observability(pulumi.ComponentResource):
             "pooler_cpu": alarm(
                 "pooler_cpu",
                 f"PgBouncer tasks average {t.pooler_cpu_percent:g}% CPU or more for {t.pooler_cpu_minutes} "
-                "minutes; PgBouncer uses one core per process: add tasks or raise the task size.",
+                "minutes; PgBouncer uses one core per process: raise poolerMaxTasks (or poolerCpu, up to 1024).",
                 "AWS/ECS", "CPUUtilization", ecs, "Average",
                 t.pooler_cpu_percent, t.pooler_cpu_minutes, "missing",
             ),

@@ -206,3 +206,23 @@ def test_the_bound_follows_what_the_subnets_hold(config: dict[str, str], fits: b
     else:
         with pytest.raises(ConfigError, match=r"lifeguard:vpcCidr: .* is too small"):
             load(config)
+
+
+# -- #12.8: the CPU the autoscaler and the alarm read can reach their thresholds ----------------
+
+
+@pytest.mark.parametrize("cpu", [2048, 4096])
+def test_pooler_cpu_above_one_vcpu_is_refused(cpu: int) -> None:
+    with pytest.raises(ConfigError) as error:
+        load({"poolerCpu": str(cpu), "poolerMemoryMb": str(2 * cpu)})
+    [problem] = error.value.problems
+    assert problem.startswith(f"lifeguard:poolerCpu: must be at most 1024 (one vCPU), got {cpu}")
+    assert f"could never pass {100 * 1024 // cpu}%" in problem and "poolerMaxTasks" in problem
+
+
+def test_one_vcpu_keeps_the_target_and_the_alarm_reachable() -> None:
+    cfg = load({"poolerCpu": "1024", "poolerMemoryMb": "2048", "poolerCpuTargetPercent": "90",
+                "alarmPoolerCpuPercent": "100"})
+    # One busy single-threaded process fills a 1024-unit task: 100% is reachable, so both are.
+    assert cfg.pooler.cpu == 1024
+    assert cfg.pooler.cpu_target_percent < cfg.alarms.thresholds.pooler_cpu_percent <= 100
