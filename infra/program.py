@@ -169,6 +169,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             production=cfg.production,
             deletion_protection=db_cfg.deletion_protection,
             metrics_service=metrics_service,
+            network_path=network.pooler_path,
         ),
     )
     alarms = cfg.alarms

@@ -70,6 +70,8 @@ class PoolerArgs:
     string, not the ECS service's generated name, which would make the task definition depend on
     the service that depends on it."""
     metrics_namespace: str = DEFAULT_NAMESPACE
+    network_path: Sequence[pulumi.Resource] = ()
+    """The network resources the tasks need to start and pass health checks (``Network.pooler_path``)."""
 
 
 class Pooler(pulumi.ComponentResource):
@@ -302,7 +304,7 @@ class Pooler(pulumi.ComponentResource):
             wait_for_steady_state=True,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[listener, execution_policy],
+                depends_on=[listener, execution_policy, *args.network_path],
                 # The autoscaler owns the task count once the service exists.
                 ignore_changes=["desiredCount"],
             ),

@@ -226,3 +226,33 @@ def test_one_vcpu_keeps_the_target_and_the_alarm_reachable() -> None:
     # One busy single-threaded process fills a 1024-unit task: 100% is reachable, so both are.
     assert cfg.pooler.cpu == 1024
     assert cfg.pooler.cpu_target_percent < cfg.alarms.thresholds.pooler_cpu_percent <= 100
+
+
+# -- #12.12: the pooler service waits for the network path its tasks need ------------------------
+
+
+def rule_labels(run: ProgramRun, urns: frozenset[str]) -> set[str]:
+    return {run.by_urn(u).input("description") for u in urns
+            if run.by_urn(u).type.startswith("aws:vpc/securityGroup")}
+
+
+def test_the_service_waits_for_endpoints_routes_and_rules(example_run: ProgramRun) -> None:
+    service = example_run.one("aws:ecs/service:Service")
+    waits_for = example_run.dependencies(service)
+    endpoints = {e.urn for e in example_run.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
+    assert len(endpoints) == 5 and endpoints <= waits_for  # four interface endpoints and S3
+    for type_ in ("aws:ec2/routeTable:RouteTable", "aws:ec2/routeTableAssociation:RouteTableAssociation"):
+        assert {r.urn for r in example_run.of_type(type_)} <= waits_for, type_
+    assert {"nlb-to-pooler", "pooler-to-database", "pooler-to-endpoints",
+            "ECR image layers from S3 (gateway endpoint)"} <= rule_labels(example_run, waits_for)
+    # Only the pooler's own path: not the functions' or the migration job's rules.
+    assert not {"functions-to-nlb", "migration-to-database"} & rule_labels(example_run, waits_for)
+
+
+def test_with_nat_the_service_waits_for_the_nat_gateways_and_their_routes(build_dir: Path) -> None:
+    run = run_program({**example_stack_config(), "awsApiAccess": "nat"}, build_dir)
+    waits_for = run.dependencies(run.one("aws:ecs/service:Service"))
+    nat = {n.urn for n in run.of_type("aws:ec2/natGateway:NatGateway")}
+    assert nat and nat <= waits_for
+    assert {r.urn for r in run.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")} <= waits_for
+    assert "AWS APIs (Secrets Manager, ECR, Logs) over HTTPS through the VPC route" in rule_labels(run, waits_for)
