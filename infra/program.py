@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import lambda_package
+from infra import lambda_package, policies
 from infra.components.database import Database, DatabaseArgs
 from infra.components.functions import Functions, FunctionsArgs
 from infra.components.image import context_tag
@@ -107,6 +107,8 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     """Create every resource; return the stack outputs (name -> value or Output)."""
     paths = paths or ProgramPaths()
     region = aws.get_region().region
+    caller = aws.get_caller_identity()
+    account = policies.Account.from_caller_arn(caller.arn, caller.account_id, region)
     zones = resolve_availability_zones(cfg)
     # Fail on missing build inputs before creating anything.
     context_tag(paths.pgbouncer_context, cfg.pooler.architecture)
@@ -153,6 +155,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         "pooler",
         PoolerArgs(
             region=region,
+            account=account,
             vpc_id=network.vpc_id,
             subnet_ids=network.private_subnet_ids,
             load_balancer_security_group_id=network.load_balancer_security_group_id,
@@ -214,12 +217,14 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             package=package,
             settings=cfg.functions,
             log_retention_days=cfg.log_retention_days,
+            account=account,
         ),
     )
     migration = MigrationJob(
         "migration",
         MigrationJobArgs(
             region=region,
+            account=account,
             subnet_ids=network.private_subnet_ids,
             security_group_id=network.migration_security_group_id,
             direct_secret_arn=secrets.direct_secret_arn,

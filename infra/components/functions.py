@@ -41,6 +41,7 @@ class FunctionsArgs:
     package: LambdaPackage
     settings: FunctionsConfig
     log_retention_days: int
+    account: policies.Account
 
 
 class Functions(pulumi.ComponentResource):
@@ -62,7 +63,7 @@ class Functions(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-role",
             description="The sample functions: VPC networking, their logs, the pooled DATABASE_URL secret",
-            assume_role_policy=json.dumps(policies.assume_role("lambda.amazonaws.com")),
+            assume_role_policy=json.dumps(policies.assume_role("lambda.amazonaws.com", args.account)),
             opts=child,
         )
         role_policy = aws.iam.RolePolicy(

@@ -18,6 +18,7 @@ from infra.components.fargate_base import fargate_base
 from infra.components.image import ECS_CPU_ARCHITECTURES
 from infra.config import MigrationConfig
 from infra.naming import ECS_TASK_FAMILY, stack_name
+from infra.policies import Account
 
 CONTAINER_NAME = "migrator"
 SECRET_ENV = "DATABASE_URL_UNPOOLED"  # noqa: S105 (a variable name)
@@ -29,6 +30,7 @@ STOP_TIMEOUT_S = 120
 @dataclass(frozen=True)
 class MigrationJobArgs:
     region: str
+    account: Account
     subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
     security_group_id: pulumi.Input[str]
     direct_secret_arn: pulumi.Output[str]
@@ -58,6 +60,7 @@ class MigrationJob(pulumi.ComponentResource):
             name,
             context_dir=args.context_dir,
             architecture=cfg.architecture,
+            account=args.account,
             production=args.production,
             log_retention_days=args.log_retention_days,
             role_description="Starts the migration task: pulls its image, writes its logs, reads DATABASE_URL_UNPOOLED",
@@ -70,6 +73,9 @@ class MigrationJob(pulumi.ComponentResource):
             "image": image.image_uri,
             "essential": True,
             "secrets": [{"name": SECRET_ENV, "valueFrom": args.direct_secret_arn}],
+            # The migrator writes nothing: its bytecode is compiled into the image (and
+            # PYTHONDONTWRITEBYTECODE is set), logs go to stderr, the CA bundle is baked in.
+            "readonlyRootFilesystem": True,
             "stopTimeout": STOP_TIMEOUT_S,
             "logConfiguration": {
                 "logDriver": "awslogs",

@@ -25,6 +25,7 @@ from infra.components.image import ECS_CPU_ARCHITECTURES
 from infra.components.secrets import mark_secret
 from infra.config import STATS_USER, PoolerConfig
 from infra.naming import ECS_TASK_FAMILY, stack_name
+from infra.policies import Account
 from pgbouncer.metrics import publisher
 from pgbouncer.metrics.emf import DEFAULT_NAMESPACE
 from pgbouncer.settings import IMAGE_SOCKET_DIR
@@ -43,11 +44,17 @@ METRICS_COMMAND = ["python", "-m", "pgbouncer.metrics"]
 # A soft limit: the sidecar is one Python process holding a sample at a time.
 METRICS_MEMORY_RESERVATION_MB = 64
 SOCKET_VOLUME = "pgbouncer-socket"
+# Where the entrypoint writes the rendered ini, userlist.txt and the TLS pair (pgbouncer/entrypoint.py's
+# run_dir and the settings' auth_file / client_tls_*_file); the image declares it a VOLUME owned by
+# the runtime user. Spelled out for the reason SETTINGS_ENV is; tests/infra checks they agree.
+RUN_DIR = "/run/pgbouncer"
+RUN_VOLUME = "pgbouncer-run"
 
 
 @dataclass(frozen=True)
 class PoolerArgs:
     region: str
+    account: Account
     vpc_id: pulumi.Input[str]
     subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
     load_balancer_security_group_id: pulumi.Input[str]
@@ -146,6 +153,7 @@ class Pooler(pulumi.ComponentResource):
             name,
             context_dir=args.context_dir,
             architecture=cfg.architecture,
+            account=args.account,
             production=args.production,
             log_retention_days=args.log_retention_days,
             role_description=(
@@ -181,8 +189,13 @@ class Pooler(pulumi.ComponentResource):
                 {"name": CREDENTIALS_ENV, "valueFrom": credentials.arn},
                 {"name": STATS_CREDENTIALS_ENV, "valueFrom": stats_credentials.arn},
             ],
-            # PgBouncer creates its Unix socket here (the settings' unix_socket_dir).
-            "mountPoints": [{"sourceVolume": SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": False}],
+            # The image is read-only; PgBouncer writes only to these two task volumes: its rendered
+            # configuration and TLS pair, and its Unix socket (the settings' unix_socket_dir).
+            "readonlyRootFilesystem": True,
+            "mountPoints": [
+                {"sourceVolume": RUN_VOLUME, "containerPath": RUN_DIR, "readOnly": False},
+                {"sourceVolume": SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": False},
+            ],
             # Every client is a file descriptor; Fargate's default limit is not something to rely on.
             "ulimits": [{"name": "nofile", "softLimit": cfg.nofile, "hardLimit": cfg.nofile}],
             # The image stops PgBouncer with SIGINT: in-flight transactions finish, then it exits.
@@ -208,7 +221,9 @@ class Pooler(pulumi.ComponentResource):
             ],
             "secrets": [{"name": publisher.ENV_CREDENTIALS, "valueFrom": stats_credentials.arn}],
             # Read-only: connect() on a Unix socket checks the socket file's permissions, not the
-            # mount's read-only flag (as with a Docker socket mounted :ro); the sidecar writes nothing.
+            # mount's read-only flag (as with a Docker socket mounted :ro); the sidecar writes nothing
+            # (EMF lines go to stdout), so its root filesystem is read-only too.
+            "readonlyRootFilesystem": True,
             "mountPoints": [{"sourceVolume": SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": True}],
             "logConfiguration": log_configuration(METRICS_LOG_STREAM_PREFIX),
         }
@@ -225,9 +240,10 @@ class Pooler(pulumi.ComponentResource):
             },
             execution_role_arn=execution_role.arn,
             container_definitions=pulumi.Output.json_dumps([container, metrics]),
-            # A Fargate bind mount (no host path): task-scoped storage shared by the two containers,
-            # owned by the runtime user because the image declares IMAGE_SOCKET_DIR a VOLUME.
-            volumes=[{"name": SOCKET_VOLUME}],
+            # Fargate bind mounts (no host path): task-scoped storage, owned by the runtime user because
+            # the image declares both paths VOLUMEs. The socket volume is shared with the sidecar; the
+            # run volume (which holds userlist.txt and the TLS key) is PgBouncer's alone.
+            volumes=[{"name": RUN_VOLUME}, {"name": SOCKET_VOLUME}],
             opts=child,
         )
 

@@ -134,6 +134,7 @@ class StrictMocks(Mocks):
             "aws:index/getAvailabilityZones:getAvailabilityZones": self._zones,
             "aws:ec2/getSubnet:getSubnet": self._subnet,
             "aws:ecr/getAuthorizationToken:getAuthorizationToken": self._ecr_token,
+            "aws:index/getCallerIdentity:getCallerIdentity": self._caller,
         }
         handler = handlers.get(args.token)
         if handler is None:
@@ -159,6 +160,10 @@ class StrictMocks(Mocks):
         vpc_id, zone = self.subnets[subnet_id]
         return {"id": subnet_id, "vpcId": vpc_id, "availabilityZone": zone, "cidrBlock": "10.0.0.0/24",
                 "arn": f"arn:aws:ec2:{self.region}:{ACCOUNT}:subnet/{subnet_id}"}
+
+    def _caller(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"id": ACCOUNT, "accountId": ACCOUNT, "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/deployer/ci",
+                "userId": "AROAEXAMPLE:ci"}
 
     def _ecr_token(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"id": self.region, "registryId": args.get("registryId", ACCOUNT), "userName": "AWS",

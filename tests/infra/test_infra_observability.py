@@ -70,12 +70,11 @@ def test_sidecar_runs_the_publisher_from_the_pooler_image(example_run: ProgramRu
 
 def test_both_containers_share_the_socket_volume_at_the_settings_socket_dir(example_run: ProgramRun) -> None:
     task = pooler_task(example_run)
-    [volume] = task.input("volumes")
-    # A Fargate bind mount: no host path, no EFS or Docker volume configuration.
-    assert volume == {"name": "pgbouncer-socket"}
+    # Fargate bind mounts: no host path, no EFS or Docker volume configuration.
+    assert task.input("volumes") == [{"name": "pgbouncer-run"}, {"name": "pgbouncer-socket"}]
     pgbouncer, metrics = pooler_container(example_run), pooler_container(example_run, "metrics")
-    assert pgbouncer["mountPoints"] == [
-        {"sourceVolume": "pgbouncer-socket", "containerPath": IMAGE_SOCKET_DIR, "readOnly": False}]
+    assert {"sourceVolume": "pgbouncer-socket", "containerPath": IMAGE_SOCKET_DIR, "readOnly": False} in (
+        pgbouncer["mountPoints"])
     # Connecting to a Unix socket needs no write access to the mount.
     assert metrics["mountPoints"] == [
         {"sourceVolume": "pgbouncer-socket", "containerPath": IMAGE_SOCKET_DIR, "readOnly": True}]

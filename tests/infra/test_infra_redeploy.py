@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from infra.components.image import build_path, context_tag
 from infra.config import ConfigError, load
+from pgbouncer import entrypoint
+from pgbouncer.settings import IMAGE_SOCKET_DIR, PoolerSettings
 from tests.infra.infra_harness import (
+    ACCOUNT,
+    REGION,
     REPO_ROOT,
     ProgramRun,
     StrictMocks,
@@ -256,3 +263,60 @@ def test_with_nat_the_service_waits_for_the_nat_gateways_and_their_routes(build_
     assert nat and nat <= waits_for
     assert {r.urn for r in run.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")} <= waits_for
     assert "AWS APIs (Secrets Manager, ECR, Logs) over HTTPS through the VPC route" in rule_labels(run, waits_for)
+
+
+# -- #12.5: roles only for this account; read-only containers that write only to their volumes ---
+
+
+@pytest.mark.parametrize(("role_name", "condition"), [
+    # ECS sets both keys when it assumes a task's roles; Lambda sets neither aws:SourceArn nor, for an
+    # execution role, anything narrower than the account.
+    ("pooler-execution", {"StringEquals": {"aws:SourceAccount": ACCOUNT},
+                          "ArnLike": {"aws:SourceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:*"}}),
+    ("migration-execution", {"StringEquals": {"aws:SourceAccount": ACCOUNT},
+                             "ArnLike": {"aws:SourceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:*"}}),
+    ("functions-role", {"StringEquals": {"aws:SourceAccount": ACCOUNT}}),
+])
+def test_trust_policies_pin_the_account(example_run: ProgramRun, role_name: str,
+                                        condition: dict[str, dict[str, str]]) -> None:
+    role = example_run.one("aws:iam/role:Role", role_name)
+    [statement] = json.loads(role.input("assumeRolePolicy"))["Statement"]
+    assert statement["Condition"] == condition
+
+
+def task_containers(run: ProgramRun, name: str) -> dict[str, dict[str, Any]]:
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition", name)
+    return {c["name"]: c for c in json.loads(task.input("containerDefinitions"))}
+
+
+def test_every_container_has_a_read_only_root_filesystem(example_run: ProgramRun) -> None:
+    for name in ("pooler", "migration"):
+        for container in task_containers(example_run, name).values():
+            assert container["readonlyRootFilesystem"] is True, container["name"]
+    assert "mountPoints" not in task_containers(example_run, "migration")["migrator"]
+
+
+def test_pgbouncer_writes_only_to_its_task_volumes(example_run: ProgramRun) -> None:
+    task = example_run.one("aws:ecs/taskDefinition:TaskDefinition", "pooler")
+    containers = task_containers(example_run, "pooler")
+    assert {v["name"] for v in task.input("volumes")} == {"pgbouncer-run", "pgbouncer-socket"}
+    writable = {m["containerPath"] for m in containers["pgbouncer"]["mountPoints"] if not m["readOnly"]}
+    assert writable == {"/run/pgbouncer", IMAGE_SOCKET_DIR}
+    # Every path the entrypoint and PgBouncer write, from the settings the task runs with.
+    settings = PoolerSettings.from_json(containers["pgbouncer"]["environment"][0]["value"])
+    written = [settings.auth_file, settings.client_tls_cert_file, settings.client_tls_key_file,
+               str(inspect.signature(entrypoint.main).parameters["run_dir"].default / "pgbouncer.ini"),
+               settings.unix_socket_dir + "/.s.PGSQL.6432"]
+    assert not settings.logfile and not settings.pidfile  # stderr and PID 1: no files
+    for path in written:
+        assert any(Path(path).is_relative_to(directory) for directory in writable), path
+    # The sidecar reads the socket; it cannot write there, and never sees the run volume (userlist.txt).
+    assert containers["metrics"]["mountPoints"] == [
+        {"sourceVolume": "pgbouncer-socket", "containerPath": IMAGE_SOCKET_DIR, "readOnly": True}]
+
+
+def test_the_image_declares_the_written_paths_volumes() -> None:
+    # A Fargate bind mount is root-owned unless the image declares the path a VOLUME (owned by uid 10001).
+    volumes = [line.split()[1:] for line in (REPO_ROOT / "pgbouncer" / "Dockerfile").read_text().splitlines()
+               if line.startswith("VOLUME ")]
+    assert volumes == [["/run/pgbouncer", IMAGE_SOCKET_DIR]]
