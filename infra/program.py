@@ -22,7 +22,7 @@ from infra.components.image import context_tag
 from infra.components.migration_job import MigrationJob, MigrationJobArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.observability import Observability, ObservabilityArgs
-from infra.components.pooler import Pooler, PoolerArgs
+from infra.components.pooler import ECS_SERVICE_PRINCIPAL, Pooler, PoolerArgs
 from infra.components.secrets import ConnectionSecrets, ConnectionSecretsArgs
 from infra.config import ConfigError, StackConfig, load
 from infra.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
@@ -88,6 +88,17 @@ def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:
             "(at least 2) or choose another region"
         ])
     return tuple(names[: net.availability_zone_count])
+
+
+def ecs_service_linked_role_exists() -> bool:
+    """Whether the account has ECS's service-linked role (``AWSServiceRoleForECS``); a new account may not.
+
+    The plural lookup answers an empty list rather than failing when there is none.
+    """
+    found = aws.iam.get_roles(
+        name_regex="^AWSServiceRoleForECS$", path_prefix=f"/aws-service-role/{ECS_SERVICE_PRINCIPAL}/"
+    )
+    return bool(found.names)
 
 
 def _secret_name_prefix(region: str) -> str:
@@ -173,6 +184,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             deletion_protection=db_cfg.deletion_protection,
             metrics_service=metrics_service,
             network_path=network.pooler_path,
+            create_ecs_service_linked_role=not ecs_service_linked_role_exists(),
         ),
     )
     alarms = cfg.alarms

@@ -44,6 +44,7 @@ METRICS_COMMAND = ["python", "-m", "pgbouncer.metrics"]
 # A soft limit: the sidecar is one Python process holding a sample at a time.
 METRICS_MEMORY_RESERVATION_MB = 64
 SOCKET_VOLUME = "pgbouncer-socket"
+ECS_SERVICE_PRINCIPAL = "ecs.amazonaws.com"
 # Where the entrypoint writes the rendered ini, userlist.txt and the TLS pair (pgbouncer/entrypoint.py's
 # run_dir and the settings' auth_file / client_tls_*_file); the image declares it a VOLUME owned by
 # the runtime user. Spelled out for the reason SETTINGS_ENV is; tests/infra checks they agree.
@@ -79,6 +80,8 @@ class PoolerArgs:
     metrics_namespace: str = DEFAULT_NAMESPACE
     network_path: Sequence[pulumi.Resource] = ()
     """The network resources the tasks need to start and pass health checks (``Network.pooler_path``)."""
+    create_ecs_service_linked_role: bool = False
+    """The account has no ``AWSServiceRoleForECS`` yet (a brand-new account): create it before the service."""
 
 
 class Pooler(pulumi.ComponentResource):
@@ -291,6 +294,17 @@ class Pooler(pulumi.ComponentResource):
             opts=child,
         )
 
+        # ECS creates its service-linked role on first use, except when the first use is a service with
+        # a load balancer ("Unable to assume the service linked role"): a new account needs it first.
+        # Retained on delete: the role belongs to the account (other ECS users need it), and the next
+        # `up` finds it and no longer declares it, which with retain_on_delete only forgets it.
+        service_linked_role: list[pulumi.Resource] = []
+        if args.create_ecs_service_linked_role:
+            service_linked_role.append(aws.iam.ServiceLinkedRole(
+                f"{name}-ecs-service-linked-role",
+                aws_service_name=ECS_SERVICE_PRINCIPAL,
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            ))
         service = aws.ecs.Service(
             f"{name}-service",
             cluster=cluster.arn,
@@ -320,7 +334,7 @@ class Pooler(pulumi.ComponentResource):
             wait_for_steady_state=True,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[listener, execution_policy, *args.network_path],
+                depends_on=[listener, execution_policy, *args.network_path, *service_linked_role],
                 # The autoscaler owns the task count once the service exists.
                 ignore_changes=["desiredCount"],
             ),

@@ -122,6 +122,8 @@ class StrictMocks(Mocks):
     zones: tuple[str, ...] = (f"{REGION}a", f"{REGION}b", f"{REGION}c")
     subnets: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     """Existing subnets for ``getSubnet``: id -> (vpc id, AZ)."""
+    ecs_service_linked_role: bool = True
+    """Whether the account already has AWSServiceRoleForECS (a brand-new account does not)."""
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     inputs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -135,6 +137,7 @@ class StrictMocks(Mocks):
             "aws:ec2/getSubnet:getSubnet": self._subnet,
             "aws:ecr/getAuthorizationToken:getAuthorizationToken": self._ecr_token,
             "aws:index/getCallerIdentity:getCallerIdentity": self._caller,
+            "aws:iam/getRoles:getRoles": self._roles,
         }
         handler = handlers.get(args.token)
         if handler is None:
@@ -160,6 +163,12 @@ class StrictMocks(Mocks):
         vpc_id, zone = self.subnets[subnet_id]
         return {"id": subnet_id, "vpcId": vpc_id, "availabilityZone": zone, "cidrBlock": "10.0.0.0/24",
                 "arn": f"arn:aws:ec2:{self.region}:{ACCOUNT}:subnet/{subnet_id}"}
+
+    def _roles(self, args: dict[str, Any]) -> dict[str, Any]:
+        assert args.get("pathPrefix") == "/aws-service-role/ecs.amazonaws.com/", args
+        names = ["AWSServiceRoleForECS"] if self.ecs_service_linked_role else []
+        return {"id": self.region, "names": names,
+                "arns": [f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/ecs.amazonaws.com/{n}" for n in names]}
 
     def _caller(self, _: dict[str, Any]) -> dict[str, Any]:
         return {"id": ACCOUNT, "accountId": ACCOUNT, "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/deployer/ci",

@@ -320,3 +320,21 @@ def test_the_image_declares_the_written_paths_volumes() -> None:
     volumes = [line.split()[1:] for line in (REPO_ROOT / "pgbouncer" / "Dockerfile").read_text().splitlines()
                if line.startswith("VOLUME ")]
     assert volumes == [["/run/pgbouncer", IMAGE_SOCKET_DIR]]
+
+
+# -- #12.6: a brand-new account has no ECS service-linked role ---------------------------------
+
+
+def test_a_new_account_gets_the_ecs_service_linked_role_before_the_service(build_dir: Path) -> None:
+    run = run_program(example_stack_config(), build_dir, mocks=StrictMocks(ecs_service_linked_role=False))
+    role = run.one("aws:iam/serviceLinkedRole:ServiceLinkedRole")
+    assert role.input("awsServiceName") == "ecs.amazonaws.com"
+    assert role.urn in run.dependencies(run.one("aws:ecs/service:Service"))
+
+
+def test_an_account_that_has_it_leaves_it_alone(example_run: ProgramRun) -> None:
+    # Declaring it again would fail ("has been taken in this account"): the program creates it only
+    # when the lookup finds none, and retains it on delete, so the next `up` only forgets it.
+    assert not example_run.of_type("aws:iam/serviceLinkedRole:ServiceLinkedRole")
+    assert ("aws:iam/getRoles:getRoles", {"nameRegex": "^AWSServiceRoleForECS$",
+                                          "pathPrefix": "/aws-service-role/ecs.amazonaws.com/"}) in example_run.calls

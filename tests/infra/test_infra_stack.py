@@ -181,6 +181,8 @@ def test_only_expected_data_sources_are_called(example_run: ProgramRun) -> None:
         "aws:ecr/getAuthorizationToken:getAuthorizationToken",
         # The account the trust policies pin (aws:SourceAccount, aws:SourceArn).
         "aws:index/getCallerIdentity:getCallerIdentity",
+        # Whether ECS's service-linked role exists (a brand-new account has none).
+        "aws:iam/getRoles:getRoles",
     }
     zones_call = next(args for token, args in example_run.calls if token.endswith("getAvailabilityZones"))
     assert zones_call["state"] == "available"
