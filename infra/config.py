@@ -139,8 +139,10 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("functionArchitecture", "x86_64", "Lambda architecture, and the wheels packaged: `x86_64` or `arm64`."),
     KeySpec("functionTimeoutSeconds", "30", "Lambda timeout (1 to 900)."),
     KeySpec("functionMemoryMb", "256", "Lambda memory (128 to 10240)."),
-    KeySpec("functionReservedConcurrency", "50", "Reserved concurrency per function, which caps the "
-            "clients each can open; -1 for none."),
+    KeySpec("functionReservedConcurrency", "-1", "Reserved concurrency per function, which caps the "
+            "clients each can open; -1 reserves none. Lambda keeps 10 of the account's concurrency unreserved, "
+            "so in a new account (a limit of 10) any reservation fails: raise the account's quota first, then "
+            "set e.g. 50."),
     KeySpec("migrationCpu", "256", "Fargate CPU units for the migration task."),
     KeySpec("migrationMemoryMb", "512", "Fargate memory (MiB) for the migration task."),
     KeySpec("logRetentionDays", "30", "Retention of every log group the stack creates (a CloudWatch value)."),
@@ -535,7 +537,8 @@ def _database(read: _Reader, production: bool) -> DatabaseConfig:
 
 def _functions(read: _Reader) -> FunctionsConfig:
     architecture = cast(Architecture, read.choice("functionArchitecture", "x86_64", ARCHITECTURES))
-    reserved = read.integer("functionReservedConcurrency", 50, -1, 1_000_000)
+    # -1 by default: a reservation fails in accounts still at Lambda's initial limit of 10.
+    reserved = read.integer("functionReservedConcurrency", -1, -1, 1_000_000)
     if reserved == 0:
         read.problem("functionReservedConcurrency", "0 would stop both functions from running; "
                                                     "use -1 for no reservation or a positive number")

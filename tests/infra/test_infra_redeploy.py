@@ -338,3 +338,12 @@ def test_an_account_that_has_it_leaves_it_alone(example_run: ProgramRun) -> None
     assert not example_run.of_type("aws:iam/serviceLinkedRole:ServiceLinkedRole")
     assert ("aws:iam/getRoles:getRoles", {"nameRegex": "^AWSServiceRoleForECS$",
                                           "pathPrefix": "/aws-service-role/ecs.amazonaws.com/"}) in example_run.calls
+
+
+# -- #12.14: defaults that work in a new account ------------------------------------------------
+
+
+def test_no_concurrency_is_reserved_by_default_and_a_reservation_still_caps_clients() -> None:
+    # Lambda keeps 10 unreserved; a new account's limit is 10, so any default reservation would fail.
+    assert load({}).functions.reserved_concurrency is None
+    assert load({"functionReservedConcurrency": "50"}).functions.reserved_concurrency == 50
