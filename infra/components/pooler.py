@@ -37,6 +37,9 @@ CONTAINER_PORT = 6432
 SETTINGS_ENV = "LIFEGUARD_PGBOUNCER_SETTINGS"
 CREDENTIALS_ENV = "POOLER_CREDENTIALS"
 STATS_CREDENTIALS_ENV = "POOLER_STATS_CREDENTIALS"
+# Not read by the image: the two secrets' version ids, so that a new password changes the task
+# definition and ECS rolls the tasks (the definition names the secrets by ARN, which stays the same).
+CREDENTIALS_VERSION_ENV = "LIFEGUARD_CREDENTIALS_VERSIONS"
 LOG_STREAM_PREFIX = "pgbouncer"
 METRICS_CONTAINER_NAME = "metrics"
 METRICS_LOG_STREAM_PREFIX = "metrics"
@@ -117,7 +120,7 @@ class Pooler(pulumi.ComponentResource):
         credentials_value: pulumi.Output[str] = pulumi.Output.json_dumps(
             {"username": args.username, "password": args.password}
         )
-        aws.secretsmanager.SecretVersion(
+        credentials_version = aws.secretsmanager.SecretVersion(
             f"{name}-credentials",
             secret_id=credentials.id,
             secret_string=mark_secret(credentials_value),
@@ -143,7 +146,7 @@ class Pooler(pulumi.ComponentResource):
             recovery_window_in_days=args.secret_recovery_window_days,
             opts=child,
         )
-        aws.secretsmanager.SecretVersion(
+        stats_credentials_version = aws.secretsmanager.SecretVersion(
             f"{name}-stats-credentials",
             secret_id=stats_credentials.id,
             secret_string=mark_secret(
@@ -187,7 +190,11 @@ class Pooler(pulumi.ComponentResource):
             "image": image.image_uri,
             "essential": True,
             "portMappings": [{"containerPort": CONTAINER_PORT, "protocol": "tcp"}],
-            "environment": [{"name": SETTINGS_ENV, "value": settings_json}],
+            "environment": [
+                {"name": SETTINGS_ENV, "value": settings_json},
+                {"name": CREDENTIALS_VERSION_ENV, "value": pulumi.Output.concat(
+                    credentials_version.version_id, ",", stats_credentials_version.version_id)},
+            ],
             "secrets": [
                 {"name": CREDENTIALS_ENV, "valueFrom": credentials.arn},
                 {"name": STATS_CREDENTIALS_ENV, "valueFrom": stats_credentials.arn},

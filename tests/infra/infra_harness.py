@@ -124,6 +124,8 @@ class StrictMocks(Mocks):
     """Existing subnets for ``getSubnet``: id -> (vpc id, AZ)."""
     ecs_service_linked_role: bool = True
     """Whether the account already has AWSServiceRoleForECS (a brand-new account does not)."""
+    password: str = MOCK_PASSWORD
+    """What the mocked RandomPassword resources generate."""
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     inputs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -231,7 +233,10 @@ class StrictMocks(Mocks):
         if typ in ("aws:rds/parameterGroup:ParameterGroup", "aws:rds/subnetGroup:SubnetGroup"):
             return {"name": physical, "arn": f"arn:aws:rds:{r}:{a}:pg:{physical}"}
         if typ == "random:index/randomPassword:RandomPassword":
-            return {"result": MOCK_PASSWORD}
+            return {"result": self.password}
+        if typ == "aws:secretsmanager/secretVersion:SecretVersion":
+            # Secrets Manager gives each new value a new version id.
+            return {"versionId": hashlib.sha256(str(inputs.get("secretString")).encode()).hexdigest()[:32]}
         if typ == "random:index/randomId:RandomId":
             return {"hex": "a1b2c3d4"}
         if typ == "aws:lambda/function:Function":

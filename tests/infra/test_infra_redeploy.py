@@ -347,3 +347,26 @@ def test_no_concurrency_is_reserved_by_default_and_a_reservation_still_caps_clie
     # Lambda keeps 10 unreserved; a new account's limit is 10, so any default reservation would fail.
     assert load({}).functions.reserved_concurrency is None
     assert load({"functionReservedConcurrency": "50"}).functions.reserved_concurrency == 50
+
+
+# -- #12.11: a new password rolls the pooler ---------------------------------------------------
+
+
+def credentials_versions(run: ProgramRun) -> str:
+    environment = {e["name"]: e["value"] for e in task_containers(run, "pooler")["pgbouncer"]["environment"]}
+    versions: str = environment["LIFEGUARD_CREDENTIALS_VERSIONS"]
+    return versions
+
+
+def test_a_new_password_changes_the_pooler_task_definition(example_run: ProgramRun, build_dir: Path) -> None:
+    # The task definition names the secrets by ARN, which a new value keeps: without their version
+    # ids in it, ECS would not start new tasks, and running ones would keep the old userlist.
+    versions = {v.name: v.state["versionId"]
+                for v in example_run.of_type("aws:secretsmanager/secretVersion:SecretVersion")}
+    assert credentials_versions(example_run) == (
+        f"{versions['pooler-credentials']},{versions['pooler-stats-credentials']}")
+    rotated = run_program(example_stack_config(), build_dir, mocks=StrictMocks(password="An0therGeneratedPassword"))
+    assert credentials_versions(rotated) != credentials_versions(example_run)
+    task = task_containers(rotated, "pooler")["pgbouncer"]
+    assert {s["valueFrom"] for s in task["secrets"]} == {
+        s["valueFrom"] for s in task_containers(example_run, "pooler")["pgbouncer"]["secrets"]}

@@ -385,7 +385,9 @@ def test_pooler_container_gets_rendered_settings_and_secret_credentials(example_
     assert containers(pooler_task(example_run))[0]["name"] == "pgbouncer"
     assert container["essential"] is True
     assert "entryPoint" not in container and "command" not in container  # the image's entrypoint
-    assert [e["name"] for e in container["environment"]] == ["LIFEGUARD_PGBOUNCER_SETTINGS"]
+    # The second only makes a new password roll the tasks (#12.11); no secret value is in the environment.
+    assert [e["name"] for e in container["environment"]] == ["LIFEGUARD_PGBOUNCER_SETTINGS",
+                                                             "LIFEGUARD_CREDENTIALS_VERSIONS"]
     assert container["secrets"] == [
         {"name": "POOLER_CREDENTIALS", "valueFrom": secret_arn(example_run, "pooler-credentials")},
         {"name": "POOLER_STATS_CREDENTIALS", "valueFrom": secret_arn(example_run, "pooler-stats-credentials")},
