@@ -143,6 +143,9 @@ KEYS: tuple[KeySpec, ...] = (
             "clients each can open; -1 reserves none. Lambda keeps 10 of the account's concurrency unreserved, "
             "so in a new account (a limit of 10) any reservation fails: raise the account's quota first, then "
             "set e.g. 50."),
+    KeySpec("demoData", "= not production", "Apply the demo-data migrations (`NNNN_seed_demo...sql`: the "
+            "sample orgs and invoices); off in production. The migration job gets it as `LIFEGUARD_DEMO_DATA`. "
+            "The smoke test's own org (`0004_smoke_org.sql`) is created either way."),
     KeySpec("migrationCpu", "256", "Fargate CPU units for the migration task."),
     KeySpec("migrationMemoryMb", "512", "Fargate memory (MiB) for the migration task."),
     KeySpec("logRetentionDays", "30", "Retention of every log group the stack creates (a CloudWatch value)."),
@@ -275,6 +278,8 @@ class MigrationConfig:
     cpu: int
     memory_mb: int
     architecture: Architecture
+    demo_data: bool
+    """Whether the job applies the demo-data migrations (``migrator.files.DEMO_DATA_ENV``)."""
 
 
 @dataclass(frozen=True)
@@ -425,6 +430,7 @@ def load(values: Mapping[str, Any] | None = None) -> StackConfig:
         cpu=read.integer("migrationCpu", 256, 256, 16384),
         memory_mb=read.integer("migrationMemoryMb", 512, 512, 122880),
         architecture=pooler.architecture,
+        demo_data=read.boolean("demoData", not production),
     )
     _check_fargate_size(read, "migrationCpu", "migrationMemoryMb", migration.cpu, migration.memory_mb)
     if network.existing_vpc_id is None and not read.has_problem("vpcCidr"):

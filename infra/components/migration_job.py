@@ -22,6 +22,8 @@ from infra.policies import Account
 
 CONTAINER_NAME = "migrator"
 SECRET_ENV = "DATABASE_URL_UNPOOLED"  # noqa: S105 (a variable name)
+# What migrator/files.py reads (spelled out: the program does not import the migrator; tests check).
+DEMO_DATA_ENV = "LIFEGUARD_DEMO_DATA"
 LOG_STREAM_PREFIX = "migrate"
 # Migrations get SIGTERM first; let a running statement finish or roll back cleanly.
 STOP_TIMEOUT_S = 120
@@ -73,6 +75,8 @@ class MigrationJob(pulumi.ComponentResource):
             "image": image.image_uri,
             "essential": True,
             "secrets": [{"name": SECRET_ENV, "valueFrom": args.direct_secret_arn}],
+            # Demo data stays out of production stacks.
+            "environment": [{"name": DEMO_DATA_ENV, "value": "1" if cfg.demo_data else "0"}],
             # The migrator writes nothing: its bytecode is compiled into the image (and
             # PYTHONDONTWRITEBYTECODE is set), logs go to stderr, the CA bundle is baked in.
             "readonlyRootFilesystem": True,

@@ -14,6 +14,7 @@ import pytest
 
 from infra.components.image import build_path, context_tag
 from infra.config import ConfigError, load
+from migrator.files import DEMO_DATA_ENV
 from pgbouncer import entrypoint
 from pgbouncer.settings import IMAGE_SOCKET_DIR, PoolerSettings
 from tests.infra.infra_harness import (
@@ -370,3 +371,21 @@ def test_a_new_password_changes_the_pooler_task_definition(example_run: ProgramR
     task = task_containers(rotated, "pooler")["pgbouncer"]
     assert {s["valueFrom"] for s in task["secrets"]} == {
         s["valueFrom"] for s in task_containers(example_run, "pooler")["pgbouncer"]["secrets"]}
+
+
+def migration_environment(run: ProgramRun) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in task_containers(run, "migration")["migrator"]["environment"]}
+
+
+def test_the_migration_job_applies_demo_data_only_outside_production(example_run: ProgramRun,
+                                                                      build_dir: Path) -> None:
+    assert migration_environment(example_run) == {DEMO_DATA_ENV: "1"}  # the example stack: production false
+    production = run_program({"aws:region": REGION}, build_dir, stack="prod")
+    assert migration_environment(production) == {DEMO_DATA_ENV: "0"}
+    assert load({"demoData": "true"}).migration.demo_data is True
+
+
+def test_the_program_and_the_migrator_name_the_same_variable() -> None:
+    from infra.components.migration_job import DEMO_DATA_ENV as program_side
+
+    assert program_side == DEMO_DATA_ENV
