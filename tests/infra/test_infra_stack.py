@@ -524,7 +524,8 @@ def test_migration_task_holds_only_the_direct_secret(example_run: ProgramRun) ->
     assert container["secrets"] == [
         {"name": "DATABASE_URL_UNPOOLED", "valueFrom": secret_arn(example_run, "connection-direct")}
     ]
-    assert "environment" not in container
+    # No secret in the environment: only whether to apply the demo-data migrations (#12.14).
+    assert container["environment"] == [{"name": "LIFEGUARD_DEMO_DATA", "value": "1"}]
     assert "@sha256:" in container["image"]
     options = container["logConfiguration"]["options"]
     assert options["awslogs-group"] == example_run.outputs["migrationLogGroupName"]
