@@ -49,6 +49,7 @@ class Resource:
     id: str
     dependencies: frozenset[str] = frozenset()
     """URNs this registration waits for: ``depends_on`` and the resources its inputs came from."""
+    retain_on_delete: bool = False
 
     def input(self, key: str) -> Any:
         """An input with any secret wrapper removed."""
@@ -264,6 +265,7 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.meta: dict[tuple[str, str], tuple[str, bool]] = {}
         self.dependencies: dict[tuple[str, str], frozenset[str]] = {}
+        self.retained: set[tuple[str, str]] = set()
         self._meta_lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name, hence not snake_case
@@ -271,6 +273,8 @@ class RecordingMonitor(MockMonitor):
         with self._meta_lock:
             self.meta[(request.type, request.name)] = (request.parent, bool(request.custom))
             self.dependencies[(request.type, request.name)] = frozenset(request.dependencies)
+            if request.retainOnDelete:
+                self.retained.add((request.type, request.name))
         return response
 
 
@@ -348,5 +352,6 @@ def _registrations(mocks: StrictMocks, monitor: RecordingMonitor) -> list[Resour
             type=type_, name=name, urn=urn, parent=parent, custom=custom,
             inputs=mocks.inputs.get((type_, name), {}), state=dict(registration.state), id=registration.id,
             dependencies=monitor.dependencies.get((type_, name), frozenset()),
+            retain_on_delete=(type_, name) in monitor.retained,
         ))
     return resources

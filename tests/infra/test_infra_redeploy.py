@@ -330,6 +330,9 @@ def test_a_new_account_gets_the_ecs_service_linked_role_before_the_service(build
     run = run_program(example_stack_config(), build_dir, mocks=StrictMocks(ecs_service_linked_role=False))
     role = run.one("aws:iam/serviceLinkedRole:ServiceLinkedRole")
     assert role.input("awsServiceName") == "ecs.amazonaws.com"
+    # The account's, not the stack's: `pulumi destroy` and the next `up` (which finds it) leave it.
+    assert role.retain_on_delete
+    assert not any(r.retain_on_delete for r in run.resources if r is not role)
     assert role.urn in run.dependencies(run.one("aws:ecs/service:Service"))
 
 
