@@ -44,6 +44,9 @@ FARGATE_SIZES: Mapping[int, tuple[int, ...]] = {
     8192: tuple(range(16384, 61441, 4096)),
     16384: tuple(range(32768, 122881, 8192)),
 }
+# One vCPU: all a single PgBouncer process can use, so 100% task CPU stays reachable for the
+# autoscaling target and the CPU alarm.
+POOLER_MAX_CPU = 1024
 # Fargate's ceiling for the nofile ulimit.
 FARGATE_MAX_NOFILE = 1_048_576
 # A file-descriptor floor well above PgBouncer's needs at the default max_client_conn.
@@ -59,6 +62,12 @@ _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 # A standard topic: CloudWatch alarms cannot notify FIFO (.fifo) topics.
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# A new VPC is cut into 2^4 equal blocks (private subnets first, public ones from the ninth), and AWS's
+# smallest subnet is a /28.
+SUBNET_SPLIT_BITS = 4
+MAX_VPC_PREFIX = 28 - SUBNET_SPLIT_BITS
+# The interface endpoints a new VPC gets with awsApiAccess: endpoints (one ENI per subnet each).
+INTERFACE_ENDPOINTS = ("secretsmanager", "ecr.api", "ecr.dkr", "logs")
 STATS_USER = "lifeguard_stats"
 """PgBouncer's read-only console user (``stats_users``) that the pooler task's metrics sidecar logs in as."""
 
@@ -81,8 +90,14 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("production", "true", "Marks a production stack: Multi-AZ and deletion protection default to "
             "on, a final database snapshot is kept, secrets get a 30-day recovery window, ECR repositories "
             "are not force-deleted, and with `awsApiAccess: nat` every AZ gets its own NAT gateway."),
-    KeySpec("vpcCidr", "10.40.0.0/16", "CIDR of the VPC the stack creates (/16 to /24)."),
-    KeySpec("availabilityZoneCount", "2", "AZs the new VPC spans (2 to 6); one private subnet each."),
+    KeySpec("vpcCidr", "10.40.0.0/16", "CIDR of the VPC the stack creates, /16 up to the smallest that leaves "
+            "each private subnet (a sixteenth of the VPC) the addresses the stack needs there: /23 with the "
+            "defaults; `pulumi preview` shows the arithmetic when it is too small."),
+    KeySpec("availabilityZoneCount", "2", "AZs the new VPC spans (2 to 6); one private subnet each. Without "
+            "`availabilityZones`, the first ones by name."),
+    KeySpec("availabilityZones", "(unset)", "JSON list of the AZ names the new VPC uses (2 to 6), e.g. "
+            "`[\"ca-central-1a\", \"ca-central-1b\"]`: pick zones that offer Fargate, RDS and NLB (some do "
+            "not, e.g. ca-central-1d or use1-az3). Replaces `availabilityZoneCount`."),
     KeySpec("awsApiAccess", "endpoints (new VPC), none (existing VPC)",
             "How private subnets reach AWS APIs: `endpoints` (interface endpoints for Secrets Manager, "
             "ECR and CloudWatch Logs plus an S3 gateway, no internet), `nat` (public subnets and NAT "
@@ -101,6 +116,10 @@ KEYS: tuple[KeySpec, ...] = (
             "through PgBouncer) logs in as; the migration job creates it (lower case, not `dbUsername`)."),
     KeySpec("dbBackupRetentionDays", "7", "Automated backup retention (1 to 35 days)."),
     KeySpec("dbMultiAz", "= production", "Run a standby in a second AZ."),
+    KeySpec("dbApplyImmediately", "= not production", "Apply database changes (instance class, storage, "
+            "parameter group, version) during `pulumi up` instead of in the next maintenance window; on "
+            "outside production, where waiting days for a change is surprising. Some changes restart the "
+            "instance."),
     KeySpec("deletionProtection", "= production", "Turn on deletion protection for the database and the NLB "
             "(turn it off and `pulumi up` before `pulumi destroy`)."),
     KeySpec("maxConnections", "100", "Postgres `max_connections`, set in the parameter group; the pool "
@@ -112,7 +131,10 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("poolerMaxTasks", "4", "Most PgBouncer tasks under CPU autoscaling; divides the pool budget."),
     KeySpec("deploymentMaximumPercent", "200", "ECS `maximumPercent` for rolling deploys (100 to 200); "
             "old and new tasks share the budget while both run."),
-    KeySpec("poolerCpu", "512", "Fargate CPU units per PgBouncer task."),
+    KeySpec("poolerCpu", "512", "Fargate CPU units per PgBouncer task: 256, 512 or 1024. PgBouncer is one "
+            "single-threaded process, so a task never uses more than one vCPU: with more, its CPU would stay "
+            "below `poolerCpuTargetPercent` and `alarmPoolerCpuPercent` however busy it is, and the "
+            "autoscaler and the alarm would never act. Scale with `poolerMaxTasks` instead."),
     KeySpec("poolerMemoryMb", "1024", "Fargate memory (MiB) per PgBouncer task; must be valid for the CPU."),
     KeySpec("poolerCpuTargetPercent", "60", "Average CPU the autoscaler aims for (10 to 90)."),
     KeySpec("maxClientConn", "10000", "PgBouncer `max_client_conn` per task; the `nofile` ulimit follows it."),
@@ -125,8 +147,13 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("functionArchitecture", "x86_64", "Lambda architecture, and the wheels packaged: `x86_64` or `arm64`."),
     KeySpec("functionTimeoutSeconds", "30", "Lambda timeout (1 to 900)."),
     KeySpec("functionMemoryMb", "256", "Lambda memory (128 to 10240)."),
-    KeySpec("functionReservedConcurrency", "50", "Reserved concurrency per function, which caps the "
-            "clients each can open; -1 for none."),
+    KeySpec("functionReservedConcurrency", "-1", "Reserved concurrency per function, which caps the "
+            "clients each can open; -1 reserves none. Lambda keeps 10 of the account's concurrency unreserved, "
+            "so in a new account (a limit of 10) any reservation fails: raise the account's quota first, then "
+            "set e.g. 50."),
+    KeySpec("demoData", "= not production", "Apply the demo-data migrations (`NNNN_seed_demo...sql`: the "
+            "sample orgs and invoices); off in production. The migration job gets it as `LIFEGUARD_DEMO_DATA`. "
+            "The smoke test's own org (`0004_smoke_org.sql`) is created either way."),
     KeySpec("migrationCpu", "256", "Fargate CPU units for the migration task."),
     KeySpec("migrationMemoryMb", "512", "Fargate memory (MiB) for the migration task."),
     KeySpec("logRetentionDays", "30", "Retention of every log group the stack creates (a CloudWatch value)."),
@@ -165,6 +192,8 @@ class ConfigError(pulumi.RunError):
 class NetworkConfig:
     vpc_cidr: str
     availability_zone_count: int
+    availability_zones: tuple[str, ...]
+    """Named by config (``availabilityZones``); empty: the first ``availability_zone_count`` by name."""
     api_access: ApiAccess
     existing_vpc_id: str | None
     existing_private_subnet_ids: tuple[str, ...]
@@ -188,6 +217,8 @@ class DatabaseConfig:
     backup_retention_days: int
     multi_az: bool
     deletion_protection: bool
+    apply_immediately: bool
+    """RDS ``apply_immediately``: otherwise modifications wait for the maintenance window."""
     max_connections: int
     reserved_connections: int
     migration_headroom: int
@@ -262,6 +293,8 @@ class MigrationConfig:
     cpu: int
     memory_mb: int
     architecture: Architecture
+    demo_data: bool
+    """Whether the job applies the demo-data migrations (``migrator.files.DEMO_DATA_ENV``)."""
 
 
 @dataclass(frozen=True)
@@ -412,8 +445,11 @@ def load(values: Mapping[str, Any] | None = None) -> StackConfig:
         cpu=read.integer("migrationCpu", 256, 256, 16384),
         memory_mb=read.integer("migrationMemoryMb", 512, 512, 122880),
         architecture=pooler.architecture,
+        demo_data=read.boolean("demoData", not production),
     )
     _check_fargate_size(read, "migrationCpu", "migrationMemoryMb", migration.cpu, migration.memory_mb)
+    if network.existing_vpc_id is None and not read.has_problem("vpcCidr"):
+        _check_vpc_size(read, network, pooler)
     alarms = _alarms(read, pooler)
 
     if read.problems:
@@ -437,6 +473,18 @@ def _network(read: _Reader) -> NetworkConfig:
                                              API_ACCESS))
     cidr = read.string("vpcCidr", "10.40.0.0/16")
     az_count = read.integer("availabilityZoneCount", 2, 2, 6)
+    zones = read.string_list("availabilityZones")
+    if zones:
+        if existing_vpc is not None:
+            read.problem("availabilityZones", "is only for a new VPC; with existingVpcId the subnets decide the AZs")
+        if not 2 <= len(zones) <= 6:
+            read.problem("availabilityZones", f"must name 2 to 6 AZs, got {len(zones)}")
+        if len(set(zones)) != len(zones):
+            read.problem("availabilityZones", "lists an AZ twice")
+        if read.is_set("availabilityZoneCount") and az_count != len(zones):
+            read.problem("availabilityZoneCount", f"is {az_count} but availabilityZones names {len(zones)}; "
+                                                  "unset availabilityZoneCount")
+        az_count = len(zones)
     if existing_vpc is not None:
         if not _VPC_ID.match(existing_vpc):
             read.problem("existingVpcId", f"must look like vpc-0123456789abcdef0, got {existing_vpc!r}")
@@ -459,13 +507,14 @@ def _network(read: _Reader) -> NetworkConfig:
                                          "`endpoints` or `nat` to reach Secrets Manager, ECR and Logs")
         try:
             network = ipaddress.ip_network(cidr)
-            if network.version != 4 or not 16 <= network.prefixlen <= 24:
+            if network.version != 4 or not 16 <= network.prefixlen <= MAX_VPC_PREFIX:
                 raise ValueError(cidr)
         except ValueError:
-            read.problem("vpcCidr", f"must be an IPv4 CIDR from /16 to /24, got {cidr!r}")
+            read.problem("vpcCidr", f"must be an IPv4 CIDR from /16 to /{MAX_VPC_PREFIX}, got {cidr!r}")
     return NetworkConfig(
         vpc_cidr=cidr,
         availability_zone_count=az_count,
+        availability_zones=zones,
         api_access=api_access,
         existing_vpc_id=existing_vpc,
         existing_private_subnet_ids=subnets,
@@ -510,6 +559,7 @@ def _database(read: _Reader, production: bool) -> DatabaseConfig:
         backup_retention_days=read.integer("dbBackupRetentionDays", 7, 1, 35),
         multi_az=read.boolean("dbMultiAz", production),
         deletion_protection=read.boolean("deletionProtection", production),
+        apply_immediately=read.boolean("dbApplyImmediately", not production),
         max_connections=read.integer("maxConnections", 100, 1, 262143),
         reserved_connections=read.integer("reservedConnections", 5, 0, 262143),
         migration_headroom=read.integer("migrationHeadroom", 2, 0, 262143),
@@ -518,7 +568,8 @@ def _database(read: _Reader, production: bool) -> DatabaseConfig:
 
 def _functions(read: _Reader) -> FunctionsConfig:
     architecture = cast(Architecture, read.choice("functionArchitecture", "x86_64", ARCHITECTURES))
-    reserved = read.integer("functionReservedConcurrency", 50, -1, 1_000_000)
+    # -1 by default: a reservation fails in accounts still at Lambda's initial limit of 10.
+    reserved = read.integer("functionReservedConcurrency", -1, -1, 1_000_000)
     if reserved == 0:
         read.problem("functionReservedConcurrency", "0 would stop both functions from running; "
                                                     "use -1 for no reservation or a positive number")
@@ -541,7 +592,13 @@ def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig)
     max_percent = read.integer("deploymentMaximumPercent", 200, 100, 200)
     cpu = read.integer("poolerCpu", 512, 256, 16384)
     memory = read.integer("poolerMemoryMb", 1024, 512, 122880)
-    _check_fargate_size(read, "poolerCpu", "poolerMemoryMb", cpu, memory)
+    if cpu > POOLER_MAX_CPU:
+        read.problem("poolerCpu", f"must be at most {POOLER_MAX_CPU} (one vCPU), got {cpu}: PgBouncer runs one "
+                                  "single-threaded process, so a task's CPU could never pass "
+                                  f"{100 * POOLER_MAX_CPU // cpu}% and the autoscaler and the CPU alarm would never "
+                                  "fire; add tasks with poolerMaxTasks instead")
+    else:
+        _check_fargate_size(read, "poolerCpu", "poolerMemoryMb", cpu, memory)
     max_client_conn = read.integer("maxClientConn", 10000, 1, FARGATE_MAX_NOFILE)
     query_wait = read.integer("queryWaitTimeoutSeconds", 20, 1, 3600)
     if query_wait >= functions.timeout_s:
@@ -638,6 +695,42 @@ def _alarms(read: _Reader, pooler: PoolerConfig) -> AlarmsConfig:
         db_connections_ratio=read.integer("alarmDbConnectionsPercent", 80, 1, 100) / 100,
     )
     return AlarmsConfig(email=email, topic_arn=topic_arn, thresholds=thresholds)
+
+
+def private_subnet_needs(network: NetworkConfig, pooler: PoolerConfig) -> dict[str, int]:
+    """Addresses one private subnet of a new VPC needs, by consumer."""
+    zones = max(2, network.availability_zone_count)
+    tasks_alive = math.ceil(max(1, pooler.max_tasks) * pooler.deployment_maximum_percent / 100)
+    return {
+        "AWS reserves": 5,
+        # Internal NLBs with AWS-chosen addresses need 8 free ones per subnet to be created and to scale.
+        "NLB free": 8,
+        "interface endpoints": len(INTERFACE_ENDPOINTS) if network.api_access == "endpoints" else 0,
+        "RDS (primary or standby, and a replacement during changes)": 2,
+        "Lambda ENIs (one per subnet and security group, one more while Lambda replaces it)": 2,
+        # When one AZ is lost, its tasks start in the others: the survivors hold them all.
+        f"PgBouncer tasks (poolerMaxTasks {pooler.max_tasks} x {pooler.deployment_maximum_percent}% during a "
+        f"deploy, over {zones - 1} AZ(s) when one is lost)": math.ceil(tasks_alive / (zones - 1)),
+        "migration task": 1,
+    }
+
+
+def _check_vpc_size(read: _Reader, network: NetworkConfig, pooler: PoolerConfig) -> None:
+    needs = private_subnet_needs(network, pooler)
+    needed = sum(needs.values())
+    prefix = ipaddress.ip_network(network.vpc_cidr).prefixlen
+    # infra/components/network.py cuts the VPC into 16 blocks: a private subnet is one of them.
+    subnet_prefix = prefix + SUBNET_SPLIT_BITS
+    size = 2 ** (32 - subnet_prefix)
+    if size >= needed:
+        return
+    largest_prefix = 32 - SUBNET_SPLIT_BITS - math.ceil(math.log2(needed))
+    terms = " + ".join(f"{count} {what}" for what, count in needs.items() if count)
+    fix = (f"use a /{largest_prefix} or larger, e.g. "
+           f"{ipaddress.ip_network(network.vpc_cidr).supernet(new_prefix=largest_prefix)}, or lower poolerMaxTasks"
+           if largest_prefix >= 16 else "lower poolerMaxTasks or deploymentMaximumPercent, or add AZs")
+    read.problem("vpcCidr", f"{network.vpc_cidr} is too small: each private subnet is a sixteenth of the VPC, "
+                            f"/{subnet_prefix} = {size} addresses, but needs {needed} ({terms}); {fix}")
 
 
 def _check_fargate_size(read: _Reader, cpu_key: str, memory_key: str, cpu: int, memory: int) -> None:

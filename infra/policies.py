@@ -7,6 +7,7 @@ statement names concrete resources, except the few actions AWS only grants on ``
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 Statement = dict[str, Any]
@@ -19,10 +20,35 @@ def document(*statements: Statement) -> PolicyDocument:
     return {"Version": VERSION, "Statement": list(statements)}
 
 
-def assume_role(service: str) -> PolicyDocument:
-    """Trust policy letting one AWS service (``lambda.amazonaws.com``, ``ecs-tasks...``) assume the role."""
+@dataclass(frozen=True)
+class Account:
+    """Where the stack runs: what the trust policies pin the services to."""
+
+    account_id: str
+    partition: str
+    region: str
+
+    @classmethod
+    def from_caller_arn(cls, caller_arn: str, account_id: str, region: str) -> Account:
+        # arn:<partition>:sts::<account>:assumed-role/...: the partition is the second field.
+        return cls(account_id=account_id, partition=caller_arn.split(":")[1], region=region)
+
+    def ecs_source_arn(self) -> str:
+        """What ECS sets as ``aws:SourceArn`` when it assumes a task's roles: a resource of this account and region."""
+        return f"arn:{self.partition}:ecs:{self.region}:{self.account_id}:*"
+
+
+def assume_role(service: str, account: Account, source_arn: str | None = None) -> PolicyDocument:
+    """Trust policy letting one AWS service (``lambda.amazonaws.com``, ``ecs-tasks...``) assume the role,
+    only on behalf of this account (``aws:SourceAccount``), and of ``source_arn`` where the service sets
+    ``aws:SourceArn`` (ECS does; Lambda does not when it assumes an execution role): a service acting for
+    another account cannot be made to use it (the confused deputy).
+    """
+    condition: dict[str, dict[str, str]] = {"StringEquals": {"aws:SourceAccount": account.account_id}}
+    if source_arn is not None:
+        condition["ArnLike"] = {"aws:SourceArn": source_arn}
     return document(
-        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole", "Condition": condition}
     )
 
 

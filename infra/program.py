@@ -7,7 +7,6 @@ inputs) fails before the first resource is registered, so a bad stack never half
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import lambda_package
+from infra import lambda_package, policies
 from infra.components.app_role import AppRoleCredentials, AppRoleCredentialsArgs
 from infra.components.database import Database, DatabaseArgs
 from infra.components.functions import Functions, FunctionsArgs
@@ -24,9 +23,10 @@ from infra.components.image import context_tag
 from infra.components.migration_job import MigrationJob, MigrationJobArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.observability import Observability, ObservabilityArgs
-from infra.components.pooler import Pooler, PoolerArgs
+from infra.components.pooler import ECS_SERVICE_PRINCIPAL, Pooler, PoolerArgs
 from infra.components.secrets import ConnectionSecrets, ConnectionSecretsArgs
 from infra.config import ConfigError, StackConfig, load
+from infra.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,6 +79,14 @@ def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:
         state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}]
     )
     names = sorted(available.names)
+    if net.availability_zones:
+        unknown = [zone for zone in net.availability_zones if zone not in names]
+        if unknown:
+            raise ConfigError([
+                f"lifeguard:availabilityZones: {', '.join(unknown)} is not an available AZ of this region "
+                f"(available without opt-in: {', '.join(names) or 'none'})"
+            ])
+        return net.availability_zones
     if len(names) < net.availability_zone_count:
         raise ConfigError([
             f"lifeguard:availabilityZoneCount: {net.availability_zone_count} AZs requested but the region "
@@ -88,24 +96,36 @@ def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:
     return tuple(names[: net.availability_zone_count])
 
 
-def _secret_name_prefix() -> str:
-    stack = re.sub(r"[^A-Za-z0-9/_+=.@-]", "-", pulumi.get_stack())
-    return f"lifeguard/{stack}/"
+def ecs_service_linked_role_exists() -> bool:
+    """Whether the account has ECS's service-linked role (``AWSServiceRoleForECS``); a new account may not.
+
+    The plural lookup answers an empty list rather than failing when there is none.
+    """
+    found = aws.iam.get_roles(
+        name_regex="^AWSServiceRoleForECS$", path_prefix=f"/aws-service-role/{ECS_SERVICE_PRINCIPAL}/"
+    )
+    return bool(found.names)
 
 
-def metrics_service_name() -> str:
+def _secret_name_prefix(region: str) -> str:
+    return f"{stack_name(SECRET_NAME_PREFIX, region=region)}/"
+
+
+def metrics_service_name(region: str) -> str:
     """The ``Service`` dimension of this stack's pooler metrics: stable, and distinct per stack.
 
     Known before anything exists (the sidecar's environment and the alarms both need it, and the
     ECS service's generated name would make the task definition depend on its own service).
     """
-    return re.sub(r"[^A-Za-z0-9_.\-]", "-", f"{pulumi.get_project()}-{pulumi.get_stack()}-pgbouncer")[:255]
+    return stack_name(METRIC_DIMENSION, "pgbouncer", region=region)
 
 
 def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]:
     """Create every resource; return the stack outputs (name -> value or Output)."""
     paths = paths or ProgramPaths()
     region = aws.get_region().region
+    caller = aws.get_caller_identity()
+    account = policies.Account.from_caller_arn(caller.arn, caller.account_id, region)
     zones = resolve_availability_zones(cfg)
     # Fail on missing build inputs before creating anything.
     context_tag(paths.pgbouncer_context, cfg.pooler.architecture)
@@ -143,16 +163,20 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             backup_retention_days=db_cfg.backup_retention_days,
             multi_az=db_cfg.multi_az,
             deletion_protection=db_cfg.deletion_protection,
+            apply_immediately=db_cfg.apply_immediately,
             final_snapshot=cfg.production,
+            region=region,
+            log_retention_days=cfg.log_retention_days,
         ),
     )
     app_role = AppRoleCredentials("app-role", AppRoleCredentialsArgs(username=db_cfg.app_username))
-    secret_prefix = _secret_name_prefix()
-    metrics_service = metrics_service_name()
+    secret_prefix = _secret_name_prefix(region)
+    metrics_service = metrics_service_name(region)
     pooler = Pooler(
         "pooler",
         PoolerArgs(
             region=region,
+            account=account,
             vpc_id=network.vpc_id,
             subnet_ids=network.private_subnet_ids,
             load_balancer_security_group_id=network.load_balancer_security_group_id,
@@ -169,6 +193,8 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             production=cfg.production,
             deletion_protection=db_cfg.deletion_protection,
             metrics_service=metrics_service,
+            network_path=network.pooler_path,
+            create_ecs_service_linked_role=not ecs_service_linked_role_exists(),
         ),
     )
     alarms = cfg.alarms
@@ -216,12 +242,14 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             settings=cfg.functions,
             log_retention_days=cfg.log_retention_days,
             pooler_prepared_statements=cfg.pooler.tracks_prepared_statements(db_cfg.db_name),
+            account=account,
         ),
     )
     migration = MigrationJob(
         "migration",
         MigrationJobArgs(
             region=region,
+            account=account,
             subnet_ids=network.private_subnet_ids,
             security_group_id=network.migration_security_group_id,
             direct_secret_arn=secrets.direct_secret_arn,
@@ -250,6 +278,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         "maxConnections": db_cfg.max_connections,
         "poolerClusterName": pooler.cluster_name,
         "poolerServiceName": pooler.service_name,
+        "poolerTaskDefinitionArn": pooler.task_definition_arn,
         "poolerLogGroupName": pooler.log_group_name,
         "poolerMetricsService": metrics_service,
         "dashboardName": observability.dashboard_name,

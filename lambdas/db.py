@@ -19,8 +19,10 @@ holds exactly one connection, opened on the first invocation and reused while wa
   never re-run.
 
 The URL comes from ``DATABASE_URL`` (local) or from the Secrets Manager secret named by
-``DATABASE_URL_SECRET_ARN`` (AWS, fetched once per instance). It never appears in a log line or an
-exception message.
+``DATABASE_URL_SECRET_ARN`` (AWS, fetched once per instance, and once more when the pooler rejects
+its credentials: a changed password rolls the pooler, and a warm instance would otherwise keep
+failing with the old URL until Lambda recycles it). It never appears in a log line or an exception
+message.
 """
 
 from __future__ import annotations
@@ -349,6 +351,7 @@ class Database:
     secrets_client_factory: SecretsClientFactory = field(default=_default_secrets_client, repr=False)
     stats: DatabaseStats = field(default_factory=DatabaseStats)
     _resolved: tuple[str, ClientSettings] | None = field(default=None, init=False, repr=False)
+    _from_secret: bool = field(default=False, init=False, repr=False)
     _conn: Connection | None = field(default=None, init=False, repr=False)
     _busy: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -377,6 +380,7 @@ class Database:
         if arn:
             url = fetch_secret_url(arn, self.secrets_client_factory)
             self.stats.secret_fetches += 1
+            self._from_secret = True
             return url, f"the secret {arn}"
         if plain:
             return plain, URL_ENV
@@ -388,6 +392,18 @@ class Database:
     # -- connections ------------------------------------------------------------------------
 
     def _connect(self) -> Connection:
+        """Open a connection; after an authentication failure, re-read the secret once and try again."""
+        try:
+            return self._open()
+        except DatabaseUnavailable as exc:
+            if exc.reason != "authentication_failed" or not self._from_secret:
+                raise
+        # The credentials may have changed since this instance read them: one fresh read, one more try.
+        logger.info("the database rejected the credentials; reading the secret again")
+        self._resolved = None
+        return self._open()
+
+    def _open(self) -> Connection:
         url, settings = self.resolve()
         in_url = _check_url(url, "the database URL")
         defaults = {k: v for k, v in settings.libpq_defaults().items() if k not in in_url}

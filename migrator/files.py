@@ -5,12 +5,18 @@ Everything that can be checked without a database is checked here, for every fil
 migrator connects: a bad name, a duplicate number, a file that is not UTF-8 or holds a NUL
 byte, an unterminated string or comment, and a ``BEGIN``/``COMMIT`` of the file's own (which
 would commit half a migration behind the bookkeeping's back).
+
+Files named ``NNNN_seed_demo...sql`` hold demo data only; they are left out when the job's
+``LIFEGUARD_DEMO_DATA`` is 0 (the stack sets it so in production), and applied otherwise.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +26,19 @@ from migrator.sqlsplit import SqlSyntaxError, Statement, split_statements
 FILENAME = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*)\.sql$")
 DIRECTIVE = re.compile(r"^\s*--\s*lifeguard\s*:\s*(?P<value>.*?)\s*$", re.IGNORECASE)
 NO_TRANSACTION = "no-transaction"
+DEMO_DATA_ENV = "LIFEGUARD_DEMO_DATA"
+DEMO_DATA_NAME_PREFIX = "seed_demo"
+"""The name part (after ``NNNN_``) of migrations that only add demo data."""
+
+log = logging.getLogger("migrator")
+
+
+def demo_data_wanted(environ: Mapping[str, str] | None = None) -> bool:
+    """``LIFEGUARD_DEMO_DATA``: 1 (the default: local stacks, tests) applies demo-data migrations, 0 skips them."""
+    value = (os.environ if environ is None else environ).get(DEMO_DATA_ENV, "1").strip().lower()
+    if value not in ("1", "0", "true", "false"):
+        raise MigrationFileError(f"{DEMO_DATA_ENV} must be 1 or 0, got {value!r}")
+    return value in ("1", "true")
 
 
 @dataclass(frozen=True)
@@ -125,6 +144,9 @@ def load_migrations(directory: Path) -> list[Migration]:
             )
             continue
         version = match.group("version")
+        if match.group("name").startswith(DEMO_DATA_NAME_PREFIX) and not demo_data_wanted():
+            log.info("%s: demo data, skipped (%s=0)", name, DEMO_DATA_ENV)
+            continue
         number = int(version)
         if number in by_number:
             problems.append(f"{name}: number {version} is already used by {by_number[number]}; renumber one")

@@ -13,6 +13,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from infra.naming import RDS_INSTANCE, stack_name
+
 # The CA whose roots are in the RDS global bundle the images verify against.
 RDS_CA_IDENTIFIER = "rds-ca-rsa2048-g1"
 
@@ -31,8 +33,13 @@ class DatabaseArgs:
     backup_retention_days: int
     multi_az: bool
     deletion_protection: bool
+    apply_immediately: bool
+    """Modify during `pulumi up` rather than in the next maintenance window (a restart for some changes)."""
     final_snapshot: bool
     """Take a final snapshot when the instance is deleted (production stacks)."""
+    region: str
+    log_retention_days: int
+    """Of the ``postgresql`` log group, which the stack creates (and deletes) rather than RDS."""
 
 
 class Database(pulumi.ComponentResource):
@@ -83,8 +90,19 @@ class Database(pulumi.ComponentResource):
             # Unique per stack life, so destroying a recreated stack does not collide with an old snapshot.
             suffix = random.RandomId(f"{name}-final-snapshot-suffix", byte_length=4, opts=child)
             final_snapshot_id = suffix.hex.apply(lambda hex_id: f"{name}-final-{hex_id}")
+        # Named by the stack (unique per account and region) so that the log group RDS exports to can be
+        # created first, with the stack's retention, and is deleted with the stack; left to RDS it would
+        # have no retention and outlive `pulumi destroy`.
+        identifier = stack_name(RDS_INSTANCE, name, region=args.region)
+        postgres_logs = aws.cloudwatch.LogGroup(
+            f"{name}-postgresql-logs",
+            name=f"/aws/rds/instance/{identifier}/postgresql",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
         instance = aws.rds.Instance(
             f"{name}-postgres",
+            identifier=identifier,
             engine="postgres",
             engine_version=str(major),
             instance_class=args.instance_class,
@@ -101,6 +119,7 @@ class Database(pulumi.ComponentResource):
             publicly_accessible=False,
             multi_az=args.multi_az,
             deletion_protection=args.deletion_protection,
+            apply_immediately=args.apply_immediately,
             backup_retention_period=args.backup_retention_days,
             copy_tags_to_snapshot=True,
             skip_final_snapshot=not args.final_snapshot,
@@ -110,7 +129,13 @@ class Database(pulumi.ComponentResource):
             allow_major_version_upgrade=True,
             ca_cert_identifier=RDS_CA_IDENTIFIER,
             enabled_cloudwatch_logs_exports=["postgresql"],
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[postgres_logs],
+                # Instances created before the identifier was explicit keep their generated one instead of
+                # being replaced (a new, empty database); their log group stays RDS's, as before.
+                ignore_changes=["identifier"],
+            ),
         )
 
         self.address = instance.address

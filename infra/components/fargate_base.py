@@ -32,6 +32,7 @@ def fargate_base(
     context_dir: Path,
     architecture: Architecture,
     shared_packages: tuple[Path, ...] = (),
+    account: policies.Account,
     production: bool,
     log_retention_days: int,
     role_description: str,
@@ -55,7 +56,9 @@ def fargate_base(
     execution_role = aws.iam.Role(
         f"{name}-execution",
         description=role_description,
-        assume_role_policy=json.dumps(policies.assume_role("ecs-tasks.amazonaws.com")),
+        assume_role_policy=json.dumps(
+            policies.assume_role("ecs-tasks.amazonaws.com", account, account.ecs_source_arn())
+        ),
         opts=opts,
     )
     statement_ids = list(secrets)

@@ -45,6 +45,7 @@ class FunctionsArgs:
     pooler_prepared_statements: bool
     """The pooler tracks prepared statements (``PoolerSettings.tracks_prepared_statements``): the
     client may then use psycopg's default ``prepare_threshold``."""
+    account: policies.Account
 
 
 class Functions(pulumi.ComponentResource):
@@ -66,7 +67,7 @@ class Functions(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-role",
             description="The sample functions: VPC networking, their logs, the pooled DATABASE_URL secret",
-            assume_role_policy=json.dumps(policies.assume_role("lambda.amazonaws.com")),
+            assume_role_policy=json.dumps(policies.assume_role("lambda.amazonaws.com", args.account)),
             opts=child,
         )
         role_policy = aws.iam.RolePolicy(

@@ -1,8 +1,15 @@
 """An ECR repository and one image built from a folder of this repository, pushed by pulumi-docker.
 
-The tag is a digest of the build context (and the platform), so the repository can keep tags
-immutable and an unchanged folder neither rebuilds nor redeploys. Tasks refer to the pushed
-image by its repository digest, never by a moving tag.
+The tag is the full sha256 of the build context and the platform: an unchanged folder keeps its
+tag (no rebuild, no redeploy), and two different contexts never share one. Tags are *mutable*:
+pulumi-docker pushes again under the same tag whenever its own view of ``build`` changes (another
+checkout's file modes, a different working copy), and ECR refuses to overwrite an immutable tag
+even with the same digest (aws/containers-roadmap#2179). Nothing depends on a tag staying put:
+tasks refer to the pushed image by its repository digest.
+
+Build paths are relative to the program's working directory (Pulumi runs the program in
+``infra/``, ``main`` in Pulumi.yaml), so a laptop, CI and a teammate's checkout send pulumi-docker
+the same ``build`` inputs.
 """
 
 from __future__ import annotations
@@ -11,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +30,7 @@ from infra.config import Architecture
 
 DOCKER_PLATFORMS: dict[Architecture, str] = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
 ECS_CPU_ARCHITECTURES: dict[Architecture, str] = {"x86_64": "X86_64", "arm64": "ARM64"}
+STAGE_ROOT = Path(__file__).resolve().parents[2] / "build" / "image-contexts"
 SHARED_DIR = "shared"
 """Where :func:`build_context` puts shared packages; the Dockerfile copies them to ``/app``."""
 _IGNORED_PARTS = frozenset({"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
@@ -44,16 +51,30 @@ def _context_files(context_dir: Path) -> list[tuple[Path, str]]:
     return files
 
 
+def _files_digest(entries: Sequence[tuple[Path, str]], seed: bytes = b"") -> str:
+    """sha256 over each file's relative path, executable bit and bytes: the same in every checkout.
+
+    Only the executable bit counts, not the whole mode, so another umask gives the same digest.
+    """
+    digest = hashlib.sha256(seed)
+    for path, relative in entries:
+        executable = path.stat().st_mode & 0o111 != 0
+        digest.update(f"\0{relative}\0{int(executable)}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def context_tag(context_dir: Path, architecture: Architecture) -> str:
     """A tag that changes exactly when a file (name, content or executable bit) in the context does."""
     if not (context_dir / "Dockerfile").is_file():
         raise ImageContextError(f"{context_dir}/Dockerfile does not exist; the image cannot be built")
-    digest = hashlib.sha256(DOCKER_PLATFORMS[architecture].encode())
-    for path, relative in _context_files(context_dir):
-        executable = path.stat().st_mode & 0o111 != 0
-        digest.update(f"\0{relative}\0{int(executable)}\0".encode())
-        digest.update(path.read_bytes())
-    return f"{architecture}-{digest.hexdigest()[:20]}"
+    # The whole digest: a truncated one could, in principle, name two different builds.
+    return f"{architecture}-{_files_digest(_context_files(context_dir), DOCKER_PLATFORMS[architecture].encode())}"
+
+
+def build_path(path: Path, working_dir: Path | None = None) -> str:
+    """``path`` relative to the program's working directory, in POSIX form: the same in every checkout."""
+    return Path(os.path.relpath(path.resolve(), (working_dir or Path.cwd()).resolve())).as_posix()
 
 
 def build_context(context_dir: Path, shared_packages: Sequence[Path], stage_root: Path | None = None) -> Path:
@@ -68,12 +89,10 @@ def build_context(context_dir: Path, shared_packages: Sequence[Path], stage_root
     entries = _context_files(context_dir)
     for package in shared_packages:
         entries += [(path, f"{SHARED_DIR}/{package.name}/{relative}") for path, relative in _context_files(package)]
-    digest = hashlib.sha256()
-    for path, relative in entries:
-        digest.update(f"\0{relative}\0{path.stat().st_mode & 0o777}\0".encode())
-        digest.update(path.read_bytes())
-    root = stage_root or Path(tempfile.gettempdir()) / "lifeguard-build-contexts"
-    stage = root / f"{context_dir.name}-{digest.hexdigest()[:20]}"
+    # Under the repository's build/ (git ignores it) and named by content, so the relative build path
+    # pulumi-docker sees is the same in every checkout holding the same files.
+    root = stage_root or STAGE_ROOT
+    stage = root / f"{context_dir.name}-{_files_digest(entries)[:20]}"
     if not stage.is_dir():
         partial = stage.with_name(f"{stage.name}.partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
@@ -111,7 +130,8 @@ class ContainerImage(pulumi.ComponentResource):
 
         repository = aws.ecr.Repository(
             f"{name}-repo",
-            image_tag_mutability="IMMUTABLE",
+            # Mutable: see the module docstring; tasks pin the digest, not the tag.
+            image_tag_mutability="MUTABLE",
             image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "AES256"}],
             force_delete=args.force_delete,
@@ -138,8 +158,8 @@ class ContainerImage(pulumi.ComponentResource):
             f"{name}-image",
             image_name=repository.repository_url.apply(lambda url: f"{url}:{self.tag}"),
             build=docker.DockerBuildArgs(
-                context=str(context),
-                dockerfile=str(context / "Dockerfile"),
+                context=build_path(context),
+                dockerfile=build_path(context / "Dockerfile"),
                 # Explicit, so an image built on an arm64 laptop still runs on x86_64 tasks.
                 platform=DOCKER_PLATFORMS[args.architecture],
             ),

@@ -20,6 +20,8 @@ import pulumi_aws as aws
 from infra.components.fargate_base import fargate_base
 from infra.components.image import ECS_CPU_ARCHITECTURES
 from infra.config import MigrationConfig
+from infra.naming import ECS_TASK_FAMILY, stack_name
+from infra.policies import Account
 
 CONTAINER_NAME = "migrator"
 SECRET_ENV = "DATABASE_URL_UNPOOLED"  # noqa: S105 (a variable name)
@@ -29,6 +31,8 @@ APP_ROLE_ENV = "LIFEGUARD_APP_ROLE"
 APP_ROLE_VERIFIER_ENV = "LIFEGUARD_APP_ROLE_VERIFIER"
 # ECS injects one JSON key of a secret with valueFrom "<arn>:<key>::".
 VERIFIER_KEY = "password"
+# What migrator/files.py reads (spelled out: the program does not import the migrator; tests check).
+DEMO_DATA_ENV = "LIFEGUARD_DEMO_DATA"
 LOG_STREAM_PREFIX = "migrate"
 # Migrations get SIGTERM first; let a running statement finish or roll back cleanly.
 STOP_TIMEOUT_S = 120
@@ -37,6 +41,7 @@ STOP_TIMEOUT_S = 120
 @dataclass(frozen=True)
 class MigrationJobArgs:
     region: str
+    account: Account
     subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
     security_group_id: pulumi.Input[str]
     direct_secret_arn: pulumi.Output[str]
@@ -73,6 +78,7 @@ class MigrationJob(pulumi.ComponentResource):
             context_dir=args.context_dir,
             shared_packages=args.shared_packages,
             architecture=cfg.architecture,
+            account=args.account,
             production=args.production,
             log_retention_days=args.log_retention_days,
             role_description="Starts the migration task: pulls its image, writes its logs, reads DATABASE_URL_UNPOOLED "
@@ -86,12 +92,19 @@ class MigrationJob(pulumi.ComponentResource):
             "name": CONTAINER_NAME,
             "image": image.image_uri,
             "essential": True,
-            "environment": [{"name": APP_ROLE_ENV, "value": args.app_role}],
+            "environment": [
+                {"name": APP_ROLE_ENV, "value": args.app_role},
+                # Demo data stays out of production stacks.
+                {"name": DEMO_DATA_ENV, "value": "1" if cfg.demo_data else "0"},
+            ],
             "secrets": [
                 {"name": SECRET_ENV, "valueFrom": args.direct_secret_arn},
                 {"name": APP_ROLE_VERIFIER_ENV,
                  "valueFrom": pulumi.Output.concat(args.app_role_verifier_secret_arn, f":{VERIFIER_KEY}::")},
             ],
+            # The migrator writes nothing: its bytecode is compiled into the image (and
+            # PYTHONDONTWRITEBYTECODE is set), logs go to stderr, the CA bundle is baked in.
+            "readonlyRootFilesystem": True,
             "stopTimeout": STOP_TIMEOUT_S,
             "logConfiguration": {
                 "logDriver": "awslogs",
@@ -104,7 +117,7 @@ class MigrationJob(pulumi.ComponentResource):
         }
         task_definition = aws.ecs.TaskDefinition(
             f"{name}-task",
-            family=f"{name}-{pulumi.get_stack()}",
+            family=stack_name(ECS_TASK_FAMILY, name, region=args.region),
             requires_compatibilities=["FARGATE"],
             network_mode="awsvpc",
             cpu=str(cfg.cpu),

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import ApiAccess
+from infra.config import INTERFACE_ENDPOINTS, SUBNET_SPLIT_BITS, ApiAccess
 
 POOLER_PORT = 6432
 POSTGRES_PORT = 5432
 HTTPS_PORT = 443
-# Interface endpoints the private parts need: secrets injection and reads, image pulls, logs.
-INTERFACE_ENDPOINT_SERVICES = ("secretsmanager", "ecr.api", "ecr.dkr", "logs")
+# Interface endpoints the private parts need: secrets injection and reads, image pulls, logs (defined
+# in config, which sizes the subnets for them).
+INTERFACE_ENDPOINT_SERVICES = INTERFACE_ENDPOINTS
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,16 @@ class Network(pulumi.ComponentResource):
     pooler_security_group_id: pulumi.Output[str]
     migration_security_group_id: pulumi.Output[str]
     database_security_group_id: pulumi.Output[str]
+    pooler_path: list[pulumi.Resource]
+    """What the PgBouncer tasks need before they can start and pass health checks: the routes (and NAT
+    gateways) of their subnets, the VPC endpoints they pull images and secrets through, and every
+    security-group rule on their way (to the APIs, from the NLB, to the database). The service waits
+    for all of it, or its first deployment can fail (and roll back) while the path is still being built."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lifeguard:network:Network", name, None, opts)
         self._name = name
+        self.pooler_path = []
         child = pulumi.ResourceOptions(parent=self)
 
         if args.existing_vpc_id is not None:
@@ -94,19 +101,21 @@ class Network(pulumi.ComponentResource):
         database = group("database", "RDS Postgres: reachable from the pooler and the migration job only")
 
         self._allow(functions, nlb, POOLER_PORT, "functions-to-nlb")
-        self._allow(nlb, pooler, POOLER_PORT, "nlb-to-pooler")
-        self._allow(pooler, database, POSTGRES_PORT, "pooler-to-database")
+        self.pooler_path += self._allow(nlb, pooler, POOLER_PORT, "nlb-to-pooler")
+        self.pooler_path += self._allow(pooler, database, POSTGRES_PORT, "pooler-to-database")
         self._allow(migration, database, POSTGRES_PORT, "migration-to-database")
 
         api_clients = {"functions": functions, "pooler": pooler, "migration": migration}
         if args.api_access == "endpoints":
             endpoints = group("endpoints", "VPC interface endpoints for AWS APIs")
             for client_name, client in api_clients.items():
-                self._allow(client, endpoints, HTTPS_PORT, f"{client_name}-to-endpoints")
+                rules = self._allow(client, endpoints, HTTPS_PORT, f"{client_name}-to-endpoints")
+                if client is pooler:
+                    self.pooler_path += rules
             s3 = self._endpoints(args, vpc_id, subnet_ids, route_table_ids, endpoints)
             # ECR serves image layers from S3: only the image-pulling tasks need it.
             for client_name in ("pooler", "migration"):
-                aws.vpc.SecurityGroupEgressRule(
+                s3_rule = aws.vpc.SecurityGroupEgressRule(
                     f"{name}-{client_name}-to-s3",
                     security_group_id=api_clients[client_name].id,
                     prefix_list_id=s3.prefix_list_id,
@@ -116,9 +125,11 @@ class Network(pulumi.ComponentResource):
                     description="ECR image layers from S3 (gateway endpoint)",
                     opts=child,
                 )
+                if client_name == "pooler":
+                    self.pooler_path.append(s3_rule)
         else:
             for client_name, client in api_clients.items():
-                aws.vpc.SecurityGroupEgressRule(
+                api_rule = aws.vpc.SecurityGroupEgressRule(
                     f"{name}-{client_name}-to-aws-apis",
                     security_group_id=client.id,
                     cidr_ipv4="0.0.0.0/0",
@@ -128,6 +139,8 @@ class Network(pulumi.ComponentResource):
                     description="AWS APIs (Secrets Manager, ECR, Logs) over HTTPS through the VPC route",
                     opts=child,
                 )
+                if client is pooler:
+                    self.pooler_path.append(api_rule)
 
         self.functions_security_group_id = functions.id
         self.load_balancer_security_group_id = nlb.id
@@ -140,10 +153,12 @@ class Network(pulumi.ComponentResource):
             "databaseSecurityGroupId": self.database_security_group_id,
         })
 
-    def _allow(self, source: aws.ec2.SecurityGroup, target: aws.ec2.SecurityGroup, port: int, label: str) -> None:
+    def _allow(
+        self, source: aws.ec2.SecurityGroup, target: aws.ec2.SecurityGroup, port: int, label: str
+    ) -> list[pulumi.Resource]:
         """Let ``source`` open TCP connections to ``target`` on ``port``: an egress and an ingress rule."""
         child = pulumi.ResourceOptions(parent=self)
-        aws.vpc.SecurityGroupEgressRule(
+        egress = aws.vpc.SecurityGroupEgressRule(
             f"{self._name}-{label}-out",
             security_group_id=source.id,
             referenced_security_group_id=target.id,
@@ -153,7 +168,7 @@ class Network(pulumi.ComponentResource):
             description=label,
             opts=child,
         )
-        aws.vpc.SecurityGroupIngressRule(
+        ingress = aws.vpc.SecurityGroupIngressRule(
             f"{self._name}-{label}-in",
             security_group_id=target.id,
             referenced_security_group_id=source.id,
@@ -163,6 +178,7 @@ class Network(pulumi.ComponentResource):
             description=label,
             opts=child,
         )
+        return [egress, ingress]
 
     def _private_subnets(
         self, vpc: aws.ec2.Vpc, args: NetworkArgs
@@ -171,7 +187,7 @@ class Network(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         network = ipaddress.ip_network(args.vpc_cidr)
         # Sixteen equal blocks: private subnets from the first, public ones (NAT only) from the ninth.
-        blocks = list(network.subnets(new_prefix=network.prefixlen + 4))
+        blocks = list(network.subnets(new_prefix=network.prefixlen + SUBNET_SPLIT_BITS))
         nat_gateways: list[aws.ec2.NatGateway] = []
         if args.api_access == "nat":
             igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, opts=child)
@@ -192,18 +208,18 @@ class Network(pulumi.ComponentResource):
                     tags={"Name": f"{name}-public-{zone}"},
                     opts=child,
                 )
-                aws.ec2.RouteTableAssociation(
+                eip = aws.ec2.Eip(f"{name}-nat-ip-{index}", domain="vpc", opts=child)
+                public_association = aws.ec2.RouteTableAssociation(
                     f"{name}-public-{index}", subnet_id=public.id, route_table_id=public_rt.id, opts=child
                 )
-                eip = aws.ec2.Eip(f"{name}-nat-ip-{index}", domain="vpc", opts=child)
-                nat_gateways.append(
-                    aws.ec2.NatGateway(
-                        f"{name}-nat-{index}",
-                        allocation_id=eip.id,
-                        subnet_id=public.id,
-                        opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
-                    )
+                nat = aws.ec2.NatGateway(
+                    f"{name}-nat-{index}",
+                    allocation_id=eip.id,
+                    subnet_id=public.id,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
                 )
+                nat_gateways.append(nat)
+                self.pooler_path += [public_association, nat]
 
         subnet_ids: list[pulumi.Output[str]] = []
         route_table_ids: list[pulumi.Output[str]] = []
@@ -222,9 +238,10 @@ class Network(pulumi.ComponentResource):
                 nat = nat_gateways[min(index, len(nat_gateways) - 1)]
                 routes.append({"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id})
             route_table = aws.ec2.RouteTable(f"{name}-private-rt-{index}", vpc_id=vpc.id, routes=routes, opts=child)
-            aws.ec2.RouteTableAssociation(
+            association = aws.ec2.RouteTableAssociation(
                 f"{name}-private-{index}", subnet_id=subnet.id, route_table_id=route_table.id, opts=child
             )
+            self.pooler_path += [route_table, association]
             subnet_ids.append(subnet.id)
             route_table_ids.append(route_table.id)
         return subnet_ids, route_table_ids
@@ -239,7 +256,7 @@ class Network(pulumi.ComponentResource):
     ) -> aws.ec2.VpcEndpoint:
         child = pulumi.ResourceOptions(parent=self)
         for service in INTERFACE_ENDPOINT_SERVICES:
-            aws.ec2.VpcEndpoint(
+            interface = aws.ec2.VpcEndpoint(
                 f"{self._name}-{service.replace('.', '-')}",
                 vpc_id=vpc_id,
                 service_name=f"com.amazonaws.{args.region}.{service}",
@@ -249,7 +266,8 @@ class Network(pulumi.ComponentResource):
                 security_group_ids=[endpoints_group.id],
                 opts=child,
             )
-        return aws.ec2.VpcEndpoint(
+            self.pooler_path.append(interface)
+        s3 = aws.ec2.VpcEndpoint(
             f"{self._name}-s3",
             vpc_id=vpc_id,
             service_name=f"com.amazonaws.{args.region}.s3",
@@ -257,3 +275,5 @@ class Network(pulumi.ComponentResource):
             route_table_ids=route_table_ids,
             opts=child,
         )
+        self.pooler_path.append(s3)
+        return s3

@@ -21,6 +21,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.naming import CLOUDWATCH_DASHBOARD, stack_name
 from pgbouncer.metrics import emf
 
 # Dashboard names: letters, digits, '-' and '_', at most 255 characters.
@@ -113,7 +114,8 @@ class ObservabilityArgs:
     alarm_email: str | None = None
     """Subscribe this address to the created topic (AWS mails a confirmation link first)."""
     dashboard_name: str | None = None
-    """Default ``<project>-<stack>-<component name>``; must be unique in the account and region."""
+    """Default ``<project>-<stack>-<component name>-<digest>`` (``infra.naming``); dashboards are global, so
+    it must be unique in the account."""
     region: pulumi.Input[str] | None = None
     """The region the dashboard's widgets read; default: the provider's region."""
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -226,7 +228,7 @@ class Observability(pulumi.ComponentResource):
             "pooler_cpu": alarm(
                 "pooler_cpu",
                 f"PgBouncer tasks average {t.pooler_cpu_percent:g}% CPU or more for {t.pooler_cpu_minutes} "
-                "minutes; PgBouncer uses one core per process: add tasks or raise the task size.",
+                "minutes; PgBouncer uses one core per process: raise poolerMaxTasks (or poolerCpu, up to 1024).",
                 "AWS/ECS", "CPUUtilization", ecs, "Average",
                 t.pooler_cpu_percent, t.pooler_cpu_minutes, "missing",
             ),
@@ -250,7 +252,9 @@ class Observability(pulumi.ComponentResource):
             region = args.region
         else:
             region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
-        dashboard_name = args.dashboard_name or _default_dashboard_name(name)
+        dashboard_name: pulumi.Input[str] = args.dashboard_name or pulumi.Output.from_input(region).apply(
+            lambda region_name: stack_name(CLOUDWATCH_DASHBOARD, name, region=region_name)
+        )
         body = pulumi.Output.all(
             region=region,
             cluster=args.cluster_name,
@@ -274,11 +278,6 @@ class Observability(pulumi.ComponentResource):
             "alarm_arns": {key: a.arn for key, a in self.alarms.items()},
             "alarm_topic_arn": topic_arn,
         })
-
-
-def _default_dashboard_name(name: str) -> str:
-    raw = f"{pulumi.get_project()}-{pulumi.get_stack()}-{name}"
-    return re.sub(r"[^A-Za-z0-9_\-]", "-", raw)[:255]
 
 
 def dashboard_body(

@@ -24,6 +24,8 @@ from infra.components.fargate_base import fargate_base
 from infra.components.image import ECS_CPU_ARCHITECTURES
 from infra.components.secrets import mark_secret
 from infra.config import STATS_USER, PoolerConfig
+from infra.naming import ECS_TASK_FAMILY, stack_name
+from infra.policies import Account
 from pgbouncer.metrics import publisher
 from pgbouncer.metrics.emf import DEFAULT_NAMESPACE
 from pgbouncer.settings import IMAGE_SOCKET_DIR
@@ -35,8 +37,9 @@ CONTAINER_PORT = 6432
 SETTINGS_ENV = "LIFEGUARD_PGBOUNCER_SETTINGS"
 CREDENTIALS_ENV = "POOLER_CREDENTIALS"
 STATS_CREDENTIALS_ENV = "POOLER_STATS_CREDENTIALS"
-# Not read by the image: only there to change the task definition when a secret changes.
-CREDENTIALS_VERSION_ENV = "LIFEGUARD_CREDENTIALS_VERSION"
+# Not read by the image: the two secrets' version ids, so that a new password changes the task
+# definition and ECS rolls the tasks (the definition names the secrets by ARN, which stays the same).
+CREDENTIALS_VERSION_ENV = "LIFEGUARD_CREDENTIALS_VERSIONS"
 LOG_STREAM_PREFIX = "pgbouncer"
 METRICS_CONTAINER_NAME = "metrics"
 METRICS_LOG_STREAM_PREFIX = "metrics"
@@ -44,11 +47,18 @@ METRICS_COMMAND = ["python", "-m", "pgbouncer.metrics"]
 # A soft limit: the sidecar is one Python process holding a sample at a time.
 METRICS_MEMORY_RESERVATION_MB = 64
 SOCKET_VOLUME = "pgbouncer-socket"
+ECS_SERVICE_PRINCIPAL = "ecs.amazonaws.com"
+# Where the entrypoint writes the rendered ini, userlist.txt and the TLS pair (pgbouncer/entrypoint.py's
+# run_dir and the settings' auth_file / client_tls_*_file); the image declares it a VOLUME owned by
+# the runtime user. Spelled out for the reason SETTINGS_ENV is; tests/infra checks they agree.
+RUN_DIR = "/run/pgbouncer"
+RUN_VOLUME = "pgbouncer-run"
 
 
 @dataclass(frozen=True)
 class PoolerArgs:
     region: str
+    account: Account
     vpc_id: pulumi.Input[str]
     subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
     load_balancer_security_group_id: pulumi.Input[str]
@@ -73,6 +83,10 @@ class PoolerArgs:
     string, not the ECS service's generated name, which would make the task definition depend on
     the service that depends on it."""
     metrics_namespace: str = DEFAULT_NAMESPACE
+    network_path: Sequence[pulumi.Resource] = ()
+    """The network resources the tasks need to start and pass health checks (``Network.pooler_path``)."""
+    create_ecs_service_linked_role: bool = False
+    """The account has no ``AWSServiceRoleForECS`` yet (a brand-new account): create it before the service."""
 
 
 class Pooler(pulumi.ComponentResource):
@@ -84,6 +98,8 @@ class Pooler(pulumi.ComponentResource):
     """The metrics sidecar's console login (``stats_users``); read by the pooler tasks only."""
     cluster_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
+    task_definition_arn: pulumi.Output[str]
+    """The revision the service is asked to run; the pipeline checks the service settled on it (not a rollback)."""
     log_group_name: pulumi.Output[str]
     repository_url: pulumi.Output[str]
     load_balancer_arn_suffix: pulumi.Output[str]
@@ -133,7 +149,7 @@ class Pooler(pulumi.ComponentResource):
             recovery_window_in_days=args.secret_recovery_window_days,
             opts=child,
         )
-        stats_version = aws.secretsmanager.SecretVersion(
+        stats_credentials_version = aws.secretsmanager.SecretVersion(
             f"{name}-stats-credentials",
             secret_id=stats_credentials.id,
             secret_string=mark_secret(
@@ -146,6 +162,7 @@ class Pooler(pulumi.ComponentResource):
             name,
             context_dir=args.context_dir,
             architecture=cfg.architecture,
+            account=args.account,
             production=args.production,
             log_retention_days=args.log_retention_days,
             role_description=(
@@ -178,17 +195,20 @@ class Pooler(pulumi.ComponentResource):
             "portMappings": [{"containerPort": CONTAINER_PORT, "protocol": "tcp"}],
             "environment": [
                 {"name": SETTINGS_ENV, "value": settings_json},
-                # Tasks read their secrets only at start: naming the secrets' versions here makes a new
-                # verifier (a changed password) a new task definition, so `pulumi up` rolls the tasks.
-                {"name": CREDENTIALS_VERSION_ENV,
-                 "value": pulumi.Output.concat(credentials_version.version_id, ",", stats_version.version_id)},
+                {"name": CREDENTIALS_VERSION_ENV, "value": pulumi.Output.concat(
+                    credentials_version.version_id, ",", stats_credentials_version.version_id)},
             ],
             "secrets": [
                 {"name": CREDENTIALS_ENV, "valueFrom": credentials.arn},
                 {"name": STATS_CREDENTIALS_ENV, "valueFrom": stats_credentials.arn},
             ],
-            # PgBouncer creates its Unix socket here (the settings' unix_socket_dir).
-            "mountPoints": [{"sourceVolume": SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": False}],
+            # The image is read-only; PgBouncer writes only to these two task volumes: its rendered
+            # configuration and TLS pair, and its Unix socket (the settings' unix_socket_dir).
+            "readonlyRootFilesystem": True,
+            "mountPoints": [
+                {"sourceVolume": RUN_VOLUME, "containerPath": RUN_DIR, "readOnly": False},
+                {"sourceVolume": SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": False},
+            ],
             # Every client is a file descriptor; Fargate's default limit is not something to rely on.
             "ulimits": [{"name": "nofile", "softLimit": cfg.nofile, "hardLimit": cfg.nofile}],
             # The image stops PgBouncer with SIGINT: in-flight transactions finish, then it exits.
@@ -214,13 +234,15 @@ class Pooler(pulumi.ComponentResource):
             ],
             "secrets": [{"name": publisher.ENV_CREDENTIALS, "valueFrom": stats_credentials.arn}],
             # Read-only: connect() on a Unix socket checks the socket file's permissions, not the
-            # mount's read-only flag (as with a Docker socket mounted :ro); the sidecar writes nothing.
+            # mount's read-only flag (as with a Docker socket mounted :ro); the sidecar writes nothing
+            # (EMF lines go to stdout), so its root filesystem is read-only too.
+            "readonlyRootFilesystem": True,
             "mountPoints": [{"sourceVolume": SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": True}],
             "logConfiguration": log_configuration(METRICS_LOG_STREAM_PREFIX),
         }
         task_definition = aws.ecs.TaskDefinition(
             f"{name}-task",
-            family=f"{name}-{pulumi.get_stack()}",
+            family=stack_name(ECS_TASK_FAMILY, name, region=args.region),
             requires_compatibilities=["FARGATE"],
             network_mode="awsvpc",
             cpu=str(cfg.cpu),
@@ -231,9 +253,10 @@ class Pooler(pulumi.ComponentResource):
             },
             execution_role_arn=execution_role.arn,
             container_definitions=pulumi.Output.json_dumps([container, metrics]),
-            # A Fargate bind mount (no host path): task-scoped storage shared by the two containers,
-            # owned by the runtime user because the image declares IMAGE_SOCKET_DIR a VOLUME.
-            volumes=[{"name": SOCKET_VOLUME}],
+            # Fargate bind mounts (no host path): task-scoped storage, owned by the runtime user because
+            # the image declares both paths VOLUMEs. The socket volume is shared with the sidecar; the
+            # run volume (which holds userlist.txt and the TLS key) is PgBouncer's alone.
+            volumes=[{"name": RUN_VOLUME}, {"name": SOCKET_VOLUME}],
             opts=child,
         )
 
@@ -281,6 +304,17 @@ class Pooler(pulumi.ComponentResource):
             opts=child,
         )
 
+        # ECS creates its service-linked role on first use, except when the first use is a service with
+        # a load balancer ("Unable to assume the service linked role"): a new account needs it first.
+        # Retained on delete: the role belongs to the account (other ECS users need it), and the next
+        # `up` finds it and no longer declares it, which with retain_on_delete only forgets it.
+        service_linked_role: list[pulumi.Resource] = []
+        if args.create_ecs_service_linked_role:
+            service_linked_role.append(aws.iam.ServiceLinkedRole(
+                f"{name}-ecs-service-linked-role",
+                aws_service_name=ECS_SERVICE_PRINCIPAL,
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            ))
         service = aws.ecs.Service(
             f"{name}-service",
             cluster=cluster.arn,
@@ -310,7 +344,7 @@ class Pooler(pulumi.ComponentResource):
             wait_for_steady_state=True,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[listener, execution_policy],
+                depends_on=[listener, execution_policy, *args.network_path, *service_linked_role],
                 # The autoscaler owns the task count once the service exists.
                 ignore_changes=["desiredCount"],
             ),
@@ -345,6 +379,7 @@ class Pooler(pulumi.ComponentResource):
         self.stats_credentials_secret_arn = stats_credentials.arn
         self.cluster_name = cluster.name
         self.service_name = service.name
+        self.task_definition_arn = task_definition.arn
         self.log_group_name = logs.name
         self.repository_url = image.repository_url
         self.load_balancer_arn_suffix = load_balancer.arn_suffix
@@ -355,4 +390,5 @@ class Pooler(pulumi.ComponentResource):
             "statsCredentialsSecretArn": self.stats_credentials_secret_arn,
             "clusterName": self.cluster_name,
             "serviceName": self.service_name,
+            "taskDefinitionArn": self.task_definition_arn,
         })

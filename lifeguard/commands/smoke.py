@@ -11,7 +11,7 @@ import sys
 
 from lifeguard.pipeline import aws
 from lifeguard.pipeline.outputs import OutputsError, SmokeTarget, add_outputs_arguments, outputs_from_args
-from lifeguard.pipeline.smoke import SMOKE_AMOUNT, run_smoke
+from lifeguard.pipeline.smoke import SMOKE_AMOUNT, SMOKE_ORG_ID, run_smoke
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add_outputs_arguments(parser)
     parser.add_argument(
-        "--org-id", type=_org_id, default=1, metavar="ID",
-        help="the org to read and charge (default: %(default)s, the seeded demo org 'acme')",
+        "--org-id", type=_org_id, default=SMOKE_ORG_ID, metavar="ID",
+        help="the org to read and charge (default: %(default)s, the smoke test's own org, 'lifeguard-smoke')",
     )
     parser.add_argument("--region", help="AWS region of the functions (default: the AWS configuration's)")
     parser.set_defaults(func=run)

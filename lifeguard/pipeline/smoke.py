@@ -3,7 +3,8 @@
 It talks to the deployed functions exactly as a caller would, so it exercises the whole path:
 function -> pooled URL -> NLB -> PgBouncer -> RDS, on the schema the migration job just applied.
 It spends ``amount`` credits of the org per run, and expects no other charges to that org while
-it runs (give it a dedicated org with ``--org-id`` on a busy stack).
+it runs: by default the smoke test's own org, which migration ``0004_smoke_org.sql`` creates in
+every stack (production has no demo orgs, and a demo org's balance should not drain per deploy).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
 
 SMOKE_AMOUNT = 1
+SMOKE_ORG_ID = 2147483647
+"""The smoke test's own org (``lifeguard-smoke``), created with this id by ``0004_smoke_org.sql``."""
 
 
 def new_idempotency_key() -> str:
@@ -81,7 +84,8 @@ class _Smoke:
             self.fail(name, f"invoking {function} failed: {explain_aws_error(exc)}")
         if reply.status_code != 200:
             hint = {
-                404: f"org {self.org_id} does not exist: have the migrations (which seed org 1, 'acme') run?",
+                404: f"org {self.org_id} does not exist: have the migrations (0004_smoke_org.sql creates the "
+                     f"smoke test's org {SMOKE_ORG_ID}) run?",
                 402: f"org {self.org_id} has too few credits for the smoke charge: top it up or pass --org-id",
                 503: "the function cannot reach the database through the pooler",
             }.get(reply.status_code)
@@ -143,7 +147,7 @@ def run_smoke(
     client: LambdaClient,
     target: SmokeTarget,
     *,
-    org_id: int = 1,
+    org_id: int = SMOKE_ORG_ID,
     amount: int = SMOKE_AMOUNT,
     new_key: Callable[[], str] = new_idempotency_key,
 ) -> SmokeReport:

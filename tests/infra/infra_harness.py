@@ -50,6 +50,9 @@ class Resource:
     inputs: dict[str, Any]
     state: dict[str, Any]
     id: str
+    dependencies: frozenset[str] = frozenset()
+    """URNs this registration waits for: ``depends_on`` and the resources its inputs came from."""
+    retain_on_delete: bool = False
 
     def input(self, key: str) -> Any:
         """An input with any secret wrapper removed."""
@@ -70,6 +73,9 @@ class ProgramRun:
         found = [r for r in self.of_type(type_) if name_contains in r.name]
         assert len(found) == 1, f"expected one {type_} named *{name_contains}*, found {[r.name for r in found]}"
         return found[0]
+
+    def dependencies(self, resource: Resource) -> frozenset[str]:
+        return resource.dependencies
 
     def by_urn(self, urn: str) -> Resource:
         return next(r for r in self.resources if r.urn == urn)
@@ -122,6 +128,8 @@ class StrictMocks(Mocks):
     """Existing subnets for ``getSubnet``: id -> (vpc id, AZ)."""
     passwords: Mapping[str, str] = field(default_factory=lambda: {APP_PASSWORD_RESOURCE: MOCK_APP_PASSWORD})
     """What each RandomPassword (by resource name) "generates"; others get ``MOCK_PASSWORD``."""
+    ecs_service_linked_role: bool = True
+    """Whether the account already has AWSServiceRoleForECS (a brand-new account does not)."""
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     inputs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -134,6 +142,8 @@ class StrictMocks(Mocks):
             "aws:index/getAvailabilityZones:getAvailabilityZones": self._zones,
             "aws:ec2/getSubnet:getSubnet": self._subnet,
             "aws:ecr/getAuthorizationToken:getAuthorizationToken": self._ecr_token,
+            "aws:index/getCallerIdentity:getCallerIdentity": self._caller,
+            "aws:iam/getRoles:getRoles": self._roles,
         }
         handler = handlers.get(args.token)
         if handler is None:
@@ -159,6 +169,16 @@ class StrictMocks(Mocks):
         vpc_id, zone = self.subnets[subnet_id]
         return {"id": subnet_id, "vpcId": vpc_id, "availabilityZone": zone, "cidrBlock": "10.0.0.0/24",
                 "arn": f"arn:aws:ec2:{self.region}:{ACCOUNT}:subnet/{subnet_id}"}
+
+    def _roles(self, args: dict[str, Any]) -> dict[str, Any]:
+        assert args.get("pathPrefix") == "/aws-service-role/ecs.amazonaws.com/", args
+        names = ["AWSServiceRoleForECS"] if self.ecs_service_linked_role else []
+        return {"id": self.region, "names": names,
+                "arns": [f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/ecs.amazonaws.com/{n}" for n in names]}
+
+    def _caller(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"id": ACCOUNT, "accountId": ACCOUNT, "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/deployer/ci",
+                "userId": "AROAEXAMPLE:ci"}
 
     def _ecr_token(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"id": self.region, "registryId": args.get("registryId", ACCOUNT), "userName": "AWS",
@@ -222,6 +242,9 @@ class StrictMocks(Mocks):
             return {"name": physical, "arn": f"arn:aws:rds:{r}:{a}:pg:{physical}"}
         if typ == "random:index/randomPassword:RandomPassword":
             return {"result": self.passwords.get(name, MOCK_PASSWORD)}
+        if typ == "aws:secretsmanager/secretVersion:SecretVersion":
+            # Secrets Manager gives each new value a new version id.
+            return {"versionId": hashlib.sha256(str(inputs.get("secretString")).encode()).hexdigest()[:32]}
         if typ == "random:index/randomId:RandomId":
             return {"hex": "a1b2c3d4"}
         if typ == "aws:lambda/function:Function":
@@ -248,12 +271,17 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: StrictMocks) -> None:
         super().__init__(mocks)
         self.meta: dict[tuple[str, str], tuple[str, bool]] = {}
+        self.dependencies: dict[tuple[str, str], frozenset[str]] = {}
+        self.retained: set[tuple[str, str]] = set()
         self._meta_lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name, hence not snake_case
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         with self._meta_lock:
             self.meta[(request.type, request.name)] = (request.parent, bool(request.custom))
+            self.dependencies[(request.type, request.name)] = frozenset(request.dependencies)
+            if request.retainOnDelete:
+                self.retained.add((request.type, request.name))
         return response
 
 
@@ -273,6 +301,7 @@ def run_program(
     mocks: StrictMocks | None = None,
     stack: str = "dev",
     repo_root: Path = REPO_ROOT,
+    organization: str | None = None,
 ) -> ProgramRun:
     """Build the whole stack with ``config`` (short or ``lifeguard:``-qualified keys).
 
@@ -283,7 +312,8 @@ def run_program(
     monitor = RecordingMonitor(mocks)
     _LAST.clear()
     _LAST.append((mocks, monitor))
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor,
+                             organization=organization)
     pulumi.runtime.set_all_config(qualified(config))
     # Imported only after set_mocks, so nothing in the program can run against a real engine.
     from infra.config import load
@@ -328,5 +358,7 @@ def _registrations(mocks: StrictMocks, monitor: RecordingMonitor) -> list[Resour
         resources.append(Resource(
             type=type_, name=name, urn=urn, parent=parent, custom=custom,
             inputs=mocks.inputs.get((type_, name), {}), state=dict(registration.state), id=registration.id,
+            dependencies=monitor.dependencies.get((type_, name), frozenset()),
+            retain_on_delete=(type_, name) in monitor.retained,
         ))
     return resources

@@ -56,7 +56,7 @@ def migration_container(run: ProgramRun) -> dict[str, Any]:
 def pooler_version(run: ProgramRun) -> str:
     task = run.one("aws:ecs/taskDefinition:TaskDefinition", "pooler")
     [pgbouncer] = [c for c in json.loads(task.input("containerDefinitions")) if c["name"] == "pgbouncer"]
-    [value] = [e["value"] for e in pgbouncer["environment"] if e["name"] == "LIFEGUARD_CREDENTIALS_VERSION"]
+    [value] = [e["value"] for e in pgbouncer["environment"] if e["name"] == "LIFEGUARD_CREDENTIALS_VERSIONS"]
     assert isinstance(value, str)
     return value
 

@@ -39,7 +39,7 @@ def test_defaults_fit_a_small_production_stack() -> None:
     assert cfg.pooler.pool_size == (100 - 5 - 2) // (4 * 2)
     assert cfg.pooler.nofile >= cfg.pooler.settings("app", "db.example").required_open_files()
     assert cfg.pooler.query_wait_timeout_s < cfg.functions.timeout_s
-    assert cfg.functions.reserved_concurrency == 50
+    assert cfg.functions.reserved_concurrency is None  # works in accounts limited to 10 (#12.14)
     assert cfg.log_retention_days == 30
     # The metrics sidecar's console user and the shared socket volume.
     settings = cfg.pooler.settings("app", "db.example")
@@ -135,6 +135,7 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"functionMemoryMb": 64}, "functionMemoryMb", "between 128 and 10240"),
     ({"availabilityZoneCount": 1}, "availabilityZoneCount", "between 2 and 6"),
     ({"vpcCidr": "10.0.0.0/8"}, "vpcCidr", "/16 to /24"),
+    ({"vpcCidr": "10.0.0.0/25"}, "vpcCidr", "/16 to /24"),
     ({"vpcCidr": "banana"}, "vpcCidr", "IPv4 CIDR"),
     ({"awsApiAccess": "vpn"}, "awsApiAccess", "one of endpoints, nat, none"),
     ({"awsApiAccess": "none"}, "awsApiAccess", "only for an existing VPC"),

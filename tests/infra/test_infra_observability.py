@@ -23,7 +23,8 @@ from tests.infra.infra_harness import MOCK_PASSWORD, ProgramRun, Resource, is_se
 from tests.infra.test_infra_stack import containers, pooler_container, pooler_task, secret_arn
 
 STATS_USER = "lifeguard_stats"
-SERVICE = "lifeguard-dev-pgbouncer"
+# <project>-<stack>-pgbouncer-<digest of organization/project/stack/region> (infra.naming)
+SERVICE = "lifeguard-dev-pgbouncer-8ce48526"
 
 
 def injected_env(run: ProgramRun, container: dict[str, Any]) -> dict[str, str]:
@@ -69,12 +70,11 @@ def test_sidecar_runs_the_publisher_from_the_pooler_image(example_run: ProgramRu
 
 def test_both_containers_share_the_socket_volume_at_the_settings_socket_dir(example_run: ProgramRun) -> None:
     task = pooler_task(example_run)
-    [volume] = task.input("volumes")
-    # A Fargate bind mount: no host path, no EFS or Docker volume configuration.
-    assert volume == {"name": "pgbouncer-socket"}
+    # Fargate bind mounts: no host path, no EFS or Docker volume configuration.
+    assert task.input("volumes") == [{"name": "pgbouncer-run"}, {"name": "pgbouncer-socket"}]
     pgbouncer, metrics = pooler_container(example_run), pooler_container(example_run, "metrics")
-    assert pgbouncer["mountPoints"] == [
-        {"sourceVolume": "pgbouncer-socket", "containerPath": IMAGE_SOCKET_DIR, "readOnly": False}]
+    assert {"sourceVolume": "pgbouncer-socket", "containerPath": IMAGE_SOCKET_DIR, "readOnly": False} in (
+        pgbouncer["mountPoints"])
     # Connecting to a Unix socket needs no write access to the mount.
     assert metrics["mountPoints"] == [
         {"sourceVolume": "pgbouncer-socket", "containerPath": IMAGE_SOCKET_DIR, "readOnly": True}]
@@ -129,7 +129,7 @@ def test_console_user_secret_is_generated_json_and_only_in_the_pooler_task(examp
     password = example_run.one("random:index/randomPassword:RandomPassword", "stats")
     assert password.input("length") >= 32
     secret = example_run.one("aws:secretsmanager/secret:Secret", "stats-credentials")
-    assert secret.input("namePrefix") == "lifeguard/dev/POOLER_STATS_CREDENTIALS-"
+    assert secret.input("namePrefix") == "lifeguard-dev-8ce48526/POOLER_STATS_CREDENTIALS-"
     assert secret.input("recoveryWindowInDays") == 0
 
     arn = secret.state["arn"]

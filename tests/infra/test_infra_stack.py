@@ -121,7 +121,7 @@ INVENTORY = {
     "aws:appautoscaling/policy:Policy": 1,
     "aws:appautoscaling/target:Target": 1,
     "aws:cloudwatch/dashboard:Dashboard": 1,
-    "aws:cloudwatch/logGroup:LogGroup": 4,
+    "aws:cloudwatch/logGroup:LogGroup": 5,
     "aws:cloudwatch/metricAlarm:MetricAlarm": 5,
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": 1,
     "aws:ec2/routeTable:RouteTable": 2,
@@ -184,6 +184,10 @@ def test_only_expected_data_sources_are_called(example_run: ProgramRun) -> None:
         "aws:index/getRegion:getRegion",
         "aws:index/getAvailabilityZones:getAvailabilityZones",
         "aws:ecr/getAuthorizationToken:getAuthorizationToken",
+        # The account the trust policies pin (aws:SourceAccount, aws:SourceArn).
+        "aws:index/getCallerIdentity:getCallerIdentity",
+        # Whether ECS's service-linked role exists (a brand-new account has none).
+        "aws:iam/getRoles:getRoles",
     }
     zones_call = next(args for token, args in example_run.calls if token.endswith("getAvailabilityZones"))
     assert zones_call["state"] == "available"
@@ -389,8 +393,9 @@ def test_pooler_container_gets_rendered_settings_and_secret_credentials(example_
     assert containers(pooler_task(example_run))[0]["name"] == "pgbouncer"
     assert container["essential"] is True
     assert "entryPoint" not in container and "command" not in container  # the image's entrypoint
-    assert [e["name"] for e in container["environment"]] == [
-        "LIFEGUARD_PGBOUNCER_SETTINGS", "LIFEGUARD_CREDENTIALS_VERSION"]
+    # The second only makes a new password roll the tasks (#12.11); no secret value is in the environment.
+    assert [e["name"] for e in container["environment"]] == ["LIFEGUARD_PGBOUNCER_SETTINGS",
+                                                             "LIFEGUARD_CREDENTIALS_VERSIONS"]
     assert container["secrets"] == [
         {"name": "POOLER_CREDENTIALS", "valueFrom": secret_arn(example_run, "pooler-credentials")},
         {"name": "POOLER_STATS_CREDENTIALS", "valueFrom": secret_arn(example_run, "pooler-stats-credentials")},
@@ -533,7 +538,9 @@ def test_migration_task_holds_the_direct_secret_and_the_app_role_verifier(exampl
         {"name": "LIFEGUARD_APP_ROLE_VERIFIER",
          "valueFrom": secret_arn(example_run, "pooler-credentials") + ":password::"},
     ]
-    assert container["environment"] == [{"name": "LIFEGUARD_APP_ROLE", "value": "lifeguard_app"}]
+    # No secret in the environment: the role's name, and whether to apply the demo-data migrations (#12.14).
+    assert container["environment"] == [
+        {"name": "LIFEGUARD_APP_ROLE", "value": "lifeguard_app"}, {"name": "LIFEGUARD_DEMO_DATA", "value": "1"}]
     assert "@sha256:" in container["image"]
     options = container["logConfiguration"]["options"]
     assert options["awslogs-group"] == example_run.outputs["migrationLogGroupName"]
@@ -559,12 +566,16 @@ def test_images_are_built_for_an_explicit_platform_and_pushed_to_ecr(example_run
     assert set(images) == {"pgbouncer", "migrator"}
     for folder, image in images.items():
         build = image.input("build")
-        context = Path(build["context"])
-        assert Path(build["dockerfile"]) == context / "Dockerfile"
+        # Relative to the working directory, so every checkout sends pulumi-docker the same inputs.
+        assert not Path(build["context"]).is_absolute() and not Path(build["dockerfile"]).is_absolute()
+        context = (Path.cwd() / build["context"]).resolve()
+        assert (Path.cwd() / build["dockerfile"]).resolve() == context / "Dockerfile"
         if folder == "pgbouncer":
             assert context == REPO_ROOT / folder
         else:
-            # The migrator's folder, staged with the one redactor under shared/ (the image copies it to /app).
+            # The migrator's folder, staged (under build/, named by content) with the one redactor under
+            # shared/ (the image copies it to /app).
+            assert context.parent == REPO_ROOT / "build" / "image-contexts"
             assert (context / "shared" / "redaction" / "__init__.py").read_bytes() == (
                 REPO_ROOT / "redaction" / "__init__.py"
             ).read_bytes()
@@ -572,14 +583,14 @@ def test_images_are_built_for_an_explicit_platform_and_pushed_to_ecr(example_run
         assert build["platform"] == "linux/amd64"
         assert is_secret(image.inputs["registry"])  # holds the ECR token
     for repository in example_run.of_type("aws:ecr/repository:Repository"):
-        assert repository.input("imageTagMutability") == "IMMUTABLE"
+        assert repository.input("imageTagMutability") == "MUTABLE"
         assert repository.input("imageScanningConfiguration") == {"scanOnPush": True}
     assert len(example_run.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")) == 2
 
 
 def test_every_log_group_has_retention(example_run: ProgramRun) -> None:
     groups = example_run.of_type("aws:cloudwatch/logGroup:LogGroup")
-    assert len(groups) == 4  # pooler, migration, two functions
+    assert len(groups) == 5  # pooler, migration, two functions, the database's postgresql log
     assert {g.input("retentionInDays") for g in groups} == {14}
 
 
@@ -603,8 +614,8 @@ def test_stack_outputs_for_the_pipeline_and_users(example_run: ProgramRun) -> No
                         ("poolerStatsSecretArn", "pooler-stats-credentials")):
         assert outputs[key] == secret_arn(example_run, secret)
     dashboard = example_run.one("aws:cloudwatch/dashboard:Dashboard")
-    assert outputs["dashboardName"] == dashboard.input("dashboardName") == "lifeguard-dev-observability"
-    assert outputs["poolerMetricsService"] == "lifeguard-dev-pgbouncer"
+    assert outputs["dashboardName"] == dashboard.input("dashboardName") == "lifeguard-dev-observability-8ce48526"
+    assert outputs["poolerMetricsService"] == "lifeguard-dev-pgbouncer-8ce48526"
     assert "alarmTopicArn" not in outputs  # the example stack sets neither alarmEmail nor alarmTopicArn
     assert outputs["maxConnections"] == 100
     functions = {f.input("handler"): f.state["name"] for f in example_run.of_type("aws:lambda/function:Function")}
@@ -613,7 +624,7 @@ def test_stack_outputs_for_the_pipeline_and_users(example_run: ProgramRun) -> No
     assert outputs["vpcId"] == example_run.one("aws:ec2/vpc:Vpc").id
 
 
-@pytest.mark.parametrize("token", ["aws:ec2/getVpc:getVpc", "aws:index/getCallerIdentity:getCallerIdentity"])
+@pytest.mark.parametrize("token", ["aws:ec2/getVpc:getVpc", "aws:index/getPartition:getPartition"])
 def test_mocks_are_strict(token: str) -> None:
     from pulumi.runtime import MockCallArgs
 

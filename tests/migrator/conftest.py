@@ -42,9 +42,10 @@ def write_migrations(directory: Path, files: Mapping[str, str]) -> Path:
 
 @pytest.fixture
 def sample_dir(tmp_path: Path) -> Path:
-    """A private copy of the sample app's migrations (tests may edit it)."""
+    """A private copy of the sample app's migrations (tests may edit it): the three SAMPLE_FILES, which
+    the tests count on (the bundled folder also holds the smoke test's org, 0004)."""
     target = tmp_path / "migrations"
-    shutil.copytree(DEFAULT_MIGRATIONS_DIR, target)
+    shutil.copytree(DEFAULT_MIGRATIONS_DIR, target, ignore=lambda _, names: [n for n in names if n not in SAMPLE_FILES])
     return target
 
 

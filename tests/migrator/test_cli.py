@@ -262,7 +262,7 @@ def test_runs_from_the_image_layout_without_the_rest_of_the_repo(app_db: AppData
     assert proc.returncode == 0, proc.stderr
     assert "FOREIGN []" in proc.stdout
     assert f"FROM {app / 'migrator' / '__init__.py'} {app / 'redaction' / '__init__.py'}" in proc.stdout
-    assert recorded_versions(app_db) == ["0001", "0002", "0003"]  # the bundled migrations
+    assert recorded_versions(app_db) == ["0001", "0002", "0003", "0004"]  # the bundled migrations
 
 
 def test_help_lists_the_exit_codes() -> None:

@@ -187,7 +187,8 @@ def test_existing_topic_or_none() -> None:
 def test_dashboard_body() -> None:
     run = build(base_args)
     board = run.dashboard
-    assert board["dashboardName"] == run.outputs["board"] == "lifeguard-test-obs"
+    # <project>-<stack>-<name>-<digest of organization/project/stack/region> (infra.naming)
+    assert board["dashboardName"] == run.outputs["board"] == "lifeguard-test-obs-c8be29ef"
     body = json.loads(board["dashboardBody"])
     widgets = body["widgets"]
     alarm_widget = next(w for w in widgets if w["type"] == "alarm")

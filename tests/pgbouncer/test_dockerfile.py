@@ -137,7 +137,8 @@ def test_socket_dir_is_a_volume_the_runtime_user_owns(structure: list[Instructio
     # 0750: PgBouncer (owner) creates the socket, nobody outside uid/gid 10001 can reach it.
     assert f"install -d -o pgbouncer -g pgbouncer -m 0750 {IMAGE_SOCKET_DIR}" in setup
     volumes = [json.loads(v) if v.startswith("[") else v.split() for v in values(runtime, "VOLUME")]
-    assert volumes == [[IMAGE_SOCKET_DIR]]
+    # The run directory (rendered ini, userlist.txt, TLS pair) too: the task's root filesystem is read-only.
+    assert volumes == [[str(Path(DEFAULTS.auth_file).parent), IMAGE_SOCKET_DIR]]
     assert not IMAGE_SOCKET_DIR.startswith("/var/run/")
     # Declared after the directory is created and owned: changes to a VOLUME path after the
     # VOLUME instruction are discarded by the build.

@@ -20,7 +20,7 @@ from lambdas.db import ClientSettings, Database
 from lifeguard.pipeline.clock import SystemClock
 from lifeguard.pipeline.migration import MigrationRun, run_migration
 from lifeguard.pipeline.outputs import MigrationTarget, SmokeTarget
-from lifeguard.pipeline.smoke import run_smoke
+from lifeguard.pipeline.smoke import SMOKE_ORG_ID, run_smoke
 from migrator.files import load_migrations
 from tests.conftest import AppDatabase, RunningPooler
 from tests.pipeline.conftest import REGION, MigrationStack
@@ -77,7 +77,8 @@ def test_migrate_then_smoke(
         assert migration.filename in output
     assert_no_secret(app_db.password, output + "\n".join(printed.status))
     with psycopg.connect(app_db.direct_url) as conn:
-        assert conn.execute("SELECT name, credits FROM orgs ORDER BY id").fetchall() == [("acme", 1000), ("globex", 50)]
+        assert conn.execute("SELECT name, credits FROM orgs ORDER BY id").fetchall() == [
+            ("acme", 1000), ("globex", 50), ("lifeguard-smoke", 1_000_000_000)]
 
     pooler = start_pooler()
     client = boto3.client("lambda", region_name=REGION)
@@ -95,7 +96,9 @@ def test_migrate_then_smoke(
     assert [name for name, _ in functions.invocations] == [READ, CHARGE, CHARGE, READ]
     key = functions.invocations[1][1]["idempotency_key"]
     with psycopg.connect(app_db.direct_url) as conn:
-        assert conn.execute("SELECT credits FROM orgs WHERE id = 1").fetchone() == (999,)
+        # The smoke test's own org paid, not a demo org.
+        assert conn.execute("SELECT id, credits FROM orgs WHERE credits <> 1000 AND credits <> 50").fetchall() == [
+            (SMOKE_ORG_ID, 999_999_999)]
         assert conn.execute("SELECT count(*) FROM charges WHERE idempotency_key = %s", (key,)).fetchone() == (1,)
 
 

@@ -25,7 +25,7 @@ from moto.moto_api._internal.models import moto_api_backend
 from lifeguard import cli
 from lifeguard.pipeline import aws
 from lifeguard.pipeline.outputs import SmokeTarget
-from lifeguard.pipeline.smoke import SmokeReport, new_idempotency_key, run_smoke
+from lifeguard.pipeline.smoke import SMOKE_ORG_ID, SmokeReport, new_idempotency_key, run_smoke
 from tests.pipeline.conftest import REGION, MigrationStack
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def test_smoke_passes_against_correct_answers(
 
     monkeypatch.setattr(aws, "lambda_client", lambda_client)
 
-    code = cli.main(["smoke", "--outputs", str(migration_stack.write(tmp_path))])
+    code = cli.main(["smoke", "--outputs", str(migration_stack.write(tmp_path)), "--org-id", "1"])
 
     out = capsys.readouterr().out
     assert code == 0, out
@@ -159,7 +159,7 @@ CHARGE_EVENT = {"org_id": 1, "amount": 1, "idempotency_key": KEY}
 
 
 def smoke(client: LambdaClient) -> SmokeReport:
-    return run_smoke(client, TARGET, new_key=lambda: KEY)
+    return run_smoke(client, TARGET, org_id=1, new_key=lambda: KEY)
 
 
 def failure(report: SmokeReport) -> str:
@@ -187,7 +187,8 @@ def test_the_first_read_passes_and_a_failed_charge_stops_the_run(stubbed: tuple[
 def test_an_unknown_org_points_at_the_migrations(stubbed: tuple[LambdaClient, Stubber]) -> None:
     client, stubber = stubbed
     expect(stubber, READ, READ_EVENT, answer(404, {"error": "org_not_found", "message": "no organisation with id 1"}))
-    assert "have the migrations (which seed org 1, 'acme') run?" in failure(smoke(client))
+    assert "have the migrations (0004_smoke_org.sql creates the smoke test's org 2147483647) run?" in failure(
+        smoke(client))
 
 
 def test_a_function_error_fails_and_never_shows_a_password(stubbed: tuple[LambdaClient, Stubber]) -> None:
@@ -307,3 +308,10 @@ def test_bad_org_ids_are_refused(org_id: str, capsys: pytest.CaptureFixture[str]
         cli.main(["smoke", "--outputs", "-", "--org-id", org_id])
     assert exited.value.code == 2
     assert "--org-id" in capsys.readouterr().err
+
+
+def test_the_smoke_test_charges_its_own_org_by_default() -> None:
+    # Not a demo org (production has none) and not a customer's: the org 0004_smoke_org.sql creates.
+    assert cli.build_parser().parse_args(["smoke", "--outputs", "-"]).org_id == SMOKE_ORG_ID
+    sql = (Path(__file__).resolve().parents[2] / "migrator" / "migrations" / "0004_smoke_org.sql").read_text()
+    assert f"VALUES ({SMOKE_ORG_ID}, 'lifeguard-smoke'," in sql

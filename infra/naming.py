@@ -1,0 +1,66 @@
+"""AWS names built from the project and stack names: one helper, each service's rules.
+
+Stack names may hold characters some services refuse (``prod.eu-1`` is a valid stack and an
+invalid ECS family), and ``<project>-<stack>`` alone is not unique in an account: two Pulumi
+organisations, or one stack name deployed to two regions, would share a CloudWatch dashboard
+(dashboards are global) or a metrics dimension. So every such name is the readable
+``<project>-<stack>-<part>...``, sanitised for the service, cut to fit its length limit, and
+ended by a short digest of what makes the stack unique: organisation, project, stack and region.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import pulumi
+
+# 8 hex digits: 2^32 values, so stacks in one account do not meet by chance.
+DIGEST_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class NameRule:
+    """What one AWS service accepts in a name."""
+
+    service: str
+    max_length: int
+    invalid: re.Pattern[str]
+    """Any character this matches is replaced with ``-``."""
+    single_hyphens: bool = False
+    """The service refuses ``--`` (runs of replaced characters are folded into one)."""
+    lowercase: bool = False
+
+
+# ECS: "Up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens".
+ECS_TASK_FAMILY = NameRule("ECS task-definition family", 255, re.compile(r"[^A-Za-z0-9_-]"))
+# CloudWatch: "can contain only alphanumerics, dash (-) and underscore (_)", at most 255.
+CLOUDWATCH_DASHBOARD = NameRule("CloudWatch dashboard", 255, re.compile(r"[^A-Za-z0-9_-]"))
+# A dimension value may be 1024 characters; the dashboard's SEARCH expressions quote it, so keep
+# to characters that need no quoting there.
+METRIC_DIMENSION = NameRule("CloudWatch dimension value", 255, re.compile(r"[^A-Za-z0-9_.-]"))
+# Secrets Manager names allow A-Z a-z 0-9 /_+=.@- up to 512; the stack part is a prefix that the
+# key name and the provider's 26-character random suffix follow, so it gets a fraction of that.
+# RDS: 1 to 63 letters, digits or hyphens, a letter first, no "--", no hyphen last; stored lower-case.
+RDS_INSTANCE = NameRule("RDS instance identifier", 63, re.compile(r"[^a-z0-9-]"), single_hyphens=True,
+                        lowercase=True)
+SECRET_NAME_PREFIX = NameRule("Secrets Manager name prefix", 128, re.compile(r"[^A-Za-z0-9_+=.@-]"))
+
+
+def stack_identity(region: str) -> str:
+    """What makes this stack's names unique in an account."""
+    organization = pulumi.get_organization() or "organization"
+    return f"{organization}/{pulumi.get_project()}/{pulumi.get_stack()}/{region}"
+
+
+def stack_name(rule: NameRule, *parts: str, region: str) -> str:
+    """``<project>-<stack>-<parts>-<digest>``, valid for ``rule`` and unique per stack and region."""
+    identity = stack_identity(region)
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:DIGEST_LENGTH]
+    readable = "-".join((pulumi.get_project(), pulumi.get_stack(), *parts))
+    readable = rule.invalid.sub("-", readable.lower() if rule.lowercase else readable)
+    if rule.single_hyphens:
+        readable = re.sub(r"-{2,}", "-", readable)
+    readable = readable[: rule.max_length - DIGEST_LENGTH - 1].rstrip("-")
+    return f"{readable}-{digest}"
