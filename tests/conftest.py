@@ -124,8 +124,10 @@ def pgbouncer_binary() -> Path:
     return find_pgbouncer()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def pgbouncer_version(pgbouncer_binary: Path) -> PgBouncerVersion:
+    # Per test, not per session: a session-wide value would outlive tests/pgbouncer's switch of
+    # binaries (installed_version caches the subprocess call per binary anyway).
     return installed_version(pgbouncer_binary)
 
 
