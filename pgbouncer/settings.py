@@ -397,7 +397,10 @@ def _rendered_keys() -> frozenset[str]:
 def _check_bounds(name: str, value: int, low: int, high: int, meaning: str) -> None:
     if low <= value <= high:
         return
-    allowed = f"at least {low}" if high == _UNBOUNDED else f"between {low} and {high}"
+    if high != _UNBOUNDED:
+        allowed = f"between {low} and {high}"
+    else:
+        allowed = f"at least {low}" if value < low else f"at most {high} (PgBouncer reads a 32-bit number)"
     raise SettingsError(f"{name} must be {allowed}, got {value}" + (f" ({meaning})" if meaning else ""))
 
 

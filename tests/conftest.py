@@ -157,8 +157,8 @@ def pgbouncer_binary() -> Path:
 
 @pytest.fixture
 def pgbouncer_version(pgbouncer_binary: Path) -> PgBouncerVersion:
-    # Function-scoped on purpose: a session-scoped one would be cached by whichever test asked first
-    # (the shipped binary) and then served to tests/pgbouncer's Debian-1.18 parametrization too.
+    # Per test, not per session: a session-wide value would outlive tests/pgbouncer's switch of
+    # binaries (installed_version caches the subprocess call per binary anyway).
     return installed_version(pgbouncer_binary)
 
 

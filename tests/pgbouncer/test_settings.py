@@ -229,6 +229,7 @@ def test_bad_settings_are_refused_with_a_message_naming_the_knob(overrides: dict
         ("tcp_keepintvl", -1, "tcp_keepintvl must be between 0 and 32767"),
         ("stats_period", 0, "stats_period must be at least 1"),
         ("max_prepared_statements", -1, "max_prepared_statements must be at least 0"),
+        ("server_lifetime", 2**31, "server_lifetime must be at most 2147483647"),
     ],
 )
 def test_numbers_outside_their_real_bounds_are_refused(field: str, value: int, message: str) -> None:
