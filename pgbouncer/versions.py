@@ -17,7 +17,7 @@ from functools import total_ordering
 # Debian bookworm ships 1.18.0: the tests run against it for real.
 DEBIAN_BOOKWORM = "1.18.0"
 # The release the image builds (1.25.2 and 1.26.0 fix pre-authentication DoS CVEs).
-PINNED = "1.26.0"
+PINNED = "1.24.1"
 
 # Equal to what Debian's 1.18.0 lists in SHOW CONFIG (tests/pgbouncer/test_real_pgbouncer.py).
 # Not service_name: it exists only in Windows builds, and Linux builds die on it.

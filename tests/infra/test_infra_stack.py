@@ -488,7 +488,7 @@ def test_functions_get_the_pooled_secret_arn_never_a_url(example_run: ProgramRun
     subnets = {s.id for s in example_run.of_type("aws:ec2/subnet:Subnet")}
     for function in functions.values():
         assert function.input("environment") == {"variables": {"DATABASE_URL_SECRET_ARN": pooled}}
-        assert function.input("runtime") == "python3.12"
+        assert function.input("runtime") == "python3.13"
         assert function.input("architectures") == ["arm64"]  # functionArchitecture in Pulumi.dev.yaml
         assert function.input("timeout") == 30
         assert "reservedConcurrentExecutions" not in function.inputs  # -1 in the example stack
