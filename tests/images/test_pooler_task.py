@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
 from lifeguard.local.docker_engine import DockerEngine
 from lifeguard.local.ecs_run import TaskRun
+from migrator.errors import ExitCode
 from pgbouncer.versions import PINNED
 from tests.images.conftest import RenderedStack
+from tests.infra.infra_harness import MOCK_PASSWORD
 from tests.observability.emf_check import parse_emf
 
 
@@ -79,3 +82,16 @@ def test_the_task_definition_settings_reach_pgbouncer(pooler_task: TaskRun, rend
     assert config["max_client_conn"] == str(settings["max_client_conn"])
     assert config["default_pool_size"] == str(settings["default_pool_size"])
     assert config["server_tls_sslmode"] == "verify-full"
+
+
+def test_the_migration_task_refuses_the_pooled_url(
+    pooler_task: TaskRun, rendered: RenderedStack, start_task: Callable[..., TaskRun]
+) -> None:
+    """The migration task given DATABASE_URL (through this running PgBouncer) instead of the direct URL."""
+    (container,) = rendered.task("migration")["containerDefinitions"]
+    (secret,) = container["secrets"]
+    secrets = {**rendered.secrets, secret["valueFrom"]: rendered.secret("DATABASE_URL")}
+    run = start_task("migration", secrets=secrets)
+    assert run.wait("migrator") == ExitCode.REFUSED, run.logs("migrator")
+    assert "pooler" in run.logs("migrator").lower()
+    assert MOCK_PASSWORD not in run.logs("migrator")
