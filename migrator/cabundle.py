@@ -22,7 +22,6 @@ RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bund
 RDS_CA_BUNDLE_PATH = Path("/etc/ssl/certs/rds-global-bundle.pem")
 MAX_BYTES = 4 * 1024 * 1024
 BEGIN = "-----BEGIN CERTIFICATE-----"
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 class BundleError(Exception):
@@ -49,13 +48,9 @@ def check_bundle(pem: bytes) -> int:
 
 
 def fetch(url: str, dest: Path, timeout: float = 60) -> int:
-    """Download ``url`` (https, or file or loopback http for an offline copy), check it, write it to ``dest`` (0644)."""
-    parts = urlsplit(url)
-    # Plain http only from this machine's loopback (an offline copy served to a build, as in the
-    # tests), which no network between here and the server can tamper with.
-    loopback_http = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
-    if parts.scheme not in ("https", "file") and not loopback_http:
-        raise BundleError("the bundle URL must be https:// (or file:// or http://127.0.0.1 for a local copy)")
+    """Download ``url`` (https, or file for an offline copy), check it, write it to ``dest`` (0644)."""
+    if urlsplit(url).scheme not in ("https", "file"):
+        raise BundleError("the bundle URL must be https:// (or file:// for a local copy)")
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (scheme checked above)
         data = response.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:

@@ -45,7 +45,7 @@ def no_progress(_: str) -> None:
     pass
 
 
-class EngineError(RuntimeError):
+class EngineError(LocalSetupError):
     """The engine cannot start, build or run something; the message says what to change."""
 
 

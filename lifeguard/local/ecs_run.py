@@ -257,11 +257,16 @@ class TaskRun:
         for plan in self.plans:
             for dependency, condition in plan.depends_on:
                 self._wait_for(self.plan(dependency).docker_name, condition, wait_s)
+            if self.essential_exited():
+                # ECS stops the task when an essential container exits; the rest never start.
+                return
             # The values of --env NAME come from the client's environment: never on a command line.
             result = subprocess.run([self.engine.client, "run", "--detach", *plan.run_args],
                                     env={**self.engine.env, **plan.env}, capture_output=True, text=True,
                                     check=False, timeout=120)
             self.started.append(plan.docker_name)
+            if result.returncode != 0 and self.essential_exited():
+                return  # the essential container exited meanwhile: the task is stopping
             if result.returncode != 0:
                 raise EngineError(f"docker run {plan.name} failed: {result.stderr.strip()[-2000:]}")
 
@@ -280,6 +285,10 @@ class TaskRun:
             if time.monotonic() > deadline:
                 raise EngineError(f"{docker_name} did not reach {condition} within {wait_s:.0f} s: {state}")
             time.sleep(0.2)
+
+    def essential_exited(self) -> bool:
+        return any(plan.essential and plan.docker_name in self.started
+                   and self.state(plan.name).get("Status") == "exited" for plan in self.plans)
 
     def state(self, name: str) -> dict[str, Any]:
         docker_name = self.plan(name).docker_name if any(p.name == name for p in self.plans) else name

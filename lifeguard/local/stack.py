@@ -321,10 +321,12 @@ class LocalStack:
         migrate: bool = True,
         progress: Progress = _quiet,
         migrate_command: Sequence[str] | None = None,
+        images: bool = False,
     ) -> StackConfig:
         """Start whatever is not running; a second ``up`` changes nothing.
 
         Options apply when the stack is first created; afterwards they must match what is stored.
+        ``images``: run PgBouncer and the migration job from the built images (lifeguard.local.containers).
         """
         find_postgres_bin()
         find_pgbouncer()
@@ -348,9 +350,17 @@ class LocalStack:
         if not self.stats_password_file.exists():
             _write_private(self.stats_password_file, secrets.token_urlsafe(24) + "\n")
         self._start_postgres(config, progress)
-        self._start_poolers(config, progress)
+        if images:
+            from lifeguard.local import containers
+
+            containers.start_stack_pooler(self, config, progress)
+        else:
+            self._start_poolers(config, progress)
         if migrate:
-            run = self.migrate(config, command=migrate_command)
+            if images:
+                run = containers.migrate_stack(self, config, MIGRATE_TIMEOUT_S)
+            else:
+                run = self.migrate(config, command=migrate_command)
             for line in run.output.splitlines():
                 progress(f"  migrator: {line}")
             if run.returncode != 0:
@@ -464,6 +474,9 @@ class LocalStack:
     def down(self, *, purge: bool = False, progress: Progress = _quiet) -> None:
         """Stop PgBouncer (SIGINT: in-flight transactions finish), then Postgres; ``purge`` deletes the state."""
         config = self.load_config()
+        from lifeguard.local.containers import stop_stack_containers
+
+        stop_stack_containers(self.state_dir, progress)
         if config is not None:
             for root in self._running_poolers(config):
                 progress(f"stopping PgBouncer ({root.name})")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from lifeguard.local.containers import serve_on_loopback
 from migrator import cabundle
 from pgbouncer.tls import write_self_signed
 from tests.migrator.conftest import REPO_ROOT
@@ -77,19 +76,6 @@ def test_fetch_refuses_what_is_not_a_bundle(tmp_path: Path, content: bytes, mess
 def test_fetch_requires_https() -> None:
     with pytest.raises(cabundle.BundleError, match="must be https://"):
         cabundle.fetch("http://truststore.example/global-bundle.pem", Path("/nonexistent/x.pem"))
-    # Plain http names no loopback address by a trick: a host that merely starts like one is refused.
-    with pytest.raises(cabundle.BundleError, match="must be https://"):
-        cabundle.fetch("http://127.0.0.1.example/global-bundle.pem", Path("/nonexistent/x.pem"))
-
-
-def test_fetch_takes_plain_http_from_loopback_only(tmp_path: Path) -> None:
-    """How an offline build gets a local bundle (the image tests serve one on 127.0.0.1)."""
-    bundle = tmp_path / "bundle.pem"
-    bundle.write_bytes(self_signed(tmp_path, "a"))
-    with serve_on_loopback(bundle, tmp_path / "port") as url:
-        assert url.startswith("http://127.0.0.1:")
-        assert cabundle.fetch(url, tmp_path / "out.pem") == 1
-    assert (tmp_path / "out.pem").read_bytes() == bundle.read_bytes()
 
 
 def test_cabundle_runs_as_a_standalone_script(tmp_path: Path) -> None:
