@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lifeguard.local.docker_engine import DockerEngine, Progress, no_progress
+from lifeguard.local.docker_engine import DockerEngine, Progress, install_missing_packages, no_progress
 from lifeguard.local.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
 from lifeguard.local.postgres import make_dsn
 from lifeguard.local.stack import STATS_USER, LocalStack, MigrationRun, StackConfig, StackError, redact
-from lifeguard.local.system import port_in_use
+from lifeguard.local.system import LocalSetupError, port_in_use, running_as_root
 from migrator.cabundle import RDS_CA_BUNDLE_PATH
 
 POOLER_REPOSITORY = "lifeguard-pgbouncer"
@@ -186,6 +186,14 @@ class LocalImages:
             self.engine.docker("stop", container, check=False)
             self.engine.docker("rm", "--force", "--volumes", container, check=False)
         self.engine.stop()
+
+
+def check_prerequisites(progress: Progress = no_progress) -> None:
+    """Before anything starts: root (the engine needs it), and docker.io and debootstrap installed."""
+    if not running_as_root():
+        raise LocalSetupError("`lifeguard local up --images` starts a Docker engine, which needs root: "
+                              "run it as root (sudo), or without --images")
+    install_missing_packages(progress)
 
 
 def start_stack_pooler(stack: LocalStack, config: StackConfig, progress: Progress) -> None:

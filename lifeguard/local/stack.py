@@ -330,6 +330,10 @@ class LocalStack:
         """
         find_postgres_bin()
         find_pgbouncer()
+        if images:
+            from lifeguard.local import containers
+
+            containers.check_prerequisites()
         config = self.load_config()
         if config is None:
             config = StackConfig.create(options)
@@ -351,8 +355,6 @@ class LocalStack:
             _write_private(self.stats_password_file, secrets.token_urlsafe(24) + "\n")
         self._start_postgres(config, progress)
         if images:
-            from lifeguard.local import containers
-
             containers.start_stack_pooler(self, config, progress)
         else:
             self._start_poolers(config, progress)
