@@ -194,6 +194,10 @@ class DockerEngine:
             self._process = None
         else:
             self._stop_leftover()
+        # dockerd leaves its network namespace bind-mounted; unmounted, the directory can be deleted.
+        for namespace in (self.root / "exec" / "netns").glob("*"):
+            if os.path.ismount(namespace):
+                subprocess.run(["umount", str(namespace)], capture_output=True, check=False, timeout=30)
 
     # -- client commands ----------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import psycopg
@@ -35,4 +36,6 @@ def test_local_up_with_images_serves_the_pooled_url_from_the_pooler_image(
         stack.down(progress=messages.append)
         # `down` stops the engine as a user expects; the rest of the tier needs it back.
         assert not engine.running()
+        # Nothing left mounted: `down --purge` can delete the state directory.
+        assert not [ns for ns in (engine.root / "exec" / "netns").glob("*") if os.path.ismount(ns)]
         engine.start()
