@@ -3,7 +3,7 @@
 Same sources and pins give byte-identical zips (fixed timestamps, sorted entries, fixed
 permissions, fixed compression), so the code hash Pulumi and Lambda see only changes when the
 code does, and an unchanged function is not redeployed. The wheels come from PyPI for the
-Lambda platform (manylinux, CPython 3.12), not from the machine running ``pulumi up``.
+Lambda platform (manylinux, CPython 3.13), not from the machine running ``pulumi up``.
 
 The bytes depend on the zlib that compresses them: machines with a different zlib (zlib-ng, say)
 produce a different but equally stable zip, which redeploys the functions once.
@@ -27,17 +27,18 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from infra.build_context import shared_packages
 from infra.config import Architecture
 
-PYTHON_VERSION = "3.12"
+PYTHON_VERSION = "3.13"
 RUNTIME = f"python{PYTHON_VERSION}"
 # Written by scripts/relock (`uv export` of uv.lock's `lambda` group): exact versions, every file's
 # sha256, and the markers of the lock's universal resolution, evaluated here for the Lambda runtime.
 REQUIREMENTS_FILE = Path(__file__).with_name("lambda-requirements.txt")
-SHARED_PACKAGES = (Path(__file__).resolve().parents[1] / "redaction",)
+SHARED_PACKAGES = shared_packages()
 """The repository's own packages the functions import besides ``lambdas/`` (the kit's one redactor)."""
 # manylinux2014 covers most wheels; some aarch64 ones are only published as manylinux_2_28, which
-# the Python 3.12 runtime (Amazon Linux 2023, glibc 2.34) also runs.
+# the Python 3.13 runtime (Amazon Linux 2023, glibc 2.34) also runs.
 PLATFORMS: dict[Architecture, tuple[str, ...]] = {
     "x86_64": ("manylinux2014_x86_64", "manylinux_2_28_x86_64"),
     "arm64": ("manylinux2014_aarch64", "manylinux_2_28_aarch64"),

@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import lambda_package, policies
+from infra import build_context, lambda_package, policies
 from infra.components.app_role import AppRoleCredentials, AppRoleCredentialsArgs
 from infra.components.database import Database, DatabaseArgs
 from infra.components.functions import Functions, FunctionsArgs
@@ -53,7 +53,7 @@ class ProgramPaths:
     @property
     def shared_packages(self) -> tuple[Path, ...]:
         """Packages of the repository every deployable ships beside its own (the one redactor)."""
-        return (self.repo_root / "redaction",)
+        return build_context.shared_packages(self.repo_root)
 
 
 def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:

@@ -14,11 +14,8 @@ the same ``build`` inputs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,42 +23,15 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
+from infra.build_context import build_context, context_files, files_digest
 from infra.config import Architecture
 
 DOCKER_PLATFORMS: dict[Architecture, str] = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
 ECS_CPU_ARCHITECTURES: dict[Architecture, str] = {"x86_64": "X86_64", "arm64": "ARM64"}
-STAGE_ROOT = Path(__file__).resolve().parents[2] / "build" / "image-contexts"
-SHARED_DIR = "shared"
-"""Where :func:`build_context` puts shared packages; the Dockerfile copies them to ``/app``."""
-_IGNORED_PARTS = frozenset({"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
 
 
 class ImageContextError(RuntimeError):
     """The build context cannot be used; the message says what is missing."""
-
-
-def _context_files(context_dir: Path) -> list[tuple[Path, str]]:
-    """The files Docker would get from ``context_dir`` (caches left out), with their relative paths."""
-    files = []
-    for path in sorted(context_dir.rglob("*")):
-        relative = path.relative_to(context_dir)
-        if not path.is_file() or _IGNORED_PARTS.intersection(relative.parts) or path.suffix == ".pyc":
-            continue
-        files.append((path, relative.as_posix()))
-    return files
-
-
-def _files_digest(entries: Sequence[tuple[Path, str]], seed: bytes = b"") -> str:
-    """sha256 over each file's relative path, executable bit and bytes: the same in every checkout.
-
-    Only the executable bit counts, not the whole mode, so another umask gives the same digest.
-    """
-    digest = hashlib.sha256(seed)
-    for path, relative in entries:
-        executable = path.stat().st_mode & 0o111 != 0
-        digest.update(f"\0{relative}\0{int(executable)}\0".encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def context_tag(context_dir: Path, architecture: Architecture) -> str:
@@ -69,38 +39,12 @@ def context_tag(context_dir: Path, architecture: Architecture) -> str:
     if not (context_dir / "Dockerfile").is_file():
         raise ImageContextError(f"{context_dir}/Dockerfile does not exist; the image cannot be built")
     # The whole digest: a truncated one could, in principle, name two different builds.
-    return f"{architecture}-{_files_digest(_context_files(context_dir), DOCKER_PLATFORMS[architecture].encode())}"
+    return f"{architecture}-{files_digest(context_files(context_dir), DOCKER_PLATFORMS[architecture].encode())}"
 
 
 def build_path(path: Path, working_dir: Path | None = None) -> str:
     """``path`` relative to the program's working directory, in POSIX form: the same in every checkout."""
     return Path(os.path.relpath(path.resolve(), (working_dir or Path.cwd()).resolve())).as_posix()
-
-
-def build_context(context_dir: Path, shared_packages: Sequence[Path], stage_root: Path | None = None) -> Path:
-    """The folder Docker builds from: ``context_dir``, plus ``shared/<package>/`` for each shared package.
-
-    A package of the repository that several images (and the function zip) import is kept once in
-    the repository and added to a staged copy of the context here, rather than copied into each
-    image's folder. Without shared packages the folder itself is the context.
-    """
-    if not shared_packages:
-        return context_dir
-    entries = _context_files(context_dir)
-    for package in shared_packages:
-        entries += [(path, f"{SHARED_DIR}/{package.name}/{relative}") for path, relative in _context_files(package)]
-    # Under the repository's build/ (git ignores it) and named by content, so the relative build path
-    # pulumi-docker sees is the same in every checkout holding the same files.
-    root = stage_root or STAGE_ROOT
-    stage = root / f"{context_dir.name}-{_files_digest(entries)[:20]}"
-    if not stage.is_dir():
-        partial = stage.with_name(f"{stage.name}.partial-{os.getpid()}")
-        shutil.rmtree(partial, ignore_errors=True)
-        for path, relative in entries:
-            (partial / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, partial / relative)
-        os.replace(partial, stage)
-    return stage
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,11 @@ def configure(local: argparse.ArgumentParser) -> None:
     add_state_dir_argument(up)
     add_stack_options(up)
     up.add_argument("--no-migrate", action="store_true", help="do not run the migration job")
+    up.add_argument(
+        "--images", action="store_true",
+        help="run PgBouncer and the migration job from the pooler and migrator images, built from their "
+        "Dockerfiles on a private Docker engine in the state directory (needs root)",
+    )
     up.set_defaults(func=run_up)
 
     down = commands.add_parser("down", help="stop PgBouncer and Postgres (nothing keeps running)")
@@ -138,7 +143,7 @@ def _fail(message: str) -> int:
 def run_up(args: argparse.Namespace) -> int:
     stack = LocalStack(resolve_state_dir(args.state_dir))
     try:
-        config = stack.up(stack_options(args), migrate=not args.no_migrate, progress=_say)
+        config = stack.up(stack_options(args), migrate=not args.no_migrate, progress=_say, images=args.images)
     except STACK_ERRORS as exc:
         return _fail(str(exc))
     _say(

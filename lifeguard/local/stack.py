@@ -373,12 +373,18 @@ class LocalStack:
         migrate: bool = True,
         progress: Progress = _quiet,
         migrate_command: Sequence[str] | None = None,
+        images: bool = False,
     ) -> StackConfig:
         """Start whatever is not running; a second ``up`` changes nothing.
 
         Options apply when the stack is first created; afterwards they must match what is stored.
+        ``images``: run PgBouncer and the migration job from the built images (lifeguard.local.containers).
         """
         find_postgres_bin()
+        if images:
+            from lifeguard.local import containers
+
+            containers.check_prerequisites()
         if self.load_config() is None:
             # Checked before the state directory is made: bad options leave nothing behind.
             self._check_socket_paths(StackConfig.create(options))
@@ -392,9 +398,9 @@ class LocalStack:
                 self.config_file.write_text(config.to_json())
             for secret_file in (self.password_file, self.owner_password_file, self.stats_password_file):
                 ensure_secret(secret_file)
-            self._start_all(config, progress)
+            self._start_all(config, progress, images=images)
             if migrate:
-                self._migrate_on_up(config, progress, migrate_command)
+                self._migrate_on_up(config, progress, migrate_command, images=images)
         return config
 
     def _config_for(self, options: StackOptions) -> StackConfig:
@@ -441,12 +447,20 @@ class LocalStack:
         finally:
             os.close(fd)  # releases the lock
 
-    def _start_all(self, config: StackConfig, progress: Progress) -> None:
-        """Start Postgres and PgBouncer; if that fails, stop again whatever this call started."""
+    def _start_all(self, config: StackConfig, progress: Progress, *, images: bool = False) -> None:
+        """Start Postgres and PgBouncer; if that fails, stop again whatever this call started.
+
+        ``images``: PgBouncer runs from the built pooler image (lifeguard.local.containers).
+        """
         started: list[Callable[[], None]] = []
         try:
             self._start_postgres(config, progress, started)
-            self._start_poolers(config, progress, started)
+            if images:
+                from lifeguard.local import containers
+
+                containers.start_stack_pooler(self, config, progress)
+            else:
+                self._start_poolers(config, progress, started)
         except BaseException:
             if started:
                 progress("stopping what this `up` started")
@@ -455,8 +469,14 @@ class LocalStack:
                     undo()
             raise
 
-    def _migrate_on_up(self, config: StackConfig, progress: Progress, migrate_command: Sequence[str] | None) -> None:
-        run = self.migrate(config, command=migrate_command)
+    def _migrate_on_up(self, config: StackConfig, progress: Progress, migrate_command: Sequence[str] | None,
+                       *, images: bool = False) -> None:
+        if images:
+            from lifeguard.local import containers
+
+            run = containers.migrate_stack(self, config, MIGRATE_TIMEOUT_S)
+        else:
+            run = self.migrate(config, command=migrate_command)
         for line in run.output.splitlines():
             progress(f"  migrator: {line}")
         if run.returncode != 0:
@@ -591,6 +611,9 @@ class LocalStack:
 
     def _down(self, *, purge: bool, progress: Progress) -> None:
         config = self.load_config()
+        from lifeguard.local.containers import stop_stack_containers
+
+        stop_stack_containers(self.state_dir, progress)
         if config is not None:
             for root in self._running_poolers(config):
                 progress(f"stopping PgBouncer ({root.name})")

@@ -118,7 +118,7 @@ def test_wheels_are_linux_builds_for_the_architecture(architecture: str, build_d
         [wheel_file] = [n for n in names if n.startswith("psycopg_binary-") and n.endswith(".dist-info/WHEEL")]
         tags = [line.split(": ", 1)[1] for line in archive.read(wheel_file).decode().splitlines()
                 if line.startswith("Tag: ")]
-        assert tags and all(t.startswith("cp312-cp312-manylinux") and t.endswith(WHEEL_ARCH[architecture])
+        assert tags and all(t.startswith("cp313-cp313-manylinux") and t.endswith(WHEEL_ARCH[architecture])
                             for t in tags), tags
     assert package.path.name == f"lambdas-{architecture}.zip"
 

@@ -505,7 +505,7 @@ def test_functions_get_the_pooled_secret_arn_never_a_url(example_run: ProgramRun
         assert function.input("environment") == {
             "variables": {"DATABASE_URL_SECRET_ARN": pooled, "LIFEGUARD_POOLER_PREPARED_STATEMENTS": "1"}
         }
-        assert function.input("runtime") == "python3.12"
+        assert function.input("runtime") == "python3.13"
         assert function.input("architectures") == ["arm64"]  # functionArchitecture in Pulumi.dev.yaml
         assert function.input("timeout") == 30
         assert "reservedConcurrentExecutions" not in function.inputs  # -1 in the example stack

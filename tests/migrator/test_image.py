@@ -1,10 +1,11 @@
-"""The migration image, checked without Docker: Dockerfile, pins, imports, the CA bundle fetcher."""
+"""The migration image's parts that run without Docker: imports, .dockerignore, the CA bundle fetcher.
+
+The image itself is built and run in tests/images (test_images.py, test_migration_task.py).
+"""
 
 from __future__ import annotations
 
 import ast
-import json
-import re
 import stat
 import subprocess
 import sys
@@ -17,49 +18,6 @@ from pgbouncer.tls import write_self_signed
 from tests.migrator.conftest import REPO_ROOT
 
 FOLDER = REPO_ROOT / "migrator"
-DOCKERFILE = (FOLDER / "Dockerfile").read_text()
-
-
-def instructions(keyword: str) -> list[str]:
-    """Arguments of every ``keyword`` instruction, continuation lines joined."""
-    joined = re.sub(r"\\\n\s*", " ", DOCKERFILE)
-    return [line.split(None, 1)[1] for line in joined.splitlines() if line.startswith(f"{keyword} ")]
-
-
-def test_dockerfile_shape() -> None:
-    assert instructions("FROM") == ["python:3.12-slim-bookworm"]
-    assert [json.loads(cmd) for cmd in instructions("CMD")] == [["python", "-m", "migrator"]]
-    (user,) = instructions("USER")
-    assert not user.startswith(("0", "root")) and user.split(":")[0].isdigit()
-    assert instructions("WORKDIR") == ["/app"]  # python -m finds /app/migrator from here
-    assert "COPY --chown=root:root . /app/migrator/" in DOCKERFILE
-    assert "COPY --chown=root:root shared/ /app/" in DOCKERFILE  # the one redactor, beside the package
-    (install,) = [run for run in instructions("RUN") if "pip install" in run]
-    assert "--require-hashes" in install and "-r /tmp/requirements.txt" in install
-
-
-def test_dockerfile_fetches_the_rds_bundle_where_the_direct_url_points() -> None:
-    assert f"ARG RDS_CA_BUNDLE_URL={cabundle.RDS_CA_BUNDLE_URL}" in DOCKERFILE
-    (fetch,) = [run for run in instructions("RUN") if "cabundle.py" in run]
-    assert f'python /tmp/cabundle.py "${{RDS_CA_BUNDLE_URL}}" {cabundle.RDS_CA_BUNDLE_PATH}' in fetch
-    assert str(cabundle.RDS_CA_BUNDLE_PATH) == "/etc/ssl/certs/rds-global-bundle.pem"
-
-
-def test_requirements_are_pinned_with_hashes() -> None:
-    # Pins only, not compared with whatever happens to be installed (that turned CI red on every
-    # boto3 release); the kit's own environment is pinned by uv.lock.
-    text = re.sub(r"\\\n\s*", " ", (FOLDER / "requirements.txt").read_text())
-    pins: dict[str, tuple[str, int]] = {}
-    for line in text.splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        requirement, *hashes = line.split(" --hash=sha256:")
-        name, pinned = requirement.strip().split("==")
-        assert hashes and all(re.fullmatch(r"[0-9a-f]{64}", h.strip()) for h in hashes), name
-        pins[name] = (pinned, len(hashes))
-    assert {"psycopg", "psycopg-binary", "boto3", "botocore"} <= set(pins)
-    assert pins["psycopg-binary"][0] == pins["psycopg"][0]
-    assert pins["psycopg-binary"][1] == 2  # x86_64 and aarch64 wheels
 
 
 def test_dockerignore_keeps_caches_out() -> None:

@@ -1,0 +1,32 @@
+"""Build-time check of the pooler image: the installed PgBouncer is the release the renderer targets.
+
+The Dockerfile runs ``python3 -m pgbouncer.image_check`` after Debian's package is installed, so an
+image whose PgBouncer would reject (or silently ignore) keys of the rendered ini is never built.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from pgbouncer.versions import PINNED, PgBouncerVersion
+
+
+def installed_release(binary: str = "pgbouncer") -> str:
+    """The first line of ``pgbouncer --version``, e.g. ``PgBouncer 1.24.1``."""
+    result = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True, timeout=30)
+    return result.stdout.splitlines()[0].strip()
+
+
+def main(binary: str = "pgbouncer") -> int:
+    line = installed_release(binary)
+    if PgBouncerVersion.parse(line) != PgBouncerVersion.parse(PINNED):
+        print(f"image_check: this image has {line!r}, but the renderer targets PgBouncer {PINNED} "
+              "(pgbouncer.versions.PINNED): install that release or change PINNED", file=sys.stderr)
+        return 1
+    print(f"image_check: {line}, as pgbouncer.versions.PINNED says")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

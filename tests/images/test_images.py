@@ -1,0 +1,130 @@
+"""Both images, built from their Dockerfiles: what is in them and how they are configured to run."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lifeguard.local.containers import BuiltImages, serve_on_loopback
+from lifeguard.local.docker_engine import DockerEngine, EngineError
+from pgbouncer.settings import IMAGE_SOCKET_DIR, PoolerSettings, Upstream
+from pgbouncer.versions import PINNED
+from tests.infra.infra_harness import REPO_ROOT
+
+DEFAULTS = PoolerSettings(upstream=Upstream(host="db.example.com", dbname="app"), default_pool_size=1)
+
+
+def third_party_imports(package: Path) -> set[str]:
+    imported: set[str] = set()
+    for source in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    return imported - set(sys.stdlib_module_names) - {"__future__", package.name, "mypy_boto3_secretsmanager"}
+
+
+def inspect_config(engine: DockerEngine, image: str) -> dict[str, Any]:
+    return dict(json.loads(engine.docker("image", "inspect", "--format", "{{json .Config}}", image).stdout))
+
+
+# Runs in the image as its user: what PgBouncer and the entrypoint rely on.
+PROBE = """
+import importlib, json, os, shutil, stat, subprocess, sys
+paths = sys.argv[2:]
+report = {"uid": os.getuid(), "gid": os.getgid(), "imports": {}, "dirs": {}, "compilers": [],
+          "writable": [p for p in paths if os.access(p, os.W_OK)]}
+for name in sys.argv[1].split(","):
+    try:
+        importlib.import_module(name)
+        report["imports"][name] = "ok"
+    except Exception as exc:
+        report["imports"][name] = repr(exc)
+for path in ("/run/pgbouncer", "/run/pgbouncer-socket"):
+    if os.path.exists(path):
+        st = os.stat(path)
+        report["dirs"][path] = [st.st_uid, st.st_gid, oct(stat.S_IMODE(st.st_mode))]
+report["compilers"] = [c for c in ("gcc", "cc", "make") if shutil.which(c)]
+if shutil.which("pgbouncer"):
+    report["pgbouncer"] = subprocess.run(["pgbouncer", "--version"], capture_output=True, text=True).stdout
+print(json.dumps(report))
+"""
+
+
+def probe(engine: DockerEngine, image: str, modules: set[str], paths: list[str]) -> dict[str, Any]:
+    result = engine.docker("run", "--rm", "--network", "none", "--entrypoint", "python3", image,
+                           "-c", PROBE, ",".join(sorted(modules)), *paths)
+    return dict(json.loads(result.stdout))
+
+
+def test_pooler_image_runs_pgbouncer_as_its_fixed_user(engine: DockerEngine, images: BuiltImages) -> None:
+    config = inspect_config(engine, images.pooler)
+    assert config["User"] == "10001:10001"
+    # Exec form: a shell form would make /bin/sh PID 1, and sh does not pass SIGINT on.
+    assert config["Entrypoint"] == ["python3", "-m", "pgbouncer.entrypoint"] and not config.get("Cmd")
+    assert config["StopSignal"] == "SIGINT"
+    assert config["Volumes"] == {IMAGE_SOCKET_DIR: {}}
+    assert config["ExposedPorts"] == {f"{DEFAULTS.listen_port}/tcp": {}}
+    assert config["WorkingDir"] == "/app" and "PYTHONPATH=/app" in config["Env"]
+
+
+def test_pooler_image_holds_the_pinned_pgbouncer_and_every_import(engine: DockerEngine, images: BuiltImages) -> None:
+    package = REPO_ROOT / "pgbouncer"
+    modules = third_party_imports(package) | {"pgbouncer.entrypoint", "pgbouncer.metrics.publisher"}
+    report = probe(engine, images.pooler, modules, ["/app/pgbouncer", "/app/pgbouncer/entrypoint.py",
+                                                    DEFAULTS.server_tls_ca_file])
+    assert str(report["pgbouncer"]).splitlines()[0] == f"PgBouncer {PINNED}"
+    assert set(report["imports"].values()) == {"ok"}, report["imports"]
+    assert report["uid"] == 10001 and report["gid"] == 10001
+    # The run dir holds the auth file and TLS key (0700); the socket dir is shared with the sidecar (0750).
+    assert report["dirs"] == {"/run/pgbouncer": [10001, 10001, "0o700"],
+                              IMAGE_SOCKET_DIR: [10001, 10001, "0o750"]}
+    assert report["writable"] == [] and report["compilers"] == []
+
+
+def test_migrator_image_runs_the_package_as_its_fixed_user(engine: DockerEngine, images: BuiltImages) -> None:
+    config = inspect_config(engine, images.migrator)
+    assert config["User"] == "10001:10001"
+    assert config["Cmd"] == ["python3", "-m", "migrator"] and config["WorkingDir"] == "/app"
+    modules = third_party_imports(REPO_ROOT / "migrator") | {"migrator.cli", "migrator.source"}
+    assert {"psycopg", "boto3"} <= modules
+    report = probe(engine, images.migrator, modules, ["/app/migrator", "/app/migrator/cli.py",
+                                                      "/etc/ssl/certs/rds-global-bundle.pem"])
+    assert set(report["imports"].values()) == {"ok"}, report["imports"]
+    assert report["uid"] == 10001 and report["writable"] == [] and report["compilers"] == []
+
+
+def test_pooler_build_fails_unless_pgbouncer_is_the_pinned_release(
+    engine: DockerEngine, images: BuiltImages, rds_cert: tuple[Path, Path], tmp_path: Path
+) -> None:
+    context = tmp_path / "pgbouncer"
+    shutil.copytree(REPO_ROOT / "pgbouncer", context, ignore=shutil.ignore_patterns("__pycache__"))
+    versions = context / "versions.py"
+    versions.write_text(versions.read_text().replace(f'PINNED = "{PINNED}"', 'PINNED = "1.18.0"'))
+    with serve_on_loopback(rds_cert[0], engine.root / "ca-bundle.port") as url, pytest.raises(EngineError) as failed:
+        engine.build(context, "lifeguard-pgbouncer:wrong-pin", {"RDS_CA_BUNDLE_URL": url})
+    assert f"this image has 'PgBouncer {PINNED}', but the renderer targets PgBouncer 1.18.0" in str(failed.value)
+
+
+@pytest.mark.parametrize(("folder", "message"), [("pgbouncer", "BEGIN CERTIFICATE"), ("migrator", "no certificate")])
+def test_builds_refuse_a_ca_bundle_that_is_not_one(
+    engine: DockerEngine, images: BuiltImages, tmp_path: Path, folder: str, message: str
+) -> None:
+    page = tmp_path / "bundle.pem"
+    page.write_text("<html><body>Access denied</body></html>\n")
+    with serve_on_loopback(page, tmp_path / "port") as url, pytest.raises(EngineError) as failed:
+        engine.build(REPO_ROOT / folder, f"lifeguard-{folder}:bad-bundle", {"RDS_CA_BUNDLE_URL": url})
+    assert message in str(failed.value) or "returned a non-zero code" in str(failed.value)
+
+
+@pytest.mark.parametrize("folder", ["pgbouncer", "migrator"])
+def test_dockerfile_needs_no_frontend_image(folder: str) -> None:
+    # `# syntax=` makes every build pull a frontend image from Docker Hub.
+    assert "syntax=" not in (REPO_ROOT / folder / "Dockerfile").read_text()

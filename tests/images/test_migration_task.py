@@ -1,0 +1,66 @@
+"""The migration task, run from the task definition the program renders, against the RDS stand-in."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+import pytest
+
+from lifeguard.local.docker_engine import DockerEngine
+from lifeguard.local.ecs_run import TaskRun
+from lifeguard.local.postgres import PostgresCluster
+from migrator.errors import ExitCode
+from tests.images.conftest import RenderedStack
+from tests.infra.infra_harness import MOCK_PASSWORD
+
+
+def direct_arn(rendered: RenderedStack) -> str:
+    (container,) = rendered.task("migration")["containerDefinitions"]
+    (secret,) = container["secrets"]
+    assert secret["name"] == "DATABASE_URL_UNPOOLED"
+    return str(secret["valueFrom"])
+
+
+def test_applies_the_migrations_over_the_direct_url_as_the_image_user(
+    migrated: TaskRun, rds: PostgresCluster, rendered: RenderedStack, engine: DockerEngine
+) -> None:
+    migrator = migrated.plan("migrator").docker_name
+    assert engine.docker("inspect", "--format", "{{.Config.User}}", migrator).stdout.strip() == "10001:10001"
+    with psycopg.connect(host="127.0.0.1", port=rds.port, user=rendered.db_user, password=MOCK_PASSWORD,
+                         dbname=rendered.db_name, sslmode="require") as conn:
+        names = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert {"orgs", "invoices", "charges"} <= names
+        assert conn.execute("SELECT count(*) FROM orgs WHERE name = 'acme'").fetchone() == (1,)
+    # The CA bundle the direct URL names (sslrootcert) is in the image, and is what verified "RDS".
+    query = parse_qs(urlsplit(rendered.secret("DATABASE_URL_UNPOOLED")).query)
+    assert query["sslmode"] == ["verify-full"]
+    copied = subprocess.run([engine.client, "cp", f"{migrator}:{query['sslrootcert'][0]}", "-"], env=engine.env,
+                            capture_output=True, check=True, timeout=60).stdout
+    assert (rds.tls.cert_file.read_bytes()).strip() in copied
+
+
+def test_a_second_run_applies_nothing_and_succeeds(migrated: TaskRun, start_task: Callable[..., TaskRun]) -> None:
+    run = start_task("migration")
+    assert run.wait("migrator") == ExitCode.OK, run.logs("migrator")
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "message"),
+    [
+        ("not a database url", ExitCode.CONFIG, "DATABASE_URL_UNPOOLED"),
+        # The RDS name, on a port where nothing listens: the database is unreachable.
+        ("postgresql://u:p@{rds}:1/app?sslmode=verify-full&sslrootcert=/etc/ssl/certs/rds-global-bundle.pem",
+         ExitCode.UNAVAILABLE, ""),
+    ],
+)
+def test_documented_exit_codes(
+    migrated: TaskRun, rendered: RenderedStack, start_task: Callable[..., TaskRun], url: str, code: ExitCode,
+    message: str,
+) -> None:
+    secrets = {**rendered.secrets, direct_arn(rendered): url.format(rds=rendered.rds_address)}
+    run = start_task("migration", secrets=secrets)
+    assert run.wait("migrator") == code, run.logs("migrator")
+    assert message in run.logs("migrator")

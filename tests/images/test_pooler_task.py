@@ -1,0 +1,97 @@
+"""The pooler task, run from the task definition the program renders: PgBouncer and its sidecar."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from lifeguard.local.docker_engine import DockerEngine
+from lifeguard.local.ecs_run import TaskRun
+from migrator.errors import ExitCode
+from pgbouncer.versions import PINNED
+from tests.images.conftest import RenderedStack
+from tests.infra.infra_harness import MOCK_PASSWORD
+from tests.observability.emf_check import parse_emf
+
+
+def pooled(rendered: RenderedStack, **params: Any) -> psycopg.Connection[tuple[Any, ...]]:
+    """A client with the functions' DATABASE_URL (the NLB's name), dialling the task on loopback."""
+    return psycopg.connect(rendered.secret("DATABASE_URL"), hostaddr="127.0.0.1", connect_timeout=10, **params)
+
+
+def test_clients_log_in_over_tls_through_the_task(pooler_task: TaskRun, rendered: RenderedStack) -> None:
+    with pooled(rendered) as conn:
+        assert conn.info.pgconn.ssl_in_use
+        assert conn.execute("SELECT current_user, current_database()").fetchone() == (
+            rendered.db_user, rendered.db_name)
+        # PgBouncer reached Postgres over verify-full TLS, under the RDS endpoint's name.
+        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+    # TLS is required: the pooler refuses a plain-text login.
+    try:
+        pooled(rendered, sslmode="disable").close()
+    except psycopg.OperationalError as exc:
+        assert "SSL" in str(exc) or "ssl" in str(exc)
+    else:
+        raise AssertionError("a plain-text login went through")
+
+
+def test_pgbouncer_is_pid_1_as_the_image_user(pooler_task: TaskRun, engine: DockerEngine) -> None:
+    name = pooler_task.plan("pgbouncer").docker_name
+    top = engine.docker("top", name, "-o", "pid,uid,args").stdout.splitlines()[1:]
+    assert len(top) == 1, top  # exec'd: no Python parent left
+    _pid, uid, args = top[0].split(None, 2)
+    assert uid == "10001" and args.startswith("pgbouncer /run/pgbouncer/pgbouncer.ini")
+    assert f"starting PgBouncer {PINNED}" in pooler_task.logs("pgbouncer")
+    # The secrets were written to the auth file and removed from PgBouncer's environment.
+    environ = engine.docker("exec", name, "cat", "/proc/1/environ").stdout.split("\0")
+    assert not any(line.startswith(("POOLER_CREDENTIALS=", "POOLER_STATS_CREDENTIALS=")) for line in environ)
+
+
+def test_metrics_sidecar_prints_emf_read_over_the_shared_socket(pooler_task: TaskRun) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        lines = [line for line in pooler_task.logs("metrics").splitlines() if line.startswith("{")]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    records = parse_emf("\n".join(lines))
+    assert records, pooler_task.logs("metrics")[-2000:]
+    up = [record for record in records if "ConsoleUp" in record]
+    # ConsoleUp 1: the sidecar reached PgBouncer's console through the socket in the task volume.
+    assert up and all(record["ConsoleUp"] == 1 for record in up), up
+    assert {record.get("Service") for record in records} == {_metrics_service(pooler_task)}
+
+
+def _metrics_service(run: TaskRun) -> str:
+    return run.plan("metrics").env["LIFEGUARD_METRICS_SERVICE"]
+
+
+def test_the_task_definition_settings_reach_pgbouncer(pooler_task: TaskRun, rendered: RenderedStack) -> None:
+    settings = json.loads(pooler_task.plan("pgbouncer").env["LIFEGUARD_PGBOUNCER_SETTINGS"])
+    stats = json.loads(rendered.secret("POOLER_STATS_CREDENTIALS"))
+    console = rendered.secret("DATABASE_URL").split("?")[0].rsplit("/", 1)[0]
+    # The console as the stats user: read-only SHOW works, with the task's own settings in it.
+    with psycopg.connect(f"{console}/pgbouncer", user=stats["username"], password=stats["password"],
+                         hostaddr="127.0.0.1", sslmode="require", autocommit=True,
+                         prepare_threshold=None) as conn:
+        config = {row[0]: row[1] for row in conn.execute("SHOW CONFIG").fetchall()}
+    assert config["max_client_conn"] == str(settings["max_client_conn"])
+    assert config["default_pool_size"] == str(settings["default_pool_size"])
+    assert config["server_tls_sslmode"] == "verify-full"
+
+
+def test_the_migration_task_refuses_the_pooled_url(
+    pooler_task: TaskRun, rendered: RenderedStack, start_task: Callable[..., TaskRun]
+) -> None:
+    """The migration task given DATABASE_URL (through this running PgBouncer) instead of the direct URL."""
+    (container,) = rendered.task("migration")["containerDefinitions"]
+    (secret,) = container["secrets"]
+    secrets = {**rendered.secrets, secret["valueFrom"]: rendered.secret("DATABASE_URL")}
+    run = start_task("migration", secrets=secrets)
+    assert run.wait("migrator") == ExitCode.REFUSED, run.logs("migrator")
+    assert "pooler" in run.logs("migrator").lower()
+    assert MOCK_PASSWORD not in run.logs("migrator")

@@ -1,0 +1,90 @@
+"""Translating an ECS task definition to `docker run` (running it is tested in tests/images)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from lifeguard.local.ecs_run import TranslationError, plan_task
+
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:app-AbCdEf"
+TASK: dict[str, Any] = {
+    "family": "pooler-dev",
+    "networkMode": "awsvpc",
+    "requiresCompatibilities": ["FARGATE"],
+    "cpu": "512",
+    "memory": "1024",
+    "runtimePlatform": {"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
+    "executionRoleArn": "arn:aws:iam::123456789012:role/x",
+    "volumes": [{"name": "sock"}],
+    "containerDefinitions": [
+        {"name": "main", "image": "repo/main@sha256:1", "essential": True,
+         "portMappings": [{"containerPort": 6432, "protocol": "tcp"}],
+         "environment": [{"name": "SETTINGS", "value": "{}"}],
+         "secrets": [{"name": "CREDENTIALS", "valueFrom": SECRET_ARN}],
+         "mountPoints": [{"sourceVolume": "sock", "containerPath": "/run/sock", "readOnly": False}],
+         "ulimits": [{"name": "nofile", "softLimit": 65535, "hardLimit": 65535}],
+         "stopTimeout": 120, "readonlyRootFilesystem": True, "user": "10001:10001",
+         "healthCheck": {"command": ["CMD-SHELL", "true"], "interval": 10, "retries": 3},
+         "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g"}}},
+        {"name": "side", "image": "repo/main@sha256:1", "essential": False,
+         "entryPoint": ["python", "-m", "side"], "command": ["--once"], "memoryReservation": 64,
+         "dependsOn": [{"containerName": "main", "condition": "START"}],
+         "mountPoints": [{"sourceVolume": "sock", "containerPath": "/run/sock", "readOnly": True}]},
+    ],
+}
+
+
+def plan(task: dict[str, Any], **kwargs: Any) -> list[Any]:
+    return plan_task(task, images=lambda uri: "local:" + uri.split("@")[0].rsplit("/", 1)[-1],
+                     secrets={SECRET_ARN: "s3cret"}, prefix="t1", hosts={"db.example": "127.0.0.1"}, **kwargs)
+
+
+def test_each_field_becomes_its_docker_run_flag() -> None:
+    main, side = plan(TASK, nofile_ceiling=20000)
+    args = main.run_args
+    assert args[:4] == ("--name", "t1-main", "--network", "host")
+    assert "--add-host" in args and "db.example:127.0.0.1" in args
+    assert args[args.index("SETTINGS") - 1:args.index("SETTINGS") + 1] == ("--env", "SETTINGS")
+    assert main.env == {"SETTINGS": "{}", "CREDENTIALS": "s3cret"}
+    assert "s3cret" not in " ".join(args)  # values go through the client's environment
+    assert "nofile=20000:20000" in args and main.notes  # lowered, and said so
+    assert "t1-sock:/run/sock" in args and "--read-only" in args and "--stop-timeout" in args
+    assert args[args.index("--user") + 1] == "10001:10001"
+    assert args[args.index("--health-cmd") + 1] == "true" and args[-1] == "local:main"
+    assert main.ports == (6432,) and main.stop_timeout_s == 120
+    assert side.run_args[2:4] == ("--network", "container:t1-main")
+    assert "t1-sock:/run/sock:ro" in side.run_args and "64m" in side.run_args
+    assert side.run_args[-4:] == ("local:main", "-m", "side", "--once")
+    assert side.run_args[side.run_args.index("--entrypoint") + 1] == "python"
+    assert side.depends_on == (("main", "START"),) and not side.essential
+
+
+@pytest.mark.parametrize(
+    ("where", "field", "value"),
+    [
+        ("container", "linuxParameters", {"initProcessEnabled": True}),
+        ("container", "privileged", True),
+        ("task", "pidMode", "task"),
+        ("task", "ephemeralStorage", {"sizeInGiB": 30}),
+    ],
+)
+def test_an_unknown_field_fails(where: str, field: str, value: object) -> None:
+    task = copy.deepcopy(TASK)
+    (task["containerDefinitions"][0] if where == "container" else task)[field] = value
+    with pytest.raises(TranslationError, match=field):
+        plan(task)
+
+
+def test_a_secret_the_stand_in_does_not_hold_fails() -> None:
+    task = copy.deepcopy(TASK)
+    task["containerDefinitions"][0]["secrets"][0]["valueFrom"] = SECRET_ARN + "-other"
+    with pytest.raises(TranslationError, match="stand-in does not hold"):
+        plan(task)
+
+
+def test_another_architecture_fails() -> None:
+    with pytest.raises(TranslationError, match="this machine runs arm64"):
+        plan(TASK, machine_architecture="arm64")
