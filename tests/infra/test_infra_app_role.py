@@ -87,7 +87,7 @@ def test_the_pooler_holds_the_verifier_of_the_pooled_urls_password(example_run: 
 def test_the_migration_job_gets_the_role_name_and_only_the_verifier(example_run: ProgramRun) -> None:
     container = migration_container(example_run)
     environment = {e["name"]: e["value"] for e in container["environment"]}
-    assert environment == {migration_job.APP_ROLE_ENV: "lifeguard_app"}
+    assert environment == {migration_job.APP_ROLE_ENV: "lifeguard_app", migration_job.DEMO_DATA_ENV: "1"}
     injected = {s["name"]: s["valueFrom"] for s in container["secrets"]}
     pooler_secret = example_run.one("aws:secretsmanager/secret:Secret", "pooler-credentials").state["arn"]
     assert injected[migration_job.APP_ROLE_VERIFIER_ENV] == f"{pooler_secret}:password::"
