@@ -21,6 +21,7 @@ from pathlib import Path
 from lifeguard.local.system import find_pgbouncer, own_for_service, service_argv
 from pgbouncer.entrypoint import check_open_files, prepare
 from pgbouncer.settings import PoolerSettings
+from pgbouncer.tls import ServerCertificate
 from pgbouncer.versions import PgBouncerVersion
 
 DEFAULT_NOFILE = 20000
@@ -72,15 +73,23 @@ class PoolerProcess:
     def pid_file(self) -> Path:
         return self.root / "pgbouncer.pid"
 
-    def start(self, credentials: Mapping[str, str], timeout: float = 15, detach: bool = False) -> None:
+    def start(
+        self,
+        credentials: Mapping[str, str],
+        timeout: float = 15,
+        detach: bool = False,
+        certificate: ServerCertificate | None = None,
+    ) -> None:
         """Render, check limits, start, and wait until the port accepts connections.
+
+        ``certificate`` is what the image gets as ``POOLER_TLS_CERT``/``POOLER_TLS_KEY``.
 
         ``detach`` starts PgBouncer in its own session so it outlives this process (``lifeguard
         local up``); otherwise it is our child and stops with :meth:`stop`.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         check_open_files(self.settings, self.nofile)
-        ini = prepare(self.settings, credentials, self.root)
+        ini = prepare(self.settings, credentials, self.root, certificate)
         own_for_service(self.root)
         argv = service_argv([str(self.binary or find_pgbouncer()), str(ini)], nofile=self.nofile)
         log = self.log_file.open("ab")
