@@ -25,6 +25,7 @@ from infra.components.migration_job import MigrationJob, MigrationJobArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.observability import Observability, ObservabilityArgs
 from infra.components.pooler import Pooler, PoolerArgs
+from infra.components.pooler_tls import CA_PATH, PoolerCertificateAuthority, PoolerCertificateAuthorityArgs
 from infra.components.secrets import ConnectionSecrets, ConnectionSecretsArgs
 from infra.config import ConfigError, StackConfig, load
 
@@ -141,6 +142,9 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     app_role = AppRoleCredentials("app-role", AppRoleCredentialsArgs(username=db_cfg.app_username))
     secret_prefix = _secret_name_prefix()
     metrics_service = metrics_service_name()
+    pooler_ca = PoolerCertificateAuthority(
+        "pooler-ca", PoolerCertificateAuthorityArgs(common_name=f"lifeguard {pulumi.get_stack()} pooler CA")
+    )
     pooler = Pooler(
         "pooler",
         PoolerArgs(
@@ -161,6 +165,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             production=cfg.production,
             deletion_protection=db_cfg.deletion_protection,
             metrics_service=metrics_service,
+            certificate_authority=pooler_ca,
         ),
     )
     alarms = cfg.alarms
@@ -196,6 +201,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             database_port=database.port,
             secret_name_prefix=secret_prefix,
             recovery_window_days=cfg.secret_recovery_window_days,
+            pooled_root_cert=CA_PATH,
         ),
     )
     functions = Functions(
@@ -208,6 +214,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             settings=cfg.functions,
             log_retention_days=cfg.log_retention_days,
             pooler_prepared_statements=cfg.pooler.tracks_prepared_statements(db_cfg.db_name),
+            pooler_ca_layer_arn=pooler_ca.layer_arn,
         ),
     )
     migration = MigrationJob(
@@ -230,6 +237,11 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         "vpcId": network.vpc_id,
         "poolerEndpoint": pooler.endpoint,
         "poolerPort": pooler.port,
+        # Public: what users' own functions verify DATABASE_URL's server against (README, "TLS to the pooler").
+        "poolerCaCertificate": pooler_ca.cert_pem,
+        "poolerCaLayerArn": pooler_ca.layer_arn,
+        "poolerCaPath": CA_PATH,
+        "poolerCertificateExpiry": pooler.certificate_expiry,
         "databaseEndpoint": database.address,
         "databasePort": database.port,
         "databaseIdentifier": database.identifier,
