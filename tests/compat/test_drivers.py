@@ -127,8 +127,15 @@ async def _asyncpg_spike(url: str, instances: int) -> list[BaseException | None]
 
 @pytest.mark.parametrize("url_name", ["DATABASE_URL_UNPOOLED", "DATABASE_URL"])
 def test_asyncpg(compat: CompatStack, url_name: str) -> None:
-    results = asyncio.run(asyncio.wait_for(_asyncpg_spike(compat.env[url_name], _instances(url_name)),
-                                           SPIKE_TIMEOUT_S))
+    # A loop of our own, not asyncio.run: that leaves the main thread without a current loop, which
+    # later tests (Pulumi's mocks) still ask for.
+    loop = asyncio.new_event_loop()
+    try:
+        results = loop.run_until_complete(
+            asyncio.wait_for(_asyncpg_spike(compat.env[url_name], _instances(url_name)), SPIKE_TIMEOUT_S)
+        )
+    finally:
+        loop.close()
     errors = Counter(f"{type(r).__name__}: {r}"[:200] for r in results if r is not None)
     _check(compat, "asyncpg", url_name, len(results) - sum(errors.values()), errors)
 
