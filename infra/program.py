@@ -24,6 +24,7 @@ from infra.components.migration_job import MigrationJob, MigrationJobArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.observability import Observability, ObservabilityArgs
 from infra.components.pooler import ECS_SERVICE_PRINCIPAL, Pooler, PoolerArgs
+from infra.components.pooler_tls import CA_PATH, PoolerCertificateAuthority, PoolerCertificateAuthorityArgs
 from infra.components.secrets import ConnectionSecrets, ConnectionSecretsArgs
 from infra.config import ConfigError, StackConfig, load
 from infra.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
@@ -172,6 +173,9 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     app_role = AppRoleCredentials("app-role", AppRoleCredentialsArgs(username=db_cfg.app_username))
     secret_prefix = _secret_name_prefix(region)
     metrics_service = metrics_service_name(region)
+    pooler_ca = PoolerCertificateAuthority(
+        "pooler-ca", PoolerCertificateAuthorityArgs(common_name=f"lifeguard {pulumi.get_stack()} pooler CA")
+    )
     pooler = Pooler(
         "pooler",
         PoolerArgs(
@@ -195,6 +199,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             metrics_service=metrics_service,
             network_path=network.pooler_path,
             create_ecs_service_linked_role=not ecs_service_linked_role_exists(),
+            certificate_authority=pooler_ca,
         ),
     )
     alarms = cfg.alarms
@@ -230,6 +235,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             database_port=database.port,
             secret_name_prefix=secret_prefix,
             recovery_window_days=cfg.secret_recovery_window_days,
+            pooled_root_cert=CA_PATH,
         ),
     )
     functions = Functions(
@@ -243,6 +249,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             log_retention_days=cfg.log_retention_days,
             pooler_prepared_statements=cfg.pooler.tracks_prepared_statements(db_cfg.db_name),
             account=account,
+            pooler_ca_layer_arn=pooler_ca.layer_arn,
         ),
     )
     migration = MigrationJob(
@@ -267,6 +274,11 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         "vpcId": network.vpc_id,
         "poolerEndpoint": pooler.endpoint,
         "poolerPort": pooler.port,
+        # Public: what users' own functions verify DATABASE_URL's server against (README, "TLS to the pooler").
+        "poolerCaCertificate": pooler_ca.cert_pem,
+        "poolerCaLayerArn": pooler_ca.layer_arn,
+        "poolerCaPath": CA_PATH,
+        "poolerCertificateExpiry": pooler.certificate_expiry,
         "databaseEndpoint": database.address,
         "databasePort": database.port,
         "databaseIdentifier": database.identifier,

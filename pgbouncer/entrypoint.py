@@ -10,6 +10,10 @@ Environment:
                                 "password" is that role's SCRAM verifier (SCRAM pass-through)
   POOLER_STATS_CREDENTIALS      optional, same shape: a read-only console user for the metrics
                                 sidecar; it must be listed in the settings' ``stats_users``
+  POOLER_TLS_CERT, POOLER_TLS_KEY  the certificate PgBouncer presents to clients and its key, issued
+                                by the stack's CA for the name clients dial (:mod:`pgbouncer.tls`);
+                                without them a mounted pair is kept, else a self-signed one is
+                                made, which ``sslmode=verify-full`` clients refuse
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pgbouncer.settings import PoolerSettings, SettingsError, render_userlist
-from pgbouncer.tls import write_self_signed
+from pgbouncer.tls import KEY_ENV, CertificateError, CertPair, ServerCertificate, write_self_signed
 
 SETTINGS_ENV = "LIFEGUARD_PGBOUNCER_SETTINGS"
 CREDENTIALS_ENV = "POOLER_CREDENTIALS"
 STATS_CREDENTIALS_ENV = "POOLER_STATS_CREDENTIALS"
-SECRET_ENVS = (CREDENTIALS_ENV, STATS_CREDENTIALS_ENV)
+SECRET_ENVS = (CREDENTIALS_ENV, STATS_CREDENTIALS_ENV, KEY_ENV)
 
 
 class StartupError(RuntimeError):
@@ -86,17 +90,35 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def prepare(settings: PoolerSettings, credentials: Mapping[str, str], run_dir: Path) -> Path:
-    """Write ``auth_file`` (0600), a client certificate when none exists, and the ini; return the ini path."""
+def prepare(
+    settings: PoolerSettings,
+    credentials: Mapping[str, str],
+    run_dir: Path,
+    certificate: ServerCertificate | None = None,
+) -> Path:
+    """Write ``auth_file`` (0600), the client certificate, and the ini; return the ini path.
+
+    ``certificate`` (the stack's, from :meth:`ServerCertificate.from_env`) is checked and written
+    over whatever is there. Without one, a mounted pair is kept, and when none is mounted a
+    self-signed one is made: encrypted, but no ``verify-full`` client accepts it (said on stderr).
+    """
     _write_private(Path(settings.auth_file), render_userlist(credentials))
     if settings.client_tls_sslmode != "disable":
         cert, key = Path(settings.client_tls_cert_file), Path(settings.client_tls_key_file)
-        if not (cert.exists() and key.exists()):
+        if certificate is not None:
+            try:
+                certificate.check()
+            except CertificateError as exc:
+                raise StartupError(str(exc)) from None
+            certificate.write(CertPair(cert, key))
+        elif not (cert.exists() and key.exists()):
             if cert.parent != key.parent or cert.suffix != ".crt" or key.suffix != ".key":
                 raise StartupError(
                     "no client TLS certificate is mounted and the generated one needs cert and key paths "
                     "<dir>/<name>.crt and <dir>/<name>.key"
                 )
+            print("lifeguard-pgbouncer: no POOLER_TLS_CERT/POOLER_TLS_KEY given: serving a self-signed "
+                  "certificate, which sslmode=verify-full clients refuse", file=sys.stderr, flush=True)
             write_self_signed(cert.parent, names=("pgbouncer", "localhost"), stem=cert.stem)
     ini = run_dir / "pgbouncer.ini"
     _write_private(ini, settings.render_ini())
@@ -123,8 +145,8 @@ def main(env: Mapping[str, str] | None = None, run_dir: Path = Path("/run/pgboun
         credentials = credentials_from_env(env, settings)
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         check_open_files(settings, soft)
-        ini = prepare(settings, credentials, run_dir)
-    except (StartupError, SettingsError) as exc:
+        ini = prepare(settings, credentials, run_dir, ServerCertificate.from_env(env))
+    except (StartupError, SettingsError, CertificateError) as exc:
         print(f"lifeguard-pgbouncer: refusing to start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     # The secrets have been written to the 0600 auth_file; do not hand them on to PgBouncer's environment.

@@ -28,6 +28,7 @@ from migrator.roles import AppRole, provision_app_role
 from pgbouncer.scram import scram_verifier
 from pgbouncer.settings import PoolerSettings
 from pgbouncer.sizing import PoolBudget
+from pgbouncer.tls import ServerCertificate
 from pgbouncer.versions import PgBouncerVersion
 
 # Every printable ASCII class that broke other images' rendering: quotes, spaces, @ : % # ; $ *.
@@ -141,7 +142,8 @@ class RunningPooler:
         return self.process.settings.listen_port
 
     def url(self, user: str | None = None, password: str | None = None, **params: Any) -> str:
-        """The pooled URL, as functions get it: TLS required, not verified (like ``sslmode=require``)."""
+        """The pooled URL, TLS required, not verified (``sslmode=require``: these poolers serve a
+        self-signed certificate unless started with the stack's)."""
         return make_dsn(
             "127.0.0.1", self.port, user or self.db.user,
             self.db.password if password is None else password, self.db.dbname,
@@ -170,7 +172,7 @@ def start_pooler(
     started: list[PoolerProcess] = []
     counter = itertools.count(1)
 
-    def start(nofile: int = 20000, **overrides: Any) -> RunningPooler:
+    def start(nofile: int = 20000, certificate: ServerCertificate | None = None, **overrides: Any) -> RunningPooler:
         root = state_root / f"pooler-{app_db.dbname}-{next(counter)}"
         pool = PoolBudget(max_connections=app_db.cluster.max_connections).default_pool_size()
         settings = pooler_settings(
@@ -179,7 +181,7 @@ def start_pooler(
         process = PoolerProcess(root=root, settings=settings, nofile=nofile, binary=pgbouncer_binary)
         started.append(process)
         # As shipped: the application role's SCRAM verifier in auth_file, not its password.
-        process.start({app_db.user: app_db.verifier})
+        process.start({app_db.user: app_db.verifier}, certificate=certificate)
         return RunningPooler(process, app_db)
 
     yield start

@@ -46,6 +46,8 @@ class FunctionsArgs:
     """The pooler tracks prepared statements (``PoolerSettings.tracks_prepared_statements``): the
     client may then use psycopg's default ``prepare_threshold``."""
     account: policies.Account
+    pooler_ca_layer_arn: pulumi.Input[str]
+    """The layer with the pooler's CA, where ``DATABASE_URL``'s ``sslrootcert`` points."""
 
 
 class Functions(pulumi.ComponentResource):
@@ -99,6 +101,7 @@ class Functions(pulumi.ComponentResource):
                     SECRET_ARN_ENV: args.pooled_secret_arn,
                     PREPARED_ENV: "1" if args.pooler_prepared_statements else "0",
                 }},
+                layers=[args.pooler_ca_layer_arn],
                 vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [args.security_group_id]},
                 logging_config={"log_format": "Text", "log_group": log_groups[spec.key].name},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),

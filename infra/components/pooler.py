@@ -1,9 +1,10 @@
 """PgBouncer on Fargate behind an internal NLB, with its own credentials secret and a metrics sidecar.
 
 The PgBouncer configuration is the renderer's (``pgbouncer.settings``), passed to the image as
-JSON; only credentials come from Secrets Manager, injected by ECS (``secrets``, never
-``environment``) through an execution role that may read the pooler's two secrets and nothing
-else: the database login, and the read-only console user of the metrics sidecar.
+JSON; only credentials and PgBouncer's TLS key come from Secrets Manager, injected by ECS (``secrets``, never
+``environment``) through an execution role that may read the pooler's three secrets and nothing
+else: the database login, the read-only console user of the metrics sidecar, and the TLS key of
+the certificate the stack's CA issues for the NLB's name (:mod:`infra.components.pooler_tls`).
 
 The sidecar (``python -m pgbouncer.metrics``, same image) reads PgBouncer's admin console over
 its Unix socket, which lives in a task volume both containers mount at the image's socket
@@ -22,6 +23,13 @@ import pulumi_random as random
 
 from infra.components.fargate_base import fargate_base
 from infra.components.image import ECS_CPU_ARCHITECTURES
+from infra.components.pooler_tls import (
+    CERT_ENV,
+    KEY_ENV,
+    PoolerCertificate,
+    PoolerCertificateArgs,
+    PoolerCertificateAuthority,
+)
 from infra.components.secrets import mark_secret
 from infra.config import STATS_USER, PoolerConfig
 from infra.naming import ECS_TASK_FAMILY, stack_name
@@ -82,6 +90,8 @@ class PoolerArgs:
     """The sidecar's ``LIFEGUARD_METRICS_SERVICE``: the ``Service`` dimension the alarms read. A plain
     string, not the ECS service's generated name, which would make the task definition depend on
     the service that depends on it."""
+    certificate_authority: PoolerCertificateAuthority
+    """Signs PgBouncer's certificate for the NLB's name (:mod:`infra.components.pooler_tls`)."""
     metrics_namespace: str = DEFAULT_NAMESPACE
     network_path: Sequence[pulumi.Resource] = ()
     """The network resources the tasks need to start and pass health checks (``Network.pooler_path``)."""
@@ -93,6 +103,8 @@ class Pooler(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     """The NLB's DNS name."""
     port: int = CONTAINER_PORT
+    certificate_expiry: pulumi.Output[str]
+    """When the certificate PgBouncer serves expires (a ``pulumi up`` in the last 30 days renews it)."""
     credentials_secret_arn: pulumi.Output[str]
     stats_credentials_secret_arn: pulumi.Output[str]
     """The metrics sidecar's console login (``stats_users``); read by the pooler tasks only."""
@@ -158,6 +170,31 @@ class Pooler(pulumi.ComponentResource):
             opts=child,
         )
 
+        load_balancer = aws.lb.LoadBalancer(
+            f"{name}-nlb",
+            internal=True,
+            load_balancer_type="network",
+            subnets=args.subnet_ids,
+            security_groups=[args.load_balancer_security_group_id],
+            # A function in an AZ whose task is gone still reaches the others.
+            enable_cross_zone_load_balancing=True,
+            enable_deletion_protection=args.deletion_protection,
+            ip_address_type="ipv4",
+            opts=child,
+        )
+        # Issued for the name clients dial; its key reaches the tasks as a secret, the certificate
+        # (public) in the environment, so a renewed one rolls the tasks.
+        certificate = PoolerCertificate(
+            f"{name}-tls",
+            PoolerCertificateArgs(
+                authority=args.certificate_authority,
+                dns_name=load_balancer.dns_name,
+                secret_name_prefix=args.secret_name_prefix,
+                recovery_window_days=args.secret_recovery_window_days,
+            ),
+            opts=child,
+        )
+
         base = fargate_base(
             name,
             context_dir=args.context_dir,
@@ -168,7 +205,8 @@ class Pooler(pulumi.ComponentResource):
             role_description=(
                 "Starts the PgBouncer tasks: pulls their image, writes their logs, reads their credentials"
             ),
-            secrets={"ReadPoolerCredentials": credentials.arn, "ReadPoolerStatsCredentials": stats_credentials.arn},
+            secrets={"ReadPoolerCredentials": credentials.arn, "ReadPoolerStatsCredentials": stats_credentials.arn,
+                     "ReadPoolerTlsKey": certificate.key_secret_arn},
             opts=child,
         )
         image, cluster, logs = base.image, base.cluster, base.logs
@@ -197,10 +235,12 @@ class Pooler(pulumi.ComponentResource):
                 {"name": SETTINGS_ENV, "value": settings_json},
                 {"name": CREDENTIALS_VERSION_ENV, "value": pulumi.Output.concat(
                     credentials_version.version_id, ",", stats_credentials_version.version_id)},
+                {"name": CERT_ENV, "value": certificate.cert_pem},
             ],
             "secrets": [
                 {"name": CREDENTIALS_ENV, "valueFrom": credentials.arn},
                 {"name": STATS_CREDENTIALS_ENV, "valueFrom": stats_credentials.arn},
+                {"name": KEY_ENV, "valueFrom": certificate.key_secret_arn},
             ],
             # The image is read-only; PgBouncer writes only to these two task volumes: its rendered
             # configuration and TLS pair, and its Unix socket (the settings' unix_socket_dir).
@@ -257,21 +297,9 @@ class Pooler(pulumi.ComponentResource):
             # the image declares both paths VOLUMEs. The socket volume is shared with the sidecar; the
             # run volume (which holds userlist.txt and the TLS key) is PgBouncer's alone.
             volumes=[{"name": RUN_VOLUME}, {"name": SOCKET_VOLUME}],
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[certificate.key_secret_version]),
         )
 
-        load_balancer = aws.lb.LoadBalancer(
-            f"{name}-nlb",
-            internal=True,
-            load_balancer_type="network",
-            subnets=args.subnet_ids,
-            security_groups=[args.load_balancer_security_group_id],
-            # A function in an AZ whose task is gone still reaches the others.
-            enable_cross_zone_load_balancing=True,
-            enable_deletion_protection=args.deletion_protection,
-            ip_address_type="ipv4",
-            opts=child,
-        )
         target_group = aws.lb.TargetGroup(
             f"{name}-tg",
             port=CONTAINER_PORT,
@@ -375,6 +403,7 @@ class Pooler(pulumi.ComponentResource):
         )
 
         self.endpoint = load_balancer.dns_name
+        self.certificate_expiry = certificate.expiry
         self.credentials_secret_arn = credentials.arn
         self.stats_credentials_secret_arn = stats_credentials.arn
         self.cluster_name = cluster.name

@@ -18,9 +18,12 @@ import pulumi_aws as aws
 MIGRATOR_RDS_CA_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
 
 
-def pooled_url(user: str, password: str, host: str, port: int, db_name: str) -> str:
-    # Clients encrypt to PgBouncer; verifying its self-made certificate would need a private CA.
-    return f"postgresql://{_credentials(user, password)}@{host}:{port}/{db_name}?sslmode=require"
+def pooled_url(user: str, password: str, host: str, port: int, db_name: str, root_cert: str) -> str:
+    # verify-full: PgBouncer's certificate names the NLB and chains to the stack's own CA (root_cert).
+    return (
+        f"postgresql://{_credentials(user, password)}@{host}:{port}/{db_name}"
+        f"?sslmode=verify-full&sslrootcert={quote(root_cert, safe='/')}"
+    )
 
 
 def direct_url(user: str, password: str, host: str, port: int, db_name: str, root_cert: str) -> str:
@@ -56,6 +59,8 @@ class ConnectionSecretsArgs:
     database_port: pulumi.Output[int]
     secret_name_prefix: str
     recovery_window_days: int
+    pooled_root_cert: str
+    """Where functions find the pooler's CA (the CA layer's path)."""
     direct_root_cert: str = MIGRATOR_RDS_CA_PATH
 
 
@@ -77,7 +82,8 @@ class ConnectionSecrets(pulumi.ComponentResource):
             opts=child,
         )
         pooled_value: pulumi.Output[str] = pulumi.Output.all(args.app_password, args.pooler_host).apply(
-            lambda values: pooled_url(args.app_username, values[0], values[1], args.pooler_port, args.db_name)
+            lambda values: pooled_url(args.app_username, values[0], values[1], args.pooler_port, args.db_name,
+                                      args.pooled_root_cert)
         )
         aws.secretsmanager.SecretVersion(
             f"{name}-pooled",

@@ -1,16 +1,20 @@
 """Check 5: is the connection encrypted, and is the server verified?
 
-The client side comes from libpq (``PQsslInUse`` and the ``sslmode`` in effect): through a pooler
-that is the leg to the pooler. ``pg_stat_ssl`` for our backend tells the leg the server saw, which
-through a pooler is the pooler's own connection to Postgres.
+The server certificate's expiry comes from a handshake of our own (:mod:`.certificate`): one
+that expires within 30 days is a warning, whatever else holds. The client side comes from libpq
+(``PQsslInUse`` and the ``sslmode`` in effect): through a pooler that is the leg to the pooler.
+``pg_stat_ssl`` for our backend tells the leg the server saw, which through a pooler is the
+pooler's own connection to Postgres.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import psycopg
 
+from lifeguard.doctor.certificate import RENEW_WITHIN, server_certificate_expiry
 from lifeguard.doctor.findings import NOTHING_TO_CHANGE, Finding, Status
 from lifeguard.doctor.target import Target
 
@@ -53,6 +57,18 @@ def finding(target: Target, conn: psycopg.Connection[Any], pooled: bool) -> Find
         return Finding("tls", target.name, Status.FAIL, f"not encrypted (sslmode={sslmode}){server_leg}",
                        f"encrypt it: {VERIFY} (at least sslmode=require)", details)
     protocol = details["protocol"] or "TLS"
+    try:
+        expires = server_certificate_expiry(conn.info.host, conn.info.port)
+    except (OSError, ValueError):
+        expires = None
+    details["certificate_expires"] = expires.isoformat() if expires is not None else None
+    if expires is not None and expires - dt.datetime.now(dt.UTC) < RENEW_WITHIN:
+        left = (expires - dt.datetime.now(dt.UTC)).days
+        return Finding("tls", target.name, Status.WARN,
+                       f"{protocol}, but the server certificate expires {expires:%Y-%m-%d} ({left} days left)",
+                       "renew it before clients refuse it: on a lifeguard stack `pulumi up` issues a new one in "
+                       "its last 30 days (output poolerCertificateExpiry); locally `lifeguard local down`, then `up`",
+                       details)
     if pooled and not server_ssl and server_client not in (None, "127.0.0.1", "::1"):
         return Finding("tls", target.name, Status.WARN, f"{protocol}, sslmode={sslmode}{server_leg}",
                        "encrypt the pooler's leg to Postgres (PgBouncer server_tls_sslmode=verify-full)", details)

@@ -22,6 +22,7 @@ from lifeguard.local.procs import ProcessIdentity, identify, is_running, read_id
 from lifeguard.local.system import find_pgbouncer, own_for_service, service_argv
 from pgbouncer.entrypoint import check_open_files, prepare
 from pgbouncer.settings import PoolerSettings
+from pgbouncer.tls import ServerCertificate
 from pgbouncer.versions import PgBouncerVersion
 
 DEFAULT_NOFILE = 20000
@@ -75,15 +76,23 @@ class PoolerProcess:
         """Where the identity of the running PgBouncer is recorded: :func:`pid_record_file`."""
         return pid_record_file(self.root)
 
-    def start(self, credentials: Mapping[str, str], timeout: float = 15, detach: bool = False) -> None:
+    def start(
+        self,
+        credentials: Mapping[str, str],
+        timeout: float = 15,
+        detach: bool = False,
+        certificate: ServerCertificate | None = None,
+    ) -> None:
         """Render, check limits, start, and wait until the port accepts connections.
+
+        ``certificate`` is what the image gets as ``POOLER_TLS_CERT``/``POOLER_TLS_KEY``.
 
         ``detach`` starts PgBouncer in its own session so it outlives this process (``lifeguard
         local up``); otherwise it is our child and stops with :meth:`stop`.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         check_open_files(self.settings, self.nofile)
-        ini = prepare(self.settings, credentials, self.root)
+        ini = prepare(self.settings, credentials, self.root, certificate)
         own_for_service(self.root)
         command = [str(self.binary or find_pgbouncer()), str(ini)]
         argv = service_argv(command, nofile=self.nofile)

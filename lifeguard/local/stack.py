@@ -11,12 +11,14 @@ Everything lives in one state directory (``--state-dir``, ``LIFEGUARD_STATE_DIR`
     pgbouncer-1/ ...  one directory per PgBouncer process (ini, auth_file, log), owned by the service user
     pgbouncer-1.pid   the identity of that PgBouncer (pid, start time, executable, command line),
                       beside its directory so that only we can write it
+    tls/              the pooler's CA (pooler-ca.crt: DATABASE_URL's sslrootcert; pooler-ca.key, 0600)
 
 Postgres and PgBouncer run detached, so the stack outlives the command that started it; ``down``
 stops both. Two roles, exactly as on AWS (:mod:`lifeguard.local.roles`): ``DATABASE_URL``
-(PgBouncer, ``sslmode=require``) logs in as the DML-only application role, which the migration
-job provisions; ``DATABASE_URL_UNPOOLED`` (Postgres, ``sslmode=verify-full`` against the local
-CA) as the owner of the database. Nothing in this module prints or raises with a URL.
+(PgBouncer, ``sslmode=verify-full`` against the stack's pooler CA) logs in as the DML-only
+application role, which the migration job provisions; ``DATABASE_URL_UNPOOLED`` (Postgres,
+``sslmode=verify-full`` against the local CA) as the owner of the database. Nothing in this
+module prints or raises with a URL.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import psycopg
 
 from lambdas.db import PREPARED_ENV
 from lifeguard.local.pooler import PoolerError, PoolerProcess, installed_version, local_settings, pid_record_file
+from lifeguard.local.pooler_ca import authority_pair, ensure_authority, server_certificate
 from lifeguard.local.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
 from lifeguard.local.procs import is_running, read_identity
 from lifeguard.local.roles import OWNER_USER, app_verifier, ensure_secret, provisioning_env
@@ -338,11 +341,16 @@ class LocalStack:
 
     # -- URLs (secrets: returned, never printed here) ---------------------------------------
 
+    @property
+    def pooler_ca_file(self) -> Path:
+        """The CA PgBouncer's certificate chains to: ``DATABASE_URL``'s ``sslrootcert``."""
+        return authority_pair(self.state_dir).cert_file
+
     def pooled_url(self, config: StackConfig | None = None) -> str:
-        """``DATABASE_URL``: through PgBouncer, TLS required (what the functions get)."""
+        """``DATABASE_URL``: through PgBouncer, TLS verified against the stack's CA (what the functions get)."""
         config = config or self.require_config()
         return make_dsn("127.0.0.1", config.pooler_port, config.user, self.app_password(), config.dbname,
-                        sslmode="require")
+                        sslmode="verify-full", sslrootcert=str(self.pooler_ca_file))
 
     def direct_url(self, config: StackConfig | None = None) -> str:
         """``DATABASE_URL_UNPOOLED``: the owner, straight to Postgres, TLS verified (what the migration job gets)."""
@@ -527,6 +535,7 @@ class LocalStack:
             raise StackError(_port_message(config.pooler_port, "PgBouncer", "--pooler-port"))
         # As shipped: the application role's SCRAM verifier, not its password.
         credentials = {config.user: self.app_verifier(), STATS_USER: self.stats_password()}
+        ensure_authority(self.state_dir)
         for process in self.poolers(config):
             if process.root.resolve() in running:
                 continue
@@ -535,7 +544,7 @@ class LocalStack:
                 f"(transaction mode, default_pool_size {config.pool_size})"
             )
             started.append(functools.partial(process.stop, signal.SIGQUIT, 5))
-            process.start(credentials, detach=True)
+            process.start(credentials, detach=True, certificate=server_certificate(self.state_dir))
             self._wait_for_admin_socket(process)
 
     @staticmethod

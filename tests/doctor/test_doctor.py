@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -16,6 +17,7 @@ from psycopg import sql
 
 from lifeguard.doctor import Report, Status, run_doctor
 from lifeguard.doctor.findings import Finding
+from pgbouncer.tls import CertPair, issue_server_certificate, write_authority
 from pgbouncer.versions import PgBouncerVersion
 from tests.conftest import APP_PASSWORD, AppDatabase, RunningPooler
 from tests.migrator.conftest import assert_no_secret, cli_env, secrets_of
@@ -223,3 +225,18 @@ def test_never_prints_a_password_from_a_url_that_is_not_percent_encoded(app_db: 
     assert proc.returncode == 1
     assert_no_secret(proc.stdout + proc.stderr, [raw, "Xq7ZrTq", "Wp3KvLm", quote(raw, safe="")])
     assert "FAIL" in proc.stdout and APP_PASSWORD not in proc.stdout
+
+
+def test_a_pooler_certificate_near_its_expiry_is_a_warning(
+    app_db: AppDatabase, start_pooler: Callable[..., RunningPooler], tmp_path: Path
+) -> None:
+    """The renewal safety net: a stack left without `pulumi up` past its renewal window is told so."""
+    authority = CertPair(tmp_path / "ca.crt", tmp_path / "ca.key")
+    write_authority(authority, "doctor test CA")
+    fresh = start_pooler(certificate=issue_server_certificate(authority, ("localhost", "127.0.0.1")))
+    verified = {"sslmode": "verify-full", "sslrootcert": str(authority.cert_file)}
+    tls = finding(run_doctor(fresh.url(**verified)), "tls")
+    assert tls.status is Status.OK and tls.details["certificate_expires"] is not None
+    expiring = start_pooler(certificate=issue_server_certificate(authority, ("localhost", "127.0.0.1"), days=10))
+    tls = finding(run_doctor(expiring.url(**verified)), "tls")
+    assert tls.status is Status.WARN and "days left" in tls.summary and "pulumi up" in tls.advice

@@ -247,6 +247,17 @@ class StrictMocks(Mocks):
             return {"versionId": hashlib.sha256(str(inputs.get("secretString")).encode()).hexdigest()[:32]}
         if typ == "random:index/randomId:RandomId":
             return {"hex": "a1b2c3d4"}
+        # pulumi-tls: recognisable stand-ins, so the tests can follow each PEM to where it goes.
+        if typ == "tls:index/privateKey:PrivateKey":
+            return {"privateKeyPem": f"-----BEGIN PRIVATE KEY-----\n{name}\n-----END PRIVATE KEY-----\n"}
+        if typ == "tls:index/certRequest:CertRequest":
+            return {"certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{name}\n-----END CERTIFICATE REQUEST-----"}
+        if typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+            return {"certPem": f"-----BEGIN CERTIFICATE-----\n{name}\n-----END CERTIFICATE-----\n",
+                    "validityEndTime": "2027-12-01T00:00:00Z"}
+        if typ == "aws:lambda/layerVersion:LayerVersion":
+            return {"arn": f"arn:aws:lambda:{r}:{a}:layer:{inputs['layerName']}:1",
+                    "layerArn": f"arn:aws:lambda:{r}:{a}:layer:{inputs['layerName']}"}
         if typ == "aws:lambda/function:Function":
             return {"name": physical, "arn": f"arn:aws:lambda:{r}:{a}:function:{physical}"}
         if typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and inputs.get("vpcEndpointType") == "Gateway":

@@ -79,11 +79,11 @@ def test_trust_policies_name_one_service(example_run: ProgramRun, role_name: str
     }
 
 
-# Which role may read which secrets: the pooler's tasks their two (the application role's verifier and
-# the console user); the migration job the direct URL and that verifier (to set it in Postgres).
+# Which role may read which secrets: the pooler's tasks their three (the application role's verifier,
+# the console user, PgBouncer's TLS key); the migration job the direct URL and that verifier (to set it in Postgres).
 READS = {
     "functions-role": {"connection-pooled"},
-    "pooler-execution": {"pooler-credentials", "pooler-stats-credentials"},
+    "pooler-execution": {"pooler-credentials", "pooler-stats-credentials", "pooler-tls-key"},
     "migration-execution": {"connection-direct", "pooler-credentials"},
 }
 
@@ -155,7 +155,8 @@ def test_only_the_pooler_execution_role_reads_the_console_user(example_run: Prog
     reads = [s for s in document["Statement"] if s["Action"] == ["secretsmanager:GetSecretValue"]]
     grants = {s["Sid"]: s["Resource"] for s in reads}
     assert grants == {"ReadPoolerCredentials": [secrets(example_run)["pooler-credentials"]],
-                      "ReadPoolerStatsCredentials": [stats]}
+                      "ReadPoolerStatsCredentials": [stats],
+                      "ReadPoolerTlsKey": [secrets(example_run)["pooler-tls-key"]]}
 
 
 def test_function_role_can_read_the_secret_in_its_environment(example_run: ProgramRun) -> None:

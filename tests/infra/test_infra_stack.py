@@ -40,6 +40,8 @@ COMPONENTS = {
     "lifeguard:migration:MigrationJob",
     "lifeguard:image:ContainerImage",
     "lifeguard:observability:Observability",
+    "lifeguard:tls:PoolerCertificateAuthority",
+    "lifeguard:tls:PoolerCertificate",
 }
 CONTRACT_OUTPUTS = {
     "migrationClusterArn", "migrationTaskDefinitionArn", "migrationContainerName", "migrationSubnetIds",
@@ -88,6 +90,8 @@ def test_every_child_is_parented_to_its_component(example_run: ProgramRun) -> No
         parent_type = component.parent.split("::")[2]
         if component.type == "lifeguard:image:ContainerImage":
             assert by_urn[component.parent].type in ("lifeguard:pooler:Pooler", "lifeguard:migration:MigrationJob")
+        elif component.type == "lifeguard:tls:PoolerCertificate":
+            assert by_urn[component.parent].type == "lifeguard:pooler:Pooler"
         else:
             assert parent_type == ROOT_STACK_TYPE, component.name
     for resource in example_run.resources:
@@ -144,8 +148,9 @@ INVENTORY = {
     "aws:rds/instance:Instance": 1,
     "aws:rds/parameterGroup:ParameterGroup": 1,
     "aws:rds/subnetGroup:SubnetGroup": 1,
-    "aws:secretsmanager/secret:Secret": 4,
-    "aws:secretsmanager/secretVersion:SecretVersion": 4,
+    "aws:lambda/layerVersion:LayerVersion": 1,
+    "aws:secretsmanager/secret:Secret": 5,
+    "aws:secretsmanager/secretVersion:SecretVersion": 5,
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 9,
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": 7,
     "docker:index/image:Image": 2,
@@ -158,8 +163,14 @@ INVENTORY = {
     "lifeguard:observability:Observability": 1,
     "lifeguard:pooler:Pooler": 1,
     "lifeguard:secrets:ConnectionSecrets": 1,
+    "lifeguard:tls:PoolerCertificate": 1,
+    "lifeguard:tls:PoolerCertificateAuthority": 1,
     "random:index/randomId:RandomId": 1,
     "random:index/randomPassword:RandomPassword": 3,
+    "tls:index/certRequest:CertRequest": 1,
+    "tls:index/locallySignedCert:LocallySignedCert": 1,
+    "tls:index/privateKey:PrivateKey": 2,
+    "tls:index/selfSignedCert:SelfSignedCert": 1,
 }
 
 
@@ -338,11 +349,11 @@ def test_password_is_generated_and_only_ever_secret(example_run: ProgramRun) -> 
 # -- secrets ------------------------------------------------------------------------------------
 
 
-def test_four_secrets_each_with_its_own_value(example_run: ProgramRun) -> None:
+def test_five_secrets_each_with_its_own_value(example_run: ProgramRun) -> None:
     secrets = example_run.of_type("aws:secretsmanager/secret:Secret")
     assert sorted(s.name for s in secrets) == [
-        "connection-direct", "connection-pooled", "pooler-credentials", "pooler-stats-credentials"]
-    assert len({s.state["arn"] for s in secrets}) == 4
+        "connection-direct", "connection-pooled", "pooler-credentials", "pooler-stats-credentials", "pooler-tls-key"]
+    assert len({s.state["arn"] for s in secrets}) == 5
     versions = example_run.of_type("aws:secretsmanager/secretVersion:SecretVersion")
     assert {v.input("secretId") for v in versions} == {s.id for s in secrets}
     for version in versions:
@@ -361,7 +372,8 @@ def test_pooled_url_goes_through_the_nlb(example_run: ProgramRun) -> None:
     # The functions log in as the DML-only application role, never as the master user.
     assert unquote(url.username or "") == "lifeguard_app"
     assert unquote(url.password or "") == MOCK_APP_PASSWORD
-    assert parse_qs(url.query) == {"sslmode": ["require"]}
+    # Verified: PgBouncer's certificate names the NLB and chains to the CA in the functions' layer.
+    assert parse_qs(url.query) == {"sslmode": ["verify-full"], "sslrootcert": ["/opt/lifeguard/pooler-ca.pem"]}
 
 
 def test_direct_url_goes_to_rds_with_verify_full(example_run: ProgramRun) -> None:
@@ -393,12 +405,14 @@ def test_pooler_container_gets_rendered_settings_and_secret_credentials(example_
     assert containers(pooler_task(example_run))[0]["name"] == "pgbouncer"
     assert container["essential"] is True
     assert "entryPoint" not in container and "command" not in container  # the image's entrypoint
-    # The second only makes a new password roll the tasks (#12.11); no secret value is in the environment.
-    assert [e["name"] for e in container["environment"]] == ["LIFEGUARD_PGBOUNCER_SETTINGS",
-                                                             "LIFEGUARD_CREDENTIALS_VERSIONS"]
+    # The versions only make a new password roll the tasks (#12.11); the certificate is public. No
+    # secret value is in the environment.
+    assert [e["name"] for e in container["environment"]] == [
+        "LIFEGUARD_PGBOUNCER_SETTINGS", "LIFEGUARD_CREDENTIALS_VERSIONS", "POOLER_TLS_CERT"]
     assert container["secrets"] == [
         {"name": "POOLER_CREDENTIALS", "valueFrom": secret_arn(example_run, "pooler-credentials")},
         {"name": "POOLER_STATS_CREDENTIALS", "valueFrom": secret_arn(example_run, "pooler-stats-credentials")},
+        {"name": "POOLER_TLS_KEY", "valueFrom": secret_arn(example_run, "pooler-tls-key")},
     ]
     settings = PoolerSettings.from_json(container["environment"][0]["value"])
     db = example_run.one("aws:rds/instance:Instance")

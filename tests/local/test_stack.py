@@ -54,7 +54,13 @@ def test_up_status_env_down(stack_dir: Path, ports: tuple[int, int], capsys: pyt
     # Two roles (the functions' DML-only one, the owner that migrates), one database.
     assert (pooled["user"], direct["user"]) == ("lifeguard_app", "lifeguard_owner")
     assert pooled["dbname"] == direct["dbname"]
-    assert direct["sslmode"] == "verify-full" and pooled["sslmode"] == "require"
+    # Both verified: the pooled URL against the stack's own pooler CA, in the state directory.
+    assert direct["sslmode"] == "verify-full" and pooled["sslmode"] == "verify-full"
+    assert pooled["sslrootcert"] == str(stack.pooler_ca_file) and stack.pooler_ca_file.is_relative_to(stack_dir)
+    # Verification is real: the same URL with another CA is refused.
+    with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
+        psycopg.connect(urls["DATABASE_URL"].replace(str(stack.pooler_ca_file), str(direct["sslrootcert"])),
+                        connect_timeout=10)
 
     # Both URLs work, and they reach the same database: the migrations are visible through both.
     for name in names:

@@ -26,7 +26,7 @@ from lifeguard.local.pooler import PoolerError, PoolerProcess, local_settings
 from lifeguard.local.system import free_port, own_for_service
 from pgbouncer.entrypoint import prepare
 from pgbouncer.settings import _BOUNDS, MAX_PASSWORD_BYTES, PoolerSettings, render_userlist
-from pgbouncer.tls import write_self_signed
+from pgbouncer.tls import ServerCertificate, write_self_signed
 from pgbouncer.versions import _ADDED, _KEYS_1_18, PINNED, PgBouncerVersion
 from tests.conftest import APP_USER, AppDatabase, RunningPooler
 from tests.pgbouncer.conftest import MakeRoles, StartMultiUser, pooled_connect
@@ -367,8 +367,9 @@ def test_passwords_the_renderer_refuses_do_fail_in_pgbouncer(
     """Written past the renderer (which refuses them: test_settings.py), these passwords never log in."""
     (role, _), = make_roles({"refused": password}).items()
 
-    def naive_prepare(settings: PoolerSettings, credentials: Mapping[str, str], run_dir: Path) -> Path:
-        ini = prepare(settings, {role: "placeholder password"}, run_dir)
+    def naive_prepare(settings: PoolerSettings, credentials: Mapping[str, str], run_dir: Path,
+                      certificate: ServerCertificate | None = None) -> Path:
+        ini = prepare(settings, {role: "placeholder password"}, run_dir, certificate)
         Path(settings.auth_file).write_text(f'"{role}" "{password}"\n')  # what a naive entrypoint writes
         return ini
 

@@ -1,0 +1,155 @@
+"""The pooler's own CA and PgBouncer's certificate, so clients can verify the pooler (``verify-full``).
+
+Why the Pulumi TLS provider (pulumi-tls, Pulumi's bridge of HashiCorp's ``tls`` provider): the keys
+and certificates are ordinary resources whose private parts Pulumi keeps as secrets in the stack's
+encrypted state, with nothing more to run or pay for. ACM cannot do it: an NLB TLS listener would
+end TLS at the NLB, but a Postgres client first sends a plaintext ``SSLRequest`` that only the
+server (PgBouncer) answers, and ACM does not export private keys of public certificates; ACM
+Private CA exports them but costs hundreds of dollars a month per CA for one internal name.
+
+- :class:`PoolerCertificateAuthority`: an ECDSA P-256 CA (10 years) and a Lambda layer holding its
+  certificate at :data:`CA_PATH` (``/opt/...``), the ``sslrootcert`` of ``DATABASE_URL``. The
+  functions attach the layer; users' own functions attach the same layer (``poolerCaLayerArn``)
+  or bundle the ``poolerCaCertificate`` output.
+- :class:`PoolerCertificate`: PgBouncer's key and a certificate for the NLB's DNS name, signed by
+  the CA. The key goes to a Secrets Manager secret the pooler's tasks read (``POOLER_TLS_KEY``); the
+  certificate is public and goes in the task definition's environment (``POOLER_TLS_CERT``).
+
+Renewal (a rotation story): the leaf lives :data:`LEAF_VALIDITY_HOURS` and the provider marks it for
+replacement once fewer than :data:`LEAF_EARLY_RENEWAL_HOURS` remain, so any ``pulumi up`` in that
+window (the pipeline runs one per deploy) issues a new one; the task definition's environment
+changes with it and ECS rolls the tasks (circuit breaker on). The key and the CA stay, so clients
+notice nothing. ``poolerCertificateExpiry`` says when a stack left alone would need it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_tls as tls
+
+from infra.components.secrets import mark_secret
+from infra.lambda_package import RUNTIME
+
+CA_LAYER_FILE = "lifeguard/pooler-ca.pem"
+CA_PATH = f"/opt/{CA_LAYER_FILE}"
+"""Where a function with the CA layer finds the certificate (layers unpack under ``/opt``)."""
+CA_VALIDITY_HOURS = 10 * 365 * 24
+LEAF_VALIDITY_HOURS = 365 * 24
+LEAF_EARLY_RENEWAL_HOURS = 30 * 24
+# What pgbouncer/tls.py reads; spelled out for the reason infra/components/pooler.py gives.
+CERT_ENV = "POOLER_TLS_CERT"
+KEY_ENV = "POOLER_TLS_KEY"
+# The runtimes the layer declares (a layer with none is attachable to all; these document the use).
+LAYER_RUNTIMES = [RUNTIME, "nodejs20.x", "nodejs22.x"]
+
+
+def ca_layer_archive(cert_pem: str) -> pulumi.AssetArchive:
+    return pulumi.AssetArchive({CA_LAYER_FILE: pulumi.StringAsset(cert_pem)})
+
+
+@dataclass(frozen=True)
+class PoolerCertificateAuthorityArgs:
+    common_name: str
+    """The CA's subject, e.g. ``lifeguard <stack> pooler CA``."""
+
+
+class PoolerCertificateAuthority(pulumi.ComponentResource):
+    cert_pem: pulumi.Output[str]
+    """The CA certificate (public): what clients verify the pooler against."""
+    private_key_pem: pulumi.Output[str]
+    """Secret (pulumi-tls marks it so in state)."""
+    layer_arn: pulumi.Output[str]
+    """A Lambda layer version with :data:`CA_PATH`."""
+
+    def __init__(
+        self, name: str, args: PoolerCertificateAuthorityArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("lifeguard:tls:PoolerCertificateAuthority", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        cert = tls.SelfSignedCert(
+            f"{name}-cert",
+            private_key_pem=key.private_key_pem,
+            subject={"common_name": args.common_name, "organization": "lifeguard"},
+            is_ca_certificate=True,
+            max_path_length=0,
+            set_subject_key_id=True,
+            validity_period_hours=CA_VALIDITY_HOURS,
+            allowed_uses=["cert_signing", "crl_signing"],
+            opts=child,
+        )
+        layer = aws.lambda_.LayerVersion(
+            f"{name}-layer",
+            layer_name=f"{name}-{pulumi.get_stack()}",
+            description=f"The pooler's CA certificate at {CA_PATH} (DATABASE_URL's sslrootcert)",
+            code=cert.cert_pem.apply(ca_layer_archive),
+            compatible_runtimes=LAYER_RUNTIMES,
+            opts=child,
+        )
+        self.cert_pem = cert.cert_pem
+        self.private_key_pem = mark_secret(key.private_key_pem)
+        self.layer_arn = layer.arn
+        self.register_outputs({"certPem": self.cert_pem, "layerArn": self.layer_arn})
+
+
+@dataclass(frozen=True)
+class PoolerCertificateArgs:
+    authority: PoolerCertificateAuthority
+    dns_name: pulumi.Input[str]
+    """The name clients dial: the NLB's DNS name."""
+    secret_name_prefix: str
+    recovery_window_days: int
+
+
+class PoolerCertificate(pulumi.ComponentResource):
+    cert_pem: pulumi.Output[str]
+    key_secret_arn: pulumi.Output[str]
+    key_secret_version: aws.secretsmanager.SecretVersion
+    """Tasks must not start before the key they will read is there."""
+    expiry: pulumi.Output[str]
+    """RFC 3339 end of validity of the certificate PgBouncer serves."""
+
+    def __init__(self, name: str, args: PoolerCertificateArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lifeguard:tls:PoolerCertificate", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        request = tls.CertRequest(
+            f"{name}-request",
+            private_key_pem=key.private_key_pem,
+            # The name is in the SAN (what clients check); an NLB's DNS name can outgrow a CN's 64 characters.
+            subject={"common_name": "lifeguard pooler", "organization": "lifeguard"},
+            dns_names=[args.dns_name],
+            opts=child,
+        )
+        cert = tls.LocallySignedCert(
+            f"{name}-cert",
+            cert_request_pem=request.cert_request_pem,
+            ca_private_key_pem=args.authority.private_key_pem,
+            ca_cert_pem=args.authority.cert_pem,
+            validity_period_hours=LEAF_VALIDITY_HOURS,
+            early_renewal_hours=LEAF_EARLY_RENEWAL_HOURS,
+            allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+            opts=child,
+        )
+        secret = aws.secretsmanager.Secret(
+            f"{name}-key",
+            name_prefix=f"{args.secret_name_prefix}{KEY_ENV}-",
+            description="PgBouncer's TLS private key (its certificate is in the task definition); read by the "
+                        "pooler tasks only",
+            recovery_window_in_days=args.recovery_window_days,
+            opts=child,
+        )
+        self.key_secret_version = aws.secretsmanager.SecretVersion(
+            f"{name}-key",
+            secret_id=secret.id,
+            secret_string=mark_secret(key.private_key_pem),
+            opts=child,
+        )
+        self.cert_pem = cert.cert_pem
+        self.key_secret_arn = secret.arn
+        self.expiry = cert.validity_end_time
+        self.register_outputs({"certPem": self.cert_pem, "keySecretArn": self.key_secret_arn,
+                               "expiry": self.expiry})

@@ -1,0 +1,93 @@
+"""The compatibility matrix's fixtures: one local stack, its URLs as ``lifeguard local env`` prints
+them, and the pinned Node.js drivers installed (``npm ci``) into a cache the tests own."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lifeguard.cli import main
+from lifeguard.local.pgbouncer_build import cache_dir
+from lifeguard.local.stack import LocalStack, StackOptions
+from lifeguard.local.system import free_port
+
+NODE_DIR = Path(__file__).with_name("node")
+# What the cache key covers: the pins and the script that imports them.
+NODE_FILES = ("package.json", "package-lock.json", "spike.mjs")
+NPM_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class CompatStack:
+    stack: LocalStack
+    env: dict[str, str]
+    """``lifeguard local env``'s output, parsed as a shell would (``eval "$(lifeguard local env)"``)."""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.stack.app_password(), self.stack.owner_password())
+
+
+def printed_env(state_dir: Path) -> dict[str, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["local", "env", "--state-dir", str(state_dir)]) == 0
+    pairs = (line.split("=", 1) for line in out.getvalue().splitlines())
+    return {name: shlex.split(value)[0] for name, value in pairs}
+
+
+@pytest.fixture(scope="module")
+def compat_stack(state_root: Path) -> Iterator[CompatStack]:
+    stack = LocalStack(state_root / "compat")
+    pg_port = free_port()
+    pooler_port = free_port()
+    while pooler_port == pg_port:
+        pooler_port = free_port()
+    try:
+        stack.up(StackOptions(pg_port=pg_port, pooler_port=pooler_port, durable=False))
+        yield CompatStack(stack, printed_env(stack.state_dir))
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def node_drivers() -> Path:
+    """A directory holding ``spike.mjs`` and its pinned drivers; skips when Node.js is not installed."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("Node.js and npm are not installed (apt-get install nodejs npm): the matrix's Node.js "
+                    "drivers (pg, postgres) are not tested")
+    digest = hashlib.sha256(b"".join((NODE_DIR / name).read_bytes() for name in NODE_FILES)).hexdigest()
+    target = cache_dir() / f"node-drivers-{digest[:16]}"
+    if (target / ".complete").exists():
+        return target
+    partial = target.with_name(target.name + f".partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for name in NODE_FILES:
+        shutil.copy2(NODE_DIR / name, partial / name)
+    # ci: exactly the lock, integrity-checked; no install scripts (neither driver needs one).
+    result = subprocess.run(
+        [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=partial, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, check=False,
+    )
+    if result.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        pytest.fail(f"npm ci of tests/compat/node failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    (partial / ".complete").write_text("")
+    try:
+        partial.rename(target)
+    except OSError:
+        # Another run finished first: use its copy.
+        shutil.rmtree(partial, ignore_errors=True)
+    return target

@@ -1,0 +1,176 @@
+"""The compatibility matrix: drivers nobody here wrote, from the registries, against the local stack.
+
+Each driver runs as users run it in a function: one connection per instance, opened from
+``DATABASE_URL`` exactly as ``lifeguard local env`` prints it (``sslmode=verify-full``, the stack's
+pooler CA as ``sslrootcert``), a few parameterised queries repeated past every driver's
+prepare threshold, then closed. A spike of :data:`POOLED_INSTANCES` at once goes through
+PgBouncer (transaction mode, prepared statements tracked); a few go straight to Postgres with
+``DATABASE_URL_UNPOOLED``. Every instance must succeed, with nothing but the setting the README's
+client table gives for that driver (:data:`README_SETTINGS`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import threading
+from collections import Counter
+from pathlib import Path
+
+import asyncpg
+import pytest
+import sqlalchemy
+from sqlalchemy import text
+
+from redaction import Redactor
+from tests.compat.conftest import CompatStack
+
+POOLED_INSTANCES = 200
+# Postgres' own slots (max_connections 100, less what PgBouncer holds): a handful, not a spike.
+DIRECT_INSTANCES = 10
+# psycopg prepares on the 5th execution, pg and postgres.js name statements at once, asyncpg
+# caches from the first: 6 rounds cross every threshold.
+ROUNDS = 6
+SPIKE_TIMEOUT_S = 240
+URLS = ("DATABASE_URL", "DATABASE_URL_UNPOOLED")
+
+# The README's client table, row by row: what each driver needs beyond the URL as printed.
+README_SETTINGS = {
+    "pg": "none",
+    "postgres": "sslrootcert moved from the URL to ssl.ca; max: 1",
+    "asyncpg": "none",
+    "sqlalchemy+psycopg": "driver name postgresql+psycopg",
+}
+
+
+def _instances(url_name: str) -> int:
+    return POOLED_INSTANCES if url_name == "DATABASE_URL" else DIRECT_INSTANCES
+
+
+def _check(compat: CompatStack, driver: str, url_name: str, ok: int, errors: Counter[str]) -> None:
+    expected = _instances(url_name)
+    shown = Redactor(secrets=compat.secrets)(json.dumps(dict(errors.most_common(5))))
+    print(f"{driver} via {url_name}: {ok} of {expected} ok (README setting: {README_SETTINGS[driver]})")
+    assert (ok, sum(errors.values())) == (expected, 0), f"{driver} via {url_name}: {shown}"
+
+
+@pytest.fixture
+def compat(compat_stack: CompatStack) -> CompatStack:
+    # PgBouncer keeps the spike's server connections idle for minutes; each test starts without them,
+    # so the direct instances find Postgres' slots free.
+    compat_stack.stack.restart_poolers()
+    return compat_stack
+
+
+def test_the_printed_urls_verify_the_server(compat: CompatStack) -> None:
+    for name in URLS:
+        assert "sslmode=verify-full&sslrootcert=" in compat.env[name], name
+
+
+def _node_spike(compat: CompatStack, node_drivers: Path, driver: str, url_name: str, instances: int,
+                extra_env: dict[str, str] | None = None) -> tuple[int, Counter[str]]:
+    node = shutil.which("node")
+    assert node is not None
+    result = subprocess.run(
+        [node, "spike.mjs", driver, str(instances), str(ROUNDS)],
+        cwd=node_drivers, env={"PATH": "/usr/bin:/bin", "COMPAT_URL": compat.env[url_name], **(extra_env or {})},
+        capture_output=True, text=True, timeout=SPIKE_TIMEOUT_S, check=False,
+    )
+    assert result.returncode == 0, Redactor(secrets=compat.secrets)(result.stderr[-2000:])
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return report["ok"], Counter(report["errors"])
+
+
+@pytest.mark.parametrize("url_name", ["DATABASE_URL_UNPOOLED", "DATABASE_URL"])
+@pytest.mark.parametrize("driver", ["pg", "postgres"])
+def test_node_drivers(compat: CompatStack, node_drivers: Path, driver: str, url_name: str) -> None:
+    ok, errors = _node_spike(compat, node_drivers, driver, url_name, _instances(url_name))
+    _check(compat, driver, url_name, ok, errors)
+
+
+@pytest.mark.parametrize(
+    ("url_name", "refusal"),
+    [("DATABASE_URL", "unsupported startup parameter: sslrootcert"),  # PgBouncer
+     ("DATABASE_URL_UNPOOLED", 'unrecognized configuration parameter "sslrootcert"')],  # Postgres
+)
+def test_postgres_js_needs_the_readme_setting(
+    compat: CompatStack, node_drivers: Path, url_name: str, refusal: str
+) -> None:
+    """Why the table's postgres.js row has a setting: with the URL as printed it reads no CA file, and
+    given the CA another way (``NODE_EXTRA_CA_CERTS``) it sends ``sslrootcert`` to the server as a
+    startup parameter, which the server refuses."""
+    ok, errors = _node_spike(compat, node_drivers, "postgres-as-printed", url_name, 3)
+    # Node's verifier against its built-in CAs (the local Postgres' certificate is self-signed).
+    shown = Redactor(secrets=compat.secrets)(json.dumps(errors))
+    assert ok == 0 and all("certificate" in error for error in errors), shown
+    ca = sqlalchemy.make_url(compat.env[url_name]).query["sslrootcert"]
+    assert isinstance(ca, str)
+    ok, errors = _node_spike(compat, node_drivers, "postgres-as-printed", url_name, 3, {"NODE_EXTRA_CA_CERTS": ca})
+    assert ok == 0 and any(refusal in error for error in errors), Redactor(secrets=compat.secrets)(json.dumps(errors))
+
+
+async def _asyncpg_instance(url: str) -> None:
+    # Defaults: asyncpg's statement cache (named prepared statements) on.
+    conn = await asyncpg.connect(url)
+    try:
+        for i in range(ROUNDS):
+            assert await conn.fetchval("SELECT $1::int + 1", i) == i + 1
+            assert await conn.fetchval("SELECT credits FROM orgs WHERE name = $1", "acme") is not None
+    finally:
+        await conn.close()
+
+
+async def _asyncpg_spike(url: str, instances: int) -> list[BaseException | None]:
+    return await asyncio.gather(*(_asyncpg_instance(url) for _ in range(instances)), return_exceptions=True)
+
+
+@pytest.mark.parametrize("url_name", ["DATABASE_URL_UNPOOLED", "DATABASE_URL"])
+def test_asyncpg(compat: CompatStack, url_name: str) -> None:
+    # A loop of our own, not asyncio.run: that leaves the main thread without a current loop, which
+    # later tests (Pulumi's mocks) still ask for.
+    loop = asyncio.new_event_loop()
+    try:
+        results = loop.run_until_complete(
+            asyncio.wait_for(_asyncpg_spike(compat.env[url_name], _instances(url_name)), SPIKE_TIMEOUT_S)
+        )
+    finally:
+        loop.close()
+    errors = Counter(f"{type(r).__name__}: {r}"[:200] for r in results if r is not None)
+    _check(compat, "asyncpg", url_name, len(results) - sum(errors.values()), errors)
+
+
+@pytest.mark.parametrize("url_name", ["DATABASE_URL_UNPOOLED", "DATABASE_URL"])
+def test_sqlalchemy_psycopg(compat: CompatStack, url_name: str) -> None:
+    # The README's one setting: SQLAlchemy reads `postgresql://` as psycopg2; name psycopg 3.
+    url = sqlalchemy.make_url(compat.env[url_name]).set(drivername="postgresql+psycopg")
+    instances = _instances(url_name)
+    start = threading.Barrier(instances, timeout=60)
+    errors: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def instance() -> None:
+        try:
+            # One engine per function instance (module level in a handler), SQLAlchemy's defaults.
+            engine = sqlalchemy.create_engine(url)
+            try:
+                start.wait()
+                with engine.connect() as conn:
+                    for i in range(ROUNDS):
+                        assert conn.execute(text("SELECT CAST(:n AS int) + 1"), {"n": i}).scalar() == i + 1
+                        conn.execute(text("SELECT credits FROM orgs WHERE name = :name"), {"name": "acme"}).one()
+                        conn.commit()
+            finally:
+                engine.dispose()
+        except Exception as exc:  # counted and shown, per kind
+            with lock:
+                errors[f"{type(exc).__name__}: {exc}"[:200]] += 1
+
+    threads = [threading.Thread(target=instance) for _ in range(instances)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(SPIKE_TIMEOUT_S)
+    assert not any(thread.is_alive() for thread in threads), "instances still running"
+    _check(compat, "sqlalchemy+psycopg", url_name, instances - sum(errors.values()), errors)
