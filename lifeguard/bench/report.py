@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lifeguard.bench import capacity_report
 from lifeguard.local.chart import Series, backends_chart
 
 COMMAND = "lifeguard bench --out docs"
@@ -85,6 +86,9 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "It starts its own throwaway stacks (free ports, a temporary state directory), writes",
         "`benchmarks.json`, this file and the chart, and stops everything it started.",
         "",
+        *([f"The headline section comes from a separate, later run (`{r['capacity']['command']}`, its time and"
+           " load are in it); the numbered sections from the run above.", ""]
+          if r.get("capacity", {}).get("command") else []),
         "## Machine",
         "",
         "| | |",
@@ -94,9 +98,9 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         f"| OS | {m['os']}, kernel {m['kernel']} |",
         f"| Postgres | {m['postgres']} (max_connections {spike['max_connections']}, SCRAM, TLS forced) |",
         f"| PgBouncer | {m['pgbouncer']}, the release the image ships, built from Debian 13's source package"
-        f" (transaction mode, default_pool_size {pool} from PoolBudget, client TLS `require`, plain password"
-        " in auth_file" + (f"; Debian 12's {r['compare']['pgbouncer']} beside it in section 4" if r.get("compare")
-                           else "") + ") |",
+        f" (transaction mode, default_pool_size {pool} from PoolBudget, client TLS `require`, server TLS"
+        " `verify-full`, the SCRAM verifier in auth_file"
+        + (f"; Debian 12's {r['compare']['pgbouncer']} beside it in section 4" if r.get("compare") else "") + ") |",
         f"| client | Python {m['python']}, psycopg {m['psycopg']}, libpq {m['libpq']}, {m['openssl']} |",
         f"| load average | {m['load_average_at_start']} at start, {m.get('load_average_at_end', '-')} at end "
         "(the machine is shared; other work adds noise) |",
@@ -106,6 +110,9 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "instances each; see `docs/local.md`). The throwaway clusters run with fsync off; the measured",
         "work only reads.",
         "",
+    ]
+    lines += capacity_report.section(r)
+    lines += [
         "## Targets",
         "",
         "| target | as shipped | met? | best lift tried |",

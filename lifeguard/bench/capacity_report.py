@@ -1,0 +1,174 @@
+"""The capacity headline of ``docs/benchmarks.md``, rendered from the measured figures.
+
+Every number is computed from ``results["capacity"]``; the only fixed words are what each lever
+does inside PgBouncer, and the verdicts come from the figures (a lever "helps" only when its
+whole spread lies below the shipped one's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lifeguard.bench.capacity import SHIPPED, headline, summarize
+from lifeguard.bench.sizing import PoolerCost, task_capacity, tasks_needed
+
+# Example loads for the sizing table: a steady API, a burst of new instances, a busy fleet.
+EXAMPLE_LOADS = ((100, 2_000), (500, 10_000), (2_000, 50_000))
+
+
+def _spread(s: Mapping[str, Any], unit: str, digits: int) -> str:
+    return f"{s['median']:.{digits}f} {unit} ({s['low']:.{digits}f}-{s['high']:.{digits}f})"
+
+
+def _change(percent: float) -> str:
+    return "-" if percent == 0 else f"{percent:+.0f}%"
+
+
+def verdict(entry: Mapping[str, Any], shipped: Mapping[str, Any], figure: str) -> str:
+    """``lower``/``higher`` when the two spreads do not overlap, else ``same within the spread``."""
+    mine, ref = entry[figure], shipped[figure]
+    if mine["high"] < ref["low"]:
+        return "lower"
+    if mine["low"] > ref["high"]:
+        return "higher"
+    return "same within the spread"
+
+
+def pooler_defaults() -> dict[str, int]:
+    """The AWS stack's pooler defaults, from the config reference that the program reads."""
+    from infra.config import KEYS  # imports Pulumi: only when a report is written
+
+    names = ("poolerMinTasks", "poolerMaxTasks", "poolerCpu", "poolerCpuTargetPercent")
+    return {k.name: int(k.default) for k in KEYS if k.name in names}
+
+
+def section(r: Mapping[str, Any], defaults: Mapping[str, int] | None = None) -> list[str]:
+    c = r.get("capacity")
+    if not c:
+        return []
+    summary = summarize(c)
+    head = headline(summary)
+    s = c["settings"]
+    lines = [
+        "## Headline: PgBouncer CPU per login and per warm query, as shipped",
+        "",
+        f"PgBouncer {c['pgbouncer']}'s own CPU, read from `/proc/PID/task/*/schedstat` (the scheduler's"
+        " nanosecond clock) around each measurement, so other work on the machine slows the run without"
+        f" adding to the figure. {c['started_at']}, {c['duration_s']:.0f} s; load average"
+        f" {c['load_average_at_start']} at start, {c['load_average_after_rounds'][-1]} at the end"
+        " (2 cores shared with other work). Each configuration is its own PgBouncer beside the others,"
+        f" measured {s['rounds']} times in rotating order: the median, then min-max.",
+        "",
+        f"- **per login**: the sample client's cold start (a new `lambdas.db.Database` runs `read_invoices`"
+        f" and closes: TCP, TLS, SCRAM, one transaction), {s['login_clients']} at a time for"
+        f" {s['login_seconds']:g} s;",
+        f"- **per warm query**: `SELECT 1` on {s['warm_clients']} kept connections for {s['warm_seconds']:g} s,"
+        " prepared as the client prepares behind this pooler (`max_prepared_statements` > 0).",
+        "",
+        "Server connections are opened before the rounds, as on a running pooler: a client login",
+        "reuses one (`server_lifetime` 3600 s), so the server-side TLS handshake is not in the login",
+        "figure, while its encryption of every message is in both.",
+        "",
+        "| configuration | PgBouncer CPU per login | cold starts/s per vCPU | per warm query |"
+        " warm queries/s per vCPU |",
+        "|---|---|---|---|---|",
+    ]
+    for key, entry in summary.items():
+        if entry["group"] == "experiment":
+            continue
+        name = f"**{entry['label']}**" if key == SHIPPED else entry["label"]
+        lines.append(f"| {name} | {_spread(entry['login_ms'], 'ms', 3)} | {entry['cold_starts_per_vcpu']:,} | "
+                     f"{_spread(entry['query_us'], 'us', 1)} | {entry['queries_per_vcpu']:,} |")
+    failed = sum(e["failed_logins"] for e in summary.values())
+    lines += [
+        "",
+        "| target (as shipped) | measured | met? |",
+        "|---|---|---|",
+        f"| <= {head['login_target_ms']} ms PgBouncer CPU per login | {head['login_ms']:.3f} ms | "
+        f"{'met' if head['login_met'] else '**missed**'} |",
+        f"| <= {head['query_target_us']:g} us PgBouncer CPU per warm query | {head['query_us']:.1f} us | "
+        f"{'met' if head['query_met'] else '**missed**'} |",
+        "",
+        f"Failed logins over all rows: {failed}.",
+        "",
+    ]
+    lines += _baselines_text(summary)
+    lines += _experiments(summary)
+    lines += _sizing(head, defaults if defaults is not None else pooler_defaults())
+    return lines
+
+
+def _baselines_text(summary: Mapping[str, Any]) -> list[str]:
+    shipped = summary[SHIPPED]
+    out = []
+    plain = summary.get("plain_password")
+    if plain:
+        out.append(
+            f"The plain password in `auth_file` costs {plain['login_ms']['median']:.2f} ms per login"
+            f" ({_change(plain['login_change_percent'])} against the verifier): PgBouncer derives the SCRAM keys"
+            " from it for every login (4096 PBKDF2-SHA-256 iterations), which the shipped verifier spares.")
+    no_tls = summary.get("no_tls")
+    if no_tls:
+        tls_login = shipped["login_ms"]["median"] - no_tls["login_ms"]["median"]
+        tls_query = shipped["query_us"]["median"] - no_tls["query_us"]["median"]
+        out.append(
+            f"TLS on both sides costs {tls_login:.3f} ms of each login and {tls_query:.1f} us of each warm query"
+            f" (shipped minus no TLS); without TLS a login costs {no_tls['login_ms']['median']:.3f} ms and a warm"
+            f" query {no_tls['query_us']['median']:.1f} us: PgBouncer's own protocol work.")
+    server_off = summary.get("server_tls_off")
+    if server_off and no_tls:
+        server_login = shipped["login_ms"]["median"] - server_off["login_ms"]["median"]
+        server_query = shipped["query_us"]["median"] - server_off["query_us"]["median"]
+        client_login = server_off["login_ms"]["median"] - no_tls["login_ms"]["median"]
+        client_query = server_off["query_us"]["median"] - no_tls["query_us"]["median"]
+        out.append(
+            f"Split by side: client TLS {client_login:.3f} ms per login (the handshake) and {client_query:.1f} us"
+            f" per query; `server_tls` {server_login:.3f} ms per login and {server_query:.1f} us per query (it"
+            " encrypts each message to Postgres; its handshake is once per server connection).")
+    return [line for text in out for line in (text, "")]
+
+
+def _experiments(summary: Mapping[str, Any]) -> list[str]:
+    shipped = summary[SHIPPED]
+    rows = [(k, e) for k, e in summary.items() if e["group"] == "experiment"]
+    if not rows:
+        return []
+    lines = [
+        "### Levers tried",
+        "",
+        "Each one PgBouncer with the shipped settings and one change, in the same rounds. \"lower\" or",
+        "\"higher\" only when the whole spread is apart from the shipped one's.",
+        "",
+        "| lever | per login | vs shipped | | per warm query | vs shipped | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _key, e in rows:
+        lines.append(
+            f"| {e['label']} | {_spread(e['login_ms'], 'ms', 3)} | {_change(e['login_change_percent'])} | "
+            f"{verdict(e, shipped, 'login_ms')} | {_spread(e['query_us'], 'us', 1)} | "
+            f"{_change(e['query_change_percent'])} | {verdict(e, shipped, 'query_us')} |")
+    return [*lines, ""]
+
+
+def _sizing(head: Mapping[str, Any], d: Mapping[str, int]) -> list[str]:
+    cost = PoolerCost(head["login_ms"], head["query_us"])
+    cpu, target = d["poolerCpu"], d["poolerCpuTargetPercent"]
+    cold_task, query_task = task_capacity(cost, cpu, target)
+    lines = [
+        "### What it means for sizing",
+        "",
+        f"With these shipped figures, a pooler task of `poolerCpu` {cpu} ({cpu / 1024:g} vCPU; PgBouncer is one"
+        f" process, so never more than 1 vCPU counts) held at `poolerCpuTargetPercent` {target} carries about"
+        f" {cold_task:,.0f} cold starts/s or {query_task:,.0f} warm queries/s; the defaults' {d['poolerMinTasks']}"
+        f" to {d['poolerMaxTasks']} tasks carry {cold_task * d['poolerMinTasks']:,.0f} to"
+        f" {cold_task * d['poolerMaxTasks']:,.0f} cold starts/s. Tasks for a load (both at once, their CPU adds up):",
+        "",
+        "| cold starts/s | warm queries/s | tasks for the cold starts | for the queries | for both |",
+        "|---|---|---|---|---|",
+    ]
+    for cold, queries in EXAMPLE_LOADS:
+        t = tasks_needed(cost, cold, queries, cpu, target)
+        lines.append(f"| {cold:,} | {queries:,} | {t.cold_start_tasks} | {t.query_tasks} | {t.tasks} |")
+    lines += ["", "The README's Pool sizing section has the formula.", ""]
+    return lines
