@@ -31,6 +31,7 @@ from typing import Any
 import psycopg
 
 from lambdas.db import PREPARED_ENV, ClientSettings
+from lifeguard.bench import tls_floor
 from lifeguard.bench.cpu import process_cpu_ns
 from lifeguard.bench.experiments import allow_plain_tcp, write_certificate
 from lifeguard.bench.machine import load_average
@@ -255,6 +256,10 @@ def measure(stack: LocalStack, config: StackConfig, org_id: int, settings: Capac
                     f"{logins['ms_per_login']} ms per login ({logins['logins']} logins, {logins['failed']} failed), "
                     f"{warm['us_per_query']} us per warm query ({warm['queries']} queries)")
             loads.append(load_average())
+        shipped = next(r for r in running if r.variant.key == SHIPPED).process.settings
+        say("[capacity] OpenSSL's own TLS 1.3 handshake with the shipped certificate (openssl s_server)")
+        floor = tls_floor.measure(Path(shipped.client_tls_cert_file), Path(shipped.client_tls_key_file),
+                                  settings.rounds)
     finally:
         for r in running:
             r.process.stop()
@@ -265,6 +270,7 @@ def measure(stack: LocalStack, config: StackConfig, org_id: int, settings: Capac
         "pgbouncer": str(stack.pooler_settings(config, 1).version),
         "load_average_at_start": load_start,
         "load_average_after_rounds": loads,
+        "tls_handshake": floor,
         "variants": {v.key: {"label": v.label, "group": v.group, "rounds": rounds[v.key]} for v in chosen},
     }
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lifeguard.bench.capacity import SHIPPED, headline, summarize
-from lifeguard.bench.sizing import PoolerCost, task_capacity, tasks_needed
+from lifeguard.bench.sizing import PoolerCost, Spread, task_capacity, tasks_needed
 
 # Example loads for the sizing table: a steady API, a burst of new instances, a busy fleet.
 EXAMPLE_LOADS = ((100, 2_000), (500, 10_000), (2_000, 50_000))
@@ -94,6 +94,7 @@ def section(r: Mapping[str, Any], defaults: Mapping[str, int] | None = None) -> 
         "",
     ]
     lines += _baselines_text(summary)
+    lines += _floor_text(c, summary, head)
     lines += _experiments(summary)
     lines += _sizing(head, defaults if defaults is not None else pooler_defaults())
     return lines
@@ -127,6 +128,55 @@ def _baselines_text(summary: Mapping[str, Any]) -> list[str]:
             f" per query; `server_tls` {server_login:.3f} ms per login and {server_query:.1f} us per query (it"
             " encrypts each message to Postgres; its handshake is once per server connection).")
     return [line for text in out for line in (text, "")]
+
+
+def _floor_text(c: Mapping[str, Any], summary: Mapping[str, Any], head: Mapping[str, Any]) -> list[str]:
+    """OpenSSL's handshake alone, and what stands between the shipped figures and their targets."""
+    tls = c.get("tls_handshake")
+    no_tls = summary.get("no_tls")
+    if not tls or not no_tls:
+        return []
+    with_tickets = Spread.of(tls["ms_per_handshake"]["tickets_2"])
+    without = Spread.of(tls["ms_per_handshake"]["tickets_0"])
+    floor = with_tickets.median + no_tls["login_ms"]["median"]
+    lines = [
+        f"The floor under client TLS: {tls['openssl']}'s own TLS 1.3 handshake, server side (`openssl s_server`"
+        " with the certificate PgBouncer used, X25519 key exchange, `openssl s_time -new` as the client, CPU from"
+        f" `/proc`), costs {with_tickets.median:.3f} ms ({with_tickets.low:.3f}-{with_tickets.high:.3f}) with"
+        " OpenSSL's default two TLS 1.3 session tickets per connection, which PgBouncer sends and has no setting"
+        f" for, and {without.median:.3f} ms ({without.low:.3f}-{without.high:.3f}) without them. A new function"
+        " instance cannot resume a session (libpq keeps none across processes), so tickets are the only part of"
+        " the handshake it does not need, and they are a small part of it.",
+        "",
+    ]
+    if not head["login_met"]:
+        lines += [
+            f"**What stands in the way of {head['login_target_ms']} ms per login as shipped:** the handshake"
+            f" alone ({with_tickets.median:.3f} ms) plus PgBouncer's own work without TLS"
+            f" ({no_tls['login_ms']['median']:.3f} ms) make about {floor:.2f} ms on this machine under this load."
+            " What lowers it beyond that is outside PgBouncer's settings: a newer OpenSSL (the image is built on"
+            " Debian 13, OpenSSL 3.5; this machine's PgBouncer links Debian 12's 3.0, whose handshakes are known"
+            f" to be slower), and a pooler core that is not shared with other work (load average"
+            f" {c['load_average_at_start'][0]} on 2 cores here; CPU time per operation grows with cache contention,"
+            " and earlier runs at lower load read 0.65-0.73 ms per login with the verifier and client TLS, issue"
+            " #19). Dropping client TLS would meet it and is not an option: the NLB path carries passwords.",
+            "",
+        ]
+    if not head["query_met"]:
+        server_off = summary.get("server_tls_off")
+        split = ""
+        if server_off:
+            split = (f"; `server_tls` alone is {head['query_us'] - server_off['query_us']['median']:.1f} us of it,"
+                     " the encryption of every message to and from Postgres, which the stack keeps (RDS over the"
+                     " VPC, `verify-full`)")
+        lines += [
+            f"**What stands in the way of {head['query_target_us']:g} us per warm query as shipped:** without TLS"
+            f" PgBouncer itself needs {no_tls['query_us']['median']:.1f} us per query here; TLS on both sides adds"
+            f" {head['query_us'] - no_tls['query_us']['median']:.1f} us{split}. Each warm query is two TLS"
+            " records decrypted and two encrypted, plus the event-loop wake-ups, on a core shared with the load.",
+            "",
+        ]
+    return lines
 
 
 def _experiments(summary: Mapping[str, Any]) -> list[str]:

@@ -70,6 +70,8 @@ def _capacity(variants: dict[str, tuple[str, list[tuple[float, float]]]]) -> dic
         "started_at": "2026-12-01T00:00:00Z", "duration_s": 60, "pgbouncer": "1.24.1",
         "settings": {"rounds": 3, "login_seconds": 3, "warm_seconds": 2, "login_clients": 4, "warm_clients": 4},
         "load_average_at_start": [30.0, 30.0, 30.0], "load_average_after_rounds": [[31.0, 30.0, 30.0]],
+        "tls_handshake": {"openssl": "OpenSSL 3.0.22", "seconds": 2,
+                          "ms_per_handshake": {"tickets_2": [0.55, 0.6, 0.5], "tickets_0": [0.5, 0.52, 0.48]}},
         "variants": {k: {"label": k.replace("_", " "), "group": g, "rounds": [_round(*r) for r in rounds]}
                      for k, (g, rounds) in variants.items()},
     }
@@ -109,6 +111,11 @@ def test_report_section_shows_headline_baselines_levers_and_sizing() -> None:
     assert "carries about 462 cold starts/s or 9,677 warm queries/s" in text
     assert "| 2,000 | 50,000 | 5 | 6 | 10 |" in text
     assert capacity_report.section({}, DEFAULTS) == []
+    # The floor: OpenSSL's handshake plus PgBouncer's work without TLS, and what stands in the way.
+    assert "costs 0.550 ms (0.500-0.600) with OpenSSL's default two TLS 1.3 session tickets" in text
+    assert "and 0.500 ms (0.480-0.520) without them" in text
+    assert "make about 0.86 ms on this machine under this load" in text
+    assert "`server_tls` alone is 8.0 us of it" in text
 
 
 def test_report_reads_the_stack_defaults_from_the_config_reference() -> None:
@@ -160,3 +167,12 @@ def test_process_cpu_counts_nanoseconds_of_every_thread() -> None:
     sum(i * i for i in range(200_000))
     assert process_cpu_ns(os.getpid()) > before
     assert process_cpu_ns(2**22 + 12345) == 0  # no such process
+
+
+def test_tls_floor_measures_openssl_handshakes(tmp_path: Path) -> None:
+    from lifeguard.bench.tls_floor import handshake_cpu_ms
+    from pgbouncer.tls import write_self_signed
+
+    pair = write_self_signed(tmp_path)
+    result = handshake_cpu_ms(pair.cert_file, pair.key_file, seconds=1, tickets=0)
+    assert result["handshakes"] > 0 and result["ms_per_handshake"] > 0
