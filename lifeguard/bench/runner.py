@@ -1,5 +1,7 @@
 """The benchmark: one run, one machine, pooled against direct.
 
+0. The headline (:mod:`lifeguard.bench.capacity`): PgBouncer's own CPU per login and per warm
+   query as shipped, beside the plain-password and no-TLS baselines and each lever tried.
 1. Spike capacity: the largest number of concurrent instances (up to ``max_instances``) served
    with zero errors through PgBouncer while Postgres' backends stay at or below the pool size;
    direct for comparison.
