@@ -124,10 +124,19 @@ def _baselines_text(summary: Mapping[str, Any]) -> list[str]:
         client_login = server_off["login_ms"]["median"] - no_tls["login_ms"]["median"]
         client_query = server_off["query_us"]["median"] - no_tls["query_us"]["median"]
         out.append(
-            f"Split by side: client TLS {client_login:.3f} ms per login (the handshake) and {client_query:.1f} us"
-            f" per query; `server_tls` {server_login:.3f} ms per login and {server_query:.1f} us per query (it"
-            " encrypts each message to Postgres; its handshake is once per server connection).")
+            f"Split by side: client TLS {_ms_or_none(client_login)} per login (the handshake) and"
+            f" {_us_or_none(client_query)} per query; `server_tls` {_ms_or_none(server_login)} per login and"
+            f" {_us_or_none(server_query)} per query (it encrypts each message to Postgres; its handshake is once"
+            " per server connection). A difference at or below zero is within the rounds' spread.")
     return [line for text in out for line in (text, "")]
+
+
+def _ms_or_none(value: float) -> str:
+    return f"{value:.3f} ms" if value > 0 else "nothing measurable"
+
+
+def _us_or_none(value: float) -> str:
+    return f"{value:.1f} us" if value > 0 else "nothing measurable"
 
 
 def _floor_text(c: Mapping[str, Any], summary: Mapping[str, Any], head: Mapping[str, Any]) -> list[str]:
