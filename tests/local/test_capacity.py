@@ -176,3 +176,27 @@ def test_tls_floor_measures_openssl_handshakes(tmp_path: Path) -> None:
     pair = write_self_signed(tmp_path)
     result = handshake_cpu_ms(pair.cert_file, pair.key_file, seconds=1, tickets=0)
     assert result["handshakes"] > 0 and result["ms_per_handshake"] > 0
+
+
+def test_capacity_only_run_goes_into_the_report_already_there(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import shutil
+
+    from lifeguard.commands.bench import _write_capacity
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    assert _write_capacity(dict(SAMPLE), tmp_path, "lifeguard bench --only capacity") == 1
+    assert "run the full `lifeguard bench` first" in capsys.readouterr().err
+    shutil.copy(docs / "benchmarks.json", tmp_path / "benchmarks.json")
+    assert _write_capacity(dict(SAMPLE), tmp_path, "lifeguard bench --out x --only capacity") == 0
+    merged = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert merged["capacity"]["started_at"] == SAMPLE["started_at"] and "spike" in merged
+    assert merged["targets"]["pgbouncer_cpu_per_login_ms"]["measured"] == 0.65
+    markdown = (tmp_path / "benchmarks.md").read_text()
+    assert "separate, later run (`lifeguard bench --out x --only capacity`" in markdown
+    assert "## 1. Spike capacity" in markdown and "| **shipped** | 0.650 ms" in markdown
+    # A report from an older bench is refused, not half-rendered.
+    (tmp_path / "benchmarks.json").write_text(json.dumps({"machine": {}, "settings": {}}))
+    assert _write_capacity(dict(SAMPLE), tmp_path, "lifeguard bench --only capacity") == 1
+    assert "is from an older `lifeguard bench`" in capsys.readouterr().err
