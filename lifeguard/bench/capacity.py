@@ -21,6 +21,7 @@ handshakes) are not counted per client login: on a running pooler they are rare
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -231,7 +232,7 @@ def _measure_warm(running: _Running, settings: CapacitySettings) -> dict[str, An
 
 def measure(stack: LocalStack, config: StackConfig, org_id: int, settings: CapacitySettings, root: Path,
             say: Say) -> dict[str, Any]:
-    """Every chosen variant, ``rounds`` times in rotating order; raw figures per round."""
+    """Every chosen variant, ``rounds`` times in rotating order; raw figures per round. Removes ``root`` after."""
     settings.check()
     chosen = [v for v in VARIANTS if v.key in settings.variants]
     started = time.time()
@@ -263,6 +264,8 @@ def measure(stack: LocalStack, config: StackConfig, org_id: int, settings: Capac
     finally:
         for r in running:
             r.process.stop()
+        # Throwaway like the stacks: the variants' ini, auth_file (secrets) and keys go with them.
+        shutil.rmtree(root, ignore_errors=True)
     return {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1),
