@@ -11,12 +11,14 @@ and reloads PgBouncer; it is an experiment, not a mode of the local stack.
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import psycopg
 
 from lifeguard.local.pooler import PoolerProcess
+from lifeguard.local.postgres import make_dsn
 from lifeguard.local.roles import write_private
 from lifeguard.local.stack import STATS_USER, LocalStack, StackConfig
 from lifeguard.local.system import own_for_service
@@ -52,3 +54,52 @@ def _reload_with(process: PoolerProcess, userlist: str) -> None:
         if time.monotonic() > deadline:
             raise ExperimentError(f"PgBouncer in {process.root} did not reload its auth_file")
         time.sleep(0.05)
+
+
+# First line of pg_hba.conf for the no-TLS rows: plain TCP from loopback, still SCRAM. The local
+# cluster forces TLS like rds.force_ssl=1; only this experiment lifts that, to price server_tls.
+PLAIN_TCP_HBA_LINE = "hostnossl all all 127.0.0.1/32 scram-sha-256  # lifeguard bench: server_tls experiment"
+
+
+def allow_plain_tcp(stack: LocalStack, config: StackConfig) -> None:
+    """Let PgBouncer log in to the local Postgres without TLS (for ``server_tls_sslmode=disable``)."""
+    cluster = stack.cluster(config)
+    hba = cluster.data_dir / "pg_hba.conf"
+    text = hba.read_text()
+    if PLAIN_TCP_HBA_LINE not in text:
+        hba.write_text(PLAIN_TCP_HBA_LINE + "\n" + text)  # in place: the file keeps its owner
+    with cluster.connect_superuser() as conn:
+        conn.execute("SELECT pg_reload_conf()")
+    # The reload is asynchronous: wait until a plain-TCP login works.
+    plain = make_dsn("127.0.0.1", config.pg_port, config.user, stack.app_password(), config.dbname, sslmode="disable")
+    deadline = time.monotonic() + RELOAD_TIMEOUT_S
+    while True:
+        try:
+            with psycopg.connect(plain, connect_timeout=5) as conn:
+                conn.execute("SELECT 1")
+            return
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise ExperimentError(f"Postgres did not accept plain TCP after reloading pg_hba.conf: {exc}") from None
+            time.sleep(0.1)
+
+
+# Certificate key types to price the client TLS handshake (the shipped one is pgbouncer.tls's P-256).
+# Made with the openssl command line: an experiment only, the kit's certificate code stays in one place.
+KEY_TYPES = {"rsa2048": ["-newkey", "rsa:2048"], "ed25519": ["-newkey", "ed25519"],
+             "p384": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"]}
+
+
+def write_certificate(cert_file: Path, key_file: Path, key_type: str) -> None:
+    """A self-signed certificate of ``key_type`` where PgBouncer's entrypoint would make its own."""
+    if key_type not in KEY_TYPES:
+        raise ExperimentError(f"unknown key type {key_type!r}; choose one of {', '.join(KEY_TYPES)}")
+    cert_file.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["openssl", "req", "-x509", *KEY_TYPES[key_type], "-nodes", "-days", "2", "-subj", "/CN=pgbouncer",
+         "-keyout", str(key_file), "-out", str(cert_file)],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise ExperimentError(f"openssl could not make a {key_type} certificate: {result.stderr.strip()}")
+    key_file.chmod(0o600)

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lifeguard.bench import capacity_report
 from lifeguard.local.chart import Series, backends_chart
 
 COMMAND = "lifeguard bench --out docs"
@@ -89,6 +90,9 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
            "Debian 13 source package); runs before issue #10 measured Debian 12's 1.18 instead, which section 4",
            "now repeats beside it in the same run. Section 5 measures what prepared statements gain on warm calls.",
            ""] if r.get("compare") else []),
+        *([f"The headline section comes from a separate, later run (`{r['capacity']['command']}`, its time and"
+           " load are in it); the numbered sections from the run above.", ""]
+          if r.get("capacity", {}).get("command") else []),
         "## Machine",
         "",
         "| | |",
@@ -98,9 +102,9 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         f"| OS | {m['os']}, kernel {m['kernel']} |",
         f"| Postgres | {m['postgres']} (max_connections {spike['max_connections']}, SCRAM, TLS forced) |",
         f"| PgBouncer | {m['pgbouncer']}, the release the image ships, built from Debian 13's source package"
-        f" (transaction mode, default_pool_size {pool} from PoolBudget, client TLS `require`, plain password"
-        " in auth_file" + (f"; Debian 12's {r['compare']['pgbouncer']} beside it in section 4" if r.get("compare")
-                           else "") + ") |",
+        f" (transaction mode, default_pool_size {pool} from PoolBudget, client TLS `require`, server TLS"
+        " `verify-full`, the SCRAM verifier in auth_file"
+        + (f"; Debian 12's {r['compare']['pgbouncer']} beside it in section 4" if r.get("compare") else "") + ") |",
         f"| client | Python {m['python']}, psycopg {m['psycopg']}, libpq {m['libpq']}, {m['openssl']} |",
         f"| load average | {m['load_average_at_start']} at start, {m.get('load_average_at_end', '-')} at end"
         + (f", 1-minute peak {m['load_average_peak']}" if "load_average_peak" in m else "") + " "
@@ -112,6 +116,9 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "instances each; see `docs/local.md`). The throwaway clusters run with fsync off; the measured",
         "work only reads.",
         "",
+    ]
+    lines += capacity_report.section(r)
+    lines += [
         "## Targets",
         "",
         "| target | as shipped | met? | best lift tried |",

@@ -1,5 +1,7 @@
 """The benchmark: one run, one machine, pooled against direct.
 
+0. The headline (:mod:`lifeguard.bench.capacity`): PgBouncer's own CPU per login and per warm
+   query as shipped, beside the plain-password and no-TLS baselines and each lever tried.
 1. Spike capacity: the largest number of concurrent instances (up to ``max_instances``) served
    with zero errors through PgBouncer while Postgres' backends stay at or below the pool size;
    direct for comparison.
@@ -26,6 +28,8 @@ import psycopg
 
 from lambdas import read_invoices
 from lambdas.db import ClientSettings
+from lifeguard.bench import capacity as pooler_capacity
+from lifeguard.bench.capacity import CapacitySettings
 from lifeguard.bench.cpu import ServerCpu
 from lifeguard.bench.experiments import use_plain_password
 from lifeguard.bench.machine import describe, load_average
@@ -62,6 +66,8 @@ class BenchSettings:
     """PgBouncer processes for the so_reuseport variant; 1 or less skips it."""
     compare_debian: bool = True
     """Also measure the distribution's PgBouncer when it is another release than the shipped one."""
+    capacity: CapacitySettings = field(default_factory=CapacitySettings)
+    """The headline: PgBouncer CPU per login and per warm query (:mod:`lifeguard.bench.capacity`)."""
 
     def check(self) -> None:
         if not self.levels or any(n < 1 for n in self.levels) or list(self.levels) != sorted(self.levels):
@@ -72,6 +78,7 @@ class BenchSettings:
             raise ValueError("--churn-seconds and --warm-seconds must be positive")
         if self.churn_rounds < 1:
             raise ValueError("--churn-rounds must be at least 1")
+        self.capacity.check()
 
 
 @dataclass
@@ -365,6 +372,10 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
     say = _watching_load(say, results["machine"])
     one = _start(state_root, "one-pgbouncer", settings, 1, say)
     try:
+        say("[capacity] PgBouncer CPU per login and per warm query, as shipped and beside each lever")
+        results["capacity"] = pooler_capacity.measure(one.stack, one.config, one.org_id, settings.capacity,
+                                                      state_root / "capacity", say)
+        say(capacity_line(results["capacity"]))
         say("[spike] direct, then through one PgBouncer process, growing until a level fails")
         results["spike"] = capacity(one, settings, say, settings.levels)
         # PgBouncer keeps the spike's server connections idle for server_idle_timeout; restart it
@@ -441,6 +452,27 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
     return results
 
 
+def run_capacity(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, Any]:
+    """Only the headline (``lifeguard bench --only capacity``): a minute or two."""
+    settings.check()
+    one = _start(state_root, "capacity", settings, 1, say)
+    try:
+        result = pooler_capacity.measure(one.stack, one.config, one.org_id, settings.capacity,
+                                         state_root / "capacity-variants", say)
+    finally:
+        one.stack.down(purge=True)
+    result["machine"] = describe()
+    say(capacity_line(result))
+    return result
+
+
+def capacity_line(c: dict[str, Any]) -> str:
+    h = pooler_capacity.headline(pooler_capacity.summarize(c))
+    return (f"[capacity] as shipped: {h['login_ms']:.3f} ms PgBouncer CPU per login ({h['cold_starts_per_vcpu']:,} "
+            f"cold starts/s per vCPU), {h['query_us']:.1f} us per warm query ({h['queries_per_vcpu']:,} queries/s "
+            "per vCPU)")
+
+
 def _churn_line(c: dict[str, Any]) -> str:
     return (f"[churn] direct {c['direct']['throughput_per_s']}/s, pooled {c['pooled']['throughput_per_s']}/s "
             f"({c['ratio']}x; p50 {c['direct']['p50_ms']} vs {c['pooled']['p50_ms']} ms)")
@@ -470,6 +502,7 @@ def evaluate(results: dict[str, Any]) -> dict[str, Any]:
     w = results["warm"]
     overhead = (w["pooled"]["p50_ms"] or 0) - (w["direct"]["p50_ms"] or 0)
     best_capacity = max(capacities, key=lambda k: capacities[k])
+    extra = capacity_targets(results["capacity"]) if "capacity" in results else {}
     best_ratio = max(ratios, key=lambda k: ratios[k])
     return {
         "spike_capacity": {
@@ -484,4 +517,16 @@ def evaluate(results: dict[str, Any]) -> dict[str, Any]:
             "target": TARGET_WARM_OVERHEAD_MS, "measured": round(overhead, 4),
             "met": overhead <= TARGET_WARM_OVERHEAD_MS,
         },
+        **extra,
+    }
+
+
+def capacity_targets(capacity: dict[str, Any]) -> dict[str, Any]:
+    """The headline's two targets, as shipped."""
+    h = pooler_capacity.headline(pooler_capacity.summarize(capacity))
+    return {
+        "pgbouncer_cpu_per_login_ms": {"target": h["login_target_ms"], "measured": h["login_ms"],
+                                       "met": h["login_met"]},
+        "pgbouncer_cpu_per_warm_query_us": {"target": h["query_target_us"], "measured": h["query_us"],
+                                            "met": h["query_met"]},
     }

@@ -1,13 +1,16 @@
-"""``lifeguard bench``: spike capacity, connection churn and warm overhead, pooled against direct.
+"""``lifeguard bench``: PgBouncer CPU per login and per warm query, then spike, churn and warm, pooled against direct.
 
 Starts its own throwaway stacks in a temporary state directory on free ports, runs every
 measurement in one go on this machine, stops everything, and writes ``benchmarks.json``,
-``benchmarks.md`` and ``benchmarks-spike.png`` to ``--out``.
+``benchmarks.md`` and ``benchmarks-spike.png`` to ``--out``. ``--only capacity`` measures just the
+headline (PgBouncer's CPU as shipped and beside each lever, a minute or two) and puts it into the
+report already in ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -16,8 +19,9 @@ from pathlib import Path
 import psycopg
 
 from lifeguard.bench import report
+from lifeguard.bench.capacity import VARIANT_KEYS, CapacitySettings, variants_from_text
 from lifeguard.bench.experiments import ExperimentError
-from lifeguard.bench.runner import BenchSettings, run_bench
+from lifeguard.bench.runner import BenchSettings, capacity_line, capacity_targets, run_bench, run_capacity
 from lifeguard.local.invoker import InvokerError
 from lifeguard.local.stack import STACK_ERRORS
 
@@ -63,6 +67,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         f"(default {defaults.reuseport_processes})")
     parser.add_argument("--no-compare", action="store_true",
                         help="skip the runs on the distribution's own PgBouncer (Debian 12: 1.18)")
+    cap = defaults.capacity
+    parser.add_argument("--only", choices=("all", "capacity"), default="all",
+                        help="capacity: only the headline (PgBouncer CPU per login and per warm query), merged into "
+                        "the report in --out (default: all)")
+    parser.add_argument("--capacity-rounds", type=int, default=cap.rounds, metavar="N",
+                        help=f"repetitions of every capacity variant (default {cap.rounds})")
+    parser.add_argument("--capacity-login-seconds", type=float, default=cap.login_seconds, metavar="S",
+                        help=f"cold starts per variant and round (default {cap.login_seconds:g})")
+    parser.add_argument("--capacity-warm-seconds", type=float, default=cap.warm_seconds, metavar="S",
+                        help=f"warm queries per variant and round (default {cap.warm_seconds:g})")
+    parser.add_argument("--capacity-variants", type=variants_from_text, default=cap.variants, metavar="K,K,...",
+                        help="capacity variants to measure besides 'shipped', or 'all': " + ", ".join(VARIANT_KEYS))
     parser.add_argument("--state-dir", type=Path, metavar="DIR",
                         help="parent directory for the throwaway stacks (default: a new temporary one)")
     parser.set_defaults(func=run)
@@ -79,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         churn_seconds=args.churn_seconds, churn_rounds=args.churn_rounds,
         warm_clients=args.warm_clients, warm_seconds=args.warm_seconds,
         reuseport_processes=args.reuseport_processes, compare_debian=not args.no_compare,
+        capacity=CapacitySettings(rounds=args.capacity_rounds, login_seconds=args.capacity_login_seconds,
+                                  warm_seconds=args.capacity_warm_seconds, variants=tuple(args.capacity_variants)),
     )
     if args.state_dir is not None:
         root = args.state_dir.absolute()
@@ -90,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         cleanup = True
     root.chmod(0o755)
     try:
-        results = run_bench(settings, root, _say)
+        results = run_capacity(settings, root, _say) if args.only == "capacity" else run_bench(settings, root, _say)
     except _ERRORS as exc:
         _say(f"lifeguard bench: error: {exc}")
         return 1
@@ -98,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         if cleanup:
             shutil.rmtree(root, ignore_errors=True)
     command = "lifeguard bench" + _non_default_args(args)
+    if args.only == "capacity":
+        return _write_capacity(results, args.out, command)
     written = report.write(results, args.out, command=command)
     for kind, path in written.items():
         _say(f"{kind}: {path}")
@@ -106,9 +126,42 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_capacity(capacity: dict[str, object], out: Path, command: str) -> int:
+    """Put a capacity-only run into the full report already in ``out`` (its other sections stay as measured)."""
+    previous = out / "benchmarks.json"
+    if not previous.exists():
+        _say(f"lifeguard bench: error: --only capacity adds to {previous}, which does not exist; run the full "
+             "`lifeguard bench` first")
+        return 1
+    results = json.loads(previous.read_text())
+    capacity["command"] = command
+    results["capacity"] = capacity
+    results["targets"] = {**results.get("targets", {}), **capacity_targets(capacity)}
+    try:
+        text = report.render_markdown(results, results.get("chart", "benchmarks-spike.png"))
+    except KeyError as exc:
+        _say(f"lifeguard bench: error: {previous} is from an older `lifeguard bench` (no {exc} in it); run the "
+             "full `lifeguard bench` instead")
+        return 1
+    previous.write_text(json.dumps(results, indent=2) + "\n")
+    markdown = out / "benchmarks.md"
+    markdown.write_text(text)
+    _say(f"json: {previous}\nmarkdown: {markdown}")
+    _say(capacity_line(capacity))
+    return 0
+
+
 def _non_default_args(args: argparse.Namespace) -> str:
     defaults = BenchSettings()
     parts = [f"--out {args.out}"]
+    if args.only != "all":
+        parts.append(f"--only {args.only}")
+    cap = defaults.capacity
+    for name in ("rounds", "login_seconds", "warm_seconds"):
+        if getattr(args, f"capacity_{name}") != getattr(cap, name):
+            parts.append(f"--capacity-{name.replace('_', '-')} {getattr(args, f'capacity_{name}')}")
+    if tuple(args.capacity_variants) != cap.variants:
+        parts.append("--capacity-variants " + ",".join(args.capacity_variants))
     for name in ("direct_instances", "max_connections", "workers", "threads", "churn_clients", "churn_seconds",
                  "churn_rounds", "warm_clients", "warm_seconds", "reuseport_processes"):
         if getattr(args, name) != getattr(defaults, name):

@@ -319,7 +319,9 @@ def _queries(job: Mapping[str, Any], channel: _Channel) -> None:
     sql, threads, duration = job["sql"], int(job["threads"]), float(job["duration_s"])
     warmup = int(job.get("warmup", 200))
     tally = _Tally()
-    connections = [psycopg.connect(url, autocommit=True, prepare_threshold=None) for _ in range(threads)]
+    # ``prepare_threshold``: psycopg's; None (the default here) never prepares.
+    threshold = job.get("prepare_threshold")
+    connections = [psycopg.connect(url, autocommit=True, prepare_threshold=threshold) for _ in range(threads)]
     try:
         for conn in connections:
             for _ in range(warmup):

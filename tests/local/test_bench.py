@@ -24,6 +24,8 @@ def test_bench_writes_json_markdown_and_chart(state_root: Path, capsys: pytest.C
         "--churn-clients", "4", "--churn-seconds", "1", "--churn-rounds", "1",
         "--warm-clients", "2", "--warm-seconds", "0.5",
         "--reuseport-processes", "2",
+        "--capacity-rounds", "1", "--capacity-login-seconds", "0.5", "--capacity-warm-seconds", "0.3",
+        "--capacity-variants", "plain_password,no_tls",
     ])
     captured = capsys.readouterr()
     assert code == 0, captured.err[-3000:]
@@ -57,11 +59,21 @@ def test_bench_writes_json_markdown_and_chart(state_root: Path, capsys: pytest.C
     assert prepared["prepared"]["p50_ms"] > 0 and prepared["unprepared"]["p50_ms"] > 0
     assert results["machine"]["load_average_peak"] >= 0  # sampled at every step, for the noise note
     targets = results["targets"]
-    assert set(targets) == {"spike_capacity", "churn_ratio", "warm_overhead_ms"}
+    assert set(targets) == {"spike_capacity", "churn_ratio", "warm_overhead_ms", "pgbouncer_cpu_per_login_ms",
+                            "pgbouncer_cpu_per_warm_query_us"}
+    # The headline: PgBouncer's own CPU as shipped, beside the baselines, from the same run.
+    variants = results["capacity"]["variants"]
+    assert list(variants) == ["shipped", "plain_password", "no_tls"]
+    for variant in variants.values():
+        (one_round,) = variant["rounds"]
+        assert one_round["logins"] > 0 and one_round["failed"] == 0 and one_round["ms_per_login"] > 0
+        assert one_round["queries"] > 0 and one_round["us_per_query"] > 0
+    assert variants["shipped"]["rounds"][0]["ms_per_login"] < variants["plain_password"]["rounds"][0]["ms_per_login"]
     assert targets["spike_capacity"]["met"] is False  # 120 instances is not the 10,000 target
     markdown = (out / "benchmarks.md").read_text()
     assert "## Machine" in markdown and "lifeguard bench --out" in markdown
     assert "## 5. Prepared statements on warm calls" in markdown
+    assert "## Headline: PgBouncer CPU per login and per warm query, as shipped" in markdown
     assert (out / "benchmarks-spike.png").read_bytes()[:4] == b"\x89PNG"
     # Nothing left behind: the throwaway stacks are gone.
     assert not any((state_root / "bench-state").iterdir())
