@@ -20,6 +20,7 @@ from psycopg import sql
 
 from lifeguard.local.procs import command_name, parent_pid, process_state
 from lifeguard.local.system import find_postgres_bin, own_for_service, service_argv
+from pgbouncer.private_file import write_private
 from pgbouncer.tls import CertPair, write_self_signed
 
 SUPERUSER = "postgres"
@@ -95,8 +96,7 @@ class PostgresCluster:
         self.root.chmod(0o700)
         password = secrets.token_urlsafe(24)
         pwfile = self.root / "superuser.password"
-        pwfile.write_text(password + "\n")
-        pwfile.chmod(0o600)
+        write_private(pwfile, password + "\n")
         self._superuser_password = password
         # localhost is the name clients verify (verify-full); 127.0.0.1 covers IP-only clients.
         write_self_signed(self.root / "tls", names=("localhost", "127.0.0.1"))
