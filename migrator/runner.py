@@ -40,9 +40,9 @@ from psycopg.pq import TransactionStatus
 
 from migrator.errors import (
     ChecksumDrift,
-    ConfigError,
     LockTimeout,
     MigrationFailed,
+    MigratorConfigError,
     MigratorError,
     Unavailable,
 )
@@ -131,7 +131,7 @@ class _FileEndedTransaction(Exception):
 
 def _check_lock_timeout(lock_timeout_s: float) -> None:
     if not (math.isfinite(lock_timeout_s) and 0 <= lock_timeout_s <= MAX_LOCK_TIMEOUT_S):
-        raise ConfigError(f"lock timeout must be between 0 and {MAX_LOCK_TIMEOUT_S:.0f} seconds")
+        raise MigratorConfigError(f"lock timeout must be between 0 and {MAX_LOCK_TIMEOUT_S:.0f} seconds")
 
 
 def _position_line(exc: psycopg.Error, text: str, first_line: int) -> int | None:
@@ -172,7 +172,7 @@ class _Session:
         self.redactor = redactor
         schema = conn.execute("SELECT current_schema()").fetchone()
         if schema is None or schema[0] is None:
-            raise ConfigError(
+            raise MigratorConfigError(
                 "no schema of the search_path exists in this database, so there is nowhere to keep "
                 f"{TABLE_NAME}: create the schema or fix the role's search_path"
             )
