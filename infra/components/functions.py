@@ -99,7 +99,7 @@ class Functions(pulumi.ComponentResource):
                     PREPARED_ENV: "1" if args.pooler_prepared_statements else "0",
                 }},
                 vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [args.security_group_id]},
-                logging_config={"log_format": "Text", "log_group": log_groups[spec.key].name},
+                logging_config={"log_format": "JSON", "log_group": log_groups[spec.key].name},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
             )
             self.names[spec.key] = function.name
