@@ -12,8 +12,8 @@ import pytest
 
 from lambdas.api import Response
 from lambdas.db import ClientSettings, Database
-from tests.conftest import AppDatabase, RunningPooler
 from tests.lambdas.proxy import FaultyProxy
+from tests.support import AppDatabase, RunningPooler
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrator" / "migrations"
 # Small on purpose: many instances share few server connections, as in production.

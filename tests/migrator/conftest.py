@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from migrator.runner import DEFAULT_MIGRATIONS_DIR
-from tests.conftest import AppDatabase
+from tests.support import AppDatabase
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_FILES = ("0001_orgs_invoices_charges.sql", "0002_charges_balance_after.sql", "0003_seed_demo_orgs.sql")

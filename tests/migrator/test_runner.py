@@ -21,7 +21,6 @@ from migrator.errors import (
     Unavailable,
 )
 from migrator.runner import migrate, status
-from tests.conftest import AppDatabase, RunningPooler
 from tests.migrator.conftest import (
     SAMPLE_FILES,
     assert_no_secret,
@@ -31,6 +30,7 @@ from tests.migrator.conftest import (
     table_exists,
     write_migrations,
 )
+from tests.support import AppDatabase, RunningPooler
 
 
 def test_applies_the_sample_migrations_once(app_db: AppDatabase, sample_dir: Path) -> None:

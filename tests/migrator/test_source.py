@@ -15,8 +15,8 @@ from migrator.cli import main
 from migrator.errors import ExitCode, MigratorConfigError, Unavailable
 from migrator.source import describe_target, resolve_url
 from redaction import Redactor
-from tests.conftest import AppDatabase
 from tests.migrator.conftest import SAMPLE_FILES, assert_no_secret, recorded_versions, secrets_of
+from tests.support import AppDatabase
 
 REGION = "eu-west-1"
 

@@ -28,7 +28,7 @@ from lifeguard.local.postgres import make_dsn
 from pgbouncer.entrypoint import CREDENTIALS_ENV, STATS_CREDENTIALS_ENV, credentials_from_env
 from pgbouncer.metrics import ConsoleTarget
 from pgbouncer.versions import PgBouncerVersion
-from tests.conftest import AppDatabase, pooler_settings
+from tests.support import AppDatabase, pooler_settings
 
 STATS_USER = "lifeguard_stats"
 # Quotes, spaces and URL delimiters: the userlist and the console login must both cope.

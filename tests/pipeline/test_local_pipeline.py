@@ -22,10 +22,10 @@ from lifeguard.pipeline.migration import MigrationSettings, run_migration
 from lifeguard.pipeline.outputs import MigrationTarget, SmokeTarget
 from lifeguard.pipeline.smoke import run_smoke
 from migrator.files import load_migrations
-from tests.conftest import AppDatabase, RunningPooler
 from tests.pipeline.local_aws import LocalFargate, LocalLambda
 from tests.pipeline.support import REGION, MigrationStack
 from tests.secrecy import assert_no_secret
+from tests.support import AppDatabase, RunningPooler
 
 READ = "lifeguard-dev-read-invoices"
 CHARGE = "lifeguard-dev-charge-credits"
