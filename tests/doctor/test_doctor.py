@@ -17,7 +17,7 @@ from psycopg import sql
 from lifeguard.doctor import Report, Status, run_doctor
 from lifeguard.doctor.findings import Finding
 from pgbouncer.versions import PgBouncerVersion
-from tests.migrator.conftest import assert_no_secret, cli_env, secrets_of
+from tests.migrator.support import assert_no_secret, cli_env, secrets_of
 from tests.support import APP_PASSWORD, AppDatabase, RunningPooler
 
 CHECKS = ("pooling", "prepared statements", "session state", "headroom", "tls", "pair")

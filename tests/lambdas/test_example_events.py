@@ -10,7 +10,7 @@ import pytest
 from lambdas import charge_credits, read_invoices
 from lambdas.db import Database
 from lambdas.example_events import EVENTS_DIR, EXPECTED_STATUS, example_event
-from tests.lambdas.conftest import Ledger, body
+from tests.lambdas.support import Ledger, body
 from tests.support import RunningPooler
 
 HANDLERS = {"read_invoices": read_invoices.handle, "charge_credits": charge_credits.handle}

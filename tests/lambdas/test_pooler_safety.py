@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from lambdas.db import Database
-from tests.lambdas.conftest import POOL_SIZE, Ledger
+from tests.lambdas.support import POOL_SIZE, Ledger
 from tests.support import AppDatabase, RunningPooler
 
 MakeDb = Callable[..., Database]

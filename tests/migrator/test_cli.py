@@ -16,7 +16,7 @@ import pytest
 from lifeguard.local.system import free_port
 from migrator.errors import ExitCode
 from migrator.runner import LOCK_KEY
-from tests.migrator.conftest import (
+from tests.migrator.support import (
     REPO_ROOT,
     SAMPLE_FILES,
     assert_no_secret,

@@ -14,7 +14,7 @@ from migrator import roles
 from migrator.errors import ExitCode, MigratorConfigError
 from migrator.roles import ENV_ROLE, ENV_VERIFIER, AppRole, app_role_from_env
 from pgbouncer.scram import is_verifier, scram_verifier
-from tests.migrator.conftest import run_cli, secrets_of, write_migrations
+from tests.migrator.support import run_cli, secrets_of, write_migrations
 from tests.migrator.test_cli import holding_the_lock
 from tests.support import APP_SALT, AppDatabase
 

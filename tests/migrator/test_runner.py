@@ -21,7 +21,7 @@ from migrator.errors import (
     Unavailable,
 )
 from migrator.runner import migrate, status
-from tests.migrator.conftest import (
+from tests.migrator.support import (
     SAMPLE_FILES,
     assert_no_secret,
     query,

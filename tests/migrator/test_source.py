@@ -15,7 +15,7 @@ from migrator.cli import main
 from migrator.errors import ExitCode, MigratorConfigError, Unavailable
 from migrator.source import describe_target, resolve_url
 from redaction import Redactor
-from tests.migrator.conftest import SAMPLE_FILES, assert_no_secret, recorded_versions, secrets_of
+from tests.migrator.support import SAMPLE_FILES, assert_no_secret, recorded_versions, secrets_of
 from tests.support import AppDatabase
 
 REGION = "eu-west-1"
