@@ -14,7 +14,7 @@ import pytest
 from lifeguard.cli import main as cli_main
 from lifeguard.local.top import TopSources, add_top_command, format_table, run_top, snapshot
 from pgbouncer.metrics import sample_console
-from tests.observability.conftest import STATS_PASSWORD, StatsPooler
+from tests.observability.support import STATS_PASSWORD, StatsPooler
 from tests.observability.test_publisher import saturated, wait_until
 from tests.secrecy import assert_no_secret
 

@@ -38,7 +38,7 @@ from pgbouncer.entrypoint import (
 from pgbouncer.metrics import ConsoleTarget, sample_console
 from pgbouncer.settings import PoolerSettings, Upstream, render_userlist
 from pgbouncer.versions import PINNED, PgBouncerVersion
-from tests.observability.conftest import wait_for_socket
+from tests.observability.support import wait_for_socket
 from tests.secrecy import assert_no_secret
 from tests.support import AppDatabase
 
