@@ -110,12 +110,14 @@ def run(name: str, work: Callable[[], Response]) -> Response:
     except BadEvent as exc:
         return error(400, "bad_request", str(exc))
     except DatabaseUnavailable as exc:
-        logger.warning("%s: database unavailable: %s", name, exc.reason)
+        logger.warning("%s: database unavailable: %s", name, exc.reason,
+                       extra={"function": name, "outcome": "database_unavailable", "reason": exc.reason})
         return error(503, "database_unavailable", str(exc), reason=exc.reason, retryable=exc.retryable)
     except ConfigurationError as exc:
-        logger.error("%s: misconfigured: %s", name, exc)
+        logger.error("%s: misconfigured: %s", name, exc, extra={"function": name, "outcome": "misconfigured"})
         return error(500, "misconfigured", str(exc))
     except psycopg.Error as exc:
         # The driver's text can name tables and values but never credentials; keep it in the log.
-        logger.exception("%s: database error %s", name, exc.sqlstate)
+        logger.exception("%s: database error %s", name, exc.sqlstate,
+                         extra={"function": name, "outcome": "database_error", "sqlstate": exc.sqlstate})
         return error(500, "internal_error", "the function failed on a database error; see its log")

@@ -78,7 +78,9 @@ def _charge(event: object, database: db.Database) -> api.Response:
             return _replay(stored, org_id, amount, key)
         deducted = conn.execute(_DEDUCT, (amount, org_id)).fetchone()
         assert deducted is not None and deducted[0] == credits - amount, "the org row is locked"
-    logger.info("charged org %s amount %s, charge %s", org_id, amount, inserted[0])
+    logger.info("charged org %s amount %s, charge %s", org_id, amount, inserted[0], extra={
+        "function": "charge_credits", "outcome": "charged", "org_id": org_id, "amount": amount,
+        "charge_id": inserted[0]})
     return _charged(inserted[0], org_id, amount, credits - amount, key, inserted[1])
 
 
@@ -101,5 +103,6 @@ def _replay(stored: tuple[Any, ...], org_id: int, amount: int, key: str) -> api.
             f"idempotency_key {key!r} was already used for a charge of {stored_amount} to organisation "
             f"{stored_org}; use a new key for a different charge",
         )
-    logger.info("replayed charge %s for idempotency key", charge_id)
+    logger.info("replayed charge %s for idempotency key", charge_id,
+                extra={"function": "charge_credits", "outcome": "replayed", "charge_id": charge_id})
     return _charged(charge_id, stored_org, stored_amount, balance_after, key, created_at)

@@ -413,7 +413,8 @@ class Database:
             )
         except psycopg.Error as exc:
             reason = _classify(exc, default="unreachable")
-            logger.warning("database connect failed: %s (%s)", reason, self._redact(_summary(exc)))
+            logger.warning("database connect failed: %s (%s)", reason, self._redact(_summary(exc)),
+                           extra={"outcome": "connect_failed", "reason": reason})
             raise unavailable(reason) from None
         self.stats.connects += 1
         return conn
@@ -435,7 +436,7 @@ class Database:
                 readable = True
             if not readable:
                 return conn
-        logger.info("the kept connection was closed while idle; reconnecting")
+        logger.info("the kept connection was closed while idle; reconnecting", extra={"outcome": "idle_closed"})
         self._discard()
         return None
 
@@ -473,9 +474,11 @@ class Database:
                 self._discard()
                 if not (warm and dead and _lost_in_transit(exc)):
                     reason = _classify(exc, default="connection_lost")
-                    logger.warning("could not start a transaction: %s (%s)", reason, self._redact(_summary(exc)))
+                    logger.warning("could not start a transaction: %s (%s)", reason, self._redact(_summary(exc)),
+                                   extra={"outcome": "begin_failed", "reason": reason})
                     raise unavailable(reason) from None
-                logger.info("warm connection was dead (%s); reconnecting once", self._redact(_summary(exc)))
+                logger.info("warm connection was dead (%s); reconnecting once", self._redact(_summary(exc)),
+                            extra={"outcome": "warm_dead"})
                 conn, warm = None, False  # a fresh connection gets no second chance
 
     @contextmanager
@@ -498,7 +501,8 @@ class Database:
                 self._rollback(conn)
                 if isinstance(exc, psycopg.Error) and (conn.closed or _classify(exc, default="") != ""):
                     reason = _classify(exc, default="connection_lost")
-                    logger.warning("transaction failed: %s (%s)", reason, self._redact(_summary(exc)))
+                    logger.warning("transaction failed: %s (%s)", reason, self._redact(_summary(exc)),
+                                   extra={"outcome": "transaction_failed", "reason": reason})
                     raise unavailable(reason) from exc
                 raise
             self._commit(conn, read_only)
@@ -526,9 +530,11 @@ class Database:
                 self._discard()
                 if read_only:
                     # Nothing to commit: what the block read stands; the next invocation reconnects.
-                    logger.info("connection lost after a read-only transaction (%s)", self._redact(_summary(exc)))
+                    logger.info("connection lost after a read-only transaction (%s)", self._redact(_summary(exc)),
+                                extra={"outcome": "lost_after_read"})
                     return
-                logger.error("connection lost during COMMIT: outcome unknown (%s)", self._redact(_summary(exc)))
+                logger.error("connection lost during COMMIT: outcome unknown (%s)", self._redact(_summary(exc)),
+                             extra={"outcome": "commit_unknown"})
                 raise unavailable("outcome_unknown") from None
             # A deferred constraint or serialization failure at commit: rolled back, report as is.
             self._rollback(conn)

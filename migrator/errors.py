@@ -33,11 +33,11 @@ class MigratorError(Exception):
     exit_code: ExitCode = ExitCode.ERROR
 
 
-class ConfigError(MigratorError):
+class MigratorConfigError(MigratorError):
     exit_code = ExitCode.CONFIG
 
 
-class MigrationFileError(ConfigError):
+class MigrationFileError(MigratorConfigError):
     """A migration file or directory that cannot be used as it is (name, encoding, content)."""
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from migrator.errors import ConfigError
+from migrator.errors import MigratorConfigError
 
 ENV_ROLE = "LIFEGUARD_APP_ROLE"
 ENV_VERIFIER = "LIFEGUARD_APP_ROLE_VERIFIER"
@@ -50,7 +50,7 @@ _VERIFIER = re.compile(rf"^SCRAM-SHA-256\$[1-9][0-9]{{0,9}}:{_B64}\${_KEY_B64}:{
 log = logging.getLogger("migrator")
 
 
-class RoleRefused(ConfigError):
+class RoleRefused(MigratorConfigError):
     """The application role exists with rights beyond DML, or would get some; nothing was changed."""
 
 
@@ -61,12 +61,12 @@ class AppRole:
 
     def __post_init__(self) -> None:
         if not _ROLE_NAME.match(self.name) or self.name.startswith(("pg_", "rds")):
-            raise ConfigError(
+            raise MigratorConfigError(
                 f"{ENV_ROLE} must be a lower-case Postgres name (letters, digits, '_', at most 63, not "
                 f"starting with 'pg_' or 'rds'); got {self.name!r}"
             )
         if not _VERIFIER.match(self.verifier):
-            raise ConfigError(
+            raise MigratorConfigError(
                 f"{ENV_VERIFIER} is not a SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:"
                 "<ServerKey>); give the verifier PgBouncer holds, not a password"
             )
@@ -80,7 +80,9 @@ def app_role_from_env(environ: Mapping[str, str]) -> AppRole | None:
         return None
     if not name or not verifier:
         missing = ENV_ROLE if not name else ENV_VERIFIER
-        raise ConfigError(f"{missing} is not set; the application role needs both {ENV_ROLE} and {ENV_VERIFIER}")
+        raise MigratorConfigError(
+            f"{missing} is not set; the application role needs both {ENV_ROLE} and {ENV_VERIFIER}"
+        )
     return AppRole(name, verifier)
 
 
@@ -143,7 +145,7 @@ def provision_app_role(conn: psycopg.Connection[Any], role: AppRole, schema: str
     """
     me = str(_one(conn, "SELECT current_user"))
     if role.name == me:
-        raise ConfigError(
+        raise MigratorConfigError(
             f"the application role {role.name} is the role the migration job logs in as; the functions' role "
             "must be another one (it gets DML only)"
         )

@@ -40,9 +40,9 @@ from psycopg.pq import TransactionStatus
 
 from migrator.errors import (
     ChecksumDrift,
-    ConfigError,
     LockTimeout,
     MigrationFailed,
+    MigratorConfigError,
     MigratorError,
     Unavailable,
 )
@@ -92,7 +92,6 @@ class MigrationReport:
     pending: tuple[str, ...]
     """File names a dry run would apply (empty after a real run: it applies them all or fails)."""
     dry_run: bool
-    lock_wait_s: float
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,7 @@ class _FileEndedTransaction(Exception):
 
 def _check_lock_timeout(lock_timeout_s: float) -> None:
     if not (math.isfinite(lock_timeout_s) and 0 <= lock_timeout_s <= MAX_LOCK_TIMEOUT_S):
-        raise ConfigError(f"lock timeout must be between 0 and {MAX_LOCK_TIMEOUT_S:.0f} seconds")
+        raise MigratorConfigError(f"lock timeout must be between 0 and {MAX_LOCK_TIMEOUT_S:.0f} seconds")
 
 
 def _position_line(exc: psycopg.Error, text: str, first_line: int) -> int | None:
@@ -172,7 +171,7 @@ class _Session:
         self.redactor = redactor
         schema = conn.execute("SELECT current_schema()").fetchone()
         if schema is None or schema[0] is None:
-            raise ConfigError(
+            raise MigratorConfigError(
                 "no schema of the search_path exists in this database, so there is nowhere to keep "
                 f"{TABLE_NAME}: create the schema or fix the role's search_path"
             )
@@ -254,12 +253,12 @@ class _Session:
         since = f", connected {int(age.total_seconds())} s ago" if age is not None else ""
         return f"backend pid {pid}{name}{source}{since}"
 
-    def acquire_lock(self, timeout_s: float) -> float:
-        """Take the migration lock, waiting at most ``timeout_s``; returns the seconds waited."""
+    def acquire_lock(self, timeout_s: float) -> None:
+        """Take the migration lock, waiting at most ``timeout_s`` (the wait is logged)."""
         row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
         if row is not None and row[0]:
             self.locked = True
-            return 0.0
+            return
         holder = self._lock_holder()
         if timeout_s <= 0:
             raise LockTimeout(
@@ -280,9 +279,7 @@ class _Session:
         finally:
             self.conn.execute("RESET lock_timeout")
         self.locked = True
-        waited = time.monotonic() - started
-        log.info("got the migration lock after %.1f s", waited)
-        return waited
+        log.info("got the migration lock after %.1f s", time.monotonic() - started)
 
     def release_lock(self) -> None:
         if not self.locked or self.conn.closed:
@@ -502,8 +499,8 @@ def migrate(
             _warn_missing(states)
             pending = tuple(s.filename for s in states if s.state == "pending")
             applied_count = sum(1 for s in states if s.state == "applied")
-            return MigrationReport(session.target, (), applied_count, pending, True, 0.0)
-        waited = session.acquire_lock(lock_timeout_s)
+            return MigrationReport(session.target, (), applied_count, pending, True)
+        session.acquire_lock(lock_timeout_s)
         session.ensure_table()
         if app_role is not None:
             session.redactor.add_secret(app_role.verifier)
@@ -527,7 +524,7 @@ def migrate(
             log.info("applied %d migration(s) in %d ms; %d were already applied", len(applied), total, already)
         else:
             log.info("nothing to apply: all %d migration(s) are already applied", already)
-        return MigrationReport(session.target, tuple(applied), already, (), False, waited)
+        return MigrationReport(session.target, tuple(applied), already, (), False)
 
 
 def status(url: str, migrations_dir: Path | None = None) -> StatusReport:

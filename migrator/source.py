@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from migrator.errors import ConfigError, Unavailable
+from migrator.errors import MigratorConfigError, Unavailable
 from redaction import ENCODE_HINT, Redactor, url_problem
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class ResolvedUrl:
 
 
 def describe_target(url: str, redactor: Redactor | None = None) -> str:
-    """``host:port/dbname`` for logs (never user or password); raises ConfigError on a bad URL.
+    """``host:port/dbname`` for logs (never user or password); raises MigratorConfigError on a bad URL.
 
     A URL that libpq would misread (a password that is not percent-encoded) is refused before
     libpq sees it, and neither that URL nor libpq's words about one it cannot parse are quoted:
@@ -48,11 +48,11 @@ def describe_target(url: str, redactor: Redactor | None = None) -> str:
     redactor = redactor or Redactor([url])
     problem = url_problem(url)
     if problem is not None:
-        raise ConfigError(f"the direct URL cannot be used as written: {problem}")
+        raise MigratorConfigError(f"the direct URL cannot be used as written: {problem}")
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error:
-        raise ConfigError(
+        raise MigratorConfigError(
             "the direct URL is not a valid connection URL (expected "
             f"postgresql://USER:PASSWORD@HOST:PORT/DBNAME); {ENCODE_HINT}"
         ) from None
@@ -83,10 +83,10 @@ def fetch_secret_url(arn: str, client: SecretsManagerClient | None = None) -> st
         raise Unavailable(f"cannot read secret {arn}: {type(exc).__name__}: {exc}") from None
     value = response.get("SecretString")
     if not value:
-        raise ConfigError(f"secret {arn} has no SecretString; store the direct URL in it as plain text")
+        raise MigratorConfigError(f"secret {arn} has no SecretString; store the direct URL in it as plain text")
     value = value.strip()
     if not value.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
+        raise MigratorConfigError(
             f"secret {arn} does not hold a postgresql:// URL; store the direct URL in it as plain text"
         )
     return value
@@ -103,12 +103,12 @@ def resolve_url(environ: Mapping[str, str], client: SecretsManagerClient | None 
     if arn:
         return ResolvedUrl(fetch_secret_url(arn, client), f"secret {arn}")
     if environ.get(ENV_POOLED_URL, "").strip():
-        raise ConfigError(
+        raise MigratorConfigError(
             f"{ENV_POOLED_URL} is set, but the migrator never uses it: it is the pooled URL, and "
             f"migrations must not run through PgBouncer. Set {ENV_URL} to the direct URL "
             f"(or {ENV_SECRET_ARN} to the ARN of the secret holding it)."
         )
-    raise ConfigError(
+    raise MigratorConfigError(
         f"no database URL: set {ENV_URL} to the direct URL (or {ENV_SECRET_ARN} to the ARN of the "
         "secret holding it)"
     )

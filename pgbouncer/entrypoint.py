@@ -25,6 +25,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from pgbouncer.private_file import write_private
 from pgbouncer.settings import PoolerSettings, SettingsError, render_userlist
 from pgbouncer.tls import KEY_ENV, CertificateError, CertPair, ServerCertificate, write_self_signed
 
@@ -85,9 +86,7 @@ def credentials_from_env(env: Mapping[str, str], settings: PoolerSettings) -> di
 
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+    write_private(path, text)
 
 
 def prepare(

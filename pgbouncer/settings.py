@@ -459,9 +459,10 @@ def render_userlist(credentials: Mapping[str, str]) -> str:
                     f"the SCRAM verifier for pooler user {user!r} is malformed ({exc}); give the verifier "
                     "exactly as Postgres stores it (pgbouncer.scram.scram_verifier computes it)"
                 ) from None
-        lines.append(f"{_quote(user)} {_quote(password)}")
+        lines.append(f"{double_quote(user)} {double_quote(password)}")
     return "\n".join(lines) + "\n"
 
 
-def _quote(text: str) -> str:
+def double_quote(text: str) -> str:
+    """``text`` in double quotes, each ``"`` doubled: a userlist field, and an item of a Postgres list setting."""
     return '"' + text.replace('"', '""') + '"'

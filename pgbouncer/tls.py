@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from pgbouncer.private_file import write_private
 
 CERT_ENV = "POOLER_TLS_CERT"
 """PEM certificate chain PgBouncer presents (public: the task's environment)."""
@@ -90,13 +91,7 @@ class ServerCertificate:
         pair.cert_file.parent.mkdir(parents=True, exist_ok=True)
         pair.key_file.parent.mkdir(parents=True, exist_ok=True)
         pair.cert_file.write_text(self.cert_pem)
-        _write_private(pair.key_file, self.key_pem.encode())
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+        write_private(pair.key_file, self.key_pem.encode())
 
 
 def _names(names: tuple[str, ...]) -> x509.SubjectAlternativeName:

@@ -102,8 +102,3 @@ class PgBouncerVersion:
             return True
         since = _ADDED.get(key)
         return since is not None and self.at_least(*since)
-
-    @property
-    def sigterm_waits_for_clients(self) -> bool:
-        """1.23 made SIGTERM wait for every client; before, it exited at once."""
-        return self.at_least(1, 23)

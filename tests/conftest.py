@@ -13,32 +13,27 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import psycopg
 import pytest
 
-from lifeguard.local.pooler import PoolerProcess, installed_version, local_settings
-from lifeguard.local.postgres import PostgresCluster, make_dsn
+from lifeguard.local.pooler import PoolerProcess, installed_version
+from lifeguard.local.postgres import PostgresCluster
 from lifeguard.local.system import find_pgbouncer, free_port
-from migrator.roles import AppRole, provision_app_role
-from pgbouncer.scram import scram_verifier
-from pgbouncer.settings import PoolerSettings
 from pgbouncer.sizing import PoolBudget
 from pgbouncer.tls import ServerCertificate
 from pgbouncer.versions import PgBouncerVersion
-
-# Every printable ASCII class that broke other images' rendering: quotes, spaces, @ : % # ; $ *.
-APP_PASSWORD = "s3cr\"et' pa@ss:w%rd#;$*&\\=?/x"
-APP_USER = "lifeguard_app"
-# The schema owner the migrations run as (the RDS master user's stand-in): CREATEROLE, not superuser.
-OWNER_USER = "lifeguard_owner"
-OWNER_PASSWORD = "0wn#er 'p@ss\"w:rd%/?&="
-# A fixed salt: the verifier is stable, as the stack's is while the password stays the same.
-APP_SALT = bytes.fromhex("6c69666567756172642d746573747321")
+from tests.support import (
+    APP_PASSWORD,
+    APP_USER,
+    OWNER_PASSWORD,
+    OWNER_USER,
+    AppDatabase,
+    RunningPooler,
+    pooler_settings,
+)
 
 
 def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -69,55 +64,6 @@ def pg_cluster(state_root: Path) -> Iterator[PostgresCluster]:
         cluster.stop()
 
 
-@dataclass(frozen=True)
-class AppDatabase:
-    """A database owned by :data:`OWNER_USER`, with the DML-only application role provisioned in it."""
-
-    cluster: PostgresCluster
-    user: str
-    """The application role (what ``DATABASE_URL`` logs in as)."""
-    password: str = field(repr=False)  # pytest prints fixture values when a test fails
-    dbname: str
-    owner: str = OWNER_USER
-    owner_password: str = field(default=OWNER_PASSWORD, repr=False)
-
-    @property
-    def direct_url(self) -> str:
-        """``DATABASE_URL_UNPOOLED``: the schema owner, straight to Postgres (what the migration job gets)."""
-        return self.cluster.dsn(self.owner, self.owner_password, self.dbname)
-
-    @property
-    def app_direct_url(self) -> str:
-        """The application role straight to Postgres (no function gets this; for checks)."""
-        return self.cluster.dsn(self.user, self.password, self.dbname)
-
-    @property
-    def verifier(self) -> str:
-        """The application role's SCRAM verifier: what the pooler's secret and ``pg_authid`` hold."""
-        return scram_verifier(self.password, APP_SALT)
-
-    def provision(self) -> None:
-        """What the migration job does before migrating: the application role and its grants."""
-        with psycopg.connect(self.direct_url, autocommit=True) as conn:
-            provision_app_role(conn, AppRole(self.user, self.verifier), "public")
-
-
-def pooler_settings(
-    db: AppDatabase, root: Path, version: PgBouncerVersion, default_pool_size: int, **overrides: Any
-) -> PoolerSettings:
-    """The shipped settings for a PgBouncer in front of ``db`` on a free port (``local_settings``)."""
-    return local_settings(
-        root,
-        upstream_port=db.cluster.port,
-        upstream_ca_file=db.cluster.ca_file,
-        dbname=db.dbname,
-        listen_port=free_port(),
-        default_pool_size=default_pool_size,
-        version=version,
-        **overrides,
-    )
-
-
 _db_counter = itertools.count(1)
 
 
@@ -130,25 +76,6 @@ def app_db(pg_cluster: PostgresCluster) -> Iterator[AppDatabase]:
     db.provision()
     yield db
     pg_cluster.drop_database(dbname)
-
-
-@dataclass
-class RunningPooler:
-    process: PoolerProcess
-    db: AppDatabase
-
-    @property
-    def port(self) -> int:
-        return self.process.settings.listen_port
-
-    def url(self, user: str | None = None, password: str | None = None, **params: Any) -> str:
-        """The pooled URL, TLS required, not verified (``sslmode=require``: these poolers serve a
-        self-signed certificate unless started with the stack's)."""
-        return make_dsn(
-            "127.0.0.1", self.port, user or self.db.user,
-            self.db.password if password is None else password, self.db.dbname,
-            **{"sslmode": "require", **params},
-        )
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 import psycopg
 
-from tests.conftest import AppDatabase, RunningPooler
+from tests.support import AppDatabase, RunningPooler
 
 
 def test_direct_and_pooled(app_db: AppDatabase, start_pooler) -> None:  # type: ignore[no-untyped-def]

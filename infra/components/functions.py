@@ -103,7 +103,7 @@ class Functions(pulumi.ComponentResource):
                 }},
                 layers=[args.pooler_ca_layer_arn],
                 vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [args.security_group_id]},
-                logging_config={"log_format": "Text", "log_group": log_groups[spec.key].name},
+                logging_config={"log_format": "JSON", "log_group": log_groups[spec.key].name},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
             )
             self.names[spec.key] = function.name

@@ -19,9 +19,9 @@ import psycopg
 
 from lifeguard.local.pooler import PoolerProcess
 from lifeguard.local.postgres import make_dsn
-from lifeguard.local.roles import write_private
 from lifeguard.local.stack import STATS_USER, LocalStack, StackConfig
 from lifeguard.local.system import own_for_service
+from pgbouncer.private_file import write_private
 from pgbouncer.settings import render_userlist
 
 RELOAD_LOG_LINE = "got SIGHUP, re-reading config"

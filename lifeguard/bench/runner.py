@@ -28,6 +28,7 @@ import psycopg
 
 from lambdas import read_invoices
 from lambdas.db import ClientSettings
+from lambdas.example_events import example_event
 from lifeguard.bench import capacity as pooler_capacity
 from lifeguard.bench.capacity import CapacitySettings
 from lifeguard.bench.cpu import ServerCpu
@@ -121,7 +122,8 @@ def _spike(variant: Variant, monitor: BackendMonitor, label: str, url: str, inst
     display = SpikeDisplay(variant.config.max_connections)
     try:
         return run_spike(label=label, url=url, instances=instances, monitor=monitor,
-                         event={"org_id": variant.org_id}, workers=settings.workers, threads=settings.threads,
+                         event=example_event("read_invoices", "ok", org_id=variant.org_id),
+                         workers=settings.workers, threads=settings.threads,
                          progress=display, hold_s=0.3)
     finally:
         display.finish()
@@ -222,7 +224,8 @@ def _churn_block(variant: Variant, url: str, seconds: float, settings: BenchSett
     stack, config = variant.stack, variant.config
     cpu = ServerCpu.from_state(stack.cluster(config).data_dir,
                                [stack.pooler_pid(i) for i in range(1, config.pooler_processes + 1)])
-    jobs = [{"mode": "churn", "function": "read_invoices", "event": {"org_id": variant.org_id},
+    event = example_event("read_invoices", "ok", org_id=variant.org_id)
+    jobs = [{"mode": "churn", "function": "read_invoices", "event": event,
              "threads": n, "duration_s": seconds}
             for n in split(settings.churn_clients, settings.workers)]
     before = cpu.sample()

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from lambdas.example_events import example_event
 from lifeguard.commands.local import add_stack_options, add_state_dir_argument, stack_options
 from lifeguard.local.chart import Series, backends_chart
 from lifeguard.local.gauge import SpikeDisplay
@@ -98,7 +99,7 @@ def _demo(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
         _say(f"   {line}")
 
     _say(f"4. the spike: {args.instances} instances cold-start at once, each holding its connection")
-    event = {"org_id": org_id}
+    event = example_event("read_invoices", "ok", org_id=org_id)
     display = SpikeDisplay(config.max_connections)
     monitor = BackendMonitor(stack.superuser_url(config))
     if monitor.read() > config.total_pool_size // 4:
@@ -153,9 +154,9 @@ def call_samples(pooled_url: str, org_id: int) -> list[str]:
 
     database = Database(url=pooled_url, env={})
     try:
-        read = read_invoices.handle({"org_id": org_id}, database)
+        read = read_invoices.handle(example_event("read_invoices", "ok", org_id=org_id), database)
         charge = charge_credits.handle(
-            {"org_id": org_id, "amount": 1, "idempotency_key": f"demo-{uuid.uuid4()}"}, database
+            example_event("charge_credits", "ok", org_id=org_id, idempotency_key=f"demo-{uuid.uuid4()}"), database
         )
     finally:
         database.close()

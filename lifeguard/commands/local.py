@@ -13,7 +13,6 @@ from pathlib import Path
 from lifeguard.local.stack import (
     STACK_ERRORS,
     STATE_DIR_ENV,
-    STATS_USER,
     LocalStack,
     StackOptions,
     StackStatus,
@@ -111,22 +110,11 @@ def _add_top(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _run_top(args: argparse.Namespace) -> int:
-    from lifeguard.local.top import TopSources, run_top
-    from pgbouncer.metrics.console import ConsoleTarget
+    from lifeguard.local.top import run_top, stack_sources
 
     stack = LocalStack(resolve_state_dir(args.state_dir))
-
-    def resolver() -> TopSources:
-        config = stack.require_config()
-        # The stats user over the first process's unix socket: read-only, never leaves the machine.
-        console = ConsoleTarget(
-            host=str(stack.pooler_root(1)), port=config.pooler_port, user=STATS_USER,
-            password=stack.stats_password(),
-        )
-        return TopSources(console, stack.superuser_url(config))
-
     try:
-        return run_top(args, resolver)
+        return run_top(args, lambda: stack_sources(stack))
     except STACK_ERRORS as exc:
         return _fail(str(exc))
 

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from lifeguard.commands.arguments import positive_seconds
 from lifeguard.pipeline import aws
-from lifeguard.pipeline.clock import Clock, SystemClock
+from lifeguard.pipeline.clock import WaitClock
 from lifeguard.pipeline.ecs_task import EXIT_DID_NOT_RUN, STARTED_BY, EcsTaskError
-from lifeguard.pipeline.migration import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_SECONDS, MigrationRun, run_migration
+from lifeguard.pipeline.migration import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_SECONDS, MigrationSettings, run_migration
 from lifeguard.pipeline.outputs import MigrationTarget, OutputsError, add_outputs_arguments, outputs_from_args
-
-# The clock the waits use; a seam for tests, which swap in one that does not really sleep.
-CLOCK: Clock = SystemClock()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -43,18 +41,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, clock: WaitClock = time) -> int:
+    """The command; ``clock`` is what its waits use (tests pass one that does not really sleep)."""
     try:
         outputs, source = outputs_from_args(args)
         target = MigrationTarget.from_outputs(outputs, source)
     except OutputsError as exc:
         _status(f"error: {exc}")
         return 2
-    settings = MigrationRun(
+    settings = MigrationSettings(
         timeout=args.timeout,
         started_by=args.started_by,
         poll_interval=args.poll_interval,
-        clock=CLOCK,
+        clock=clock,
         on_log_line=_log_line,
         on_status=_status,
     )

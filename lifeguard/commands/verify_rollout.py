@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from lifeguard.commands.arguments import positive_seconds
 from lifeguard.pipeline import aws
-from lifeguard.pipeline.clock import Clock, SystemClock
+from lifeguard.pipeline.clock import WaitClock
 from lifeguard.pipeline.outputs import OutputsError, PoolerRolloutTarget, add_outputs_arguments, outputs_from_args
 from lifeguard.pipeline.rollout import (
     DEFAULT_POLL_SECONDS,
@@ -23,9 +24,6 @@ from lifeguard.pipeline.rollout import (
     RolloutError,
     verify_rollout,
 )
-
-# The clock the wait uses; a seam for tests, which swap in one that does not really sleep.
-CLOCK: Clock = SystemClock()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,14 +45,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, clock: WaitClock = time) -> int:
+    """The command; ``clock`` is what its waits use (tests pass one that does not really sleep)."""
     try:
         outputs, source = outputs_from_args(args)
         target = PoolerRolloutTarget.from_outputs(outputs, source)
     except OutputsError as exc:
         _status(f"error: {exc}")
         return 2
-    check = RolloutCheck(timeout=args.timeout, poll_interval=args.poll_interval, clock=CLOCK, on_status=_status)
+    check = RolloutCheck(timeout=args.timeout, poll_interval=args.poll_interval, clock=clock, on_status=_status)
     try:
         outcome = verify_rollout(aws.ecs_client(args.region or target.region), target, check)
     except RolloutError as exc:

@@ -20,6 +20,8 @@ from psycopg import sql
 
 from lifeguard.local.procs import command_name, parent_pid, process_state
 from lifeguard.local.system import find_postgres_bin, own_for_service, service_argv
+from pgbouncer.private_file import write_private
+from pgbouncer.settings import double_quote
 from pgbouncer.tls import CertPair, write_self_signed
 
 SUPERUSER = "postgres"
@@ -43,11 +45,6 @@ def make_dsn(
 def conf_quote(value: str) -> str:
     """``value`` as a quoted string in ``postgresql.conf``: quotes doubled, backslashes escaped."""
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def _list_item(value: str) -> str:
-    """One element of a list setting (``unix_socket_directories``): double-quoted, quotes doubled."""
-    return '"' + value.replace('"', '""') + '"'
 
 
 @dataclass
@@ -95,8 +92,7 @@ class PostgresCluster:
         self.root.chmod(0o700)
         password = secrets.token_urlsafe(24)
         pwfile = self.root / "superuser.password"
-        pwfile.write_text(password + "\n")
-        pwfile.chmod(0o600)
+        write_private(pwfile, password + "\n")
         self._superuser_password = password
         # localhost is the name clients verify (verify-full); 127.0.0.1 covers IP-only clients.
         write_self_signed(self.root / "tls", names=("localhost", "127.0.0.1"))
@@ -127,7 +123,7 @@ class PostgresCluster:
             f"max_connections = {self.max_connections}",
             f"superuser_reserved_connections = {self.superuser_reserved_connections}",
             # A list of folders: double quotes keep a comma or space in the path part of one folder.
-            f"unix_socket_directories = {conf_quote(_list_item(str(self.root)))}",
+            f"unix_socket_directories = {conf_quote(double_quote(str(self.root)))}",
             "password_encryption = 'scram-sha-256'",
             "ssl = on",
             f"ssl_cert_file = {conf_quote(str(self.tls.cert_file))}",

@@ -16,6 +16,8 @@ import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pgbouncer.private_file import write_private
+
 
 @dataclass(frozen=True)
 class ProcessIdentity:
@@ -71,12 +73,7 @@ def is_running(identity: ProcessIdentity) -> bool:
 def write_identity(path: Path, identity: ProcessIdentity) -> None:
     """Record ``identity`` in ``path`` (0600, replaced atomically; ``path``'s folder must be ours alone)."""
     check_private_dir(path.parent)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.unlink(missing_ok=True)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({**asdict(identity), "argv": list(identity.argv)}, handle)
-    os.replace(partial, path)
+    write_private(path, json.dumps({**asdict(identity), "argv": list(identity.argv)}), atomic=True)
 
 
 def read_identity(path: Path) -> ProcessIdentity | None:

@@ -11,21 +11,15 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 from migrator.roles import ENV_ROLE, ENV_VERIFIER
+from pgbouncer.private_file import write_private
 from pgbouncer.scram import SALT_BYTES, scram_verifier
 
 OWNER_USER = "lifeguard_owner"
 SALT_FILE = "app.scram-salt"
-
-
-def write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
 
 
 def ensure_secret(path: Path) -> None:

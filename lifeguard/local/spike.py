@@ -157,10 +157,6 @@ class SpikeResult:
             return max(self.errors.items(), key=lambda kv: kv[1])[0]
         return None
 
-    @property
-    def top_response(self) -> str | None:
-        return max(self.errors.items(), key=lambda kv: kv[1])[0] if self.errors else None
-
     def to_json(self) -> dict[str, Any]:
         return {
             "instances": self.instances,

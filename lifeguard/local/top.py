@@ -123,19 +123,13 @@ def snapshot(
 
 
 def stack_sources(stack: LocalStack) -> TopSources:
-    """The running local stack's console (its stats user over the first process's Unix socket)
-    and a superuser URL, which sees every backend in ``pg_stat_activity``."""
+    """The running local stack's console (its stats user over the first process's Unix socket: read-only,
+    never leaves the machine) and a superuser URL, which sees every backend in ``pg_stat_activity``."""
     config = stack.require_config()
     console = ConsoleTarget(
         host=str(stack.pooler_root(1)), port=config.pooler_port, user=STATS_USER, password=stack.stats_password()
     )
     return TopSources(console, stack.superuser_url(config))
-
-
-def stack_snapshot(stack: LocalStack) -> dict[str, Any]:
-    """:func:`snapshot` of the local stack, for ``lifeguard demo``'s summary."""
-    sources = stack_sources(stack)
-    return snapshot(sources.console, sources.direct_url)
 
 
 def format_table(snap: Mapping[str, Any]) -> str:

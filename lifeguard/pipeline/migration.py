@@ -7,12 +7,13 @@ that never ran or ran out of time (see :mod:`lifeguard.pipeline.ecs_task`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lifeguard.pipeline.aws import AWS_ERRORS, explain_aws_error
-from lifeguard.pipeline.clock import Clock, SystemClock
+from lifeguard.pipeline.clock import WaitClock
 from lifeguard.pipeline.ecs_task import (
     EXIT_TIMED_OUT,
     StartedTask,
@@ -41,21 +42,21 @@ NOT_FOUND_GRACE_SECONDS = 30.0
 
 
 @dataclass
-class MigrationRun:
+class MigrationSettings:
     """Knobs and sinks for one run; the defaults are the real ones."""
 
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     started_by: str = "lifeguard-migrate"
     poll_interval: float = DEFAULT_POLL_SECONDS
     log_grace: float = LOG_GRACE_SECONDS
-    clock: Clock = field(default_factory=SystemClock)
+    clock: WaitClock = time
     # Where the task's own log lines go, and where the pipeline's status lines go.
     on_log_line: Callable[[str], None] = print
     on_status: Callable[[str], None] = print
 
 
 def run_migration(
-    ecs: ECSClient, logs: CloudWatchLogsClient, target: MigrationTarget, run: MigrationRun
+    ecs: ECSClient, logs: CloudWatchLogsClient, target: MigrationTarget, run: MigrationSettings
 ) -> TaskOutcome:
     """Start the migration task, follow its logs until it stops (or time runs out), and classify the end.
 
@@ -106,7 +107,7 @@ def run_migration(
     return outcome_of(described, target.container_name)
 
 
-def _time_out(ecs: ECSClient, task: StartedTask, relay: _LogRelay, run: MigrationRun) -> TaskOutcome:
+def _time_out(ecs: ECSClient, task: StartedTask, relay: _LogRelay, run: MigrationSettings) -> TaskOutcome:
     stopped = _stop(ecs, task, f"lifeguard migrate timed out after {run.timeout:g} s", run)
     relay.relay()
     if not stopped:
@@ -122,7 +123,7 @@ def _time_out(ecs: ECSClient, task: StartedTask, relay: _LogRelay, run: Migratio
     )
 
 
-def _stop(ecs: ECSClient, task: StartedTask, reason: str, run: MigrationRun) -> bool:
+def _stop(ecs: ECSClient, task: StartedTask, reason: str, run: MigrationSettings) -> bool:
     # Reported rather than raised: the reason for stopping is what the user must see first.
     try:
         stop_task(ecs, task, reason)
@@ -135,7 +136,7 @@ def _stop(ecs: ECSClient, task: StartedTask, reason: str, run: MigrationRun) -> 
 class _LogRelay:
     """Prints the task's new log lines; a refused log read costs the logs, never the wait for the task."""
 
-    def __init__(self, follower: LogFollower, run: MigrationRun) -> None:
+    def __init__(self, follower: LogFollower, run: MigrationSettings) -> None:
         self.follower = follower
         self.run = run
         self.error: str | None = None

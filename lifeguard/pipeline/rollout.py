@@ -10,11 +10,12 @@ rollout fails at once; ``IN_PROGRESS`` is waited for, up to a timeout.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lifeguard.pipeline.clock import Clock, SystemClock
+from lifeguard.pipeline.clock import WaitClock
 from lifeguard.pipeline.ecs_task import EXIT_TIMED_OUT, describe_failures
 from lifeguard.pipeline.outputs import PoolerRolloutTarget
 
@@ -58,7 +59,7 @@ class RolloutCheck:
 
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     poll_interval: float = DEFAULT_POLL_SECONDS
-    clock: Clock = field(default_factory=SystemClock)
+    clock: WaitClock = time
     on_status: Callable[[str], None] = print
 
 

@@ -14,13 +14,12 @@ from pgbouncer.metrics.console import (
     sample_console,
 )
 from pgbouncer.metrics.emf import DEFAULT_NAMESPACE, DEFAULT_SERVICE, down_record, sample_records
-from pgbouncer.metrics.publisher import ConfigError, Publisher, PublisherConfig, main, task_identity
+from pgbouncer.metrics.publisher import Publisher, PublisherConfig, PublisherConfigError, main, task_identity
 from pgbouncer.metrics.rates import Rates, RateTracker
 
 __all__ = [
     "DEFAULT_NAMESPACE",
     "DEFAULT_SERVICE",
-    "ConfigError",
     "ConsoleError",
     "ConsoleSample",
     "ConsoleTarget",
@@ -28,6 +27,7 @@ __all__ = [
     "PoolFigures",
     "Publisher",
     "PublisherConfig",
+    "PublisherConfigError",
     "RateTracker",
     "Rates",
     "down_record",

@@ -57,7 +57,7 @@ DEFAULT_INTERVAL_S = 15.0
 PREFIX = "lifeguard-metrics"
 
 
-class ConfigError(ValueError):
+class PublisherConfigError(ValueError):
     """The sidecar's environment is wrong; the message names the variable to change."""
 
 
@@ -70,11 +70,11 @@ class PublisherConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.interval_s) and self.interval_s > 0):
-            raise ConfigError(f"{ENV_INTERVAL} must be a positive number of seconds, got {self.interval_s}")
+            raise PublisherConfigError(f"{ENV_INTERVAL} must be a positive number of seconds, got {self.interval_s}")
         if not self.namespace or self.namespace.startswith("AWS/"):
-            raise ConfigError(f"{ENV_NAMESPACE} must be set and must not start with 'AWS/'")
+            raise PublisherConfigError(f"{ENV_NAMESPACE} must be set and must not start with 'AWS/'")
         if not self.service:
-            raise ConfigError(f"{ENV_SERVICE} must not be empty")
+            raise PublisherConfigError(f"{ENV_SERVICE} must not be empty")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PublisherConfig:
@@ -83,9 +83,9 @@ class PublisherConfig:
             try:
                 settings = PoolerSettings.from_json(env[ENV_SETTINGS])
             except SettingsError as exc:
-                raise ConfigError(f"{ENV_SETTINGS}: {exc}") from None
+                raise PublisherConfigError(f"{ENV_SETTINGS}: {exc}") from None
             if not settings.unix_socket_dir and not env.get(ENV_HOST):
-                raise ConfigError(
+                raise PublisherConfigError(
                     f"the pooler settings have no unix_socket_dir, so PgBouncer opens no socket: set one, "
                     f"or set {ENV_HOST} to reach the console over TCP"
                 )
@@ -95,16 +95,18 @@ class PublisherConfig:
             try:
                 port = int(env[ENV_PORT])
             except ValueError:
-                raise ConfigError(f"{ENV_PORT} must be a port number, got {env[ENV_PORT]!r}") from None
+                raise PublisherConfigError(f"{ENV_PORT} must be a port number, got {env[ENV_PORT]!r}") from None
         user, password = _credentials(env)
         try:
             interval = float(env.get(ENV_INTERVAL) or DEFAULT_INTERVAL_S)
         except ValueError:
-            raise ConfigError(f"{ENV_INTERVAL} must be a number of seconds, got {env[ENV_INTERVAL]!r}") from None
+            raise PublisherConfigError(
+                f"{ENV_INTERVAL} must be a number of seconds, got {env[ENV_INTERVAL]!r}"
+            ) from None
         try:
             target = ConsoleTarget(host=host, port=port, user=user, password=password)
         except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+            raise PublisherConfigError(str(exc)) from None
         return cls(
             target=target,
             namespace=env.get(ENV_NAMESPACE) or DEFAULT_NAMESPACE,
@@ -117,21 +119,23 @@ def _credentials(env: Mapping[str, str]) -> tuple[str, str | None]:
     raw = env.get(ENV_CREDENTIALS)
     if raw:
         if env.get(ENV_USER):
-            raise ConfigError(f"set {ENV_CREDENTIALS} or {ENV_USER}, not both")
+            raise PublisherConfigError(f"set {ENV_CREDENTIALS} or {ENV_USER}, not both")
         try:
             data = json.loads(raw)
         except json.JSONDecodeError:
             # Never echo the value: it holds the password.
-            raise ConfigError(
+            raise PublisherConfigError(
                 f"{ENV_CREDENTIALS} is not JSON; expected {{\"username\": ..., \"password\": ...}}"
             ) from None
         if not (isinstance(data, dict) and isinstance(data.get("username"), str)
                 and isinstance(data.get("password"), str) and data["username"] and data["password"]):
-            raise ConfigError(f"{ENV_CREDENTIALS} must be a JSON object with non-empty 'username' and 'password'")
+            raise PublisherConfigError(
+                f"{ENV_CREDENTIALS} must be a JSON object with non-empty 'username' and 'password'"
+            )
         return data["username"], data["password"]
     if env.get(ENV_USER):
         return env[ENV_USER], None
-    raise ConfigError(
+    raise PublisherConfigError(
         f"set {ENV_CREDENTIALS} (a stats_users user and its password) or {ENV_USER} (a user that needs "
         "no password, e.g. 'pgbouncer' over the socket under PgBouncer's uid)"
     )
@@ -146,7 +150,7 @@ def task_identity(env: Mapping[str, str], timeout: float = 2.0) -> str:
     uri = env.get(ENV_ECS_METADATA)
     if uri:
         if not uri.startswith(("http://", "https://")):
-            raise ConfigError(f"{ENV_ECS_METADATA} is not an http URL")
+            raise PublisherConfigError(f"{ENV_ECS_METADATA} is not an http URL")
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/task", timeout=timeout) as response:  # noqa: S310
                 arn = json.loads(response.read().decode())["TaskARN"]
@@ -229,7 +233,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         config = PublisherConfig.from_env(env)
         task = task_identity(env)
-    except ConfigError as exc:
+    except PublisherConfigError as exc:
         print(f"{PREFIX}: {exc}", file=sys.stderr)
         return 2
     publisher = Publisher(config, task, sys.stdout, sys.stderr)

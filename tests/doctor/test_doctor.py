@@ -19,8 +19,8 @@ from lifeguard.doctor import Report, Status, run_doctor
 from lifeguard.doctor.findings import Finding
 from pgbouncer.tls import CertPair, issue_server_certificate, write_authority
 from pgbouncer.versions import PgBouncerVersion
-from tests.conftest import APP_PASSWORD, AppDatabase, RunningPooler
-from tests.migrator.conftest import assert_no_secret, cli_env, secrets_of
+from tests.migrator.support import assert_no_secret, cli_env, secrets_of
+from tests.support import APP_PASSWORD, AppDatabase, RunningPooler
 
 CHECKS = ("pooling", "prepared statements", "session state", "headroom", "tls", "pair")
 

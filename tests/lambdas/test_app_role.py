@@ -19,8 +19,8 @@ from lambdas.db import Database
 from migrator.roles import AppRole, provision_app_role
 from pgbouncer.scram import scram_verifier
 from pgbouncer.settings import render_userlist
-from tests.conftest import APP_SALT, APP_USER, OWNER_PASSWORD, OWNER_USER, AppDatabase, RunningPooler
-from tests.lambdas.conftest import Ledger, body
+from tests.lambdas.support import Ledger, body
+from tests.support import APP_SALT, APP_USER, OWNER_PASSWORD, OWNER_USER, AppDatabase, RunningPooler
 
 
 def pooled(pooler: RunningPooler, user: str | None = None, password: str | None = None) -> psycopg.Connection[

@@ -21,9 +21,9 @@ from moto import mock_aws
 from lambdas import charge_credits, read_invoices
 from lambdas.db import ClientSettings, ConfigurationError, Database
 from lifeguard.local.postgres import make_dsn
-from tests.conftest import AppDatabase, RunningPooler
-from tests.lambdas.conftest import Ledger, body
 from tests.lambdas.proxy import FaultyProxy
+from tests.lambdas.support import Ledger, body
+from tests.support import AppDatabase, RunningPooler
 
 MakeDb = Callable[..., Database]
 REGION = "eu-west-1"

@@ -17,8 +17,8 @@ import pytest
 from lambdas import charge_credits
 from lambdas.api import Response
 from lambdas.db import Database
-from tests.conftest import AppDatabase, RunningPooler
-from tests.lambdas.conftest import POOL_SIZE, Ledger, body
+from tests.lambdas.support import POOL_SIZE, Ledger, body
+from tests.support import AppDatabase, RunningPooler
 
 MakeDb = Callable[..., Database]
 INSTANCES = 40

@@ -16,8 +16,8 @@ from lambdas import charge_credits, db, read_invoices
 from lambdas.api import MAX_IDEMPOTENCY_KEY_LENGTH
 from lambdas.db import Database
 from lifeguard.local.system import free_port
-from tests.conftest import AppDatabase, RunningPooler
-from tests.lambdas.conftest import Ledger, body
+from tests.lambdas.support import Ledger, body
+from tests.support import AppDatabase, RunningPooler
 
 MakeDb = Callable[..., Database]
 

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from lambdas.db import Database
-from tests.conftest import AppDatabase, RunningPooler
-from tests.lambdas.conftest import POOL_SIZE, Ledger
+from tests.lambdas.support import POOL_SIZE, Ledger
+from tests.support import AppDatabase, RunningPooler
 
 MakeDb = Callable[..., Database]
 QUERY = "SELECT credits FROM orgs WHERE id = %s"

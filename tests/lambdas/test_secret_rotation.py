@@ -16,9 +16,9 @@ from psycopg import sql
 
 from lambdas import read_invoices
 from lambdas.db import Database
-from tests.conftest import RunningPooler
-from tests.lambdas.conftest import Ledger
+from tests.lambdas.support import Ledger
 from tests.lambdas.test_client import REGION, CountingSecrets, aws  # noqa: F401 (the moto fixture)
+from tests.support import RunningPooler
 
 NEW_PASSWORD = "rotated-Pa55word-for-the-test"
 

@@ -1,43 +1,14 @@
-"""Helpers for the migrator tests: temp migration folders, the CLI as a subprocess, leak checks."""
+"""Fixtures for the migrator tests (their shared helpers are in tests/migrator/support.py)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
-import psycopg
 import pytest
 
 from migrator.runner import DEFAULT_MIGRATIONS_DIR
-from tests.conftest import AppDatabase
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_FILES = ("0001_orgs_invoices_charges.sql", "0002_charges_balance_after.sql", "0003_seed_demo_orgs.sql")
-
-
-def secrets_of(db: AppDatabase) -> list[str]:
-    """Every form in which a password could leak: raw, percent-encoded, the whole URL, the verifier."""
-    return [form for password in (db.password, db.owner_password)
-            for form in (password, quote(password, safe=""), quote(password))] + [db.direct_url, db.verifier]
-
-
-def assert_no_secret(text: str, secrets: Iterable[str]) -> None:
-    # Report which form leaked by index only: pytest would print a string operand verbatim.
-    leaked = [index for index, secret in enumerate(secrets) if secret and secret in text]
-    assert not leaked, f"secret form(s) {leaked} appeared in the output"
-
-
-def write_migrations(directory: Path, files: Mapping[str, str]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (directory / name).write_text(text)
-    return directory
+from tests.migrator.support import SAMPLE_FILES
 
 
 @pytest.fixture
@@ -47,46 +18,3 @@ def sample_dir(tmp_path: Path) -> Path:
     target = tmp_path / "migrations"
     shutil.copytree(DEFAULT_MIGRATIONS_DIR, target, ignore=lambda _, names: [n for n in names if n not in SAMPLE_FILES])
     return target
-
-
-def query(db: AppDatabase, statement: Any, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db.direct_url, autocommit=True) as conn:
-        cur = conn.execute(statement, params)
-        return cur.fetchall() if cur.description else []
-
-
-def table_exists(db: AppDatabase, name: str) -> bool:
-    return bool(query(db, "SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0])
-
-
-def recorded_versions(db: AppDatabase) -> list[str]:
-    if not table_exists(db, "lifeguard_schema_migrations"):
-        return []
-    return [r[0] for r in query(db, "SELECT version FROM lifeguard_schema_migrations ORDER BY version")]
-
-
-def cli_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """A clean environment: nothing of ours leaks in from the test runner's (no DATABASE_URL...)."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR")}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra)
-    return env
-
-
-def migrator_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "migrator", *args]
-
-
-def run_cli(
-    args: Sequence[str],
-    env: Mapping[str, str],
-    secrets: Iterable[str],
-    cwd: Path = REPO_ROOT,
-    timeout: float = 120,
-) -> subprocess.CompletedProcess[str]:
-    """``python -m migrator ARGS``; fails the test if any secret shows up on stdout or stderr."""
-    proc = subprocess.run(
-        migrator_argv(*args), env=cli_env(env), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    assert_no_secret(proc.stdout + proc.stderr, secrets)
-    return proc

@@ -16,8 +16,7 @@ import pytest
 from lifeguard.local.system import free_port
 from migrator.errors import ExitCode
 from migrator.runner import LOCK_KEY
-from tests.conftest import AppDatabase, RunningPooler
-from tests.migrator.conftest import (
+from tests.migrator.support import (
     REPO_ROOT,
     SAMPLE_FILES,
     assert_no_secret,
@@ -30,6 +29,7 @@ from tests.migrator.conftest import (
     table_exists,
     write_migrations,
 )
+from tests.support import AppDatabase, RunningPooler
 
 LOCK_WAITERS = (
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"

@@ -8,8 +8,8 @@ from lifeguard.pipeline.smoke import SMOKE_ORG_ID
 from migrator.errors import MigrationFileError
 from migrator.files import DEMO_DATA_ENV, load_migrations
 from migrator.runner import DEFAULT_MIGRATIONS_DIR, migrate
-from tests.conftest import AppDatabase
-from tests.migrator.conftest import query, recorded_versions
+from tests.migrator.support import query, recorded_versions
+from tests.support import AppDatabase
 
 
 def test_without_demo_data_only_the_smoke_org_is_created(app_db: AppDatabase, monkeypatch: pytest.MonkeyPatch) -> None:

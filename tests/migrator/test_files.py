@@ -10,7 +10,7 @@ import pytest
 from migrator.errors import ExitCode, MigrationFileError
 from migrator.files import checksum, load_migrations
 from migrator.runner import DEFAULT_MIGRATIONS_DIR
-from tests.migrator.conftest import SAMPLE_FILES, write_migrations
+from tests.migrator.support import SAMPLE_FILES, write_migrations
 
 
 def problems(directory: Path) -> str:

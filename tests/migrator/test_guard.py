@@ -22,8 +22,8 @@ from migrator.guard import address_check, check_direct, probe_pooling
 from migrator.runner import migrate
 from pgbouncer.settings import Upstream
 from pgbouncer.versions import PgBouncerVersion
-from tests.conftest import AppDatabase
-from tests.migrator.conftest import run_cli, secrets_of, table_exists
+from tests.migrator.support import run_cli, secrets_of, table_exists
+from tests.support import AppDatabase
 
 
 def socket_url(db: AppDatabase, socket_dir: Path, port: int) -> str:

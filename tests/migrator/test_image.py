@@ -15,7 +15,7 @@ import pytest
 
 from migrator import cabundle
 from pgbouncer.tls import write_self_signed
-from tests.migrator.conftest import REPO_ROOT
+from tests.migrator.support import REPO_ROOT
 
 FOLDER = REPO_ROOT / "migrator"
 

@@ -11,12 +11,12 @@ import pytest
 from psycopg import sql
 
 from migrator import roles
-from migrator.errors import ConfigError, ExitCode
+from migrator.errors import ExitCode, MigratorConfigError
 from migrator.roles import ENV_ROLE, ENV_VERIFIER, AppRole, app_role_from_env
 from pgbouncer.scram import is_verifier, scram_verifier
-from tests.conftest import APP_SALT, AppDatabase
-from tests.migrator.conftest import run_cli, secrets_of, write_migrations
+from tests.migrator.support import run_cli, secrets_of, write_migrations
 from tests.migrator.test_cli import holding_the_lock
+from tests.support import APP_SALT, AppDatabase
 
 _names = itertools.count(1)
 PASSWORD = "Fresh-app-password-123"
@@ -138,7 +138,7 @@ def test_a_role_in_a_group_or_owning_tables_is_refused(app_db: AppDatabase, role
 
 def test_the_application_role_cannot_be_the_migration_role(app_db: AppDatabase) -> None:
     with psycopg.connect(app_db.direct_url, autocommit=True) as conn, pytest.raises(
-            ConfigError, match="the role the migration job logs in as"):
+            MigratorConfigError, match="the role the migration job logs in as"):
         roles.provision_app_role(conn, AppRole(app_db.owner, app_db.verifier), "public")
 
 
@@ -181,7 +181,7 @@ def test_the_migrators_verifier_check_agrees_with_pgbouncer_scram() -> None:
         try:
             AppRole("app", sample)
             accepted = True
-        except ConfigError:
+        except MigratorConfigError:
             accepted = False
         assert accepted == is_verifier(sample), sample[:20]
 

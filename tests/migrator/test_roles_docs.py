@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from migrator.runner import DEFAULT_MIGRATIONS_DIR, migrate
-from tests.conftest import AppDatabase
-from tests.migrator.conftest import REPO_ROOT, write_migrations
+from tests.migrator.support import REPO_ROOT, write_migrations
+from tests.support import AppDatabase
 
 DOC = REPO_ROOT / "docs" / "roles.md"
 MARKER = "-- migrator/migrations/0005_analytics_reader.sql"

@@ -13,16 +13,15 @@ from psycopg import sql
 from migrator import runner, sqlsplit
 from migrator.errors import (
     ChecksumDrift,
-    ConfigError,
     ExitCode,
     MigrationFailed,
+    MigratorConfigError,
     MigratorError,
     PoolerRefused,
     Unavailable,
 )
 from migrator.runner import migrate, status
-from tests.conftest import AppDatabase, RunningPooler
-from tests.migrator.conftest import (
+from tests.migrator.support import (
     SAMPLE_FILES,
     assert_no_secret,
     query,
@@ -31,6 +30,7 @@ from tests.migrator.conftest import (
     table_exists,
     write_migrations,
 )
+from tests.support import AppDatabase, RunningPooler
 
 
 def test_applies_the_sample_migrations_once(app_db: AppDatabase, sample_dir: Path) -> None:
@@ -253,7 +253,7 @@ def test_connection_failures_never_show_the_password(app_db: AppDatabase, sample
 
     # libpq quotes the offending token of a malformed URL: here, the password itself.
     malformed = f"postgresql://{app_db.user}:p%zzS3cretTok@localhost:{app_db.cluster.port}/{app_db.dbname}"
-    with pytest.raises(ConfigError) as bad_url:
+    with pytest.raises(MigratorConfigError) as bad_url:
         migrate(malformed, sample_dir)
     assert "percent-encode the user and password" in str(bad_url.value)
     assert_no_secret(str(bad_url.value), ["p%zzS3cretTok", "S3cretTok", malformed])
@@ -261,7 +261,7 @@ def test_connection_failures_never_show_the_password(app_db: AppDatabase, sample
 
 def test_lock_timeout_is_validated(app_db: AppDatabase, sample_dir: Path) -> None:
     for bad in (-1.0, float("nan"), float("inf"), runner.MAX_LOCK_TIMEOUT_S + 1):
-        with pytest.raises(ConfigError, match="lock timeout"):
+        with pytest.raises(MigratorConfigError, match="lock timeout"):
             migrate(app_db.direct_url, sample_dir, lock_timeout_s=bad)
 
 

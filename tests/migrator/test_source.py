@@ -12,11 +12,11 @@ import pytest
 from moto import mock_aws
 
 from migrator.cli import main
-from migrator.errors import ConfigError, ExitCode, Unavailable
+from migrator.errors import ExitCode, MigratorConfigError, Unavailable
 from migrator.source import describe_target, resolve_url
 from redaction import Redactor
-from tests.conftest import AppDatabase
-from tests.migrator.conftest import SAMPLE_FILES, assert_no_secret, recorded_versions, secrets_of
+from tests.migrator.support import SAMPLE_FILES, assert_no_secret, recorded_versions, secrets_of
+from tests.support import AppDatabase
 
 REGION = "eu-west-1"
 
@@ -38,9 +38,9 @@ def create_secret(name: str, value: str) -> str:
 
 def test_direct_url_wins_and_database_url_is_never_a_fallback() -> None:
     assert resolve_url({"DATABASE_URL_UNPOOLED": " postgresql://a/b ", "DATABASE_URL": "x"}).url == "postgresql://a/b"
-    with pytest.raises(ConfigError, match="DATABASE_URL is set, but the migrator never uses it"):
+    with pytest.raises(MigratorConfigError, match="DATABASE_URL is set, but the migrator never uses it"):
         resolve_url({"DATABASE_URL": "postgresql://pooled/db"})
-    with pytest.raises(ConfigError, match="no database URL: set DATABASE_URL_UNPOOLED"):
+    with pytest.raises(MigratorConfigError, match="no database URL: set DATABASE_URL_UNPOOLED"):
         resolve_url({"DATABASE_URL_UNPOOLED": "  "})
 
 

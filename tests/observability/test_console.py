@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from pgbouncer.metrics import ConsoleError, ConsoleTarget, read_console, sample_console
-from tests.observability.conftest import STATS_PASSWORD, STATS_USER, StatsPooler
+from tests.observability.support import STATS_PASSWORD, STATS_USER, StatsPooler
 from tests.secrecy import assert_no_secret
 
 

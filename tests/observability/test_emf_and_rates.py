@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from pgbouncer.metrics import (
-    ConfigError,
     ConsoleSample,
     ConsoleTarget,
     DatabaseTotals,
     PoolFigures,
     Publisher,
     PublisherConfig,
+    PublisherConfigError,
     RateTracker,
     sample_records,
     task_identity,
@@ -146,9 +146,9 @@ def test_config_from_env_prefers_explicit_host_and_port_over_the_settings() -> N
     assert (defaults.target.host, defaults.target.port, defaults.target.password) == ("/tmp", 6432, None)
     no_socket = PoolerSettings(upstream=Upstream(host="db.example", dbname="app"), default_pool_size=5,
                                unix_socket_dir="")
-    with pytest.raises(ConfigError, match="no unix_socket_dir"):
+    with pytest.raises(PublisherConfigError, match="no unix_socket_dir"):
         PublisherConfig.from_env({"LIFEGUARD_PGBOUNCER_SETTINGS": no_socket.to_json(), "LIFEGUARD_METRICS_USER": "x"})
-    with pytest.raises(ConfigError, match="not both"):
+    with pytest.raises(PublisherConfigError, match="not both"):
         PublisherConfig.from_env({"LIFEGUARD_METRICS_USER": "pgbouncer", "LIFEGUARD_METRICS_CREDENTIALS": creds})
 
 
@@ -158,7 +158,7 @@ def test_task_identity_falls_back_to_the_hostname(capsys: pytest.CaptureFixture[
     unreachable = {"ECS_CONTAINER_METADATA_URI_V4": "http://127.0.0.1:9/v4/x"}
     assert task_identity(unreachable, timeout=0.5) == socket.gethostname()
     assert "no task id from the ECS metadata endpoint" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="not an http URL"):
+    with pytest.raises(PublisherConfigError, match="not an http URL"):
         task_identity({"ECS_CONTAINER_METADATA_URI_V4": "file:///etc/passwd"})
 
 

@@ -14,7 +14,7 @@ import pytest
 from lifeguard.cli import main as cli_main
 from lifeguard.local.top import TopSources, add_top_command, format_table, run_top, snapshot
 from pgbouncer.metrics import sample_console
-from tests.observability.conftest import STATS_PASSWORD, StatsPooler
+from tests.observability.support import STATS_PASSWORD, StatsPooler
 from tests.observability.test_publisher import saturated, wait_until
 from tests.secrecy import assert_no_secret
 
@@ -148,7 +148,7 @@ def test_format_table_without_postgres() -> None:
     assert table.splitlines()[2].split() == ["db/u", "1", "0", "1", "0", "0.0", "1.5", "3.0"]
 
 
-def test_top_and_stack_snapshot_on_the_local_stack(
+def test_top_and_stack_sources_on_the_local_stack(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The real path: `lifeguard local up`, then `lifeguard local top` finds the stack by itself."""
@@ -158,7 +158,7 @@ def test_top_and_stack_snapshot_on_the_local_stack(
 
     from lifeguard.local.stack import LocalStack
     from lifeguard.local.system import free_port
-    from lifeguard.local.top import stack_snapshot
+    from lifeguard.local.top import snapshot, stack_sources
 
     for name in ("LIFEGUARD_POOLER_CONSOLE_URL", "DATABASE_URL_UNPOOLED", "LIFEGUARD_STATE_DIR"):
         monkeypatch.delenv(name, raising=False)
@@ -176,7 +176,8 @@ def test_top_and_stack_snapshot_on_the_local_stack(
             capsys.readouterr()
             assert cli_main(["local", "top", *common, "--once", "--json"]) == 0
             snap = json.loads(capsys.readouterr().out)
-            demo = stack_snapshot(stack)
+            sources = stack_sources(stack)
+            demo = snapshot(sources.console, sources.direct_url)
         assert snap["pools"][0]["cl_active"] == 1
         assert snap["postgres"]["max_connections"] == 40 and snap["postgres"]["backends"] >= 1
         assert demo["pools"][0]["pool"] == snap["pools"][0]["pool"]

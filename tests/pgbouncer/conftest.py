@@ -21,7 +21,7 @@ from lifeguard.local.pooler import PoolerProcess, installed_version
 from lifeguard.local.postgres import make_dsn
 from lifeguard.local.system import debian_pgbouncer, find_pgbouncer
 from pgbouncer.versions import PgBouncerVersion
-from tests.conftest import AppDatabase, pooler_settings
+from tests.support import AppDatabase, pooler_settings
 
 
 def _binaries() -> list[Path]:

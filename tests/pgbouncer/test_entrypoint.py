@@ -38,9 +38,9 @@ from pgbouncer.entrypoint import (
 from pgbouncer.metrics import ConsoleTarget, sample_console
 from pgbouncer.settings import PoolerSettings, Upstream, render_userlist
 from pgbouncer.versions import PINNED, PgBouncerVersion
-from tests.conftest import AppDatabase
-from tests.observability.conftest import wait_for_socket
+from tests.observability.support import wait_for_socket
 from tests.secrecy import assert_no_secret
+from tests.support import AppDatabase
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "en-Try:p@ss w\"rd';#%$*"

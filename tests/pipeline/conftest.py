@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
-REGION = "eu-west-1"
-CONTAINER = "migrator"
-LOG_PREFIX = "migrate"
-
-
-class FakeClock:
-    """A clock whose sleep only moves time forward, and remembers every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.pipeline.support import CONTAINER, LOG_PREFIX, REGION, FakeClock, MigrationStack
 
 
 @pytest.fixture
@@ -48,18 +26,6 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-
-
-@dataclass(frozen=True)
-class MigrationStack:
-    """The migration resources the infra program creates, in moto, and the outputs naming them."""
-
-    outputs: dict[str, Any]
-
-    def write(self, directory: Path) -> Path:
-        path = directory / "outputs.json"
-        path.write_text(json.dumps(self.outputs), encoding="utf-8")
-        return path
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ exit codes or the functions' answers change shape, these tests say so.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,15 +18,14 @@ import pytest
 
 from lambdas import charge_credits, read_invoices
 from lambdas.db import ClientSettings, Database
-from lifeguard.pipeline.clock import SystemClock
-from lifeguard.pipeline.migration import MigrationRun, run_migration
+from lifeguard.pipeline.migration import MigrationSettings, run_migration
 from lifeguard.pipeline.outputs import MigrationTarget, SmokeTarget
 from lifeguard.pipeline.smoke import SMOKE_ORG_ID, run_smoke
 from migrator.files import load_migrations
-from tests.conftest import AppDatabase, RunningPooler
-from tests.pipeline.conftest import REGION, MigrationStack
 from tests.pipeline.local_aws import LocalFargate, LocalLambda
+from tests.pipeline.support import REGION, MigrationStack
 from tests.secrecy import assert_no_secret
+from tests.support import AppDatabase, RunningPooler
 
 READ = "lifeguard-dev-read-invoices"
 CHARGE = "lifeguard-dev-charge-credits"
@@ -37,9 +37,9 @@ class Printed:
         self.log_lines: list[str] = []
         self.status: list[str] = []
 
-    def run(self) -> MigrationRun:
+    def run(self) -> MigrationSettings:
         # The real clock, polling fast: a real process is running.
-        return MigrationRun(timeout=120, poll_interval=0.1, log_grace=0.1, clock=SystemClock(),
+        return MigrationSettings(timeout=120, poll_interval=0.1, log_grace=0.1, clock=time,
                             on_log_line=self.log_lines.append, on_status=self.status.append)
 
 

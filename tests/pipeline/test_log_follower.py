@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 
 from lifeguard.pipeline.log_follower import LogFollower
 from redaction import redact
-from tests.pipeline.conftest import REGION
+from tests.pipeline.support import REGION
 
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient

@@ -17,12 +17,11 @@ import pytest
 from botocore.stub import Stubber
 
 from lifeguard import cli
-from lifeguard.commands import migrate as migrate_command
 from lifeguard.pipeline import aws
 from lifeguard.pipeline.ecs_task import EXIT_DID_NOT_RUN, EXIT_TIMED_OUT, EcsTaskError
-from lifeguard.pipeline.migration import MigrationRun, run_migration
+from lifeguard.pipeline.migration import MigrationSettings, run_migration
 from lifeguard.pipeline.outputs import MigrationTarget
-from tests.pipeline.conftest import CONTAINER, LOG_PREFIX, REGION, FakeClock, MigrationStack
+from tests.pipeline.support import CONTAINER, LOG_PREFIX, REGION, FakeClock, MigrationStack, run_with_clock
 from tests.secrecy import assert_no_secret
 
 if TYPE_CHECKING:
@@ -82,8 +81,8 @@ class Recorder:
         self.log_lines: list[str] = []
         self.status: list[str] = []
 
-    def settings(self, clock: FakeClock, **overrides: Any) -> MigrationRun:
-        return MigrationRun(clock=clock, on_log_line=self.log_lines.append, on_status=self.status.append,
+    def settings(self, clock: FakeClock, **overrides: Any) -> MigrationSettings:
+        return MigrationSettings(clock=clock, on_log_line=self.log_lines.append, on_status=self.status.append,
                             **overrides)
 
 
@@ -153,9 +152,9 @@ def test_migrate_runs_the_task_follows_its_logs_and_exits_with_its_code(
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-2")
     monkeypatch.setattr(aws, "ecs_client", ecs_client)
-    monkeypatch.setattr(migrate_command, "CLOCK", clock)
 
-    code = cli.main(["migrate", "--outputs", str(migration_stack.write(tmp_path)), "--started-by", "gha-42-1"])
+    code = run_with_clock(["migrate", "--outputs", str(migration_stack.write(tmp_path)), "--started-by", "gha-42-1"],
+                          clock)
 
     out, err = capsys.readouterr()
     assert code == 0
@@ -254,9 +253,8 @@ def test_run_task_failures_exit_non_zero_through_the_command(
     outputs = tmp_path / "outputs.json"
     outputs.write_text(_outputs_json(), encoding="utf-8")
     monkeypatch.setattr(aws, "ecs_client", lambda region: ecs)
-    monkeypatch.setattr(migrate_command, "CLOCK", clock)
 
-    code = cli.main(["migrate", "--outputs", str(outputs)])
+    code = run_with_clock(["migrate", "--outputs", str(outputs)], clock)
 
     err = capsys.readouterr().err
     assert code == EXIT_DID_NOT_RUN

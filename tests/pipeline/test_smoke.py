@@ -26,7 +26,7 @@ from lifeguard import cli
 from lifeguard.pipeline import aws
 from lifeguard.pipeline.outputs import SmokeTarget
 from lifeguard.pipeline.smoke import SMOKE_ORG_ID, SmokeReport, new_idempotency_key, run_smoke
-from tests.pipeline.conftest import REGION, MigrationStack
+from tests.pipeline.support import REGION, MigrationStack
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient

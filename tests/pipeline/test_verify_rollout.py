@@ -17,13 +17,11 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from lifeguard import cli
-from lifeguard.commands import verify_rollout as verify_command
 from lifeguard.pipeline import aws
 from lifeguard.pipeline.ecs_task import EXIT_TIMED_OUT
 from lifeguard.pipeline.outputs import OutputsError, PoolerRolloutTarget
 from lifeguard.pipeline.rollout import RolloutCheck, RolloutError, verify_rollout
-from tests.pipeline.conftest import REGION, FakeClock
+from tests.pipeline.support import REGION, FakeClock, run_with_clock
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -114,10 +112,9 @@ def run_command(
         return ecs
 
     monkeypatch.setattr(aws, "ecs_client", ecs_client)
-    monkeypatch.setattr(verify_command, "CLOCK", clock)
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps(outputs), encoding="utf-8")
-    return cli.main(["verify-rollout", "--outputs", str(path), *extra]), regions
+    return run_with_clock(["verify-rollout", "--outputs", str(path), *extra], clock), regions
 
 
 def test_a_completed_rollout_of_the_stacks_definition_passes(
@@ -262,10 +259,9 @@ def test_unusable_outputs_exit_2_before_any_aws_call(
         raise AssertionError("no AWS call may happen with unusable outputs")
 
     monkeypatch.setattr(aws, "ecs_client", no_aws)
-    monkeypatch.setattr(verify_command, "CLOCK", clock)
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps(outputs), encoding="utf-8")
-    assert cli.main(["verify-rollout", "--outputs", str(path)]) == 2
+    assert run_with_clock(["verify-rollout", "--outputs", str(path)], clock) == 2
     assert expected in capsys.readouterr().err
 
 

@@ -17,10 +17,10 @@ from lambdas import charge_credits
 from lambdas.db import Database
 from lifeguard.local.top import TopError, postgres_figures, run_top
 from redaction import Redactor, redact, url_problem
-from tests.conftest import AppDatabase
-from tests.migrator.conftest import REPO_ROOT, cli_env, migrator_argv
+from tests.migrator.support import REPO_ROOT, cli_env, migrator_argv
 from tests.observability.test_top import top_args
 from tests.secrecy import assert_no_secret
+from tests.support import AppDatabase
 
 # Not percent-encoded, as people paste them: a raw '/', '@', space, '?', '#'.
 RAW_PASSWORDS = ["Xq7ZrTq/Wp3KvLm", "Xq7ZrTq@Wp3KvLm", "Xq7 ZrTq Wp3KvLm", "Xq7ZrTq?Wp3KvLm", "Xq7ZrTq#Wp3KvLm"]
