@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,12 @@ from lifeguard.local.procs import identify, is_running, read_identity, write_ide
 def test_identity_names_the_process_and_survives_a_round_trip(tmp_path: Path) -> None:
     tmp_path.chmod(0o700)
     with subprocess.Popen(["sleep", "30"]) as proc:
+        # Right after fork the child may not have exec'd yet (an empty command line): wait, bounded.
+        deadline = time.monotonic() + 10
         identity = identify(proc.pid)
+        while identity is not None and not identity.argv and time.monotonic() < deadline:
+            time.sleep(0.01)
+            identity = identify(proc.pid)
         assert identity is not None
         assert identity.argv == ("sleep", "30") and Path(identity.exe).name.startswith("sleep")
         write_identity(tmp_path / "sleep.pid", identity)
