@@ -28,8 +28,8 @@ def test_local_up_with_images_serves_the_pooled_url_from_the_pooler_image(
         assert any("applied" in m or "migrat" in m for m in messages), messages
         with psycopg.connect(stack.pooled_url(config), connect_timeout=10) as conn:
             # Migrated by the migrator image: the demo orgs (a local stack has demo data) and the smoke test's org.
-            names = {row[0] for row in conn.execute("SELECT name FROM orgs").fetchall()}
-            assert names == {"acme", "globex", "lifeguard-smoke"}
+            orgs = {row[0] for row in conn.execute("SELECT name FROM orgs").fetchall()}
+            assert orgs == {"acme", "globex", "lifeguard-smoke"}
             # As the application role, which the migrator image provisioned with PgBouncer's verifier.
             assert conn.execute("SELECT current_user").fetchone() == (config.user,)
             assert conn.execute("SHOW port").fetchone() == (str(config.pg_port),)  # through PgBouncer to Postgres
