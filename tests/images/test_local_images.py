@@ -35,6 +35,10 @@ def test_local_up_with_images_serves_the_pooled_url_from_the_pooler_image(
             assert conn.execute("SHOW port").fetchone() == (str(config.pg_port),)  # through PgBouncer to Postgres
         names = engine.docker("ps", "--format", "{{.Names}} {{.Image}}").stdout
         assert "lifeguard-local-pooler-pgbouncer lifeguard-pgbouncer:local" in names
+        # As the shipped task definition: a read-only root filesystem.
+        readonly = engine.docker("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}",
+                                 "lifeguard-local-pooler-pgbouncer").stdout.strip()
+        assert readonly == "true"
     finally:
         print("\n".join(messages))
         stack.down(progress=messages.append)
