@@ -104,6 +104,8 @@ POOLER_CONTAINER = "pgbouncer"
 MIGRATOR_CONTAINER = "migrator"
 _PREFIX = "lifeguard-local"
 _SOCKET_VOLUME = "pgbouncer-socket"
+_RUN_VOLUME = "pgbouncer-run"
+_RUN_DIR = "/run/pgbouncer"  # the entrypoint's run_dir: rendered config, auth file, TLS pair
 
 
 @dataclass(frozen=True)
@@ -126,12 +128,15 @@ def pooler_task(image: str, settings_json: str, credentials: str, stats_credenti
         "environment": [{"name": SETTINGS_ENV, "value": settings_json}],
         "secrets": [{"name": CREDENTIALS_ENV, "valueFrom": "local:pooler-credentials"},
                     {"name": STATS_CREDENTIALS_ENV, "valueFrom": "local:pooler-stats-credentials"}],
-        "mountPoints": [{"sourceVolume": _SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": False}],
+        # As the shipped task: a read-only root, PgBouncer writing only to its two task volumes.
+        "readonlyRootFilesystem": True,
+        "mountPoints": [{"sourceVolume": _RUN_VOLUME, "containerPath": _RUN_DIR, "readOnly": False},
+                        {"sourceVolume": _SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": False}],
         "ulimits": [{"name": "nofile", "softLimit": nofile, "hardLimit": nofile}],
         "stopTimeout": stop_timeout_s,
     }
-    definition = {"family": "local-pooler", "networkMode": "awsvpc", "volumes": [{"name": _SOCKET_VOLUME}],
-                  "containerDefinitions": [container]}
+    definition = {"family": "local-pooler", "networkMode": "awsvpc",
+                  "volumes": [{"name": _RUN_VOLUME}, {"name": _SOCKET_VOLUME}], "containerDefinitions": [container]}
     return LocalImageTask(definition, secrets)
 
 
@@ -143,6 +148,7 @@ def migration_task(image: str, direct_url: str, app_role: str, app_verifier: str
         "environment": [{"name": ENV_ROLE, "value": app_role}],
         "secrets": [{"name": "DATABASE_URL_UNPOOLED", "valueFrom": "local:direct-url"},
                     {"name": ENV_VERIFIER, "valueFrom": "local:app-verifier"}],
+        "readonlyRootFilesystem": True,  # as the shipped task: the migrator writes nothing
     }
     if command:
         container["command"] = command

@@ -8,7 +8,8 @@ What stands in for AWS:
 - ``awsvpc``: the first container gets ``--network host`` and the others join its network namespace
   (``--network container:NAME``), as a Fargate task's containers share one ENI; names the task
   resolves (the RDS endpoint, the NLB) are mapped with ``--add-host``.
-- Secrets Manager: a mapping from secret ARN to its value, injected as environment like ECS does.
+- Secrets Manager: a mapping from secret ARN to its value, injected as environment like ECS does;
+  a ``valueFrom`` of ``<arn>:<json-key>::`` injects that key of the secret's JSON, as ECS does.
   Values reach ``docker`` through its own environment (``--env NAME``), never its command line.
 - The task volume: a Docker named volume per task, which Docker fills from the image's ``VOLUME``
   directory (owner and mode included) as ECS does.
@@ -114,6 +115,37 @@ def _health_args(check: Mapping[str, Any], where: str) -> list[str]:
     return args
 
 
+# A Secrets Manager ARN has 7 colon-separated fields (the secret name holds no colon); ECS's
+# valueFrom may add three: ``<arn>:<json-key>:<version-stage>:<version-id>``, each possibly empty.
+_SECRET_ARN_FIELDS = 7
+
+
+def _secret_value(value_from: str, secrets: SecretStore, where: str) -> str:
+    """What ECS injects for ``valueFrom``: the whole secret string, or one key of its JSON."""
+    if value_from in secrets:
+        return secrets[value_from]
+    fields = value_from.split(":")
+    if fields[2:3] != ["secretsmanager"] or len(fields) != _SECRET_ARN_FIELDS + 3:
+        raise TranslationError(f"{where} comes from {value_from}, which the stand-in does not hold")
+    arn = ":".join(fields[:_SECRET_ARN_FIELDS])
+    json_key, stage, version = fields[_SECRET_ARN_FIELDS:]
+    if stage or version:
+        raise TranslationError(f"{where} asks for version {stage or version} of {arn}; the stand-in holds only "
+                               "the current version (leave <version-stage> and <version-id> empty)")
+    if arn not in secrets:
+        raise TranslationError(f"{where} comes from {arn}, which the stand-in does not hold")
+    if not json_key:
+        return secrets[arn]
+    # ECS fails the task (ResourceInitializationError) when the secret is not JSON or lacks the key.
+    try:
+        document = json.loads(secrets[arn])
+    except json.JSONDecodeError:
+        raise TranslationError(f"{where} asks for key {json_key!r} of {arn}, whose value is not JSON") from None
+    if not isinstance(document, dict) or not isinstance(document.get(json_key), str):
+        raise TranslationError(f"{where} asks for key {json_key!r} of {arn}, whose JSON has no such string")
+    return str(document[json_key])
+
+
 def plan_task(
     task_definition: Mapping[str, Any],
     *,
@@ -166,12 +198,7 @@ def plan_task(
             env[variable["name"]] = str(variable["value"])
         for secret in container.get("secrets") or []:
             _only(secret, {"name", "valueFrom"}, f"{where}.secrets")
-            arn = secret["valueFrom"]
-            if arn not in secrets:
-                raise TranslationError(
-                    f"{where}: secret {secret['name']} comes from {arn}, which the stand-in does not hold"
-                )
-            env[secret["name"]] = secrets[arn]
+            env[secret["name"]] = _secret_value(str(secret["valueFrom"]), secrets, f"{where}: secret {secret['name']}")
         for name in env:
             args += ["--env", name]
         if "user" in container:

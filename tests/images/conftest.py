@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from infra.build_context import source_name
+from infra.components.migration_job import APP_ROLE_ENV
 from lifeguard.local.containers import BuiltImages, build_images
 from lifeguard.local.docker_engine import DockerEngine, install_missing_packages
 from lifeguard.local.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
@@ -85,22 +86,23 @@ class RenderedStack:
     rds_address: str
     pooler_endpoint: str
     db_user: str
+    """The RDS master user: owns the database, runs the migrations."""
+    app_role: str
+    """The application role the migration task provisions and the functions log in as, through PgBouncer."""
     db_name: str
     function_zip: Path
     handlers: dict[str, str]
     runtime: str
 
-    def task(self, family_prefix: str) -> dict[str, Any]:
-        (found,) = [td for family, td in self.task_definitions.items() if family.startswith(family_prefix)]
+    def task(self, component: str) -> dict[str, Any]:
+        """The task definition of a component: its family is ``<project>-<stack>-<component>-<digest>``."""
+        (found,) = [td for family, td in self.task_definitions.items() if f"-{component}-" in family]
         return found
 
-    def secret(self, name_part: str) -> str:
-        (found,) = [value for arn, value in self.secrets.items() if f":secret:{self.stack_prefix}{name_part}-" in arn]
+    def secret(self, key_name: str) -> str:
+        """A secret's value by its key name: the secret is named ``<stack prefix>/<key name>-<suffix>``."""
+        (found,) = [value for arn, value in self.secrets.items() if f"/{key_name}-" in arn.split(":secret:", 1)[1]]
         return found
-
-    @property
-    def stack_prefix(self) -> str:
-        return "lifeguard/dev/"
 
 
 def _render(build_dir: Path) -> RenderedStack:
@@ -120,6 +122,8 @@ def _render(build_dir: Path) -> RenderedStack:
     contexts = {str(i.input("imageName")).rsplit(":", 1)[0]: source_name(Path(i.input("build")["context"]))
                 for i in run.of_type("docker:index/image:Image")}
     database = run.one("aws:rds/instance:Instance")
+    (migrator,) = tasks[next(family for family in tasks if "-migration-" in family)]["containerDefinitions"]
+    environment = {variable["name"]: variable["value"] for variable in migrator["environment"]}
     functions = run.of_type("aws:lambda/function:Function")
     (archive,) = {str(f.inputs["code"].path) for f in functions}  # a pulumi.FileArchive
     (runtime,) = {str(f.input("runtime")) for f in functions}
@@ -127,7 +131,8 @@ def _render(build_dir: Path) -> RenderedStack:
         task_definitions=tasks, secrets=secrets, image_contexts=contexts,
         rds_address=str(database.state["address"]),
         pooler_endpoint=str(run.one("aws:lb/loadBalancer:LoadBalancer").state["dnsName"]),
-        db_user=str(database.input("username")), db_name=str(database.input("dbName")),
+        db_user=str(database.input("username")), app_role=environment[APP_ROLE_ENV],
+        db_name=str(database.input("dbName")),
         function_zip=Path(archive), handlers={f.name: str(f.input("handler")) for f in functions}, runtime=runtime,
     )
 
@@ -158,7 +163,11 @@ def images(engine: DockerEngine, rds_cert: tuple[Path, Path]) -> BuiltImages:
 
 @pytest.fixture(scope="session")
 def rds(state_root: Path, rendered: RenderedStack, rds_cert: tuple[Path, Path]) -> Iterator[PostgresCluster]:
-    """A local Postgres on the RDS port, with the program's master user, password and database."""
+    """A local Postgres on the RDS port, with the program's master user, password and database.
+
+    The master user is what RDS makes it: not a superuser, but CREATEROLE (rds_superuser's right the
+    migration task needs to provision the application role), owning the database.
+    """
     if port_in_use(RDS_PORT):
         pytest.fail(f"port {RDS_PORT} is in use: the pooler task reaches 'RDS' on the port its settings name; "
                     "stop the Postgres listening there")
@@ -173,7 +182,7 @@ def rds(state_root: Path, rendered: RenderedStack, rds_cert: tuple[Path, Path]) 
     own_for_service(cluster.root)
     try:
         cluster.start()
-        cluster.create_app_database(rendered.db_user, MOCK_PASSWORD, rendered.db_name)
+        cluster.create_app_database(rendered.db_user, MOCK_PASSWORD, rendered.db_name, createrole=True)
         yield cluster
     finally:
         cluster.stop()

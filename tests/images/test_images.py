@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from infra.build_context import build_context, shared_packages
 from lifeguard.local.containers import BuiltImages, serve_on_loopback
 from lifeguard.local.docker_engine import DockerEngine, EngineError
 from pgbouncer.settings import IMAGE_SOCKET_DIR, PoolerSettings, Upstream
@@ -70,7 +71,9 @@ def test_pooler_image_runs_pgbouncer_as_its_fixed_user(engine: DockerEngine, ima
     # Exec form: a shell form would make /bin/sh PID 1, and sh does not pass SIGINT on.
     assert config["Entrypoint"] == ["python3", "-m", "pgbouncer.entrypoint"] and not config.get("Cmd")
     assert config["StopSignal"] == "SIGINT"
-    assert config["Volumes"] == {IMAGE_SOCKET_DIR: {}}
+    # Both directories PgBouncer writes under a read-only root: the task mounts its volumes there, and a
+    # VOLUME is what makes a fresh task volume take the image's owner and mode.
+    assert config["Volumes"] == {"/run/pgbouncer": {}, IMAGE_SOCKET_DIR: {}}
     assert config["ExposedPorts"] == {f"{DEFAULTS.listen_port}/tcp": {}}
     assert config["WorkingDir"] == "/app" and "PYTHONPATH=/app" in config["Env"]
 
@@ -117,10 +120,13 @@ def test_pooler_build_fails_unless_pgbouncer_is_the_pinned_release(
 def test_builds_refuse_a_ca_bundle_that_is_not_one(
     engine: DockerEngine, images: BuiltImages, tmp_path: Path, folder: str, message: str
 ) -> None:
+    # The contexts the images are built from: the migrator's is staged with the shared packages.
+    contexts = {"pgbouncer": REPO_ROOT / "pgbouncer",
+                "migrator": build_context(REPO_ROOT / "migrator", shared_packages(REPO_ROOT))}
     page = tmp_path / "bundle.pem"
     page.write_text("<html><body>Access denied</body></html>\n")
     with serve_on_loopback(page, tmp_path / "port") as url, pytest.raises(EngineError) as failed:
-        engine.build(REPO_ROOT / folder, f"lifeguard-{folder}:bad-bundle", {"RDS_CA_BUNDLE_URL": url})
+        engine.build(contexts[folder], f"lifeguard-{folder}:bad-bundle", {"RDS_CA_BUNDLE_URL": url})
     assert message in str(failed.value) or "returned a non-zero code" in str(failed.value)
 
 

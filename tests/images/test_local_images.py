@@ -27,10 +27,18 @@ def test_local_up_with_images_serves_the_pooled_url_from_the_pooler_image(
         assert any("from lifeguard-pgbouncer:local" in m for m in messages), messages
         assert any("applied" in m or "migrat" in m for m in messages), messages
         with psycopg.connect(stack.pooled_url(config), connect_timeout=10) as conn:
-            assert conn.execute("SELECT count(*) FROM orgs").fetchone() == (2,)  # migrated by the migrator image
+            # Migrated by the migrator image: the demo orgs (a local stack has demo data) and the smoke test's org.
+            orgs = {row[0] for row in conn.execute("SELECT name FROM orgs").fetchall()}
+            assert orgs == {"acme", "globex", "lifeguard-smoke"}
+            # As the application role, which the migrator image provisioned with PgBouncer's verifier.
+            assert conn.execute("SELECT current_user").fetchone() == (config.user,)
             assert conn.execute("SHOW port").fetchone() == (str(config.pg_port),)  # through PgBouncer to Postgres
         names = engine.docker("ps", "--format", "{{.Names}} {{.Image}}").stdout
         assert "lifeguard-local-pooler-pgbouncer lifeguard-pgbouncer:local" in names
+        # As the shipped task definition: a read-only root filesystem.
+        readonly = engine.docker("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}",
+                                 "lifeguard-local-pooler-pgbouncer").stdout.strip()
+        assert readonly == "true"
     finally:
         print("\n".join(messages))
         stack.down(progress=messages.append)

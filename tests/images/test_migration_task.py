@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
@@ -18,9 +19,9 @@ from tests.infra.infra_harness import MOCK_PASSWORD
 
 
 def direct_arn(rendered: RenderedStack) -> str:
+    """The ARN the migration task reads DATABASE_URL_UNPOOLED from."""
     (container,) = rendered.task("migration")["containerDefinitions"]
-    (secret,) = container["secrets"]
-    assert secret["name"] == "DATABASE_URL_UNPOOLED"
+    (secret,) = [s for s in container["secrets"] if s["name"] == "DATABASE_URL_UNPOOLED"]
     return str(secret["valueFrom"])
 
 
@@ -34,6 +35,14 @@ def test_applies_the_migrations_over_the_direct_url_as_the_image_user(
         names = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         assert {"orgs", "invoices", "charges"} <= names
         assert conn.execute("SELECT count(*) FROM orgs WHERE name = 'acme'").fetchone() == (1,)
+    # The application role, provisioned by the task with the very verifier the pooler's secret holds
+    # (the task got it as the secret's "password" key), and DML only.
+    pooler_credentials = json.loads(rendered.secret("POOLER_CREDENTIALS"))
+    assert pooler_credentials["username"] == rendered.app_role
+    with rds.connect_superuser() as conn:
+        role = conn.execute("SELECT rolpassword, rolsuper, rolcreaterole, rolcreatedb FROM pg_authid "
+                            "WHERE rolname = %s", (rendered.app_role,)).fetchone()
+    assert role == (pooler_credentials["password"], False, False, False)
     # The CA bundle the direct URL names (sslrootcert) is in the image, and is what verified "RDS".
     query = parse_qs(urlsplit(rendered.secret("DATABASE_URL_UNPOOLED")).query)
     assert query["sslmode"] == ["verify-full"]

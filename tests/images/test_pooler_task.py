@@ -14,6 +14,7 @@ from lifeguard.local.ecs_run import TaskRun
 from migrator.errors import ExitCode
 from pgbouncer.versions import PINNED
 from tests.images.conftest import RenderedStack
+from tests.images.test_migration_task import direct_arn
 from tests.infra.infra_harness import MOCK_PASSWORD
 from tests.observability.emf_check import parse_emf
 
@@ -26,8 +27,9 @@ def pooled(rendered: RenderedStack, **params: Any) -> psycopg.Connection[tuple[A
 def test_clients_log_in_over_tls_through_the_task(pooler_task: TaskRun, rendered: RenderedStack) -> None:
     with pooled(rendered) as conn:
         assert conn.info.pgconn.ssl_in_use
+        # As the application role (the migration task set its verifier; PgBouncer logged in with it), not the master.
         assert conn.execute("SELECT current_user, current_database()").fetchone() == (
-            rendered.db_user, rendered.db_name)
+            rendered.app_role, rendered.db_name)
         # PgBouncer reached Postgres over verify-full TLS, under the RDS endpoint's name.
         assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
     # TLS is required: the pooler refuses a plain-text login.
@@ -88,9 +90,7 @@ def test_the_migration_task_refuses_the_pooled_url(
     pooler_task: TaskRun, rendered: RenderedStack, start_task: Callable[..., TaskRun]
 ) -> None:
     """The migration task given DATABASE_URL (through this running PgBouncer) instead of the direct URL."""
-    (container,) = rendered.task("migration")["containerDefinitions"]
-    (secret,) = container["secrets"]
-    secrets = {**rendered.secrets, secret["valueFrom"]: rendered.secret("DATABASE_URL")}
+    secrets = {**rendered.secrets, direct_arn(rendered): rendered.secret("DATABASE_URL")}
     run = start_task("migration", secrets=secrets)
     assert run.wait("migrator") == ExitCode.REFUSED, run.logs("migrator")
     assert "pooler" in run.logs("migrator").lower()

@@ -88,3 +88,32 @@ def test_a_secret_the_stand_in_does_not_hold_fails() -> None:
 def test_another_architecture_fails() -> None:
     with pytest.raises(TranslationError, match="this machine runs arm64"):
         plan(TASK, machine_architecture="arm64")
+
+
+def plan_secret(value_from: str, stored: str) -> dict[str, str]:
+    task = copy.deepcopy(TASK)
+    task["containerDefinitions"][0]["secrets"] = [{"name": "VERIFIER", "valueFrom": value_from}]
+    (main, _side) = plan_task(task, images=lambda uri: "image", secrets={SECRET_ARN: stored}, prefix="t1")
+    return dict(main.env)
+
+
+def test_a_json_key_suffix_injects_that_key_of_the_secret() -> None:
+    # ECS's "<arn>:<json-key>:<version-stage>:<version-id>" form, stage and version left empty.
+    env = plan_secret(f"{SECRET_ARN}:password::", '{"username": "app", "password": "SCRAM-SHA-256$x"}')
+    assert env["VERIFIER"] == "SCRAM-SHA-256$x"
+    assert plan_secret(f"{SECRET_ARN}:::", "whole")["VERIFIER"] == "whole"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "stored", "message"),
+    [
+        (":password::", '{"username": "app"}', "no such string"),
+        (":password::", "not json", "not JSON"),
+        (":password::", '{"password": 7}', "no such string"),
+        (":password:AWSPREVIOUS:", '{"password": "p"}', "only the current version"),
+        (":password", '{"password": "p"}', "does not hold"),
+    ],
+)
+def test_a_json_key_the_secret_cannot_give_fails(suffix: str, stored: str, message: str) -> None:
+    with pytest.raises(TranslationError, match=message):
+        plan_secret(SECRET_ARN + suffix, stored)
