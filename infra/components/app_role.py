@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_random as random
 
-from infra.components.secrets import mark_secret
+from infra.components.secrets import generated_password, mark_secret
 from pgbouncer.scram import SALT_BYTES, scram_verifier
 
 
@@ -33,17 +33,7 @@ class AppRoleCredentials(pulumi.ComponentResource):
     def __init__(self, name: str, args: AppRoleCredentialsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lifeguard:database:AppRoleCredentials", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        password = random.RandomPassword(
-            f"{name}-password",
-            length=40,
-            # Letters and digits: plain ASCII, which SASLprep leaves alone, so the verifier computed
-            # here is the one Postgres would compute; nothing to escape in URLs either.
-            special=False,
-            min_lower=4,
-            min_upper=4,
-            min_numeric=4,
-            opts=child,
-        )
+        password = generated_password(f"{name}-password", child)
         # The salt is no secret (it is part of the verifier); it only has to stay put. Replacing the
         # password (`pulumi up --replace`) keeps it, and the verifier changes with the password.
         salt = random.RandomId(f"{name}-scram-salt", byte_length=SALT_BYTES, opts=child)

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from infra.components.secrets import generated_password
 from infra.naming import RDS_INSTANCE, stack_name
 
 # The CA whose roots are in the RDS global bundle the images verify against.
@@ -56,17 +57,7 @@ class Database(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         major = args.postgres_major_version
 
-        password = random.RandomPassword(
-            f"{name}-password",
-            length=40,
-            # Letters and digits only: nothing to escape in URLs, userlist.txt or RDS's own rules
-            # (which forbid / @ " and space). 40 such characters are about 238 bits.
-            special=False,
-            min_lower=4,
-            min_upper=4,
-            min_numeric=4,
-            opts=child,
-        )
+        password = generated_password(f"{name}-password", child)
         subnet_group = aws.rds.SubnetGroup(
             f"{name}-subnets",
             subnet_ids=args.subnet_ids,

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_random as random
 
 from infra.components.fargate_base import fargate_base
 from infra.components.image import ECS_CPU_ARCHITECTURES
@@ -30,7 +29,7 @@ from infra.components.pooler_tls import (
     PoolerCertificateArgs,
     PoolerCertificateAuthority,
 )
-from infra.components.secrets import mark_secret
+from infra.components.secrets import generated_password, mark_secret
 from infra.config import STATS_USER, PoolerConfig
 from infra.naming import ECS_TASK_FAMILY, stack_name
 from infra.policies import Account
@@ -143,16 +142,7 @@ class Pooler(pulumi.ComponentResource):
         )
         # The console user exists only in PgBouncer's auth_file (nothing in Postgres): its own random
         # password, so reading the console never needs, or reveals, the database password.
-        stats_password = random.RandomPassword(
-            f"{name}-stats-password",
-            length=40,
-            # Letters and digits: nothing to quote in userlist.txt or JSON.
-            special=False,
-            min_lower=4,
-            min_upper=4,
-            min_numeric=4,
-            opts=child,
-        )
+        stats_password = generated_password(f"{name}-stats-password", child)
         stats_credentials = aws.secretsmanager.Secret(
             f"{name}-stats-credentials",
             name_prefix=f"{args.secret_name_prefix}POOLER_STATS_CREDENTIALS-",

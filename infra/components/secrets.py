@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 # Where the migration image keeps the RDS CA bundle (its Dockerfile puts it there).
 MIGRATOR_RDS_CA_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
@@ -38,6 +39,18 @@ def mark_secret(value: pulumi.Output[str]) -> pulumi.Output[str]:
     """Mark ``value`` secret (typed: ``Output.secret`` confuses mypy next to an optional input)."""
     secret: pulumi.Output[str] = pulumi.Output.secret(value)
     return secret
+
+
+def generated_password(resource_name: str, opts: pulumi.ResourceOptions) -> random.RandomPassword:
+    """The kit's one kind of generated password: 40 letters and digits (about 238 bits).
+
+    Plain ASCII with nothing to escape: not in URLs, userlist.txt or JSON, and not in RDS's own rules
+    (which forbid / @ " and space); SASLprep leaves it alone, so a SCRAM verifier computed from it
+    here is the one Postgres would compute.
+    """
+    return random.RandomPassword(
+        resource_name, length=40, special=False, min_lower=4, min_upper=4, min_numeric=4, opts=opts
+    )
 
 
 def _credentials(user: str, password: str) -> str:
