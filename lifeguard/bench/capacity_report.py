@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lifeguard.bench.capacity import SHIPPED, headline, summarize
-from lifeguard.bench.sizing import PoolerCost, Spread, task_capacity, tasks_needed
+from lifeguard.bench.sizing import STACK_DEFAULTS, PoolerCost, Spread, task_capacity, tasks_needed
 
 # Levers that may measure lower and still stay out of the shipped settings, and why.
 NOT_KEPT = {
@@ -40,14 +40,6 @@ def verdict(entry: Mapping[str, Any], shipped: Mapping[str, Any], figure: str) -
     if mine["low"] > ref["high"]:
         return "higher"
     return "same within the spread"
-
-
-def pooler_defaults() -> dict[str, int]:
-    """The AWS stack's pooler defaults, from the config reference that the program reads."""
-    from infra.config import KEYS  # imports Pulumi: only when a report is written
-
-    names = ("poolerMinTasks", "poolerMaxTasks", "poolerCpu", "poolerCpuTargetPercent")
-    return {k.name: int(k.default) for k in KEYS if k.name in names}
 
 
 def section(r: Mapping[str, Any], defaults: Mapping[str, int] | None = None) -> list[str]:
@@ -103,7 +95,7 @@ def section(r: Mapping[str, Any], defaults: Mapping[str, int] | None = None) -> 
     lines += _baselines_text(summary)
     lines += _floor_text(c, summary, head)
     lines += _experiments(summary)
-    lines += _sizing(head, defaults if defaults is not None else pooler_defaults())
+    lines += _sizing(head, defaults if defaults is not None else STACK_DEFAULTS)
     return lines
 
 

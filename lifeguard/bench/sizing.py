@@ -16,6 +16,10 @@ from dataclasses import dataclass
 FARGATE_UNITS_PER_VCPU = 1024
 PGBOUNCER_PROCESSES_PER_TASK = 1
 """The pooler image runs one PgBouncer process (PID 1): one vCPU at most per task."""
+STACK_DEFAULTS = {"poolerMinTasks": 2, "poolerMaxTasks": 4, "poolerCpu": 512, "poolerCpuTargetPercent": 60}
+"""The AWS stack's pooler defaults the report sizes with. ``infra.config.KEYS`` is their source, but
+it imports Pulumi, which the local install (where ``lifeguard bench`` runs) does not have; a test in
+tests/infra checks that the two agree."""
 
 
 @dataclass(frozen=True)

@@ -277,3 +277,11 @@ def test_project_file_points_at_the_program() -> None:
     assert project["runtime"]["name"] == "python"
     assert project["runtime"]["options"]["virtualenv"] == ".venv"
     assert (REPO_ROOT / project["main"] / "__main__.py").is_file()
+
+
+def test_bench_sizes_with_the_stacks_own_pooler_defaults() -> None:
+    """lifeguard bench's capacity arithmetic (no Pulumi in its install) uses these defaults."""
+    from infra.config import KEYS
+    from lifeguard.bench.sizing import STACK_DEFAULTS
+
+    assert {k.name: int(k.default) for k in KEYS if k.name in STACK_DEFAULTS} == STACK_DEFAULTS
