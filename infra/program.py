@@ -24,7 +24,12 @@ from infra.components.migration_job import MigrationJob, MigrationJobArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.observability import Observability, ObservabilityArgs
 from infra.components.pooler import ECS_SERVICE_PRINCIPAL, Pooler, PoolerArgs
-from infra.components.pooler_tls import CA_PATH, PoolerCertificateAuthority, PoolerCertificateAuthorityArgs
+from infra.components.pooler_tls import (
+    CA_PATH,
+    PoolerCertificateAuthority,
+    PoolerCertificateAuthorityArgs,
+    ca_common_name,
+)
 from infra.components.secrets import ConnectionSecrets, ConnectionSecretsArgs
 from infra.config import ConfigError, StackConfig, load
 from infra.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
@@ -174,7 +179,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     secret_prefix = _secret_name_prefix(region)
     metrics_service = metrics_service_name(region)
     pooler_ca = PoolerCertificateAuthority(
-        "pooler-ca", PoolerCertificateAuthorityArgs(common_name=f"lifeguard {pulumi.get_stack()} pooler CA")
+        "pooler-ca", PoolerCertificateAuthorityArgs(common_name=ca_common_name(pulumi.get_stack()))
     )
     pooler = Pooler(
         "pooler",

@@ -24,6 +24,7 @@ notice nothing. ``poolerCertificateExpiry`` says when a stack left alone would n
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -44,6 +45,21 @@ CERT_ENV = "POOLER_TLS_CERT"
 KEY_ENV = "POOLER_TLS_KEY"
 # The runtimes the layer declares (a layer with none is attachable to all; these document the use).
 LAYER_RUNTIMES = [RUNTIME, "nodejs20.x", "nodejs22.x"]
+
+
+# RFC 5280's upper bound for a common name; certificate libraries refuse a longer one.
+COMMON_NAME_MAX = 64
+
+
+def ca_common_name(stack: str) -> str:
+    """``lifeguard <stack> pooler CA``, within COMMON_NAME_MAX: a long stack name is cut and a digest
+    of the whole name keeps two such stacks apart."""
+    name = f"lifeguard {stack} pooler CA"
+    if len(name) <= COMMON_NAME_MAX:
+        return name
+    digest = hashlib.sha256(stack.encode()).hexdigest()[:8]
+    room = COMMON_NAME_MAX - len("lifeguard  pooler CA") - len(digest) - 1
+    return f"lifeguard {stack[:room]}~{digest} pooler CA"
 
 
 def ca_layer_archive(cert_pem: str) -> pulumi.AssetArchive:

@@ -23,11 +23,13 @@ from typing import Any
 from infra.build_context import build_context, shared_packages
 from lifeguard.local.docker_engine import DockerEngine, Progress, install_missing_packages, no_progress
 from lifeguard.local.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
+from lifeguard.local.pooler_ca import server_certificate
 from lifeguard.local.postgres import make_dsn
 from lifeguard.local.stack import STATS_USER, LocalStack, MigrationRun, StackConfig, StackError
 from lifeguard.local.system import LocalSetupError, port_in_use, running_as_root
 from migrator.cabundle import RDS_CA_BUNDLE_PATH
 from migrator.roles import ENV_ROLE, ENV_VERIFIER
+from pgbouncer.tls import CERT_ENV, KEY_ENV, ServerCertificate
 from redaction import Redactor
 
 POOLER_REPOSITORY = "lifeguard-pgbouncer"
@@ -117,17 +119,23 @@ class LocalImageTask:
 
 
 def pooler_task(image: str, settings_json: str, credentials: str, stats_credentials: str, nofile: int,
-                stop_timeout_s: int) -> LocalImageTask:
-    """A one-container pooler task definition for the local stack: the fields the real one uses."""
+                stop_timeout_s: int, certificate: ServerCertificate) -> LocalImageTask:
+    """A one-container pooler task definition for the local stack: the fields the real one uses.
+
+    As on AWS, the certificate travels in the environment and its key as a secret.
+    """
     from pgbouncer.entrypoint import CREDENTIALS_ENV, SETTINGS_ENV, STATS_CREDENTIALS_ENV
     from pgbouncer.settings import IMAGE_SOCKET_DIR
 
-    secrets = {"local:pooler-credentials": credentials, "local:pooler-stats-credentials": stats_credentials}
+    secrets = {"local:pooler-credentials": credentials, "local:pooler-stats-credentials": stats_credentials,
+               "local:pooler-tls-key": certificate.key_pem}
     container = {
         "name": POOLER_CONTAINER, "image": image, "essential": True,
-        "environment": [{"name": SETTINGS_ENV, "value": settings_json}],
+        "environment": [{"name": SETTINGS_ENV, "value": settings_json},
+                        {"name": CERT_ENV, "value": certificate.cert_pem}],
         "secrets": [{"name": CREDENTIALS_ENV, "valueFrom": "local:pooler-credentials"},
-                    {"name": STATS_CREDENTIALS_ENV, "valueFrom": "local:pooler-stats-credentials"}],
+                    {"name": STATS_CREDENTIALS_ENV, "valueFrom": "local:pooler-stats-credentials"},
+                    {"name": KEY_ENV, "valueFrom": "local:pooler-tls-key"}],
         # As the shipped task: a read-only root, PgBouncer writing only to its two task volumes.
         "readonlyRootFilesystem": True,
         "mountPoints": [{"sourceVolume": _RUN_VOLUME, "containerPath": _RUN_DIR, "readOnly": False},
@@ -230,7 +238,8 @@ def start_stack_pooler(stack: LocalStack, config: StackConfig, progress: Progres
     credentials = json.dumps({"username": config.user, "password": stack.app_verifier()})
     stats = json.dumps({"username": STATS_USER, "password": stack.stats_password()})
     task = pooler_task(built.pooler, settings.to_json(), credentials, stats,
-                       nofile=settings.required_open_files() + 1024, stop_timeout_s=30)
+                       nofile=settings.required_open_files() + 1024, stop_timeout_s=30,
+                       certificate=server_certificate(stack.state_dir))
     progress(f"starting PgBouncer {settings.version} from {built.pooler} on 127.0.0.1:{config.pooler_port}")
     run = images.start_pooler(task)
     deadline = time.monotonic() + 30

@@ -21,6 +21,8 @@ import yaml
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 from pulumi.runtime.mocks import MockMonitor
 
+from tests.infra import tls_mocks
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "lifeguard"
 REGION = "eu-west-1"
@@ -247,14 +249,15 @@ class StrictMocks(Mocks):
             return {"versionId": hashlib.sha256(str(inputs.get("secretString")).encode()).hexdigest()[:32]}
         if typ == "random:index/randomId:RandomId":
             return {"hex": "a1b2c3d4"}
-        # pulumi-tls: recognisable stand-ins, so the tests can follow each PEM to where it goes.
+        # pulumi-tls: real keys and certificates from the program's inputs (the image tier runs them).
         if typ == "tls:index/privateKey:PrivateKey":
-            return {"privateKeyPem": f"-----BEGIN PRIVATE KEY-----\n{name}\n-----END PRIVATE KEY-----\n"}
+            return tls_mocks.private_key(inputs)
         if typ == "tls:index/certRequest:CertRequest":
-            return {"certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{name}\n-----END CERTIFICATE REQUEST-----"}
-        if typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
-            return {"certPem": f"-----BEGIN CERTIFICATE-----\n{name}\n-----END CERTIFICATE-----\n",
-                    "validityEndTime": "2027-12-01T00:00:00Z"}
+            return tls_mocks.cert_request(inputs)
+        if typ == "tls:index/selfSignedCert:SelfSignedCert":
+            return tls_mocks.self_signed(inputs)
+        if typ == "tls:index/locallySignedCert:LocallySignedCert":
+            return tls_mocks.locally_signed(inputs)
         if typ == "aws:lambda/layerVersion:LayerVersion":
             return {"arn": f"arn:aws:lambda:{r}:{a}:layer:{inputs['layerName']}:1",
                     "layerArn": f"arn:aws:lambda:{r}:{a}:layer:{inputs['layerName']}"}

@@ -91,3 +91,10 @@ def test_no_private_key_is_plain_in_any_input_or_output(example_run: ProgramRun)
             assert PRIVATE not in value, f"{resource.type} {resource.name}{path}"
     for name, value in example_run.outputs.items():
         assert PRIVATE not in json.dumps(unwrap(value)), name
+
+
+def test_the_ca_name_fits_x509s_limit_for_any_stack_name() -> None:
+    assert pooler_tls.ca_common_name("dev") == "lifeguard dev pooler CA"
+    long = "prod.eu-1." + "x" * 100
+    name = pooler_tls.ca_common_name(long)
+    assert len(name) == pooler_tls.COMMON_NAME_MAX and name != pooler_tls.ca_common_name(long + "y")
