@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -93,6 +94,25 @@ class RenderedStack:
     function_zip: Path
     handlers: dict[str, str]
     runtime: str
+    layer_files: dict[str, str] = field(default_factory=dict)
+    """The functions' layers as Lambda unpacks them under /opt: path -> text (the pooler's CA)."""
+
+    def unpack_layers(self, target: Path) -> Path:
+        """The functions' layers as Lambda unpacks them, for /opt (the pooler's CA, where the URL's
+        sslrootcert points)."""
+        for path, text in self.layer_files.items():
+            (target / path).parent.mkdir(parents=True, exist_ok=True)
+            (target / path).write_text(text)
+        for entry in [target, *target.rglob("*")]:
+            entry.chmod(0o755 if entry.is_dir() else 0o644)
+        return target
+
+    def pooled_ca_here(self) -> Path:
+        """The pooled URL's ``sslrootcert`` (a path under the layers' /opt), unpacked on this machine."""
+        root = self.unpack_layers(cache_dir() / "function-layers")
+        query = parse_qs(urlsplit(self.secret("DATABASE_URL")).query)
+        (ca,) = query["sslrootcert"]
+        return root / Path(ca).relative_to("/opt")
 
     def task(self, component: str) -> dict[str, Any]:
         """The task definition of a component: its family is ``<project>-<stack>-<component>-<digest>``."""
@@ -127,7 +147,11 @@ def _render(build_dir: Path) -> RenderedStack:
     functions = run.of_type("aws:lambda/function:Function")
     (archive,) = {str(f.inputs["code"].path) for f in functions}  # a pulumi.FileArchive
     (runtime,) = {str(f.input("runtime")) for f in functions}
+    layer_files = {}
+    for layer in run.of_type("aws:lambda/layerVersion:LayerVersion"):
+        layer_files.update({path: asset.text for path, asset in layer.inputs["code"].assets.items()})
     return RenderedStack(
+        layer_files=layer_files,
         task_definitions=tasks, secrets=secrets, image_contexts=contexts,
         rds_address=str(database.state["address"]),
         pooler_endpoint=str(run.one("aws:lb/loadBalancer:LoadBalancer").state["dnsName"]),

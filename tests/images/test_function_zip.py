@@ -45,9 +45,10 @@ def unpack(archive: Path, target: Path) -> Path:
 def invoke(engine: DockerEngine, image: str, task: Path, rendered: RenderedStack,
            calls: list[tuple[str, dict[str, Any]]]) -> subprocess.CompletedProcess[str]:
     script = (RUNTIME_CONTEXT / "invoke.py").read_text()
+    opt = rendered.unpack_layers(task.parent / "opt")
     command = [
         engine.client, "run", "--rm", "--network", "host", "--add-host", f"{rendered.pooler_endpoint}:127.0.0.1",
-        "--read-only", "--volume", f"{task}:/var/task:ro", "--workdir", "/var/task",
+        "--read-only", "--volume", f"{task}:/var/task:ro", "--volume", f"{opt}:/opt:ro", "--workdir", "/var/task",
         "--env", "DATABASE_URL", "--env", "AWS_LAMBDA_FUNCTION_NAME=lifeguard-zip-test",
         image, "python3", "-I", "-S", "-c", script, json.dumps(calls),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,8 +21,10 @@ from tests.observability.emf_check import parse_emf
 
 
 def pooled(rendered: RenderedStack, **params: Any) -> psycopg.Connection[tuple[Any, ...]]:
-    """A client with the functions' DATABASE_URL (the NLB's name), dialling the task on loopback."""
-    return psycopg.connect(rendered.secret("DATABASE_URL"), hostaddr="127.0.0.1", connect_timeout=10, **params)
+    """A client with the functions' DATABASE_URL (the NLB's name, verify-full against the stack's CA as
+    the layer ships it), dialling the task on loopback."""
+    return psycopg.connect(rendered.secret("DATABASE_URL"), hostaddr="127.0.0.1", connect_timeout=10,
+                           **{"sslrootcert": str(rendered.pooled_ca_here()), **params})
 
 
 def test_clients_log_in_over_tls_through_the_task(pooler_task: TaskRun, rendered: RenderedStack) -> None:
@@ -89,8 +92,14 @@ def test_the_task_definition_settings_reach_pgbouncer(pooler_task: TaskRun, rend
 def test_the_migration_task_refuses_the_pooled_url(
     pooler_task: TaskRun, rendered: RenderedStack, start_task: Callable[..., TaskRun]
 ) -> None:
-    """The migration task given DATABASE_URL (through this running PgBouncer) instead of the direct URL."""
-    secrets = {**rendered.secrets, direct_arn(rendered): rendered.secret("DATABASE_URL")}
+    """The migration task given DATABASE_URL (through this running PgBouncer) instead of the direct URL.
+
+    The pooled URL's CA lives in the functions' layer, which the migration image does not have, so
+    here it asks for TLS without verifying: the guard, not a missing CA file, must stop the job.
+    """
+    pooled_url = re.sub(r"sslmode=verify-full&sslrootcert=[^&]*", "sslmode=require", rendered.secret("DATABASE_URL"))
+    assert pooled_url != rendered.secret("DATABASE_URL")
+    secrets = {**rendered.secrets, direct_arn(rendered): pooled_url}
     run = start_task("migration", secrets=secrets)
     assert run.wait("migrator") == ExitCode.REFUSED, run.logs("migrator")
     assert "pooler" in run.logs("migrator").lower()
