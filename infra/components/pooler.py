@@ -29,7 +29,7 @@ from infra.components.pooler_tls import (
     PoolerCertificateArgs,
     PoolerCertificateAuthority,
 )
-from infra.components.secrets import generated_password, mark_secret
+from infra.components.secrets import generated_password, stored_secret
 from infra.config import STATS_USER, PoolerConfig
 from infra.naming import ECS_TASK_FAMILY, stack_name
 from infra.policies import Account
@@ -123,40 +123,28 @@ class Pooler(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.settings
 
-        credentials = aws.secretsmanager.Secret(
+        credentials_value: pulumi.Output[str] = pulumi.Output.json_dumps(
+            {"username": args.username, "password": args.verifier}
+        )
+        credentials, credentials_version = stored_secret(
             f"{name}-credentials",
             name_prefix=f"{args.secret_name_prefix}POOLER_CREDENTIALS-",
             description="The application role's SCRAM verifier, rendered into PgBouncer's auth_file; read by the "
                         "pooler tasks, and by the migration job, which sets the same verifier in Postgres",
-            recovery_window_in_days=args.secret_recovery_window_days,
-            opts=child,
-        )
-        credentials_value: pulumi.Output[str] = pulumi.Output.json_dumps(
-            {"username": args.username, "password": args.verifier}
-        )
-        credentials_version = aws.secretsmanager.SecretVersion(
-            f"{name}-credentials",
-            secret_id=credentials.id,
-            secret_string=mark_secret(credentials_value),
+            recovery_window_days=args.secret_recovery_window_days,
+            value=credentials_value,
             opts=child,
         )
         # The console user exists only in PgBouncer's auth_file (nothing in Postgres): its own random
         # password, so reading the console never needs, or reveals, the database password.
         stats_password = generated_password(f"{name}-stats-password", child)
-        stats_credentials = aws.secretsmanager.Secret(
+        stats_credentials, stats_credentials_version = stored_secret(
             f"{name}-stats-credentials",
             name_prefix=f"{args.secret_name_prefix}POOLER_STATS_CREDENTIALS-",
             description="PgBouncer's read-only console user (stats_users) for the metrics sidecar; "
                         "read by the pooler tasks only",
-            recovery_window_in_days=args.secret_recovery_window_days,
-            opts=child,
-        )
-        stats_credentials_version = aws.secretsmanager.SecretVersion(
-            f"{name}-stats-credentials",
-            secret_id=stats_credentials.id,
-            secret_string=mark_secret(
-                pulumi.Output.json_dumps({"username": STATS_USER, "password": stats_password.result})
-            ),
+            recovery_window_days=args.secret_recovery_window_days,
+            value=pulumi.Output.json_dumps({"username": STATS_USER, "password": stats_password.result}),
             opts=child,
         )
 

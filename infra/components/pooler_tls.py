@@ -31,7 +31,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 
-from infra.components.secrets import mark_secret
+from infra.components.secrets import mark_secret, stored_secret
 from infra.lambda_package import RUNTIME
 
 CA_LAYER_FILE = "lifeguard/pooler-ca.pem"
@@ -150,18 +150,13 @@ class PoolerCertificate(pulumi.ComponentResource):
             allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
             opts=child,
         )
-        secret = aws.secretsmanager.Secret(
+        secret, self.key_secret_version = stored_secret(
             f"{name}-key",
             name_prefix=f"{args.secret_name_prefix}{KEY_ENV}-",
             description="PgBouncer's TLS private key (its certificate is in the task definition); read by the "
                         "pooler tasks only",
-            recovery_window_in_days=args.recovery_window_days,
-            opts=child,
-        )
-        self.key_secret_version = aws.secretsmanager.SecretVersion(
-            f"{name}-key",
-            secret_id=secret.id,
-            secret_string=mark_secret(key.private_key_pem),
+            recovery_window_days=args.recovery_window_days,
+            value=key.private_key_pem,
             opts=child,
         )
         self.cert_pem = cert.cert_pem

@@ -53,6 +53,26 @@ def generated_password(resource_name: str, opts: pulumi.ResourceOptions) -> rand
     )
 
 
+def stored_secret(
+    resource_name: str,
+    *,
+    name_prefix: str,
+    description: str,
+    recovery_window_days: int,
+    value: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> tuple[aws.secretsmanager.Secret, aws.secretsmanager.SecretVersion]:
+    """A Secrets Manager secret and its value (marked secret in state), both named ``resource_name``."""
+    secret = aws.secretsmanager.Secret(
+        resource_name, name_prefix=name_prefix, description=description,
+        recovery_window_in_days=recovery_window_days, opts=opts,
+    )
+    version = aws.secretsmanager.SecretVersion(
+        resource_name, secret_id=secret.id, secret_string=mark_secret(pulumi.Output.from_input(value)), opts=opts,
+    )
+    return secret, version
+
+
 def _credentials(user: str, password: str) -> str:
     return f"{quote(user, safe='')}:{quote(password, safe='')}"
 
@@ -87,38 +107,28 @@ class ConnectionSecrets(pulumi.ComponentResource):
         super().__init__("lifeguard:secrets:ConnectionSecrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        pooled = aws.secretsmanager.Secret(
-            f"{name}-pooled",
-            name_prefix=f"{args.secret_name_prefix}DATABASE_URL-",
-            description="DATABASE_URL: through PgBouncer (transaction mode); for the functions",
-            recovery_window_in_days=args.recovery_window_days,
-            opts=child,
-        )
         pooled_value: pulumi.Output[str] = pulumi.Output.all(args.app_password, args.pooler_host).apply(
             lambda values: pooled_url(args.app_username, values[0], values[1], args.pooler_port, args.db_name,
                                       args.pooled_root_cert)
         )
-        aws.secretsmanager.SecretVersion(
+        pooled, _ = stored_secret(
             f"{name}-pooled",
-            secret_id=pooled.id,
-            secret_string=mark_secret(pooled_value),
-            opts=child,
-        )
-        direct = aws.secretsmanager.Secret(
-            f"{name}-direct",
-            name_prefix=f"{args.secret_name_prefix}DATABASE_URL_UNPOOLED-",
-            description="DATABASE_URL_UNPOOLED: straight to RDS; for the migration job only",
-            recovery_window_in_days=args.recovery_window_days,
+            name_prefix=f"{args.secret_name_prefix}DATABASE_URL-",
+            description="DATABASE_URL: through PgBouncer (transaction mode); for the functions",
+            recovery_window_days=args.recovery_window_days,
+            value=pooled_value,
             opts=child,
         )
         direct_value: pulumi.Output[str] = pulumi.Output.all(
             args.password, args.database_host, args.database_port
         ).apply(lambda values: direct_url(args.username, values[0], values[1], values[2], args.db_name,
                                           args.direct_root_cert))
-        aws.secretsmanager.SecretVersion(
+        direct, _ = stored_secret(
             f"{name}-direct",
-            secret_id=direct.id,
-            secret_string=mark_secret(direct_value),
+            name_prefix=f"{args.secret_name_prefix}DATABASE_URL_UNPOOLED-",
+            description="DATABASE_URL_UNPOOLED: straight to RDS; for the migration job only",
+            recovery_window_days=args.recovery_window_days,
+            value=direct_value,
             opts=child,
         )
 
