@@ -20,7 +20,8 @@ import pulumi
 import pulumi.runtime.config as runtime_config
 
 from infra.components.observability import AlarmThresholds
-from pgbouncer.settings import IMAGE_SOCKET_DIR, PoolerSettings, SettingsError, Upstream
+from pgbouncer.contract import IMAGE_SOCKET_DIR, STATS_USER
+from pgbouncer.settings import PoolerSettings, SettingsError, Upstream
 from pgbouncer.sizing import PoolBudget, SizingError
 from pgbouncer.versions import PINNED
 
@@ -68,8 +69,6 @@ SUBNET_SPLIT_BITS = 4
 MAX_VPC_PREFIX = 28 - SUBNET_SPLIT_BITS
 # The interface endpoints a new VPC gets with awsApiAccess: endpoints (one ENI per subnet each).
 INTERFACE_ENDPOINTS = ("secretsmanager", "ecr.api", "ecr.dkr", "logs")
-STATS_USER = "lifeguard_stats"
-"""PgBouncer's read-only console user (``stats_users``) that the pooler task's metrics sidecar logs in as."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Kept in Python (not a shell script) so that everything it decides is tested on this machine:
 the local stack calls :func:`prepare` and :func:`check_open_files` exactly as the image does.
 
-Environment:
+Environment (the names: :mod:`pgbouncer.contract`):
   LIFEGUARD_PGBOUNCER_SETTINGS  JSON of :class:`pgbouncer.settings.PoolerSettings` (no secrets)
   POOLER_CREDENTIALS            JSON ``{"username": ..., "password": ...}`` from Secrets Manager:
                                 the database user clients and PgBouncer log in as; the stack's
@@ -25,13 +25,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from pgbouncer.contract import CREDENTIALS_ENV, IMAGE_RUN_DIR, KEY_ENV, SETTINGS_ENV, STATS_CREDENTIALS_ENV
 from pgbouncer.private_file import write_private
 from pgbouncer.settings import PoolerSettings, SettingsError, render_userlist
-from pgbouncer.tls import KEY_ENV, CertificateError, CertPair, ServerCertificate, write_self_signed
+from pgbouncer.tls import CertificateError, CertPair, ServerCertificate, write_self_signed
 
-SETTINGS_ENV = "LIFEGUARD_PGBOUNCER_SETTINGS"
-CREDENTIALS_ENV = "POOLER_CREDENTIALS"
-STATS_CREDENTIALS_ENV = "POOLER_STATS_CREDENTIALS"
 SECRET_ENVS = (CREDENTIALS_ENV, STATS_CREDENTIALS_ENV, KEY_ENV)
 
 
@@ -135,7 +133,7 @@ def check_open_files(settings: PoolerSettings, soft_limit: int) -> None:
         )
 
 
-def main(env: Mapping[str, str] | None = None, run_dir: Path = Path("/run/pgbouncer")) -> None:
+def main(env: Mapping[str, str] | None = None, run_dir: Path = Path(IMAGE_RUN_DIR)) -> None:
     env = os.environ if env is None else env
     try:
         if SETTINGS_ENV not in env or CREDENTIALS_ENV not in env:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgbouncer import scram
+from pgbouncer.contract import IMAGE_RUN_DIR
 from pgbouncer.versions import PINNED, PgBouncerVersion
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -28,11 +29,6 @@ _LOOKS_MD5 = re.compile(r"^md5[0-9a-f]{32}$")
 # PgBouncer 1.18 cuts longer auth_file passwords silently (or logs "password too long in auth file")
 # and the user then fails SASL: measured, 1024 bytes log in and 1025 do not. Newer releases allow 2047.
 MAX_PASSWORD_BYTES = 1024
-# The image's directory for PgBouncer's Unix socket: owned by the runtime user and declared a
-# VOLUME, so a task volume mounted at exactly this path (shared with the metrics sidecar) is
-# writable by PgBouncer on Fargate, where bind mounts are otherwise root-owned. Not /var/run/...:
-# that is a symlink to /run in Debian images, and ECS matches the VOLUME path to containerPath as text.
-IMAGE_SOCKET_DIR = "/run/pgbouncer-socket"
 
 
 # The auth_type values a pooler behind an NLB may use with an auth_file. PgBouncer also knows
@@ -107,7 +103,7 @@ class PoolerSettings:
     listen_addr: str = "0.0.0.0"  # noqa: S104 - the NLB reaches the task's ENI over IPv4
     listen_port: int = 6432  # PgBouncer's conventional port, distinct from Postgres' 5432
     unix_socket_dir: str = "/tmp"  # noqa: S108 - the admin console and health checks over a local socket
-    auth_file: str = "/run/pgbouncer/userlist.txt"  # auth_query cannot read pg_authid on RDS
+    auth_file: str = f"{IMAGE_RUN_DIR}/userlist.txt"  # auth_query cannot read pg_authid on RDS
     auth_type: str = "scram-sha-256"  # RDS stores SCRAM; refuse md5 clients explicitly
     admin_users: tuple[str, ...] = ()  # none by default: the socket's `pgbouncer` user suffices
     stats_users: tuple[str, ...] = ()  # read-only console users for the metrics publisher
@@ -134,8 +130,8 @@ class PoolerSettings:
     server_tls_ca_file: str = "/etc/pgbouncer/rds-ca-bundle.pem"  # the RDS CA bundle in the image
     client_tls_sslmode: str = "require"  # encrypt clients; verify-* would demand client certs
     # The entrypoint generates a self-signed pair here when none is mounted (clients don't verify).
-    client_tls_cert_file: str = "/run/pgbouncer/tls/server.crt"
-    client_tls_key_file: str = "/run/pgbouncer/tls/server.key"
+    client_tls_cert_file: str = f"{IMAGE_RUN_DIR}/tls/server.crt"
+    client_tls_key_file: str = f"{IMAGE_RUN_DIR}/tls/server.key"
     ignore_startup_parameters: tuple[str, ...] = ("extra_float_digits",)  # JDBC and lib/pq send it
     log_connections: bool = False  # Lambda churn would flood the logs
     log_disconnections: bool = False  # likewise

@@ -25,12 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pgbouncer.contract import CERT_ENV, KEY_ENV
 from pgbouncer.private_file import write_private
-
-CERT_ENV = "POOLER_TLS_CERT"
-"""PEM certificate chain PgBouncer presents (public: the task's environment)."""
-KEY_ENV = "POOLER_TLS_KEY"
-"""PEM private key of that certificate (a secret)."""
 
 
 class CertificateError(ValueError):

@@ -22,7 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.naming import CLOUDWATCH_DASHBOARD, stack_name
-from pgbouncer.metrics import emf
+from pgbouncer import contract
 
 # Dashboard names: letters, digits, '-' and '_', at most 255 characters.
 _DASHBOARD_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
@@ -102,9 +102,9 @@ class ObservabilityArgs:
     """The RDS instance identifier (dimension DBInstanceIdentifier)."""
     max_connections: int
     """RDS ``max_connections`` as set in the parameter group: a plain number, known at preview."""
-    metric_namespace: str = emf.DEFAULT_NAMESPACE
+    metric_namespace: str = contract.DEFAULT_NAMESPACE
     """Must equal the sidecar's ``LIFEGUARD_METRICS_NAMESPACE``."""
-    metric_service: str = emf.DEFAULT_SERVICE
+    metric_service: str = contract.DEFAULT_SERVICE
     """The sidecar's ``LIFEGUARD_METRICS_SERVICE``: the ``Service`` dimension the alarms read."""
     thresholds: AlarmThresholds = field(default_factory=AlarmThresholds)
     alarm_topic_arn: pulumi.Input[str] | None = None
@@ -178,7 +178,7 @@ class Observability(pulumi.ComponentResource):
         self.alarm_topic_arn = topic_arn
         actions: list[pulumi.Input[str]] = [topic_arn] if topic_arn is not None else []
 
-        pooler = {emf.DIM_SERVICE: args.metric_service}
+        pooler = {contract.DIM_SERVICE: args.metric_service}
         ecs = {"ClusterName": args.cluster_name, "ServiceName": args.service_name}
         nlb = {"LoadBalancer": args.load_balancer_arn_suffix, "TargetGroup": args.target_group_arn_suffix}
         rds = {"DBInstanceIdentifier": args.db_instance_identifier}
@@ -213,7 +213,7 @@ class Observability(pulumi.ComponentResource):
                 f"Clients queued for a PgBouncer server connection (>= {t.clients_waiting}) in each of "
                 f"{t.clients_waiting_minutes} consecutive minutes: the pool is too small for the load, or "
                 "transactions are held too long. Check `SHOW POOLS`, pool sizing and slow queries.",
-                args.metric_namespace, emf.CLIENTS_WAITING, pooler, "Maximum",
+                args.metric_namespace, contract.CLIENTS_WAITING, pooler, "Maximum",
                 t.clients_waiting, t.clients_waiting_minutes,
                 # No data means no sidecar, not "nobody waits": the ConsoleUp graph shows that case.
                 "notBreaching",
@@ -222,7 +222,7 @@ class Observability(pulumi.ComponentResource):
                 "max_wait",
                 f"A client has waited {t.max_wait_seconds:g} s or more for a server connection; past "
                 "query_wait_timeout PgBouncer fails it.",
-                args.metric_namespace, emf.MAX_WAIT, pooler, "Maximum",
+                args.metric_namespace, contract.MAX_WAIT, pooler, "Maximum",
                 t.max_wait_seconds, t.max_wait_minutes, "notBreaching",
             ),
             "pooler_cpu": alarm(
@@ -298,12 +298,12 @@ def dashboard_body(
 
     def search(metric: str, dims: str, stat: str, ident: str) -> list[Any]:
         # One line per task (or pool): tasks come and go with deployments, SEARCH finds them all.
-        query = f'{{{namespace},{dims}}} MetricName="{metric}" {emf.DIM_SERVICE}="{service}"'
+        query = f'{{{namespace},{dims}}} MetricName="{metric}" {contract.DIM_SERVICE}="{service}"'
         expr = f"SEARCH('{query}', '{stat}', {PERIOD_S})"
         return [{"expression": expr, "id": ident, "region": region}]
 
     def fleet(metric: str, stat: str, label: str) -> list[Any]:
-        return [namespace, metric, emf.DIM_SERVICE, service, {"stat": stat, "label": label}]
+        return [namespace, metric, contract.DIM_SERVICE, service, {"stat": stat, "label": label}]
 
     def widget(x: int, y: int, title: str, metrics: list[Any], **extra: Any) -> dict[str, Any]:
         props: dict[str, Any] = {
@@ -316,8 +316,8 @@ def dashboard_body(
     def hline(value: float, label: str) -> dict[str, Any]:
         return {"horizontal": [{"value": value, "label": label}]}
 
-    pool_dims = f"{emf.DIM_SERVICE},{emf.DIM_POOL}"
-    task_dims = f"{emf.DIM_SERVICE},{emf.DIM_TASK}"
+    pool_dims = f"{contract.DIM_SERVICE},{contract.DIM_POOL}"
+    task_dims = f"{contract.DIM_SERVICE},{contract.DIM_TASK}"
     db_threshold = math.floor(max_connections * thresholds.db_connections_ratio)
     widgets = [
         {
@@ -325,20 +325,20 @@ def dashboard_body(
             "properties": {"title": "Pooler alarms", "alarms": list(alarm_arns), "sortBy": "stateUpdatedTimestamp"},
         },
         widget(0, 3, "Clients waiting for a server (max)", [
-            fleet(emf.CLIENTS_WAITING, "Maximum", "busiest task"),
-            search(emf.CLIENTS_WAITING, pool_dims, "Maximum", "pools"),
+            fleet(contract.CLIENTS_WAITING, "Maximum", "busiest task"),
+            search(contract.CLIENTS_WAITING, pool_dims, "Maximum", "pools"),
         ], annotations=hline(thresholds.clients_waiting, "alarm")),
         widget(8, 3, "Longest wait (s)", [
-            fleet(emf.MAX_WAIT, "Maximum", "max wait"),
+            fleet(contract.MAX_WAIT, "Maximum", "max wait"),
         ], annotations=hline(thresholds.max_wait_seconds, "alarm")),
         widget(16, 3, "Clients and servers (per task)", [
-            search(emf.CLIENTS_ACTIVE, task_dims, "Average", "clact"),
-            search(emf.SERVERS_ACTIVE, task_dims, "Average", "svact"),
-            search(emf.SERVERS_IDLE, task_dims, "Average", "svidle"),
+            search(contract.CLIENTS_ACTIVE, task_dims, "Average", "clact"),
+            search(contract.SERVERS_ACTIVE, task_dims, "Average", "svact"),
+            search(contract.SERVERS_IDLE, task_dims, "Average", "svidle"),
         ]),
         widget(0, 9, "Transactions and queries per second (per task)", [
-            search(emf.TPS, task_dims, "Average", "tps"),
-            search(emf.QPS, task_dims, "Average", "qps"),
+            search(contract.TPS, task_dims, "Average", "tps"),
+            search(contract.QPS, task_dims, "Average", "qps"),
         ]),
         widget(8, 9, "Pooler CPU (%)", [
             ["AWS/ECS", "CPUUtilization", "ClusterName", cluster_name, "ServiceName", service_name,
@@ -358,11 +358,11 @@ def dashboard_body(
             {"value": max_connections, "label": "max_connections"},
         ]}, yAxis={"left": {"min": 0, "max": max_connections}}),
         widget(8, 15, "Connections held by PgBouncer (per task)", [
-            search(emf.CLIENT_CONNECTIONS, task_dims, "Maximum", "clients"),
-            search(emf.SERVER_CONNECTIONS, task_dims, "Maximum", "servers"),
+            search(contract.CLIENT_CONNECTIONS, task_dims, "Maximum", "clients"),
+            search(contract.SERVER_CONNECTIONS, task_dims, "Maximum", "servers"),
         ]),
         widget(16, 15, "Metrics sidecar reaching the console", [
-            search(emf.CONSOLE_UP, task_dims, "Minimum", "up"),
+            search(contract.CONSOLE_UP, task_dims, "Minimum", "up"),
         ], yAxis={"left": {"min": 0, "max": 1}}),
     ]
     return {"widgets": widgets}

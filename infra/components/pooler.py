@@ -23,27 +23,31 @@ import pulumi_aws as aws
 from infra.components.fargate_base import fargate_base
 from infra.components.image import ECS_CPU_ARCHITECTURES
 from infra.components.pooler_tls import (
-    CERT_ENV,
-    KEY_ENV,
     PoolerCertificate,
     PoolerCertificateArgs,
     PoolerCertificateAuthority,
 )
 from infra.components.secrets import generated_password, stored_secret
-from infra.config import STATS_USER, PoolerConfig
+from infra.config import PoolerConfig
 from infra.naming import ECS_TASK_FAMILY, stack_name
 from infra.policies import Account
-from pgbouncer.metrics import publisher
-from pgbouncer.metrics.emf import DEFAULT_NAMESPACE
-from pgbouncer.settings import IMAGE_SOCKET_DIR
+from pgbouncer.contract import (
+    CERT_ENV,
+    CREDENTIALS_ENV,
+    DEFAULT_NAMESPACE,
+    IMAGE_RUN_DIR,
+    IMAGE_SOCKET_DIR,
+    KEY_ENV,
+    METRICS_CREDENTIALS_ENV,
+    METRICS_NAMESPACE_ENV,
+    METRICS_SERVICE_ENV,
+    SETTINGS_ENV,
+    STATS_CREDENTIALS_ENV,
+    STATS_USER,
+)
 
 CONTAINER_NAME = "pgbouncer"
 CONTAINER_PORT = 6432
-# What pgbouncer/entrypoint.py reads. Spelled out rather than imported: the entrypoint needs
-# cryptography (the image has it), which the Pulumi program does not; tests/infra checks they agree.
-SETTINGS_ENV = "LIFEGUARD_PGBOUNCER_SETTINGS"
-CREDENTIALS_ENV = "POOLER_CREDENTIALS"
-STATS_CREDENTIALS_ENV = "POOLER_STATS_CREDENTIALS"
 # Not read by the image: the two secrets' version ids, so that a new password changes the task
 # definition and ECS rolls the tasks (the definition names the secrets by ARN, which stays the same).
 CREDENTIALS_VERSION_ENV = "LIFEGUARD_CREDENTIALS_VERSIONS"
@@ -55,10 +59,6 @@ METRICS_COMMAND = ["python", "-m", "pgbouncer.metrics"]
 METRICS_MEMORY_RESERVATION_MB = 64
 SOCKET_VOLUME = "pgbouncer-socket"
 ECS_SERVICE_PRINCIPAL = "ecs.amazonaws.com"
-# Where the entrypoint writes the rendered ini, userlist.txt and the TLS pair (pgbouncer/entrypoint.py's
-# run_dir and the settings' auth_file / client_tls_*_file); the image declares it a VOLUME owned by
-# the runtime user. Spelled out for the reason SETTINGS_ENV is; tests/infra checks they agree.
-RUN_DIR = "/run/pgbouncer"
 RUN_VOLUME = "pgbouncer-run"
 
 
@@ -224,7 +224,7 @@ class Pooler(pulumi.ComponentResource):
             # configuration and TLS pair, and its Unix socket (the settings' unix_socket_dir).
             "readonlyRootFilesystem": True,
             "mountPoints": [
-                {"sourceVolume": RUN_VOLUME, "containerPath": RUN_DIR, "readOnly": False},
+                {"sourceVolume": RUN_VOLUME, "containerPath": IMAGE_RUN_DIR, "readOnly": False},
                 {"sourceVolume": SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": False},
             ],
             # Every client is a file descriptor; Fargate's default limit is not something to rely on.
@@ -246,11 +246,11 @@ class Pooler(pulumi.ComponentResource):
             "memoryReservation": METRICS_MEMORY_RESERVATION_MB,
             "environment": [
                 # The same settings JSON as PgBouncer's: the socket directory and port come from it.
-                {"name": publisher.ENV_SETTINGS, "value": settings_json},
-                {"name": publisher.ENV_SERVICE, "value": args.metrics_service},
-                {"name": publisher.ENV_NAMESPACE, "value": args.metrics_namespace},
+                {"name": SETTINGS_ENV, "value": settings_json},
+                {"name": METRICS_SERVICE_ENV, "value": args.metrics_service},
+                {"name": METRICS_NAMESPACE_ENV, "value": args.metrics_namespace},
             ],
-            "secrets": [{"name": publisher.ENV_CREDENTIALS, "valueFrom": stats_credentials.arn}],
+            "secrets": [{"name": METRICS_CREDENTIALS_ENV, "valueFrom": stats_credentials.arn}],
             # Read-only: connect() on a Unix socket checks the socket file's permissions, not the
             # mount's read-only flag (as with a Docker socket mounted :ro); the sidecar writes nothing
             # (EMF lines go to stdout), so its root filesystem is read-only too.

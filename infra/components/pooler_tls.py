@@ -33,6 +33,7 @@ import pulumi_tls as tls
 
 from infra.components.secrets import mark_secret, stored_secret
 from infra.lambda_package import RUNTIME
+from pgbouncer.contract import KEY_ENV
 
 CA_LAYER_FILE = "lifeguard/pooler-ca.pem"
 CA_PATH = f"/opt/{CA_LAYER_FILE}"
@@ -40,9 +41,6 @@ CA_PATH = f"/opt/{CA_LAYER_FILE}"
 CA_VALIDITY_HOURS = 10 * 365 * 24
 LEAF_VALIDITY_HOURS = 365 * 24
 LEAF_EARLY_RENEWAL_HOURS = 30 * 24
-# What pgbouncer/tls.py reads; spelled out for the reason infra/components/pooler.py gives.
-CERT_ENV = "POOLER_TLS_CERT"
-KEY_ENV = "POOLER_TLS_KEY"
 # The runtimes the layer declares (a layer with none is attachable to all; these document the use).
 LAYER_RUNTIMES = [RUNTIME, "nodejs20.x", "nodejs22.x"]
 

@@ -29,7 +29,16 @@ from lifeguard.local.stack import STATS_USER, LocalStack, MigrationRun, StackCon
 from lifeguard.local.system import LocalSetupError, port_in_use, running_as_root
 from migrator.cabundle import RDS_CA_BUNDLE_PATH
 from migrator.roles import ENV_ROLE, ENV_VERIFIER
-from pgbouncer.tls import CERT_ENV, KEY_ENV, ServerCertificate
+from pgbouncer.contract import (
+    CERT_ENV,
+    CREDENTIALS_ENV,
+    IMAGE_RUN_DIR,
+    IMAGE_SOCKET_DIR,
+    KEY_ENV,
+    SETTINGS_ENV,
+    STATS_CREDENTIALS_ENV,
+)
+from pgbouncer.tls import ServerCertificate
 from redaction import Redactor
 
 POOLER_REPOSITORY = "lifeguard-pgbouncer"
@@ -107,7 +116,6 @@ MIGRATOR_CONTAINER = "migrator"
 _PREFIX = "lifeguard-local"
 _SOCKET_VOLUME = "pgbouncer-socket"
 _RUN_VOLUME = "pgbouncer-run"
-_RUN_DIR = "/run/pgbouncer"  # the entrypoint's run_dir: rendered config, auth file, TLS pair
 
 
 @dataclass(frozen=True)
@@ -124,9 +132,6 @@ def pooler_task(image: str, settings_json: str, credentials: str, stats_credenti
 
     As on AWS, the certificate travels in the environment and its key as a secret.
     """
-    from pgbouncer.entrypoint import CREDENTIALS_ENV, SETTINGS_ENV, STATS_CREDENTIALS_ENV
-    from pgbouncer.settings import IMAGE_SOCKET_DIR
-
     secrets = {"local:pooler-credentials": credentials, "local:pooler-stats-credentials": stats_credentials,
                "local:pooler-tls-key": certificate.key_pem}
     container = {
@@ -138,7 +143,7 @@ def pooler_task(image: str, settings_json: str, credentials: str, stats_credenti
                     {"name": KEY_ENV, "valueFrom": "local:pooler-tls-key"}],
         # As the shipped task: a read-only root, PgBouncer writing only to its two task volumes.
         "readonlyRootFilesystem": True,
-        "mountPoints": [{"sourceVolume": _RUN_VOLUME, "containerPath": _RUN_DIR, "readOnly": False},
+        "mountPoints": [{"sourceVolume": _RUN_VOLUME, "containerPath": IMAGE_RUN_DIR, "readOnly": False},
                         {"sourceVolume": _SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": False}],
         "ulimits": [{"name": "nofile", "softLimit": nofile, "hardLimit": nofile}],
         "stopTimeout": stop_timeout_s,
@@ -221,7 +226,7 @@ def check_prerequisites(progress: Progress = no_progress) -> None:
 
 def start_stack_pooler(stack: LocalStack, config: StackConfig, progress: Progress) -> None:
     """The stack's PgBouncer as the pooler image's container, on the stack's pooler port."""
-    from pgbouncer.settings import IMAGE_SOCKET_DIR, PoolerSettings, Upstream
+    from pgbouncer.settings import PoolerSettings, Upstream
 
     images = LocalImages(stack.state_dir, progress)
     built = images.start(ca_bundle=stack.cluster(config).ca_file)

@@ -55,6 +55,7 @@ from lifeguard.local.system import (
     port_in_use,
     running_as_root,
 )
+from pgbouncer.contract import STATS_USER
 from pgbouncer.entrypoint import StartupError
 from pgbouncer.settings import PoolerSettings, SettingsError
 from pgbouncer.sizing import PoolBudget, SizingError
@@ -67,8 +68,6 @@ DEFAULT_PG_PORT = 55432
 DEFAULT_POOLER_PORT = 56432
 APP_USER = "lifeguard_app"
 APP_DB = "lifeguard"
-STATS_USER = "lifeguard_stats"
-"""PgBouncer console user (``stats_users``: read-only SHOW commands) for ``lifeguard local top``."""
 CONFIG_VERSION = 2
 """2: the owner role runs the migrations; the application role only DML (version 1: one role)."""
 MIGRATE_TIMEOUT_S = 600

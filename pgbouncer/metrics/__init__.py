@@ -1,7 +1,8 @@
 """PgBouncer pool metrics: read the admin console, publish CloudWatch EMF lines.
 
 Ships inside the pooler image (its build context is ``pgbouncer/``), so it depends only on
-``pgbouncer.settings`` and psycopg. Run the publisher with ``python -m pgbouncer.metrics``.
+``pgbouncer.settings``, ``pgbouncer.contract`` (the names the stack's alarms read too) and psycopg.
+Run the publisher with ``python -m pgbouncer.metrics``.
 """
 
 from pgbouncer.metrics.console import (
@@ -13,13 +14,11 @@ from pgbouncer.metrics.console import (
     read_console,
     sample_console,
 )
-from pgbouncer.metrics.emf import DEFAULT_NAMESPACE, DEFAULT_SERVICE, down_record, sample_records
+from pgbouncer.metrics.emf import down_record, sample_records
 from pgbouncer.metrics.publisher import Publisher, PublisherConfig, PublisherConfigError, main, task_identity
 from pgbouncer.metrics.rates import Rates, RateTracker
 
 __all__ = [
-    "DEFAULT_NAMESPACE",
-    "DEFAULT_SERVICE",
     "ConsoleError",
     "ConsoleSample",
     "ConsoleTarget",

@@ -19,30 +19,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pgbouncer.contract import (
+    CLIENT_CONNECTIONS,
+    CLIENTS_ACTIVE,
+    CLIENTS_WAITING,
+    CONSOLE_UP,
+    DIM_DATABASE,
+    DIM_POOL,
+    DIM_SERVICE,
+    DIM_TASK,
+    MAX_WAIT,
+    QPS,
+    SERVER_CONNECTIONS,
+    SERVERS_ACTIVE,
+    SERVERS_IDLE,
+    TPS,
+)
 from pgbouncer.metrics.console import ConsoleSample
 from pgbouncer.metrics.rates import Rates
-
-DEFAULT_NAMESPACE = "Lifeguard/PgBouncer"
-DEFAULT_SERVICE = "pgbouncer"
-
-# Dimension names. ``Service`` is a stable name for the pooler fleet (not the ECS service's
-# generated name), so alarms can name it at `pulumi preview`; ``Task`` tells tasks apart.
-DIM_SERVICE = "Service"
-DIM_TASK = "Task"
-DIM_POOL = "Pool"
-DIM_DATABASE = "Database"
-
-# Metric names, shared with the alarms and the dashboard (infra/components/observability.py).
-CLIENTS_ACTIVE = "ClientsActive"
-CLIENTS_WAITING = "ClientsWaiting"
-SERVERS_ACTIVE = "ServersActive"
-SERVERS_IDLE = "ServersIdle"
-MAX_WAIT = "MaxWait"
-TPS = "TransactionsPerSecond"
-QPS = "QueriesPerSecond"
-CLIENT_CONNECTIONS = "ClientConnections"
-SERVER_CONNECTIONS = "ServerConnections"
-CONSOLE_UP = "ConsoleUp"
 
 # The unit names CloudWatch accepts (MetricDatum.Unit).
 UNITS = frozenset({

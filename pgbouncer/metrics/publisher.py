@@ -5,7 +5,8 @@ the volume that holds PgBouncer's Unix socket. It survives PgBouncer restarts: a
 logged once (to stderr) and retried on the next interval, with ``ConsoleUp`` 0 in the metrics
 meanwhile; the loop only ends on SIGTERM/SIGINT.
 
-Environment (nothing here is secret except the password, which is never printed):
+Environment (nothing here is secret except the password, which is never printed; the names are
+:mod:`pgbouncer.contract`'s):
   LIFEGUARD_METRICS_HOST         unix_socket_dir (a path) or a host; default: the pooler settings'
                                  unix_socket_dir, else /tmp
   LIFEGUARD_METRICS_PORT         PgBouncer's listen_port; default: the pooler settings', else 6432
@@ -38,19 +39,23 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TextIO
 
+from pgbouncer.contract import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_SERVICE,
+    METRICS_CREDENTIALS_ENV,
+    METRICS_HOST_ENV,
+    METRICS_INTERVAL_ENV,
+    METRICS_NAMESPACE_ENV,
+    METRICS_PORT_ENV,
+    METRICS_SERVICE_ENV,
+    METRICS_USER_ENV,
+    SETTINGS_ENV,
+)
 from pgbouncer.metrics.console import Clock, ConsoleError, ConsoleTarget, sample_console
-from pgbouncer.metrics.emf import DEFAULT_NAMESPACE, DEFAULT_SERVICE, EmfError, down_record, dumps, sample_records
+from pgbouncer.metrics.emf import EmfError, down_record, dumps, sample_records
 from pgbouncer.metrics.rates import RateTracker
 from pgbouncer.settings import PoolerSettings, SettingsError
 
-ENV_HOST = "LIFEGUARD_METRICS_HOST"
-ENV_PORT = "LIFEGUARD_METRICS_PORT"
-ENV_CREDENTIALS = "LIFEGUARD_METRICS_CREDENTIALS"
-ENV_USER = "LIFEGUARD_METRICS_USER"
-ENV_NAMESPACE = "LIFEGUARD_METRICS_NAMESPACE"
-ENV_SERVICE = "LIFEGUARD_METRICS_SERVICE"
-ENV_INTERVAL = "LIFEGUARD_METRICS_INTERVAL"
-ENV_SETTINGS = "LIFEGUARD_PGBOUNCER_SETTINGS"
 ENV_ECS_METADATA = "ECS_CONTAINER_METADATA_URI_V4"
 
 DEFAULT_INTERVAL_S = 15.0
@@ -70,38 +75,42 @@ class PublisherConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.interval_s) and self.interval_s > 0):
-            raise PublisherConfigError(f"{ENV_INTERVAL} must be a positive number of seconds, got {self.interval_s}")
+            raise PublisherConfigError(
+                f"{METRICS_INTERVAL_ENV} must be a positive number of seconds, got {self.interval_s}"
+            )
         if not self.namespace or self.namespace.startswith("AWS/"):
-            raise PublisherConfigError(f"{ENV_NAMESPACE} must be set and must not start with 'AWS/'")
+            raise PublisherConfigError(f"{METRICS_NAMESPACE_ENV} must be set and must not start with 'AWS/'")
         if not self.service:
-            raise PublisherConfigError(f"{ENV_SERVICE} must not be empty")
+            raise PublisherConfigError(f"{METRICS_SERVICE_ENV} must not be empty")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PublisherConfig:
         host, port = "/tmp", 6432  # noqa: S108 - PoolerSettings' default unix_socket_dir
-        if env.get(ENV_SETTINGS):
+        if env.get(SETTINGS_ENV):
             try:
-                settings = PoolerSettings.from_json(env[ENV_SETTINGS])
+                settings = PoolerSettings.from_json(env[SETTINGS_ENV])
             except SettingsError as exc:
-                raise PublisherConfigError(f"{ENV_SETTINGS}: {exc}") from None
-            if not settings.unix_socket_dir and not env.get(ENV_HOST):
+                raise PublisherConfigError(f"{SETTINGS_ENV}: {exc}") from None
+            if not settings.unix_socket_dir and not env.get(METRICS_HOST_ENV):
                 raise PublisherConfigError(
                     f"the pooler settings have no unix_socket_dir, so PgBouncer opens no socket: set one, "
-                    f"or set {ENV_HOST} to reach the console over TCP"
+                    f"or set {METRICS_HOST_ENV} to reach the console over TCP"
                 )
             host, port = settings.unix_socket_dir or host, settings.listen_port
-        host = env.get(ENV_HOST) or host
-        if env.get(ENV_PORT):
+        host = env.get(METRICS_HOST_ENV) or host
+        if env.get(METRICS_PORT_ENV):
             try:
-                port = int(env[ENV_PORT])
+                port = int(env[METRICS_PORT_ENV])
             except ValueError:
-                raise PublisherConfigError(f"{ENV_PORT} must be a port number, got {env[ENV_PORT]!r}") from None
+                raise PublisherConfigError(
+                    f"{METRICS_PORT_ENV} must be a port number, got {env[METRICS_PORT_ENV]!r}"
+                ) from None
         user, password = _credentials(env)
         try:
-            interval = float(env.get(ENV_INTERVAL) or DEFAULT_INTERVAL_S)
+            interval = float(env.get(METRICS_INTERVAL_ENV) or DEFAULT_INTERVAL_S)
         except ValueError:
             raise PublisherConfigError(
-                f"{ENV_INTERVAL} must be a number of seconds, got {env[ENV_INTERVAL]!r}"
+                f"{METRICS_INTERVAL_ENV} must be a number of seconds, got {env[METRICS_INTERVAL_ENV]!r}"
             ) from None
         try:
             target = ConsoleTarget(host=host, port=port, user=user, password=password)
@@ -109,34 +118,34 @@ class PublisherConfig:
             raise PublisherConfigError(str(exc)) from None
         return cls(
             target=target,
-            namespace=env.get(ENV_NAMESPACE) or DEFAULT_NAMESPACE,
-            service=env.get(ENV_SERVICE) or DEFAULT_SERVICE,
+            namespace=env.get(METRICS_NAMESPACE_ENV) or DEFAULT_NAMESPACE,
+            service=env.get(METRICS_SERVICE_ENV) or DEFAULT_SERVICE,
             interval_s=interval,
         )
 
 
 def _credentials(env: Mapping[str, str]) -> tuple[str, str | None]:
-    raw = env.get(ENV_CREDENTIALS)
+    raw = env.get(METRICS_CREDENTIALS_ENV)
     if raw:
-        if env.get(ENV_USER):
-            raise PublisherConfigError(f"set {ENV_CREDENTIALS} or {ENV_USER}, not both")
+        if env.get(METRICS_USER_ENV):
+            raise PublisherConfigError(f"set {METRICS_CREDENTIALS_ENV} or {METRICS_USER_ENV}, not both")
         try:
             data = json.loads(raw)
         except json.JSONDecodeError:
             # Never echo the value: it holds the password.
             raise PublisherConfigError(
-                f"{ENV_CREDENTIALS} is not JSON; expected {{\"username\": ..., \"password\": ...}}"
+                f"{METRICS_CREDENTIALS_ENV} is not JSON; expected {{\"username\": ..., \"password\": ...}}"
             ) from None
         if not (isinstance(data, dict) and isinstance(data.get("username"), str)
                 and isinstance(data.get("password"), str) and data["username"] and data["password"]):
             raise PublisherConfigError(
-                f"{ENV_CREDENTIALS} must be a JSON object with non-empty 'username' and 'password'"
+                f"{METRICS_CREDENTIALS_ENV} must be a JSON object with non-empty 'username' and 'password'"
             )
         return data["username"], data["password"]
-    if env.get(ENV_USER):
-        return env[ENV_USER], None
+    if env.get(METRICS_USER_ENV):
+        return env[METRICS_USER_ENV], None
     raise PublisherConfigError(
-        f"set {ENV_CREDENTIALS} (a stats_users user and its password) or {ENV_USER} (a user that needs "
+        f"set {METRICS_CREDENTIALS_ENV} (a stats_users user and its password) or {METRICS_USER_ENV} (a user that needs "
         "no password, e.g. 'pgbouncer' over the socket under PgBouncer's uid)"
     )
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from infra.components.observability import AlarmThresholds
-from infra.config import KEY_NAMES, KEYS, REFERENCE_DOC, STATS_USER, ConfigError, StackConfig, load
-from pgbouncer.settings import IMAGE_SOCKET_DIR
+from infra.config import KEY_NAMES, KEYS, REFERENCE_DOC, ConfigError, StackConfig, load
+from pgbouncer.contract import IMAGE_SOCKET_DIR, STATS_USER
 from tests.infra.infra_harness import (
     REPO_ROOT,
     StrictMocks,

@@ -12,17 +12,14 @@ import json
 import math
 from typing import Any
 
-from infra.components import pooler
 from infra.components.observability import AlarmThresholds
-from pgbouncer import entrypoint
+from pgbouncer.contract import CLIENTS_WAITING, DEFAULT_NAMESPACE, DIM_SERVICE, IMAGE_SOCKET_DIR, MAX_WAIT, STATS_USER
 from pgbouncer.entrypoint import credentials_from_env
-from pgbouncer.metrics import DEFAULT_NAMESPACE, PublisherConfig
-from pgbouncer.metrics.emf import CLIENTS_WAITING, DIM_SERVICE, MAX_WAIT
-from pgbouncer.settings import IMAGE_SOCKET_DIR, PoolerSettings
+from pgbouncer.metrics import PublisherConfig
+from pgbouncer.settings import PoolerSettings
 from tests.infra.infra_harness import MOCK_PASSWORD, ProgramRun, Resource, is_secret, unwrap
 from tests.infra.test_infra_stack import containers, pooler_container, pooler_task, secret_arn
 
-STATS_USER = "lifeguard_stats"
 # <project>-<stack>-pgbouncer-<digest of organization/project/stack/region> (infra.naming)
 SERVICE = "lifeguard-dev-pgbouncer-8ce48526"
 
@@ -103,11 +100,6 @@ def test_sidecar_environment_is_what_the_publisher_reads(example_run: ProgramRun
     assert config.target.password == MOCK_PASSWORD
     assert (config.namespace, config.service) == (DEFAULT_NAMESPACE, SERVICE)
     assert config.interval_s == 15
-
-
-def test_task_definition_uses_the_variable_names_the_image_reads() -> None:
-    assert (pooler.SETTINGS_ENV, pooler.CREDENTIALS_ENV, pooler.STATS_CREDENTIALS_ENV) == (
-        entrypoint.SETTINGS_ENV, entrypoint.CREDENTIALS_ENV, entrypoint.STATS_CREDENTIALS_ENV)
 
 
 def test_pgbouncer_renders_the_console_user_the_sidecar_logs_in_as(example_run: ProgramRun) -> None:

@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, urlsplit
 import pulumi
 
 from infra.components import pooler_tls
-from pgbouncer import tls as pgbouncer_tls
 from tests.infra.infra_harness import ProgramRun, is_secret, unwrap, walk_plain_strings
 from tests.infra.test_infra_stack import pooler_container, secret_arn, secret_value
 
@@ -23,10 +22,6 @@ PRIVATE = "PRIVATE KEY"
 
 def _one(run: ProgramRun, kind: str, name: str = "") -> Any:
     return run.one(f"tls:index/{kind}", name)
-
-
-def test_the_names_agree_with_the_entrypoint() -> None:
-    assert (pooler_tls.CERT_ENV, pooler_tls.KEY_ENV) == (pgbouncer_tls.CERT_ENV, pgbouncer_tls.KEY_ENV)
 
 
 def test_the_ca_is_a_ca_and_signs_a_server_certificate_for_the_nlb_name(example_run: ProgramRun) -> None:

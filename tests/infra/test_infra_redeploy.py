@@ -16,7 +16,8 @@ from infra.components.image import build_path, context_tag
 from infra.config import ConfigError, load
 from migrator.files import DEMO_DATA_ENV
 from pgbouncer import entrypoint
-from pgbouncer.settings import IMAGE_SOCKET_DIR, PoolerSettings
+from pgbouncer.contract import IMAGE_SOCKET_DIR
+from pgbouncer.settings import PoolerSettings
 from tests.infra.infra_harness import (
     ACCOUNT,
     APP_PASSWORD_RESOURCE,

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from lifeguard.local.pooler import PoolerProcess
+from pgbouncer.contract import STATS_USER
 from pgbouncer.versions import PgBouncerVersion
-from tests.observability.support import STATS_USER, StatsPooler
+from tests.observability.support import StatsPooler
 from tests.support import AppDatabase, pooler_settings
 
 

@@ -11,11 +11,11 @@ from urllib.parse import quote, urlencode
 
 from lifeguard.local.pooler import PoolerProcess
 from lifeguard.local.postgres import make_dsn
-from pgbouncer.entrypoint import CREDENTIALS_ENV, STATS_CREDENTIALS_ENV, credentials_from_env
+from pgbouncer.contract import CREDENTIALS_ENV, STATS_CREDENTIALS_ENV, STATS_USER
+from pgbouncer.entrypoint import credentials_from_env
 from pgbouncer.metrics import ConsoleTarget
 from tests.support import AppDatabase
 
-STATS_USER = "lifeguard_stats"
 # Quotes, spaces and URL delimiters: the userlist and the console login must both cope.
 STATS_PASSWORD = "st\"ats' p@ss:w%rd#;$&="
 

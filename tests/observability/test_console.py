@@ -7,8 +7,9 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from pgbouncer.contract import STATS_USER
 from pgbouncer.metrics import ConsoleError, ConsoleTarget, read_console, sample_console
-from tests.observability.support import STATS_PASSWORD, STATS_USER, StatsPooler
+from tests.observability.support import STATS_PASSWORD, StatsPooler
 from tests.secrecy import assert_no_secret
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pgbouncer.contract import STATS_USER
 from pgbouncer.metrics import ConsoleTarget, Publisher, PublisherConfig, RateTracker, sample_console
 from tests.observability.emf_check import dimension_sets, find, parse_emf, units
-from tests.observability.support import STATS_PASSWORD, STATS_USER, StatsPooler
+from tests.observability.support import STATS_PASSWORD, StatsPooler
 from tests.secrecy import assert_no_secret
 
 NAMESPACE = "Test/PgBouncer"

@@ -25,10 +25,8 @@ from cryptography import x509
 from lifeguard.local.pooler import local_settings, wait_for_port
 from lifeguard.local.postgres import make_dsn
 from lifeguard.local.system import SERVICE_USER, free_port, running_as_root, service_argv
+from pgbouncer.contract import CREDENTIALS_ENV, SETTINGS_ENV, STATS_CREDENTIALS_ENV, STATS_USER
 from pgbouncer.entrypoint import (
-    CREDENTIALS_ENV,
-    SETTINGS_ENV,
-    STATS_CREDENTIALS_ENV,
     StartupError,
     check_open_files,
     credentials_from_env,
@@ -45,7 +43,6 @@ from tests.support import AppDatabase
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "en-Try:p@ss w\"rd';#%$*"
 SECRET = '{"username": "app", "password": "' + PASSWORD.replace('"', '\\"') + '"}'
-STATS_USER = "lifeguard_stats"
 STATS_PASSWORD = "St4ts \"console\" p@ss:w%rd#;"
 STATS_SECRET = json.dumps({"username": STATS_USER, "password": STATS_PASSWORD})
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pgbouncer.entrypoint import CREDENTIALS_ENV, SETTINGS_ENV, main
+from pgbouncer.contract import CERT_ENV, CREDENTIALS_ENV, KEY_ENV, SETTINGS_ENV
+from pgbouncer.entrypoint import main
 from pgbouncer.tls import (
-    CERT_ENV,
-    KEY_ENV,
     CertificateError,
     CertPair,
     issue_server_certificate,
