@@ -33,6 +33,7 @@ from infra.components.pooler_tls import (
 from infra.components.secrets import ConnectionSecrets, ConnectionSecretsArgs
 from infra.config import ConfigError, StackConfig, load
 from infra.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
+from lambdas.contract import CHARGE_CREDITS, READ_INVOICES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -299,10 +300,10 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         "poolerLogGroupName": pooler.log_group_name,
         "poolerMetricsService": metrics_service,
         "dashboardName": observability.dashboard_name,
-        "readInvoicesFunctionName": functions.names["read-invoices"],
-        "readInvoicesFunctionArn": functions.arns["read-invoices"],
-        "chargeCreditsFunctionName": functions.names["charge-credits"],
-        "chargeCreditsFunctionArn": functions.arns["charge-credits"],
+        "readInvoicesFunctionName": functions.names[READ_INVOICES.key],
+        "readInvoicesFunctionArn": functions.arns[READ_INVOICES.key],
+        "chargeCreditsFunctionName": functions.names[CHARGE_CREDITS.key],
+        "chargeCreditsFunctionArn": functions.arns[CHARGE_CREDITS.key],
         "migrationClusterArn": migration.cluster_arn,
         "migrationTaskDefinitionArn": migration.task_definition_arn,
         "migrationContainerName": migration.container_name,

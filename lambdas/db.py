@@ -41,6 +41,7 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
+from lambdas.contract import CONNECT_TIMEOUT_ENV, PREPARED_ENV, SECRET_ARN_ENV, STATEMENT_TIMEOUT_ENV, URL_ENV
 from redaction import Redactor, redact, url_problem
 
 if TYPE_CHECKING:
@@ -48,11 +49,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-URL_ENV = "DATABASE_URL"
-SECRET_ARN_ENV = "DATABASE_URL_SECRET_ARN"  # noqa: S105 (an env var name)
-PREPARED_ENV = "LIFEGUARD_POOLER_PREPARED_STATEMENTS"
-CONNECT_TIMEOUT_ENV = "LIFEGUARD_CONNECT_TIMEOUT"
-STATEMENT_TIMEOUT_ENV = "LIFEGUARD_STATEMENT_TIMEOUT_MS"
 MIN_CONNECT_TIMEOUT_S = 2
 MAX_CONNECT_TIMEOUT_S = 900
 """Lambda's longest timeout: a connection attempt cannot usefully wait longer."""

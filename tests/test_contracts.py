@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CONTRACTS = ("pgbouncer.contract",)
-# What the image's code needs and the program must not: psycopg (the sidecar's console client).
-IMAGE_ONLY = ("pgbouncer.metrics", "pgbouncer.entrypoint")
+CONTRACTS = ("pgbouncer.contract", "lambdas.contract")
+# What the deployables' code needs and the program must not: psycopg (the sidecar's console client and
+# the functions' driver), so the infra install need not have it.
+IMAGE_ONLY = ("psycopg", "pgbouncer.metrics", "pgbouncer.entrypoint", "lambdas.db")
 
 
 def modules_loaded_by(modules: Sequence[str]) -> set[str]:

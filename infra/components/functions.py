@@ -16,22 +16,7 @@ import pulumi_aws as aws
 from infra import policies
 from infra.config import FunctionsConfig
 from infra.lambda_package import RUNTIME, LambdaPackage
-from lambdas.db import PREPARED_ENV
-
-SECRET_ARN_ENV = "DATABASE_URL_SECRET_ARN"  # noqa: S105 (a variable name)
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    key: str
-    """Resource and output name stem, e.g. ``read-invoices``."""
-    handler: str
-
-
-FUNCTIONS = (
-    FunctionSpec("read-invoices", "lambdas.read_invoices.handler"),
-    FunctionSpec("charge-credits", "lambdas.charge_credits.handler"),
-)
+from lambdas.contract import FUNCTIONS, PREPARED_ENV, SECRET_ARN_ENV
 
 
 @dataclass(frozen=True)

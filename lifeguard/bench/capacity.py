@@ -31,7 +31,8 @@ from typing import Any
 
 import psycopg
 
-from lambdas.db import PREPARED_ENV, ClientSettings
+from lambdas.contract import PREPARED_ENV
+from lambdas.db import ClientSettings
 from lifeguard.bench import tls_floor
 from lifeguard.bench.cpu import process_cpu_ns
 from lifeguard.bench.experiments import allow_plain_tcp, write_certificate

@@ -41,12 +41,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
-from lambdas.db import PREPARED_ENV
+from lambdas.contract import FUNCTIONS, PREPARED_ENV, URL_ENV
 
-FUNCTIONS = {
-    "read_invoices": "lambdas.read_invoices",
-    "charge_credits": "lambdas.charge_credits",
-}
+_MODULES = {function.name: function.module for function in FUNCTIONS}
 """The sample functions: name (as in ``AWS_LAMBDA_FUNCTION_NAME``) to handler module."""
 
 PROGRESS_INTERVAL_S = 0.1
@@ -146,15 +143,15 @@ class Instance:
 
 
 def _load_function(name: str) -> tuple[ModuleType, _LogCapture]:
-    if name not in FUNCTIONS:
-        raise InvokerError(f"unknown function {name!r}; choose one of {', '.join(FUNCTIONS)}")
+    if name not in _MODULES:
+        raise InvokerError(f"unknown function {name!r}; choose one of {', '.join(_MODULES)}")
     capture = _LogCapture()
     functions_log = logging.getLogger("lambdas")
     functions_log.addHandler(capture)
     functions_log.setLevel(logging.WARNING)
     # Thousands of identical warnings would drown the terminal; they are counted instead.
     functions_log.propagate = False
-    return importlib.import_module(FUNCTIONS[name]), capture
+    return importlib.import_module(_MODULES[name]), capture
 
 
 class _Channel:
@@ -367,7 +364,7 @@ def _paired(job: Mapping[str, Any], channel: _Channel) -> None:
 
     sql, duration = job["sql"], float(job["duration_s"])
     params = job.get("params")
-    urls = (os.environ["DATABASE_URL"], os.environ[COMPARE_URL_ENV])
+    urls = (os.environ[URL_ENV], os.environ[COMPARE_URL_ENV])
     # ``prepare_thresholds``: psycopg's per connection (None: never prepare, as without a tracking pooler).
     thresholds = job.get("prepare_thresholds") or [None, None]
     connections = [psycopg.connect(url, autocommit=True, prepare_threshold=threshold)
@@ -433,7 +430,7 @@ def worker_env(
     base = os.environ if base is None else base
     env = {k: v for k, v in base.items() if not _URL_ENV.match(k) and k != PREPARED_ENV}
     env.update(client or {})
-    env["DATABASE_URL"] = url
+    env[URL_ENV] = url
     if function:
         env["AWS_LAMBDA_FUNCTION_NAME"] = function  # shows as application_name in pg_stat_activity
     return env

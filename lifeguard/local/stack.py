@@ -41,7 +41,7 @@ from pathlib import Path
 
 import psycopg
 
-from lambdas.db import PREPARED_ENV
+from lambdas.contract import PREPARED_ENV
 from lifeguard.local.pooler import PoolerError, PoolerProcess, installed_version, local_settings, pid_record_file
 from lifeguard.local.pooler_ca import authority_pair, ensure_authority, server_certificate
 from lifeguard.local.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn

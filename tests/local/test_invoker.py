@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lambdas.db import PREPARED_ENV
+from lambdas.contract import PREPARED_ENV
 from lifeguard.local.invoker import database_error, split, worker_env
 from lifeguard.local.spike import MAX_INSTANCES_PER_WORKER, percentile, plan_workers
 

@@ -1,0 +1,44 @@
+"""The sample functions' contract: which functions there are, their handlers, and the environment they read.
+
+Read by both sides: the functions' own code (``lambdas.db``) and what runs them (the Pulumi program's
+``Functions`` component, the local invoker). Standard library only, and importing nothing: the Pulumi
+program imports it without psycopg, which only the functions' zip and the local stack have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# -- the environment a function reads (lambdas/db.py) --------------------------------------------
+
+URL_ENV = "DATABASE_URL"
+"""The pooled URL itself (locally)."""
+SECRET_ARN_ENV = "DATABASE_URL_SECRET_ARN"  # noqa: S105 (an env var name)
+"""The Secrets Manager secret holding the pooled URL (on AWS): the value never sits in the environment."""
+PREPARED_ENV = "LIFEGUARD_POOLER_PREPARED_STATEMENTS"
+"""``1`` when the pooler tracks prepared statements (``PoolerSettings.tracks_prepared_statements``)."""
+CONNECT_TIMEOUT_ENV = "LIFEGUARD_CONNECT_TIMEOUT"
+STATEMENT_TIMEOUT_ENV = "LIFEGUARD_STATEMENT_TIMEOUT_MS"
+
+
+# -- the functions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleFunction:
+    name: str
+    """As the handlers call themselves (``api.run``), the example events' folder and the local invoker's name."""
+    key: str
+    """Resource and output name stem on AWS, e.g. ``read-invoices``."""
+    module: str
+    """The handler's module inside the zip (the package folder is kept: ``lambdas.<module>``)."""
+
+    @property
+    def handler(self) -> str:
+        """Lambda's ``handler`` setting: ``<module>.handler``."""
+        return f"{self.module}.handler"
+
+
+READ_INVOICES = SampleFunction("read_invoices", "read-invoices", "lambdas.read_invoices")
+CHARGE_CREDITS = SampleFunction("charge_credits", "charge-credits", "lambdas.charge_credits")
+FUNCTIONS = (READ_INVOICES, CHARGE_CREDITS)
