@@ -18,8 +18,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV
 from migrator.errors import ExitCode, MigratorError
-from migrator.roles import ENV_ROLE, ENV_VERIFIER, app_role_from_env
+from migrator.roles import app_role_from_env
 from migrator.runner import (
     DEFAULT_LOCK_TIMEOUT_S,
     DEFAULT_MIGRATIONS_DIR,
@@ -29,15 +30,15 @@ from migrator.runner import (
     migrate,
     status,
 )
-from migrator.source import ENV_POOLED_URL, ENV_SECRET_ARN, ENV_URL, resolve_url
+from migrator.source import ENV_POOLED_URL, resolve_url
 from redaction import Redactor
 
 log = logging.getLogger("migrator")
 
 EPILOG = f"""\
-The direct URL comes from {ENV_URL}, or from the Secrets Manager secret whose ARN is in
-{ENV_SECRET_ARN}. {ENV_POOLED_URL} (the pooled URL) is never used. With {ENV_ROLE} (a role
-name) and {ENV_VERIFIER} (its SCRAM verifier), 'apply' first provisions that DML-only
+The direct URL comes from {DIRECT_URL_ENV}, or from the Secrets Manager secret whose ARN is in
+{DIRECT_URL_SECRET_ARN_ENV}. {ENV_POOLED_URL} (the pooled URL) is never used. With {APP_ROLE_ENV} (a role
+name) and {APP_ROLE_VERIFIER_ENV} (its SCRAM verifier), 'apply' first provisions that DML-only
 application role, under the migration lock.
 
 exit codes:
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return int(ExitCode.OK)
         app_role = app_role_from_env(os.environ if environ is None else environ)
         if app_role is None:
-            log.info("no application role to provision (%s and %s are unset)", ENV_ROLE, ENV_VERIFIER)
+            log.info("no application role to provision (%s and %s are unset)", APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV)
         else:
             redactor.add_secret(app_role.verifier)
         report = migrate(resolved.url, args.migrations_dir, args.lock_timeout, dry_run=args.dry_run,

@@ -20,13 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from migrator.contract import DEMO_DATA_ENV
 from migrator.errors import MigrationFileError
 from migrator.sqlsplit import SqlSyntaxError, Statement, split_statements
 
 FILENAME = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*)\.sql$")
 DIRECTIVE = re.compile(r"^\s*--\s*lifeguard\s*:\s*(?P<value>.*?)\s*$", re.IGNORECASE)
 NO_TRANSACTION = "no-transaction"
-DEMO_DATA_ENV = "LIFEGUARD_DEMO_DATA"
 DEMO_DATA_NAME_PREFIX = "seed_demo"
 """The name part (after ``NNNN_``) of migrations that only add demo data."""
 

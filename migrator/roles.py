@@ -33,10 +33,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
 from migrator.errors import MigratorConfigError
 
-ENV_ROLE = "LIFEGUARD_APP_ROLE"
-ENV_VERIFIER = "LIFEGUARD_APP_ROLE_VERIFIER"
 TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 SEQUENCE_PRIVILEGES = "USAGE, SELECT"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -62,26 +61,27 @@ class AppRole:
     def __post_init__(self) -> None:
         if not _ROLE_NAME.match(self.name) or self.name.startswith(("pg_", "rds")):
             raise MigratorConfigError(
-                f"{ENV_ROLE} must be a lower-case Postgres name (letters, digits, '_', at most 63, not "
+                f"{APP_ROLE_ENV} must be a lower-case Postgres name (letters, digits, '_', at most 63, not "
                 f"starting with 'pg_' or 'rds'); got {self.name!r}"
             )
         if not _VERIFIER.match(self.verifier):
             raise MigratorConfigError(
-                f"{ENV_VERIFIER} is not a SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:"
-                "<ServerKey>); give the verifier PgBouncer holds, not a password"
+                f"{APP_ROLE_VERIFIER_ENV} is not a SCRAM-SHA-256 verifier "
+                "(SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>); "
+                "give the verifier PgBouncer holds, not a password"
             )
 
 
 def app_role_from_env(environ: Mapping[str, str]) -> AppRole | None:
     """The application role the job provisions, or ``None`` when neither variable is set."""
-    name = environ.get(ENV_ROLE, "").strip()
-    verifier = environ.get(ENV_VERIFIER, "").strip()
+    name = environ.get(APP_ROLE_ENV, "").strip()
+    verifier = environ.get(APP_ROLE_VERIFIER_ENV, "").strip()
     if not name and not verifier:
         return None
     if not name or not verifier:
-        missing = ENV_ROLE if not name else ENV_VERIFIER
+        missing = APP_ROLE_ENV if not name else APP_ROLE_VERIFIER_ENV
         raise MigratorConfigError(
-            f"{missing} is not set; the application role needs both {ENV_ROLE} and {ENV_VERIFIER}"
+            f"{missing} is not set; the application role needs both {APP_ROLE_ENV} and {APP_ROLE_VERIFIER_ENV}"
         )
     return AppRole(name, verifier)
 

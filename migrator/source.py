@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from migrator.contract import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV
 from migrator.errors import MigratorConfigError, Unavailable
 from redaction import ENCODE_HINT, Redactor, url_problem
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-ENV_URL = "DATABASE_URL_UNPOOLED"
-ENV_SECRET_ARN = "DATABASE_URL_UNPOOLED_SECRET_ARN"  # noqa: S105 (a variable name)
 ENV_POOLED_URL = "DATABASE_URL"
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):[0-9]{12}:secret:.+$")
 
@@ -94,21 +93,21 @@ def fetch_secret_url(arn: str, client: SecretsManagerClient | None = None) -> st
 
 def resolve_url(environ: Mapping[str, str], client: SecretsManagerClient | None = None) -> ResolvedUrl:
     """The direct URL from the environment; DATABASE_URL is refused, never used."""
-    url = environ.get(ENV_URL, "").strip()
-    arn = environ.get(ENV_SECRET_ARN, "").strip()
+    url = environ.get(DIRECT_URL_ENV, "").strip()
+    arn = environ.get(DIRECT_URL_SECRET_ARN_ENV, "").strip()
     if url:
         if arn:
-            log.info("using %s; %s is set too and is ignored", ENV_URL, ENV_SECRET_ARN)
-        return ResolvedUrl(url, ENV_URL)
+            log.info("using %s; %s is set too and is ignored", DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV)
+        return ResolvedUrl(url, DIRECT_URL_ENV)
     if arn:
         return ResolvedUrl(fetch_secret_url(arn, client), f"secret {arn}")
     if environ.get(ENV_POOLED_URL, "").strip():
         raise MigratorConfigError(
             f"{ENV_POOLED_URL} is set, but the migrator never uses it: it is the pooled URL, and "
-            f"migrations must not run through PgBouncer. Set {ENV_URL} to the direct URL "
-            f"(or {ENV_SECRET_ARN} to the ARN of the secret holding it)."
+            f"migrations must not run through PgBouncer. Set {DIRECT_URL_ENV} to the direct URL "
+            f"(or {DIRECT_URL_SECRET_ARN_ENV} to the ARN of the secret holding it)."
         )
     raise MigratorConfigError(
-        f"no database URL: set {ENV_URL} to the direct URL (or {ENV_SECRET_ARN} to the ARN of the "
+        f"no database URL: set {DIRECT_URL_ENV} to the direct URL (or {DIRECT_URL_SECRET_ARN_ENV} to the ARN of the "
         "secret holding it)"
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CONTRACTS = ("pgbouncer.contract", "lambdas.contract")
+CONTRACTS = ("pgbouncer.contract", "lambdas.contract", "migrator.contract")
 # What the deployables' code needs and the program must not: psycopg (the sidecar's console client and
 # the functions' driver), so the infra install need not have it.
 IMAGE_ONLY = ("psycopg", "pgbouncer.metrics", "pgbouncer.entrypoint", "lambdas.db")

@@ -22,17 +22,11 @@ from infra.components.image import ECS_CPU_ARCHITECTURES
 from infra.config import MigrationConfig
 from infra.naming import ECS_TASK_FAMILY, stack_name
 from infra.policies import Account
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DEMO_DATA_ENV, DIRECT_URL_ENV
 
 CONTAINER_NAME = "migrator"
-SECRET_ENV = "DATABASE_URL_UNPOOLED"  # noqa: S105 (a variable name)
-# What migrator/roles.py reads; spelled out (the Pulumi program does not import the image's code),
-# tests/infra checks they agree.
-APP_ROLE_ENV = "LIFEGUARD_APP_ROLE"
-APP_ROLE_VERIFIER_ENV = "LIFEGUARD_APP_ROLE_VERIFIER"
 # ECS injects one JSON key of a secret with valueFrom "<arn>:<key>::".
 VERIFIER_KEY = "password"
-# What migrator/files.py reads (spelled out: the program does not import the migrator; tests check).
-DEMO_DATA_ENV = "LIFEGUARD_DEMO_DATA"
 LOG_STREAM_PREFIX = "migrate"
 # Migrations get SIGTERM first; let a running statement finish or roll back cleanly.
 STOP_TIMEOUT_S = 120
@@ -98,7 +92,7 @@ class MigrationJob(pulumi.ComponentResource):
                 {"name": DEMO_DATA_ENV, "value": "1" if cfg.demo_data else "0"},
             ],
             "secrets": [
-                {"name": SECRET_ENV, "valueFrom": args.direct_secret_arn},
+                {"name": DIRECT_URL_ENV, "valueFrom": args.direct_secret_arn},
                 {"name": APP_ROLE_VERIFIER_ENV,
                  "valueFrom": pulumi.Output.concat(args.app_role_verifier_secret_arn, f":{VERIFIER_KEY}::")},
             ],

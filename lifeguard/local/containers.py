@@ -28,7 +28,7 @@ from lifeguard.local.postgres import make_dsn
 from lifeguard.local.stack import STATS_USER, LocalStack, MigrationRun, StackConfig, StackError
 from lifeguard.local.system import LocalSetupError, port_in_use, running_as_root
 from migrator.cabundle import RDS_CA_BUNDLE_PATH
-from migrator.roles import ENV_ROLE, ENV_VERIFIER
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DIRECT_URL_ENV
 from pgbouncer.contract import (
     CERT_ENV,
     CREDENTIALS_ENV,
@@ -158,9 +158,9 @@ def migration_task(image: str, direct_url: str, app_role: str, app_verifier: str
     """As the stack's migration task: the direct URL and the application role's verifier as secrets."""
     container: dict[str, Any] = {
         "name": MIGRATOR_CONTAINER, "image": image, "essential": True,
-        "environment": [{"name": ENV_ROLE, "value": app_role}],
-        "secrets": [{"name": "DATABASE_URL_UNPOOLED", "valueFrom": "local:direct-url"},
-                    {"name": ENV_VERIFIER, "valueFrom": "local:app-verifier"}],
+        "environment": [{"name": APP_ROLE_ENV, "value": app_role}],
+        "secrets": [{"name": DIRECT_URL_ENV, "valueFrom": "local:direct-url"},
+                    {"name": APP_ROLE_VERIFIER_ENV, "valueFrom": "local:app-verifier"}],
         "readonlyRootFilesystem": True,  # as the shipped task: the migrator writes nothing
     }
     if command:

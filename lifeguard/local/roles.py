@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from migrator.roles import ENV_ROLE, ENV_VERIFIER
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
 from pgbouncer.private_file import write_private
 from pgbouncer.scram import SALT_BYTES, scram_verifier
 
@@ -39,4 +39,4 @@ def app_verifier(password: str, state_dir: Path) -> str:
 
 def provisioning_env(role: str, verifier: str) -> dict[str, str]:
     """What the migration job reads to provision the application role."""
-    return {ENV_ROLE: role, ENV_VERIFIER: verifier}
+    return {APP_ROLE_ENV: role, APP_ROLE_VERIFIER_ENV: verifier}

@@ -28,12 +28,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from infra.build_context import source_name
-from infra.components.migration_job import APP_ROLE_ENV
 from lifeguard.local.containers import BuiltImages, build_images
 from lifeguard.local.docker_engine import DockerEngine, install_missing_packages
 from lifeguard.local.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
 from lifeguard.local.postgres import PostgresCluster
 from lifeguard.local.system import LocalSetupError, own_for_service, port_in_use, running_as_root
+from migrator.contract import APP_ROLE_ENV
 from pgbouncer.tls import write_self_signed
 from tests.infra.infra_harness import MOCK_PASSWORD, REPO_ROOT, ProgramRun, example_stack_config, run_program
 

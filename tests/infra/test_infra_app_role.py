@@ -17,7 +17,7 @@ import pytest
 
 from infra.components import migration_job
 from infra.config import ConfigError, load
-from migrator import roles
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DEMO_DATA_ENV
 from pgbouncer.scram import SALT_BYTES, parse_verifier, scram_verifier, verifies
 from tests.infra.infra_harness import (
     APP_PASSWORD_RESOURCE,
@@ -87,14 +87,12 @@ def test_the_pooler_holds_the_verifier_of_the_pooled_urls_password(example_run: 
 def test_the_migration_job_gets_the_role_name_and_only_the_verifier(example_run: ProgramRun) -> None:
     container = migration_container(example_run)
     environment = {e["name"]: e["value"] for e in container["environment"]}
-    assert environment == {migration_job.APP_ROLE_ENV: "lifeguard_app", migration_job.DEMO_DATA_ENV: "1"}
+    assert environment == {APP_ROLE_ENV: "lifeguard_app", DEMO_DATA_ENV: "1"}
     injected = {s["name"]: s["valueFrom"] for s in container["secrets"]}
     pooler_secret = example_run.one("aws:secretsmanager/secret:Secret", "pooler-credentials").state["arn"]
-    assert injected[migration_job.APP_ROLE_VERIFIER_ENV] == f"{pooler_secret}:password::"
+    assert injected[APP_ROLE_VERIFIER_ENV] == f"{pooler_secret}:password::"
     # The key ECS injects is the verifier's key in the pooler's secret.
     assert pooler_credentials(example_run)[migration_job.VERIFIER_KEY].startswith("SCRAM-SHA-256$4096:")
-    # The job reads the names the task definition sets.
-    assert (migration_job.APP_ROLE_ENV, migration_job.APP_ROLE_VERIFIER_ENV) == (roles.ENV_ROLE, roles.ENV_VERIFIER)
 
 
 def test_password_and_verifier_are_only_ever_secret(example_run: ProgramRun) -> None:

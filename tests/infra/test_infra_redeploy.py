@@ -14,7 +14,7 @@ import pytest
 
 from infra.components.image import build_path, context_tag
 from infra.config import ConfigError, load
-from migrator.files import DEMO_DATA_ENV
+from migrator.contract import DEMO_DATA_ENV
 from pgbouncer import entrypoint
 from pgbouncer.contract import IMAGE_SOCKET_DIR
 from pgbouncer.settings import PoolerSettings
@@ -389,9 +389,3 @@ def test_the_migration_job_applies_demo_data_only_outside_production(example_run
     production = run_program({"aws:region": REGION}, build_dir, stack="prod")
     assert migration_environment(production)[DEMO_DATA_ENV] == "0"
     assert load({"demoData": "true"}).migration.demo_data is True
-
-
-def test_the_program_and_the_migrator_name_the_same_variable() -> None:
-    from infra.components.migration_job import DEMO_DATA_ENV as program_side
-
-    assert program_side == DEMO_DATA_ENV

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from lifeguard.pipeline.smoke import SMOKE_ORG_ID
+from migrator.contract import DEMO_DATA_ENV
 from migrator.errors import MigrationFileError
-from migrator.files import DEMO_DATA_ENV, load_migrations
+from migrator.files import load_migrations
 from migrator.runner import DEFAULT_MIGRATIONS_DIR, migrate
 from tests.migrator.support import query, recorded_versions
 from tests.support import AppDatabase

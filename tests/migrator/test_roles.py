@@ -11,8 +11,9 @@ import pytest
 from psycopg import sql
 
 from migrator import roles
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
 from migrator.errors import ExitCode, MigratorConfigError
-from migrator.roles import ENV_ROLE, ENV_VERIFIER, AppRole, app_role_from_env
+from migrator.roles import AppRole, app_role_from_env
 from pgbouncer.scram import is_verifier, scram_verifier
 from tests.migrator.support import run_cli, secrets_of, write_migrations
 from tests.migrator.test_cli import holding_the_lock
@@ -34,7 +35,7 @@ def role_name(app_db: AppDatabase) -> Iterator[str]:
 
 
 def env_for(db: AppDatabase, role: str, verifier: str) -> dict[str, str]:
-    return {"DATABASE_URL_UNPOOLED": db.direct_url, ENV_ROLE: role, ENV_VERIFIER: verifier}
+    return {"DATABASE_URL_UNPOOLED": db.direct_url, APP_ROLE_ENV: role, APP_ROLE_VERIFIER_ENV: verifier}
 
 
 def stored(db: AppDatabase, role: str) -> str | None:
@@ -145,11 +146,11 @@ def test_the_application_role_cannot_be_the_migration_role(app_db: AppDatabase) 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({ENV_ROLE: "app"}, f"{ENV_VERIFIER} is not set"),
-        ({ENV_VERIFIER: scram_verifier("x", APP_SALT)}, f"{ENV_ROLE} is not set"),
-        ({ENV_ROLE: "app", ENV_VERIFIER: "a-plain-password"}, "not a SCRAM-SHA-256 verifier"),
-        ({ENV_ROLE: "Bad Name", ENV_VERIFIER: scram_verifier("x", APP_SALT)}, "lower-case Postgres name"),
-        ({ENV_ROLE: "rds_app", ENV_VERIFIER: scram_verifier("x", APP_SALT)}, "not starting with"),
+        ({APP_ROLE_ENV: "app"}, f"{APP_ROLE_VERIFIER_ENV} is not set"),
+        ({APP_ROLE_VERIFIER_ENV: scram_verifier("x", APP_SALT)}, f"{APP_ROLE_ENV} is not set"),
+        ({APP_ROLE_ENV: "app", APP_ROLE_VERIFIER_ENV: "a-plain-password"}, "not a SCRAM-SHA-256 verifier"),
+        ({APP_ROLE_ENV: "Bad Name", APP_ROLE_VERIFIER_ENV: scram_verifier("x", APP_SALT)}, "lower-case Postgres name"),
+        ({APP_ROLE_ENV: "rds_app", APP_ROLE_VERIFIER_ENV: scram_verifier("x", APP_SALT)}, "not starting with"),
     ],
 )
 def test_bad_role_configuration_is_refused_before_connecting(
@@ -165,7 +166,7 @@ def test_bad_role_configuration_is_refused_before_connecting(
 
 def test_no_role_configured_means_no_role_provisioned() -> None:
     assert app_role_from_env({}) is None
-    assert app_role_from_env({ENV_ROLE: " ", ENV_VERIFIER: ""}) is None
+    assert app_role_from_env({APP_ROLE_ENV: " ", APP_ROLE_VERIFIER_ENV: ""}) is None
 
 
 def test_the_migrators_verifier_check_agrees_with_pgbouncer_scram() -> None:

@@ -1,0 +1,20 @@
+"""The migration job's contract: the environment ``python -m migrator`` reads.
+
+Read by both sides: the migrator (its image ships this folder) and what starts it (the Pulumi program's
+migration task definition, the local stack). Standard library only, and importing nothing: the Pulumi
+program imports it without psycopg. The exit codes are the migrator's own (:class:`migrator.errors.ExitCode`):
+the pipeline passes them through without reading them.
+"""
+
+from __future__ import annotations
+
+DIRECT_URL_ENV = "DATABASE_URL_UNPOOLED"
+"""The direct URL (straight to Postgres, never the pooler); on AWS injected by ECS from Secrets Manager."""
+DIRECT_URL_SECRET_ARN_ENV = "DATABASE_URL_UNPOOLED_SECRET_ARN"  # noqa: S105 (a variable name)
+"""Instead: the ARN of the secret holding it, read with boto3."""
+APP_ROLE_ENV = "LIFEGUARD_APP_ROLE"
+"""The DML-only application role ``apply`` provisions first (with :data:`APP_ROLE_VERIFIER_ENV`)."""
+APP_ROLE_VERIFIER_ENV = "LIFEGUARD_APP_ROLE_VERIFIER"
+"""That role's SCRAM verifier, never a password."""
+DEMO_DATA_ENV = "LIFEGUARD_DEMO_DATA"
+"""``1`` (the default) applies the demo-data migrations, ``0`` skips them (production stacks)."""
