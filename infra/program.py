@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import build_context, lambda_package, policies
+from infra import outputs as output_names
 from infra.components.app_role import AppRoleCredentials, AppRoleCredentialsArgs
 from infra.components.database import Database, DatabaseArgs
 from infra.components.functions import Functions, FunctionsArgs
@@ -277,44 +278,44 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     )
 
     outputs: dict[str, Any] = {
-        "vpcId": network.vpc_id,
-        "poolerEndpoint": pooler.endpoint,
-        "poolerPort": pooler.port,
+        output_names.VPC_ID: network.vpc_id,
+        output_names.POOLER_ENDPOINT: pooler.endpoint,
+        output_names.POOLER_PORT: pooler.port,
         # Public: what users' own functions verify DATABASE_URL's server against (README, "TLS to the pooler").
-        "poolerCaCertificate": pooler_ca.cert_pem,
-        "poolerCaLayerArn": pooler_ca.layer_arn,
-        "poolerCaPath": CA_PATH,
-        "poolerCertificateExpiry": pooler.certificate_expiry,
-        "databaseEndpoint": database.address,
-        "databasePort": database.port,
-        "databaseIdentifier": database.identifier,
-        "pooledSecretArn": secrets.pooled_secret_arn,
-        "directSecretArn": secrets.direct_secret_arn,
-        "poolerSecretArn": pooler.credentials_secret_arn,
-        "poolerStatsSecretArn": pooler.stats_credentials_secret_arn,
-        "poolSize": cfg.pooler.pool_size,
-        "maxConnections": db_cfg.max_connections,
-        "poolerClusterName": pooler.cluster_name,
-        "poolerServiceName": pooler.service_name,
-        "poolerTaskDefinitionArn": pooler.task_definition_arn,
-        "poolerLogGroupName": pooler.log_group_name,
-        "poolerMetricsService": metrics_service,
-        "dashboardName": observability.dashboard_name,
-        "readInvoicesFunctionName": functions.names[READ_INVOICES.key],
-        "readInvoicesFunctionArn": functions.arns[READ_INVOICES.key],
-        "chargeCreditsFunctionName": functions.names[CHARGE_CREDITS.key],
-        "chargeCreditsFunctionArn": functions.arns[CHARGE_CREDITS.key],
-        "migrationClusterArn": migration.cluster_arn,
-        "migrationTaskDefinitionArn": migration.task_definition_arn,
-        "migrationContainerName": migration.container_name,
-        "migrationSubnetIds": migration.subnet_ids,
-        "migrationSecurityGroupIds": migration.security_group_ids,
-        "migrationLogGroupName": migration.log_group_name,
-        "migrationLogStreamPrefix": migration.log_stream_prefix,
-        "migrationExecutionRoleArn": migration.execution_role_arn,
+        output_names.POOLER_CA_CERTIFICATE: pooler_ca.cert_pem,
+        output_names.POOLER_CA_LAYER_ARN: pooler_ca.layer_arn,
+        output_names.POOLER_CA_PATH: CA_PATH,
+        output_names.POOLER_CERTIFICATE_EXPIRY: pooler.certificate_expiry,
+        output_names.DATABASE_ENDPOINT: database.address,
+        output_names.DATABASE_PORT: database.port,
+        output_names.DATABASE_IDENTIFIER: database.identifier,
+        output_names.POOLED_SECRET_ARN: secrets.pooled_secret_arn,
+        output_names.DIRECT_SECRET_ARN: secrets.direct_secret_arn,
+        output_names.POOLER_SECRET_ARN: pooler.credentials_secret_arn,
+        output_names.POOLER_STATS_SECRET_ARN: pooler.stats_credentials_secret_arn,
+        output_names.POOL_SIZE: cfg.pooler.pool_size,
+        output_names.MAX_CONNECTIONS: db_cfg.max_connections,
+        output_names.POOLER_CLUSTER_NAME: pooler.cluster_name,
+        output_names.POOLER_SERVICE_NAME: pooler.service_name,
+        output_names.POOLER_TASK_DEFINITION_ARN: pooler.task_definition_arn,
+        output_names.POOLER_LOG_GROUP_NAME: pooler.log_group_name,
+        output_names.POOLER_METRICS_SERVICE: metrics_service,
+        output_names.DASHBOARD_NAME: observability.dashboard_name,
+        output_names.READ_INVOICES_FUNCTION_NAME: functions.names[READ_INVOICES.key],
+        output_names.READ_INVOICES_FUNCTION_ARN: functions.arns[READ_INVOICES.key],
+        output_names.CHARGE_CREDITS_FUNCTION_NAME: functions.names[CHARGE_CREDITS.key],
+        output_names.CHARGE_CREDITS_FUNCTION_ARN: functions.arns[CHARGE_CREDITS.key],
+        output_names.MIGRATION_CLUSTER_ARN: migration.cluster_arn,
+        output_names.MIGRATION_TASK_DEFINITION_ARN: migration.task_definition_arn,
+        output_names.MIGRATION_CONTAINER_NAME: migration.container_name,
+        output_names.MIGRATION_SUBNET_IDS: migration.subnet_ids,
+        output_names.MIGRATION_SECURITY_GROUP_IDS: migration.security_group_ids,
+        output_names.MIGRATION_LOG_GROUP_NAME: migration.log_group_name,
+        output_names.MIGRATION_LOG_STREAM_PREFIX: migration.log_stream_prefix,
+        output_names.MIGRATION_EXECUTION_ROLE_ARN: migration.execution_role_arn,
     }
     if observability.alarm_topic_arn is not None:
-        outputs["alarmTopicArn"] = observability.alarm_topic_arn
+        outputs[output_names.ALARM_TOPIC_ARN] = observability.alarm_topic_arn
     return outputs
 
 

@@ -4,12 +4,13 @@ Each deployable's shared names (environment variables, paths, users, metric and 
 one small module that both sides import: the deployable's own code, and the program or command that
 starts it. A contract module must load with nothing but the standard library, because the side that
 imports it may lack the deployable's dependencies (the program has no psycopg, the pipeline's base
-install no pulumi).
+install no pulumi). The stack's output names (``infra.outputs``) are the README's table of them.
 """
 
 from __future__ import annotations
 
 import pkgutil
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from infra.outputs import ALARM_TOPIC_ARN, STACK_OUTPUTS
+
 REPO = Path(__file__).resolve().parents[1]
-CONTRACTS = ("pgbouncer.contract", "lambdas.contract", "migrator.contract")
+CONTRACTS = ("pgbouncer.contract", "lambdas.contract", "migrator.contract", "infra.outputs")
 # What the deployables' code needs and the program must not: psycopg (the sidecar's console client and
 # the functions' driver), so the infra install need not have it.
 IMAGE_ONLY = ("psycopg", "pgbouncer.metrics", "pgbouncer.entrypoint", "lambdas.db")
@@ -56,3 +59,10 @@ def test_the_pulumi_program_imports_none_of_the_images_code() -> None:
     loaded = modules_loaded_by(program)
     assert "pgbouncer.contract" in loaded
     assert sorted(m for m in loaded if m.startswith(IMAGE_ONLY)) == []
+
+
+def test_the_readme_outputs_table_lists_exactly_the_contract() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("#### Stack outputs", 1)[1].split("\n\n", 2)[1]
+    documented = {name for row in section.splitlines()[2:] for name in re.findall(r"`([A-Za-z]+)`", row.split("|")[1])}
+    assert documented == STACK_OUTPUTS | {ALARM_TOPIC_ARN}

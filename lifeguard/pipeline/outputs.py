@@ -1,5 +1,7 @@
 """The stack outputs the pipeline needs, from ``pulumi stack output --json`` or a saved copy of it.
 
+Their names are the program's own (:mod:`infra.outputs`, standard library only).
+
 Values are checked whole before anything runs on AWS, and every problem names the output to fix.
 Messages never quote a value: run with ``--show-secrets``, a file could hold secrets, and none of
 the outputs read here should be secret in the first place.
@@ -17,17 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from infra import outputs as output_names
+
 # What ``pulumi stack output --json`` prints in place of a secret output without --show-secrets.
 SECRET_PLACEHOLDER = "[secret]"  # noqa: S105  (a placeholder, not a password)
 # Long enough for a slow backend login; a hung CLI must not hold the pipeline forever.
 PULUMI_TIMEOUT_SECONDS = 120.0
 _CLUSTER_ARN = re.compile(r"^arn:aws[a-z-]*:ecs:(?P<region>[a-z0-9-]+):\d{12}:cluster/[A-Za-z0-9_-]+$")
-_NOT_A_CLUSTER_ARN = "migrationClusterArn must be an ECS cluster ARN (arn:aws:ecs:REGION:ACCOUNT:cluster/NAME)"
+_NOT_A_CLUSTER_ARN = (
+    f"{output_names.MIGRATION_CLUSTER_ARN} must be an ECS cluster ARN (arn:aws:ecs:REGION:ACCOUNT:cluster/NAME)"
+)
 _TASK_DEFINITION_ARN = re.compile(
     r"^arn:aws[a-z-]*:ecs:(?P<region>[a-z0-9-]+):\d{12}:task-definition/[A-Za-z0-9_-]{1,255}:[1-9]\d*$"
 )
 _NOT_A_TASK_DEFINITION_ARN = (
-    "poolerTaskDefinitionArn must be an ECS task-definition ARN with its revision "
+    f"{output_names.POOLER_TASK_DEFINITION_ARN} must be an ECS task-definition ARN with its revision "
     "(arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION)"
 )
 
@@ -163,13 +169,13 @@ class MigrationTarget:
     def from_outputs(cls, outputs: Mapping[str, Any], source: str) -> MigrationTarget:
         fields = _Fields(outputs)
         target = cls(
-            cluster_arn=fields.text("migrationClusterArn"),
-            task_definition_arn=fields.text("migrationTaskDefinitionArn"),
-            container_name=fields.text("migrationContainerName"),
-            subnet_ids=fields.text_list("migrationSubnetIds"),
-            security_group_ids=fields.text_list("migrationSecurityGroupIds"),
-            log_group_name=fields.text("migrationLogGroupName"),
-            log_stream_prefix=fields.text("migrationLogStreamPrefix"),
+            cluster_arn=fields.text(output_names.MIGRATION_CLUSTER_ARN),
+            task_definition_arn=fields.text(output_names.MIGRATION_TASK_DEFINITION_ARN),
+            container_name=fields.text(output_names.MIGRATION_CONTAINER_NAME),
+            subnet_ids=fields.text_list(output_names.MIGRATION_SUBNET_IDS),
+            security_group_ids=fields.text_list(output_names.MIGRATION_SECURITY_GROUP_IDS),
+            log_group_name=fields.text(output_names.MIGRATION_LOG_GROUP_NAME),
+            log_stream_prefix=fields.text(output_names.MIGRATION_LOG_STREAM_PREFIX),
         )
         if target.cluster_arn and not _CLUSTER_ARN.match(target.cluster_arn):
             fields.problems.append(_NOT_A_CLUSTER_ARN)
@@ -200,8 +206,8 @@ class SmokeTarget:
     def from_outputs(cls, outputs: Mapping[str, Any], source: str) -> SmokeTarget:
         fields = _Fields(outputs)
         target = cls(
-            read_function=fields.text("readInvoicesFunctionName"),
-            charge_function=fields.text("chargeCreditsFunctionName"),
+            read_function=fields.text(output_names.READ_INVOICES_FUNCTION_NAME),
+            charge_function=fields.text(output_names.CHARGE_CREDITS_FUNCTION_NAME),
         )
         fields.check(source)
         return target
@@ -219,9 +225,9 @@ class PoolerRolloutTarget:
     def from_outputs(cls, outputs: Mapping[str, Any], source: str) -> PoolerRolloutTarget:
         fields = _Fields(outputs)
         target = cls(
-            cluster_name=fields.text("poolerClusterName"),
-            service_name=fields.text("poolerServiceName"),
-            task_definition_arn=fields.text("poolerTaskDefinitionArn"),
+            cluster_name=fields.text(output_names.POOLER_CLUSTER_NAME),
+            service_name=fields.text(output_names.POOLER_SERVICE_NAME),
+            task_definition_arn=fields.text(output_names.POOLER_TASK_DEFINITION_ARN),
         )
         if target.task_definition_arn and not _TASK_DEFINITION_ARN.match(target.task_definition_arn):
             fields.problems.append(_NOT_A_TASK_DEFINITION_ARN)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from infra.outputs import STACK_OUTPUTS
 from tests.infra.infra_harness import ProgramRun, StrictMocks, run_program
-from tests.infra.test_infra_stack import CONTRACT_OUTPUTS, assert_ec2_descriptions, sg_roles, sg_rules
+from tests.infra.test_infra_stack import assert_ec2_descriptions, sg_roles, sg_rules
 
 REGION = {"aws:region": "eu-west-1"}
 EXISTING_VPC = "vpc-0123456789abcdef0"
@@ -61,7 +62,7 @@ def test_production_defaults_reserve_no_concurrency_and_use_x86(production_run: 
         assert function.input("architectures") == ["x86_64"]
         assert Path(function.inputs["code"].path).name == "lambdas-x86_64.zip"
     assert production_run.outputs["poolSize"] == 11
-    assert set(production_run.outputs) >= CONTRACT_OUTPUTS
+    assert set(production_run.outputs) >= STACK_OUTPUTS
     assert not production_run.secret_outputs
 
 

@@ -1,0 +1,58 @@
+"""The stack's output names: what ``pulumi stack output`` shows (README, "Stack outputs"), and what the
+pipeline commands read from it.
+
+Read by both sides: the Pulumi program exports under these names (``infra.program``), the pipeline
+(``lifeguard.pipeline.outputs``) reads them. Standard library only, and importing nothing: the
+pipeline's base install has no pulumi (so ``infra/__init__.py`` stays empty too).
+"""
+
+from __future__ import annotations
+
+VPC_ID = "vpcId"
+POOLER_ENDPOINT = "poolerEndpoint"
+POOLER_PORT = "poolerPort"
+POOLER_CA_CERTIFICATE = "poolerCaCertificate"
+POOLER_CA_LAYER_ARN = "poolerCaLayerArn"
+POOLER_CA_PATH = "poolerCaPath"
+POOLER_CERTIFICATE_EXPIRY = "poolerCertificateExpiry"
+DATABASE_ENDPOINT = "databaseEndpoint"
+DATABASE_PORT = "databasePort"
+DATABASE_IDENTIFIER = "databaseIdentifier"
+POOLED_SECRET_ARN = "pooledSecretArn"  # noqa: S105 (an output name)
+DIRECT_SECRET_ARN = "directSecretArn"  # noqa: S105 (an output name)
+POOLER_SECRET_ARN = "poolerSecretArn"  # noqa: S105 (an output name)
+POOLER_STATS_SECRET_ARN = "poolerStatsSecretArn"  # noqa: S105 (an output name)
+POOL_SIZE = "poolSize"
+MAX_CONNECTIONS = "maxConnections"
+POOLER_CLUSTER_NAME = "poolerClusterName"
+POOLER_SERVICE_NAME = "poolerServiceName"
+POOLER_TASK_DEFINITION_ARN = "poolerTaskDefinitionArn"
+POOLER_LOG_GROUP_NAME = "poolerLogGroupName"
+POOLER_METRICS_SERVICE = "poolerMetricsService"
+DASHBOARD_NAME = "dashboardName"
+READ_INVOICES_FUNCTION_NAME = "readInvoicesFunctionName"
+READ_INVOICES_FUNCTION_ARN = "readInvoicesFunctionArn"
+CHARGE_CREDITS_FUNCTION_NAME = "chargeCreditsFunctionName"
+CHARGE_CREDITS_FUNCTION_ARN = "chargeCreditsFunctionArn"
+MIGRATION_CLUSTER_ARN = "migrationClusterArn"
+MIGRATION_TASK_DEFINITION_ARN = "migrationTaskDefinitionArn"
+MIGRATION_CONTAINER_NAME = "migrationContainerName"
+MIGRATION_SUBNET_IDS = "migrationSubnetIds"
+MIGRATION_SECURITY_GROUP_IDS = "migrationSecurityGroupIds"
+MIGRATION_LOG_GROUP_NAME = "migrationLogGroupName"
+MIGRATION_LOG_STREAM_PREFIX = "migrationLogStreamPrefix"
+MIGRATION_EXECUTION_ROLE_ARN = "migrationExecutionRoleArn"
+ALARM_TOPIC_ARN = "alarmTopicArn"
+"""Only when the stack notifies a topic (``alarmEmail`` or ``alarmTopicArn``)."""
+
+STACK_OUTPUTS = frozenset({
+    VPC_ID, POOLER_ENDPOINT, POOLER_PORT, POOLER_CA_CERTIFICATE, POOLER_CA_LAYER_ARN, POOLER_CA_PATH,
+    POOLER_CERTIFICATE_EXPIRY, DATABASE_ENDPOINT, DATABASE_PORT, DATABASE_IDENTIFIER, POOLED_SECRET_ARN,
+    DIRECT_SECRET_ARN, POOLER_SECRET_ARN, POOLER_STATS_SECRET_ARN, POOL_SIZE, MAX_CONNECTIONS,
+    POOLER_CLUSTER_NAME, POOLER_SERVICE_NAME, POOLER_TASK_DEFINITION_ARN, POOLER_LOG_GROUP_NAME,
+    POOLER_METRICS_SERVICE, DASHBOARD_NAME, READ_INVOICES_FUNCTION_NAME, READ_INVOICES_FUNCTION_ARN,
+    CHARGE_CREDITS_FUNCTION_NAME, CHARGE_CREDITS_FUNCTION_ARN, MIGRATION_CLUSTER_ARN, MIGRATION_TASK_DEFINITION_ARN,
+    MIGRATION_CONTAINER_NAME, MIGRATION_SUBNET_IDS, MIGRATION_SECURITY_GROUP_IDS, MIGRATION_LOG_GROUP_NAME,
+    MIGRATION_LOG_STREAM_PREFIX, MIGRATION_EXECUTION_ROLE_ARN,
+})
+"""Every output every stack exports; :data:`ALARM_TOPIC_ARN` comes on top when there is a topic."""
