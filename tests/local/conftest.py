@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,14 +9,13 @@ import pytest
 
 from lifeguard.local.stack import LocalStack
 from lifeguard.local.system import free_port
-
-_counter = itertools.count(1)
+from tests.local.support import fresh_stack_dir
 
 
 @pytest.fixture
 def stack_dir(state_root: Path) -> Iterator[Path]:
     """A fresh state directory; whatever a test started there is stopped afterwards."""
-    path = state_root / f"local-{next(_counter)}"
+    path = fresh_stack_dir(state_root)
     yield path
     if path.exists():
         LocalStack(path).down()

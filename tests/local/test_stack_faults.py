@@ -20,7 +20,7 @@ from lifeguard.local.pooler import pid_record_file
 from lifeguard.local.procs import identify
 from lifeguard.local.stack import MAX_SOCKET_PATH_BYTES, LocalStack
 from lifeguard.local.system import SERVICE_USER, port_in_use, running_as_root
-from tests.local.conftest import _counter
+from tests.local.support import fresh_stack_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +48,7 @@ def bystander() -> Iterator[subprocess.Popen[bytes]]:
 
 @pytest.fixture
 def odd_dir(state_root: Path) -> Iterator[Path]:
-    path = state_root / f"it's a dir, with spaces {next(_counter)}"
+    path = fresh_stack_dir(state_root, "it's a dir, with spaces ")
     yield path
     if path.exists():
         LocalStack(path).down()

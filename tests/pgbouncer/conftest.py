@@ -1,4 +1,4 @@
-"""Helpers for the PgBouncer tests: both releases, extra login roles, poolers that serve several users.
+"""Fixtures for the PgBouncer tests: both releases, extra login roles, poolers that serve several users.
 
 The shared ``start_pooler`` fixture serves the app role only; the password tests need many
 roles (one per special character) behind one PgBouncer, so they start :class:`PoolerProcess`
@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import itertools
 import signal
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from psycopg import sql
 
 from lifeguard.local.pooler import PoolerProcess, installed_version
-from lifeguard.local.postgres import make_dsn
 from lifeguard.local.system import debian_pgbouncer, find_pgbouncer
 from pgbouncer.versions import PgBouncerVersion
+from tests.pgbouncer.support import MakeRoles, StartMultiUser
 from tests.support import AppDatabase, pooler_settings
 
 
@@ -45,9 +44,6 @@ def pgbouncer_binary(request: pytest.FixtureRequest) -> Path:
 
 _role_counter = itertools.count(1)
 _pooler_counter = itertools.count(1)
-
-MakeRoles = Callable[[Mapping[str, str]], dict[str, str]]
-StartMultiUser = Callable[..., PoolerProcess]
 
 
 @pytest.fixture
@@ -91,12 +87,3 @@ def multi_user_pooler(
     yield start
     for process in started:
         process.stop(signal.SIGQUIT, timeout=10)
-
-
-def pooled_connect(
-    process: PoolerProcess, user: str, password: str, dbname: str, **params: Any
-) -> psycopg.Connection[Any]:
-    """Connect through ``process`` the way a function does (TLS required, no server-side prepares)."""
-    url = make_dsn("127.0.0.1", process.settings.listen_port, user, password, dbname,
-                   **{"sslmode": "require", "connect_timeout": 10, **params})
-    return psycopg.connect(url, autocommit=True, prepare_threshold=None)

@@ -28,7 +28,7 @@ from pgbouncer.entrypoint import prepare
 from pgbouncer.settings import _BOUNDS, MAX_PASSWORD_BYTES, PoolerSettings, render_userlist
 from pgbouncer.tls import ServerCertificate, write_self_signed
 from pgbouncer.versions import _ADDED, _KEYS_1_18, PINNED, PgBouncerVersion
-from tests.pgbouncer.conftest import MakeRoles, StartMultiUser, pooled_connect
+from tests.pgbouncer.support import MakeRoles, StartMultiUser, pooled_connect
 from tests.secrecy import assert_no_secret
 from tests.support import APP_USER, AppDatabase, RunningPooler
 
