@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -478,17 +478,20 @@ def migrate(
     *,
     dry_run: bool = False,
     app_role: AppRole | None = None,
+    load: Callable[[Path], Sequence[Migration]] = load_migrations,
 ) -> MigrationReport:
     """Apply every pending migration in ``migrations_dir`` (default: the bundled ones) through ``url``.
 
     ``url`` must be the direct URL. Raises a :class:`migrator.errors.MigratorError` subclass on
     any failure; its message never contains the URL or password. A dry run checks the same
     things (pooler, files, drift) without taking the lock or changing anything. ``app_role``, when
-    given, is provisioned under the lock before any migration (:mod:`migrator.roles`).
+    given, is provisioned under the lock before any migration (:mod:`migrator.roles`). ``load``
+    reads and checks the files (:func:`migrator.files.load_migrations`); whatever it lets through,
+    applying checks again that a file did not end the migrator's transaction itself.
     """
     _check_lock_timeout(lock_timeout_s)
     directory = migrations_dir or DEFAULT_MIGRATIONS_DIR
-    migrations = load_migrations(directory)
+    migrations = load(directory)
     with _open_session(url) as session:
         log.info("database %s: %d migration file(s) in %s", session.target, len(migrations), directory)
         if dry_run:

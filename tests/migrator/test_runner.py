@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from psycopg import sql
 
-from migrator import runner, sqlsplit
+from migrator import runner
 from migrator.errors import (
     ChecksumDrift,
     ExitCode,
@@ -20,6 +21,7 @@ from migrator.errors import (
     PoolerRefused,
     Unavailable,
 )
+from migrator.files import Migration, load_migrations
 from migrator.runner import migrate, status
 from tests.migrator.support import (
     SAMPLE_FILES,
@@ -170,14 +172,16 @@ def test_no_transaction_failure_keeps_earlier_statements(app_db: AppDatabase, tm
     assert [a.version for a in migrate(app_db.direct_url, directory).applied] == ["0002"]
 
 
-def test_a_commit_the_file_check_misses_is_still_caught(
-    app_db: AppDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Simulate a gap in the static check: the runtime check must still refuse to record the file.
-    monkeypatch.setattr(sqlsplit.Statement, "controls_transaction", lambda self: False)
-    directory = write_migrations(tmp_path / "m", {"0001_commits.sql": "CREATE TABLE t1 (id int);\nCOMMIT;\n"})
+def test_a_commit_the_file_check_misses_is_still_caught(app_db: AppDatabase, tmp_path: Path) -> None:
+    # Simulate a gap in the static check, through the runner's loader: the file it checked has no
+    # COMMIT, the SQL it hands on does. The runtime check must still refuse to record the file.
+    directory = write_migrations(tmp_path / "m", {"0001_commits.sql": "CREATE TABLE t1 (id int);\n"})
+
+    def load_missing_a_commit(path: Path) -> list[Migration]:
+        return [dataclasses.replace(m, sql=m.sql + "COMMIT;\n") for m in load_migrations(path)]
+
     with pytest.raises(MigrationFailed) as failure:
-        migrate(app_db.direct_url, directory)
+        migrate(app_db.direct_url, directory, load=load_missing_a_commit)
     assert "ended the migrator's transaction" in str(failure.value)
     assert recorded_versions(app_db) == []
 
