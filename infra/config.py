@@ -14,22 +14,17 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import pulumi
 import pulumi.runtime.config as runtime_config
 
-from infra.components.observability import AlarmThresholds
+from infra.types import API_ACCESS, ARCHITECTURES, AlarmThresholds, ApiAccess, Architecture
 from pgbouncer.settings import IMAGE_SOCKET_DIR, PoolerSettings, SettingsError, Upstream
 from pgbouncer.sizing import PoolBudget, SizingError
 from pgbouncer.versions import PINNED
 
 PROJECT = "lifeguard"
-
-Architecture = Literal["x86_64", "arm64"]
-ApiAccess = Literal["endpoints", "nat", "none"]
-ARCHITECTURES: tuple[Architecture, ...] = ("x86_64", "arm64")
-API_ACCESS: tuple[ApiAccess, ...] = ("endpoints", "nat", "none")
 
 # The values CloudWatch Logs accepts for retentionInDays.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
@@ -242,14 +237,9 @@ class PoolerConfig:
     """``default_pool_size`` per task, from :class:`pgbouncer.sizing.PoolBudget`."""
     nofile: int
     """The container's ``nofile`` ulimit (soft = hard)."""
-
-    def settings(self, db_name: str, host: str) -> PoolerSettings:
-        """The PgBouncer settings for ``host`` (the RDS endpoint *name*, needed for verify-full)."""
-        return pooler_settings(db_name, host, self.pool_size, self.max_client_conn, self.query_wait_timeout_s)
-
-    def tracks_prepared_statements(self, db_name: str) -> bool:
-        """Whether the pooler's settings let functions prepare statements (host plays no part)."""
-        return self.settings(db_name, _PLACEHOLDER_HOST).tracks_prepared_statements
+    settings: PoolerSettings
+    """The stack's PgBouncer settings, made and validated once here, for a placeholder upstream host:
+    the RDS endpoint exists only once the database does, and the pooler component fills it in."""
 
 
 def pooler_settings(
@@ -314,8 +304,12 @@ class StackConfig:
         return 30 if self.production else 0
 
 
-# Placeholder used to validate the PgBouncer settings before the RDS endpoint exists.
+# The upstream host of the settings template, until the component fills in the RDS endpoint.
 _PLACEHOLDER_HOST = "database.invalid"
+
+# What PoolerConfig holds while load() goes on collecting problems after the pooler's numbers
+# failed (it raises before returning, so nothing ever renders it).
+_UNBUILT_SETTINGS = PoolerSettings(upstream=Upstream(host=_PLACEHOLDER_HOST, dbname="unbuilt"), default_pool_size=1)
 
 T = TypeVar("T")
 
@@ -633,13 +627,13 @@ def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig)
             # The sizing message already names maxConnections, poolerMaxTasks, ... (these keys).
             read.problems.append(f"{PROJECT} pool sizing: {exc}")
 
-    nofile = NOFILE_FLOOR
+    settings: PoolerSettings | None = None
     if pool_size >= 1:
         try:
             settings = pooler_settings(database.db_name, _PLACEHOLDER_HOST, pool_size, max_client_conn, query_wait)
-            nofile = max(NOFILE_FLOOR, settings.required_open_files())
         except SettingsError as exc:
             read.problems.append(f"{PROJECT} PgBouncer settings: {exc}")
+    nofile = NOFILE_FLOOR if settings is None else max(NOFILE_FLOOR, settings.required_open_files())
     if nofile > FARGATE_MAX_NOFILE:
         read.problem("maxClientConn", f"needs {nofile} file descriptors, above Fargate's {FARGATE_MAX_NOFILE}")
 
@@ -660,6 +654,8 @@ def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig)
         architecture=cast(Architecture, read.choice("containerArchitecture", "x86_64", ARCHITECTURES)),
         pool_size=pool_size,
         nofile=nofile,
+        # Without settings there are problems, and load() raises before anything reads these.
+        settings=settings or _UNBUILT_SETTINGS,
     )
 
 

@@ -14,7 +14,7 @@ import pulumi_aws as aws
 
 from infra import policies
 from infra.components.image import ContainerImage, ContainerImageArgs
-from infra.config import Architecture
+from infra.types import Architecture
 
 
 @dataclass(frozen=True)

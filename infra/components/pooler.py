@@ -14,7 +14,7 @@ directory, and prints CloudWatch EMF lines to its awslogs stream; the stack's al
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pulumi
@@ -72,7 +72,6 @@ class PoolerArgs:
     task_security_group_id: pulumi.Input[str]
     database_address: pulumi.Output[str]
     """The RDS endpoint name: PgBouncer verifies the server certificate against it."""
-    db_name: str
     username: str
     """The application role: the only user clients log in as (so the pool sizing holds)."""
     verifier: pulumi.Output[str]
@@ -190,8 +189,9 @@ class Pooler(pulumi.ComponentResource):
         image, cluster, logs = base.image, base.cluster, base.logs
         execution_role, execution_policy = base.execution_role, base.execution_policy
 
+        # The template config made, for the RDS endpoint's *name* (PgBouncer's verify-full checks it).
         settings_json = args.database_address.apply(
-            lambda host: cfg.settings(args.db_name, host).to_json()
+            lambda host: replace(cfg.settings, upstream=replace(cfg.settings.upstream, host=host)).to_json()
         )
 
         def log_configuration(stream_prefix: str) -> dict[str, object]:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.components.observability import AlarmThresholds
 from infra.config import KEY_NAMES, KEYS, REFERENCE_DOC, STATS_USER, ConfigError, StackConfig, load
+from infra.types import AlarmThresholds
 from pgbouncer.settings import IMAGE_SOCKET_DIR
 from tests.infra.infra_harness import (
     REPO_ROOT,
@@ -37,12 +37,12 @@ def test_defaults_fit_a_small_production_stack() -> None:
     assert cfg.database.max_connections == 100
     assert (cfg.pooler.min_tasks, cfg.pooler.max_tasks, cfg.pooler.deployment_maximum_percent) == (2, 4, 200)
     assert cfg.pooler.pool_size == (100 - 5 - 2) // (4 * 2)
-    assert cfg.pooler.nofile >= cfg.pooler.settings("app", "db.example").required_open_files()
+    assert cfg.pooler.nofile >= cfg.pooler.settings.required_open_files()
     assert cfg.pooler.query_wait_timeout_s < cfg.functions.timeout_s
     assert cfg.functions.reserved_concurrency is None  # works in accounts limited to 10 (#12.14)
     assert cfg.log_retention_days == 30
     # The metrics sidecar's console user and the shared socket volume.
-    settings = cfg.pooler.settings("app", "db.example")
+    settings = cfg.pooler.settings
     assert (settings.stats_users, settings.unix_socket_dir) == ((STATS_USER,), IMAGE_SOCKET_DIR)
     assert settings.admin_users == ()
     assert (cfg.alarms.email, cfg.alarms.topic_arn, cfg.alarms.thresholds) == (None, None, AlarmThresholds())

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from infra.components import pooler
-from infra.components.observability import AlarmThresholds
+from infra.types import AlarmThresholds
 from pgbouncer import entrypoint
 from pgbouncer.entrypoint import credentials_from_env
 from pgbouncer.metrics import DEFAULT_NAMESPACE, PublisherConfig
