@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from infra.config import KEY_NAMES, KEYS, REFERENCE_DOC, STATS_USER, ConfigError, StackConfig, load
+from infra.config import STATS_USER, ConfigError, StackConfig, load
+from infra.keys import KEY_NAMES, KEYS, REFERENCE_DOC, NumberKey, WholeKey, readme_with_table
 from infra.types import AlarmThresholds
 from pgbouncer.settings import IMAGE_SOCKET_DIR
 from tests.infra.infra_harness import (
@@ -247,7 +250,32 @@ def test_every_key_is_documented_with_its_default() -> None:
     rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+?) \|", text, flags=re.MULTILINE))
     assert set(rows) == set(KEY_NAMES)
     for spec in KEYS:
-        assert rows[spec.name].strip("` ") == spec.default.strip("` "), spec.name
+        assert rows[spec.name].strip("` ") == spec.shown_default.strip("` "), spec.name
+
+
+def test_the_readme_table_is_the_one_generated_from_the_keys() -> None:
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert text == readme_with_table(text), "regenerate it: .venv/bin/python -m infra.keys README.md"
+
+
+BOUNDED = [spec for spec in KEYS if isinstance(spec, WholeKey | NumberKey)]
+
+
+@pytest.mark.parametrize("spec", BOUNDED, ids=[spec.name for spec in BOUNDED])
+def test_the_reader_takes_each_keys_bounds_from_the_table(spec: WholeKey | NumberKey) -> None:
+    whole = isinstance(spec, WholeKey)
+    step = 1 if whole else 0.01
+    bounds = f"between {spec.low} and {spec.high}" if whole else f"between {spec.low:g} and {spec.high:g}"
+    for outside in (spec.low - step, spec.high + step):
+        found = [p for p in problems({spec.name: outside}) if p.startswith(f"lifeguard:{spec.name}:")]
+        assert any(bounds in p for p in found), found
+
+
+def test_the_key_table_imports_no_pulumi() -> None:
+    # lifeguard bench sizes with the table's defaults in the local install, which has no Pulumi.
+    code = "import sys, infra.keys, lifeguard.bench.sizing; print(sorted(m for m in sys.modules if 'pulumi' in m))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_an_unknown_key_points_at_the_reference_that_exists() -> None:
@@ -277,11 +305,3 @@ def test_project_file_points_at_the_program() -> None:
     assert project["runtime"]["name"] == "python"
     assert project["runtime"]["options"]["virtualenv"] == ".venv"
     assert (REPO_ROOT / project["main"] / "__main__.py").is_file()
-
-
-def test_bench_sizes_with_the_stacks_own_pooler_defaults() -> None:
-    """lifeguard bench's capacity arithmetic (no Pulumi in its install) uses these defaults."""
-    from infra.config import KEYS
-    from lifeguard.bench.sizing import STACK_DEFAULTS
-
-    assert {k.name: int(k.default) for k in KEYS if k.name in STACK_DEFAULTS} == STACK_DEFAULTS
