@@ -101,9 +101,6 @@ class NetworkConfig:
     existing_vpc_id: str | None
     existing_private_subnet_ids: tuple[str, ...]
 
-    @property
-    def uses_existing_vpc(self) -> bool:
-        return self.existing_vpc_id is not None
 
 
 @dataclass(frozen=True)
@@ -237,9 +234,6 @@ class _Reader:
     def has_problem(self, key: str) -> bool:
         return any(problem.startswith(f"{PROJECT}:{key}: ") for problem in self.problems)
 
-    def is_set(self, key: str) -> bool:
-        return self._values.get(key) not in (None, "")
-
     def value(self, key: str) -> object:
         """The key's value; read once, so a problem is recorded once however often it is asked for."""
         if key not in self._read:
@@ -272,8 +266,9 @@ class _Reader:
 
     def _read_key(self, spec: Key) -> object:
         if isinstance(spec, WholeKey):
-            whole = self._parse(spec.name, spec.default, _parse_whole, "a whole number")
-            if not spec.low <= whole <= spec.high:
+            whole = self._parse(spec.name, self._default(spec.default), _parse_whole, "a whole number")
+            # Only a value given: a derived default is checked where it comes from (availabilityZones).
+            if self._values.get(spec.name) not in (None, "") and not spec.low <= whole <= spec.high:
                 self.problem(spec.name, f"must be between {spec.low} and {spec.high}, got {whole}")
             return whole
         if isinstance(spec, NumberKey):
@@ -419,7 +414,8 @@ def _network(read: _Reader) -> NetworkConfig:
             read.problem("availabilityZones", f"must name 2 to 6 AZs, got {len(zones)}")
         if len(set(zones)) != len(zones):
             read.problem("availabilityZones", "lists an AZ twice")
-        if read.is_set("availabilityZoneCount") and az_count != len(zones):
+        # The count follows the list unless it is set to another number.
+        if az_count != len(zones):
             read.problem("availabilityZoneCount", f"is {az_count} but availabilityZones names {len(zones)}; "
                                                   "unset availabilityZoneCount")
         az_count = len(zones)

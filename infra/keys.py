@@ -68,7 +68,7 @@ def _shown(default: object) -> str:
 class WholeKey(Key):
     """A whole number from ``low`` to ``high``."""
 
-    default: int
+    default: int | Derived[int]
     low: int
     high: int
 
@@ -139,7 +139,9 @@ KEYS: tuple[Key, ...] = (
         "CIDR of the VPC the stack creates, /16 up to the smallest that leaves each private subnet (a "
         "sixteenth of the VPC) the addresses the stack needs there: /23 with the defaults; `pulumi "
         "preview` shows the arithmetic when it is too small.")),
-    WholeKey("availabilityZoneCount", default=2, low=2, high=6, meaning=(
+    WholeKey("availabilityZoneCount", low=2, high=6, default=Derived(
+        "`2`, or as many as `availabilityZones` names", "availabilityZones", lambda zones: len(zones) or 2,
+    ), meaning=(
         "AZs the new VPC spans (2 to 6); one private subnet each. Without `availabilityZones`, the first "
         "ones by name.")),
     ListKey("availabilityZones", meaning=(
@@ -266,8 +268,8 @@ KEYS_BY_NAME: Mapping[str, Key] = {spec.name: spec for spec in KEYS}
 def whole_default(name: str) -> int:
     """The default of the whole-number key ``name``."""
     spec = KEYS_BY_NAME[name]
-    if not isinstance(spec, WholeKey):
-        raise TypeError(f"{name} is not a whole-number key")
+    if not isinstance(spec, WholeKey) or isinstance(spec.default, Derived):
+        raise TypeError(f"{name} is not a whole-number key with a fixed default")
     return spec.default
 
 

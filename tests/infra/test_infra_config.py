@@ -271,6 +271,19 @@ def test_the_reader_takes_each_keys_bounds_from_the_table(spec: WholeKey | Numbe
         assert any(bounds in p for p in found), found
 
 
+def test_every_fixed_default_is_within_its_bounds() -> None:
+    # The reader checks the bounds of given values only; a fixed default must hold by itself.
+    for spec in BOUNDED:
+        if isinstance(spec.default, int | float):
+            assert spec.low <= spec.default <= spec.high, spec.name
+
+
+def test_the_zone_count_follows_the_zones_named() -> None:
+    cfg = load({"availabilityZones": '["eu-west-1a", "eu-west-1b", "eu-west-1c"]'})
+    assert (cfg.network.availability_zone_count, cfg.network.availability_zones) == (
+        3, ("eu-west-1a", "eu-west-1b", "eu-west-1c"))
+
+
 def test_the_key_table_imports_no_pulumi() -> None:
     # lifeguard bench sizes with the table's defaults in the local install, which has no Pulumi.
     code = "import sys, infra.keys, lifeguard.bench.sizing; print(sorted(m for m in sys.modules if 'pulumi' in m))"
