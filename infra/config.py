@@ -1,6 +1,6 @@
 """The stack's typed configuration: read once, validated whole, before any resource exists.
 
-Components never read ``pulumi.Config``; they get the frozen :class:`StackConfig` built here.
+Components never read ``pulumi.Config``; they get the frozen :class:`InfraConfig` built here.
 Every problem is reported with the config key to change (``lifeguard:<key>``), and the pool
 sizing arithmetic runs here too, so a stack whose numbers do not fit fails at ``pulumi preview``
 before anything is created.
@@ -79,7 +79,7 @@ STATS_USER = "lifeguard_stats"
 """PgBouncer's read-only console user (``stats_users``) that the pooler task's metrics sidecar logs in as."""
 
 
-class ConfigError(pulumi.RunError):
+class InfraConfigError(pulumi.RunError):
     """The stack configuration is invalid. Each problem names the ``lifeguard:`` key to change.
 
     A ``RunError`` so the CLI prints the message without a Python traceback.
@@ -193,7 +193,7 @@ class MigrationConfig:
 
 
 @dataclass(frozen=True)
-class StackConfig:
+class InfraConfig:
     production: bool
     log_retention_days: int
     network: NetworkConfig
@@ -355,8 +355,8 @@ def config_values() -> dict[str, Any]:
     return {key[len(prefix):]: value for key, value in merged.items() if key.startswith(prefix)}
 
 
-def load(values: Mapping[str, Any] | None = None) -> StackConfig:
-    """Read and validate the whole configuration; raise :class:`ConfigError` listing every problem."""
+def load(values: Mapping[str, Any] | None = None) -> InfraConfig:
+    """Read and validate the whole configuration; raise :class:`InfraConfigError` listing every problem."""
     if values is None:
         values = config_values()
     read = _Reader(values)
@@ -387,8 +387,8 @@ def load(values: Mapping[str, Any] | None = None) -> StackConfig:
     alarms = _alarms(read, pooler)
 
     if read.problems:
-        raise ConfigError(read.problems)
-    return StackConfig(
+        raise InfraConfigError(read.problems)
+    return InfraConfig(
         production=production,
         log_retention_days=log_retention,
         network=network,

@@ -31,7 +31,7 @@ from infra.components.pooler_tls import (
     ca_common_name,
 )
 from infra.components.secrets import ConnectionSecrets, ConnectionSecretsArgs
-from infra.config import ConfigError, StackConfig, load
+from infra.config import InfraConfig, InfraConfigError, load
 from infra.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ class ProgramPaths:
         return build_context.shared_packages(self.repo_root)
 
 
-def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:
+def resolve_availability_zones(cfg: InfraConfig) -> tuple[str, ...]:
     """The AZs a new VPC uses, or check that existing subnets sit in one VPC across enough AZs."""
     net = cfg.network
     if net.existing_vpc_id is not None:
@@ -78,7 +78,7 @@ def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:
             problems.append("lifeguard:existingPrivateSubnetIds: the subnets must span at least two AZs, "
                             f"they are all in {', '.join(sorted(set(zones)))}")
         if problems:
-            raise ConfigError(problems)
+            raise InfraConfigError(problems)
         return tuple(zones)
     # Only AZs that need no opt-in: Local Zones lack Fargate, NLB or RDS Multi-AZ.
     available = aws.get_availability_zones(
@@ -88,13 +88,13 @@ def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:
     if net.availability_zones:
         unknown = [zone for zone in net.availability_zones if zone not in names]
         if unknown:
-            raise ConfigError([
+            raise InfraConfigError([
                 f"lifeguard:availabilityZones: {', '.join(unknown)} is not an available AZ of this region "
                 f"(available without opt-in: {', '.join(names) or 'none'})"
             ])
         return net.availability_zones
     if len(names) < net.availability_zone_count:
-        raise ConfigError([
+        raise InfraConfigError([
             f"lifeguard:availabilityZoneCount: {net.availability_zone_count} AZs requested but the region "
             f"has {len(names)} available ({', '.join(names) or 'none'}); lower availabilityZoneCount "
             "(at least 2) or choose another region"
@@ -126,7 +126,7 @@ def metrics_service_name(region: str) -> str:
     return stack_name(METRIC_DIMENSION, "pgbouncer", region=region)
 
 
-def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]:
+def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]:
     """Create every resource; return the stack outputs (name -> value or Output)."""
     paths = paths or ProgramPaths()
     region = aws.get_region().region

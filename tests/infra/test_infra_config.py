@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.config import STATS_USER, ConfigError, StackConfig, load
+from infra.config import STATS_USER, InfraConfig, InfraConfigError, load
 from infra.keys import KEY_NAMES, KEYS, REFERENCE_DOC, NumberKey, WholeKey, readme_with_table
 from infra.types import AlarmThresholds
 from pgbouncer.settings import IMAGE_SOCKET_DIR
@@ -25,7 +25,7 @@ from tests.infra.infra_harness import (
 
 
 def problems(values: dict[str, Any]) -> tuple[str, ...]:
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(InfraConfigError) as error:
         load({k: str(v) for k, v in values.items()})
     assert "nothing was created" in str(error.value)
     return error.value.problems
@@ -73,7 +73,7 @@ def test_an_invalid_key_is_reported_once_not_again_through_the_alarm_that_compar
 def test_example_stack_is_valid() -> None:
     values = {k.split(":", 1)[1]: v for k, v in example_stack_config().items() if k.startswith("lifeguard:")}
     cfg = load(values)
-    assert isinstance(cfg, StackConfig)
+    assert isinstance(cfg, InfraConfig)
     assert cfg.production is False and cfg.database.multi_az is False
     assert cfg.functions.reserved_concurrency is None
     assert cfg.secret_recovery_window_days == 0
@@ -235,7 +235,7 @@ def test_program_fails_before_creating_anything(
     config = {**example_stack_config(), **{f"lifeguard:{k}": str(v) for k, v in values.items()}}
     if "existingVpcId" in values:
         config.pop("lifeguard:awsApiAccess")
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(InfraConfigError) as error:
         run_program(config, build_dir, mocks=mocks)
     assert fragment in str(error.value)
     assert last_registrations() == []
@@ -292,7 +292,7 @@ def test_the_key_table_imports_no_pulumi() -> None:
 
 
 def test_an_unknown_key_points_at_the_reference_that_exists() -> None:
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(InfraConfigError) as error:
         load({"maxConnection": 100})
     assert REFERENCE_DOC in str(error.value)
     document, sections = REFERENCE_DOC.split(", ", 1)
