@@ -51,7 +51,9 @@ class Key:
     @property
     def shown_default(self) -> str:
         """The default as the reference table shows it."""
-        return "(unset)"
+        # Each kind but ListKey has a ``default``; None (or none at all) is an unset key.
+        default = getattr(self, "default", None)
+        return "(unset)" if default is None else _shown(default)
 
 
 def _shown(default: object) -> str:
@@ -72,10 +74,6 @@ class WholeKey(Key):
     low: int
     high: int
 
-    @property
-    def shown_default(self) -> str:
-        return _shown(self.default)
-
 
 @dataclass(frozen=True)
 class NumberKey(Key):
@@ -85,20 +83,12 @@ class NumberKey(Key):
     low: float
     high: float
 
-    @property
-    def shown_default(self) -> str:
-        return _shown(self.default)
-
 
 @dataclass(frozen=True)
 class FlagKey(Key):
     """``true`` or ``false``."""
 
     default: bool | Derived[bool]
-
-    @property
-    def shown_default(self) -> str:
-        return _shown(self.default)
 
 
 @dataclass(frozen=True)
@@ -107,10 +97,6 @@ class TextKey(Key):
 
     default: str | None
 
-    @property
-    def shown_default(self) -> str:
-        return "(unset)" if self.default is None else _shown(self.default)
-
 
 @dataclass(frozen=True)
 class ChoiceKey(Key):
@@ -118,10 +104,6 @@ class ChoiceKey(Key):
 
     choices: tuple[str, ...]
     default: str | Derived[str]
-
-    @property
-    def shown_default(self) -> str:
-        return _shown(self.default)
 
 
 @dataclass(frozen=True)
