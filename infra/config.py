@@ -1,7 +1,8 @@
 """The stack's typed configuration: read once, validated whole, before any resource exists.
 
 Components never read ``pulumi.Config``; they get the frozen :class:`InfraConfig` built here.
-Every problem is reported with the config key to change (``lifeguard:<key>``), and the pool
+Each key's kind, default and bounds come from the one table in :mod:`infra.keys`; the checks that
+span keys are here. Every problem is reported with the config key to change (``lifeguard:<key>``), and the pool
 sizing arithmetic runs here too, so a stack whose numbers do not fit fails at ``pulumi preview``
 before anything is created.
 """
