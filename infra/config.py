@@ -266,15 +266,17 @@ class _Reader:
         return default
 
     def _read_key(self, spec: Key) -> object:
+        # Bounds are checked on given values: a fixed default is within them (a test checks the table),
+        # a derived one is checked where it comes from (availabilityZones for availabilityZoneCount).
+        given = self._values.get(spec.name) not in (None, "")
         if isinstance(spec, WholeKey):
             whole = self._parse(spec.name, self._default(spec.default), _parse_whole, "a whole number")
-            # Only a value given: a derived default is checked where it comes from (availabilityZones).
-            if self._values.get(spec.name) not in (None, "") and not spec.low <= whole <= spec.high:
+            if given and not spec.low <= whole <= spec.high:
                 self.problem(spec.name, f"must be between {spec.low} and {spec.high}, got {whole}")
             return whole
         if isinstance(spec, NumberKey):
             number = self._parse(spec.name, spec.default, _parse_number, "a number")
-            if not spec.low <= number <= spec.high:
+            if given and not spec.low <= number <= spec.high:
                 self.problem(spec.name, f"must be between {spec.low:g} and {spec.high:g}, got {number:g}")
             return number
         if isinstance(spec, FlagKey):
