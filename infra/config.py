@@ -1,7 +1,8 @@
 """The stack's typed configuration: read once, validated whole, before any resource exists.
 
-Components never read ``pulumi.Config``; they get the frozen :class:`StackConfig` built here.
-Every problem is reported with the config key to change (``lifeguard:<key>``), and the pool
+Components never read ``pulumi.Config``; they get the frozen :class:`InfraConfig` built here.
+Each key's kind, default and bounds come from the one table in :mod:`infra.keys`; the checks that
+span keys are here. Every problem is reported with the config key to change (``lifeguard:<key>``), and the pool
 sizing arithmetic runs here too, so a stack whose numbers do not fit fails at ``pulumi preview``
 before anything is created.
 """
@@ -14,23 +15,32 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import pulumi
 import pulumi.runtime.config as runtime_config
 
-from infra.components.observability import AlarmThresholds
+from infra.keys import (
+    FARGATE_MAX_NOFILE,
+    KEY_NAMES,
+    KEYS_BY_NAME,
+    REFERENCE_DOC,
+    ChoiceKey,
+    Derived,
+    FlagKey,
+    Key,
+    ListKey,
+    NumberKey,
+    TextKey,
+    WholeKey,
+)
+from infra.types import AlarmThresholds, ApiAccess, Architecture
 from pgbouncer.contract import IMAGE_SOCKET_DIR, STATS_USER
 from pgbouncer.settings import PoolerSettings, SettingsError, Upstream
 from pgbouncer.sizing import PoolBudget, SizingError
 from pgbouncer.versions import PINNED
 
 PROJECT = "lifeguard"
-
-Architecture = Literal["x86_64", "arm64"]
-ApiAccess = Literal["endpoints", "nat", "none"]
-ARCHITECTURES: tuple[Architecture, ...] = ("x86_64", "arm64")
-API_ACCESS: tuple[ApiAccess, ...] = ("endpoints", "nat", "none")
 
 # The values CloudWatch Logs accepts for retentionInDays.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
@@ -48,8 +58,6 @@ FARGATE_SIZES: Mapping[int, tuple[int, ...]] = {
 # One vCPU: all a single PgBouncer process can use, so 100% task CPU stays reachable for the
 # autoscaling target and the CPU alarm.
 POOLER_MAX_CPU = 1024
-# Fargate's ceiling for the nofile ulimit.
-FARGATE_MAX_NOFILE = 1_048_576
 # A file-descriptor floor well above PgBouncer's needs at the default max_client_conn.
 NOFILE_FLOOR = 65_535
 # Postgres and RDS reserve these names; `pgbouncer` is PgBouncer's admin console database.
@@ -71,111 +79,7 @@ MAX_VPC_PREFIX = 28 - SUBNET_SPLIT_BITS
 INTERFACE_ENDPOINTS = ("secretsmanager", "ecr.api", "ecr.dkr", "logs")
 
 
-@dataclass(frozen=True)
-class KeySpec:
-    """One config key: its name under ``lifeguard:``, its default as shown to users, its meaning."""
-
-    name: str
-    default: str
-    meaning: str
-
-
-# Where users read what each key means; the error for an unknown key points there.
-REFERENCE_DOC = 'README.md, "Configuration reference" > "The AWS stack (`pulumi config`)"'
-
-# The reference table of every key. The README's table (Configuration reference) is checked against it by the tests, and
-# config the program does not know is refused (a typo would otherwise silently keep a default).
-KEYS: tuple[KeySpec, ...] = (
-    KeySpec("production", "true", "Marks a production stack: Multi-AZ and deletion protection default to "
-            "on, a final database snapshot is kept, secrets get a 30-day recovery window, ECR repositories "
-            "are not force-deleted, and with `awsApiAccess: nat` every AZ gets its own NAT gateway."),
-    KeySpec("vpcCidr", "10.40.0.0/16", "CIDR of the VPC the stack creates, /16 up to the smallest that leaves "
-            "each private subnet (a sixteenth of the VPC) the addresses the stack needs there: /23 with the "
-            "defaults; `pulumi preview` shows the arithmetic when it is too small."),
-    KeySpec("availabilityZoneCount", "2", "AZs the new VPC spans (2 to 6); one private subnet each. Without "
-            "`availabilityZones`, the first ones by name."),
-    KeySpec("availabilityZones", "(unset)", "JSON list of the AZ names the new VPC uses (2 to 6), e.g. "
-            "`[\"ca-central-1a\", \"ca-central-1b\"]`: pick zones that offer Fargate, RDS and NLB (some do "
-            "not, e.g. ca-central-1d or use1-az3). Replaces `availabilityZoneCount`."),
-    KeySpec("awsApiAccess", "endpoints (new VPC), none (existing VPC)",
-            "How private subnets reach AWS APIs: `endpoints` (interface endpoints for Secrets Manager, "
-            "ECR and CloudWatch Logs plus an S3 gateway, no internet), `nat` (public subnets and NAT "
-            "gateways) or `none` (an existing VPC that already has a route)."),
-    KeySpec("existingVpcId", "(unset)", "Deploy into this VPC instead of creating one."),
-    KeySpec("existingPrivateSubnetIds", "(unset)",
-            "JSON list of private subnet IDs in `existingVpcId`, in at least two AZs."),
-    KeySpec("postgresMajorVersion", "17", "RDS Postgres major version (14 to 18)."),
-    KeySpec("dbInstanceClass", "db.t4g.small", "RDS instance class."),
-    KeySpec("dbAllocatedStorageGb", "20", "Initial gp3 storage in GiB (20 to 65536)."),
-    KeySpec("dbMaxAllocatedStorageGb", "100", "Storage autoscaling ceiling in GiB; 0 turns autoscaling off."),
-    KeySpec("dbName", "app", "Database name, in both URLs."),
-    KeySpec("dbUsername", "lifeguard", "The RDS master user: owns the schema; `DATABASE_URL_UNPOOLED` (the "
-            "migration job) logs in as it."),
-    KeySpec("dbAppUsername", "lifeguard_app", "The DML-only application role `DATABASE_URL` (the functions, "
-            "through PgBouncer) logs in as; the migration job creates it (lower case, not `dbUsername`)."),
-    KeySpec("dbBackupRetentionDays", "7", "Automated backup retention (1 to 35 days)."),
-    KeySpec("dbMultiAz", "= production", "Run a standby in a second AZ."),
-    KeySpec("dbApplyImmediately", "= not production", "Apply database changes (instance class, storage, "
-            "parameter group, version) during `pulumi up` instead of in the next maintenance window; on "
-            "outside production, where waiting days for a change is surprising. Some changes restart the "
-            "instance."),
-    KeySpec("deletionProtection", "= production", "Turn on deletion protection for the database and the NLB "
-            "(turn it off and `pulumi up` before `pulumi destroy`)."),
-    KeySpec("maxConnections", "100", "Postgres `max_connections`, set in the parameter group; the pool "
-            "size is derived from it. Must fit the instance class's memory."),
-    KeySpec("reservedConnections", "5", "Connections kept out of the pool budget for superusers and "
-            "RDS's own sessions (RDS reserves 3 + 2)."),
-    KeySpec("migrationHeadroom", "2", "Direct connections kept for the migration job."),
-    KeySpec("poolerMinTasks", "2", "Fewest PgBouncer tasks (at least 2, spread across AZs)."),
-    KeySpec("poolerMaxTasks", "4", "Most PgBouncer tasks under CPU autoscaling; divides the pool budget."),
-    KeySpec("deploymentMaximumPercent", "200", "ECS `maximumPercent` for rolling deploys (100 to 200); "
-            "old and new tasks share the budget while both run."),
-    KeySpec("poolerCpu", "512", "Fargate CPU units per PgBouncer task: 256, 512 or 1024. PgBouncer is one "
-            "single-threaded process, so a task never uses more than one vCPU: with more, its CPU would stay "
-            "below `poolerCpuTargetPercent` and `alarmPoolerCpuPercent` however busy it is, and the "
-            "autoscaler and the alarm would never act. Scale with `poolerMaxTasks` instead."),
-    KeySpec("poolerMemoryMb", "1024", "Fargate memory (MiB) per PgBouncer task; must be valid for the CPU."),
-    KeySpec("poolerCpuTargetPercent", "60", "Average CPU the autoscaler aims for (10 to 90)."),
-    KeySpec("maxClientConn", "10000", "PgBouncer `max_client_conn` per task; the `nofile` ulimit follows it."),
-    KeySpec("queryWaitTimeoutSeconds", "20", "PgBouncer `query_wait_timeout`; must be below "
-            "`functionTimeoutSeconds` so a queued function gets a pooler error, not a platform timeout."),
-    KeySpec("poolerStopTimeoutSeconds", "120", "Seconds ECS waits after SIGINT before SIGKILL (2 to 120)."),
-    KeySpec("deregistrationDelaySeconds", "30", "NLB deregistration delay before a task is stopped (0 to 3600)."),
-    KeySpec("containerArchitecture", "x86_64", "CPU architecture of the PgBouncer and migration images "
-            "and tasks: `x86_64` or `arm64`."),
-    KeySpec("functionArchitecture", "x86_64", "Lambda architecture, and the wheels packaged: `x86_64` or `arm64`."),
-    KeySpec("functionTimeoutSeconds", "30", "Lambda timeout (1 to 900)."),
-    KeySpec("functionMemoryMb", "256", "Lambda memory (128 to 10240)."),
-    KeySpec("functionReservedConcurrency", "-1", "Reserved concurrency per function, which caps the "
-            "clients each can open; -1 reserves none. Lambda keeps 10 of the account's concurrency unreserved, "
-            "so in a new account (a limit of 10) any reservation fails: raise the account's quota first, then "
-            "set e.g. 50."),
-    KeySpec("demoData", "= not production", "Apply the demo-data migrations (`NNNN_seed_demo...sql`: the "
-            "sample orgs and invoices); off in production. The migration job gets it as `LIFEGUARD_DEMO_DATA`. "
-            "The smoke test's own org (`0004_smoke_org.sql`) is created either way."),
-    KeySpec("migrationCpu", "256", "Fargate CPU units for the migration task."),
-    KeySpec("migrationMemoryMb", "512", "Fargate memory (MiB) for the migration task."),
-    KeySpec("logRetentionDays", "30", "Retention of every log group the stack creates (a CloudWatch value)."),
-    KeySpec("alarmEmail", "(unset)", "Create an SNS topic for the pool alarms and subscribe this address "
-            "(AWS mails a confirmation link first). Not together with `alarmTopicArn`."),
-    KeySpec("alarmTopicArn", "(unset)", "An existing standard SNS topic the pool alarms notify on alarm and "
-            "on recovery. Without either key the alarms only change state (dashboard, console)."),
-    KeySpec("alarmClientsWaiting", "1", "Clients queued for a server connection on the busiest PgBouncer task "
-            "that count towards the clients-waiting alarm (1 to 100000)."),
-    KeySpec("alarmClientsWaitingMinutes", "3", "Consecutive minutes with at least `alarmClientsWaiting` queued "
-            "clients before that alarm fires (1 to 60): a sustained queue, not a burst."),
-    KeySpec("alarmMaxWaitSeconds", "1", "Wait of the oldest queued client that raises the max-wait alarm (2 "
-            "minutes running; 0.1 to 3600, fractions allowed); must be below `queryWaitTimeoutSeconds`, where "
-            "PgBouncer fails the client."),
-    KeySpec("alarmPoolerCpuPercent", "80", "Average PgBouncer task CPU over 5 minutes that raises the CPU "
-            "alarm; must be above `poolerCpuTargetPercent`, which autoscaling holds in normal operation."),
-    KeySpec("alarmDbConnectionsPercent", "80", "RDS `DatabaseConnections` as a share of `maxConnections` "
-            "(1 to 100) that raises the connections alarm (3 minutes running)."),
-)
-KEY_NAMES = frozenset(spec.name for spec in KEYS)
-
-
-class ConfigError(pulumi.RunError):
+class InfraConfigError(pulumi.RunError):
     """The stack configuration is invalid. Each problem names the ``lifeguard:`` key to change.
 
     A ``RunError`` so the CLI prints the message without a Python traceback.
@@ -197,9 +101,6 @@ class NetworkConfig:
     existing_vpc_id: str | None
     existing_private_subnet_ids: tuple[str, ...]
 
-    @property
-    def uses_existing_vpc(self) -> bool:
-        return self.existing_vpc_id is not None
 
 
 @dataclass(frozen=True)
@@ -241,14 +142,9 @@ class PoolerConfig:
     """``default_pool_size`` per task, from :class:`pgbouncer.sizing.PoolBudget`."""
     nofile: int
     """The container's ``nofile`` ulimit (soft = hard)."""
-
-    def settings(self, db_name: str, host: str) -> PoolerSettings:
-        """The PgBouncer settings for ``host`` (the RDS endpoint *name*, needed for verify-full)."""
-        return pooler_settings(db_name, host, self.pool_size, self.max_client_conn, self.query_wait_timeout_s)
-
-    def tracks_prepared_statements(self, db_name: str) -> bool:
-        """Whether the pooler's settings let functions prepare statements (host plays no part)."""
-        return self.settings(db_name, _PLACEHOLDER_HOST).tracks_prepared_statements
+    settings: PoolerSettings
+    """The stack's PgBouncer settings, made and validated once here, for a placeholder upstream host:
+    the RDS endpoint exists only once the database does, and the pooler component fills it in."""
 
 
 def pooler_settings(
@@ -297,7 +193,7 @@ class MigrationConfig:
 
 
 @dataclass(frozen=True)
-class StackConfig:
+class InfraConfig:
     production: bool
     log_retention_days: int
     network: NetworkConfig
@@ -313,17 +209,23 @@ class StackConfig:
         return 30 if self.production else 0
 
 
-# Placeholder used to validate the PgBouncer settings before the RDS endpoint exists.
+# The upstream host of the settings template, until the component fills in the RDS endpoint.
 _PLACEHOLDER_HOST = "database.invalid"
+
+# What PoolerConfig holds while load() goes on collecting problems after the pooler's numbers
+# failed (it raises before returning, so nothing ever renders it).
+_UNBUILT_SETTINGS = PoolerSettings(upstream=Upstream(host=_PLACEHOLDER_HOST, dbname="unbuilt"), default_pool_size=1)
 
 T = TypeVar("T")
 
 
 class _Reader:
-    """Reads raw config strings and records every problem instead of stopping at the first."""
+    """Reads each key as ``infra.keys`` describes it (kind, default, bounds), once, and records every
+    problem instead of stopping at the first."""
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         self._values = values
+        self._read: dict[str, object] = {}
         self.problems: list[str] = []
 
     def problem(self, key: str, message: str) -> None:
@@ -332,15 +234,70 @@ class _Reader:
     def has_problem(self, key: str) -> bool:
         return any(problem.startswith(f"{PROJECT}:{key}: ") for problem in self.problems)
 
-    def _raw(self, key: str) -> Any:
-        assert key in KEY_NAMES, f"config key {key} is missing from KEYS"
-        return self._values.get(key)
+    def value(self, key: str) -> object:
+        """The key's value; read once, so a problem is recorded once however often it is asked for."""
+        if key not in self._read:
+            self._read[key] = self._read_key(KEYS_BY_NAME[key])
+        return self._read[key]
 
-    def is_set(self, key: str) -> bool:
-        return self._raw(key) not in (None, "")
+    def integer(self, key: str) -> int:
+        return _typed(key, self.value(key), int)
+
+    def number(self, key: str) -> float:
+        return _typed(key, self.value(key), float)
+
+    def boolean(self, key: str) -> bool:
+        return _typed(key, self.value(key), bool)
+
+    def string(self, key: str) -> str:
+        return _typed(key, self.value(key), str)
+
+    def optional_string(self, key: str) -> str | None:
+        value = self.value(key)
+        return None if value is None else _typed(key, value, str)
+
+    def string_list(self, key: str) -> tuple[str, ...]:
+        return _typed(key, self.value(key), tuple)
+
+    def _default(self, default: T | Derived[T]) -> T:
+        if isinstance(default, Derived):
+            return default.rule(self.value(default.follows))
+        return default
+
+    def _read_key(self, spec: Key) -> object:
+        # Bounds are checked on given values: a fixed default is within them (a test checks the table),
+        # a derived one is checked where it comes from (availabilityZones for availabilityZoneCount).
+        given = self._values.get(spec.name) not in (None, "")
+        if isinstance(spec, WholeKey):
+            whole = self._parse(spec.name, self._default(spec.default), _parse_whole, "a whole number")
+            if given and not spec.low <= whole <= spec.high:
+                self.problem(spec.name, f"must be between {spec.low} and {spec.high}, got {whole}")
+            return whole
+        if isinstance(spec, NumberKey):
+            number = self._parse(spec.name, spec.default, _parse_number, "a number")
+            if given and not spec.low <= number <= spec.high:
+                self.problem(spec.name, f"must be between {spec.low:g} and {spec.high:g}, got {number:g}")
+            return number
+        if isinstance(spec, FlagKey):
+            return self._parse(spec.name, self._default(spec.default), _parse_flag, "true or false")
+        if isinstance(spec, TextKey):
+            text = self._parse(spec.name, spec.default, lambda raw: str(raw).strip(), "a string")
+            return (text or None) if spec.default is None else text
+        if isinstance(spec, ChoiceKey):
+            default = self._default(spec.default)
+            choice = self._parse(spec.name, default, lambda raw: str(raw).strip(), "a string")
+            if choice not in spec.choices:
+                self.problem(spec.name, f"must be one of {', '.join(spec.choices)}; got {choice!r}")
+                return default
+            return choice
+        if isinstance(spec, ListKey):
+            empty: tuple[str, ...] = ()
+            return self._parse(spec.name, empty, _parse_string_list,
+                               'a JSON list of strings, e.g. ["subnet-0a...", "subnet-0b..."]')
+        raise TypeError(f"no reader for {type(spec).__name__} ({spec.name})")
 
     def _parse(self, key: str, default: T, parse: Callable[[Any], T], what: str) -> T:
-        raw = self._raw(key)
+        raw = self._values.get(key)
         if raw is None or raw == "":
             return default
         try:
@@ -349,68 +306,48 @@ class _Reader:
             self.problem(key, f"must be {what}, got {raw!r}")
             return default
 
-    def integer(self, key: str, default: int, low: int, high: int) -> int:
-        def parse(raw: Any) -> int:
-            if isinstance(raw, bool):
-                raise TypeError(raw)
-            if isinstance(raw, int):
-                return raw
-            text = str(raw).strip()
-            if not re.fullmatch(r"-?\d+", text):
-                raise ValueError(text)
-            return int(text)
 
-        value = self._parse(key, default, parse, "a whole number")
-        if not low <= value <= high:
-            self.problem(key, f"must be between {low} and {high}, got {value}")
-        return value
+def _typed(key: str, value: object, kind: type[T]) -> T:
+    # A programming error (a reader method for the wrong kind of key), not a config problem.
+    if not isinstance(value, kind):
+        raise TypeError(f"{key} holds {type(value).__name__}, not {kind.__name__}: see its kind in infra/keys.py")
+    return value
 
-    def boolean(self, key: str, default: bool) -> bool:
-        def parse(raw: Any) -> bool:
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("true", "false"):
-                return text == "true"
-            raise ValueError(text)
 
-        return self._parse(key, default, parse, "true or false")
+def _parse_whole(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise TypeError(raw)
+    if isinstance(raw, int):
+        return raw
+    text = str(raw).strip()
+    if not re.fullmatch(r"-?\d+", text):
+        raise ValueError(text)
+    return int(text)
 
-    def string(self, key: str, default: str) -> str:
-        return self._parse(key, default, lambda raw: str(raw).strip(), "a string")
 
-    def number(self, key: str, default: float, low: float, high: float) -> float:
-        def parse(raw: Any) -> float:
-            if isinstance(raw, bool):
-                raise TypeError(raw)
-            value = float(str(raw).strip())
-            if not math.isfinite(value):
-                raise ValueError(raw)
-            return value
+def _parse_number(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise TypeError(raw)
+    value = float(str(raw).strip())
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
 
-        value = self._parse(key, default, parse, "a number")
-        if not low <= value <= high:
-            self.problem(key, f"must be between {low:g} and {high:g}, got {value:g}")
-        return value
 
-    def optional_string(self, key: str) -> str | None:
-        return self.string(key, "") or None
+def _parse_flag(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    raise ValueError(text)
 
-    def choice(self, key: str, default: str, choices: Sequence[str]) -> str:
-        value = self.string(key, default)
-        if value not in choices:
-            self.problem(key, f"must be one of {', '.join(choices)}; got {value!r}")
-            return default
-        return value
 
-    def string_list(self, key: str) -> tuple[str, ...]:
-        def parse(raw: Any) -> tuple[str, ...]:
-            items = json.loads(raw) if isinstance(raw, str) else raw
-            if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-                raise ValueError(raw)
-            return tuple(items)
-
-        return self._parse(key, (), parse, 'a JSON list of strings, e.g. ["subnet-0a...", "subnet-0b..."]')
+def _parse_string_list(raw: Any) -> tuple[str, ...]:
+    items = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError(raw)
+    return tuple(items)
 
 
 def config_values() -> dict[str, Any]:
@@ -420,8 +357,8 @@ def config_values() -> dict[str, Any]:
     return {key[len(prefix):]: value for key, value in merged.items() if key.startswith(prefix)}
 
 
-def load(values: Mapping[str, Any] | None = None) -> StackConfig:
-    """Read and validate the whole configuration; raise :class:`ConfigError` listing every problem."""
+def load(values: Mapping[str, Any] | None = None) -> InfraConfig:
+    """Read and validate the whole configuration; raise :class:`InfraConfigError` listing every problem."""
     if values is None:
         values = config_values()
     read = _Reader(values)
@@ -430,21 +367,21 @@ def load(values: Mapping[str, Any] | None = None) -> StackConfig:
         read.problem(key, "is not a lifeguard setting (a typo would silently keep the default); "
                           f"see {REFERENCE_DOC}")
 
-    production = read.boolean("production", True)
-    log_retention = read.integer("logRetentionDays", 30, 1, 3653)
+    production = read.boolean("production")
+    log_retention = read.integer("logRetentionDays")
     if log_retention not in LOG_RETENTION_DAYS:
         read.problem("logRetentionDays", f"must be one of CloudWatch's values {LOG_RETENTION_DAYS}, "
                                          f"got {log_retention}")
 
     network = _network(read)
-    database = _database(read, production)
+    database = _database(read)
     functions = _functions(read)
     pooler = _pooler(read, database, functions)
     migration = MigrationConfig(
-        cpu=read.integer("migrationCpu", 256, 256, 16384),
-        memory_mb=read.integer("migrationMemoryMb", 512, 512, 122880),
+        cpu=read.integer("migrationCpu"),
+        memory_mb=read.integer("migrationMemoryMb"),
         architecture=pooler.architecture,
-        demo_data=read.boolean("demoData", not production),
+        demo_data=read.boolean("demoData"),
     )
     _check_fargate_size(read, "migrationCpu", "migrationMemoryMb", migration.cpu, migration.memory_mb)
     if network.existing_vpc_id is None and not read.has_problem("vpcCidr"):
@@ -452,8 +389,8 @@ def load(values: Mapping[str, Any] | None = None) -> StackConfig:
     alarms = _alarms(read, pooler)
 
     if read.problems:
-        raise ConfigError(read.problems)
-    return StackConfig(
+        raise InfraConfigError(read.problems)
+    return InfraConfig(
         production=production,
         log_retention_days=log_retention,
         network=network,
@@ -468,10 +405,9 @@ def load(values: Mapping[str, Any] | None = None) -> StackConfig:
 def _network(read: _Reader) -> NetworkConfig:
     existing_vpc = read.optional_string("existingVpcId")
     subnets = read.string_list("existingPrivateSubnetIds")
-    api_access = cast(ApiAccess, read.choice("awsApiAccess", "none" if existing_vpc else "endpoints",
-                                             API_ACCESS))
-    cidr = read.string("vpcCidr", "10.40.0.0/16")
-    az_count = read.integer("availabilityZoneCount", 2, 2, 6)
+    api_access = cast(ApiAccess, read.string("awsApiAccess"))
+    cidr = read.string("vpcCidr")
+    az_count = read.integer("availabilityZoneCount")
     zones = read.string_list("availabilityZones")
     if zones:
         if existing_vpc is not None:
@@ -480,7 +416,8 @@ def _network(read: _Reader) -> NetworkConfig:
             read.problem("availabilityZones", f"must name 2 to 6 AZs, got {len(zones)}")
         if len(set(zones)) != len(zones):
             read.problem("availabilityZones", "lists an AZ twice")
-        if read.is_set("availabilityZoneCount") and az_count != len(zones):
+        # The count follows the list unless it is set to another number.
+        if az_count != len(zones):
             read.problem("availabilityZoneCount", f"is {az_count} but availabilityZones names {len(zones)}; "
                                                   "unset availabilityZoneCount")
         az_count = len(zones)
@@ -520,16 +457,16 @@ def _network(read: _Reader) -> NetworkConfig:
     )
 
 
-def _database(read: _Reader, production: bool) -> DatabaseConfig:
-    db_name = read.string("dbName", "app")
-    username = read.string("dbUsername", "lifeguard")
+def _database(read: _Reader) -> DatabaseConfig:
+    db_name = read.string("dbName")
+    username = read.string("dbUsername")
     if not _RDS_IDENTIFIER.match(db_name) or db_name.lower() in _RESERVED_DB_NAMES:
         read.problem("dbName", "must start with a letter, hold only letters, digits and '_' (at most 63), "
                                f"and not be one of {', '.join(sorted(_RESERVED_DB_NAMES))}; got {db_name!r}")
     if not _RDS_IDENTIFIER.match(username) or username.lower().startswith(("rds", "pg_")):
         read.problem("dbUsername", "must start with a letter, hold only letters, digits and '_' (at most "
                                    f"63), and not start with 'rds' or 'pg_'; got {username!r}")
-    app_username = read.string("dbAppUsername", "lifeguard_app")
+    app_username = read.string("dbAppUsername")
     if not _APP_ROLE.match(app_username) or app_username.startswith(("rds", "pg_")):
         read.problem("dbAppUsername", "must start with a lower-case letter, hold only lower-case letters, digits "
                                       f"and '_' (at most 63), and not start with 'rds' or 'pg_'; got {app_username!r}")
@@ -538,59 +475,59 @@ def _database(read: _Reader, production: bool) -> DatabaseConfig:
                                       "only, the master user owns the schema")
     elif app_username == STATS_USER:
         read.problem("dbAppUsername", f"{STATS_USER!r} is PgBouncer's console user; choose another name")
-    instance_class = read.string("dbInstanceClass", "db.t4g.small")
+    instance_class = read.string("dbInstanceClass")
     if not _INSTANCE_CLASS.match(instance_class):
         read.problem("dbInstanceClass", f"must look like db.t4g.small, got {instance_class!r}")
-    allocated = read.integer("dbAllocatedStorageGb", 20, 20, 65536)
-    max_allocated = read.integer("dbMaxAllocatedStorageGb", 100, 0, 65536)
+    allocated = read.integer("dbAllocatedStorageGb")
+    max_allocated = read.integer("dbMaxAllocatedStorageGb")
     if max_allocated and max_allocated < allocated:
         read.problem("dbMaxAllocatedStorageGb",
                      f"must be 0 (no autoscaling) or at least dbAllocatedStorageGb ({allocated}), "
                      f"got {max_allocated}")
     return DatabaseConfig(
-        postgres_major_version=read.integer("postgresMajorVersion", 17, 14, 18),
+        postgres_major_version=read.integer("postgresMajorVersion"),
         instance_class=instance_class,
         allocated_storage_gb=allocated,
         max_allocated_storage_gb=max_allocated,
         db_name=db_name,
         username=username,
         app_username=app_username,
-        backup_retention_days=read.integer("dbBackupRetentionDays", 7, 1, 35),
-        multi_az=read.boolean("dbMultiAz", production),
-        deletion_protection=read.boolean("deletionProtection", production),
-        apply_immediately=read.boolean("dbApplyImmediately", not production),
-        max_connections=read.integer("maxConnections", 100, 1, 262143),
-        reserved_connections=read.integer("reservedConnections", 5, 0, 262143),
-        migration_headroom=read.integer("migrationHeadroom", 2, 0, 262143),
+        backup_retention_days=read.integer("dbBackupRetentionDays"),
+        multi_az=read.boolean("dbMultiAz"),
+        deletion_protection=read.boolean("deletionProtection"),
+        apply_immediately=read.boolean("dbApplyImmediately"),
+        max_connections=read.integer("maxConnections"),
+        reserved_connections=read.integer("reservedConnections"),
+        migration_headroom=read.integer("migrationHeadroom"),
     )
 
 
 def _functions(read: _Reader) -> FunctionsConfig:
-    architecture = cast(Architecture, read.choice("functionArchitecture", "x86_64", ARCHITECTURES))
+    architecture = cast(Architecture, read.string("functionArchitecture"))
     # -1 by default: a reservation fails in accounts still at Lambda's initial limit of 10.
-    reserved = read.integer("functionReservedConcurrency", -1, -1, 1_000_000)
+    reserved = read.integer("functionReservedConcurrency")
     if reserved == 0:
         read.problem("functionReservedConcurrency", "0 would stop both functions from running; "
                                                     "use -1 for no reservation or a positive number")
     return FunctionsConfig(
         architecture=architecture,
-        timeout_s=read.integer("functionTimeoutSeconds", 30, 1, 900),
-        memory_mb=read.integer("functionMemoryMb", 256, 128, 10240),
+        timeout_s=read.integer("functionTimeoutSeconds"),
+        memory_mb=read.integer("functionMemoryMb"),
         reserved_concurrency=None if reserved == -1 else reserved,
     )
 
 
 def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig) -> PoolerConfig:
-    min_tasks = read.integer("poolerMinTasks", 2, 0, 1000)
+    min_tasks = read.integer("poolerMinTasks")
     if min_tasks < 2:
         read.problem("poolerMinTasks", f"must be at least 2 (one per AZ, so losing an AZ or a task does "
                                        f"not cut every function off the database), got {min_tasks}")
-    max_tasks = read.integer("poolerMaxTasks", 4, 0, 1000)
+    max_tasks = read.integer("poolerMaxTasks")
     if max_tasks < min_tasks:
         read.problem("poolerMaxTasks", f"must be at least poolerMinTasks ({min_tasks}), got {max_tasks}")
-    max_percent = read.integer("deploymentMaximumPercent", 200, 100, 200)
-    cpu = read.integer("poolerCpu", 512, 256, 16384)
-    memory = read.integer("poolerMemoryMb", 1024, 512, 122880)
+    max_percent = read.integer("deploymentMaximumPercent")
+    cpu = read.integer("poolerCpu")
+    memory = read.integer("poolerMemoryMb")
     if cpu > POOLER_MAX_CPU:
         read.problem("poolerCpu", f"must be at most {POOLER_MAX_CPU} (one vCPU), got {cpu}: PgBouncer runs one "
                                   "single-threaded process, so a task's CPU could never pass "
@@ -598,8 +535,8 @@ def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig)
                                   "fire; add tasks with poolerMaxTasks instead")
     else:
         _check_fargate_size(read, "poolerCpu", "poolerMemoryMb", cpu, memory)
-    max_client_conn = read.integer("maxClientConn", 10000, 1, FARGATE_MAX_NOFILE)
-    query_wait = read.integer("queryWaitTimeoutSeconds", 20, 1, 3600)
+    max_client_conn = read.integer("maxClientConn")
+    query_wait = read.integer("queryWaitTimeoutSeconds")
     if query_wait >= functions.timeout_s:
         read.problem("queryWaitTimeoutSeconds",
                      f"must be below functionTimeoutSeconds ({functions.timeout_s}), got {query_wait}: a "
@@ -615,9 +552,8 @@ def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig)
 
     pool_size = 0
     if min_tasks >= 1 and max_tasks >= min_tasks and not any(
-        problem.split(":")[1] in ("maxConnections", "reservedConnections", "migrationHeadroom",
-                                  "deploymentMaximumPercent")
-        for problem in read.problems
+        read.has_problem(key)
+        for key in ("maxConnections", "reservedConnections", "migrationHeadroom", "deploymentMaximumPercent")
     ):
         budget = PoolBudget(
             max_connections=database.max_connections,
@@ -632,13 +568,13 @@ def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig)
             # The sizing message already names maxConnections, poolerMaxTasks, ... (these keys).
             read.problems.append(f"{PROJECT} pool sizing: {exc}")
 
-    nofile = NOFILE_FLOOR
+    settings: PoolerSettings | None = None
     if pool_size >= 1:
         try:
             settings = pooler_settings(database.db_name, _PLACEHOLDER_HOST, pool_size, max_client_conn, query_wait)
-            nofile = max(NOFILE_FLOOR, settings.required_open_files())
         except SettingsError as exc:
             read.problems.append(f"{PROJECT} PgBouncer settings: {exc}")
+    nofile = NOFILE_FLOOR if settings is None else max(NOFILE_FLOOR, settings.required_open_files())
     if nofile > FARGATE_MAX_NOFILE:
         read.problem("maxClientConn", f"needs {nofile} file descriptors, above Fargate's {FARGATE_MAX_NOFILE}")
 
@@ -651,14 +587,16 @@ def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig)
         deployment_minimum_healthy_percent=100 if surge_fits else 50,
         cpu=cpu,
         memory_mb=memory,
-        cpu_target_percent=read.integer("poolerCpuTargetPercent", 60, 10, 90),
+        cpu_target_percent=read.integer("poolerCpuTargetPercent"),
         max_client_conn=max_client_conn,
         query_wait_timeout_s=query_wait,
-        stop_timeout_s=read.integer("poolerStopTimeoutSeconds", 120, 2, 120),
-        deregistration_delay_s=read.integer("deregistrationDelaySeconds", 30, 0, 3600),
-        architecture=cast(Architecture, read.choice("containerArchitecture", "x86_64", ARCHITECTURES)),
+        stop_timeout_s=read.integer("poolerStopTimeoutSeconds"),
+        deregistration_delay_s=read.integer("deregistrationDelaySeconds"),
+        architecture=cast(Architecture, read.string("containerArchitecture")),
         pool_size=pool_size,
         nofile=nofile,
+        # Without settings there are problems, and load() raises before anything reads these.
+        settings=settings or _UNBUILT_SETTINGS,
     )
 
 
@@ -673,13 +611,13 @@ def _alarms(read: _Reader, pooler: PoolerConfig) -> AlarmsConfig:
     if topic_arn is not None and not _SNS_TOPIC_ARN.match(topic_arn):
         read.problem("alarmTopicArn", "must be a standard SNS topic ARN like "
                                       f"arn:aws:sns:eu-west-1:123456789012:alerts (not FIFO), got {topic_arn!r}")
-    max_wait = read.number("alarmMaxWaitSeconds", 1.0, 0.1, 3600)
+    max_wait = read.number("alarmMaxWaitSeconds")
     # Compared only with a valid other key, so a bad value is reported once, under its own key.
     if max_wait >= pooler.query_wait_timeout_s and not read.has_problem("queryWaitTimeoutSeconds"):
         read.problem("alarmMaxWaitSeconds",
                      f"must be below queryWaitTimeoutSeconds ({pooler.query_wait_timeout_s}), got {max_wait:g}: "
                      "PgBouncer fails a client that waited that long, so the wait never reaches the threshold")
-    cpu = read.integer("alarmPoolerCpuPercent", 80, 1, 100)
+    cpu = read.integer("alarmPoolerCpuPercent")
     if cpu <= pooler.cpu_target_percent and not read.has_problem("poolerCpuTargetPercent"):
         read.problem("alarmPoolerCpuPercent",
                      f"must be above poolerCpuTargetPercent ({pooler.cpu_target_percent}), got {cpu}: "
@@ -687,11 +625,11 @@ def _alarms(read: _Reader, pooler: PoolerConfig) -> AlarmsConfig:
     # The bounds above are within what AlarmThresholds.validate() accepts, so the component
     # cannot refuse these after other resources exist.
     thresholds = AlarmThresholds(
-        clients_waiting=read.integer("alarmClientsWaiting", 1, 1, 100_000),
-        clients_waiting_minutes=read.integer("alarmClientsWaitingMinutes", 3, 1, 60),
+        clients_waiting=read.integer("alarmClientsWaiting"),
+        clients_waiting_minutes=read.integer("alarmClientsWaitingMinutes"),
         max_wait_seconds=max_wait,
         pooler_cpu_percent=float(cpu),
-        db_connections_ratio=read.integer("alarmDbConnectionsPercent", 80, 1, 100) / 100,
+        db_connections_ratio=read.integer("alarmDbConnectionsPercent") / 100,
     )
     return AlarmsConfig(email=email, topic_arn=topic_arn, thresholds=thresholds)
 

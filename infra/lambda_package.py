@@ -28,7 +28,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from infra.build_context import shared_packages
-from infra.config import Architecture
+from infra.types import Architecture
 
 PYTHON_VERSION = "3.13"
 RUNTIME = f"python{PYTHON_VERSION}"

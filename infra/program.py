@@ -32,7 +32,7 @@ from infra.components.pooler_tls import (
     ca_common_name,
 )
 from infra.components.secrets import ConnectionSecrets, ConnectionSecretsArgs
-from infra.config import ConfigError, StackConfig, load
+from infra.config import InfraConfig, InfraConfigError, load
 from infra.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
 from lambdas.contract import CHARGE_CREDITS, READ_INVOICES
 
@@ -64,7 +64,7 @@ class ProgramPaths:
         return build_context.shared_packages(self.repo_root)
 
 
-def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:
+def resolve_availability_zones(cfg: InfraConfig) -> tuple[str, ...]:
     """The AZs a new VPC uses, or check that existing subnets sit in one VPC across enough AZs."""
     net = cfg.network
     if net.existing_vpc_id is not None:
@@ -80,7 +80,7 @@ def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:
             problems.append("lifeguard:existingPrivateSubnetIds: the subnets must span at least two AZs, "
                             f"they are all in {', '.join(sorted(set(zones)))}")
         if problems:
-            raise ConfigError(problems)
+            raise InfraConfigError(problems)
         return tuple(zones)
     # Only AZs that need no opt-in: Local Zones lack Fargate, NLB or RDS Multi-AZ.
     available = aws.get_availability_zones(
@@ -90,13 +90,13 @@ def resolve_availability_zones(cfg: StackConfig) -> tuple[str, ...]:
     if net.availability_zones:
         unknown = [zone for zone in net.availability_zones if zone not in names]
         if unknown:
-            raise ConfigError([
+            raise InfraConfigError([
                 f"lifeguard:availabilityZones: {', '.join(unknown)} is not an available AZ of this region "
                 f"(available without opt-in: {', '.join(names) or 'none'})"
             ])
         return net.availability_zones
     if len(names) < net.availability_zone_count:
-        raise ConfigError([
+        raise InfraConfigError([
             f"lifeguard:availabilityZoneCount: {net.availability_zone_count} AZs requested but the region "
             f"has {len(names)} available ({', '.join(names) or 'none'}); lower availabilityZoneCount "
             "(at least 2) or choose another region"
@@ -128,7 +128,7 @@ def metrics_service_name(region: str) -> str:
     return stack_name(METRIC_DIMENSION, "pgbouncer", region=region)
 
 
-def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]:
+def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]:
     """Create every resource; return the stack outputs (name -> value or Output)."""
     paths = paths or ProgramPaths()
     region = aws.get_region().region
@@ -161,17 +161,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         DatabaseArgs(
             subnet_ids=network.private_subnet_ids,
             security_group_id=network.database_security_group_id,
-            postgres_major_version=db_cfg.postgres_major_version,
-            instance_class=db_cfg.instance_class,
-            allocated_storage_gb=db_cfg.allocated_storage_gb,
-            max_allocated_storage_gb=db_cfg.max_allocated_storage_gb,
-            db_name=db_cfg.db_name,
-            username=db_cfg.username,
-            max_connections=db_cfg.max_connections,
-            backup_retention_days=db_cfg.backup_retention_days,
-            multi_az=db_cfg.multi_az,
-            deletion_protection=db_cfg.deletion_protection,
-            apply_immediately=db_cfg.apply_immediately,
+            settings=db_cfg,
             final_snapshot=cfg.production,
             region=region,
             log_retention_days=cfg.log_retention_days,
@@ -193,7 +183,6 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             load_balancer_security_group_id=network.load_balancer_security_group_id,
             task_security_group_id=network.pooler_security_group_id,
             database_address=database.address,
-            db_name=db_cfg.db_name,
             username=app_role.username,
             verifier=app_role.verifier,
             settings=cfg.pooler,
@@ -254,7 +243,7 @@ def build(cfg: StackConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             package=package,
             settings=cfg.functions,
             log_retention_days=cfg.log_retention_days,
-            pooler_prepared_statements=cfg.pooler.tracks_prepared_statements(db_cfg.db_name),
+            pooler_prepared_statements=cfg.pooler.settings.tracks_prepared_statements,
             account=account,
             pooler_ca_layer_arn=pooler_ca.layer_arn,
         ),

@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 import psycopg
 
 from lambdas.db import ConfigurationError, DatabaseUnavailable
+from lambdas.json_types import json_type
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def require_int(event: Mapping[str, object], name: str, *, minimum: int = 1, max
     value = event[name]
     # bool is a subclass of int in Python: `true` must not charge 1 credit.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadEvent(f"{name!r} must be a whole number (JSON integer), got {_json_type(value)}")
+        raise BadEvent(f"{name!r} must be a whole number (JSON integer), got {json_type(value, whole_numbers=True)}")
     if not minimum <= value <= maximum:
         raise BadEvent(f"{name!r} must be from {minimum} to {maximum}, got {_shown(value)}")
     return value
@@ -82,7 +83,7 @@ def require_key(event: Mapping[str, object], name: str, *, max_length: int = MAX
         raise BadEvent(f"missing field {name!r}: a non-empty string of at most {max_length} characters")
     value = event[name]
     if not isinstance(value, str):
-        raise BadEvent(f"{name!r} must be a string, got {_json_type(value)}")
+        raise BadEvent(f"{name!r} must be a string, got {json_type(value, whole_numbers=True)}")
     if not value.strip():
         raise BadEvent(f"{name!r} must not be empty or blank")
     if len(value) > max_length:
@@ -90,13 +91,6 @@ def require_key(event: Mapping[str, object], name: str, *, max_length: int = MAX
     if not value.isprintable():
         raise BadEvent(f"{name!r} must not contain control characters")
     return value
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number with a fraction", str: "a string",
-            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def run(name: str, work: Callable[[], Response]) -> Response:

@@ -15,8 +15,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from infra.config import Architecture
 from infra.lambda_package import lambda_environment, read_requirements
+from infra.types import Architecture
 from tests.lockfile import FIRST_PARTY, REPO_ROOT, STDLIB, closure, install_roots, load
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]

@@ -14,6 +14,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra.components.secrets import generated_password
+from infra.config import DatabaseConfig
 from infra.naming import RDS_INSTANCE, stack_name
 
 # The CA whose roots are in the RDS global bundle the images verify against.
@@ -24,18 +25,7 @@ RDS_CA_IDENTIFIER = "rds-ca-rsa2048-g1"
 class DatabaseArgs:
     subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
     security_group_id: pulumi.Input[str]
-    postgres_major_version: int
-    instance_class: str
-    allocated_storage_gb: int
-    max_allocated_storage_gb: int
-    db_name: str
-    username: str
-    max_connections: int
-    backup_retention_days: int
-    multi_az: bool
-    deletion_protection: bool
-    apply_immediately: bool
-    """Modify during `pulumi up` rather than in the next maintenance window (a restart for some changes)."""
+    settings: DatabaseConfig
     final_snapshot: bool
     """Take a final snapshot when the instance is deleted (production stacks)."""
     region: str
@@ -55,7 +45,8 @@ class Database(pulumi.ComponentResource):
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lifeguard:database:Database", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        major = args.postgres_major_version
+        cfg = args.settings
+        major = cfg.postgres_major_version
 
         password = generated_password(f"{name}-password", child)
         subnet_group = aws.rds.SubnetGroup(
@@ -67,10 +58,10 @@ class Database(pulumi.ComponentResource):
         parameters = aws.rds.ParameterGroup(
             f"{name}-params",
             family=f"postgres{major}",
-            description=f"lifeguard: explicit max_connections ({args.max_connections}), TLS only",
+            description=f"lifeguard: explicit max_connections ({cfg.max_connections}), TLS only",
             parameters=[
                 # Static parameter: takes effect at the next reboot (the first boot on create).
-                {"name": "max_connections", "value": str(args.max_connections), "apply_method": "pending-reboot"},
+                {"name": "max_connections", "value": str(cfg.max_connections), "apply_method": "pending-reboot"},
                 {"name": "rds.force_ssl", "value": "1", "apply_method": "immediate"},
                 {"name": "password_encryption", "value": "scram-sha-256", "apply_method": "immediate"},
             ],
@@ -96,22 +87,22 @@ class Database(pulumi.ComponentResource):
             identifier=identifier,
             engine="postgres",
             engine_version=str(major),
-            instance_class=args.instance_class,
-            allocated_storage=args.allocated_storage_gb,
-            max_allocated_storage=args.max_allocated_storage_gb or None,
+            instance_class=cfg.instance_class,
+            allocated_storage=cfg.allocated_storage_gb,
+            max_allocated_storage=cfg.max_allocated_storage_gb or None,
             storage_type="gp3",
             storage_encrypted=True,
-            db_name=args.db_name,
-            username=args.username,
+            db_name=cfg.db_name,
+            username=cfg.username,
             password=password.result,
             parameter_group_name=parameters.name,
             db_subnet_group_name=subnet_group.name,
             vpc_security_group_ids=[args.security_group_id],
             publicly_accessible=False,
-            multi_az=args.multi_az,
-            deletion_protection=args.deletion_protection,
-            apply_immediately=args.apply_immediately,
-            backup_retention_period=args.backup_retention_days,
+            multi_az=cfg.multi_az,
+            deletion_protection=cfg.deletion_protection,
+            apply_immediately=cfg.apply_immediately,
+            backup_retention_period=cfg.backup_retention_days,
             copy_tags_to_snapshot=True,
             skip_final_snapshot=not args.final_snapshot,
             final_snapshot_identifier=final_snapshot_id,

@@ -1,20 +1,23 @@
-"""What every Fargate workload of the stack needs before its task definition: its image in ECR, a
-cluster, a log group, and an execution role that may pull that image, write those logs and read
-exactly the secrets the task injects. The pooler and the migration job both build on it."""
+"""What every Fargate workload of the stack is made of: its image in ECR, a cluster, a log group, an
+execution role that may pull that image, write those logs and read exactly the secrets the task
+injects, and the task definition (Fargate, awsvpc, the image's architecture) whose containers log
+to that group. The pooler and the migration job both build on it."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from infra import policies
-from infra.components.image import ContainerImage, ContainerImageArgs
-from infra.config import Architecture
+from infra.components.image import ECS_CPU_ARCHITECTURES, ContainerImage, ContainerImageArgs
+from infra.naming import ECS_TASK_FAMILY, stack_name
+from infra.types import Architecture
 
 
 @dataclass(frozen=True)
@@ -24,11 +27,53 @@ class FargateBase:
     logs: aws.cloudwatch.LogGroup
     execution_role: aws.iam.Role
     execution_policy: aws.iam.RolePolicy
+    name: str
+    region: str
+    architecture: Architecture
+
+    def log_configuration(self, stream_prefix: str) -> dict[str, Any]:
+        """A container's ``logConfiguration``: awslogs into the workload's group, under ``stream_prefix``."""
+        return {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": self.logs.name,
+                "awslogs-region": self.region,
+                "awslogs-stream-prefix": stream_prefix,
+            },
+        }
+
+    def task_definition(
+        self,
+        *,
+        cpu: int,
+        memory_mb: int,
+        containers: Sequence[Mapping[str, Any]],
+        opts: pulumi.ResourceOptions,
+        volumes: Sequence[aws.ecs.TaskDefinitionVolumeArgsDict] = (),
+    ) -> aws.ecs.TaskDefinition:
+        """The workload's Fargate task definition (``<name>-task``), run by its execution role."""
+        return aws.ecs.TaskDefinition(
+            f"{self.name}-task",
+            family=stack_name(ECS_TASK_FAMILY, self.name, region=self.region),
+            requires_compatibilities=["FARGATE"],
+            network_mode="awsvpc",
+            cpu=str(cpu),
+            memory=str(memory_mb),
+            runtime_platform={
+                "operating_system_family": "LINUX",
+                "cpu_architecture": ECS_CPU_ARCHITECTURES[self.architecture],
+            },
+            execution_role_arn=self.execution_role.arn,
+            container_definitions=pulumi.Output.json_dumps([dict(container) for container in containers]),
+            volumes=list(volumes) or None,
+            opts=opts,
+        )
 
 
 def fargate_base(
     name: str,
     *,
+    region: str,
     context_dir: Path,
     architecture: Architecture,
     shared_packages: tuple[Path, ...] = (),
@@ -72,4 +117,4 @@ def fargate_base(
         ),
         opts=opts,
     )
-    return FargateBase(image, cluster, logs, execution_role, execution_policy)
+    return FargateBase(image, cluster, logs, execution_role, execution_policy, name, region, architecture)

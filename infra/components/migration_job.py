@@ -15,12 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
-import pulumi_aws as aws
 
 from infra.components.fargate_base import fargate_base
-from infra.components.image import ECS_CPU_ARCHITECTURES
 from infra.config import MigrationConfig
-from infra.naming import ECS_TASK_FAMILY, stack_name
 from infra.policies import Account
 from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DEMO_DATA_ENV, DIRECT_URL_ENV
 
@@ -69,6 +66,7 @@ class MigrationJob(pulumi.ComponentResource):
 
         base = fargate_base(
             name,
+            region=args.region,
             context_dir=args.context_dir,
             shared_packages=args.shared_packages,
             architecture=cfg.architecture,
@@ -100,29 +98,10 @@ class MigrationJob(pulumi.ComponentResource):
             # PYTHONDONTWRITEBYTECODE is set), logs go to stderr, the CA bundle is baked in.
             "readonlyRootFilesystem": True,
             "stopTimeout": STOP_TIMEOUT_S,
-            "logConfiguration": {
-                "logDriver": "awslogs",
-                "options": {
-                    "awslogs-group": logs.name,
-                    "awslogs-region": args.region,
-                    "awslogs-stream-prefix": LOG_STREAM_PREFIX,
-                },
-            },
+            "logConfiguration": base.log_configuration(LOG_STREAM_PREFIX),
         }
-        task_definition = aws.ecs.TaskDefinition(
-            f"{name}-task",
-            family=stack_name(ECS_TASK_FAMILY, name, region=args.region),
-            requires_compatibilities=["FARGATE"],
-            network_mode="awsvpc",
-            cpu=str(cfg.cpu),
-            memory=str(cfg.memory_mb),
-            runtime_platform={
-                "operating_system_family": "LINUX",
-                "cpu_architecture": ECS_CPU_ARCHITECTURES[cfg.architecture],
-            },
-            execution_role_arn=execution_role.arn,
-            container_definitions=pulumi.Output.json_dumps([container]),
-            opts=child,
+        task_definition = base.task_definition(
+            cpu=cfg.cpu, memory_mb=cfg.memory_mb, containers=[container], opts=child
         )
 
         self.cluster_arn = cluster.arn

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import INTERFACE_ENDPOINTS, SUBNET_SPLIT_BITS, ApiAccess
+from infra.config import INTERFACE_ENDPOINTS, SUBNET_SPLIT_BITS
+from infra.types import ApiAccess
 
 POOLER_PORT = 6432
 POSTGRES_PORT = 5432

@@ -22,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.naming import CLOUDWATCH_DASHBOARD, stack_name
+from infra.types import AlarmThresholds, ObservabilityError
 from pgbouncer import contract
 
 # Dashboard names: letters, digits, '-' and '_', at most 255 characters.
@@ -30,62 +31,6 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Names that go into dashboard SEARCH expressions unquoted: no spaces, quotes or braces.
 _METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-/#:]{1,255}$")
 PERIOD_S = 60
-
-
-class ObservabilityError(ValueError):
-    """A threshold or option is invalid; the message names the field to change."""
-
-
-@dataclass(frozen=True)
-class AlarmThresholds:
-    """When each alarm fires. Every alarm evaluates 1-minute periods."""
-
-    clients_waiting: int = 1
-    """Clients queued for a server connection (the fleet's busiest task)..."""
-    clients_waiting_minutes: int = 3
-    """... in every one of this many consecutive minutes: a sustained queue, not a burst."""
-    max_wait_seconds: float = 1.0
-    """The oldest queued client has waited this long (below query_wait_timeout, which fails it)."""
-    max_wait_minutes: int = 2
-    pooler_cpu_percent: float = 80.0
-    """ECS service CPUUtilization: PgBouncer is single-threaded, so a hot task means more tasks."""
-    pooler_cpu_minutes: int = 5
-    unhealthy_targets: int = 1
-    """NLB targets failing health checks (UnHealthyHostCount)."""
-    unhealthy_minutes: int = 2
-    db_connections_ratio: float = 0.8
-    """RDS DatabaseConnections above this share of max_connections."""
-    db_connections_minutes: int = 3
-
-    def validate(self) -> None:
-        counts = {
-            "clients_waiting": self.clients_waiting,
-            "unhealthy_targets": self.unhealthy_targets,
-        }
-        for name, value in counts.items():
-            if value < 1:
-                raise ObservabilityError(f"thresholds.{name} must be at least 1, got {value}")
-        minutes = {
-            "clients_waiting_minutes": self.clients_waiting_minutes,
-            "max_wait_minutes": self.max_wait_minutes,
-            "pooler_cpu_minutes": self.pooler_cpu_minutes,
-            "unhealthy_minutes": self.unhealthy_minutes,
-            "db_connections_minutes": self.db_connections_minutes,
-        }
-        for name, value in minutes.items():
-            # CloudWatch: evaluation periods x period must not exceed one day.
-            if not 1 <= value <= 1440:
-                raise ObservabilityError(f"thresholds.{name} must be between 1 and 1440 minutes, got {value}")
-        if not (math.isfinite(self.max_wait_seconds) and self.max_wait_seconds > 0):
-            raise ObservabilityError(f"thresholds.max_wait_seconds must be above 0, got {self.max_wait_seconds}")
-        if not 0 < self.pooler_cpu_percent <= 100:
-            raise ObservabilityError(
-                f"thresholds.pooler_cpu_percent must be above 0 and at most 100, got {self.pooler_cpu_percent}"
-            )
-        if not 0 < self.db_connections_ratio <= 1:
-            raise ObservabilityError(
-                f"thresholds.db_connections_ratio must be above 0 and at most 1, got {self.db_connections_ratio}"
-            )
 
 
 @dataclass(frozen=True)

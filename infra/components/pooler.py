@@ -14,14 +14,13 @@ directory, and prints CloudWatch EMF lines to its awslogs stream; the stack's al
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.components.fargate_base import fargate_base
-from infra.components.image import ECS_CPU_ARCHITECTURES
 from infra.components.pooler_tls import (
     PoolerCertificate,
     PoolerCertificateArgs,
@@ -29,7 +28,6 @@ from infra.components.pooler_tls import (
 )
 from infra.components.secrets import generated_password, stored_secret
 from infra.config import PoolerConfig
-from infra.naming import ECS_TASK_FAMILY, stack_name
 from infra.policies import Account
 from pgbouncer.contract import (
     CERT_ENV,
@@ -72,7 +70,6 @@ class PoolerArgs:
     task_security_group_id: pulumi.Input[str]
     database_address: pulumi.Output[str]
     """The RDS endpoint name: PgBouncer verifies the server certificate against it."""
-    db_name: str
     username: str
     """The application role: the only user clients log in as (so the pool sizing holds)."""
     verifier: pulumi.Output[str]
@@ -175,6 +172,7 @@ class Pooler(pulumi.ComponentResource):
 
         base = fargate_base(
             name,
+            region=args.region,
             context_dir=args.context_dir,
             architecture=cfg.architecture,
             account=args.account,
@@ -187,22 +185,12 @@ class Pooler(pulumi.ComponentResource):
                      "ReadPoolerTlsKey": certificate.key_secret_arn},
             opts=child,
         )
-        image, cluster, logs = base.image, base.cluster, base.logs
-        execution_role, execution_policy = base.execution_role, base.execution_policy
+        image, cluster, logs, execution_policy = base.image, base.cluster, base.logs, base.execution_policy
 
+        # The template config made, for the RDS endpoint's *name* (PgBouncer's verify-full checks it).
         settings_json = args.database_address.apply(
-            lambda host: cfg.settings(args.db_name, host).to_json()
+            lambda host: replace(cfg.settings, upstream=replace(cfg.settings.upstream, host=host)).to_json()
         )
-
-        def log_configuration(stream_prefix: str) -> dict[str, object]:
-            return {
-                "logDriver": "awslogs",
-                "options": {
-                    "awslogs-group": logs.name,
-                    "awslogs-region": args.region,
-                    "awslogs-stream-prefix": stream_prefix,
-                },
-            }
 
         container = {
             "name": CONTAINER_NAME,
@@ -231,7 +219,7 @@ class Pooler(pulumi.ComponentResource):
             "ulimits": [{"name": "nofile", "softLimit": cfg.nofile, "hardLimit": cfg.nofile}],
             # The image stops PgBouncer with SIGINT: in-flight transactions finish, then it exits.
             "stopTimeout": cfg.stop_timeout_s,
-            "logConfiguration": log_configuration(LOG_STREAM_PREFIX),
+            "logConfiguration": base.log_configuration(LOG_STREAM_PREFIX),
         }
         metrics = {
             "name": METRICS_CONTAINER_NAME,
@@ -256,21 +244,12 @@ class Pooler(pulumi.ComponentResource):
             # (EMF lines go to stdout), so its root filesystem is read-only too.
             "readonlyRootFilesystem": True,
             "mountPoints": [{"sourceVolume": SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": True}],
-            "logConfiguration": log_configuration(METRICS_LOG_STREAM_PREFIX),
+            "logConfiguration": base.log_configuration(METRICS_LOG_STREAM_PREFIX),
         }
-        task_definition = aws.ecs.TaskDefinition(
-            f"{name}-task",
-            family=stack_name(ECS_TASK_FAMILY, name, region=args.region),
-            requires_compatibilities=["FARGATE"],
-            network_mode="awsvpc",
-            cpu=str(cfg.cpu),
-            memory=str(cfg.memory_mb),
-            runtime_platform={
-                "operating_system_family": "LINUX",
-                "cpu_architecture": ECS_CPU_ARCHITECTURES[cfg.architecture],
-            },
-            execution_role_arn=execution_role.arn,
-            container_definitions=pulumi.Output.json_dumps([container, metrics]),
+        task_definition = base.task_definition(
+            cpu=cfg.cpu,
+            memory_mb=cfg.memory_mb,
+            containers=[container, metrics],
             # Fargate bind mounts (no host path): task-scoped storage, owned by the runtime user because
             # the image declares both paths VOLUMEs. The socket volume is shared with the sidecar; the
             # run volume (which holds userlist.txt and the TLS key) is PgBouncer's alone.

@@ -13,13 +13,15 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from infra.keys import whole_default
+
 FARGATE_UNITS_PER_VCPU = 1024
 PGBOUNCER_PROCESSES_PER_TASK = 1
 """The pooler image runs one PgBouncer process (PID 1): one vCPU at most per task."""
-STACK_DEFAULTS = {"poolerMinTasks": 2, "poolerMaxTasks": 4, "poolerCpu": 512, "poolerCpuTargetPercent": 60}
-"""The AWS stack's pooler defaults the report sizes with. ``infra.config.KEYS`` is their source, but
-it imports Pulumi, which the local install (where ``lifeguard bench`` runs) does not have; a test in
-tests/infra checks that the two agree."""
+STACK_DEFAULTS = {name: whole_default(name)
+                  for name in ("poolerMinTasks", "poolerMaxTasks", "poolerCpu", "poolerCpuTargetPercent")}
+"""The AWS stack's pooler defaults the report sizes with, from the stack's key table (stdlib only:
+the local install, where ``lifeguard bench`` runs, has no Pulumi)."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from infra import outputs as output_names
+from lambdas.json_types import json_type
 
 # What ``pulumi stack output --json`` prints in place of a secret output without --show-secrets.
 SECRET_PLACEHOLDER = "[secret]"  # noqa: S105  (a placeholder, not a password)
@@ -104,7 +105,7 @@ def parse_outputs(text: str, source: str) -> dict[str, Any]:
         ) from None
     if not isinstance(document, dict):
         raise OutputsError(
-            f"the outputs from {source} must be a JSON object of output names, not {_kind(document)}; "
+            f"the outputs from {source} must be a JSON object of output names, not {json_type(document)}; "
             "they must be what `pulumi stack output --json` prints"
         )
     return document
@@ -124,7 +125,7 @@ class _Fields:
         elif value == SECRET_PLACEHOLDER:
             self.problems.append(f"{key} is a secret output; it must be a plain (non-secret) output")
         elif not isinstance(value, str) or not value.strip():
-            self.problems.append(f"{key} must be a non-empty string, not {_kind(value)}")
+            self.problems.append(f"{key} must be a non-empty string, not {json_type(value)}")
         else:
             return value
         return ""
@@ -136,12 +137,12 @@ class _Fields:
         elif value == SECRET_PLACEHOLDER:
             self.problems.append(f"{key} is a secret output; it must be a plain (non-secret) output")
         elif not isinstance(value, list) or not value:
-            self.problems.append(f"{key} must be a non-empty list of strings, not {_kind(value)}")
+            self.problems.append(f"{key} must be a non-empty list of strings, not {json_type(value)}")
         else:
             bad = [item for item in value if not isinstance(item, str) or not item.strip()]
             if not bad:
                 return tuple(value)
-            self.problems.append(f"{key} must be a non-empty list of strings; it holds {_kind(bad[0])}")
+            self.problems.append(f"{key} must be a non-empty list of strings; it holds {json_type(bad[0])}")
         return ()
 
     def check(self, source: str) -> None:
@@ -263,18 +264,3 @@ def outputs_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return load_outputs_file(args.outputs), describe_file(args.outputs)
 
 
-def _kind(value: object) -> str:
-    # Names the JSON type of a value without showing the value.
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "an empty string" if not value.strip() else "a string"
-    if isinstance(value, list):
-        return "an empty list" if not value else "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__

@@ -319,7 +319,7 @@ def run_program(
 ) -> ProgramRun:
     """Build the whole stack with ``config`` (short or ``lifeguard:``-qualified keys).
 
-    Raises whatever the program raises (a ``ConfigError`` for bad config); the registrations made
+    Raises whatever the program raises (an ``InfraConfigError`` for bad config); the registrations made
     until then stay readable through ``last_registrations``.
     """
     mocks = mocks or StrictMocks()

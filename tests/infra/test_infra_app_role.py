@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 
 from infra.components import migration_job
-from infra.config import ConfigError, load
+from infra.config import InfraConfigError, load
 from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DEMO_DATA_ENV
 from pgbouncer.scram import SALT_BYTES, parse_verifier, scram_verifier, verifies
 from tests.infra.infra_harness import (
@@ -141,7 +141,7 @@ def test_a_new_password_changes_both_sides_and_nothing_else(example_run: Program
     ],
 )
 def test_app_username_is_checked_before_anything_is_created(value: str, message: str) -> None:
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(InfraConfigError) as error:
         load({"dbAppUsername": value})
     [problem] = [p for p in error.value.problems if p.startswith("lifeguard:dbAppUsername")]
     assert message in problem

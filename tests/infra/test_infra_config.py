@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from infra.components.observability import AlarmThresholds
-from infra.config import KEY_NAMES, KEYS, REFERENCE_DOC, ConfigError, StackConfig, load
+from infra.config import InfraConfig, InfraConfigError, load
+from infra.keys import KEY_NAMES, KEYS, REFERENCE_DOC, NumberKey, WholeKey, readme_with_table
+from infra.types import AlarmThresholds
 from pgbouncer.contract import IMAGE_SOCKET_DIR, STATS_USER
 from tests.infra.infra_harness import (
     REPO_ROOT,
@@ -22,7 +25,7 @@ from tests.infra.infra_harness import (
 
 
 def problems(values: dict[str, Any]) -> tuple[str, ...]:
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(InfraConfigError) as error:
         load({k: str(v) for k, v in values.items()})
     assert "nothing was created" in str(error.value)
     return error.value.problems
@@ -37,12 +40,12 @@ def test_defaults_fit_a_small_production_stack() -> None:
     assert cfg.database.max_connections == 100
     assert (cfg.pooler.min_tasks, cfg.pooler.max_tasks, cfg.pooler.deployment_maximum_percent) == (2, 4, 200)
     assert cfg.pooler.pool_size == (100 - 5 - 2) // (4 * 2)
-    assert cfg.pooler.nofile >= cfg.pooler.settings("app", "db.example").required_open_files()
+    assert cfg.pooler.nofile >= cfg.pooler.settings.required_open_files()
     assert cfg.pooler.query_wait_timeout_s < cfg.functions.timeout_s
     assert cfg.functions.reserved_concurrency is None  # works in accounts limited to 10 (#12.14)
     assert cfg.log_retention_days == 30
     # The metrics sidecar's console user and the shared socket volume.
-    settings = cfg.pooler.settings("app", "db.example")
+    settings = cfg.pooler.settings
     assert (settings.stats_users, settings.unix_socket_dir) == ((STATS_USER,), IMAGE_SOCKET_DIR)
     assert settings.admin_users == ()
     assert (cfg.alarms.email, cfg.alarms.topic_arn, cfg.alarms.thresholds) == (None, None, AlarmThresholds())
@@ -70,7 +73,7 @@ def test_an_invalid_key_is_reported_once_not_again_through_the_alarm_that_compar
 def test_example_stack_is_valid() -> None:
     values = {k.split(":", 1)[1]: v for k, v in example_stack_config().items() if k.startswith("lifeguard:")}
     cfg = load(values)
-    assert isinstance(cfg, StackConfig)
+    assert isinstance(cfg, InfraConfig)
     assert cfg.production is False and cfg.database.multi_az is False
     assert cfg.functions.reserved_concurrency is None
     assert cfg.secret_recovery_window_days == 0
@@ -232,7 +235,7 @@ def test_program_fails_before_creating_anything(
     config = {**example_stack_config(), **{f"lifeguard:{k}": str(v) for k, v in values.items()}}
     if "existingVpcId" in values:
         config.pop("lifeguard:awsApiAccess")
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(InfraConfigError) as error:
         run_program(config, build_dir, mocks=mocks)
     assert fragment in str(error.value)
     assert last_registrations() == []
@@ -247,11 +250,49 @@ def test_every_key_is_documented_with_its_default() -> None:
     rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+?) \|", text, flags=re.MULTILINE))
     assert set(rows) == set(KEY_NAMES)
     for spec in KEYS:
-        assert rows[spec.name].strip("` ") == spec.default.strip("` "), spec.name
+        assert rows[spec.name].strip("` ") == spec.shown_default.strip("` "), spec.name
+
+
+def test_the_readme_table_is_the_one_generated_from_the_keys() -> None:
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert text == readme_with_table(text), "regenerate it: .venv/bin/python -m infra.keys README.md"
+
+
+BOUNDED = [spec for spec in KEYS if isinstance(spec, WholeKey | NumberKey)]
+
+
+@pytest.mark.parametrize("spec", BOUNDED, ids=[spec.name for spec in BOUNDED])
+def test_the_reader_takes_each_keys_bounds_from_the_table(spec: WholeKey | NumberKey) -> None:
+    whole = isinstance(spec, WholeKey)
+    step = 1 if whole else 0.01
+    bounds = f"between {spec.low} and {spec.high}" if whole else f"between {spec.low:g} and {spec.high:g}"
+    for outside in (spec.low - step, spec.high + step):
+        found = [p for p in problems({spec.name: outside}) if p.startswith(f"lifeguard:{spec.name}:")]
+        assert any(bounds in p for p in found), found
+
+
+def test_every_fixed_default_is_within_its_bounds() -> None:
+    # The reader checks the bounds of given values only; a fixed default must hold by itself.
+    for spec in BOUNDED:
+        if isinstance(spec.default, int | float):
+            assert spec.low <= spec.default <= spec.high, spec.name
+
+
+def test_the_zone_count_follows_the_zones_named() -> None:
+    cfg = load({"availabilityZones": '["eu-west-1a", "eu-west-1b", "eu-west-1c"]'})
+    assert (cfg.network.availability_zone_count, cfg.network.availability_zones) == (
+        3, ("eu-west-1a", "eu-west-1b", "eu-west-1c"))
+
+
+def test_the_key_table_imports_no_pulumi() -> None:
+    # lifeguard bench sizes with the table's defaults in the local install, which has no Pulumi.
+    code = "import sys, infra.keys, lifeguard.bench.sizing; print(sorted(m for m in sys.modules if 'pulumi' in m))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_an_unknown_key_points_at_the_reference_that_exists() -> None:
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(InfraConfigError) as error:
         load({"maxConnection": 100})
     assert REFERENCE_DOC in str(error.value)
     document, sections = REFERENCE_DOC.split(", ", 1)
@@ -277,11 +318,3 @@ def test_project_file_points_at_the_program() -> None:
     assert project["runtime"]["name"] == "python"
     assert project["runtime"]["options"]["virtualenv"] == ".venv"
     assert (REPO_ROOT / project["main"] / "__main__.py").is_file()
-
-
-def test_bench_sizes_with_the_stacks_own_pooler_defaults() -> None:
-    """lifeguard bench's capacity arithmetic (no Pulumi in its install) uses these defaults."""
-    from infra.config import KEYS
-    from lifeguard.bench.sizing import STACK_DEFAULTS
-
-    assert {k.name: int(k.default) for k in KEYS if k.name in STACK_DEFAULTS} == STACK_DEFAULTS

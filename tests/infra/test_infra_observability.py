@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from infra.components.observability import AlarmThresholds
+from infra.types import AlarmThresholds
 from pgbouncer.contract import CLIENTS_WAITING, DEFAULT_NAMESPACE, DIM_SERVICE, IMAGE_SOCKET_DIR, MAX_WAIT, STATS_USER
 from pgbouncer.entrypoint import credentials_from_env
 from pgbouncer.metrics import PublisherConfig

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from infra.components.image import build_path, context_tag
-from infra.config import ConfigError, load
+from infra.config import InfraConfigError, load
 from migrator.contract import DEMO_DATA_ENV
 from pgbouncer import entrypoint
 from pgbouncer.contract import IMAGE_SOCKET_DIR
@@ -161,7 +161,7 @@ def test_config_names_the_availability_zones(build_dir: Path) -> None:
 ])
 def test_bad_zone_lists_are_refused_before_anything_exists(build_dir: Path, config: dict[str, str],
                                                            message: str) -> None:
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(InfraConfigError) as error:
         run_program({**example_stack_config(), **config}, build_dir)
     assert message in str(error.value)
     assert last_registrations() == []
@@ -188,7 +188,7 @@ def test_apply_immediately_follows_production_unless_set(config: dict[str, str],
 
 
 def test_a_24_is_refused_with_the_arithmetic() -> None:
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(InfraConfigError) as error:
         load({"vpcCidr": "10.7.0.0/24"})
     [problem] = error.value.problems
     assert problem.startswith("lifeguard:vpcCidr: 10.7.0.0/24 is too small")
@@ -214,7 +214,7 @@ def test_the_bound_follows_what_the_subnets_hold(config: dict[str, str], fits: b
     if fits:
         load(config)
     else:
-        with pytest.raises(ConfigError, match=r"lifeguard:vpcCidr: .* is too small"):
+        with pytest.raises(InfraConfigError, match=r"lifeguard:vpcCidr: .* is too small"):
             load(config)
 
 
@@ -223,7 +223,7 @@ def test_the_bound_follows_what_the_subnets_hold(config: dict[str, str], fits: b
 
 @pytest.mark.parametrize("cpu", [2048, 4096])
 def test_pooler_cpu_above_one_vcpu_is_refused(cpu: int) -> None:
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(InfraConfigError) as error:
         load({"poolerCpu": str(cpu), "poolerMemoryMb": str(2 * cpu)})
     [problem] = error.value.problems
     assert problem.startswith(f"lifeguard:poolerCpu: must be at most 1024 (one vCPU), got {cpu}")

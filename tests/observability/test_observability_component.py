@@ -17,7 +17,8 @@ import pytest
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 from pulumi.runtime.mocks import MockMonitor
 
-from infra.components.observability import AlarmThresholds, Observability, ObservabilityArgs, ObservabilityError
+from infra.components.observability import Observability, ObservabilityArgs
+from infra.types import AlarmThresholds, ObservabilityError
 from pgbouncer.metrics import ConsoleSample, DatabaseTotals, PoolFigures, RateTracker, sample_records
 
 REGION = "eu-west-1"

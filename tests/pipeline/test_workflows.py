@@ -374,9 +374,10 @@ def test_the_deploy_job_reads_the_stacks_container_architecture(
 
 
 def test_the_unset_architecture_is_the_programs_default() -> None:
-    from infra.config import KEYS
+    from infra.keys import KEYS_BY_NAME, ChoiceKey
 
-    (spec,) = [key for key in KEYS if key.name == "containerArchitecture"]
+    spec = KEYS_BY_NAME["containerArchitecture"]
+    assert isinstance(spec, ChoiceKey)
     _, step = step_with_id(workflow("deploy.yml")["jobs"]["deploy"], "stack")
     assert f'else "{spec.default}"' in step["run"]
 
