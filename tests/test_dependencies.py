@@ -24,7 +24,7 @@ PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
 # it imports (at any depth, in functions too), must all be declared by that install.
 INSTALLS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # name: (extras on top of the base install, root modules or packages)
-    "pipeline": ((), ("lifeguard.cli", "lifeguard.commands.migrate", "lifeguard.commands.smoke")),
+    "pipeline": ((), ("lifeguard.cli.__init__", "lifeguard.cli.migrate", "lifeguard.cli.smoke")),
     "infra": (("infra",), ("infra",)),
     "local": (("local",), ("lifeguard", "pgbouncer", "lambdas", "migrator")),
 }

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from infra.build_context import build_context, shared_packages
-from lifeguard.local.containers import BuiltImages, serve_on_loopback
-from lifeguard.local.docker_engine import DockerEngine, EngineError
+from lifeguard.stack.containers import BuiltImages, serve_on_loopback
+from lifeguard.stack.docker_engine import DockerEngine, EngineError
 from pgbouncer.settings import IMAGE_SOCKET_DIR, PoolerSettings, Upstream
 from pgbouncer.versions import PINNED
 from tests.infra.infra_harness import REPO_ROOT

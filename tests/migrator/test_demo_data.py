@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lifeguard.pipeline.smoke import SMOKE_ORG_ID
+from lifeguard.deploy.smoke import SMOKE_ORG_ID
 from migrator.errors import MigrationFileError
 from migrator.files import DEMO_DATA_ENV, load_migrations
 from migrator.runner import DEFAULT_MIGRATIONS_DIR, migrate

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from lifeguard.local.pooler import PoolerProcess
+from lifeguard.stack.pooler import PoolerProcess
 from pgbouncer.versions import PgBouncerVersion
 from tests.observability.support import STATS_USER, StatsPooler
 from tests.support import AppDatabase, pooler_settings

@@ -17,9 +17,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lifeguard.local.pooler import PoolerProcess, installed_version
-from lifeguard.local.postgres import make_dsn
-from lifeguard.local.system import debian_pgbouncer, find_pgbouncer
+from lifeguard.stack.pooler import PoolerProcess, installed_version
+from lifeguard.stack.postgres import make_dsn
+from lifeguard.stack.system import debian_pgbouncer, find_pgbouncer
 from pgbouncer.versions import PgBouncerVersion
 from tests.support import AppDatabase, pooler_settings
 

@@ -2,7 +2,7 @@
 
 The task's log lines are printed as they arrive, interleaved with the polling, so a CI log shows
 the migrator's own output; the result is the container's exit code, or a pipeline code for a task
-that never ran or ran out of time (see :mod:`lifeguard.pipeline.ecs_task`).
+that never ran or ran out of time (see :mod:`lifeguard.deploy.ecs_task`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lifeguard.pipeline.aws import AWS_ERRORS, explain_aws_error
-from lifeguard.pipeline.clock import WaitClock
-from lifeguard.pipeline.ecs_task import (
+from lifeguard.deploy.aws import AWS_ERRORS, explain_aws_error
+from lifeguard.deploy.clock import WaitClock
+from lifeguard.deploy.ecs_task import (
     EXIT_TIMED_OUT,
     StartedTask,
     TaskNotFound,
@@ -24,8 +24,8 @@ from lifeguard.pipeline.ecs_task import (
     start_task,
     stop_task,
 )
-from lifeguard.pipeline.log_follower import LogFollower
-from lifeguard.pipeline.outputs import MigrationTarget
+from lifeguard.deploy.log_follower import LogFollower
+from lifeguard.deploy.outputs import MigrationTarget
 from redaction import redact
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def run_migration(
 ) -> TaskOutcome:
     """Start the migration task, follow its logs until it stops (or time runs out), and classify the end.
 
-    Raises :class:`~lifeguard.pipeline.ecs_task.EcsTaskError` when ECS does not start the task, and
+    Raises :class:`~lifeguard.deploy.ecs_task.EcsTaskError` when ECS does not start the task, and
     botocore's errors when an AWS call is refused.
     """
     if run.timeout <= 0:

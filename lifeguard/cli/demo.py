@@ -20,13 +20,13 @@ from typing import Any
 import psycopg
 
 from lambdas.example_events import example_event
-from lifeguard.commands.local import add_stack_options, add_state_dir_argument, stack_options
-from lifeguard.local.chart import Series, backends_chart
-from lifeguard.local.gauge import SpikeDisplay
-from lifeguard.local.invoker import InvokerError
-from lifeguard.local.spike import DEFAULT_THREADS, DEFAULT_WORKERS, BackendMonitor, SpikeResult, run_spike
-from lifeguard.local.stack import STACK_ERRORS, LocalStack, StackConfig, resolve_state_dir
-from lifeguard.local.top import PoolPeaks, stack_sources
+from lifeguard.cli.local import add_stack_options, add_state_dir_argument, stack_options
+from lifeguard.load.chart import Series, backends_chart
+from lifeguard.load.gauge import SpikeDisplay
+from lifeguard.load.invoker import InvokerError
+from lifeguard.load.spike import DEFAULT_THREADS, DEFAULT_WORKERS, BackendMonitor, SpikeResult, run_spike
+from lifeguard.stack.stack import STACK_ERRORS, LocalStack, StackConfig, resolve_state_dir
+from lifeguard.stack.top import PoolPeaks, stack_sources
 
 MAX_INSTANCES = 20000
 _ERRORS: tuple[type[Exception], ...] = (*STACK_ERRORS, InvokerError, psycopg.Error)

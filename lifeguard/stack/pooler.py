@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lifeguard.local.procs import ProcessIdentity, identify, is_running, read_identity, write_identity
-from lifeguard.local.system import find_pgbouncer, own_for_service, service_argv
+from lifeguard.stack.procs import ProcessIdentity, identify, is_running, read_identity, write_identity
+from lifeguard.stack.system import find_pgbouncer, own_for_service, service_argv
 from pgbouncer.entrypoint import check_open_files, prepare
 from pgbouncer.settings import PoolerSettings
 from pgbouncer.tls import ServerCertificate

@@ -12,11 +12,11 @@ import argparse
 import sys
 import time
 
-from lifeguard.commands.arguments import positive_seconds
-from lifeguard.pipeline import aws
-from lifeguard.pipeline.clock import WaitClock
-from lifeguard.pipeline.outputs import OutputsError, PoolerRolloutTarget, add_outputs_arguments, outputs_from_args
-from lifeguard.pipeline.rollout import (
+from lifeguard.cli.arguments import positive_seconds
+from lifeguard.deploy import aws
+from lifeguard.deploy.clock import WaitClock
+from lifeguard.deploy.outputs import OutputsError, PoolerRolloutTarget, add_outputs_arguments, outputs_from_args
+from lifeguard.deploy.rollout import (
     DEFAULT_POLL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
     EXIT_FAILED,

@@ -14,7 +14,7 @@ Everything lives in one state directory (``--state-dir``, ``LIFEGUARD_STATE_DIR`
     tls/              the pooler's CA (pooler-ca.crt: DATABASE_URL's sslrootcert; pooler-ca.key, 0600)
 
 Postgres and PgBouncer run detached, so the stack outlives the command that started it; ``down``
-stops both. Two roles, exactly as on AWS (:mod:`lifeguard.local.roles`): ``DATABASE_URL``
+stops both. Two roles, exactly as on AWS (:mod:`lifeguard.stack.roles`): ``DATABASE_URL``
 (PgBouncer, ``sslmode=verify-full`` against the stack's pooler CA) logs in as the DML-only
 application role, which the migration job provisions; ``DATABASE_URL_UNPOOLED`` (Postgres,
 ``sslmode=verify-full`` against the local CA) as the owner of the database. Nothing in this
@@ -42,12 +42,12 @@ from pathlib import Path
 import psycopg
 
 from lambdas.db import PREPARED_ENV
-from lifeguard.local.pooler import PoolerError, PoolerProcess, installed_version, local_settings, pid_record_file
-from lifeguard.local.pooler_ca import authority_pair, ensure_authority, server_certificate
-from lifeguard.local.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
-from lifeguard.local.procs import is_running, read_identity
-from lifeguard.local.roles import OWNER_USER, app_verifier, ensure_secret, provisioning_env
-from lifeguard.local.system import (
+from lifeguard.stack.pooler import PoolerError, PoolerProcess, installed_version, local_settings, pid_record_file
+from lifeguard.stack.pooler_ca import authority_pair, ensure_authority, server_certificate
+from lifeguard.stack.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
+from lifeguard.stack.procs import is_running, read_identity
+from lifeguard.stack.roles import OWNER_USER, app_verifier, ensure_secret, provisioning_env
+from lifeguard.stack.system import (
     SERVICE_USER,
     LocalSetupError,
     find_pgbouncer,
@@ -386,11 +386,11 @@ class LocalStack:
         """Start whatever is not running; a second ``up`` changes nothing.
 
         Options apply when the stack is first created; afterwards they must match what is stored.
-        ``images``: run PgBouncer and the migration job from the built images (lifeguard.local.containers).
+        ``images``: run PgBouncer and the migration job from the built images (lifeguard.stack.containers).
         """
         find_postgres_bin()
         if images:
-            from lifeguard.local import containers
+            from lifeguard.stack import containers
 
             containers.check_prerequisites()
         if self.load_config() is None:
@@ -458,13 +458,13 @@ class LocalStack:
     def _start_all(self, config: StackConfig, progress: Progress, *, images: bool = False) -> None:
         """Start Postgres and PgBouncer; if that fails, stop again whatever this call started.
 
-        ``images``: PgBouncer runs from the built pooler image (lifeguard.local.containers).
+        ``images``: PgBouncer runs from the built pooler image (lifeguard.stack.containers).
         """
         started: list[Callable[[], None]] = []
         try:
             self._start_postgres(config, progress, started)
             if images:
-                from lifeguard.local import containers
+                from lifeguard.stack import containers
 
                 containers.start_stack_pooler(self, config, progress)
             else:
@@ -480,7 +480,7 @@ class LocalStack:
     def _migrate_on_up(self, config: StackConfig, progress: Progress, migrate_command: Sequence[str] | None,
                        *, images: bool = False) -> None:
         if images:
-            from lifeguard.local import containers
+            from lifeguard.stack import containers
 
             run = containers.migrate_stack(self, config, MIGRATE_TIMEOUT_S)
         else:
@@ -620,7 +620,7 @@ class LocalStack:
 
     def _down(self, *, purge: bool, progress: Progress) -> None:
         config = self.load_config()
-        from lifeguard.local.containers import stop_stack_containers
+        from lifeguard.stack.containers import stop_stack_containers
 
         stop_stack_containers(self.state_dir, progress)
         if config is not None:

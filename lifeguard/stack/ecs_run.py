@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifeguard.local.docker_engine import DockerEngine, EngineError
-from lifeguard.local.system import port_in_use
+from lifeguard.stack.docker_engine import DockerEngine, EngineError
+from lifeguard.stack.system import port_in_use
 
 # Task-level fields: translated, checked, or (with the reason) not enforced on one machine.
 _TASK_FIELDS = {
@@ -91,7 +91,7 @@ def _only(item: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(item) - allowed)
     if unknown:
         raise TranslationError(
-            f"{where}: no Docker translation for {', '.join(unknown)}; add it to lifeguard.local.ecs_run"
+            f"{where}: no Docker translation for {', '.join(unknown)}; add it to lifeguard.stack.ecs_run"
         )
 
 

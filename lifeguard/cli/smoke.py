@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lifeguard.pipeline import aws
-from lifeguard.pipeline.outputs import OutputsError, SmokeTarget, add_outputs_arguments, outputs_from_args
-from lifeguard.pipeline.smoke import SMOKE_AMOUNT, SMOKE_ORG_ID, run_smoke
+from lifeguard.deploy import aws
+from lifeguard.deploy.outputs import OutputsError, SmokeTarget, add_outputs_arguments, outputs_from_args
+from lifeguard.deploy.smoke import SMOKE_AMOUNT, SMOKE_ORG_ID, run_smoke
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TextIO
 
-from lifeguard.local.spike import SpikeProgress
+from lifeguard.load.spike import SpikeProgress
 
 GAUGE_WIDTH = 30
 

@@ -11,12 +11,12 @@ import argparse
 import sys
 import time
 
-from lifeguard.commands.arguments import positive_seconds
-from lifeguard.pipeline import aws
-from lifeguard.pipeline.clock import WaitClock
-from lifeguard.pipeline.ecs_task import EXIT_DID_NOT_RUN, STARTED_BY, EcsTaskError
-from lifeguard.pipeline.migration import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_SECONDS, MigrationSettings, run_migration
-from lifeguard.pipeline.outputs import MigrationTarget, OutputsError, add_outputs_arguments, outputs_from_args
+from lifeguard.cli.arguments import positive_seconds
+from lifeguard.deploy import aws
+from lifeguard.deploy.clock import WaitClock
+from lifeguard.deploy.ecs_task import EXIT_DID_NOT_RUN, STARTED_BY, EcsTaskError
+from lifeguard.deploy.migration import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_SECONDS, MigrationSettings, run_migration
+from lifeguard.deploy.outputs import MigrationTarget, OutputsError, add_outputs_arguments, outputs_from_args
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -21,20 +21,20 @@ class Command(NamedTuple):
 # cryptography, matplotlib). Each module defines ``configure(parser)``, adding its arguments with
 # ``set_defaults(func=...)`` where ``func(args) -> int`` is the exit code.
 COMMANDS: dict[str, Command] = {
-    "local": Command("lifeguard.commands.local",
+    "local": Command("lifeguard.cli.local",
                      "run the stack on this machine: Postgres (as RDS), PgBouncer, migrations", "local"),
-    "demo": Command("lifeguard.commands.demo",
+    "demo": Command("lifeguard.cli.demo",
                     "replay a launch-day spike straight at Postgres, then through PgBouncer", "local"),
-    "bench": Command("lifeguard.commands.bench",
+    "bench": Command("lifeguard.cli.bench",
                      "measure pooled against direct: spike capacity, connection churn, warm overhead", "local"),
-    "migrate": Command("lifeguard.commands.migrate", "run the stack's migration task on ECS and wait for it", None),
-    "smoke": Command("lifeguard.commands.smoke", "invoke the deployed sample functions and check their answers", None),
+    "migrate": Command("lifeguard.cli.migrate", "run the stack's migration task on ECS and wait for it", None),
+    "smoke": Command("lifeguard.cli.smoke", "invoke the deployed sample functions and check their answers", None),
     "doctor": Command(
-        "lifeguard.commands.doctor",
+        "lifeguard.cli.doctor",
         "check a Postgres URL (and its direct pair): pooling, prepared statements, headroom, TLS",
         "local",
     ),
-    "verify-rollout": Command("lifeguard.commands.verify_rollout",
+    "verify-rollout": Command("lifeguard.cli.verify_rollout",
                               "check the pooler's ECS service runs the task definition the stack deployed", None),
 }
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from infra.build_context import build_context, shared_packages
-from lifeguard.local.docker_engine import DockerEngine, Progress, install_missing_packages, no_progress
-from lifeguard.local.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
-from lifeguard.local.pooler_ca import server_certificate
-from lifeguard.local.postgres import make_dsn
-from lifeguard.local.stack import STATS_USER, LocalStack, MigrationRun, StackConfig, StackError
-from lifeguard.local.system import LocalSetupError, port_in_use, running_as_root
+from lifeguard.stack.docker_engine import DockerEngine, Progress, install_missing_packages, no_progress
+from lifeguard.stack.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
+from lifeguard.stack.pooler_ca import server_certificate
+from lifeguard.stack.postgres import make_dsn
+from lifeguard.stack.stack import STATS_USER, LocalStack, MigrationRun, StackConfig, StackError
+from lifeguard.stack.system import LocalSetupError, port_in_use, running_as_root
 from migrator.cabundle import RDS_CA_BUNDLE_PATH
 from migrator.roles import ENV_ROLE, ENV_VERIFIER
 from pgbouncer.tls import CERT_ENV, KEY_ENV, ServerCertificate

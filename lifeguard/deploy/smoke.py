@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from lambdas.example_events import example_event
-from lifeguard.pipeline.aws import AWS_ERRORS, explain_aws_error
-from lifeguard.pipeline.invoke import InvocationError, Reply, invoke
-from lifeguard.pipeline.outputs import SmokeTarget
+from lifeguard.deploy.aws import AWS_ERRORS, explain_aws_error
+from lifeguard.deploy.invoke import InvocationError, Reply, invoke
+from lifeguard.deploy.outputs import SmokeTarget
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient

@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from lifeguard.local.invoker import WorkerPool, split, worker_env
+from lifeguard.load.invoker import WorkerPool, split, worker_env
 
 BACKENDS_SQL = (
     "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"

@@ -18,8 +18,8 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from lifeguard.local.procs import command_name, parent_pid, process_state
-from lifeguard.local.system import find_postgres_bin, own_for_service, service_argv
+from lifeguard.stack.procs import command_name, parent_pid, process_state
+from lifeguard.stack.system import find_postgres_bin, own_for_service, service_argv
 from pgbouncer.private_file import write_private
 from pgbouncer.settings import double_quote
 from pgbouncer.tls import CertPair, write_self_signed

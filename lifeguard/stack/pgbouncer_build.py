@@ -1,11 +1,11 @@
 """Where the local PgBouncer lives: Debian 13's source package of the pinned release, built once.
 
-``scripts/build-pgbouncer.sh`` builds it into :func:`build_dir`; :func:`lifeguard.local.system.find_pgbouncer`
+``scripts/build-pgbouncer.sh`` builds it into :func:`build_dir`; :func:`lifeguard.stack.system.find_pgbouncer`
 runs it. One cache per machine, shared by every clone: ``$LIFEGUARD_CACHE_DIR`` when set, else
 ``/var/cache/lifeguard`` for root (root's home is 0700, and PgBouncer runs as the ``postgres``
 user, who must be able to execute the binary), else ``${XDG_CACHE_HOME:-~/.cache}/lifeguard``.
 
-Standard library only: the build script runs ``python3 -m lifeguard.local.pgbouncer_build``
+Standard library only: the build script runs ``python3 -m lifeguard.stack.pgbouncer_build``
 with the system's Python, before ``.venv`` exists.
 """
 

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import psycopg
 
-from lifeguard.local.stack import STATS_USER, LocalStack
+from lifeguard.stack.stack import STATS_USER, LocalStack
 from pgbouncer.metrics.console import ConsoleError, ConsoleTarget, sample_console
 from pgbouncer.metrics.rates import RateTracker
 from redaction import Redactor, url_problem

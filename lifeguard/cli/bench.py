@@ -22,8 +22,8 @@ from lifeguard.bench import report
 from lifeguard.bench.capacity import VARIANT_KEYS, CapacitySettings, variants_from_text
 from lifeguard.bench.experiments import ExperimentError
 from lifeguard.bench.runner import BenchSettings, capacity_line, capacity_targets, run_bench, run_capacity
-from lifeguard.local.invoker import InvokerError
-from lifeguard.local.stack import STACK_ERRORS
+from lifeguard.load.invoker import InvokerError
+from lifeguard.stack.stack import STACK_ERRORS
 
 _ERRORS: tuple[type[Exception], ...] = (*STACK_ERRORS, InvokerError, ExperimentError, psycopg.Error, ValueError)
 

@@ -14,7 +14,7 @@ The parent talks to each worker over stdin/stdout, one JSON object per line: a j
 and the worker answers with ``ready``, ``progress`` and result lines. The URL reaches the worker
 only through its environment (``DATABASE_URL``, as a function gets it), never through argv or a pipe.
 
-Run as ``python -m lifeguard.local.invoker`` (by :class:`WorkerPool`, not by hand).
+Run as ``python -m lifeguard.load.invoker`` (by :class:`WorkerPool`, not by hand).
 """
 
 from __future__ import annotations
@@ -472,7 +472,7 @@ class WorkerPool:
         for index, job in enumerate(self.jobs):
             with self._log(index).open("w") as log:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "lifeguard.local.invoker"],
+                    [sys.executable, "-m", "lifeguard.load.invoker"],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                     env=self.env, text=True, bufsize=1,
                 )

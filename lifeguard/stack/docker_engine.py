@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lifeguard.local.system import LocalSetupError, running_as_root
+from lifeguard.stack.system import LocalSetupError, running_as_root
 
 BASE_IMAGE = "debian:trixie-slim"
 """What both Dockerfiles start ``FROM``."""

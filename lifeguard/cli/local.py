@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from lifeguard.local.stack import (
+from lifeguard.stack.stack import (
     STACK_ERRORS,
     STATE_DIR_ENV,
     LocalStack,
@@ -101,7 +101,7 @@ def configure(local: argparse.ArgumentParser) -> None:
 
 
 def _add_top(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from lifeguard.local.top import add_top_command
+    from lifeguard.stack.top import add_top_command
 
     parser = add_top_command(commands)
     add_state_dir_argument(parser)
@@ -110,7 +110,7 @@ def _add_top(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _run_top(args: argparse.Namespace) -> int:
-    from lifeguard.local.top import run_top, stack_sources
+    from lifeguard.stack.top import run_top, stack_sources
 
     stack = LocalStack(resolve_state_dir(args.state_dir))
     try:

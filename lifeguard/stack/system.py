@@ -14,7 +14,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
-from lifeguard.local.pgbouncer_build import built_binary
+from lifeguard.stack.pgbouncer_build import built_binary
 from pgbouncer.versions import PINNED
 
 SERVICE_USER = "postgres"

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lifeguard.pipeline.clock import WaitClock
-from lifeguard.pipeline.ecs_task import EXIT_TIMED_OUT, describe_failures
-from lifeguard.pipeline.outputs import PoolerRolloutTarget
+from lifeguard.deploy.clock import WaitClock
+from lifeguard.deploy.ecs_task import EXIT_TIMED_OUT, describe_failures
+from lifeguard.deploy.outputs import PoolerRolloutTarget
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lifeguard.pipeline.outputs import MigrationTarget
+from lifeguard.deploy.outputs import MigrationTarget
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
