@@ -1,4 +1,4 @@
-"""Argument types shared by the pipeline commands."""
+"""Argument types the commands share (argparse ``type=`` functions; the message says what to change)."""
 
 from __future__ import annotations
 
@@ -13,4 +13,15 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive, finite number of seconds")
+    return value
+
+
+def positive_integer(text: str) -> int:
+    """A whole number of at least 1 (``--org-id``, ``--instances``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value

@@ -38,6 +38,14 @@ def _levels(text: str) -> tuple[int, ...]:
     return levels
 
 
+def _add_number(
+    parser: argparse.ArgumentParser, flag: str, kind: type[int | float], default: float, help: str | None = None
+) -> None:
+    """``--FLAG N`` (``int``: a count) or ``--FLAG S`` (``float``: seconds); its help names the default."""
+    parser.add_argument(flag, type=kind, default=default, metavar="N" if kind is int else "S",
+                        help=None if help is None else f"{help} (default {default:g})")
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     defaults = BenchSettings()
     parser.description = __doc__.split("\n\n", 1)[1] if __doc__ else None
@@ -46,37 +54,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--levels", type=_levels, default=defaults.levels, metavar="N,N,...",
                         help="pooled spike sizes, tried in order until one fails (default: "
                         + ",".join(str(n) for n in defaults.levels) + ")")
-    parser.add_argument("--direct-instances", type=int, default=defaults.direct_instances, metavar="N",
-                        help=f"spike size straight at Postgres (default {defaults.direct_instances})")
-    parser.add_argument("--max-connections", type=int, default=defaults.max_connections, metavar="N",
-                        help=f"Postgres max_connections (default {defaults.max_connections})")
-    parser.add_argument("--workers", type=int, default=defaults.workers, metavar="N",
-                        help=f"worker processes hosting instances (default {defaults.workers})")
-    parser.add_argument("--threads", type=int, default=defaults.threads, metavar="N",
-                        help=f"cold starts in flight per worker (default {defaults.threads})")
-    parser.add_argument("--churn-clients", type=int, default=defaults.churn_clients, metavar="N")
-    parser.add_argument("--churn-seconds", type=float, default=defaults.churn_seconds, metavar="S",
-                        help=f"churn time per path (default {defaults.churn_seconds:g})")
-    parser.add_argument("--churn-rounds", type=int, default=defaults.churn_rounds, metavar="N",
-                        help=f"alternating direct/pooled blocks the churn time is split into "
-                        f"(default {defaults.churn_rounds})")
-    parser.add_argument("--warm-clients", type=int, default=defaults.warm_clients, metavar="N")
-    parser.add_argument("--warm-seconds", type=float, default=defaults.warm_seconds, metavar="S")
-    parser.add_argument("--reuseport-processes", type=int, default=defaults.reuseport_processes, metavar="N",
-                        help="PgBouncer processes for the so_reuseport variant; 1 skips it "
-                        f"(default {defaults.reuseport_processes})")
+    _add_number(parser, "--direct-instances", int, defaults.direct_instances, "spike size straight at Postgres")
+    _add_number(parser, "--max-connections", int, defaults.max_connections, "Postgres max_connections")
+    _add_number(parser, "--workers", int, defaults.workers, "worker processes hosting instances")
+    _add_number(parser, "--threads", int, defaults.threads, "cold starts in flight per worker")
+    _add_number(parser, "--churn-clients", int, defaults.churn_clients)
+    _add_number(parser, "--churn-seconds", float, defaults.churn_seconds, "churn time per path")
+    _add_number(parser, "--churn-rounds", int, defaults.churn_rounds,
+                "alternating direct/pooled blocks the churn time is split into")
+    _add_number(parser, "--warm-clients", int, defaults.warm_clients)
+    _add_number(parser, "--warm-seconds", float, defaults.warm_seconds)
+    _add_number(parser, "--reuseport-processes", int, defaults.reuseport_processes,
+                "PgBouncer processes for the so_reuseport variant; 1 skips it")
     parser.add_argument("--no-compare", action="store_true",
                         help="skip the runs on the distribution's own PgBouncer (Debian 12: 1.18)")
     cap = defaults.capacity
     parser.add_argument("--only", choices=("all", "capacity"), default="all",
                         help="capacity: only the headline (PgBouncer CPU per login and per warm query), merged into "
                         "the report in --out (default: all)")
-    parser.add_argument("--capacity-rounds", type=int, default=cap.rounds, metavar="N",
-                        help=f"repetitions of every capacity variant (default {cap.rounds})")
-    parser.add_argument("--capacity-login-seconds", type=float, default=cap.login_seconds, metavar="S",
-                        help=f"cold starts per variant and round (default {cap.login_seconds:g})")
-    parser.add_argument("--capacity-warm-seconds", type=float, default=cap.warm_seconds, metavar="S",
-                        help=f"warm queries per variant and round (default {cap.warm_seconds:g})")
+    _add_number(parser, "--capacity-rounds", int, cap.rounds, "repetitions of every capacity variant")
+    _add_number(parser, "--capacity-login-seconds", float, cap.login_seconds, "cold starts per variant and round")
+    _add_number(parser, "--capacity-warm-seconds", float, cap.warm_seconds, "warm queries per variant and round")
     parser.add_argument("--capacity-variants", type=variants_from_text, default=cap.variants, metavar="K,K,...",
                         help="capacity variants to measure besides 'shipped', or 'all': " + ", ".join(VARIANT_KEYS))
     parser.add_argument("--state-dir", type=Path, metavar="DIR",

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 
+from lifeguard.cli.arguments import positive_integer
 from lifeguard.doctor import run_doctor
 from lifeguard.doctor.headroom import LEAK_AFTER_S
 from lifeguard.doctor.render import render
@@ -26,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", nargs="?", help=f"the pooled URL functions use (default: ${ENV_POOLED})")
     parser.add_argument("--unpooled", metavar="URL", help=f"the direct URL migrations use (default: ${ENV_DIRECT})")
     parser.add_argument(
-        "--instances", type=_positive, metavar="N",
+        "--instances", type=positive_integer, metavar="N",
         help="what if N function instances each open one connection at once",
     )
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
@@ -45,12 +46,3 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(report.as_json(), indent=2) if args.json else render(report))
     return report.exit_code
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of instances, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("--instances must be at least 1")
-    return value

@@ -8,15 +8,15 @@ printed); 2 for unusable stack outputs; 1 when an AWS call is refused.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from lifeguard.cli.arguments import positive_seconds
+from lifeguard.cli.deploy_step import run_step, status_printer
 from lifeguard.deploy import aws
 from lifeguard.deploy.clock import WaitClock
-from lifeguard.deploy.ecs_task import EXIT_DID_NOT_RUN, STARTED_BY, EcsTaskError
+from lifeguard.deploy.ecs_task import EXIT_DID_NOT_RUN, STARTED_BY, EcsTaskError, TaskOutcome
 from lifeguard.deploy.migration import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_SECONDS, MigrationSettings, run_migration
-from lifeguard.deploy.outputs import MigrationTarget, OutputsError, add_outputs_arguments, outputs_from_args
+from lifeguard.deploy.outputs import MigrationTarget, add_outputs_arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -43,12 +43,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, clock: WaitClock = time) -> int:
     """The command; ``clock`` is what its waits use (tests pass one that does not really sleep)."""
-    try:
-        outputs, source = outputs_from_args(args)
-        target = MigrationTarget.from_outputs(outputs, source)
-    except OutputsError as exc:
-        _status(f"error: {exc}")
-        return 2
     settings = MigrationSettings(
         timeout=args.timeout,
         started_by=args.started_by,
@@ -57,26 +51,21 @@ def run(args: argparse.Namespace, clock: WaitClock = time) -> int:
         on_log_line=_log_line,
         on_status=_status,
     )
-    region = args.region or target.region
-    try:
-        outcome = run_migration(aws.ecs_client(region), aws.logs_client(region), target, settings)
-    except EcsTaskError as exc:
-        _status(f"error: {exc}")
-        return EXIT_DID_NOT_RUN
-    except aws.AWS_ERRORS as exc:
-        _status(f"error: {aws.explain_aws_error(exc)}")
-        return 1
-    _status(("migrations applied: " if outcome.ok else "migration FAILED: ") + outcome.summary)
-    return outcome.exit_code
+
+    def migrate(target: MigrationTarget) -> TaskOutcome:
+        region = args.region or target.region
+        return run_migration(aws.ecs_client(region), aws.logs_client(region), target, settings)
+
+    return run_step(args, MigrationTarget.from_outputs, migrate, _status, step_error=(EcsTaskError, EXIT_DID_NOT_RUN),
+                    verdicts=("migrations applied: ", "migration FAILED: "))
+
+
+_status = status_printer("migrate")
 
 
 def _log_line(line: str) -> None:
     # Flushed per line: in CI stdout is a pipe, and a buffered log is useless while the task runs.
     print(line, flush=True)
-
-
-def _status(message: str) -> None:
-    print(f"lifeguard migrate: {message}", file=sys.stderr, flush=True)
 
 
 def _started_by(text: str) -> str:

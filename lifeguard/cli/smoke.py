@@ -7,10 +7,11 @@ check passes, 1 on any mismatch or function error, 2 for unusable stack outputs.
 from __future__ import annotations
 
 import argparse
-import sys
 
+from lifeguard.cli.arguments import positive_integer
+from lifeguard.cli.deploy_step import EXIT_AWS_REFUSED, EXIT_BAD_OUTPUTS, read_target, status_printer
 from lifeguard.deploy import aws
-from lifeguard.deploy.outputs import OutputsError, SmokeTarget, add_outputs_arguments, outputs_from_args
+from lifeguard.deploy.outputs import SmokeTarget, add_outputs_arguments
 from lifeguard.deploy.smoke import SMOKE_AMOUNT, SMOKE_ORG_ID, run_smoke
 
 
@@ -21,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add_outputs_arguments(parser)
     parser.add_argument(
-        "--org-id", type=_org_id, default=SMOKE_ORG_ID, metavar="ID",
+        "--org-id", type=positive_integer, default=SMOKE_ORG_ID, metavar="ID",
         help="the org to read and charge (default: %(default)s, the smoke test's own org, 'lifeguard-smoke')",
     )
     parser.add_argument("--region", help="AWS region of the functions (default: the AWS configuration's)")
@@ -29,17 +30,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        outputs, source = outputs_from_args(args)
-        target = SmokeTarget.from_outputs(outputs, source)
-    except OutputsError as exc:
-        print(f"lifeguard smoke: error: {exc}", file=sys.stderr)
-        return 2
+    target = read_target(args, SmokeTarget.from_outputs, _status)
+    if target is None:
+        return EXIT_BAD_OUTPUTS
     try:
         client = aws.lambda_client(args.region)
     except aws.AWS_ERRORS as exc:
-        print(f"lifeguard smoke: error: {aws.explain_aws_error(exc)}", file=sys.stderr)
-        return 1
+        _status(f"error: {aws.explain_aws_error(exc)}")
+        return EXIT_AWS_REFUSED
     report = run_smoke(client, target, org_id=args.org_id)
     for check in report.checks:
         print(check.line(), flush=True)
@@ -50,11 +48,5 @@ def run(args: argparse.Namespace) -> int:
     return 1
 
 
-def _org_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive org id")
-    return value
+_status = status_printer("smoke")
+

@@ -9,19 +9,20 @@ service, or an AWS call is refused; 124 when the rollout is still in progress at
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from lifeguard.cli.arguments import positive_seconds
+from lifeguard.cli.deploy_step import run_step, status_printer
 from lifeguard.deploy import aws
 from lifeguard.deploy.clock import WaitClock
-from lifeguard.deploy.outputs import OutputsError, PoolerRolloutTarget, add_outputs_arguments, outputs_from_args
+from lifeguard.deploy.outputs import PoolerRolloutTarget, add_outputs_arguments
 from lifeguard.deploy.rollout import (
     DEFAULT_POLL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
     EXIT_FAILED,
     RolloutCheck,
     RolloutError,
+    RolloutOutcome,
     verify_rollout,
 )
 
@@ -47,24 +48,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, clock: WaitClock = time) -> int:
     """The command; ``clock`` is what its waits use (tests pass one that does not really sleep)."""
-    try:
-        outputs, source = outputs_from_args(args)
-        target = PoolerRolloutTarget.from_outputs(outputs, source)
-    except OutputsError as exc:
-        _status(f"error: {exc}")
-        return 2
     check = RolloutCheck(timeout=args.timeout, poll_interval=args.poll_interval, clock=clock, on_status=_status)
-    try:
-        outcome = verify_rollout(aws.ecs_client(args.region or target.region), target, check)
-    except RolloutError as exc:
-        _status(f"error: {exc}")
-        return EXIT_FAILED
-    except aws.AWS_ERRORS as exc:
-        _status(f"error: {aws.explain_aws_error(exc)}")
-        return EXIT_FAILED
-    _status(("rollout verified: " if outcome.ok else "rollout FAILED: ") + outcome.summary)
-    return outcome.exit_code
+
+    def verify(target: PoolerRolloutTarget) -> RolloutOutcome:
+        return verify_rollout(aws.ecs_client(args.region or target.region), target, check)
+
+    return run_step(args, PoolerRolloutTarget.from_outputs, verify, _status, step_error=(RolloutError, EXIT_FAILED),
+                    verdicts=("rollout verified: ", "rollout FAILED: "))
 
 
-def _status(message: str) -> None:
-    print(f"lifeguard verify-rollout: {message}", file=sys.stderr, flush=True)
+_status = status_printer("verify-rollout")
