@@ -15,25 +15,40 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 # What ``pulumi stack output --json`` prints in place of a secret output without --show-secrets.
 SECRET_PLACEHOLDER = "[secret]"  # noqa: S105  (a placeholder, not a password)
 # Long enough for a slow backend login; a hung CLI must not hold the pipeline forever.
 PULUMI_TIMEOUT_SECONDS = 120.0
-_CLUSTER_ARN = re.compile(r"^arn:aws[a-z-]*:ecs:(?P<region>[a-z0-9-]+):\d{12}:cluster/[A-Za-z0-9_-]+$")
-_NOT_A_CLUSTER_ARN = "migrationClusterArn must be an ECS cluster ARN (arn:aws:ecs:REGION:ACCOUNT:cluster/NAME)"
-_TASK_DEFINITION_ARN = re.compile(
-    r"^arn:aws[a-z-]*:ecs:(?P<region>[a-z0-9-]+):\d{12}:task-definition/[A-Za-z0-9_-]{1,255}:[1-9]\d*$"
-)
-_NOT_A_TASK_DEFINITION_ARN = (
-    "poolerTaskDefinitionArn must be an ECS task-definition ARN with its revision "
-    "(arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION)"
-)
 
 
 class OutputsError(Exception):
     """The outputs could not be read or are not what the pipeline needs; the message says what to do."""
+
+
+class _ArnShape(NamedTuple):
+    """What an ARN output must look like (its region a named group), and what to say when it does not."""
+
+    pattern: re.Pattern[str]
+    problem: str
+
+    def region(self, arn: str) -> str:
+        match = self.pattern.match(arn)
+        if match is None:
+            raise OutputsError(self.problem)
+        return match.group("region")
+
+
+_CLUSTER_ARN = _ArnShape(
+    re.compile(r"^arn:aws[a-z-]*:ecs:(?P<region>[a-z0-9-]+):\d{12}:cluster/[A-Za-z0-9_-]+$"),
+    "migrationClusterArn must be an ECS cluster ARN (arn:aws:ecs:REGION:ACCOUNT:cluster/NAME)",
+)
+_TASK_DEFINITION_ARN = _ArnShape(
+    re.compile(r"^arn:aws[a-z-]*:ecs:(?P<region>[a-z0-9-]+):\d{12}:task-definition/[A-Za-z0-9_-]{1,255}:[1-9]\d*$"),
+    "poolerTaskDefinitionArn must be an ECS task-definition ARN with its revision "
+    "(arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION)",
+)
 
 
 def load_stack_outputs(
@@ -123,6 +138,12 @@ class _Fields:
             return value
         return ""
 
+    def arn(self, key: str, shape: _ArnShape) -> str:
+        value = self.text(key)
+        if value and not shape.pattern.match(value):
+            self.problems.append(shape.problem)
+        return value
+
     def text_list(self, key: str) -> tuple[str, ...]:
         value = self._outputs.get(key)
         if key not in self._outputs:
@@ -163,7 +184,7 @@ class MigrationTarget:
     def from_outputs(cls, outputs: Mapping[str, Any], source: str) -> MigrationTarget:
         fields = _Fields(outputs)
         target = cls(
-            cluster_arn=fields.text("migrationClusterArn"),
+            cluster_arn=fields.arn("migrationClusterArn", _CLUSTER_ARN),
             task_definition_arn=fields.text("migrationTaskDefinitionArn"),
             container_name=fields.text("migrationContainerName"),
             subnet_ids=fields.text_list("migrationSubnetIds"),
@@ -171,18 +192,13 @@ class MigrationTarget:
             log_group_name=fields.text("migrationLogGroupName"),
             log_stream_prefix=fields.text("migrationLogStreamPrefix"),
         )
-        if target.cluster_arn and not _CLUSTER_ARN.match(target.cluster_arn):
-            fields.problems.append(_NOT_A_CLUSTER_ARN)
         fields.check(source)
         return target
 
     @property
     def region(self) -> str:
         """The cluster's region: the task, its logs and the cluster all live there."""
-        match = _CLUSTER_ARN.match(self.cluster_arn)
-        if match is None:
-            raise OutputsError(_NOT_A_CLUSTER_ARN)
-        return match.group("region")
+        return _CLUSTER_ARN.region(self.cluster_arn)
 
     def log_stream_name(self, task_id: str) -> str:
         # The awslogs driver's naming: <awslogs-stream-prefix>/<container name>/<ECS task id>.
@@ -221,20 +237,15 @@ class PoolerRolloutTarget:
         target = cls(
             cluster_name=fields.text("poolerClusterName"),
             service_name=fields.text("poolerServiceName"),
-            task_definition_arn=fields.text("poolerTaskDefinitionArn"),
+            task_definition_arn=fields.arn("poolerTaskDefinitionArn", _TASK_DEFINITION_ARN),
         )
-        if target.task_definition_arn and not _TASK_DEFINITION_ARN.match(target.task_definition_arn):
-            fields.problems.append(_NOT_A_TASK_DEFINITION_ARN)
         fields.check(source)
         return target
 
     @property
     def region(self) -> str:
         """The task definition's region, which is the service's."""
-        match = _TASK_DEFINITION_ARN.match(self.task_definition_arn)
-        if match is None:
-            raise OutputsError(_NOT_A_TASK_DEFINITION_ARN)
-        return match.group("region")
+        return _TASK_DEFINITION_ARN.region(self.task_definition_arn)
 
 
 def add_outputs_arguments(parser: argparse.ArgumentParser) -> None:
