@@ -16,6 +16,16 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def add_wait_arguments(
+    parser: argparse.ArgumentParser, *, timeout: float, timeout_help: str, poll_interval: float, poll_help: str
+) -> None:
+    """``--timeout`` and ``--poll-interval``, in seconds, for a command that waits on AWS; helps name the defaults."""
+    parser.add_argument("--timeout", type=positive_seconds, default=timeout, metavar="SECONDS",
+                        help=f"{timeout_help} (default: %(default)g)")
+    parser.add_argument("--poll-interval", type=positive_seconds, default=poll_interval, metavar="SECONDS",
+                        help=f"{poll_help} (default: %(default)g)")
+
+
 def positive_integer(text: str) -> int:
     """A whole number of at least 1 (``--org-id``, ``--instances``)."""
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from lifeguard.cli.arguments import positive_seconds
+from lifeguard.cli.arguments import add_wait_arguments
 from lifeguard.cli.deploy_step import run_step, status_printer
 from lifeguard.deploy import aws
 from lifeguard.deploy.clock import WaitClock
@@ -25,13 +25,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "lines as they arrive, and exit with the container's exit code."
     )
     add_outputs_arguments(parser)
-    parser.add_argument(
-        "--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_SECONDS, metavar="SECONDS",
-        help="stop the task and fail when it has not finished in this time (default: %(default)g)",
-    )
-    parser.add_argument(
-        "--poll-interval", type=positive_seconds, default=DEFAULT_POLL_SECONDS, metavar="SECONDS",
-        help="seconds between checks of the task and its logs (default: %(default)g)",
+    add_wait_arguments(
+        parser,
+        timeout=DEFAULT_TIMEOUT_SECONDS, timeout_help="stop the task and fail when it has not finished in this time",
+        poll_interval=DEFAULT_POLL_SECONDS, poll_help="seconds between checks of the task and its logs",
     )
     parser.add_argument(
         "--started-by", type=_started_by, default="lifeguard-migrate", metavar="TAG",

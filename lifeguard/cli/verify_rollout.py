@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from lifeguard.cli.arguments import positive_seconds
+from lifeguard.cli.arguments import add_wait_arguments
 from lifeguard.cli.deploy_step import run_step, status_printer
 from lifeguard.deploy import aws
 from lifeguard.deploy.clock import WaitClock
@@ -34,13 +34,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "is waited for up to --timeout."
     )
     add_outputs_arguments(parser)
-    parser.add_argument(
-        "--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_SECONDS, metavar="SECONDS",
-        help="fail when the rollout is still in progress after this time (default: %(default)g)",
-    )
-    parser.add_argument(
-        "--poll-interval", type=positive_seconds, default=DEFAULT_POLL_SECONDS, metavar="SECONDS",
-        help="seconds between checks while the rollout is in progress (default: %(default)g)",
+    add_wait_arguments(
+        parser,
+        timeout=DEFAULT_TIMEOUT_SECONDS, timeout_help="fail when the rollout is still in progress after this time",
+        poll_interval=DEFAULT_POLL_SECONDS, poll_help="seconds between checks while the rollout is in progress",
     )
     parser.add_argument("--region", help="AWS region (default: the region in poolerTaskDefinitionArn)")
     parser.set_defaults(func=run)
