@@ -1,7 +1,7 @@
 """The folder an image is built from: its own folder, or a staged copy with the repository's shared packages.
 
 Standard library only: the Pulumi program (infra/components/image.py) and the local image builds
-(lifeguard/local/containers.py, tests/images) stage the very same context.
+(lifeguard/stack/containers.py, tests/images) stage the very same context.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 pipeline commands read from it.
 
 Read by both sides: the Pulumi program exports under these names (``infra.program``), the pipeline
-(``lifeguard.pipeline.outputs``) reads them. Standard library only, and importing nothing: the
+(``lifeguard.deploy.outputs``) reads them. Standard library only, and importing nothing: the
 pipeline's base install has no pulumi (so ``infra/__init__.py`` stays empty too).
 """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the PgBouncer the image ships (pgbouncer.versions.PINNED) from Debian 13's source package,
 # with Debian's patches applied (its security fixes are patches), once, into a cache shared by every
-# clone: see lifeguard/local/pgbouncer_build.py for the path (/var/cache/lifeguard for root,
+# clone: see lifeguard/stack/pgbouncer_build.py for the path (/var/cache/lifeguard for root,
 # ~/.cache/lifeguard otherwise, $LIFEGUARD_CACHE_DIR to choose). The local stack, the demo, the
 # benchmarks and the tests run that binary.
 #
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(PYTHONPATH=. "${PYTHON:-python3}" -m lifeguard.local.pgbouncer_build)"
+eval "$(PYTHONPATH=. "${PYTHON:-python3}" -m lifeguard.stack.pgbouncer_build)"
 binary="$build_dir/bin/pgbouncer"
 if [ "${1:-}" != "--force" ] && [ -x "$binary" ] && "$binary" --version 2>/dev/null | head -n1 | grep -qxF "PgBouncer $release"; then
     exit 0

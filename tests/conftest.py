@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from lifeguard.local.pooler import PoolerProcess, installed_version
-from lifeguard.local.postgres import PostgresCluster
-from lifeguard.local.system import find_pgbouncer, free_port
+from lifeguard.stack.pooler import PoolerProcess, installed_version
+from lifeguard.stack.postgres import PostgresCluster
+from lifeguard.stack.system import find_pgbouncer, free_port
 from pgbouncer.sizing import PoolBudget
 from pgbouncer.tls import ServerCertificate
 from pgbouncer.versions import PgBouncerVersion

@@ -11,9 +11,9 @@ from typing import Any
 
 import psycopg
 
-from lifeguard.local.pooler import PoolerProcess, local_settings
-from lifeguard.local.postgres import PostgresCluster, make_dsn
-from lifeguard.local.system import free_port
+from lifeguard.stack.pooler import PoolerProcess, local_settings
+from lifeguard.stack.postgres import PostgresCluster, make_dsn
+from lifeguard.stack.system import free_port
 from migrator.roles import AppRole, provision_app_role
 from pgbouncer.scram import scram_verifier
 from pgbouncer.settings import PoolerSettings

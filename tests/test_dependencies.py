@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
@@ -17,14 +17,16 @@ from packaging.utils import canonicalize_name
 
 from infra.lambda_package import lambda_environment, read_requirements
 from infra.types import Architecture
+from lifeguard import cli
 from tests.lockfile import FIRST_PARTY, REPO_ROOT, STDLIB, closure, install_roots, load
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
 # Each install and the code it runs: that code's imports, followed through the first-party modules
-# it imports (at any depth, in functions too), must all be declared by that install.
+# it imports (at any depth, in functions too, but for the command loaders the install never calls:
+# see not_run), must all be declared by that install.
 INSTALLS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # name: (extras on top of the base install, root modules or packages)
-    "pipeline": ((), ("lifeguard.cli", "lifeguard.commands.migrate", "lifeguard.commands.smoke")),
+    "pipeline": ((), ("lifeguard.cli.__init__", "lifeguard.cli.migrate", "lifeguard.cli.smoke")),
     "infra": (("infra",), ("infra",)),
     "local": (("local",), ("lifeguard", "pgbouncer", "lambdas", "migrator")),
 }
@@ -46,12 +48,28 @@ def package_modules(name: str, root: Path = REPO_ROOT) -> list[str]:
     return [".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__") for p in path.rglob("*.py")]
 
 
-def _imports(tree: ast.AST) -> Iterator[tuple[str, int]]:
-    """Every absolute import, at any depth, except those only type checkers see."""
+def not_run(extras: Iterable[str]) -> dict[str, frozenset[str]]:
+    """Module -> its functions an install never calls: the loaders of the commands whose extra it lacks.
+
+    A command's loader (``lifeguard.cli.COMMANDS``) imports the command's module, and runs only when
+    that command does; test_cli.py runs the base install's commands to check it.
+    """
+    skipped: dict[str, frozenset[str]] = {}
+    for command in cli.COMMANDS.values():
+        if command.extra is not None and command.extra not in extras:
+            module = command.load.__module__
+            skipped[module] = skipped.get(module, frozenset()) | {command.load.__name__}
+    return skipped
+
+
+def _imports(tree: ast.AST, skipped_functions: Collection[str] = ()) -> Iterator[tuple[str, int]]:
+    """Every absolute import, at any depth, except those only type checkers see or ``skipped_functions`` hold."""
     skipped: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skipped |= {id(inner) for statement in node.body for inner in ast.walk(statement)}
+        elif isinstance(node, ast.FunctionDef) and node.name in skipped_functions:
+            skipped |= {id(inner) for inner in ast.walk(node)}
     for node in ast.walk(tree):
         if id(node) in skipped:
             continue
@@ -64,9 +82,14 @@ def _imports(tree: ast.AST) -> Iterator[tuple[str, int]]:
 
 
 def third_party_imports(
-    roots: Iterable[str], root: Path = REPO_ROOT, first_party: frozenset[str] = FIRST_PARTY
+    roots: Iterable[str], root: Path = REPO_ROOT, first_party: frozenset[str] = FIRST_PARTY,
+    skipped_functions: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, set[str]]:
-    """Top-level third-party module -> where it is imported, from ``roots`` through first-party code."""
+    """Top-level third-party module -> where it is imported, from ``roots`` through first-party code.
+
+    ``skipped_functions``: module -> functions of it whose imports are not followed (see :func:`not_run`).
+    """
+    skipped_functions = skipped_functions or {}
     found: dict[str, set[str]] = {}
     todo = [m for name in roots for m in package_modules(name, root)]
     seen: set[str] = set()
@@ -79,7 +102,8 @@ def third_party_imports(
         if name in seen or path is None:
             continue
         seen.add(name)
-        for imported, line in _imports(ast.parse(path.read_text(), str(path))):
+        skip = skipped_functions.get(name.removesuffix(".__init__"), ())
+        for imported, line in _imports(ast.parse(path.read_text(), str(path)), skip):
             top = imported.split(".")[0]
             if top in first_party:
                 todo.append(imported)
@@ -106,14 +130,15 @@ def undeclared(imports: dict[str, set[str]], names: set[str]) -> dict[str, list[
 @pytest.mark.parametrize("install", INSTALLS)
 def test_each_install_declares_every_module_its_code_imports(install: str) -> None:
     extras, roots = INSTALLS[install]
-    imports = third_party_imports(roots)
+    imports = third_party_imports(roots, skipped_functions=not_run(extras))
     assert imports, "the walk found no third-party import at all"
     missing = undeclared(imports, declared(extras))
     assert missing == {}, f"imported but not in the {install} install (pyproject.toml): {missing}"
 
 
 def test_the_pipeline_commands_reach_nothing_of_the_local_stack() -> None:
-    imports = third_party_imports(INSTALLS["pipeline"][1])
+    extras, roots = INSTALLS["pipeline"]
+    imports = third_party_imports(roots, skipped_functions=not_run(extras))
     assert set(imports) == {"boto3", "botocore"}
 
 
@@ -128,6 +153,19 @@ def test_the_walk_follows_first_party_imports_into_functions(tmp_path: Path) -> 
     imports = third_party_imports(["app.cli"], tmp_path, frozenset({"app"}))
     assert imports == {"matplotlib": {"app/helpers.py:5"}}
     assert undeclared(imports, {"boto3"}) == {"matplotlib": ["app/helpers.py:5"]}
+
+
+def test_the_walk_skips_only_the_command_loaders_the_install_never_calls(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text(
+        "def _chart():\n    import matplotlib\n\ndef _ship():\n    import boto3\n"
+    )
+    (tmp_path / "app" / "cli.py").write_text("def _chart():\n    import psycopg\n")
+    imports = third_party_imports(["app.cli"], tmp_path, frozenset({"app"}), {"app": {"_chart"}})
+    assert imports == {"boto3": {"app/__init__.py:5"}, "psycopg": {"app/cli.py:2"}}
+    # The base install skips exactly the local commands' loaders; the local install skips none.
+    assert not_run(()) == {"lifeguard.cli": {"_local", "_demo", "_bench", "_doctor"}}
+    assert not_run(("local",)) == {}
 
 
 def test_deptry_finds_no_undeclared_unused_or_transitive_dependency() -> None:

@@ -38,11 +38,11 @@ from lifeguard.bench.cpu import process_cpu_ns
 from lifeguard.bench.experiments import allow_plain_tcp, write_certificate
 from lifeguard.bench.machine import load_average
 from lifeguard.bench.sizing import PoolerCost, Spread
-from lifeguard.local.invoker import WorkerPool, split, worker_env
-from lifeguard.local.pooler import PoolerProcess
-from lifeguard.local.postgres import make_dsn
-from lifeguard.local.stack import STATS_USER, LocalStack, StackConfig
-from lifeguard.local.system import free_port
+from lifeguard.load.invoker import WorkerPool, split, worker_env
+from lifeguard.stack.pooler import PoolerProcess
+from lifeguard.stack.postgres import make_dsn
+from lifeguard.stack.stack import STATS_USER, LocalStack, StackConfig
+from lifeguard.stack.system import free_port
 from pgbouncer.settings import PoolerSettings
 
 Say = Callable[[str], None]

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import psycopg
 
-from lifeguard.local.pooler import PoolerProcess
-from lifeguard.local.postgres import make_dsn
-from lifeguard.local.stack import STATS_USER, LocalStack, StackConfig
-from lifeguard.local.system import own_for_service
+from lifeguard.stack.pooler import PoolerProcess
+from lifeguard.stack.postgres import make_dsn
+from lifeguard.stack.stack import STATS_USER, LocalStack, StackConfig
+from lifeguard.stack.system import own_for_service
 from pgbouncer.private_file import write_private
 from pgbouncer.settings import render_userlist
 

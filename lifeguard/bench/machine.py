@@ -11,8 +11,8 @@ from typing import Any
 
 import psycopg
 
-from lifeguard.local.pooler import installed_version
-from lifeguard.local.system import find_postgres_bin
+from lifeguard.stack.pooler import installed_version
+from lifeguard.stack.system import find_postgres_bin
 
 
 def _cpu_model() -> str:

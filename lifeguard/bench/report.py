@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lifeguard.bench import capacity_report
-from lifeguard.local.chart import Series, backends_chart
+from lifeguard.load.chart import Series, backends_chart
 
 COMMAND = "lifeguard bench --out docs"
 

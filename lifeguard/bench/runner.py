@@ -34,12 +34,12 @@ from lifeguard.bench.capacity import CapacitySettings
 from lifeguard.bench.cpu import ServerCpu
 from lifeguard.bench.experiments import use_plain_password
 from lifeguard.bench.machine import describe, load_average
-from lifeguard.local.gauge import SpikeDisplay
-from lifeguard.local.invoker import COMPARE_URL_ENV, WorkerPool, split, worker_env
-from lifeguard.local.pooler import installed_version
-from lifeguard.local.spike import BackendMonitor, SpikeResult, percentile, run_spike
-from lifeguard.local.stack import LocalStack, StackConfig, StackOptions
-from lifeguard.local.system import debian_pgbouncer, free_port
+from lifeguard.load.gauge import SpikeDisplay
+from lifeguard.load.invoker import COMPARE_URL_ENV, WorkerPool, split, worker_env
+from lifeguard.load.spike import BackendMonitor, SpikeResult, percentile, run_spike
+from lifeguard.stack.pooler import installed_version
+from lifeguard.stack.stack import LocalStack, StackConfig, StackOptions
+from lifeguard.stack.system import debian_pgbouncer, free_port
 
 Say = Callable[[str], None]
 TARGET_INSTANCES = 10000

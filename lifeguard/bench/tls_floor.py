@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from lifeguard.bench.cpu import process_cpu_ns
-from lifeguard.local.pooler import wait_for_port
-from lifeguard.local.system import free_port
+from lifeguard.stack.pooler import wait_for_port
+from lifeguard.stack.system import free_port
 
 _CONNECTIONS = re.compile(r"^(\d+) connections in", re.MULTILINE)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from lifeguard.cli import main
-from lifeguard.local.pgbouncer_build import cache_dir
-from lifeguard.local.stack import LocalStack, StackOptions
-from lifeguard.local.system import free_port
+from lifeguard.stack.pgbouncer_build import cache_dir
+from lifeguard.stack.stack import LocalStack, StackOptions
+from lifeguard.stack.system import free_port
 
 NODE_DIR = Path(__file__).with_name("node")
 # What the cache key covers: the pins and the script that imports them.

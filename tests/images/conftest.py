@@ -1,6 +1,6 @@
 """The Docker tier: both images built from their Dockerfiles and run as their task definitions say.
 
-A private engine (lifeguard.local.docker_engine) keeps its data root, the base image and every
+A private engine (lifeguard.stack.docker_engine) keeps its data root, the base image and every
 built layer under ``$LIFEGUARD_DOCKER_CACHE`` (default ``build/docker`` in the repository), so a
 second run rebuilds only what changed. It needs root; elsewhere the tier is skipped with a message
 saying how to run it. ``LIFEGUARD_DOCKER_TESTS=0`` skips it, ``=1`` (the default when ``CI=true``)
@@ -28,11 +28,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from infra.build_context import source_name
-from lifeguard.local.containers import BuiltImages, build_images
-from lifeguard.local.docker_engine import DockerEngine, install_missing_packages
-from lifeguard.local.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
-from lifeguard.local.postgres import PostgresCluster
-from lifeguard.local.system import LocalSetupError, own_for_service, port_in_use, running_as_root
+from lifeguard.stack.containers import BuiltImages, build_images
+from lifeguard.stack.docker_engine import DockerEngine, install_missing_packages
+from lifeguard.stack.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
+from lifeguard.stack.postgres import PostgresCluster
+from lifeguard.stack.system import LocalSetupError, own_for_service, port_in_use, running_as_root
 from migrator.contract import APP_ROLE_ENV
 from pgbouncer.tls import write_self_signed
 from tests.infra.infra_harness import MOCK_PASSWORD, REPO_ROOT, ProgramRun, example_stack_config, run_program

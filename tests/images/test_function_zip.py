@@ -19,8 +19,8 @@ import psycopg
 import pytest
 
 from infra import lambda_package
-from lifeguard.local.docker_engine import DockerEngine
-from lifeguard.local.ecs_run import TaskRun
+from lifeguard.stack.docker_engine import DockerEngine
+from lifeguard.stack.ecs_run import TaskRun
 from tests.images.conftest import RenderedStack
 from tests.infra.infra_harness import REPO_ROOT
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from infra.build_context import build_context, shared_packages
-from lifeguard.local.containers import BuiltImages, serve_on_loopback
-from lifeguard.local.docker_engine import DockerEngine, EngineError
+from lifeguard.stack.containers import BuiltImages, serve_on_loopback
+from lifeguard.stack.docker_engine import DockerEngine, EngineError
 from pgbouncer.contract import IMAGE_SOCKET_DIR
 from pgbouncer.settings import PoolerSettings, Upstream
 from pgbouncer.versions import PINNED

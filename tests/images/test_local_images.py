@@ -8,10 +8,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lifeguard.local.containers import DOCKER_DIR_ENV
-from lifeguard.local.docker_engine import DockerEngine
-from lifeguard.local.stack import LocalStack, StackOptions
-from lifeguard.local.system import free_port
+from lifeguard.stack.containers import DOCKER_DIR_ENV
+from lifeguard.stack.docker_engine import DockerEngine
+from lifeguard.stack.stack import LocalStack, StackOptions
+from lifeguard.stack.system import free_port
 
 
 def test_local_up_with_images_serves_the_pooled_url_from_the_pooler_image(

@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import pytest
 
-from lifeguard.local.docker_engine import DockerEngine
-from lifeguard.local.ecs_run import TaskRun
-from lifeguard.local.postgres import PostgresCluster
+from lifeguard.stack.docker_engine import DockerEngine
+from lifeguard.stack.ecs_run import TaskRun
+from lifeguard.stack.postgres import PostgresCluster
 from migrator.errors import ExitCode
 from tests.images.conftest import RenderedStack
 from tests.infra.infra_harness import MOCK_PASSWORD

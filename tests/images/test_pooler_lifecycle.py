@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from lifeguard.local.ecs_run import TaskRun
+from lifeguard.stack.ecs_run import TaskRun
 from tests.images.conftest import RenderedStack, wait_for_pooler
 from tests.images.test_pooler_task import pooled
 

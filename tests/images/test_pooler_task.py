@@ -10,8 +10,8 @@ from typing import Any
 
 import psycopg
 
-from lifeguard.local.docker_engine import DockerEngine
-from lifeguard.local.ecs_run import TaskRun
+from lifeguard.stack.docker_engine import DockerEngine
+from lifeguard.stack.ecs_run import TaskRun
 from migrator.errors import ExitCode
 from pgbouncer.versions import PINNED
 from tests.images.conftest import RenderedStack

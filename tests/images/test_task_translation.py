@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lifeguard.local.ecs_run import plan_task
+from lifeguard.stack.ecs_run import plan_task
 from tests.images.conftest import RenderedStack
 
 

@@ -20,7 +20,7 @@ from moto import mock_aws
 
 from lambdas import charge_credits, read_invoices
 from lambdas.db import ClientSettings, ConfigurationError, Database
-from lifeguard.local.postgres import make_dsn
+from lifeguard.stack.postgres import make_dsn
 from tests.lambdas.proxy import FaultyProxy
 from tests.lambdas.support import Ledger, body
 from tests.support import AppDatabase, RunningPooler

@@ -15,7 +15,7 @@ import pytest
 from lambdas import charge_credits, db, read_invoices
 from lambdas.api import MAX_IDEMPOTENCY_KEY_LENGTH
 from lambdas.db import Database
-from lifeguard.local.system import free_port
+from lifeguard.stack.system import free_port
 from tests.lambdas.support import Ledger, body
 from tests.support import AppDatabase, RunningPooler
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lifeguard.local.stack import LocalStack
-from lifeguard.local.system import free_port
+from lifeguard.stack.stack import LocalStack
+from lifeguard.stack.system import free_port
 from tests.local.support import fresh_stack_dir
 
 

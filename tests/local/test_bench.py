@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from lifeguard.cli import main
-from lifeguard.local.pooler import installed_version
-from lifeguard.local.system import debian_pgbouncer
+from lifeguard.stack.pooler import installed_version
+from lifeguard.stack.system import debian_pgbouncer
 from pgbouncer.versions import PINNED
 
 

@@ -179,7 +179,7 @@ def test_capacity_only_run_goes_into_the_report_already_there(tmp_path: Path,
     import json
     import shutil
 
-    from lifeguard.commands.bench import _write_capacity
+    from lifeguard.cli.bench import _write_capacity
 
     docs = Path(__file__).resolve().parents[2] / "docs"
     assert _write_capacity(dict(SAMPLE), tmp_path, "lifeguard bench --only capacity") == 1

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lifeguard.local import containers
-from lifeguard.local.stack import LocalStack
-from lifeguard.local.system import LocalSetupError
+from lifeguard.stack import containers
+from lifeguard.stack.stack import LocalStack
+from lifeguard.stack.system import LocalSetupError
 
 
 def test_up_with_images_without_root_says_so_before_starting_anything(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lifeguard.cli import main
-from lifeguard.local.stack import LocalStack
+from lifeguard.stack.stack import LocalStack
 from tests.secrecy import assert_no_secret
 
 INSTANCES = 150

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lifeguard.local.ecs_run import TranslationError, plan_task
+from lifeguard.stack.ecs_run import TranslationError, plan_task
 
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:app-AbCdEf"
 TASK: dict[str, Any] = {

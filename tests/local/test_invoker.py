@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lambdas.contract import PREPARED_ENV
-from lifeguard.local.invoker import database_error, split, worker_env
-from lifeguard.local.spike import MAX_INSTANCES_PER_WORKER, percentile, plan_workers
+from lifeguard.load.invoker import database_error, split, worker_env
+from lifeguard.load.spike import MAX_INSTANCES_PER_WORKER, percentile, plan_workers
 
 
 @pytest.mark.parametrize(("total", "parts", "expected"), [

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lifeguard.local.pgbouncer_build import build_dir, built_binary, cache_dir
-from lifeguard.local.pooler import installed_version
-from lifeguard.local.system import PGBOUNCER_ENV, LocalSetupError, find_pgbouncer
+from lifeguard.stack.pgbouncer_build import build_dir, built_binary, cache_dir
+from lifeguard.stack.pooler import installed_version
+from lifeguard.stack.system import PGBOUNCER_ENV, LocalSetupError, find_pgbouncer
 from pgbouncer.versions import PINNED, PINNED_DEBIAN_PACKAGE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def test_cache_dir_is_shared_per_machine_and_readable_by_the_service_user(monkey
 def test_build_script_reads_its_parameters_from_the_one_constant() -> None:
     # The script runs the module with the system's Python, before .venv exists.
     out = subprocess.run(
-        ["python3", "-m", "lifeguard.local.pgbouncer_build"], cwd=REPO, capture_output=True, text=True,
+        ["python3", "-m", "lifeguard.stack.pgbouncer_build"], cwd=REPO, capture_output=True, text=True,
         check=True, env={**os.environ, "PYTHONPATH": str(REPO), "LIFEGUARD_CACHE_DIR": "/tmp/x y"},
     )
     values = dict(shlex.split(line)[0].split("=", 1) for line in out.stdout.splitlines())

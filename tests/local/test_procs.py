@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lifeguard.local.procs import identify, is_running, read_identity, write_identity
+from lifeguard.stack.procs import identify, is_running, read_identity, write_identity
 
 
 def test_identity_names_the_process_and_survives_a_round_trip(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from lifeguard.cli import main
-from lifeguard.local.stack import LocalStack, StackError, StackOptions, migration_env
-from lifeguard.local.system import port_in_use
+from lifeguard.stack.stack import LocalStack, StackError, StackOptions, migration_env
+from lifeguard.stack.system import port_in_use
 from tests.secrecy import assert_no_secret
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from lifeguard.cli import main
-from lifeguard.local.pooler import pid_record_file
-from lifeguard.local.procs import identify
-from lifeguard.local.stack import MAX_SOCKET_PATH_BYTES, LocalStack
-from lifeguard.local.system import SERVICE_USER, port_in_use, running_as_root
+from lifeguard.stack.pooler import pid_record_file
+from lifeguard.stack.procs import identify
+from lifeguard.stack.stack import MAX_SOCKET_PATH_BYTES, LocalStack
+from lifeguard.stack.system import SERVICE_USER, port_in_use, running_as_root
 from tests.local.support import fresh_stack_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -109,8 +109,8 @@ _ZOMBIE_SCRIPT = textwrap.dedent("""
     import ctypes, os, signal, sys, time
     from pathlib import Path
     from lifeguard.cli import main
-    from lifeguard.local.procs import process_state
-    from lifeguard.local.stack import LocalStack
+    from lifeguard.stack.procs import process_state
+    from lifeguard.stack.stack import LocalStack
 
     # A subreaper that does not reap, like a container's PID 1 without an init: a killed
     # postmaster stays a zombie, and `pg_ctl status` still calls it running.

@@ -7,8 +7,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lifeguard.local.roles import OWNER_USER
-from lifeguard.local.stack import APP_USER, LocalStack, StackOptions
+from lifeguard.stack.roles import OWNER_USER
+from lifeguard.stack.stack import APP_USER, LocalStack, StackOptions
 from pgbouncer.settings import render_userlist
 
 

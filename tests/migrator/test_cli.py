@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lifeguard.local.system import free_port
+from lifeguard.stack.system import free_port
 from migrator.errors import ExitCode
 from migrator.runner import LOCK_KEY
 from tests.migrator.support import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lifeguard.pipeline.smoke import SMOKE_ORG_ID
+from lifeguard.deploy.smoke import SMOKE_ORG_ID
 from migrator.contract import DEMO_DATA_ENV
 from migrator.errors import MigrationFileError
 from migrator.files import load_migrations

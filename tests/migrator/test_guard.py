@@ -16,7 +16,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from lifeguard.local.pooler import PoolerProcess, local_settings
+from lifeguard.stack.pooler import PoolerProcess, local_settings
 from migrator.errors import PoolerRefused
 from migrator.guard import address_check, check_direct, probe_pooling
 from migrator.runner import migrate

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from lifeguard.local.pooler import PoolerProcess
+from lifeguard.stack.pooler import PoolerProcess
 from pgbouncer.contract import STATS_USER
 from pgbouncer.versions import PgBouncerVersion
 from tests.observability.support import StatsPooler

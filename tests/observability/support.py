@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from lifeguard.local.pooler import PoolerProcess
-from lifeguard.local.postgres import make_dsn
+from lifeguard.stack.pooler import PoolerProcess
+from lifeguard.stack.postgres import make_dsn
 from pgbouncer.contract import CREDENTIALS_ENV, STATS_CREDENTIALS_ENV, STATS_USER
 from pgbouncer.entrypoint import credentials_from_env
 from pgbouncer.metrics import ConsoleTarget

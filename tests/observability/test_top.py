@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from lifeguard.cli import main as cli_main
-from lifeguard.local.top import TopSources, add_top_command, format_table, run_top, snapshot
+from lifeguard.stack.top import TopSources, add_top_command, format_table, run_top, snapshot
 from pgbouncer.metrics import sample_console
 from tests.observability.support import STATS_PASSWORD, StatsPooler
 from tests.observability.test_publisher import saturated, wait_until
@@ -156,9 +156,9 @@ def test_top_and_stack_sources_on_the_local_stack(
     import tempfile
     from pathlib import Path
 
-    from lifeguard.local.stack import LocalStack
-    from lifeguard.local.system import free_port
-    from lifeguard.local.top import snapshot, stack_sources
+    from lifeguard.stack.stack import LocalStack
+    from lifeguard.stack.system import free_port
+    from lifeguard.stack.top import snapshot, stack_sources
 
     for name in ("LIFEGUARD_POOLER_CONSOLE_URL", "DATABASE_URL_UNPOOLED", "LIFEGUARD_STATE_DIR"):
         monkeypatch.delenv(name, raising=False)

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from lifeguard.local.pooler import PoolerProcess, installed_version
-from lifeguard.local.system import debian_pgbouncer, find_pgbouncer
+from lifeguard.stack.pooler import PoolerProcess, installed_version
+from lifeguard.stack.system import debian_pgbouncer, find_pgbouncer
 from pgbouncer.versions import PgBouncerVersion
 from tests.pgbouncer.support import MakeRoles, StartMultiUser
 from tests.support import AppDatabase, pooler_settings

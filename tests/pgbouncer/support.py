@@ -7,8 +7,8 @@ from typing import Any
 
 import psycopg
 
-from lifeguard.local.pooler import PoolerProcess
-from lifeguard.local.postgres import make_dsn
+from lifeguard.stack.pooler import PoolerProcess
+from lifeguard.stack.postgres import make_dsn
 
 MakeRoles = Callable[[Mapping[str, str]], dict[str, str]]
 """The ``make_roles`` fixture: create login roles (``label -> password``), get ``role name -> password``."""

@@ -22,9 +22,9 @@ import psycopg
 import pytest
 from cryptography import x509
 
-from lifeguard.local.pooler import local_settings, wait_for_port
-from lifeguard.local.postgres import make_dsn
-from lifeguard.local.system import SERVICE_USER, free_port, running_as_root, service_argv
+from lifeguard.stack.pooler import local_settings, wait_for_port
+from lifeguard.stack.postgres import make_dsn
+from lifeguard.stack.system import SERVICE_USER, free_port, running_as_root, service_argv
 from pgbouncer.contract import CREDENTIALS_ENV, SETTINGS_ENV, STATS_CREDENTIALS_ENV, STATS_USER
 from pgbouncer.entrypoint import (
     StartupError,

@@ -21,9 +21,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from lifeguard.local import pooler as pooler_module
-from lifeguard.local.pooler import PoolerError, PoolerProcess, local_settings
-from lifeguard.local.system import free_port, own_for_service
+from lifeguard.stack import pooler as pooler_module
+from lifeguard.stack.pooler import PoolerError, PoolerProcess, local_settings
+from lifeguard.stack.system import free_port, own_for_service
 from pgbouncer.entrypoint import prepare
 from pgbouncer.settings import _BOUNDS, MAX_PASSWORD_BYTES, PoolerSettings, render_userlist
 from pgbouncer.tls import ServerCertificate, write_self_signed

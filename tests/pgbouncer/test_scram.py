@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lifeguard.local.postgres import PostgresCluster
+from lifeguard.stack.postgres import PostgresCluster
 from pgbouncer.scram import (
     ITERATIONS,
     VerifierError,

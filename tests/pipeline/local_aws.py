@@ -29,7 +29,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.response import StreamingBody
 
-from lifeguard.pipeline.outputs import MigrationTarget
+from lifeguard.deploy.outputs import MigrationTarget
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient

@@ -18,9 +18,9 @@ import pytest
 
 from lambdas import charge_credits, read_invoices
 from lambdas.db import ClientSettings, Database
-from lifeguard.pipeline.migration import MigrationSettings, run_migration
-from lifeguard.pipeline.outputs import MigrationTarget, SmokeTarget
-from lifeguard.pipeline.smoke import SMOKE_ORG_ID, run_smoke
+from lifeguard.deploy.migration import MigrationSettings, run_migration
+from lifeguard.deploy.outputs import MigrationTarget, SmokeTarget
+from lifeguard.deploy.smoke import SMOKE_ORG_ID, run_smoke
 from migrator.files import load_migrations
 from tests.pipeline.local_aws import LocalFargate, LocalLambda
 from tests.pipeline.support import REGION, MigrationStack

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from lifeguard.pipeline.log_follower import LogFollower
+from lifeguard.deploy.log_follower import LogFollower
 from redaction import redact
 from tests.pipeline.support import REGION
 

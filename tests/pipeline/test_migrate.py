@@ -17,10 +17,10 @@ import pytest
 from botocore.stub import Stubber
 
 from lifeguard import cli
-from lifeguard.pipeline import aws
-from lifeguard.pipeline.ecs_task import EXIT_DID_NOT_RUN, EXIT_TIMED_OUT, EcsTaskError
-from lifeguard.pipeline.migration import MigrationSettings, run_migration
-from lifeguard.pipeline.outputs import MigrationTarget
+from lifeguard.deploy import aws
+from lifeguard.deploy.ecs_task import EXIT_DID_NOT_RUN, EXIT_TIMED_OUT, EcsTaskError
+from lifeguard.deploy.migration import MigrationSettings, run_migration
+from lifeguard.deploy.outputs import MigrationTarget
 from tests.pipeline.support import CONTAINER, LOG_PREFIX, REGION, FakeClock, MigrationStack, run_with_clock
 from tests.secrecy import assert_no_secret
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lifeguard import cli
-from lifeguard.pipeline.outputs import (
+from lifeguard.deploy.outputs import (
     MigrationTarget,
     OutputsError,
     SmokeTarget,

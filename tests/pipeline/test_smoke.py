@@ -23,9 +23,9 @@ from botocore.stub import Stubber
 from moto.moto_api._internal.models import moto_api_backend
 
 from lifeguard import cli
-from lifeguard.pipeline import aws
-from lifeguard.pipeline.outputs import SmokeTarget
-from lifeguard.pipeline.smoke import SMOKE_ORG_ID, SmokeReport, new_idempotency_key, run_smoke
+from lifeguard.deploy import aws
+from lifeguard.deploy.outputs import SmokeTarget
+from lifeguard.deploy.smoke import SMOKE_ORG_ID, SmokeReport, new_idempotency_key, run_smoke
 from tests.pipeline.support import REGION, MigrationStack
 
 if TYPE_CHECKING:

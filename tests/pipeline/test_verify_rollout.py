@@ -17,10 +17,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from lifeguard.pipeline import aws
-from lifeguard.pipeline.ecs_task import EXIT_TIMED_OUT
-from lifeguard.pipeline.outputs import OutputsError, PoolerRolloutTarget
-from lifeguard.pipeline.rollout import RolloutCheck, RolloutError, verify_rollout
+from lifeguard.deploy import aws
+from lifeguard.deploy.ecs_task import EXIT_TIMED_OUT
+from lifeguard.deploy.outputs import OutputsError, PoolerRolloutTarget
+from lifeguard.deploy.rollout import RolloutCheck, RolloutError, verify_rollout
 from tests.pipeline.support import REGION, FakeClock, run_with_clock
 
 if TYPE_CHECKING:

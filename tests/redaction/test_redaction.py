@@ -15,7 +15,7 @@ import pytest
 import redaction
 from lambdas import charge_credits
 from lambdas.db import Database
-from lifeguard.local.top import TopError, postgres_figures, run_top
+from lifeguard.stack.top import TopError, postgres_figures, run_top
 from redaction import Redactor, redact, url_problem
 from tests.migrator.support import REPO_ROOT, cli_env, migrator_argv
 from tests.observability.test_top import top_args

@@ -1,0 +1,37 @@
+"""Argument types the commands share (argparse ``type=`` functions; the message says what to change)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_seconds(text: str) -> float:
+    """A positive, finite number of seconds (``--timeout``, ``--poll-interval``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive, finite number of seconds")
+    return value
+
+
+def add_wait_arguments(
+    parser: argparse.ArgumentParser, *, timeout: float, timeout_help: str, poll_interval: float, poll_help: str
+) -> None:
+    """``--timeout`` and ``--poll-interval``, in seconds, for a command that waits on AWS; helps name the defaults."""
+    parser.add_argument("--timeout", type=positive_seconds, default=timeout, metavar="SECONDS",
+                        help=f"{timeout_help} (default: %(default)g)")
+    parser.add_argument("--poll-interval", type=positive_seconds, default=poll_interval, metavar="SECONDS",
+                        help=f"{poll_help} (default: %(default)g)")
+
+
+def positive_integer(text: str) -> int:
+    """A whole number of at least 1 (``--org-id``, ``--instances``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value

@@ -1,0 +1,48 @@
+"""``lifeguard doctor [URL]``: will this connection string survive a spike? (see :mod:`lifeguard.doctor`)
+
+Exit 0 when nothing failed (warnings allowed), 1 on any fail, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from lifeguard.cli.arguments import positive_integer
+from lifeguard.doctor import run_doctor
+from lifeguard.doctor.headroom import LEAK_AFTER_S
+from lifeguard.doctor.render import render
+from lifeguard.doctor.target import ENV_DIRECT, ENV_POOLED
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (the lazy CLI calls this on the ``doctor`` subparser)."""
+    parser.description = (
+        "Six checks on any Postgres URL: pooled or direct, prepared statements, session state, "
+        "connection headroom, TLS, and whether the pooled and direct URLs reach the same database. "
+        "Each is ok, warn or fail with one line on what to change. A few round trips, no load."
+    )
+    parser.add_argument("url", nargs="?", help=f"the pooled URL functions use (default: ${ENV_POOLED})")
+    parser.add_argument("--unpooled", metavar="URL", help=f"the direct URL migrations use (default: ${ENV_DIRECT})")
+    parser.add_argument(
+        "--instances", type=positive_integer, metavar="N",
+        help="what if N function instances each open one connection at once",
+    )
+    parser.add_argument("--json", action="store_true", help="print the findings as JSON")
+    parser.add_argument("--leak-after", type=float, default=LEAK_AFTER_S, metavar="SECONDS", help=argparse.SUPPRESS)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    pooled = args.url or os.environ.get(ENV_POOLED) or None
+    direct = args.unpooled or os.environ.get(ENV_DIRECT) or None
+    if pooled is None and direct is None:
+        print(f"lifeguard doctor: error: give a URL, --unpooled URL, or set {ENV_POOLED} / {ENV_DIRECT}",
+              file=sys.stderr)
+        return 2
+    report = run_doctor(pooled, direct, instances=args.instances, leak_after_s=args.leak_after)
+    print(json.dumps(report.as_json(), indent=2) if args.json else render(report))
+    return report.exit_code
+

@@ -1,0 +1,73 @@
+"""``lifeguard migrate``: run the stack's migration task on ECS after ``pulumi up`` and wait for it.
+
+Exit status: the migration container's own exit code (0 = every migration applied); 124 when it
+ran out of time (the task is stopped); 125 when the task never ran the container (ECS's reason is
+printed); 2 for unusable stack outputs; 1 when an AWS call is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from lifeguard.cli.arguments import add_wait_arguments
+from lifeguard.cli.deploy_step import run_step, status_printer
+from lifeguard.deploy import aws
+from lifeguard.deploy.clock import WaitClock
+from lifeguard.deploy.ecs_task import EXIT_DID_NOT_RUN, STARTED_BY, EcsTaskError, TaskOutcome
+from lifeguard.deploy.migration import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_SECONDS, MigrationSettings, run_migration
+from lifeguard.deploy.outputs import MigrationTarget, add_outputs_arguments
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Start the migration task (python -m migrator) on the stack's ECS cluster, print its log "
+        "lines as they arrive, and exit with the container's exit code."
+    )
+    add_outputs_arguments(parser)
+    add_wait_arguments(
+        parser,
+        timeout=DEFAULT_TIMEOUT_SECONDS, timeout_help="stop the task and fail when it has not finished in this time",
+        poll_interval=DEFAULT_POLL_SECONDS, poll_help="seconds between checks of the task and its logs",
+    )
+    parser.add_argument(
+        "--started-by", type=_started_by, default="lifeguard-migrate", metavar="TAG",
+        help="the task's startedBy tag, e.g. the CI run id (default: %(default)s)",
+    )
+    parser.add_argument("--region", help="AWS region (default: the region in migrationClusterArn)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, clock: WaitClock = time) -> int:
+    """The command; ``clock`` is what its waits use (tests pass one that does not really sleep)."""
+    settings = MigrationSettings(
+        timeout=args.timeout,
+        started_by=args.started_by,
+        poll_interval=args.poll_interval,
+        clock=clock,
+        on_log_line=_log_line,
+        on_status=_status,
+    )
+
+    def migrate(target: MigrationTarget) -> TaskOutcome:
+        region = args.region or target.region
+        return run_migration(aws.ecs_client(region), aws.logs_client(region), target, settings)
+
+    return run_step(args, MigrationTarget.from_outputs, migrate, _status, step_error=(EcsTaskError, EXIT_DID_NOT_RUN),
+                    verdicts=("migrations applied: ", "migration FAILED: "))
+
+
+_status = status_printer("migrate")
+
+
+def _log_line(line: str) -> None:
+    # Flushed per line: in CI stdout is a pipe, and a buffered log is useless while the task runs.
+    print(line, flush=True)
+
+
+def _started_by(text: str) -> str:
+    if not STARTED_BY.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid startedBy: use 1-128 letters, digits, '-', '/' or '_'"
+        )
+    return text

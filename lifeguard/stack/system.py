@@ -1,0 +1,117 @@
+"""Running Postgres and PgBouncer as an unprivileged user, with enough open files.
+
+Both refuse to run as root. When we are root (CI, containers) they run as the ``postgres``
+system user through ``runuser``, with the open-files limit raised in the same shell, since
+that user's default is 1024 and PgBouncer needs one descriptor per client.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+from lifeguard.stack.pgbouncer_build import built_binary
+from pgbouncer.versions import PINNED
+
+SERVICE_USER = "postgres"
+
+
+class LocalSetupError(RuntimeError):
+    """Something missing on the machine; the message says what to install or change."""
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def service_argv(argv: list[str], nofile: int | None = None) -> list[str]:
+    """Wrap ``argv`` so it runs as the service user with ``ulimit -n nofile`` when we are root."""
+    limit = f"ulimit -n {int(nofile)} && " if nofile else ""
+    if running_as_root():
+        if shutil.which("runuser") is None:
+            raise LocalSetupError("runuser is missing: install util-linux")
+        try:
+            pwd.getpwnam(SERVICE_USER)
+        except KeyError:
+            raise LocalSetupError(
+                f"no '{SERVICE_USER}' system user: install the postgresql package (apt-get install postgresql)"
+            ) from None
+        return ["runuser", "-u", SERVICE_USER, "--", "bash", "-c", f'{limit}exec "$@"', "lifeguard", *argv]
+    if limit:
+        return ["bash", "-c", f'{limit}exec "$@"', "lifeguard", *argv]
+    return argv
+
+
+def own_for_service(path: Path) -> None:
+    """Give ``path`` (recursively) to the service user, so the server can write its state there."""
+    if not running_as_root():
+        return
+    entry = pwd.getpwnam(SERVICE_USER)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+def find_postgres_bin() -> Path:
+    """The directory holding ``initdb``, ``pg_ctl`` and ``postgres`` (Debian keeps them off PATH)."""
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
+    for directory in candidates:
+        if (directory / "initdb").exists():
+            return directory
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).resolve().parent
+    raise LocalSetupError("PostgreSQL server binaries not found: apt-get install postgresql")
+
+
+PGBOUNCER_ENV = "LIFEGUARD_PGBOUNCER"
+
+
+def find_pgbouncer(env: Mapping[str, str] | None = None) -> Path:
+    """The PgBouncer local runs use: ``$LIFEGUARD_PGBOUNCER``, else the shipped release's build.
+
+    That build is the release the image ships (``pgbouncer.versions.PINNED``), from the same
+    Debian source package. Not the ``pgbouncer`` on PATH: Debian 12's is 1.18, a release that
+    never runs on AWS; the suite tests it on purpose (:func:`debian_pgbouncer`).
+    """
+    env = os.environ if env is None else env
+    chosen = env.get(PGBOUNCER_ENV, "").strip()
+    if chosen:
+        path = Path(chosen)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise LocalSetupError(f"{PGBOUNCER_ENV}={chosen} is not an executable file; point it at a pgbouncer binary")
+        return path
+    built = built_binary(env)
+    if not built.exists():
+        raise LocalSetupError(
+            f"PgBouncer {PINNED} is not built yet (looked for {built}): run scripts/build-pgbouncer.sh "
+            f"(scripts/bootstrap.sh runs it), or set {PGBOUNCER_ENV} to a pgbouncer binary"
+        )
+    return built
+
+
+def debian_pgbouncer() -> Path | None:
+    """The distribution's PgBouncer (``apt-get install pgbouncer``), if installed."""
+    found = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
+    return Path(found) if found else None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
