@@ -41,8 +41,9 @@ from lifeguard.bench.sizing import PoolerCost, Spread
 from lifeguard.load.invoker import WorkerPool, split, worker_env
 from lifeguard.stack.pooler import PoolerProcess
 from lifeguard.stack.postgres import make_dsn
-from lifeguard.stack.stack import STATS_USER, LocalStack, StackConfig
+from lifeguard.stack.stack import LocalStack, StackConfig
 from lifeguard.stack.system import free_port
+from pgbouncer.contract import STATS_USER
 from pgbouncer.settings import PoolerSettings
 
 Say = Callable[[str], None]

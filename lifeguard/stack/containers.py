@@ -25,7 +25,7 @@ from lifeguard.stack.docker_engine import DockerEngine, Progress, install_missin
 from lifeguard.stack.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
 from lifeguard.stack.pooler_ca import server_certificate
 from lifeguard.stack.postgres import make_dsn
-from lifeguard.stack.stack import STATS_USER, LocalStack, MigrationRun, StackConfig, StackError
+from lifeguard.stack.stack import LocalStack, MigrationRun, StackConfig, StackError
 from lifeguard.stack.system import LocalSetupError, port_in_use, running_as_root
 from migrator.cabundle import RDS_CA_BUNDLE_PATH
 from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DIRECT_URL_ENV
@@ -37,6 +37,7 @@ from pgbouncer.contract import (
     KEY_ENV,
     SETTINGS_ENV,
     STATS_CREDENTIALS_ENV,
+    STATS_USER,
 )
 from pgbouncer.tls import ServerCertificate
 from redaction import Redactor

@@ -697,7 +697,6 @@ __all__ = [
     "OWNER_USER",
     "STACK_ERRORS",
     "STATE_DIR_ENV",
-    "STATS_USER",
     "SUPERUSER",
     "LocalStack",
     "MigrationRun",

@@ -22,7 +22,8 @@ from typing import Any, TextIO
 
 import psycopg
 
-from lifeguard.stack.stack import STATS_USER, LocalStack
+from lifeguard.stack.stack import LocalStack
+from pgbouncer.contract import STATS_USER
 from pgbouncer.metrics.console import ConsoleError, ConsoleTarget, sample_console
 from pgbouncer.metrics.rates import RateTracker
 from redaction import Redactor, url_problem
