@@ -21,6 +21,7 @@ import logging
 from typing import Any
 
 from lambdas import api, db
+from lambdas.contract import CHARGE_CREDITS
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ _DEDUCT = "UPDATE orgs SET credits = credits - %s WHERE id = %s RETURNING credit
 
 def handle(event: object, database: db.Database | None = None) -> api.Response:
     """The handler body, with the instance's :class:`~lambdas.db.Database` passed in (local invoker, tests)."""
-    return api.run("charge_credits", lambda: _charge(event, database or db.default))
+    return api.run(CHARGE_CREDITS.name, lambda: _charge(event, database or db.default))
 
 
 def handler(event: object, context: Any) -> api.Response:
@@ -79,7 +80,7 @@ def _charge(event: object, database: db.Database) -> api.Response:
         deducted = conn.execute(_DEDUCT, (amount, org_id)).fetchone()
         assert deducted is not None and deducted[0] == credits - amount, "the org row is locked"
     logger.info("charged org %s amount %s, charge %s", org_id, amount, inserted[0], extra={
-        "function": "charge_credits", "outcome": "charged", "org_id": org_id, "amount": amount,
+        "function": CHARGE_CREDITS.name, "outcome": "charged", "org_id": org_id, "amount": amount,
         "charge_id": inserted[0]})
     return _charged(inserted[0], org_id, amount, credits - amount, key, inserted[1])
 
@@ -104,5 +105,5 @@ def _replay(stored: tuple[Any, ...], org_id: int, amount: int, key: str) -> api.
             f"{stored_org}; use a new key for a different charge",
         )
     logger.info("replayed charge %s for idempotency key", charge_id,
-                extra={"function": "charge_credits", "outcome": "replayed", "charge_id": charge_id})
+                extra={"function": CHARGE_CREDITS.name, "outcome": "replayed", "charge_id": charge_id})
     return _charged(charge_id, stored_org, stored_amount, balance_after, key, created_at)

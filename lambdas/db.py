@@ -95,7 +95,7 @@ _MESSAGES: dict[str, tuple[str, bool]] = {
         True,
     ),
     "authentication_failed": (
-        "the database rejected the function's credentials; check the DATABASE_URL secret",
+        f"the database rejected the function's credentials; check the {URL_ENV} secret",
         False,
     ),
     "pool_timeout": (

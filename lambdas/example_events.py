@@ -13,13 +13,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lambdas.contract import CHARGE_CREDITS, READ_INVOICES
+
 EVENTS_DIR = Path(__file__).resolve().parent / "events"
 
 # What each case answers on a freshly migrated database (org 1 is the seeded 'acme', 1000 credits),
 # the cases of one function in the order they are meant to be sent.
 EXPECTED_STATUS: dict[str, dict[str, int]] = {
-    "read_invoices": {"ok": 200, "bad_event": 400, "unknown_org": 404},
-    "charge_credits": {
+    READ_INVOICES.name: {"ok": 200, "bad_event": 400, "unknown_org": 404},
+    CHARGE_CREDITS.name: {
         "ok": 200, "replay": 200, "bad_event": 400, "insufficient_credits": 402, "unknown_org": 404,
         "key_reused": 409,
     },

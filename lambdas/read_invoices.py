@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lambdas import api, db
+from lambdas.contract import READ_INVOICES
 
 MAX_INVOICES = 100
 
@@ -31,7 +32,7 @@ ORDER BY i.issued_at DESC, i.id DESC
 
 def handle(event: object, database: db.Database | None = None) -> api.Response:
     """The handler body, with the instance's :class:`~lambdas.db.Database` passed in (local invoker, tests)."""
-    return api.run("read_invoices", lambda: _read(event, database or db.default))
+    return api.run(READ_INVOICES.name, lambda: _read(event, database or db.default))
 
 
 def handler(event: object, context: Any) -> api.Response:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 ENV_POOLED_URL = "DATABASE_URL"
+"""The functions' pooled URL (``lambdas.contract.URL_ENV``), which the migrator refuses. Spelled out here:
+the migration image ships only ``migrator/`` and the shared ``redaction`` package, not ``lambdas/``."""
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):[0-9]{12}:secret:.+$")
 
 log = logging.getLogger("migrator")

@@ -35,6 +35,17 @@ a task volume mounted at exactly this path (shared with the metrics sidecar) is 
 Fargate, where bind mounts are otherwise root-owned. Not /var/run/...: that is a symlink to /run in
 Debian images, and ECS matches the VOLUME path to containerPath as text."""
 
+# -- the task's shape (infra/components/pooler.py's task definition; the local stack runs the same) --
+
+CONTAINER_NAME = "pgbouncer"
+"""The PgBouncer container (the entrypoint)."""
+METRICS_CONTAINER_NAME = "metrics"
+"""The metrics sidecar's container, started from the same image."""
+RUN_VOLUME = "pgbouncer-run"
+"""The task volume mounted at :data:`IMAGE_RUN_DIR` (the root filesystem is read-only)."""
+SOCKET_VOLUME = "pgbouncer-socket"
+"""The task volume mounted at :data:`IMAGE_SOCKET_DIR`, shared with the metrics sidecar."""
+
 # -- the metrics sidecar (python -m pgbouncer.metrics) --------------------------------------------
 
 METRICS_HOST_ENV = "LIFEGUARD_METRICS_HOST"

@@ -19,9 +19,8 @@ import pulumi
 from infra.components.fargate_base import fargate_base
 from infra.config import MigrationConfig
 from infra.policies import Account
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DEMO_DATA_ENV, DIRECT_URL_ENV
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, CONTAINER_NAME, DEMO_DATA_ENV, DIRECT_URL_ENV
 
-CONTAINER_NAME = "migrator"
 # ECS injects one JSON key of a secret with valueFrom "<arn>:<key>::".
 VERIFIER_KEY = "password"
 LOG_STREAM_PREFIX = "migrate"

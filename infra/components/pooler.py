@@ -31,33 +31,33 @@ from infra.config import PoolerConfig
 from infra.policies import Account
 from pgbouncer.contract import (
     CERT_ENV,
+    CONTAINER_NAME,
     CREDENTIALS_ENV,
     DEFAULT_NAMESPACE,
     IMAGE_RUN_DIR,
     IMAGE_SOCKET_DIR,
     KEY_ENV,
+    METRICS_CONTAINER_NAME,
     METRICS_CREDENTIALS_ENV,
     METRICS_NAMESPACE_ENV,
     METRICS_SERVICE_ENV,
+    RUN_VOLUME,
     SETTINGS_ENV,
+    SOCKET_VOLUME,
     STATS_CREDENTIALS_ENV,
     STATS_USER,
 )
 
-CONTAINER_NAME = "pgbouncer"
 CONTAINER_PORT = 6432
 # Not read by the image: the two secrets' version ids, so that a new password changes the task
 # definition and ECS rolls the tasks (the definition names the secrets by ARN, which stays the same).
 CREDENTIALS_VERSION_ENV = "LIFEGUARD_CREDENTIALS_VERSIONS"
 LOG_STREAM_PREFIX = "pgbouncer"
-METRICS_CONTAINER_NAME = "metrics"
 METRICS_LOG_STREAM_PREFIX = "metrics"
 METRICS_COMMAND = ["python", "-m", "pgbouncer.metrics"]
 # A soft limit: the sidecar is one Python process holding a sample at a time.
 METRICS_MEMORY_RESERVATION_MB = 64
-SOCKET_VOLUME = "pgbouncer-socket"
 ECS_SERVICE_PRINCIPAL = "ecs.amazonaws.com"
-RUN_VOLUME = "pgbouncer-run"
 
 
 @dataclass(frozen=True)

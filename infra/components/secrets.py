@@ -15,6 +15,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from lambdas.contract import URL_ENV
+from migrator.contract import DIRECT_URL_ENV
+
 # Where the migration image keeps the RDS CA bundle (its Dockerfile puts it there).
 MIGRATOR_RDS_CA_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
 
@@ -113,8 +116,8 @@ class ConnectionSecrets(pulumi.ComponentResource):
         )
         pooled, _ = stored_secret(
             f"{name}-pooled",
-            name_prefix=f"{args.secret_name_prefix}DATABASE_URL-",
-            description="DATABASE_URL: through PgBouncer (transaction mode); for the functions",
+            name_prefix=f"{args.secret_name_prefix}{URL_ENV}-",
+            description=f"{URL_ENV}: through PgBouncer (transaction mode); for the functions",
             recovery_window_days=args.recovery_window_days,
             value=pooled_value,
             opts=child,
@@ -125,8 +128,8 @@ class ConnectionSecrets(pulumi.ComponentResource):
                                           args.direct_root_cert))
         direct, _ = stored_secret(
             f"{name}-direct",
-            name_prefix=f"{args.secret_name_prefix}DATABASE_URL_UNPOOLED-",
-            description="DATABASE_URL_UNPOOLED: straight to RDS; for the migration job only",
+            name_prefix=f"{args.secret_name_prefix}{DIRECT_URL_ENV}-",
+            description=f"{DIRECT_URL_ENV}: straight to RDS; for the migration job only",
             recovery_window_days=args.recovery_window_days,
             value=direct_value,
             opts=child,

@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg
 
-from lambdas.contract import PREPARED_ENV
+from lambdas.contract import PREPARED_ENV, READ_INVOICES
 from lambdas.db import ClientSettings
 from lifeguard.bench import tls_floor
 from lifeguard.bench.cpu import process_cpu_ns
@@ -41,8 +41,9 @@ from lifeguard.bench.sizing import PoolerCost, Spread
 from lifeguard.load.invoker import WorkerPool, split, worker_env
 from lifeguard.stack.pooler import PoolerProcess
 from lifeguard.stack.postgres import make_dsn
-from lifeguard.stack.stack import STATS_USER, LocalStack, StackConfig
+from lifeguard.stack.stack import LocalStack, StackConfig
 from lifeguard.stack.system import free_port
+from pgbouncer.contract import STATS_USER
 from pgbouncer.settings import PoolerSettings
 
 Say = Callable[[str], None]
@@ -198,9 +199,9 @@ def _pid(running: _Running) -> int:
 
 
 def _measure_logins(running: _Running, org_id: int, settings: CapacitySettings) -> dict[str, Any]:
-    jobs = [{"mode": "churn", "function": "read_invoices", "event": {"org_id": org_id}, "threads": n,
+    jobs = [{"mode": "churn", "function": READ_INVOICES.name, "event": {"org_id": org_id}, "threads": n,
              "duration_s": settings.login_seconds} for n in split(settings.login_clients, settings.workers)]
-    env = worker_env(running.url, "read_invoices", client=running.client_env)
+    env = worker_env(running.url, READ_INVOICES.name, client=running.client_env)
     with WorkerPool(jobs, env) as pool:
         pid = _pid(running)
         before = process_cpu_ns(pid)

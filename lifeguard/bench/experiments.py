@@ -19,8 +19,9 @@ import psycopg
 
 from lifeguard.stack.pooler import PoolerProcess
 from lifeguard.stack.postgres import make_dsn
-from lifeguard.stack.stack import STATS_USER, LocalStack, StackConfig
+from lifeguard.stack.stack import LocalStack, StackConfig
 from lifeguard.stack.system import own_for_service
+from pgbouncer.contract import STATS_USER
 from pgbouncer.private_file import write_private
 from pgbouncer.settings import render_userlist
 

@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 
 from lambdas import read_invoices
+from lambdas.contract import READ_INVOICES
 from lambdas.db import ClientSettings
 from lambdas.example_events import example_event
 from lifeguard.bench import capacity as pooler_capacity
@@ -122,7 +123,7 @@ def _spike(variant: Variant, monitor: BackendMonitor, label: str, url: str, inst
     display = SpikeDisplay(variant.config.max_connections)
     try:
         return run_spike(label=label, url=url, instances=instances, monitor=monitor,
-                         event=example_event("read_invoices", "ok", org_id=variant.org_id),
+                         event=example_event(READ_INVOICES.name, "ok", org_id=variant.org_id),
                          workers=settings.workers, threads=settings.threads,
                          progress=display, hold_s=0.3)
     finally:
@@ -224,12 +225,12 @@ def _churn_block(variant: Variant, url: str, seconds: float, settings: BenchSett
     stack, config = variant.stack, variant.config
     cpu = ServerCpu.from_state(stack.cluster(config).data_dir,
                                [stack.pooler_pid(i) for i in range(1, config.pooler_processes + 1)])
-    event = example_event("read_invoices", "ok", org_id=variant.org_id)
-    jobs = [{"mode": "churn", "function": "read_invoices", "event": event,
+    event = example_event(READ_INVOICES.name, "ok", org_id=variant.org_id)
+    jobs = [{"mode": "churn", "function": READ_INVOICES.name, "event": event,
              "threads": n, "duration_s": seconds}
             for n in split(settings.churn_clients, settings.workers)]
     before = cpu.sample()
-    reports, wall = _pool_run(jobs, url, "read_invoices", "churn", seconds + 120)
+    reports, wall = _pool_run(jobs, url, READ_INVOICES.name, "churn", seconds + 120)
     after = cpu.sample()
     into.wall += wall
     into.ok += sum(int(r["ok"]) for r in reports)
@@ -332,7 +333,7 @@ def warm_prepared(variant: Variant, settings: BenchSettings) -> dict[str, Any]:
     p50_plain, p50_prepared = percentile(plain, 50), percentile(prepared, 50)
     gain = (p50_plain - p50_prepared) / p50_plain * 100 if p50_plain and p50_prepared is not None else None
     return {
-        "function": "read_invoices",
+        "function": READ_INVOICES.name,
         "queries_each": len(plain),
         "prepare_threshold": threshold,
         "unprepared": {"p50_ms": _r(p50_plain, 4), "p99_ms": _r(percentile(plain, 99), 4)},

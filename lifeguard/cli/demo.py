@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from lambdas.contract import CHARGE_CREDITS, READ_INVOICES
 from lambdas.example_events import example_event
 from lifeguard.cli.local import add_stack_options, add_state_dir_argument, stack_options
 from lifeguard.load.chart import Series, backends_chart
@@ -99,7 +100,7 @@ def _demo(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
         _say(f"   {line}")
 
     _say(f"4. the spike: {args.instances} instances cold-start at once, each holding its connection")
-    event = example_event("read_invoices", "ok", org_id=org_id)
+    event = example_event(READ_INVOICES.name, "ok", org_id=org_id)
     display = SpikeDisplay(config.max_connections)
     monitor = BackendMonitor(stack.superuser_url(config))
     if monitor.read() > config.total_pool_size // 4:
@@ -154,25 +155,27 @@ def call_samples(pooled_url: str, org_id: int) -> list[str]:
 
     database = Database(url=pooled_url, env={})
     try:
-        read = read_invoices.handle(example_event("read_invoices", "ok", org_id=org_id), database)
+        read = read_invoices.handle(example_event(READ_INVOICES.name, "ok", org_id=org_id), database)
         charge = charge_credits.handle(
-            example_event("charge_credits", "ok", org_id=org_id, idempotency_key=f"demo-{uuid.uuid4()}"), database
+            example_event(CHARGE_CREDITS.name, "ok", org_id=org_id, idempotency_key=f"demo-{uuid.uuid4()}"), database
         )
     finally:
         database.close()
     lines = []
     body = json.loads(read["body"])
     if read["statusCode"] == 200:
-        lines.append(f"read_invoices  -> 200: {body['org']['name']} has {body['org']['credits']} credits and "
+        lines.append(f"{READ_INVOICES.name:<14} -> 200: {body['org']['name']} has {body['org']['credits']} credits and "
                      f"{len(body['invoices'])} invoice(s)")
     else:
-        raise InvokerError(f"read_invoices answered {read['statusCode']}: {body.get('message', '')}")
+        raise InvokerError(f"{READ_INVOICES.name} answered {read['statusCode']}: {body.get('message', '')}")
     body = json.loads(charge["body"])
     if charge["statusCode"] == 200:
-        lines.append(f"charge_credits -> 200: charged {body['amount']} credit, balance now {body['balance_after']}")
+        lines.append(f"{CHARGE_CREDITS.name:<14} -> 200: charged {body['amount']} credit, "
+                     f"balance now {body['balance_after']}")
     else:
         # 402 once the demo has used up the org's credits: still a correct answer from the function.
-        lines.append(f"charge_credits -> {charge['statusCode']}: {body.get('message', body.get('error', ''))}")
+        lines.append(f"{CHARGE_CREDITS.name:<14} -> {charge['statusCode']}: "
+                     f"{body.get('message', body.get('error', ''))}")
     return lines
 
 

@@ -10,11 +10,12 @@ import json
 import os
 import sys
 
+from lambdas.contract import URL_ENV
 from lifeguard.cli.arguments import positive_integer
 from lifeguard.doctor import run_doctor
 from lifeguard.doctor.headroom import LEAK_AFTER_S
 from lifeguard.doctor.render import render
-from lifeguard.doctor.target import ENV_DIRECT, ENV_POOLED
+from migrator.contract import DIRECT_URL_ENV
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "connection headroom, TLS, and whether the pooled and direct URLs reach the same database. "
         "Each is ok, warn or fail with one line on what to change. A few round trips, no load."
     )
-    parser.add_argument("url", nargs="?", help=f"the pooled URL functions use (default: ${ENV_POOLED})")
-    parser.add_argument("--unpooled", metavar="URL", help=f"the direct URL migrations use (default: ${ENV_DIRECT})")
+    parser.add_argument("url", nargs="?", help=f"the pooled URL functions use (default: ${URL_ENV})")
+    parser.add_argument("--unpooled", metavar="URL", help=f"the direct URL migrations use (default: ${DIRECT_URL_ENV})")
     parser.add_argument(
         "--instances", type=positive_integer, metavar="N",
         help="what if N function instances each open one connection at once",
@@ -36,10 +37,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    pooled = args.url or os.environ.get(ENV_POOLED) or None
-    direct = args.unpooled or os.environ.get(ENV_DIRECT) or None
+    pooled = args.url or os.environ.get(URL_ENV) or None
+    direct = args.unpooled or os.environ.get(DIRECT_URL_ENV) or None
     if pooled is None and direct is None:
-        print(f"lifeguard doctor: error: give a URL, --unpooled URL, or set {ENV_POOLED} / {ENV_DIRECT}",
+        print(f"lifeguard doctor: error: give a URL, --unpooled URL, or set {URL_ENV} / {DIRECT_URL_ENV}",
               file=sys.stderr)
         return 2
     report = run_doctor(pooled, direct, instances=args.instances, leak_after_s=args.leak_after)

@@ -10,6 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from lambdas.contract import URL_ENV
 from lifeguard.stack.stack import (
     STACK_ERRORS,
     STATE_DIR_ENV,
@@ -18,6 +19,7 @@ from lifeguard.stack.stack import (
     StackStatus,
     resolve_state_dir,
 )
+from migrator.contract import DIRECT_URL_ENV
 
 
 def add_state_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -192,8 +194,8 @@ def run_env(args: argparse.Namespace) -> int:
     except STACK_ERRORS as exc:
         return _fail(str(exc))
     # Printing the URLs is this command's whole purpose; quoted so `eval` and `source` keep `&`.
-    print(f"DATABASE_URL={shlex.quote(pooled)}")
+    print(f"{URL_ENV}={shlex.quote(pooled)}")
     for name, value in client.items():
         print(f"{name}={shlex.quote(value)}")
-    print(f"DATABASE_URL_UNPOOLED={shlex.quote(direct)}")
+    print(f"{DIRECT_URL_ENV}={shlex.quote(direct)}")
     return 0

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from lambdas.contract import CHARGE_CREDITS, READ_INVOICES
 from lambdas.example_events import example_event
 from lifeguard.deploy.aws import AWS_ERRORS, explain_aws_error
 from lifeguard.deploy.invoke import InvocationError, Reply, invoke
@@ -97,7 +98,8 @@ class _Smoke:
         return reply
 
     def read_credits(self, name: str) -> int:
-        body = self.call(name, self.target.read_function, example_event("read_invoices", "ok", org_id=self.org_id)).body
+        event = example_event(READ_INVOICES.name, "ok", org_id=self.org_id)
+        body = self.call(name, self.target.read_function, event).body
         org = body.get("org")
         if not isinstance(org, dict) or org.get("id") != self.org_id:
             self.fail(name, f"the body has no 'org' with id {self.org_id}")
@@ -110,7 +112,7 @@ class _Smoke:
         return credits
 
     def charge(self, name: str, key: str, before: int) -> dict[str, Any]:
-        event = example_event("charge_credits", "ok", org_id=self.org_id, amount=self.amount, idempotency_key=key)
+        event = example_event(CHARGE_CREDITS.name, "ok", org_id=self.org_id, amount=self.amount, idempotency_key=key)
         body: dict[str, Any] = self.call(name, self.target.charge_function, event).body
         for field_name, expected in event.items():
             if body.get(field_name) != expected:
@@ -122,7 +124,8 @@ class _Smoke:
         return body
 
     def replay(self, name: str, key: str, first: dict[str, Any]) -> None:
-        event = example_event("charge_credits", "replay", org_id=self.org_id, amount=self.amount, idempotency_key=key)
+        event = example_event(CHARGE_CREDITS.name, "replay", org_id=self.org_id, amount=self.amount,
+                              idempotency_key=key)
         body: dict[str, Any] = self.call(name, self.target.charge_function, event).body
         if body != first:
             differing = sorted(k for k in first.keys() | body.keys() if first.get(k) != body.get(k))

@@ -12,8 +12,9 @@ from typing import Any
 
 import psycopg
 
+from lambdas.contract import URL_ENV
 from lifeguard.doctor.findings import NOTHING_TO_CHANGE, Finding, Status
-from lifeguard.doctor.target import ENV_DIRECT, ENV_POOLED
+from migrator.contract import DIRECT_URL_ENV
 
 _IDENTITY = (
     "SELECT current_database(), (SELECT oid::bigint FROM pg_database WHERE datname = current_database()),"
@@ -70,24 +71,24 @@ def finding(
         return Finding(
             "pair", "pair", Status.FAIL if both_given else Status.WARN,
             f"cannot compare the pair: {missing}",
-            f"give both: {ENV_POOLED} (or the URL argument) and {ENV_DIRECT} (or --unpooled URL)",
+            f"give both: {URL_ENV} (or the URL argument) and {DIRECT_URL_ENV} (or --unpooled URL)",
         )
     details = {"pooled": pooled.as_json(), "direct": direct.as_json(),
                "pooled_kind": pooled_kind, "direct_kind": direct_kind}
     if not pooled.same_database(direct):
         return Finding(
             "pair", "pair", Status.FAIL,
-            f"different databases: {ENV_POOLED} reaches {pooled.describe()}, {ENV_DIRECT} {direct.describe()}",
+            f"different databases: {URL_ENV} reaches {pooled.describe()}, {DIRECT_URL_ENV} {direct.describe()}",
             "point both URLs at the same database: migrations on the direct one must change what the functions read",
             details,
         )
     problems: list[str] = []
     if pooled_kind != "transaction pooling":
-        problems.append(f"{ENV_POOLED} is {pooled_kind}, not a transaction pooler")
+        problems.append(f"{URL_ENV} is {pooled_kind}, not a transaction pooler")
     if direct_kind != "direct":
-        problems.append(f"{ENV_DIRECT} is {direct_kind}, not direct")
+        problems.append(f"{DIRECT_URL_ENV} is {direct_kind}, not direct")
     if direct.in_recovery:
-        problems.append(f"{ENV_DIRECT} reaches a read-only standby")
+        problems.append(f"{DIRECT_URL_ENV} reaches a read-only standby")
     same = f"both reach {direct.describe()}"
     if pooled.user != direct.user:
         same += f" (as {pooled.user} and {direct.user})"

@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 import psycopg
 
+from lambdas.contract import URL_ENV
 from lifeguard.doctor.findings import NOTHING_TO_CHANGE, Finding, Status
-from lifeguard.doctor.target import ENV_DIRECT, ENV_POOLED, Target
+from lifeguard.doctor.target import Target
+from migrator.contract import DIRECT_URL_ENV
 from migrator.guard import AddressCheck, PoolingProbe, address_check, probe_pooling
 
 Kind = Literal["transaction pooling", "session pooling or proxy", "direct"]
@@ -65,12 +67,12 @@ def _verdict(target: Target, pooling: Pooling) -> tuple[Status, str]:
                 "pooler's transaction mode (PgBouncer pool_mode=transaction, or the provider's pooled URL)"
             )
         return Status.FAIL, (
-            f"every function instance would hold a backend of its own: point {ENV_POOLED} at a transaction "
-            f"pooler (PgBouncer pool_mode=transaction) and keep this URL as {ENV_DIRECT}"
+            f"every function instance would hold a backend of its own: point {URL_ENV} at a transaction "
+            f"pooler (PgBouncer pool_mode=transaction) and keep this URL as {DIRECT_URL_ENV}"
         )
     if kind == "direct":
         return Status.OK, NOTHING_TO_CHANGE
     return Status.FAIL, (
-        f"migrations need one server session and the migration job refuses this URL: set {ENV_DIRECT} "
+        f"migrations need one server session and the migration job refuses this URL: set {DIRECT_URL_ENV} "
         "to the database's own endpoint (not the pooler's, not a tunnel)"
     )

@@ -17,7 +17,8 @@ from psycopg import pq
 
 from lifeguard.doctor.findings import NOTHING_TO_CHANGE, Finding, Status
 from lifeguard.doctor.pooling import Pooling
-from lifeguard.doctor.target import ENV_DIRECT, Target
+from lifeguard.doctor.target import Target
+from migrator.contract import DIRECT_URL_ENV
 from migrator.guard import ProbeError, connect_like, int_value, query_within
 
 WAIT_S = 2.0
@@ -28,7 +29,7 @@ _READ_AND_CLEAR = (
 ADVICE = (
     "do not rely on session state through this URL: SET LOCAL inside the transaction instead of SET, "
     f"pg_advisory_xact_lock instead of session advisory locks, no temp tables across transactions, and "
-    f"LISTEN only on {ENV_DIRECT}"
+    f"LISTEN only on {DIRECT_URL_ENV}"
 )
 
 

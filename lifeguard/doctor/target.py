@@ -10,8 +10,6 @@ from psycopg.conninfo import conninfo_to_dict
 
 from redaction import Redactor, redact, url_problem
 
-ENV_POOLED = "DATABASE_URL"
-ENV_DIRECT = "DATABASE_URL_UNPOOLED"
 APPLICATION_NAME = "lifeguard-doctor"
 CONNECT_TIMEOUT_S = 5
 """Used unless the URL sets its own ``connect_timeout``."""

@@ -50,7 +50,7 @@ PROGRESS_INTERVAL_S = 0.1
 COMPARE_URL_ENV = "LIFEGUARD_COMPARE_URL"
 """The second URL of a ``paired`` job (benchmarks only; functions never read it)."""
 # Environment variables a worker must not inherit: they could point instances at another database.
-_URL_ENV = re.compile(r"^(DATABASE_URL.*|PG[A-Z]+)$")
+_URL_ENV = re.compile(rf"^({re.escape(URL_ENV)}.*|PG[A-Z]+)$")
 _DB_ERROR = re.compile(r"\b(FATAL|ERROR|PANIC):\s+(.*)$", re.DOTALL)
 
 
@@ -312,7 +312,7 @@ def _queries(job: Mapping[str, Any], channel: _Channel) -> None:
     """Warm connections: each thread one connection, one statement after another, timed each."""
     import psycopg
 
-    url = os.environ["DATABASE_URL"]
+    url = os.environ[URL_ENV]
     sql, threads, duration = job["sql"], int(job["threads"]), float(job["duration_s"])
     warmup = int(job.get("warmup", 200))
     tally = _Tally()

@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from lambdas.contract import READ_INVOICES
 from lifeguard.load.invoker import WorkerPool, split, worker_env
 
 BACKENDS_SQL = (
@@ -204,7 +205,7 @@ def run_spike(
     url: str,
     instances: int,
     monitor: BackendMonitor,
-    function: str = "read_invoices",
+    function: str = READ_INVOICES.name,
     event: Mapping[str, Any],
     workers: int = DEFAULT_WORKERS,
     threads: int = DEFAULT_THREADS,

@@ -25,19 +25,24 @@ from lifeguard.stack.docker_engine import DockerEngine, Progress, install_missin
 from lifeguard.stack.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
 from lifeguard.stack.pooler_ca import server_certificate
 from lifeguard.stack.postgres import make_dsn
-from lifeguard.stack.stack import STATS_USER, LocalStack, MigrationRun, StackConfig, StackError
+from lifeguard.stack.stack import LocalStack, MigrationRun, StackConfig, StackError
 from lifeguard.stack.system import LocalSetupError, port_in_use, running_as_root
 from migrator.cabundle import RDS_CA_BUNDLE_PATH
 from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DIRECT_URL_ENV
+from migrator.contract import CONTAINER_NAME as MIGRATOR_CONTAINER
 from pgbouncer.contract import (
     CERT_ENV,
     CREDENTIALS_ENV,
     IMAGE_RUN_DIR,
     IMAGE_SOCKET_DIR,
     KEY_ENV,
+    RUN_VOLUME,
     SETTINGS_ENV,
+    SOCKET_VOLUME,
     STATS_CREDENTIALS_ENV,
+    STATS_USER,
 )
+from pgbouncer.contract import CONTAINER_NAME as POOLER_CONTAINER
 from pgbouncer.tls import ServerCertificate
 from redaction import Redactor
 
@@ -111,11 +116,7 @@ def build_images(engine: DockerEngine, repo_root: Path, ca_bundle: Path | None =
 
 # -- `lifeguard local up --images`: the stack's pooler and migration job from the built images ----
 
-POOLER_CONTAINER = "pgbouncer"
-MIGRATOR_CONTAINER = "migrator"
 _PREFIX = "lifeguard-local"
-_SOCKET_VOLUME = "pgbouncer-socket"
-_RUN_VOLUME = "pgbouncer-run"
 
 
 @dataclass(frozen=True)
@@ -143,13 +144,13 @@ def pooler_task(image: str, settings_json: str, credentials: str, stats_credenti
                     {"name": KEY_ENV, "valueFrom": "local:pooler-tls-key"}],
         # As the shipped task: a read-only root, PgBouncer writing only to its two task volumes.
         "readonlyRootFilesystem": True,
-        "mountPoints": [{"sourceVolume": _RUN_VOLUME, "containerPath": IMAGE_RUN_DIR, "readOnly": False},
-                        {"sourceVolume": _SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": False}],
+        "mountPoints": [{"sourceVolume": RUN_VOLUME, "containerPath": IMAGE_RUN_DIR, "readOnly": False},
+                        {"sourceVolume": SOCKET_VOLUME, "containerPath": IMAGE_SOCKET_DIR, "readOnly": False}],
         "ulimits": [{"name": "nofile", "softLimit": nofile, "hardLimit": nofile}],
         "stopTimeout": stop_timeout_s,
     }
     definition = {"family": "local-pooler", "networkMode": "awsvpc",
-                  "volumes": [{"name": _RUN_VOLUME}, {"name": _SOCKET_VOLUME}], "containerDefinitions": [container]}
+                  "volumes": [{"name": RUN_VOLUME}, {"name": SOCKET_VOLUME}], "containerDefinitions": [container]}
     return LocalImageTask(definition, secrets)
 
 

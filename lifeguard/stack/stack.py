@@ -41,7 +41,7 @@ from pathlib import Path
 
 import psycopg
 
-from lambdas.contract import PREPARED_ENV
+from lambdas.contract import PREPARED_ENV, SECRET_ARN_ENV, URL_ENV
 from lifeguard.stack.pooler import PoolerError, PoolerProcess, installed_version, local_settings, pid_record_file
 from lifeguard.stack.pooler_ca import authority_pair, ensure_authority, server_certificate
 from lifeguard.stack.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
@@ -55,6 +55,7 @@ from lifeguard.stack.system import (
     port_in_use,
     running_as_root,
 )
+from migrator.contract import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV
 from pgbouncer.contract import STATS_USER
 from pgbouncer.entrypoint import StartupError
 from pgbouncer.settings import PoolerSettings, SettingsError
@@ -75,8 +76,7 @@ MAX_SOCKET_PATH_BYTES = 107
 """``sun_path`` holds 108 bytes with the closing NUL; PgBouncer cuts a longer socket path short silently."""
 
 # Every variable that could point a migration at another database, or at the pooler.
-_URL_ENV_NAMES = ("DATABASE_URL", "DATABASE_URL_UNPOOLED", "DATABASE_URL_SECRET_ARN",
-                  "DATABASE_URL_UNPOOLED_SECRET_ARN")
+_URL_ENV_NAMES = (URL_ENV, DIRECT_URL_ENV, SECRET_ARN_ENV, DIRECT_URL_SECRET_ARN_ENV)
 _LIBPQ_ENV = re.compile(r"^PG[A-Z]+$")
 
 
@@ -645,7 +645,7 @@ def migration_env(direct_url: str, base: Mapping[str, str] | None = None) -> dic
     """The migration job's environment: ours without any database variable, plus the direct URL."""
     base = os.environ if base is None else base
     env = {k: v for k, v in base.items() if k not in _URL_ENV_NAMES and not _LIBPQ_ENV.match(k)}
-    env["DATABASE_URL_UNPOOLED"] = direct_url
+    env[DIRECT_URL_ENV] = direct_url
     return env
 
 
@@ -697,7 +697,6 @@ __all__ = [
     "OWNER_USER",
     "STACK_ERRORS",
     "STATE_DIR_ENV",
-    "STATS_USER",
     "SUPERUSER",
     "LocalStack",
     "MigrationRun",

@@ -22,14 +22,15 @@ from typing import Any, TextIO
 
 import psycopg
 
-from lifeguard.stack.stack import STATS_USER, LocalStack
+from lifeguard.stack.stack import LocalStack
+from migrator.contract import DIRECT_URL_ENV
+from pgbouncer.contract import STATS_USER
 from pgbouncer.metrics.console import ConsoleError, ConsoleTarget, sample_console
 from pgbouncer.metrics.rates import RateTracker
 from redaction import Redactor, url_problem
 
 ENV_CONSOLE_URL = "LIFEGUARD_POOLER_CONSOLE_URL"
 """A ``postgresql://`` URL of a ``stats_users`` user (host may be the socket dir: ``?host=/dir``)."""
-ENV_DIRECT_URL = "DATABASE_URL_UNPOOLED"
 
 
 class TopError(RuntimeError):
@@ -56,7 +57,7 @@ def postgres_figures(direct_url: str) -> dict[str, int]:
     """
     problem = url_problem(direct_url)
     if problem is not None:
-        raise TopError(f"{ENV_DIRECT_URL} cannot be used as written: {problem}")
+        raise TopError(f"{DIRECT_URL_ENV} cannot be used as written: {problem}")
     try:
         with psycopg.connect(direct_url, autocommit=True, connect_timeout=5) as conn:
             row = conn.execute(
@@ -67,7 +68,7 @@ def postgres_figures(direct_url: str) -> dict[str, int]:
     except psycopg.Error as exc:
         # libpq names the host and port, never the password; the URL itself is not repeated.
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TopError(f"cannot reach Postgres with {ENV_DIRECT_URL}: {Redactor([direct_url])(detail)}") from None
+        raise TopError(f"cannot reach Postgres with {DIRECT_URL_ENV}: {Redactor([direct_url])(detail)}") from None
     assert row is not None
     backends, max_connections, reserved = (int(value) for value in row)
     return {"backends": backends, "max_connections": max_connections, "superuser_reserved": reserved}
@@ -163,7 +164,7 @@ def format_table(snap: Mapping[str, Any]) -> str:
 def resolve_sources(args: argparse.Namespace, env: Mapping[str, str], resolver: Resolver | None) -> TopSources:
     """Flags first, then environment variables, then the local stack (``resolver``)."""
     console_url = args.console_url or env.get(ENV_CONSOLE_URL)
-    direct_url = args.direct_url or env.get(ENV_DIRECT_URL)
+    direct_url = args.direct_url or env.get(DIRECT_URL_ENV)
     if console_url:
         problem = url_problem(console_url)
         if problem is not None:
@@ -247,7 +248,7 @@ def add_top_command(
         help=f"postgresql:// URL of a stats_users user (default ${ENV_CONSOLE_URL}, else the local stack)",
     )
     parser.add_argument(
-        "--direct-url", help=f"direct Postgres URL for the backend count (default ${ENV_DIRECT_URL})"
+        "--direct-url", help=f"direct Postgres URL for the backend count (default ${DIRECT_URL_ENV})"
     )
     parser.set_defaults(func=lambda args: run_top(args, resolver))
     return parser

@@ -3,47 +3,24 @@ them, and the pinned Node.js drivers installed (``npm ci``) into a cache the tes
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
-import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from lifeguard.cli import main
 from lifeguard.stack.pgbouncer_build import cache_dir
 from lifeguard.stack.stack import LocalStack, StackOptions
 from lifeguard.stack.system import free_port
+from tests.compat.support import CompatStack, printed_env
 
 NODE_DIR = Path(__file__).with_name("node")
 # What the cache key covers: the pins and the script that imports them.
 NODE_FILES = ("package.json", "package-lock.json", "spike.mjs")
 NPM_TIMEOUT_S = 300
-
-
-@dataclass(frozen=True)
-class CompatStack:
-    stack: LocalStack
-    env: dict[str, str]
-    """``lifeguard local env``'s output, parsed as a shell would (``eval "$(lifeguard local env)"``)."""
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return (self.stack.app_password(), self.stack.owner_password())
-
-
-def printed_env(state_dir: Path) -> dict[str, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["local", "env", "--state-dir", str(state_dir)]) == 0
-    pairs = (line.split("=", 1) for line in out.getvalue().splitlines())
-    return {name: shlex.split(value)[0] for name, value in pairs}
 
 
 @pytest.fixture(scope="module")

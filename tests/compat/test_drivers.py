@@ -25,7 +25,7 @@ import sqlalchemy
 from sqlalchemy import text
 
 from redaction import Redactor
-from tests.compat.conftest import CompatStack
+from tests.compat.support import CompatStack
 
 POOLED_INSTANCES = 200
 # Postgres' own slots (max_connections 100, less what PgBouncer holds): a handful, not a spike.

@@ -18,12 +18,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -35,19 +32,15 @@ from lifeguard.stack.postgres import PostgresCluster
 from lifeguard.stack.system import LocalSetupError, own_for_service, port_in_use, running_as_root
 from migrator.contract import APP_ROLE_ENV
 from pgbouncer.tls import write_self_signed
+from tests.images.support import RenderedStack, cache_dir, wait_for_pooler
 from tests.infra.infra_harness import MOCK_PASSWORD, REPO_ROOT, ProgramRun, example_stack_config, run_program
 
 ENABLE_ENV = "LIFEGUARD_DOCKER_TESTS"
-CACHE_ENV = "LIFEGUARD_DOCKER_CACHE"
 HOW_TO_ENABLE = (
     "the Docker image tier starts its own Docker engine, which needs root: run `sudo scripts/test` "
     f"(or set {ENABLE_ENV}=1 as root to make a failure to start it an error)"
 )
 RDS_PORT = 5432
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or REPO_ROOT / "build" / "docker").resolve()
 
 
 @pytest.fixture(scope="session")
@@ -72,57 +65,6 @@ def engine() -> Iterator[DockerEngine]:
         yield engine
     finally:
         engine.stop()
-
-
-@dataclass(frozen=True)
-class RenderedStack:
-    """What the Pulumi program renders under the mocks, as plain data."""
-
-    task_definitions: dict[str, dict[str, Any]]
-    """By family, camelCase as ECS takes them."""
-    secrets: dict[str, str] = field(repr=False)
-    """Secret ARN -> value: the stand-in for Secrets Manager."""
-    image_contexts: dict[str, str]
-    """ECR repository URL -> build context folder name."""
-    rds_address: str
-    pooler_endpoint: str
-    db_user: str
-    """The RDS master user: owns the database, runs the migrations."""
-    app_role: str
-    """The application role the migration task provisions and the functions log in as, through PgBouncer."""
-    db_name: str
-    function_zip: Path
-    handlers: dict[str, str]
-    runtime: str
-    layer_files: dict[str, str] = field(default_factory=dict)
-    """The functions' layers as Lambda unpacks them under /opt: path -> text (the pooler's CA)."""
-
-    def unpack_layers(self, target: Path) -> Path:
-        """The functions' layers as Lambda unpacks them, for /opt (the pooler's CA, where the URL's
-        sslrootcert points)."""
-        for path, text in self.layer_files.items():
-            (target / path).parent.mkdir(parents=True, exist_ok=True)
-            (target / path).write_text(text)
-        for entry in [target, *target.rglob("*")]:
-            entry.chmod(0o755 if entry.is_dir() else 0o644)
-        return target
-
-    def pooled_ca_here(self) -> Path:
-        """The pooled URL's ``sslrootcert`` (a path under the layers' /opt), unpacked on this machine."""
-        root = self.unpack_layers(cache_dir() / "function-layers")
-        query = parse_qs(urlsplit(self.secret("DATABASE_URL")).query)
-        (ca,) = query["sslrootcert"]
-        return root / Path(ca).relative_to("/opt")
-
-    def task(self, component: str) -> dict[str, Any]:
-        """The task definition of a component: its family is ``<project>-<stack>-<component>-<digest>``."""
-        (found,) = [td for family, td in self.task_definitions.items() if f"-{component}-" in family]
-        return found
-
-    def secret(self, key_name: str) -> str:
-        """A secret's value by its key name: the secret is named ``<stack prefix>/<key name>-<suffix>``."""
-        (found,) = [value for arn, value in self.secrets.items() if f"/{key_name}-" in arn.split(":secret:", 1)[1]]
-        return found
 
 
 def _render(build_dir: Path) -> RenderedStack:
@@ -270,17 +212,6 @@ def pooler_task(migrated: TaskRun, start_task: Callable[..., TaskRun]) -> Iterat
     yield run
     run.stop()
     run.remove()
-
-
-def wait_for_pooler(run: TaskRun, timeout: float = 60) -> None:
-    """PgBouncer listens once the entrypoint has rendered its config and exec'd it."""
-    deadline = time.monotonic() + timeout
-    (port,) = run.plan("pgbouncer").ports
-    while not port_in_use(port):
-        state = run.state("pgbouncer")
-        if state.get("Status") == "exited" or time.monotonic() > deadline:
-            raise AssertionError(f"PgBouncer did not start ({state.get('Status')}): {run.logs('pgbouncer')[-3000:]}")
-        time.sleep(0.2)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

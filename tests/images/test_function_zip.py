@@ -21,7 +21,7 @@ import pytest
 from infra import lambda_package
 from lifeguard.stack.docker_engine import DockerEngine
 from lifeguard.stack.ecs_run import TaskRun
-from tests.images.conftest import RenderedStack
+from tests.images.support import RenderedStack
 from tests.infra.infra_harness import REPO_ROOT
 
 RUNTIME_IMAGE = "lifeguard-lambda-python:local"

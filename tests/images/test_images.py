@@ -14,7 +14,7 @@ import pytest
 from infra.build_context import build_context, shared_packages
 from lifeguard.stack.containers import BuiltImages, serve_on_loopback
 from lifeguard.stack.docker_engine import DockerEngine, EngineError
-from pgbouncer.contract import IMAGE_SOCKET_DIR
+from pgbouncer.contract import IMAGE_RUN_DIR, IMAGE_SOCKET_DIR
 from pgbouncer.settings import PoolerSettings, Upstream
 from pgbouncer.versions import PINNED
 from tests.infra.infra_harness import REPO_ROOT
@@ -49,7 +49,7 @@ for name in sys.argv[1].split(","):
         report["imports"][name] = "ok"
     except Exception as exc:
         report["imports"][name] = repr(exc)
-for path in ("/run/pgbouncer", "/run/pgbouncer-socket"):
+for path in WRITTEN_DIRS:
     if os.path.exists(path):
         st = os.stat(path)
         report["dirs"][path] = [st.st_uid, st.st_gid, oct(stat.S_IMODE(st.st_mode))]
@@ -57,7 +57,7 @@ report["compilers"] = [c for c in ("gcc", "cc", "make") if shutil.which(c)]
 if shutil.which("pgbouncer"):
     report["pgbouncer"] = subprocess.run(["pgbouncer", "--version"], capture_output=True, text=True).stdout
 print(json.dumps(report))
-"""
+""".replace("WRITTEN_DIRS", repr((IMAGE_RUN_DIR, IMAGE_SOCKET_DIR)))
 
 
 def probe(engine: DockerEngine, image: str, modules: set[str], paths: list[str]) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def test_pooler_image_runs_pgbouncer_as_its_fixed_user(engine: DockerEngine, ima
     assert config["StopSignal"] == "SIGINT"
     # Both directories PgBouncer writes under a read-only root: the task mounts its volumes there, and a
     # VOLUME is what makes a fresh task volume take the image's owner and mode.
-    assert config["Volumes"] == {"/run/pgbouncer": {}, IMAGE_SOCKET_DIR: {}}
+    assert config["Volumes"] == {IMAGE_RUN_DIR: {}, IMAGE_SOCKET_DIR: {}}
     assert config["ExposedPorts"] == {f"{DEFAULTS.listen_port}/tcp": {}}
     assert config["WorkingDir"] == "/app" and "PYTHONPATH=/app" in config["Env"]
 
@@ -88,7 +88,7 @@ def test_pooler_image_holds_the_pinned_pgbouncer_and_every_import(engine: Docker
     assert set(report["imports"].values()) == {"ok"}, report["imports"]
     assert report["uid"] == 10001 and report["gid"] == 10001
     # The run dir holds the auth file and TLS key (0700); the socket dir is shared with the sidecar (0750).
-    assert report["dirs"] == {"/run/pgbouncer": [10001, 10001, "0o700"],
+    assert report["dirs"] == {IMAGE_RUN_DIR: [10001, 10001, "0o700"],
                               IMAGE_SOCKET_DIR: [10001, 10001, "0o750"]}
     assert report["writable"] == [] and report["compilers"] == []
 

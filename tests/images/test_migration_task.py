@@ -14,7 +14,7 @@ from lifeguard.stack.docker_engine import DockerEngine
 from lifeguard.stack.ecs_run import TaskRun
 from lifeguard.stack.postgres import PostgresCluster
 from migrator.errors import ExitCode
-from tests.images.conftest import RenderedStack
+from tests.images.support import RenderedStack
 from tests.infra.infra_harness import MOCK_PASSWORD
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import psycopg
 
 from lifeguard.stack.ecs_run import TaskRun
-from tests.images.conftest import RenderedStack, wait_for_pooler
+from tests.images.support import RenderedStack, wait_for_pooler
 from tests.images.test_pooler_task import pooled
 
 

@@ -14,7 +14,7 @@ from lifeguard.stack.docker_engine import DockerEngine
 from lifeguard.stack.ecs_run import TaskRun
 from migrator.errors import ExitCode
 from pgbouncer.versions import PINNED
-from tests.images.conftest import RenderedStack
+from tests.images.support import RenderedStack
 from tests.images.test_migration_task import direct_arn
 from tests.infra.infra_harness import MOCK_PASSWORD
 from tests.observability.emf_check import parse_emf

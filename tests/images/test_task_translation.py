@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lifeguard.stack.ecs_run import plan_task
-from tests.images.conftest import RenderedStack
+from tests.images.support import RenderedStack
 
 
 @pytest.mark.parametrize("family", ["pooler", "migration"])

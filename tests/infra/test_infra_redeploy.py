@@ -318,13 +318,6 @@ def test_pgbouncer_writes_only_to_its_task_volumes(example_run: ProgramRun) -> N
         {"sourceVolume": "pgbouncer-socket", "containerPath": IMAGE_SOCKET_DIR, "readOnly": True}]
 
 
-def test_the_image_declares_the_written_paths_volumes() -> None:
-    # A Fargate bind mount is root-owned unless the image declares the path a VOLUME (owned by uid 10001).
-    volumes = [line.split()[1:] for line in (REPO_ROOT / "pgbouncer" / "Dockerfile").read_text().splitlines()
-               if line.startswith("VOLUME ")]
-    assert volumes == [["/run/pgbouncer", IMAGE_SOCKET_DIR]]
-
-
 # -- #12.6: a brand-new account has no ECS service-linked role ---------------------------------
 
 

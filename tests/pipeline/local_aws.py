@@ -29,7 +29,9 @@ from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.response import StreamingBody
 
+from lambdas.contract import URL_ENV
 from lifeguard.deploy.outputs import MigrationTarget
+from migrator.contract import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
 
 # Variables the migrator must not see from the test's own environment.
-_DATABASE_VARS = ("DATABASE_URL", "DATABASE_URL_UNPOOLED", "DATABASE_URL_UNPOOLED_SECRET_ARN")
+_DATABASE_VARS = (URL_ENV, DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV)
 
 
 class LocalFargate:
@@ -64,7 +66,7 @@ class LocalFargate:
         task_id = parsed["tasks"][0]["taskArn"].rsplit("/", 1)[-1]
         self._stream = self.target.log_stream_name(task_id)
         env = {k: v for k, v in os.environ.items() if k not in _DATABASE_VARS}
-        env["DATABASE_URL_UNPOOLED"] = self.direct_url
+        env[DIRECT_URL_ENV] = self.direct_url
         with self._output_path.open("wb") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "migrator"], env=env, cwd=self.workdir,
