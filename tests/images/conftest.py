@@ -31,6 +31,8 @@ from lifeguard.stack.ecs_run import TaskRun, machine_architecture, machine_nofil
 from lifeguard.stack.postgres import PostgresCluster
 from lifeguard.stack.system import LocalSetupError, own_for_service, port_in_use, running_as_root
 from migrator.contract import APP_ROLE_ENV
+from migrator.contract import CONTAINER_NAME as MIGRATOR_CONTAINER
+from pgbouncer.contract import CONTAINER_NAME as POOLER_CONTAINER
 from pgbouncer.tls import write_self_signed
 from tests.images.support import RenderedStack, cache_dir, wait_for_pooler
 from tests.infra.infra_harness import MOCK_PASSWORD, REPO_ROOT, ProgramRun, example_stack_config, run_program
@@ -156,7 +158,7 @@ def rds(state_root: Path, rendered: RenderedStack, rds_cert: tuple[Path, Path]) 
 
 @pytest.fixture(scope="session")
 def image_for(rendered: RenderedStack, images: BuiltImages) -> Callable[[str], str]:
-    local = {"pgbouncer": images.pooler, "migrator": images.migrator}
+    local = {POOLER_CONTAINER: images.pooler, MIGRATOR_CONTAINER: images.migrator}
 
     def image(uri: str) -> str:
         return local[rendered.image_contexts[uri.split("@", 1)[0].rsplit(":", 1)[0]]]
@@ -199,8 +201,8 @@ def start_task(
 def migrated(rds: PostgresCluster, start_task: Callable[..., TaskRun]) -> TaskRun:
     """The migration task, run once as its task definition says: the schema every other test uses."""
     run = start_task("migration")
-    code = run.wait("migrator")
-    assert code == 0, run.logs("migrator")
+    code = run.wait(MIGRATOR_CONTAINER)
+    assert code == 0, run.logs(MIGRATOR_CONTAINER)
     return run
 
 

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from lifeguard.stack.ecs_run import TaskRun
 from lifeguard.stack.system import port_in_use
+from pgbouncer.contract import CONTAINER_NAME as POOLER_CONTAINER
 from tests.infra.infra_harness import REPO_ROOT
 
 CACHE_ENV = "LIFEGUARD_DOCKER_CACHE"
@@ -74,9 +75,10 @@ class RenderedStack:
 def wait_for_pooler(run: TaskRun, timeout: float = 60) -> None:
     """PgBouncer listens once the entrypoint has rendered its config and exec'd it."""
     deadline = time.monotonic() + timeout
-    (port,) = run.plan("pgbouncer").ports
+    (port,) = run.plan(POOLER_CONTAINER).ports
     while not port_in_use(port):
-        state = run.state("pgbouncer")
+        state = run.state(POOLER_CONTAINER)
         if state.get("Status") == "exited" or time.monotonic() > deadline:
-            raise AssertionError(f"PgBouncer did not start ({state.get('Status')}): {run.logs('pgbouncer')[-3000:]}")
+            logs = run.logs(POOLER_CONTAINER)[-3000:]
+            raise AssertionError(f"PgBouncer did not start ({state.get('Status')}): {logs}")
         time.sleep(0.2)

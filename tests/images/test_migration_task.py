@@ -13,6 +13,7 @@ import pytest
 from lifeguard.stack.docker_engine import DockerEngine
 from lifeguard.stack.ecs_run import TaskRun
 from lifeguard.stack.postgres import PostgresCluster
+from migrator.contract import CONTAINER_NAME as MIGRATOR_CONTAINER
 from migrator.errors import ExitCode
 from tests.images.support import RenderedStack
 from tests.infra.infra_harness import MOCK_PASSWORD
@@ -28,7 +29,7 @@ def direct_arn(rendered: RenderedStack) -> str:
 def test_applies_the_migrations_over_the_direct_url_as_the_image_user(
     migrated: TaskRun, rds: PostgresCluster, rendered: RenderedStack, engine: DockerEngine
 ) -> None:
-    migrator = migrated.plan("migrator").docker_name
+    migrator = migrated.plan(MIGRATOR_CONTAINER).docker_name
     assert engine.docker("inspect", "--format", "{{.Config.User}}", migrator).stdout.strip() == "10001:10001"
     with psycopg.connect(host="127.0.0.1", port=rds.port, user=rendered.db_user, password=MOCK_PASSWORD,
                          dbname=rendered.db_name, sslmode="require") as conn:
@@ -53,7 +54,7 @@ def test_applies_the_migrations_over_the_direct_url_as_the_image_user(
 
 def test_a_second_run_applies_nothing_and_succeeds(migrated: TaskRun, start_task: Callable[..., TaskRun]) -> None:
     run = start_task("migration")
-    assert run.wait("migrator") == ExitCode.OK, run.logs("migrator")
+    assert run.wait(MIGRATOR_CONTAINER) == ExitCode.OK, run.logs(MIGRATOR_CONTAINER)
 
 
 @pytest.mark.parametrize(
@@ -71,5 +72,5 @@ def test_documented_exit_codes(
 ) -> None:
     secrets = {**rendered.secrets, direct_arn(rendered): url.format(rds=rendered.rds_address)}
     run = start_task("migration", secrets=secrets)
-    assert run.wait("migrator") == code, run.logs("migrator")
-    assert message in run.logs("migrator")
+    assert run.wait(MIGRATOR_CONTAINER) == code, run.logs(MIGRATOR_CONTAINER)
+    assert message in run.logs(MIGRATOR_CONTAINER)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import psycopg
 
 from lifeguard.stack.ecs_run import TaskRun
+from pgbouncer.contract import CONTAINER_NAME as POOLER_CONTAINER
 from tests.images.support import RenderedStack, wait_for_pooler
 from tests.images.test_pooler_task import pooled
 
@@ -21,11 +22,11 @@ def test_a_nofile_ulimit_below_max_client_conn_refuses_to_start(
     migrated: TaskRun, rendered: RenderedStack, start_task: Callable[..., TaskRun]
 ) -> None:
     definition = copy.deepcopy(rendered.task("pooler"))
-    (pgbouncer,) = [c for c in definition["containerDefinitions"] if c["name"] == "pgbouncer"]
+    (pgbouncer,) = [c for c in definition["containerDefinitions"] if c["name"] == POOLER_CONTAINER]
     pgbouncer["ulimits"] = [{"name": "nofile", "softLimit": 1024, "hardLimit": 1024}]
     run = start_task("pooler", definition)
-    assert run.wait("pgbouncer", timeout=60) == 2
-    assert "refusing to start: open-files limit 1024 is below" in run.logs("pgbouncer")
+    assert run.wait(POOLER_CONTAINER, timeout=60) == 2
+    assert "refusing to start: open-files limit 1024 is below" in run.logs(POOLER_CONTAINER)
 
 
 def test_docker_stop_lets_an_in_flight_transaction_commit(
@@ -33,7 +34,7 @@ def test_docker_stop_lets_an_in_flight_transaction_commit(
 ) -> None:
     run = start_task("pooler")
     wait_for_pooler(run)
-    stop_timeout = run.plan("pgbouncer").stop_timeout_s
+    stop_timeout = run.plan(POOLER_CONTAINER).stop_timeout_s
     assert stop_timeout is not None
     key = f"stop-{time.time_ns()}"
     inside = threading.Event()
@@ -56,13 +57,13 @@ def test_docker_stop_lets_an_in_flight_transaction_commit(
     client.start()
     assert inside.wait(20), outcome
     started = time.monotonic()
-    run.stop("pgbouncer", timeout=stop_timeout + 30)
+    run.stop(POOLER_CONTAINER, timeout=stop_timeout + 30)
     elapsed = time.monotonic() - started
     client.join(30)
     assert outcome == ["committed"]
-    state = run.state("pgbouncer")
+    state = run.state(POOLER_CONTAINER)
     # Exit 0 from PgBouncer's own shutdown, not 137 from the SIGKILL after stopTimeout.
-    assert state["ExitCode"] == 0, run.logs("pgbouncer")[-2000:]
+    assert state["ExitCode"] == 0, run.logs(POOLER_CONTAINER)[-2000:]
     assert elapsed < stop_timeout
     with psycopg.connect(rendered.secret("DATABASE_URL_UNPOOLED").split("?")[0], hostaddr="127.0.0.1",
                          sslmode="require") as direct:

@@ -12,7 +12,10 @@ import psycopg
 
 from lifeguard.stack.docker_engine import DockerEngine
 from lifeguard.stack.ecs_run import TaskRun
+from migrator.contract import CONTAINER_NAME as MIGRATOR_CONTAINER
 from migrator.errors import ExitCode
+from pgbouncer.contract import CONTAINER_NAME as POOLER_CONTAINER
+from pgbouncer.contract import METRICS_CONTAINER_NAME as METRICS_CONTAINER
 from pgbouncer.versions import PINNED
 from tests.images.support import RenderedStack
 from tests.images.test_migration_task import direct_arn
@@ -45,12 +48,12 @@ def test_clients_log_in_over_tls_through_the_task(pooler_task: TaskRun, rendered
 
 
 def test_pgbouncer_is_pid_1_as_the_image_user(pooler_task: TaskRun, engine: DockerEngine) -> None:
-    name = pooler_task.plan("pgbouncer").docker_name
+    name = pooler_task.plan(POOLER_CONTAINER).docker_name
     top = engine.docker("top", name, "-o", "pid,uid,args").stdout.splitlines()[1:]
     assert len(top) == 1, top  # exec'd: no Python parent left
     _pid, uid, args = top[0].split(None, 2)
     assert uid == "10001" and args.startswith("pgbouncer /run/pgbouncer/pgbouncer.ini")
-    assert f"starting PgBouncer {PINNED}" in pooler_task.logs("pgbouncer")
+    assert f"starting PgBouncer {PINNED}" in pooler_task.logs(POOLER_CONTAINER)
     # The secrets were written to the auth file and removed from PgBouncer's environment.
     environ = engine.docker("exec", name, "cat", "/proc/1/environ").stdout.split("\0")
     assert not any(line.startswith(("POOLER_CREDENTIALS=", "POOLER_STATS_CREDENTIALS=")) for line in environ)
@@ -59,12 +62,12 @@ def test_pgbouncer_is_pid_1_as_the_image_user(pooler_task: TaskRun, engine: Dock
 def test_metrics_sidecar_prints_emf_read_over_the_shared_socket(pooler_task: TaskRun) -> None:
     deadline = time.monotonic() + 60
     while True:
-        lines = [line for line in pooler_task.logs("metrics").splitlines() if line.startswith("{")]
+        lines = [line for line in pooler_task.logs(METRICS_CONTAINER).splitlines() if line.startswith("{")]
         if lines or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     records = parse_emf("\n".join(lines))
-    assert records, pooler_task.logs("metrics")[-2000:]
+    assert records, pooler_task.logs(METRICS_CONTAINER)[-2000:]
     up = [record for record in records if "ConsoleUp" in record]
     # ConsoleUp 1: the sidecar reached PgBouncer's console through the socket in the task volume.
     assert up and all(record["ConsoleUp"] == 1 for record in up), up
@@ -72,11 +75,11 @@ def test_metrics_sidecar_prints_emf_read_over_the_shared_socket(pooler_task: Tas
 
 
 def _metrics_service(run: TaskRun) -> str:
-    return run.plan("metrics").env["LIFEGUARD_METRICS_SERVICE"]
+    return run.plan(METRICS_CONTAINER).env["LIFEGUARD_METRICS_SERVICE"]
 
 
 def test_the_task_definition_settings_reach_pgbouncer(pooler_task: TaskRun, rendered: RenderedStack) -> None:
-    settings = json.loads(pooler_task.plan("pgbouncer").env["LIFEGUARD_PGBOUNCER_SETTINGS"])
+    settings = json.loads(pooler_task.plan(POOLER_CONTAINER).env["LIFEGUARD_PGBOUNCER_SETTINGS"])
     stats = json.loads(rendered.secret("POOLER_STATS_CREDENTIALS"))
     console = rendered.secret("DATABASE_URL").split("?")[0].rsplit("/", 1)[0]
     # The console as the stats user: read-only SHOW works, with the task's own settings in it.
@@ -101,6 +104,6 @@ def test_the_migration_task_refuses_the_pooled_url(
     assert pooled_url != rendered.secret("DATABASE_URL")
     secrets = {**rendered.secrets, direct_arn(rendered): pooled_url}
     run = start_task("migration", secrets=secrets)
-    assert run.wait("migrator") == ExitCode.REFUSED, run.logs("migrator")
-    assert "pooler" in run.logs("migrator").lower()
-    assert MOCK_PASSWORD not in run.logs("migrator")
+    assert run.wait(MIGRATOR_CONTAINER) == ExitCode.REFUSED, run.logs(MIGRATOR_CONTAINER)
+    assert "pooler" in run.logs(MIGRATOR_CONTAINER).lower()
+    assert MOCK_PASSWORD not in run.logs(MIGRATOR_CONTAINER)
