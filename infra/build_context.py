@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_PACKAGE_NAMES = ("redaction",)
-"""Packages of the repository that deployables ship beside their own (the kit's one redactor)."""
+SHARED_PACKAGE_NAMES = ("redaction", "database_urls")
+"""Packages of the repository that deployables ship beside their own: the kit's one redactor, and the
+names of the connection-string pair."""
 STAGE_ROOT = REPO_ROOT / "build" / "image-contexts"
 SHARED_DIR = "shared"
 """Where :func:`build_context` puts shared packages; the Dockerfile copies them to ``/app``."""

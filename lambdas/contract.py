@@ -11,10 +11,6 @@ from dataclasses import dataclass
 
 # -- the environment a function reads (lambdas/db.py) --------------------------------------------
 
-URL_ENV = "DATABASE_URL"
-"""The pooled URL itself (locally)."""
-SECRET_ARN_ENV = "DATABASE_URL_SECRET_ARN"  # noqa: S105 (an env var name)
-"""The Secrets Manager secret holding the pooled URL (on AWS): the value never sits in the environment."""
 PREPARED_ENV = "LIFEGUARD_POOLER_PREPARED_STATEMENTS"
 """``1`` when the pooler tracks prepared statements (``PoolerSettings.tracks_prepared_statements``)."""
 CONNECT_TIMEOUT_ENV = "LIFEGUARD_CONNECT_TIMEOUT"

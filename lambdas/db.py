@@ -41,7 +41,8 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from lambdas.contract import CONNECT_TIMEOUT_ENV, PREPARED_ENV, SECRET_ARN_ENV, STATEMENT_TIMEOUT_ENV, URL_ENV
+from database_urls import POOLED_URL_ENV, POOLED_URL_SECRET_ARN_ENV
+from lambdas.contract import CONNECT_TIMEOUT_ENV, PREPARED_ENV, STATEMENT_TIMEOUT_ENV
 from redaction import Redactor, redact, url_problem
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ _MESSAGES: dict[str, tuple[str, bool]] = {
         True,
     ),
     "authentication_failed": (
-        f"the database rejected the function's credentials; check the {URL_ENV} secret",
+        f"the database rejected the function's credentials; check the {POOLED_URL_ENV} secret",
         False,
     ),
     "pool_timeout": (
@@ -299,7 +300,7 @@ def fetch_secret_url(arn: str, client_factory: SecretsClientFactory = _default_s
     parts = arn.split(":")
     if len(parts) < 7 or parts[0] != "arn" or parts[2] != "secretsmanager" or not parts[3]:
         raise ConfigurationError(
-            f"{SECRET_ARN_ENV} must be a Secrets Manager secret ARN "
+            f"{POOLED_URL_SECRET_ARN_ENV} must be a Secrets Manager secret ARN "
             f"(arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME), got {arn!r}"
         )
     from botocore.exceptions import BotoCoreError, ClientError
@@ -367,11 +368,11 @@ class Database:
         return self._resolved
 
     def _url_from_env(self, env: Mapping[str, str]) -> tuple[str, str]:
-        plain, arn = env.get(URL_ENV, "").strip(), env.get(SECRET_ARN_ENV, "").strip()
+        plain, arn = env.get(POOLED_URL_ENV, "").strip(), env.get(POOLED_URL_SECRET_ARN_ENV, "").strip()
         if plain and arn:
             raise ConfigurationError(
-                f"both {URL_ENV} and {SECRET_ARN_ENV} are set; set only one "
-                f"({URL_ENV} locally, {SECRET_ARN_ENV} on AWS)"
+                f"both {POOLED_URL_ENV} and {POOLED_URL_SECRET_ARN_ENV} are set; set only one "
+                f"({POOLED_URL_ENV} locally, {POOLED_URL_SECRET_ARN_ENV} on AWS)"
             )
         if arn:
             url = fetch_secret_url(arn, self.secrets_client_factory)
@@ -379,9 +380,9 @@ class Database:
             self._from_secret = True
             return url, f"the secret {arn}"
         if plain:
-            return plain, URL_ENV
+            return plain, POOLED_URL_ENV
         raise ConfigurationError(
-            f"no database configured: set {URL_ENV} (a postgresql:// URL) or {SECRET_ARN_ENV} "
+            f"no database configured: set {POOLED_URL_ENV} (a postgresql:// URL) or {POOLED_URL_SECRET_ARN_ENV} "
             "(the ARN of a Secrets Manager secret holding it)"
         )
 

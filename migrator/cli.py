@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV
+from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
 from migrator.errors import ExitCode, MigratorError
 from migrator.roles import app_role_from_env
 from migrator.runner import (
@@ -30,14 +31,14 @@ from migrator.runner import (
     migrate,
     status,
 )
-from migrator.source import ENV_POOLED_URL, resolve_url
+from migrator.source import resolve_url
 from redaction import Redactor
 
 log = logging.getLogger("migrator")
 
 EPILOG = f"""\
 The direct URL comes from {DIRECT_URL_ENV}, or from the Secrets Manager secret whose ARN is in
-{DIRECT_URL_SECRET_ARN_ENV}. {ENV_POOLED_URL} (the pooled URL) is never used. With {APP_ROLE_ENV} (a role
+{DIRECT_URL_SECRET_ARN_ENV}. {POOLED_URL_ENV} (the pooled URL) is never used. With {APP_ROLE_ENV} (a role
 name) and {APP_ROLE_VERIFIER_ENV} (its SCRAM verifier), 'apply' first provisions that DML-only
 application role, under the migration lock.
 

@@ -11,10 +11,6 @@ from __future__ import annotations
 CONTAINER_NAME = "migrator"
 """The migration task's one container (infra/components/migration_job.py; the local stack runs the same)."""
 
-DIRECT_URL_ENV = "DATABASE_URL_UNPOOLED"
-"""The direct URL (straight to Postgres, never the pooler); on AWS injected by ECS from Secrets Manager."""
-DIRECT_URL_SECRET_ARN_ENV = "DATABASE_URL_UNPOOLED_SECRET_ARN"  # noqa: S105 (a variable name)
-"""Instead: the ARN of the secret holding it, read with boto3."""
 APP_ROLE_ENV = "LIFEGUARD_APP_ROLE"
 """The DML-only application role ``apply`` provisions first (with :data:`APP_ROLE_VERIFIER_ENV`)."""
 APP_ROLE_VERIFIER_ENV = "LIFEGUARD_APP_ROLE_VERIFIER"

@@ -32,9 +32,8 @@ import psycopg
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
-from migrator.contract import DIRECT_URL_ENV
+from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
 from migrator.errors import PoolerRefused
-from migrator.source import ENV_POOLED_URL
 
 PROBE_WAIT_S = 3.0
 """How long the second connection's one query may wait for a backend (a session pooler with no
@@ -275,13 +274,13 @@ def check_direct(conn: psycopg.Connection[Any]) -> Endpoint:
             f"refusing to migrate through a pooler or proxy: this connection was dialled to "
             f"{addresses.dialled}, but Postgres says it arrived on {addresses.server}. Migrations hold a "
             f"session advisory lock and run each file in one transaction on one server session, which a "
-            f"transaction pooler does not keep. Use the direct URL, {DIRECT_URL_ENV}, not the pooled {ENV_POOLED_URL}."
+            f"transaction pooler does not keep. Use the direct URL, {DIRECT_URL_ENV}, not the pooled {POOLED_URL_ENV}."
         )
     probe = probe_pooling(conn)
     if probe.multiplexed:
         raise PoolerRefused(
             f"refusing to migrate through a transaction pooler: {probe.describe()}, although the addresses "
             f"agree ({addresses.dialled}). Migrations hold a session advisory lock and need one server "
-            f"session for the whole run. Use the direct URL, {DIRECT_URL_ENV}, not the pooled {ENV_POOLED_URL}."
+            f"session for the whole run. Use the direct URL, {DIRECT_URL_ENV}, not the pooled {POOLED_URL_ENV}."
         )
     return addresses.server

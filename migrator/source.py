@@ -17,16 +17,13 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from migrator.contract import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV
+from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV
 from migrator.errors import MigratorConfigError, Unavailable
 from redaction import ENCODE_HINT, Redactor, url_problem
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-ENV_POOLED_URL = "DATABASE_URL"
-"""The functions' pooled URL (``lambdas.contract.URL_ENV``), which the migrator refuses. Spelled out here:
-the migration image ships only ``migrator/`` and the shared ``redaction`` package, not ``lambdas/``."""
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):[0-9]{12}:secret:.+$")
 
 log = logging.getLogger("migrator")
@@ -103,9 +100,9 @@ def resolve_url(environ: Mapping[str, str], client: SecretsManagerClient | None 
         return ResolvedUrl(url, DIRECT_URL_ENV)
     if arn:
         return ResolvedUrl(fetch_secret_url(arn, client), f"secret {arn}")
-    if environ.get(ENV_POOLED_URL, "").strip():
+    if environ.get(POOLED_URL_ENV, "").strip():
         raise MigratorConfigError(
-            f"{ENV_POOLED_URL} is set, but the migrator never uses it: it is the pooled URL, and "
+            f"{POOLED_URL_ENV} is set, but the migrator never uses it: it is the pooled URL, and "
             f"migrations must not run through PgBouncer. Set {DIRECT_URL_ENV} to the direct URL "
             f"(or {DIRECT_URL_SECRET_ARN_ENV} to the ARN of the secret holding it)."
         )

@@ -21,7 +21,7 @@ import pytest
 from infra.outputs import ALARM_TOPIC_ARN, STACK_OUTPUTS
 
 REPO = Path(__file__).resolve().parents[1]
-CONTRACTS = ("pgbouncer.contract", "lambdas.contract", "migrator.contract", "infra.outputs")
+CONTRACTS = ("pgbouncer.contract", "lambdas.contract", "migrator.contract", "infra.outputs", "database_urls")
 # What the deployables' code needs and the program must not: psycopg (the sidecar's console client and
 # the functions' driver), so the infra install need not have it.
 IMAGE_ONLY = ("psycopg", "pgbouncer.metrics", "pgbouncer.entrypoint", "lambdas.db")

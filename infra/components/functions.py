@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from database_urls import POOLED_URL_SECRET_ARN_ENV
 from infra import policies
 from infra.config import FunctionsConfig
 from infra.lambda_package import RUNTIME, LambdaPackage
-from lambdas.contract import FUNCTIONS, PREPARED_ENV, SECRET_ARN_ENV
+from lambdas.contract import FUNCTIONS, PREPARED_ENV
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Functions(pulumi.ComponentResource):
                 memory_size=cfg.memory_mb,
                 reserved_concurrent_executions=cfg.reserved_concurrency,
                 environment={"variables": {
-                    SECRET_ARN_ENV: args.pooled_secret_arn,
+                    POOLED_URL_SECRET_ARN_ENV: args.pooled_secret_arn,
                     PREPARED_ENV: "1" if args.pooler_prepared_statements else "0",
                 }},
                 layers=[args.pooler_ca_layer_arn],

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pulumi
 
+from database_urls import DIRECT_URL_ENV
 from infra.components.fargate_base import fargate_base
 from infra.config import MigrationConfig
 from infra.policies import Account
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, CONTAINER_NAME, DEMO_DATA_ENV, DIRECT_URL_ENV
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, CONTAINER_NAME, DEMO_DATA_ENV
 
 # ECS injects one JSON key of a secret with valueFrom "<arn>:<key>::".
 VERIFIER_KEY = "password"

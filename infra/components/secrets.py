@@ -15,8 +15,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from lambdas.contract import URL_ENV
-from migrator.contract import DIRECT_URL_ENV
+from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
 
 # Where the migration image keeps the RDS CA bundle (its Dockerfile puts it there).
 MIGRATOR_RDS_CA_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
@@ -116,8 +115,8 @@ class ConnectionSecrets(pulumi.ComponentResource):
         )
         pooled, _ = stored_secret(
             f"{name}-pooled",
-            name_prefix=f"{args.secret_name_prefix}{URL_ENV}-",
-            description=f"{URL_ENV}: through PgBouncer (transaction mode); for the functions",
+            name_prefix=f"{args.secret_name_prefix}{POOLED_URL_ENV}-",
+            description=f"{POOLED_URL_ENV}: through PgBouncer (transaction mode); for the functions",
             recovery_window_days=args.recovery_window_days,
             value=pooled_value,
             opts=child,

@@ -10,12 +10,11 @@ import json
 import os
 import sys
 
-from lambdas.contract import URL_ENV
+from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
 from lifeguard.cli.arguments import positive_integer
 from lifeguard.doctor import run_doctor
 from lifeguard.doctor.headroom import LEAK_AFTER_S
 from lifeguard.doctor.render import render
-from migrator.contract import DIRECT_URL_ENV
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "connection headroom, TLS, and whether the pooled and direct URLs reach the same database. "
         "Each is ok, warn or fail with one line on what to change. A few round trips, no load."
     )
-    parser.add_argument("url", nargs="?", help=f"the pooled URL functions use (default: ${URL_ENV})")
+    parser.add_argument("url", nargs="?", help=f"the pooled URL functions use (default: ${POOLED_URL_ENV})")
     parser.add_argument("--unpooled", metavar="URL", help=f"the direct URL migrations use (default: ${DIRECT_URL_ENV})")
     parser.add_argument(
         "--instances", type=positive_integer, metavar="N",
@@ -37,10 +36,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    pooled = args.url or os.environ.get(URL_ENV) or None
+    pooled = args.url or os.environ.get(POOLED_URL_ENV) or None
     direct = args.unpooled or os.environ.get(DIRECT_URL_ENV) or None
     if pooled is None and direct is None:
-        print(f"lifeguard doctor: error: give a URL, --unpooled URL, or set {URL_ENV} / {DIRECT_URL_ENV}",
+        print(f"lifeguard doctor: error: give a URL, --unpooled URL, or set {POOLED_URL_ENV} / {DIRECT_URL_ENV}",
               file=sys.stderr)
         return 2
     report = run_doctor(pooled, direct, instances=args.instances, leak_after_s=args.leak_after)

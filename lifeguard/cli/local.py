@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from lambdas.contract import URL_ENV
+from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
 from lifeguard.stack.stack import (
     STACK_ERRORS,
     STATE_DIR_ENV,
@@ -19,7 +19,6 @@ from lifeguard.stack.stack import (
     StackStatus,
     resolve_state_dir,
 )
-from migrator.contract import DIRECT_URL_ENV
 
 
 def add_state_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -194,7 +193,7 @@ def run_env(args: argparse.Namespace) -> int:
     except STACK_ERRORS as exc:
         return _fail(str(exc))
     # Printing the URLs is this command's whole purpose; quoted so `eval` and `source` keep `&`.
-    print(f"{URL_ENV}={shlex.quote(pooled)}")
+    print(f"{POOLED_URL_ENV}={shlex.quote(pooled)}")
     for name, value in client.items():
         print(f"{name}={shlex.quote(value)}")
     print(f"{DIRECT_URL_ENV}={shlex.quote(direct)}")

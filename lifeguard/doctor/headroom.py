@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from lambdas.contract import URL_ENV
+from database_urls import POOLED_URL_ENV
 from lifeguard.doctor.findings import NOTHING_TO_CHANGE, Finding, Status, worst
 from lifeguard.doctor.target import Target
 
@@ -85,7 +85,7 @@ def observe(conn: psycopg.Connection[Any], leak_after_s: float = LEAK_AFTER_S) -
 def finding(
     target: Target, pooled_kind: str | None, headroom: Headroom, instances: int | None, leak_after_s: float
 ) -> Finding:
-    """``pooled_kind``: what :data:`URL_ENV` turned out to be (None when it was not given)."""
+    """``pooled_kind``: what :data:`POOLED_URL_ENV` turned out to be (None when it was not given)."""
     f = headroom.figures
     states = ", ".join(f"{state} {n}" for state, n in sorted(f["by_state"].items()))
     hidden = int(f["hidden"])
@@ -128,9 +128,9 @@ def finding(
             if instances > headroom.free:
                 verdicts.append((Status.FAIL,
                     f"{instances - headroom.free} of {instances} instances would get 'too many clients': "
-                    f"give the functions a transaction pooler's URL as {URL_ENV}"))
+                    f"give the functions a transaction pooler's URL as {POOLED_URL_ENV}"))
     elif pooled_kind != "transaction pooling":
-        spiked = URL_ENV if pooled_kind else target.name
+        spiked = POOLED_URL_ENV if pooled_kind else target.name
         parts.append(f"a spike on {spiked} gets {headroom.free} connections before 'too many clients'")
     details = {**f, "usable": headroom.usable, "free": headroom.free, "instances": instances}
     status = worst([s for s, _ in verdicts])

@@ -12,9 +12,8 @@ from typing import Any
 
 import psycopg
 
-from lambdas.contract import URL_ENV
+from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
 from lifeguard.doctor.findings import NOTHING_TO_CHANGE, Finding, Status
-from migrator.contract import DIRECT_URL_ENV
 
 _IDENTITY = (
     "SELECT current_database(), (SELECT oid::bigint FROM pg_database WHERE datname = current_database()),"
@@ -71,20 +70,20 @@ def finding(
         return Finding(
             "pair", "pair", Status.FAIL if both_given else Status.WARN,
             f"cannot compare the pair: {missing}",
-            f"give both: {URL_ENV} (or the URL argument) and {DIRECT_URL_ENV} (or --unpooled URL)",
+            f"give both: {POOLED_URL_ENV} (or the URL argument) and {DIRECT_URL_ENV} (or --unpooled URL)",
         )
     details = {"pooled": pooled.as_json(), "direct": direct.as_json(),
                "pooled_kind": pooled_kind, "direct_kind": direct_kind}
     if not pooled.same_database(direct):
         return Finding(
             "pair", "pair", Status.FAIL,
-            f"different databases: {URL_ENV} reaches {pooled.describe()}, {DIRECT_URL_ENV} {direct.describe()}",
+            f"different databases: {POOLED_URL_ENV} reaches {pooled.describe()}, {DIRECT_URL_ENV} {direct.describe()}",
             "point both URLs at the same database: migrations on the direct one must change what the functions read",
             details,
         )
     problems: list[str] = []
     if pooled_kind != "transaction pooling":
-        problems.append(f"{URL_ENV} is {pooled_kind}, not a transaction pooler")
+        problems.append(f"{POOLED_URL_ENV} is {pooled_kind}, not a transaction pooler")
     if direct_kind != "direct":
         problems.append(f"{DIRECT_URL_ENV} is {direct_kind}, not direct")
     if direct.in_recovery:

@@ -12,10 +12,9 @@ from typing import Any, Literal
 
 import psycopg
 
-from lambdas.contract import URL_ENV
+from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
 from lifeguard.doctor.findings import NOTHING_TO_CHANGE, Finding, Status
 from lifeguard.doctor.target import Target
-from migrator.contract import DIRECT_URL_ENV
 from migrator.guard import AddressCheck, PoolingProbe, address_check, probe_pooling
 
 Kind = Literal["transaction pooling", "session pooling or proxy", "direct"]
@@ -67,7 +66,7 @@ def _verdict(target: Target, pooling: Pooling) -> tuple[Status, str]:
                 "pooler's transaction mode (PgBouncer pool_mode=transaction, or the provider's pooled URL)"
             )
         return Status.FAIL, (
-            f"every function instance would hold a backend of its own: point {URL_ENV} at a transaction "
+            f"every function instance would hold a backend of its own: point {POOLED_URL_ENV} at a transaction "
             f"pooler (PgBouncer pool_mode=transaction) and keep this URL as {DIRECT_URL_ENV}"
         )
     if kind == "direct":

@@ -10,12 +10,11 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from lambdas.contract import URL_ENV
+from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
 from lifeguard.doctor import headroom, pair, pooling, prepared, session_state, tls
 from lifeguard.doctor.findings import Finding, Report, Status
 from lifeguard.doctor.pooling import Pooling
 from lifeguard.doctor.target import Target, TargetError
-from migrator.contract import DIRECT_URL_ENV
 from migrator.guard import ProbeError
 from redaction import Redactor
 
@@ -116,7 +115,7 @@ def run_doctor(
     if pooled_url is None and direct_url is None:
         raise ValueError("give at least one URL")
     started = time.monotonic()
-    targets = [Target(URL_ENV, "pooled", pooled_url)] if pooled_url is not None else []
+    targets = [Target(POOLED_URL_ENV, "pooled", pooled_url)] if pooled_url is not None else []
     if direct_url is not None:
         targets.append(Target(DIRECT_URL_ENV, "direct", direct_url))
     # Prepared statements and session state matter where the functions connect: the first URL.
@@ -136,7 +135,7 @@ def run_doctor(
         findings.append(headroom.finding(source.target, pooled_kind, source.headroom, instances, leak_after_s))
     findings.append(_pair_finding(pooled, direct))
     order = ("connect", "pooling", "prepared statements", "session state", "headroom", "tls", "pair")
-    findings.sort(key=lambda f: (order.index(f.check), f.target != URL_ENV))
+    findings.sort(key=lambda f: (order.index(f.check), f.target != POOLED_URL_ENV))
     urls = {t.name: t.shown for t in targets}
     return Report(urls, tuple(findings), time.monotonic() - started)
 
@@ -144,7 +143,7 @@ def run_doctor(
 def _pair_finding(pooled: _Examined | None, direct: _Examined | None) -> Finding:
     missing = None
     if pooled is None or direct is None:
-        missing = f"{URL_ENV if pooled is None else DIRECT_URL_ENV} not given"
+        missing = f"{POOLED_URL_ENV if pooled is None else DIRECT_URL_ENV} not given"
     else:
         for side in (pooled, direct):
             if side.identity is None:

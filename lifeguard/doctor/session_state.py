@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
+from database_urls import DIRECT_URL_ENV
 from lifeguard.doctor.findings import NOTHING_TO_CHANGE, Finding, Status
 from lifeguard.doctor.pooling import Pooling
 from lifeguard.doctor.target import Target
-from migrator.contract import DIRECT_URL_ENV
 from migrator.guard import ProbeError, connect_like, int_value, query_within
 
 WAIT_S = 2.0

@@ -41,7 +41,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
-from lambdas.contract import FUNCTIONS, PREPARED_ENV, URL_ENV
+from database_urls import POOLED_URL_ENV
+from lambdas.contract import FUNCTIONS, PREPARED_ENV
 
 _MODULES = {function.name: function.module for function in FUNCTIONS}
 """The sample functions: name (as in ``AWS_LAMBDA_FUNCTION_NAME``) to handler module."""
@@ -50,7 +51,7 @@ PROGRESS_INTERVAL_S = 0.1
 COMPARE_URL_ENV = "LIFEGUARD_COMPARE_URL"
 """The second URL of a ``paired`` job (benchmarks only; functions never read it)."""
 # Environment variables a worker must not inherit: they could point instances at another database.
-_URL_ENV = re.compile(rf"^({re.escape(URL_ENV)}.*|PG[A-Z]+)$")
+_URL_ENV = re.compile(rf"^({re.escape(POOLED_URL_ENV)}.*|PG[A-Z]+)$")
 _DB_ERROR = re.compile(r"\b(FATAL|ERROR|PANIC):\s+(.*)$", re.DOTALL)
 
 
@@ -312,7 +313,7 @@ def _queries(job: Mapping[str, Any], channel: _Channel) -> None:
     """Warm connections: each thread one connection, one statement after another, timed each."""
     import psycopg
 
-    url = os.environ[URL_ENV]
+    url = os.environ[POOLED_URL_ENV]
     sql, threads, duration = job["sql"], int(job["threads"]), float(job["duration_s"])
     warmup = int(job.get("warmup", 200))
     tally = _Tally()
@@ -364,7 +365,7 @@ def _paired(job: Mapping[str, Any], channel: _Channel) -> None:
 
     sql, duration = job["sql"], float(job["duration_s"])
     params = job.get("params")
-    urls = (os.environ[URL_ENV], os.environ[COMPARE_URL_ENV])
+    urls = (os.environ[POOLED_URL_ENV], os.environ[COMPARE_URL_ENV])
     # ``prepare_thresholds``: psycopg's per connection (None: never prepare, as without a tracking pooler).
     thresholds = job.get("prepare_thresholds") or [None, None]
     connections = [psycopg.connect(url, autocommit=True, prepare_threshold=threshold)
@@ -430,7 +431,7 @@ def worker_env(
     base = os.environ if base is None else base
     env = {k: v for k, v in base.items() if not _URL_ENV.match(k) and k != PREPARED_ENV}
     env.update(client or {})
-    env[URL_ENV] = url
+    env[POOLED_URL_ENV] = url
     if function:
         env["AWS_LAMBDA_FUNCTION_NAME"] = function  # shows as application_name in pg_stat_activity
     return env

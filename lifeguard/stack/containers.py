@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from database_urls import DIRECT_URL_ENV
 from infra.build_context import build_context, shared_packages
 from lifeguard.stack.docker_engine import DockerEngine, Progress, install_missing_packages, no_progress
 from lifeguard.stack.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
@@ -28,7 +29,7 @@ from lifeguard.stack.postgres import make_dsn
 from lifeguard.stack.stack import LocalStack, MigrationRun, StackConfig, StackError
 from lifeguard.stack.system import LocalSetupError, port_in_use, running_as_root
 from migrator.cabundle import RDS_CA_BUNDLE_PATH
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DIRECT_URL_ENV
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
 from migrator.contract import CONTAINER_NAME as MIGRATOR_CONTAINER
 from pgbouncer.contract import (
     CERT_ENV,

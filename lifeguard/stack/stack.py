@@ -41,7 +41,8 @@ from pathlib import Path
 
 import psycopg
 
-from lambdas.contract import PREPARED_ENV, SECRET_ARN_ENV, URL_ENV
+from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV, POOLED_URL_SECRET_ARN_ENV
+from lambdas.contract import PREPARED_ENV
 from lifeguard.stack.pooler import PoolerError, PoolerProcess, installed_version, local_settings, pid_record_file
 from lifeguard.stack.pooler_ca import authority_pair, ensure_authority, server_certificate
 from lifeguard.stack.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
@@ -55,7 +56,6 @@ from lifeguard.stack.system import (
     port_in_use,
     running_as_root,
 )
-from migrator.contract import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV
 from pgbouncer.contract import STATS_USER
 from pgbouncer.entrypoint import StartupError
 from pgbouncer.settings import PoolerSettings, SettingsError
@@ -76,7 +76,7 @@ MAX_SOCKET_PATH_BYTES = 107
 """``sun_path`` holds 108 bytes with the closing NUL; PgBouncer cuts a longer socket path short silently."""
 
 # Every variable that could point a migration at another database, or at the pooler.
-_URL_ENV_NAMES = (URL_ENV, DIRECT_URL_ENV, SECRET_ARN_ENV, DIRECT_URL_SECRET_ARN_ENV)
+_URL_ENV_NAMES = (POOLED_URL_ENV, DIRECT_URL_ENV, POOLED_URL_SECRET_ARN_ENV, DIRECT_URL_SECRET_ARN_ENV)
 _LIBPQ_ENV = re.compile(r"^PG[A-Z]+$")
 
 

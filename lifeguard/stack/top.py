@@ -22,8 +22,8 @@ from typing import Any, TextIO
 
 import psycopg
 
+from database_urls import DIRECT_URL_ENV
 from lifeguard.stack.stack import LocalStack
-from migrator.contract import DIRECT_URL_ENV
 from pgbouncer.contract import STATS_USER
 from pgbouncer.metrics.console import ConsoleError, ConsoleTarget, sample_console
 from pgbouncer.metrics.rates import RateTracker

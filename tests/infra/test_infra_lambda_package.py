@@ -92,8 +92,8 @@ def test_archive_holds_the_handlers_and_no_bytecode(x86_zip: bytes, tmp_path: Pa
         for module in ("lambdas/read_invoices.py", "lambdas/charge_credits.py"):
             tree = ast.parse(archive.read(module))
             assert "handler" in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, module
-        # The kit's one redactor ships beside the handlers, which import it.
-        assert "redaction/__init__.py" in names
+        # The shared packages ship beside the handlers, which import them.
+        assert {"redaction/__init__.py", "database_urls/__init__.py"} <= names
         # psycopg at the import root, where Lambda looks; typing-extensions is psycopg's dependency
         # only below Python 3.13, so the python3.13 runtime's zip leaves it out.
         assert "psycopg/__init__.py" in names

@@ -581,12 +581,13 @@ def test_images_are_built_for_an_explicit_platform_and_pushed_to_ecr(example_run
         if folder == "pgbouncer":
             assert context == REPO_ROOT / folder
         else:
-            # The migrator's folder, staged (under build/, named by content) with the one redactor under
-            # shared/ (the image copies it to /app).
+            # The migrator's folder, staged (under build/, named by content) with the shared packages
+            # under shared/ (the image copies them to /app).
             assert context.parent == REPO_ROOT / "build" / "image-contexts"
-            assert (context / "shared" / "redaction" / "__init__.py").read_bytes() == (
-                REPO_ROOT / "redaction" / "__init__.py"
-            ).read_bytes()
+            for shared in ("redaction", "database_urls"):
+                assert (context / "shared" / shared / "__init__.py").read_bytes() == (
+                    REPO_ROOT / shared / "__init__.py"
+                ).read_bytes()
             assert (context / "runner.py").read_bytes() == (REPO_ROOT / "migrator" / "runner.py").read_bytes()
         assert build["platform"] == "linux/amd64"
         assert is_secret(image.inputs["registry"])  # holds the ECR token

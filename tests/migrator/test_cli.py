@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from infra.build_context import shared_packages
 from lifeguard.stack.system import free_port
 from migrator.errors import ExitCode
 from migrator.runner import LOCK_KEY
@@ -238,10 +239,11 @@ def test_sigkill_mid_migration_leaves_nothing_half_applied(app_db: AppDatabase, 
 
 
 def test_runs_from_the_image_layout_without_the_rest_of_the_repo(app_db: AppDatabase, tmp_path: Path) -> None:
-    """The image holds migrator/ and redaction/ under /app: run from such a copy and import nothing else of ours."""
+    """The image holds migrator/ and the shared packages under /app: run from such a copy, import nothing else."""
     app = tmp_path / "app"
     shutil.copytree(REPO_ROOT / "migrator", app / "migrator", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO_ROOT / "redaction", app / "redaction", ignore=shutil.ignore_patterns("__pycache__"))
+    for shared in shared_packages(REPO_ROOT):
+        shutil.copytree(shared, app / shared.name, ignore=shutil.ignore_patterns("__pycache__"))
     probe = (
         "import runpy, sys\n"
         "sys.argv = ['migrator']\n"
@@ -251,7 +253,7 @@ def test_runs_from_the_image_layout_without_the_rest_of_the_repo(app_db: AppData
         "    code = exit.code\n"
         "ours = {'lifeguard', 'pgbouncer', 'lambdas', 'infra', 'tests'}\n"
         "print('FOREIGN', sorted(m for m in sys.modules if m.split('.')[0] in ours))\n"
-        "print('FROM', sys.modules['migrator'].__file__, sys.modules['redaction'].__file__)\n"
+        "print('FROM', *(sys.modules[m].__file__ for m in ('migrator', 'redaction', 'database_urls')))\n"
         "sys.exit(code)\n"
     )
     proc = subprocess.run(
@@ -261,7 +263,8 @@ def test_runs_from_the_image_layout_without_the_rest_of_the_repo(app_db: AppData
     assert_no_secret(proc.stdout + proc.stderr, secrets_of(app_db))
     assert proc.returncode == 0, proc.stderr
     assert "FOREIGN []" in proc.stdout
-    assert f"FROM {app / 'migrator' / '__init__.py'} {app / 'redaction' / '__init__.py'}" in proc.stdout
+    from_app = " ".join(str(app / m / "__init__.py") for m in ("migrator", "redaction", "database_urls"))
+    assert f"FROM {from_app}" in proc.stdout
     assert recorded_versions(app_db) == ["0001", "0002", "0003", "0004"]  # the bundled migrations
 
 

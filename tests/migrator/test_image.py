@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.build_context import SHARED_PACKAGE_NAMES
 from migrator import cabundle
 from pgbouncer.tls import write_self_signed
 from tests.migrator.support import REPO_ROOT
@@ -27,7 +28,7 @@ def test_dockerignore_keeps_caches_out() -> None:
 
 def test_package_imports_only_stdlib_psycopg_and_boto3() -> None:
     allowed = set(sys.stdlib_module_names) | {
-        "psycopg", "boto3", "botocore", "migrator", "mypy_boto3_secretsmanager", "redaction",
+        "psycopg", "boto3", "botocore", "migrator", "mypy_boto3_secretsmanager", *SHARED_PACKAGE_NAMES,
     }
     found: dict[str, set[str]] = {}
     for path in FOLDER.rglob("*.py"):

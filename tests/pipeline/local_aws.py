@@ -29,9 +29,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.response import StreamingBody
 
-from lambdas.contract import URL_ENV
+from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV
 from lifeguard.deploy.outputs import MigrationTarget
-from migrator.contract import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
 
 # Variables the migrator must not see from the test's own environment.
-_DATABASE_VARS = (URL_ENV, DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV)
+_DATABASE_VARS = (POOLED_URL_ENV, DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV)
 
 
 class LocalFargate:
