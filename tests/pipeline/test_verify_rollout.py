@@ -8,12 +8,10 @@ request and response against ECS's own API model.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -85,14 +83,6 @@ ROLLED_BACK = service(
 ROLLED_BACK_AND_DRAINED = service(deployment("PRIMARY", OLD_TD, "COMPLETED", reason=ROLLING_BACK, number=3))
 # The circuit breaker without rollback: the new definition stays PRIMARY, FAILED.
 FAILED = service(deployment("PRIMARY", NEW_TD, "FAILED", reason=CIRCUIT_BREAKER, running=0, number=2))
-
-
-@pytest.fixture
-def stubbed_ecs(aws_env: None) -> Iterator[tuple[ECSClient, Stubber]]:
-    client = boto3.client("ecs", region_name=REGION)
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 def answers(stubber: Stubber, *responses: dict[str, Any]) -> None:
