@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from lifeguard.deploy import aws
+from lifeguard.deploy.outcome import StepOutcome
 from lifeguard.deploy.outputs import OutputsError, outputs_from_args
 
 EXIT_BAD_OUTPUTS = 2
@@ -20,17 +21,6 @@ EXIT_AWS_REFUSED = 1
 
 Say = Callable[[str], None]
 Target = TypeVar("Target")
-
-
-class Outcome(Protocol):
-    @property
-    def ok(self) -> bool: ...
-
-    @property
-    def summary(self) -> str: ...
-
-    @property
-    def exit_code(self) -> int: ...
 
 
 def status_printer(command: str) -> Say:
@@ -55,7 +45,7 @@ def read_target(
 def run_step(
     args: argparse.Namespace,
     from_outputs: Callable[[Mapping[str, Any], str], Target],
-    step: Callable[[Target], Outcome],
+    step: Callable[[Target], StepOutcome],
     say: Say,
     *,
     step_error: tuple[type[Exception], int],

@@ -14,8 +14,9 @@ from lifeguard.cli.arguments import add_wait_arguments
 from lifeguard.cli.deploy_step import run_step, status_printer
 from lifeguard.deploy import aws
 from lifeguard.deploy.clock import WaitClock
-from lifeguard.deploy.ecs_task import EXIT_DID_NOT_RUN, STARTED_BY, EcsTaskError, TaskOutcome
+from lifeguard.deploy.ecs_task import EXIT_DID_NOT_RUN, STARTED_BY, EcsTaskError
 from lifeguard.deploy.migration import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_SECONDS, MigrationSettings, run_migration
+from lifeguard.deploy.outcome import StepOutcome
 from lifeguard.deploy.outputs import MigrationTarget, add_outputs_arguments
 
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace, clock: WaitClock = time) -> int:
         on_status=_status,
     )
 
-    def migrate(target: MigrationTarget) -> TaskOutcome:
+    def migrate(target: MigrationTarget) -> StepOutcome:
         region = args.region or target.region
         return run_migration(aws.ecs_client(region), aws.logs_client(region), target, settings)
 

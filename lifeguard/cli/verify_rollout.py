@@ -15,6 +15,7 @@ from lifeguard.cli.arguments import add_wait_arguments
 from lifeguard.cli.deploy_step import run_step, status_printer
 from lifeguard.deploy import aws
 from lifeguard.deploy.clock import WaitClock
+from lifeguard.deploy.outcome import StepOutcome
 from lifeguard.deploy.outputs import PoolerRolloutTarget, add_outputs_arguments
 from lifeguard.deploy.rollout import (
     DEFAULT_POLL_SECONDS,
@@ -22,7 +23,6 @@ from lifeguard.deploy.rollout import (
     EXIT_FAILED,
     RolloutCheck,
     RolloutError,
-    RolloutOutcome,
     verify_rollout,
 )
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, clock: WaitClock = time) -> int:
     """The command; ``clock`` is what its waits use (tests pass one that does not really sleep)."""
     check = RolloutCheck(timeout=args.timeout, poll_interval=args.poll_interval, clock=clock, on_status=_status)
 
-    def verify(target: PoolerRolloutTarget) -> RolloutOutcome:
+    def verify(target: PoolerRolloutTarget) -> StepOutcome:
         return verify_rollout(aws.ecs_client(args.region or target.region), target, check)
 
     return run_step(args, PoolerRolloutTarget.from_outputs, verify, _status, step_error=(RolloutError, EXIT_FAILED),

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lifeguard.deploy.outcome import StepOutcome
 from lifeguard.deploy.outputs import MigrationTarget
 
 if TYPE_CHECKING:
@@ -44,18 +45,6 @@ class StartedTask:
     def task_id(self) -> str:
         # arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/TASK_ID: the id is what the log stream is named after.
         return self.arn.rsplit("/", 1)[-1]
-
-
-@dataclass(frozen=True)
-class TaskOutcome:
-    """How a stopped task ended: the exit code the pipeline should return and a sentence saying why."""
-
-    exit_code: int
-    summary: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
 
 
 def start_task(ecs: ECSClient, target: MigrationTarget, started_by: str) -> StartedTask:
@@ -103,13 +92,13 @@ def stop_task(ecs: ECSClient, task: StartedTask, reason: str) -> None:
     ecs.stop_task(cluster=task.cluster_arn, task=task.arn, reason=reason[:255])
 
 
-def outcome_of(task: TaskTypeDef, container_name: str) -> TaskOutcome:
+def outcome_of(task: TaskTypeDef, container_name: str) -> StepOutcome:
     """Classify a STOPPED task by the named container's exit code, or ECS's reason when it has none."""
     containers = task.get("containers", [])
     container = next((c for c in containers if c.get("name") == container_name), None)
     if container is None:
         names = ", ".join(repr(c.get("name", "?")) for c in containers) or "none"
-        return TaskOutcome(
+        return StepOutcome(
             EXIT_DID_NOT_RUN,
             f"the task has no container named {container_name!r} (it has: {names}); "
             "migrationContainerName must name the container in the task definition",
@@ -117,12 +106,12 @@ def outcome_of(task: TaskTypeDef, container_name: str) -> TaskOutcome:
     reasons = _reasons(task, container.get("reason"))
     exit_code = container.get("exitCode")
     if exit_code is None:
-        return TaskOutcome(EXIT_DID_NOT_RUN, f"the migration container never ran to completion: {reasons}")
+        return StepOutcome(EXIT_DID_NOT_RUN, f"the migration container never ran to completion: {reasons}")
     if exit_code == 0:
-        return TaskOutcome(0, "the migration container exited with code 0")
+        return StepOutcome(0, "the migration container exited with code 0")
     # Container exit codes are 0-255; anything else still must not be mistaken for success by `exit`.
     code = exit_code if 0 < exit_code < 256 else 1
-    return TaskOutcome(code, f"the migration container exited with code {exit_code}: {reasons}")
+    return StepOutcome(code, f"the migration container exited with code {exit_code}: {reasons}")
 
 
 def describe_failures(failures: list[FailureTypeDef]) -> str:

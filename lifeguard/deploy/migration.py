@@ -18,13 +18,13 @@ from lifeguard.deploy.ecs_task import (
     EXIT_TIMED_OUT,
     StartedTask,
     TaskNotFound,
-    TaskOutcome,
     describe_task,
     outcome_of,
     start_task,
     stop_task,
 )
 from lifeguard.deploy.log_follower import LogFollower
+from lifeguard.deploy.outcome import StepOutcome
 from lifeguard.deploy.outputs import MigrationTarget
 from redaction import redact
 
@@ -57,7 +57,7 @@ class MigrationSettings:
 
 def run_migration(
     ecs: ECSClient, logs: CloudWatchLogsClient, target: MigrationTarget, run: MigrationSettings
-) -> TaskOutcome:
+) -> StepOutcome:
     """Start the migration task, follow its logs until it stops (or time runs out), and classify the end.
 
     Raises :class:`~lifeguard.deploy.ecs_task.EcsTaskError` when ECS does not start the task, and
@@ -107,16 +107,16 @@ def run_migration(
     return outcome_of(described, target.container_name)
 
 
-def _time_out(ecs: ECSClient, task: StartedTask, relay: _LogRelay, run: MigrationSettings) -> TaskOutcome:
+def _time_out(ecs: ECSClient, task: StartedTask, relay: _LogRelay, run: MigrationSettings) -> StepOutcome:
     stopped = _stop(ecs, task, f"lifeguard migrate timed out after {run.timeout:g} s", run)
     relay.relay()
     if not stopped:
-        return TaskOutcome(
+        return StepOutcome(
             EXIT_TIMED_OUT,
             f"the migration task {task.task_id} did not finish within {run.timeout:g} s, and it could not be "
             "stopped: stop it in the ECS console before running migrations again.",
         )
-    return TaskOutcome(
+    return StepOutcome(
         EXIT_TIMED_OUT,
         f"the migration task {task.task_id} did not finish within {run.timeout:g} s and was asked to stop; "
         "Postgres rolls back the migration transaction that was open. Raise --timeout if migrations need longer.",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from lifeguard.deploy.clock import WaitClock
 from lifeguard.deploy.ecs_task import EXIT_TIMED_OUT, describe_failures
+from lifeguard.deploy.outcome import StepOutcome
 from lifeguard.deploy.outputs import PoolerRolloutTarget
 
 if TYPE_CHECKING:
@@ -41,16 +42,6 @@ class RolloutVerdict:
     settled: bool
     passed: bool
     summary: str
-
-
-@dataclass(frozen=True)
-class RolloutOutcome:
-    exit_code: int
-    summary: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
 
 
 @dataclass
@@ -119,7 +110,7 @@ def judge(service: ServiceTypeDef, task_definition_arn: str) -> RolloutVerdict:
     )
 
 
-def verify_rollout(ecs: ECSClient, target: PoolerRolloutTarget, check: RolloutCheck) -> RolloutOutcome:
+def verify_rollout(ecs: ECSClient, target: PoolerRolloutTarget, check: RolloutCheck) -> StepOutcome:
     """Ask ECS until the rollout settles or ``check.timeout`` passes.
 
     Raises :class:`RolloutError` when ECS does not know the service, and botocore's errors when an
@@ -132,14 +123,14 @@ def verify_rollout(ecs: ECSClient, target: PoolerRolloutTarget, check: RolloutCh
     while True:
         verdict = judge(describe_service(ecs, target), target.task_definition_arn)
         if verdict.settled:
-            return RolloutOutcome(0 if verdict.passed else EXIT_FAILED, verdict.summary)
+            return StepOutcome(0 if verdict.passed else EXIT_FAILED, verdict.summary)
         # The outcome carries the final word; progress is reported when it changes.
         if verdict.summary != last:
             check.on_status(verdict.summary)
             last = verdict.summary
         remaining = deadline - check.clock.monotonic()
         if remaining <= 0:
-            return RolloutOutcome(
+            return StepOutcome(
                 EXIT_TIMED_OUT, f"still not COMPLETED after {check.timeout:g} s; last seen: {verdict.summary}"
             )
         check.clock.sleep(min(check.poll_interval, remaining))

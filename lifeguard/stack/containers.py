@@ -45,7 +45,6 @@ from pgbouncer.contract import (
 )
 from pgbouncer.contract import CONTAINER_NAME as POOLER_CONTAINER
 from pgbouncer.tls import ServerCertificate
-from redaction import Redactor
 
 POOLER_REPOSITORY = "lifeguard-pgbouncer"
 MIGRATOR_REPOSITORY = "lifeguard-migrator"
@@ -264,8 +263,7 @@ def migrate_stack(stack: LocalStack, config: StackConfig, timeout: float) -> Mig
     verifier = stack.app_verifier()
     task = migration_task(f"{MIGRATOR_REPOSITORY}:{LOCAL_TAG}", direct, config.user, verifier)
     code, output = images.migrate(task, timeout)
-    redactor = Redactor([direct], [stack.app_password(), stack.owner_password(), verifier])
-    return MigrationRun(code, redactor(output.strip()))
+    return stack.migration_run(code, output, direct, verifier)
 
 
 def stop_stack_containers(state_dir: Path, progress: Progress) -> None:

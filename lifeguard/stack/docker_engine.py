@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lifeguard.stack.procs import command_name
 from lifeguard.stack.system import LocalSetupError, running_as_root
 
 BASE_IMAGE = "debian:trixie-slim"
@@ -178,7 +179,9 @@ class DockerEngine:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return
-        _terminate(pid, timeout=30)
+        # The file outlives its dockerd (a reboot, a killed run), and the pid may since name another process.
+        if command_name(pid) == "dockerd":
+            _terminate(pid, timeout=30)
         self.pid_file.unlink(missing_ok=True)
 
     def stop(self) -> None:

@@ -338,9 +338,9 @@ class TaskRun:
             self.engine.docker("stop", docker_name, check=False, timeout=timeout)
 
     def remove(self) -> None:
-        """Remove the containers and the task's volumes."""
-        for docker_name in reversed(self.started):
-            self.engine.docker("rm", "--force", docker_name, check=False)
+        """Remove the task's containers (also those an earlier run of the same plans left) and its volumes."""
+        for plan in reversed(self.plans):
+            self.engine.docker("rm", "--force", plan.docker_name, check=False)
         self.started.clear()
         volumes = {
             plan.run_args[index + 1].split(":", 1)[0]

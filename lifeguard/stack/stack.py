@@ -590,9 +590,13 @@ class LocalStack:
             )
         except subprocess.TimeoutExpired:
             raise StackError(f"the migration job did not finish within {MIGRATE_TIMEOUT_S} s") from None
-        output = (result.stdout + result.stderr).strip()
+        return self.migration_run(result.returncode, result.stdout + result.stderr, direct, verifier)
+
+    def migration_run(self, returncode: int, output: str, direct: str, verifier: str) -> MigrationRun:
+        """The migration job's result (a process or the migrator image's container), its output masked:
+        the direct URL, the stack's passwords and the verifier it was given never show."""
         redactor = Redactor([direct], [self.app_password(), self.owner_password(), verifier])
-        return MigrationRun(result.returncode, redactor(output))
+        return MigrationRun(returncode, redactor(output.strip()))
 
     def status(self) -> StackStatus:
         config = self.load_config()

@@ -1,7 +1,8 @@
-"""Fixtures for the local stack: a state directory the ``postgres`` user can reach, free ports."""
+"""Fixtures for the local stack: a state directory the ``postgres`` user can reach, free ports, a bystander process."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,3 +29,12 @@ def ports() -> tuple[int, int]:
     while pooler == pg:
         pooler = free_port()
     return pg, pooler
+
+
+@pytest.fixture
+def bystander() -> Iterator[subprocess.Popen[bytes]]:
+    """A process of ours (root's, when run as root) that the stack must never signal."""
+    proc = subprocess.Popen(["sleep", "120"])
+    yield proc
+    proc.kill()
+    proc.wait()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lifeguard.stack.ecs_run import TranslationError, plan_task
+from lifeguard.stack.docker_engine import DockerEngine
+from lifeguard.stack.ecs_run import TaskRun, TranslationError, plan_task
 
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:app-AbCdEf"
 TASK: dict[str, Any] = {
@@ -117,3 +120,25 @@ def test_a_json_key_suffix_injects_that_key_of_the_secret() -> None:
 def test_a_json_key_the_secret_cannot_give_fails(suffix: str, stored: str, message: str) -> None:
     with pytest.raises(TranslationError, match=message):
         plan_secret(SECRET_ARN + suffix, stored)
+
+
+class _RecordingEngine(DockerEngine):
+    """An engine that runs no docker command, only records them (removing needs no running engine)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.commands: list[tuple[str, ...]] = []
+
+    def docker(self, *args: str, timeout: float = 300, check: bool = True,
+               input_bytes: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        self.commands.append(args)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+
+def test_removing_before_a_start_clears_the_containers_an_earlier_run_left(tmp_path: Path) -> None:
+    # The local stack removes first: a container of an earlier `up` that was never removed holds its name.
+    engine = _RecordingEngine(tmp_path)
+    TaskRun(engine, plan(TASK)).remove()
+    removed = {args[-1] for args in engine.commands if args[:2] == ("rm", "--force")}
+    assert removed == {"t1-main", "t1-side"}
+    assert ("volume", "rm", "--force", "t1-sock") in engine.commands

@@ -38,15 +38,6 @@ def _wait_gone(pid: int, timeout: float = 10) -> None:
 
 
 @pytest.fixture
-def bystander() -> Iterator[subprocess.Popen[bytes]]:
-    """A process of ours (root's, when run as root) that the stack must never signal."""
-    proc = subprocess.Popen(["sleep", "120"])
-    yield proc
-    proc.kill()
-    proc.wait()
-
-
-@pytest.fixture
 def odd_dir(state_root: Path) -> Iterator[Path]:
     path = fresh_stack_dir(state_root, "it's a dir, with spaces ")
     yield path

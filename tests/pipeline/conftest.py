@@ -1,14 +1,19 @@
-"""Fixtures for the pipeline: a moto account with the stack's migration resources, a fake clock."""
+"""Fixtures for the pipeline: a moto account with the stack's migration resources, a stubbed ECS, a fake clock."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from tests.pipeline.support import CONTAINER, LOG_PREFIX, REGION, FakeClock, MigrationStack
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs import ECSClient
 
 
 @pytest.fixture
@@ -32,6 +37,15 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def moto_aws(aws_env: None) -> Iterator[None]:
     with mock_aws(config={"lambda": {"use_docker": False}}):
         yield
+
+
+@pytest.fixture
+def stubbed_ecs(aws_env: None) -> Iterator[tuple[ECSClient, Stubber]]:
+    """An ECS client whose answers a test gives (botocore's Stubber, checked against ECS's API model); all used."""
+    client = boto3.client("ecs", region_name=REGION)
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,14 +83,6 @@ class Recorder:
     def settings(self, clock: FakeClock, **overrides: Any) -> MigrationSettings:
         return MigrationSettings(clock=clock, on_log_line=self.log_lines.append, on_status=self.status.append,
                             **overrides)
-
-
-@pytest.fixture
-def stubbed_ecs(aws_env: None) -> Iterator[tuple[ECSClient, Stubber]]:
-    client = boto3.client("ecs", region_name=REGION)
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 @pytest.fixture

@@ -8,12 +8,10 @@ request and response against ECS's own API model.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -87,22 +85,19 @@ ROLLED_BACK_AND_DRAINED = service(deployment("PRIMARY", OLD_TD, "COMPLETED", rea
 FAILED = service(deployment("PRIMARY", NEW_TD, "FAILED", reason=CIRCUIT_BREAKER, running=0, number=2))
 
 
-@pytest.fixture
-def stubbed_ecs(aws_env: None) -> Iterator[tuple[ECSClient, Stubber]]:
-    client = boto3.client("ecs", region_name=REGION)
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
-
-
 def answers(stubber: Stubber, *responses: dict[str, Any]) -> None:
     for response in responses:
         stubber.add_response("describe_services", response, DESCRIBE_PARAMS)
 
 
+def outputs_file(directory: Path, outputs: dict[str, Any]) -> Path:
+    path = directory / "outputs.json"
+    path.write_text(json.dumps(outputs), encoding="utf-8")
+    return path
+
+
 def run_command(
     ecs: ECSClient, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str,
-    outputs: dict[str, Any] = OUTPUTS,
 ) -> tuple[int, list[str | None]]:
     """``lifeguard verify-rollout --outputs FILE``, with the stubbed client; the exit code and the regions asked for."""
     regions: list[str | None] = []
@@ -112,8 +107,7 @@ def run_command(
         return ecs
 
     monkeypatch.setattr(aws, "ecs_client", ecs_client)
-    path = tmp_path / "outputs.json"
-    path.write_text(json.dumps(outputs), encoding="utf-8")
+    path = outputs_file(tmp_path, OUTPUTS)
     return run_with_clock(["verify-rollout", "--outputs", str(path), *extra], clock), regions
 
 
@@ -259,9 +253,7 @@ def test_unusable_outputs_exit_2_before_any_aws_call(
         raise AssertionError("no AWS call may happen with unusable outputs")
 
     monkeypatch.setattr(aws, "ecs_client", no_aws)
-    path = tmp_path / "outputs.json"
-    path.write_text(json.dumps(outputs), encoding="utf-8")
-    assert run_with_clock(["verify-rollout", "--outputs", str(path)], clock) == 2
+    assert run_with_clock(["verify-rollout", "--outputs", str(outputs_file(tmp_path, outputs))], clock) == 2
     assert expected in capsys.readouterr().err
 
 
