@@ -162,7 +162,6 @@ def _start_variant(stack: LocalStack, config: StackConfig, variant: PoolerVarian
     secret = stack.app_password() if variant.plain_password else stack.app_verifier()
     process = PoolerProcess(root=root, settings=settings, binary=stack.pgbouncer_binary(config))
     process.start({config.user: secret, STATS_USER: stack.stats_password()})
-    process.refresh_pid_file()
     url = make_dsn("127.0.0.1", settings.listen_port, config.user, stack.app_password(), config.dbname,
                    sslmode=variant.client_sslmode)
     client_env = {PREPARED_ENV: "1" if settings.tracks_prepared_statements else "0"}
