@@ -162,7 +162,6 @@ def _start_variant(stack: LocalStack, config: StackConfig, variant: PoolerVarian
     secret = stack.app_password() if variant.plain_password else stack.app_verifier()
     process = PoolerProcess(root=root, settings=settings, binary=stack.pgbouncer_binary(config))
     process.start({config.user: secret, STATS_USER: stack.stats_password()})
-    process.refresh_pid_file()
     url = make_dsn("127.0.0.1", settings.listen_port, config.user, stack.app_password(), config.dbname,
                    sslmode=variant.client_sslmode)
     client_env = {PREPARED_ENV: "1" if settings.tracks_prepared_statements else "0"}
@@ -198,16 +197,23 @@ def _pid(running: _Running) -> int:
     return pid
 
 
-def _measure_logins(running: _Running, org_id: int, settings: CapacitySettings) -> dict[str, Any]:
-    jobs = [{"mode": "churn", "function": READ_INVOICES.name, "event": {"org_id": org_id}, "threads": n,
-             "duration_s": settings.login_seconds} for n in split(settings.login_clients, settings.workers)]
-    env = worker_env(running.url, READ_INVOICES.name, client=running.client_env)
+def _run_measuring_cpu(running: _Running, jobs: list[dict[str, Any]], env: dict[str, str], kind: str,
+                       seconds: float) -> tuple[list[dict[str, Any]], int]:
+    """Run ``jobs`` once the workers are up; their reports and the nanoseconds of CPU this PgBouncer spent."""
     with WorkerPool(jobs, env) as pool:
         pid = _pid(running)
         before = process_cpu_ns(pid)
         pool.send({"type": "go"})
-        reports = pool.collect("churn", settings.login_seconds + 120)
+        reports = pool.collect(kind, seconds + 120)
         spent = process_cpu_ns(pid) - before
+    return reports, spent
+
+
+def _measure_logins(running: _Running, org_id: int, settings: CapacitySettings) -> dict[str, Any]:
+    jobs = [{"mode": "churn", "function": READ_INVOICES.name, "event": {"org_id": org_id}, "threads": n,
+             "duration_s": settings.login_seconds} for n in split(settings.login_clients, settings.workers)]
+    env = worker_env(running.url, READ_INVOICES.name, client=running.client_env)
+    reports, spent = _run_measuring_cpu(running, jobs, env, "churn", settings.login_seconds)
     ok = sum(int(r["ok"]) for r in reports)
     errors: dict[str, int] = {}
     for r in reports:
@@ -221,12 +227,8 @@ def _measure_warm(running: _Running, settings: CapacitySettings) -> dict[str, An
     jobs = [{"mode": "queries", "sql": WARM_SQL, "threads": n, "duration_s": settings.warm_seconds,
              "prepare_threshold": running.prepare_threshold}
             for n in split(settings.warm_clients, settings.workers)]
-    with WorkerPool(jobs, worker_env(running.url, None, client=running.client_env)) as pool:
-        pid = _pid(running)
-        before = process_cpu_ns(pid)
-        pool.send({"type": "go"})
-        reports = pool.collect("queries", settings.warm_seconds + 120)
-        spent = process_cpu_ns(pid) - before
+    env = worker_env(running.url, None, client=running.client_env)
+    reports, spent = _run_measuring_cpu(running, jobs, env, "queries", settings.warm_seconds)
     queries = sum(int(r["ok"]) for r in reports)
     return {"queries": queries, "cpu_ms": round(spent / 1e6, 3),
             "us_per_query": round(spent / 1e3 / queries, 3) if queries else None}

@@ -16,7 +16,6 @@ from lifeguard.doctor.findings import Finding, Report, Status
 from lifeguard.doctor.pooling import Pooling
 from lifeguard.doctor.target import Target, TargetError
 from migrator.guard import ProbeError
-from redaction import Redactor
 
 T = TypeVar("T")
 
@@ -57,8 +56,7 @@ class _Examined:
         try:
             return step(self.conn)
         except (psycopg.Error, ProbeError) as exc:
-            text = str(exc).strip()
-            message = Redactor([self.target.url])(text.splitlines()[0] if text else type(exc).__name__)
+            message = self.target.error_line(exc)
             advice = "check the server and the role's rights, then run doctor again"
             if STATEMENT_MODE in message:
                 advice = "transactions are refused in statement pooling mode: use pool_mode=transaction"

@@ -57,6 +57,9 @@ class Target:
                 prepare_threshold=None,  # psycopg's own prepares would disturb the prepared-statement check
             )
         except psycopg.Error as exc:
-            text = str(exc).strip()
-            message = Redactor([self.url])(text.splitlines()[0] if text else type(exc).__name__)
-            raise TargetError(f"cannot connect with {self.name}: {message}") from None
+            raise TargetError(f"cannot connect with {self.name}: {self.error_line(exc)}") from None
+
+    def error_line(self, exc: Exception) -> str:
+        """The first line of ``exc``'s message (its type when empty), with this URL's password masked."""
+        text = str(exc).strip()
+        return Redactor([self.url])(text.splitlines()[0] if text else type(exc).__name__)

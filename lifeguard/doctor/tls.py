@@ -62,10 +62,10 @@ def finding(target: Target, conn: psycopg.Connection[Any], pooled: bool) -> Find
     except (OSError, ValueError):
         expires = None
     details["certificate_expires"] = expires.isoformat() if expires is not None else None
-    if expires is not None and expires - dt.datetime.now(dt.UTC) < RENEW_WITHIN:
-        left = (expires - dt.datetime.now(dt.UTC)).days
+    left = expires - dt.datetime.now(dt.UTC) if expires is not None else None
+    if left is not None and left < RENEW_WITHIN:
         return Finding("tls", target.name, Status.WARN,
-                       f"{protocol}, but the server certificate expires {expires:%Y-%m-%d} ({left} days left)",
+                       f"{protocol}, but the server certificate expires {expires:%Y-%m-%d} ({left.days} days left)",
                        "renew it before clients refuse it: on a lifeguard stack `pulumi up` issues a new one in "
                        "its last 30 days (output poolerCertificateExpiry); locally `lifeguard local down`, then `up`",
                        details)
