@@ -557,7 +557,6 @@ class LocalStack:
                 process.stop(signal.SIGQUIT, timeout=5)
                 raise StackError(f"PgBouncer in {process.root} did not start:\n{process.log_tail()}")
             time.sleep(0.05)
-        process.refresh_pid_file()
 
     def restart_poolers(self, config: StackConfig | None = None, progress: Progress = _quiet) -> None:
         """Stop PgBouncer (SIGINT: in-flight transactions finish) and start it again.
