@@ -36,15 +36,15 @@ from infra.config import InfraConfig, InfraConfigError, load
 from infra.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
 from lambdas.contract import CHARGE_CREDITS, READ_INVOICES
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 @dataclass(frozen=True)
 class ProgramPaths:
     """Where the program finds what it builds, and where it builds (``LIFEGUARD_BUILD_DIR``, for CI caches)."""
 
-    repo_root: Path = REPO_ROOT
-    build_dir: Path = field(default_factory=lambda: Path(os.environ.get("LIFEGUARD_BUILD_DIR", REPO_ROOT / "build")))
+    repo_root: Path = build_context.REPO_ROOT
+    build_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("LIFEGUARD_BUILD_DIR", build_context.REPO_ROOT / "build"))
+    )
 
     @property
     def pgbouncer_context(self) -> Path:
