@@ -36,7 +36,7 @@ RUNTIME = f"python{PYTHON_VERSION}"
 # sha256, and the markers of the lock's universal resolution, evaluated here for the Lambda runtime.
 REQUIREMENTS_FILE = Path(__file__).with_name("lambda-requirements.txt")
 SHARED_PACKAGES = shared_packages()
-"""The repository's own packages the functions import besides ``lambdas/`` (the kit's one redactor)."""
+"""The repository's own packages the functions import besides ``lambdas/`` (``build_context.SHARED_PACKAGE_NAMES``)."""
 # manylinux2014 covers most wheels; some aarch64 ones are only published as manylinux_2_28, which
 # the Python 3.13 runtime (Amazon Linux 2023, glibc 2.34) also runs.
 PLATFORMS: dict[Architecture, tuple[str, ...]] = {

@@ -60,7 +60,7 @@ class ProgramPaths:
 
     @property
     def shared_packages(self) -> tuple[Path, ...]:
-        """Packages of the repository every deployable ships beside its own (the one redactor)."""
+        """Packages of the repository every deployable ships beside its own (``build_context.SHARED_PACKAGE_NAMES``)."""
         return build_context.shared_packages(self.repo_root)
 
 
