@@ -30,32 +30,26 @@ from tests.infra.infra_harness import (
     unwrap,
     walk_plain_strings,
 )
+from tests.infra.test_infra_stack import containers, migration_task, pooler_container, secret_arn, secret_value
 from tests.secrecy import assert_no_secret
 
 
-def secret_string(run: ProgramRun, name: str) -> Any:
-    return run.one("aws:secretsmanager/secretVersion:SecretVersion", name).inputs["secretString"]
-
-
 def pooled_url(run: ProgramRun) -> Any:
-    return urlsplit(unwrap(secret_string(run, "connection-pooled")))
+    return urlsplit(unwrap(secret_value(run, "connection-pooled")))
 
 
 def pooler_credentials(run: ProgramRun) -> dict[str, str]:
-    credentials: dict[str, str] = json.loads(unwrap(secret_string(run, "pooler-credentials")))
+    credentials: dict[str, str] = json.loads(unwrap(secret_value(run, "pooler-credentials")))
     return credentials
 
 
 def migration_container(run: ProgramRun) -> dict[str, Any]:
-    task = run.one("aws:ecs/taskDefinition:TaskDefinition", "migration")
-    [container] = json.loads(task.input("containerDefinitions"))
-    assert isinstance(container, dict)
+    [container] = containers(migration_task(run))
     return container
 
 
 def pooler_version(run: ProgramRun) -> str:
-    task = run.one("aws:ecs/taskDefinition:TaskDefinition", "pooler")
-    [pgbouncer] = [c for c in json.loads(task.input("containerDefinitions")) if c["name"] == "pgbouncer"]
+    pgbouncer = pooler_container(run)
     [value] = [e["value"] for e in pgbouncer["environment"] if e["name"] == "LIFEGUARD_CREDENTIALS_VERSIONS"]
     assert isinstance(value, str)
     return value
@@ -63,7 +57,7 @@ def pooler_version(run: ProgramRun) -> str:
 
 def test_each_url_logs_in_as_its_own_role(example_run: ProgramRun) -> None:
     pooled = pooled_url(example_run)
-    direct = urlsplit(unwrap(secret_string(example_run, "connection-direct")))
+    direct = urlsplit(unwrap(secret_value(example_run, "connection-direct")))
     master = example_run.one("aws:rds/instance:Instance").input("username")
     assert (unquote(pooled.username or ""), unquote(pooled.password or "")) == ("lifeguard_app", MOCK_APP_PASSWORD)
     assert (unquote(direct.username or ""), unquote(direct.password or "")) == (master, MOCK_PASSWORD)
@@ -89,7 +83,7 @@ def test_the_migration_job_gets_the_role_name_and_only_the_verifier(example_run:
     environment = {e["name"]: e["value"] for e in container["environment"]}
     assert environment == {APP_ROLE_ENV: "lifeguard_app", DEMO_DATA_ENV: "1"}
     injected = {s["name"]: s["valueFrom"] for s in container["secrets"]}
-    pooler_secret = example_run.one("aws:secretsmanager/secret:Secret", "pooler-credentials").state["arn"]
+    pooler_secret = secret_arn(example_run, "pooler-credentials")
     assert injected[APP_ROLE_VERIFIER_ENV] == f"{pooler_secret}:password::"
     # The key ECS injects is the verifier's key in the pooler's secret.
     assert pooler_credentials(example_run)[migration_job.VERIFIER_KEY].startswith("SCRAM-SHA-256$4096:")
