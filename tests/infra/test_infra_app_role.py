@@ -30,7 +30,13 @@ from tests.infra.infra_harness import (
     unwrap,
     walk_plain_strings,
 )
-from tests.infra.test_infra_stack import containers, migration_task, pooler_container, secret_arn, secret_value
+from tests.infra.test_infra_stack import (
+    containers,
+    credentials_versions,
+    migration_task,
+    secret_arn,
+    secret_value,
+)
 from tests.secrecy import assert_no_secret
 
 
@@ -46,13 +52,6 @@ def pooler_credentials(run: ProgramRun) -> dict[str, str]:
 def migration_container(run: ProgramRun) -> dict[str, Any]:
     [container] = containers(migration_task(run))
     return container
-
-
-def pooler_version(run: ProgramRun) -> str:
-    pgbouncer = pooler_container(run)
-    [value] = [e["value"] for e in pgbouncer["environment"] if e["name"] == "LIFEGUARD_CREDENTIALS_VERSIONS"]
-    assert isinstance(value, str)
-    return value
 
 
 def test_each_url_logs_in_as_its_own_role(example_run: ProgramRun) -> None:
@@ -115,13 +114,13 @@ def test_a_new_password_changes_both_sides_and_nothing_else(example_run: Program
     # The job reads the verifier from the secret, so its task definition needs no change ...
     assert migration_container(run) == migration_container(example_run)
     # ... while the pooler's names the secret's new version, so `pulumi up` rolls its tasks onto it.
-    assert pooler_version(run) != pooler_version(example_run)
+    assert credentials_versions(run) != credentials_versions(example_run)
     credentials_version = run.one("aws:secretsmanager/secretVersion:SecretVersion", "pooler-credentials")
-    assert pooler_version(run).startswith(credentials_version.state["versionId"] + ",")
+    assert credentials_versions(run).startswith(credentials_version.state["versionId"] + ",")
     # The same password gives the same verifier: an unchanged stack changes no secret.
     again = run_program(example_stack_config(), build_dir)
     assert pooler_credentials(again) == pooler_credentials(example_run)
-    assert pooler_version(again) == pooler_version(example_run)
+    assert credentials_versions(again) == credentials_versions(example_run)
 
 
 @pytest.mark.parametrize(
