@@ -125,10 +125,6 @@ def read_requirements(
     return tuple(sorted(pins, key=lambda pin: pin.name))
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
-
-
 def download_wheels(
     requirements: Sequence[Pin],
     architecture: Architecture,
@@ -168,8 +164,9 @@ def download_wheels(
         partial.rename(dest)
         marker.write_text("\n".join(lines) + "\n")
     wheels = sorted(dest.glob("*.whl"))
-    found = {_normalise(wheel.name.split("-", 1)[0]) for wheel in wheels}
-    missing = [f"{pin.name}=={pin.version}" for pin in requirements if _normalise(pin.name) not in found]
+    # A wheel file names its project with "_" for "-" (PEP 427); canonical names compare the two.
+    found = {canonicalize_name(wheel.name.split("-", 1)[0]) for wheel in wheels}
+    missing = [f"{pin.name}=={pin.version}" for pin in requirements if canonicalize_name(pin.name) not in found]
     if missing:
         raise PackagingError(f"no wheel found for {', '.join(missing)} in {dest}")
     return wheels
