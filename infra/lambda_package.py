@@ -36,7 +36,7 @@ RUNTIME = f"python{PYTHON_VERSION}"
 # sha256, and the markers of the lock's universal resolution, evaluated here for the Lambda runtime.
 REQUIREMENTS_FILE = Path(__file__).with_name("lambda-requirements.txt")
 SHARED_PACKAGES = shared_packages()
-"""The repository's own packages the functions import besides ``lambdas/`` (the kit's one redactor)."""
+"""The repository's own packages the functions import besides ``lambdas/`` (``build_context.SHARED_PACKAGE_NAMES``)."""
 # manylinux2014 covers most wheels; some aarch64 ones are only published as manylinux_2_28, which
 # the Python 3.13 runtime (Amazon Linux 2023, glibc 2.34) also runs.
 PLATFORMS: dict[Architecture, tuple[str, ...]] = {
@@ -125,10 +125,6 @@ def read_requirements(
     return tuple(sorted(pins, key=lambda pin: pin.name))
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
-
-
 def download_wheels(
     requirements: Sequence[Pin],
     architecture: Architecture,
@@ -168,8 +164,9 @@ def download_wheels(
         partial.rename(dest)
         marker.write_text("\n".join(lines) + "\n")
     wheels = sorted(dest.glob("*.whl"))
-    found = {_normalise(wheel.name.split("-", 1)[0]) for wheel in wheels}
-    missing = [f"{pin.name}=={pin.version}" for pin in requirements if _normalise(pin.name) not in found]
+    # A wheel file names its project with "_" for "-" (PEP 427); canonical names compare the two.
+    found = {canonicalize_name(wheel.name.split("-", 1)[0]) for wheel in wheels}
+    missing = [f"{pin.name}=={pin.version}" for pin in requirements if canonicalize_name(pin.name) not in found]
     if missing:
         raise PackagingError(f"no wheel found for {', '.join(missing)} in {dest}")
     return wheels

@@ -36,15 +36,15 @@ from infra.config import InfraConfig, InfraConfigError, load
 from infra.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
 from lambdas.contract import CHARGE_CREDITS, READ_INVOICES
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 @dataclass(frozen=True)
 class ProgramPaths:
     """Where the program finds what it builds, and where it builds (``LIFEGUARD_BUILD_DIR``, for CI caches)."""
 
-    repo_root: Path = REPO_ROOT
-    build_dir: Path = field(default_factory=lambda: Path(os.environ.get("LIFEGUARD_BUILD_DIR", REPO_ROOT / "build")))
+    repo_root: Path = build_context.REPO_ROOT
+    build_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("LIFEGUARD_BUILD_DIR", build_context.REPO_ROOT / "build"))
+    )
 
     @property
     def pgbouncer_context(self) -> Path:
@@ -60,7 +60,7 @@ class ProgramPaths:
 
     @property
     def shared_packages(self) -> tuple[Path, ...]:
-        """Packages of the repository every deployable ships beside its own (the one redactor)."""
+        """Packages of the repository every deployable ships beside its own (``build_context.SHARED_PACKAGE_NAMES``)."""
         return build_context.shared_packages(self.repo_root)
 
 

@@ -44,7 +44,8 @@ class MigrationJobArgs:
     context_dir: Path
     """The ``migrator/`` folder: build context of the image."""
     shared_packages: tuple[Path, ...]
-    """Repository packages the migrator imports besides its own (``redaction/``), added under ``shared/``."""
+    """Repository packages the migrator imports besides its own (``build_context.SHARED_PACKAGE_NAMES``),
+    added under ``shared/``."""
     log_retention_days: int
     production: bool
 

@@ -24,9 +24,6 @@ from infra.types import ApiAccess
 POOLER_PORT = 6432
 POSTGRES_PORT = 5432
 HTTPS_PORT = 443
-# Interface endpoints the private parts need: secrets injection and reads, image pulls, logs (defined
-# in config, which sizes the subnets for them).
-INTERFACE_ENDPOINT_SERVICES = INTERFACE_ENDPOINTS
 
 
 @dataclass(frozen=True)
@@ -256,7 +253,8 @@ class Network(pulumi.ComponentResource):
         endpoints_group: aws.ec2.SecurityGroup,
     ) -> aws.ec2.VpcEndpoint:
         child = pulumi.ResourceOptions(parent=self)
-        for service in INTERFACE_ENDPOINT_SERVICES:
+        # Secrets injection and reads, image pulls, logs; config sizes the subnets for their ENIs.
+        for service in INTERFACE_ENDPOINTS:
             interface = aws.ec2.VpcEndpoint(
                 f"{self._name}-{service.replace('.', '-')}",
                 vpc_id=vpc_id,

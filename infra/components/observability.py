@@ -25,8 +25,6 @@ from infra.naming import CLOUDWATCH_DASHBOARD, stack_name
 from infra.types import AlarmThresholds, ObservabilityError
 from pgbouncer import contract
 
-# Dashboard names: letters, digits, '-' and '_', at most 255 characters.
-_DASHBOARD_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Names that go into dashboard SEARCH expressions unquoted: no spaces, quotes or braces.
 _METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-/#:]{1,255}$")
@@ -88,9 +86,12 @@ class ObservabilityArgs:
                 raise ObservabilityError("alarm_email subscribes to the created topic: also set create_alarm_topic")
             if not _EMAIL.match(self.alarm_email):
                 raise ObservabilityError("alarm_email is not an e-mail address")
-        if self.dashboard_name is not None and not _DASHBOARD_NAME.match(self.dashboard_name):
+        # The rule the default name is made by (infra.naming): letters, digits, '-' and '_', at most 255.
+        rule = CLOUDWATCH_DASHBOARD
+        name = self.dashboard_name
+        if name is not None and not (0 < len(name) <= rule.max_length and not rule.invalid.search(name)):
             raise ObservabilityError(
-                "dashboard_name may hold only letters, digits, '-' and '_' (at most 255 characters)"
+                f"dashboard_name may hold only letters, digits, '-' and '_' (at most {rule.max_length} characters)"
             )
 
 

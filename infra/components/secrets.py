@@ -21,16 +21,10 @@ from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
 MIGRATOR_RDS_CA_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
 
 
-def pooled_url(user: str, password: str, host: str, port: int, db_name: str, root_cert: str) -> str:
-    # verify-full: PgBouncer's certificate names the NLB and chains to the stack's own CA (root_cert).
-    return (
-        f"postgresql://{_credentials(user, password)}@{host}:{port}/{db_name}"
-        f"?sslmode=verify-full&sslrootcert={quote(root_cert, safe='/')}"
-    )
-
-
-def direct_url(user: str, password: str, host: str, port: int, db_name: str, root_cert: str) -> str:
-    # verify-full checks the RDS certificate against the endpoint name.
+def verified_url(user: str, password: str, host: str, port: int, db_name: str, root_cert: str) -> str:
+    """A URL whose client checks the server's certificate names ``host`` and chains to ``root_cert``
+    (``verify-full``): for the pooled URL, PgBouncer's certificate for the NLB from the stack's own CA;
+    for the direct one, the RDS endpoint's certificate from the RDS bundle."""
     return (
         f"postgresql://{_credentials(user, password)}@{host}:{port}/{db_name}"
         f"?sslmode=verify-full&sslrootcert={quote(root_cert, safe='/')}"
@@ -110,8 +104,8 @@ class ConnectionSecrets(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         pooled_value: pulumi.Output[str] = pulumi.Output.all(args.app_password, args.pooler_host).apply(
-            lambda values: pooled_url(args.app_username, values[0], values[1], args.pooler_port, args.db_name,
-                                      args.pooled_root_cert)
+            lambda values: verified_url(args.app_username, values[0], values[1], args.pooler_port, args.db_name,
+                                        args.pooled_root_cert)
         )
         pooled, _ = stored_secret(
             f"{name}-pooled",
@@ -123,8 +117,8 @@ class ConnectionSecrets(pulumi.ComponentResource):
         )
         direct_value: pulumi.Output[str] = pulumi.Output.all(
             args.password, args.database_host, args.database_port
-        ).apply(lambda values: direct_url(args.username, values[0], values[1], values[2], args.db_name,
-                                          args.direct_root_cert))
+        ).apply(lambda values: verified_url(args.username, values[0], values[1], values[2], args.db_name,
+                                            args.direct_root_cert))
         direct, _ = stored_secret(
             f"{name}-direct",
             name_prefix=f"{args.secret_name_prefix}{DIRECT_URL_ENV}-",

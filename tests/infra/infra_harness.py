@@ -244,9 +244,6 @@ class StrictMocks(Mocks):
             return {"name": physical, "arn": f"arn:aws:rds:{r}:{a}:pg:{physical}"}
         if typ == "random:index/randomPassword:RandomPassword":
             return {"result": self.passwords.get(name, MOCK_PASSWORD)}
-        if typ == "aws:secretsmanager/secretVersion:SecretVersion":
-            # Secrets Manager gives each new value a new version id.
-            return {"versionId": hashlib.sha256(str(inputs.get("secretString")).encode()).hexdigest()[:32]}
         if typ == "random:index/randomId:RandomId":
             return {"hex": "a1b2c3d4"}
         # pulumi-tls: real keys and certificates from the program's inputs (the image tier runs them).

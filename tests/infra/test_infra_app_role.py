@@ -30,40 +30,33 @@ from tests.infra.infra_harness import (
     unwrap,
     walk_plain_strings,
 )
+from tests.infra.test_infra_stack import (
+    containers,
+    credentials_versions,
+    migration_task,
+    secret_arn,
+    secret_value,
+)
 from tests.secrecy import assert_no_secret
 
 
-def secret_string(run: ProgramRun, name: str) -> Any:
-    return run.one("aws:secretsmanager/secretVersion:SecretVersion", name).inputs["secretString"]
-
-
 def pooled_url(run: ProgramRun) -> Any:
-    return urlsplit(unwrap(secret_string(run, "connection-pooled")))
+    return urlsplit(unwrap(secret_value(run, "connection-pooled")))
 
 
 def pooler_credentials(run: ProgramRun) -> dict[str, str]:
-    credentials: dict[str, str] = json.loads(unwrap(secret_string(run, "pooler-credentials")))
+    credentials: dict[str, str] = json.loads(unwrap(secret_value(run, "pooler-credentials")))
     return credentials
 
 
 def migration_container(run: ProgramRun) -> dict[str, Any]:
-    task = run.one("aws:ecs/taskDefinition:TaskDefinition", "migration")
-    [container] = json.loads(task.input("containerDefinitions"))
-    assert isinstance(container, dict)
+    [container] = containers(migration_task(run))
     return container
-
-
-def pooler_version(run: ProgramRun) -> str:
-    task = run.one("aws:ecs/taskDefinition:TaskDefinition", "pooler")
-    [pgbouncer] = [c for c in json.loads(task.input("containerDefinitions")) if c["name"] == "pgbouncer"]
-    [value] = [e["value"] for e in pgbouncer["environment"] if e["name"] == "LIFEGUARD_CREDENTIALS_VERSIONS"]
-    assert isinstance(value, str)
-    return value
 
 
 def test_each_url_logs_in_as_its_own_role(example_run: ProgramRun) -> None:
     pooled = pooled_url(example_run)
-    direct = urlsplit(unwrap(secret_string(example_run, "connection-direct")))
+    direct = urlsplit(unwrap(secret_value(example_run, "connection-direct")))
     master = example_run.one("aws:rds/instance:Instance").input("username")
     assert (unquote(pooled.username or ""), unquote(pooled.password or "")) == ("lifeguard_app", MOCK_APP_PASSWORD)
     assert (unquote(direct.username or ""), unquote(direct.password or "")) == (master, MOCK_PASSWORD)
@@ -89,7 +82,7 @@ def test_the_migration_job_gets_the_role_name_and_only_the_verifier(example_run:
     environment = {e["name"]: e["value"] for e in container["environment"]}
     assert environment == {APP_ROLE_ENV: "lifeguard_app", DEMO_DATA_ENV: "1"}
     injected = {s["name"]: s["valueFrom"] for s in container["secrets"]}
-    pooler_secret = example_run.one("aws:secretsmanager/secret:Secret", "pooler-credentials").state["arn"]
+    pooler_secret = secret_arn(example_run, "pooler-credentials")
     assert injected[APP_ROLE_VERIFIER_ENV] == f"{pooler_secret}:password::"
     # The key ECS injects is the verifier's key in the pooler's secret.
     assert pooler_credentials(example_run)[migration_job.VERIFIER_KEY].startswith("SCRAM-SHA-256$4096:")
@@ -121,13 +114,13 @@ def test_a_new_password_changes_both_sides_and_nothing_else(example_run: Program
     # The job reads the verifier from the secret, so its task definition needs no change ...
     assert migration_container(run) == migration_container(example_run)
     # ... while the pooler's names the secret's new version, so `pulumi up` rolls its tasks onto it.
-    assert pooler_version(run) != pooler_version(example_run)
+    assert credentials_versions(run) != credentials_versions(example_run)
     credentials_version = run.one("aws:secretsmanager/secretVersion:SecretVersion", "pooler-credentials")
-    assert pooler_version(run).startswith(credentials_version.state["versionId"] + ",")
+    assert credentials_versions(run).startswith(credentials_version.state["versionId"] + ",")
     # The same password gives the same verifier: an unchanged stack changes no secret.
     again = run_program(example_stack_config(), build_dir)
     assert pooler_credentials(again) == pooler_credentials(example_run)
-    assert pooler_version(again) == pooler_version(example_run)
+    assert credentials_versions(again) == credentials_versions(example_run)
 
 
 @pytest.mark.parametrize(

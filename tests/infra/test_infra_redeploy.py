@@ -29,6 +29,7 @@ from tests.infra.infra_harness import (
     last_registrations,
     run_program,
 )
+from tests.infra.test_infra_stack import credentials_versions
 
 # -- #12.1: images ------------------------------------------------------------------------------
 
@@ -349,12 +350,6 @@ def test_no_concurrency_is_reserved_by_default_and_a_reservation_still_caps_clie
 
 
 # -- #12.11: a new password rolls the pooler ---------------------------------------------------
-
-
-def credentials_versions(run: ProgramRun) -> str:
-    environment = {e["name"]: e["value"] for e in task_containers(run, "pooler")["pgbouncer"]["environment"]}
-    versions: str = environment["LIFEGUARD_CREDENTIALS_VERSIONS"]
-    return versions
 
 
 def test_a_new_password_changes_the_pooler_task_definition(example_run: ProgramRun, build_dir: Path) -> None:

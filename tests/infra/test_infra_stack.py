@@ -60,6 +60,14 @@ def pooler_container(run: ProgramRun, name: str = "pgbouncer") -> dict[str, Any]
     return container
 
 
+def credentials_versions(run: ProgramRun) -> str:
+    """The pooler's secrets' version ids, which its task definition names so that a new value rolls the tasks."""
+    environment = pooler_container(run)["environment"]
+    [value] = [e["value"] for e in environment if e["name"] == "LIFEGUARD_CREDENTIALS_VERSIONS"]
+    assert isinstance(value, str)
+    return value
+
+
 def migration_task(run: ProgramRun) -> Resource:
     return run.one("aws:ecs/taskDefinition:TaskDefinition", "migration")
 
