@@ -39,6 +39,9 @@ Debian images, and ECS matches the VOLUME path to containerPath as text."""
 
 CONTAINER_NAME = "pgbouncer"
 """The PgBouncer container (the entrypoint)."""
+LISTEN_PORT = 6432
+"""PgBouncer's conventional port, distinct from Postgres' 5432: the settings' default ``listen_port``, the
+container port, and the port the NLB and the security groups open."""
 METRICS_CONTAINER_NAME = "metrics"
 """The metrics sidecar's container, started from the same image."""
 RUN_VOLUME = "pgbouncer-run"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgbouncer import scram
-from pgbouncer.contract import IMAGE_RUN_DIR
+from pgbouncer.contract import IMAGE_RUN_DIR, LISTEN_PORT
 from pgbouncer.versions import PINNED, PgBouncerVersion
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -101,7 +101,7 @@ class PoolerSettings:
     """The PgBouncer release the ini is for: keys it would reject are never written."""
 
     listen_addr: str = "0.0.0.0"  # noqa: S104 - the NLB reaches the task's ENI over IPv4
-    listen_port: int = 6432  # PgBouncer's conventional port, distinct from Postgres' 5432
+    listen_port: int = LISTEN_PORT
     unix_socket_dir: str = "/tmp"  # noqa: S108 - the admin console and health checks over a local socket
     auth_file: str = f"{IMAGE_RUN_DIR}/userlist.txt"  # auth_query cannot read pg_authid on RDS
     auth_type: str = "scram-sha-256"  # RDS stores SCRAM; refuse md5 clients explicitly

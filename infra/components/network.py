@@ -20,8 +20,9 @@ import pulumi_aws as aws
 
 from infra.config import INTERFACE_ENDPOINTS, SUBNET_SPLIT_BITS
 from infra.types import ApiAccess
+from pgbouncer.contract import LISTEN_PORT
 
-POOLER_PORT = 6432
+POOLER_PORT = LISTEN_PORT
 POSTGRES_PORT = 5432
 HTTPS_PORT = 443
 

@@ -37,6 +37,7 @@ from pgbouncer.contract import (
     IMAGE_RUN_DIR,
     IMAGE_SOCKET_DIR,
     KEY_ENV,
+    LISTEN_PORT,
     METRICS_CONTAINER_NAME,
     METRICS_CREDENTIALS_ENV,
     METRICS_NAMESPACE_ENV,
@@ -48,7 +49,7 @@ from pgbouncer.contract import (
     STATS_USER,
 )
 
-CONTAINER_PORT = 6432
+CONTAINER_PORT = LISTEN_PORT
 # Not read by the image: the two secrets' version ids, so that a new password changes the task
 # definition and ECS rolls the tasks (the definition names the secrets by ARN, which stays the same).
 CREDENTIALS_VERSION_ENV = "LIFEGUARD_CREDENTIALS_VERSIONS"

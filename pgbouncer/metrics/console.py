@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from pgbouncer.contract import LISTEN_PORT
+
 ADMIN_DB = "pgbouncer"
 """The console's virtual database; its own pool is bookkeeping, not traffic, and is left out."""
 
@@ -73,7 +75,7 @@ class ConsoleTarget:
             raise ValueError("the console URL is not a valid postgresql:// URL or conninfo string") from None
         host = str(parts.get("host") or "")
         try:
-            port = int(str(parts.get("port") or 6432))
+            port = int(str(parts.get("port") or LISTEN_PORT))
         except ValueError:
             raise ValueError("the console URL's port is not a number") from None
         password = parts.get("password")

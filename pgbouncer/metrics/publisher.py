@@ -42,6 +42,7 @@ from typing import TextIO
 from pgbouncer.contract import (
     DEFAULT_NAMESPACE,
     DEFAULT_SERVICE,
+    LISTEN_PORT,
     METRICS_CREDENTIALS_ENV,
     METRICS_HOST_ENV,
     METRICS_INTERVAL_ENV,
@@ -85,7 +86,7 @@ class PublisherConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PublisherConfig:
-        host, port = "/tmp", 6432  # noqa: S108 - PoolerSettings' default unix_socket_dir
+        host, port = "/tmp", LISTEN_PORT  # noqa: S108 - PoolerSettings' default unix_socket_dir
         if env.get(SETTINGS_ENV):
             try:
                 settings = PoolerSettings.from_json(env[SETTINGS_ENV])
