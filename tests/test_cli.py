@@ -53,7 +53,7 @@ def run_from_the_base_install(*argv: str) -> tuple[int, str, str, set[str]]:
     return done.returncode, done.stdout, "\n".join(stderr), set(json.loads(modules))
 
 
-@pytest.mark.parametrize("command", ["migrate", "smoke"])
+@pytest.mark.parametrize("command", [name for name, command in cli.COMMANDS.items() if command.extra is None])
 def test_pipeline_commands_start_from_the_base_install(command: str, tmp_path: Path) -> None:
     code, out, err, modules = run_from_the_base_install(command, "--help")
     assert code == 0, err
