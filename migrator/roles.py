@@ -158,12 +158,12 @@ def provision_app_role(conn: psycopg.Connection[Any], role: AppRole, schema: str
         else:
             conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD {}").format(
                 name, sql.Literal(role.verifier)))
-        database = sql.Identifier(str(_one(conn, "SELECT current_database()")))
+        database = str(_one(conn, "SELECT current_database()"))
         statements = [
             # Exactly DML: whatever else was granted on these tables before is taken back first.
             sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(schema_id, name),
             sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(schema_id, name),
-            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, name),
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), name),
             sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema_id, name),
             sql.SQL(f"GRANT {TABLE_PRIVILEGES} ON ALL TABLES IN SCHEMA {{}} TO {{}}").format(schema_id, name),
             sql.SQL(f"GRANT {SEQUENCE_PRIVILEGES} ON ALL SEQUENCES IN SCHEMA {{}} TO {{}}").format(schema_id, name),
@@ -178,19 +178,18 @@ def provision_app_role(conn: psycopg.Connection[Any], role: AppRole, schema: str
             statements.append(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(bookkeeping, name))
         for statement in statements:
             conn.execute(statement)
-        _refuse_create(conn, role.name, schema)
+        _refuse_create(conn, role.name, schema, database)
     log.info("application role %s %s: DML on the tables and sequences of schema %s", role.name,
              "updated" if exists else "created", schema)
     return Provisioned(role.name, not exists, schema)
 
 
-def _refuse_create(conn: psycopg.Connection[Any], name: str, schema: str) -> None:
+def _refuse_create(conn: psycopg.Connection[Any], name: str, schema: str, database: str) -> None:
     """No ``CREATE`` on the schema or the database, whether granted to the role or to PUBLIC.
 
     Before Postgres 15 PUBLIC may create in schema ``public``: the job takes that back. Only the
     owner can, and Postgres only warns when a REVOKE has no effect, so each check is repeated after.
     """
-    database = str(_one(conn, "SELECT current_database()"))
     targets = (
         ("SCHEMA", schema, "SELECT has_schema_privilege(%s, %s, 'CREATE')", "schema", "CREATE"),
         ("DATABASE", database, "SELECT has_database_privilege(%s, %s, 'CREATE')", "database", "CREATE schemas"),

@@ -63,11 +63,11 @@ TABLE_NAME = "lifeguard_schema_migrations"
 APPLICATION_NAME = "lifeguard-migrator"
 CONNECT_TIMEOUT_S = 10
 CONNECTION_CHECK_INTERVAL_MS = 1000
+"""If the migrator dies mid-statement, its backend notices within this and rolls back (PG 14+)."""
 PINNED_SETTINGS = (("standard_conforming_strings", "on"), ("client_encoding", "UTF8"))
 """Session settings the file check assumes: :mod:`migrator.sqlsplit` lexes strings with backslash as
 a plain character, and the files are UTF-8. A database or role default of
 ``standard_conforming_strings=off`` would make Postgres see a ``COMMIT`` the check saw inside a string."""
-"""If the migrator dies mid-statement, its backend notices within this and rolls back (PG 14+)."""
 
 log = logging.getLogger("migrator")
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from moto import mock_aws
 
 from lambdas.db import ClientSettings, Database
 from tests.lambdas.proxy import FaultyProxy
-from tests.lambdas.support import POOL_SIZE, Ledger
+from tests.lambdas.support import POOL_SIZE, REGION, Ledger
 from tests.support import AppDatabase, RunningPooler
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrator" / "migrations"
@@ -69,3 +70,13 @@ def proxies() -> Iterator[Callable[[int], FaultyProxy]]:
 @pytest.fixture
 def ledger(schema_db: AppDatabase) -> Ledger:
     return Ledger(schema_db)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A moto Secrets Manager (and the rest of AWS) in :data:`REGION`, with throwaway credentials."""
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_SESSION_TOKEN", "testing"), ("AWS_DEFAULT_REGION", REGION)):
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        yield

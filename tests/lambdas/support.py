@@ -1,10 +1,12 @@
-"""What the functions' tests share besides fixtures: the pool size, direct access to the sample tables."""
+"""What the functions' tests share besides fixtures: the pool size, a counting Secrets Manager client, direct
+access to the sample tables."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import boto3
 import psycopg
 import psycopg.rows
 
@@ -13,6 +15,25 @@ from tests.support import AppDatabase
 
 # Small on purpose: many instances share few server connections, as in production.
 POOL_SIZE = 4
+REGION = "eu-west-1"
+"""The region of the moto Secrets Manager the ``aws`` fixture stands up."""
+
+
+class CountingSecrets:
+    """A real boto3 client (against moto) that counts GetSecretValue calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.regions: list[str] = []
+
+    def __call__(self, region: str) -> Any:
+        self.regions.append(region)
+        client = boto3.client("secretsmanager", region_name=region)
+        client.meta.events.register("before-call.secretsmanager.GetSecretValue", self._count)
+        return client
+
+    def _count(self, **_: Any) -> None:
+        self.calls += 1
 
 
 class Ledger:

@@ -9,24 +9,22 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import boto3
 import psycopg
 import pytest
-from moto import mock_aws
 
 from lambdas import charge_credits, read_invoices
 from lambdas.db import ClientSettings, ConfigurationError, Database
 from lifeguard.stack.postgres import make_dsn
 from tests.lambdas.proxy import FaultyProxy
-from tests.lambdas.support import Ledger, body
+from tests.lambdas.support import REGION, CountingSecrets, Ledger, body
 from tests.support import AppDatabase, RunningPooler
 
 MakeDb = Callable[..., Database]
-REGION = "eu-west-1"
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -128,32 +126,6 @@ def test_swallowed_error_is_not_reported_as_committed(pooler: RunningPooler, mak
 
 
 # -- Secrets Manager ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_SESSION_TOKEN", "testing"), ("AWS_DEFAULT_REGION", REGION)):
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        yield
-
-
-class CountingSecrets:
-    """A real boto3 client (against moto) that counts GetSecretValue calls."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.regions: list[str] = []
-
-    def __call__(self, region: str) -> Any:
-        self.regions.append(region)
-        client = boto3.client("secretsmanager", region_name=region)
-        client.meta.events.register("before-call.secretsmanager.GetSecretValue", self._count)
-        return client
-
-    def _count(self, **_: Any) -> None:
-        self.calls += 1
 
 
 def _secret(value: str) -> str:

@@ -16,8 +16,7 @@ from psycopg import sql
 
 from lambdas import read_invoices
 from lambdas.db import Database
-from tests.lambdas.support import Ledger
-from tests.lambdas.test_client import REGION, CountingSecrets, aws  # noqa: F401 (the moto fixture)
+from tests.lambdas.support import REGION, CountingSecrets, Ledger
 from tests.support import RunningPooler
 
 NEW_PASSWORD = "rotated-Pa55word-for-the-test"

@@ -1,17 +1,19 @@
-"""What the migrator tests share: temp migration folders, the CLI as a subprocess, leak checks."""
+"""What the migrator tests share: temp migration folders, the CLI as a subprocess, the lock, leak checks."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import psycopg
 
+from migrator.runner import LOCK_KEY
 from tests.support import AppDatabase
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +53,14 @@ def recorded_versions(db: AppDatabase) -> list[str]:
     if not table_exists(db, "lifeguard_schema_migrations"):
         return []
     return [r[0] for r in query(db, "SELECT version FROM lifeguard_schema_migrations ORDER BY version")]
+
+
+@contextmanager
+def holding_the_lock(db: AppDatabase) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """Hold the migrator's advisory lock from the test, as another run would."""
+    with psycopg.connect(db.direct_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        yield conn
 
 
 def cli_env(extra: Mapping[str, str]) -> dict[str, str]:

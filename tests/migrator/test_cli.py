@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from infra.build_context import shared_packages
@@ -22,6 +21,7 @@ from tests.migrator.support import (
     SAMPLE_FILES,
     assert_no_secret,
     cli_env,
+    holding_the_lock,
     migrator_argv,
     query,
     recorded_versions,
@@ -48,14 +48,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 
 def lock_waiters(db: AppDatabase) -> int:
     return int(query(db, LOCK_WAITERS, (LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF))[0][0])
-
-
-@contextmanager
-def holding_the_lock(db: AppDatabase) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    """Hold the migrator's advisory lock from the test, as another run would."""
-    with psycopg.connect(db.direct_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
-        yield conn
 
 
 @contextmanager

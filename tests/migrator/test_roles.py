@@ -15,8 +15,7 @@ from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
 from migrator.errors import ExitCode, MigratorConfigError
 from migrator.roles import AppRole, app_role_from_env
 from pgbouncer.scram import is_verifier, scram_verifier
-from tests.migrator.support import run_cli, secrets_of, write_migrations
-from tests.migrator.test_cli import holding_the_lock
+from tests.migrator.support import holding_the_lock, run_cli, secrets_of, write_migrations
 from tests.support import APP_SALT, AppDatabase
 
 _names = itertools.count(1)
