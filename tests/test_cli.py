@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from importlib.metadata import packages_distributions
@@ -89,3 +90,35 @@ def test_every_command_has_its_help(name: str, capsys: pytest.CaptureFixture[str
         cli.main([name, "--help"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: lifeguard {name} ")
+
+
+_SLOW_COMMAND = """
+import sys, time
+from lifeguard import cli
+
+def configure(parser):
+    def run(args):
+        try:
+            print("ready", flush=True)
+            time.sleep(60)
+        finally:
+            print("cleaned up", flush=True)
+        return 0
+    parser.set_defaults(func=run)
+
+cli.COMMANDS["slow"] = cli.Command(lambda: configure, "sleeps until stopped", None)
+sys.argv = ["lifeguard", "slow"]
+sys.exit(cli.main())
+"""
+
+
+def test_sigterm_runs_the_commands_clean_up_as_ctrl_c_does() -> None:
+    # `lifeguard demo` and `local up` stop what they started in finally blocks; a bare SIGTERM skipped them.
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_COMMAND], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.terminate()
+    out, err = proc.communicate(timeout=30)
+    assert out == "cleaned up\n"
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "terminated" in err

@@ -8,6 +8,7 @@ install, which is boto3 alone (tests/test_dependencies.py), and the few hand-wri
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Collection, Sequence
 from typing import NamedTuple
@@ -103,12 +104,28 @@ def chosen_command(argv: Sequence[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so its ``finally`` blocks run as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        # As the program (not when a test calls main): `timeout`, systemd or a CI runner's cancel send
+        # SIGTERM, whose default would end the process at once and leave the local stack's Postgres and
+        # PgBouncer running; as an exception, the same clean-up as Ctrl-C runs first.
+        signal.signal(signal.SIGTERM, _terminate)
     words = sys.argv[1:] if argv is None else list(argv)
     command = chosen_command(words)
     args = build_parser(load=() if command is None else (command,)).parse_args(words)
     try:
         return int(args.func(args))
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
