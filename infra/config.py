@@ -34,7 +34,7 @@ from infra.keys import (
     TextKey,
     WholeKey,
 )
-from infra.types import AlarmThresholds, ApiAccess, Architecture
+from infra.types import ALARM_EMAIL, AlarmThresholds, ApiAccess, Architecture
 from pgbouncer.contract import IMAGE_SOCKET_DIR, STATS_USER
 from pgbouncer.settings import PoolerSettings, SettingsError, Upstream
 from pgbouncer.sizing import PoolBudget, SizingError
@@ -70,7 +70,6 @@ _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 # A standard topic: CloudWatch alarms cannot notify FIFO (.fifo) topics.
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # A new VPC is cut into 2^4 equal blocks (private subnets first, public ones from the ninth), and AWS's
 # smallest subnet is a /28.
 SUBNET_SPLIT_BITS = 4
@@ -606,7 +605,7 @@ def _alarms(read: _Reader, pooler: PoolerConfig) -> AlarmsConfig:
     if email is not None and topic_arn is not None:
         read.problem("alarmEmail", "set alarmEmail (the stack creates a topic and subscribes it) or "
                                    "alarmTopicArn (an existing topic), not both")
-    if email is not None and not _EMAIL.match(email):
+    if email is not None and not ALARM_EMAIL.match(email):
         read.problem("alarmEmail", f"must be an e-mail address, got {email!r}")
     if topic_arn is not None and not _SNS_TOPIC_ARN.match(topic_arn):
         read.problem("alarmTopicArn", "must be a standard SNS topic ARN like "

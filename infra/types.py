@@ -5,6 +5,7 @@ from ``infra.config`` or ``infra.components``, so imports run one way (types <- 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,6 +13,10 @@ Architecture = Literal["x86_64", "arm64"]
 ApiAccess = Literal["endpoints", "nat", "none"]
 ARCHITECTURES: tuple[Architecture, ...] = ("x86_64", "arm64")
 API_ACCESS: tuple[ApiAccess, ...] = ("endpoints", "nat", "none")
+
+
+ALARM_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+"""An address the alarm topic's email subscription can take (``alarmEmail``; ``ObservabilityArgs.alarm_email``)."""
 
 
 class ObservabilityError(ValueError):

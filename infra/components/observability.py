@@ -22,10 +22,9 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.naming import CLOUDWATCH_DASHBOARD, stack_name
-from infra.types import AlarmThresholds, ObservabilityError
+from infra.types import ALARM_EMAIL, AlarmThresholds, ObservabilityError
 from pgbouncer import contract
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Names that go into dashboard SEARCH expressions unquoted: no spaces, quotes or braces.
 _METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-/#:]{1,255}$")
 PERIOD_S = 60
@@ -84,7 +83,7 @@ class ObservabilityArgs:
         if self.alarm_email is not None:
             if not self.create_alarm_topic:
                 raise ObservabilityError("alarm_email subscribes to the created topic: also set create_alarm_topic")
-            if not _EMAIL.match(self.alarm_email):
+            if not ALARM_EMAIL.match(self.alarm_email):
                 raise ObservabilityError("alarm_email is not an e-mail address")
         # The rule the default name is made by (infra.naming): letters, digits, '-' and '_', at most 255.
         rule = CLOUDWATCH_DASHBOARD

@@ -21,6 +21,7 @@ from pathlib import Path
 from lifeguard.stack.procs import ProcessIdentity, identify, is_running, read_identity, write_identity
 from lifeguard.stack.system import find_pgbouncer, own_for_service, service_argv
 from pgbouncer.entrypoint import check_open_files, prepare
+from pgbouncer.image_check import installed_release
 from pgbouncer.settings import PoolerSettings
 from pgbouncer.tls import ServerCertificate
 from pgbouncer.versions import PgBouncerVersion
@@ -39,8 +40,7 @@ def installed_version(binary: Path | None = None) -> PgBouncerVersion:
 
 @functools.lru_cache(maxsize=8)
 def _version_of(binary: Path) -> PgBouncerVersion:
-    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=True)
-    return PgBouncerVersion.parse(out.stdout.splitlines()[0])
+    return PgBouncerVersion.parse(installed_release(str(binary)))
 
 
 def wait_for_port(host: str, port: int, timeout: float, alive: subprocess.Popen[bytes] | None = None) -> bool:
