@@ -38,9 +38,9 @@ from lifeguard.bench.machine import describe, load_average
 from lifeguard.load.gauge import SpikeDisplay
 from lifeguard.load.invoker import COMPARE_URL_ENV, WorkerPool, split, worker_env
 from lifeguard.load.spike import BackendMonitor, SpikeResult, percentile, run_spike
-from lifeguard.stack.pooler import installed_version
+from lifeguard.stack.pooler import installed_version, other_debian_pgbouncer
 from lifeguard.stack.stack import LocalStack, StackConfig, StackOptions
-from lifeguard.stack.system import debian_pgbouncer, free_port
+from lifeguard.stack.system import free_port
 
 Say = Callable[[str], None]
 TARGET_INSTANCES = 10000
@@ -342,14 +342,6 @@ def warm_prepared(variant: Variant, settings: BenchSettings) -> dict[str, Any]:
     }
 
 
-def _other_pgbouncer() -> Path | None:
-    """Debian's own PgBouncer, when it is another release than the shipped build."""
-    debian = debian_pgbouncer()
-    if debian is None or installed_version(debian) == installed_version():
-        return None
-    return debian
-
-
 def _r(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -427,7 +419,7 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
             say("[so_reuseport + plain password] " + _churn_line(results["reuseport"]["plain_password_churn"]))
         finally:
             multi.stack.down(purge=True)
-    other = _other_pgbouncer() if settings.compare_debian else None
+    other = other_debian_pgbouncer() if settings.compare_debian else None
     if other is not None:
         version = str(installed_version(other))
         old = _start(state_root, f"pgbouncer-{version}", settings, 1, say, pgbouncer=other)

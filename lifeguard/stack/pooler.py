@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lifeguard.stack.procs import ProcessIdentity, identify, is_running, read_identity, write_identity
-from lifeguard.stack.system import find_pgbouncer, own_for_service, service_argv
+from lifeguard.stack.system import debian_pgbouncer, find_pgbouncer, own_for_service, service_argv
 from pgbouncer.entrypoint import check_open_files, prepare
 from pgbouncer.image_check import installed_release
 from pgbouncer.settings import PoolerSettings
@@ -36,6 +36,15 @@ class PoolerError(RuntimeError):
 def installed_version(binary: Path | None = None) -> PgBouncerVersion:
     """The release of ``binary`` (default: :func:`find_pgbouncer`), from ``pgbouncer --version``."""
     return _version_of(binary or find_pgbouncer())
+
+
+def other_debian_pgbouncer() -> Path | None:
+    """Debian's own PgBouncer (12's 1.18), when it is another release than the shipped build: the one the
+    benchmarks compare with and the PgBouncer tests run on besides the shipped release."""
+    debian = debian_pgbouncer()
+    if debian is None or installed_version(debian) == installed_version():
+        return None
+    return debian
 
 
 @functools.lru_cache(maxsize=8)

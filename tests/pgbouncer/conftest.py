@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from lifeguard.stack.pooler import PoolerProcess, installed_version
-from lifeguard.stack.system import debian_pgbouncer, find_pgbouncer
+from lifeguard.stack.pooler import PoolerProcess, installed_version, other_debian_pgbouncer
+from lifeguard.stack.system import find_pgbouncer
 from pgbouncer.versions import PgBouncerVersion
 from tests.pgbouncer.support import MakeRoles, StartMultiUser
 from tests.support import AppDatabase, pooler_settings
@@ -25,11 +25,8 @@ from tests.support import AppDatabase, pooler_settings
 
 def _binaries() -> list[Path]:
     """The shipped release, and Debian's own PgBouncer when it is another release (12's 1.18)."""
-    shipped = find_pgbouncer()
-    debian = debian_pgbouncer()
-    if debian is not None and installed_version(debian) != installed_version(shipped):
-        return [shipped, debian]
-    return [shipped]
+    other = other_debian_pgbouncer()
+    return [find_pgbouncer()] if other is None else [find_pgbouncer(), other]
 
 
 _BINARIES = _binaries()
