@@ -447,3 +447,20 @@ def test_the_documented_pins_are_the_workflows_pins() -> None:
                 sha, version = line.split("@", 1)[1].split(" # ")
                 used[match.group(1)] = (sha, version)
     assert documented == used
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_the_smoke_step_charges_only_the_smoke_org(path: Path) -> None:
+    # On a production stack (no demo data) any other org is missing or a customer's: the workflows'
+    # smoke command line must come out as the CLI's default, the org migration 0004 creates.
+    from lifeguard.deploy.smoke import SMOKE_ORG_ID
+
+    smoke_org = (WORKFLOWS.parents[1] / "migrator" / "migrations" / "0004_smoke_org.sql").read_text(encoding="utf-8")
+    assert f"VALUES ({SMOKE_ORG_ID}, 'lifeguard-smoke'," in smoke_org
+    parser = build_parser()
+    default = parser.parse_args(["smoke", "--outputs", "-"]).org_id
+    assert default == SMOKE_ORG_ID
+    for job in load(path)["jobs"].values():
+        for argv in lifeguard_commands(job):
+            if argv[:1] == ["smoke"]:
+                assert parser.parse_args(argv).org_id == default, f"{path.name}: `lifeguard {shlex.join(argv)}`"
