@@ -263,6 +263,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             shared_packages=paths.shared_packages,
             log_retention_days=cfg.log_retention_days,
             production=cfg.production,
+            cluster_depends_on=pooler.ecs_service_linked_role,
         ),
     )
 

@@ -48,6 +48,8 @@ class MigrationJobArgs:
     added under ``shared/``."""
     log_retention_days: int
     production: bool
+    cluster_depends_on: Sequence[pulumi.Resource] = ()
+    """ECS's service-linked role when the stack creates it (``Pooler.ecs_service_linked_role``)."""
 
 
 class MigrationJob(pulumi.ComponentResource):
@@ -79,6 +81,7 @@ class MigrationJob(pulumi.ComponentResource):
             secrets={"ReadDirectDatabaseUrl": args.direct_secret_arn,
                      "ReadAppRoleVerifier": args.app_role_verifier_secret_arn},
             opts=child,
+            cluster_depends_on=args.cluster_depends_on,
         )
         image, cluster, logs, execution_role = base.image, base.cluster, base.logs, base.execution_role
         container = {

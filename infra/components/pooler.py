@@ -113,6 +113,9 @@ class Pooler(pulumi.ComponentResource):
     repository_url: pulumi.Output[str]
     load_balancer_arn_suffix: pulumi.Output[str]
     """CloudWatch's ``LoadBalancer`` dimension, for alarms and dashboards."""
+    ecs_service_linked_role: list[pulumi.Resource]
+    """The ``AWSServiceRoleForECS`` the stack creates in a new account (else empty): every other ECS
+    cluster of the stack must wait for it too."""
     target_group_arn_suffix: pulumi.Output[str]
     """CloudWatch's ``TargetGroup`` dimension."""
 
@@ -171,6 +174,22 @@ class Pooler(pulumi.ComponentResource):
             opts=child,
         )
 
+        # ECS creates its service-linked role on first use, except when the first use is a service with
+        # a load balancer ("Unable to assume the service linked role"): a new account needs it first.
+        # CreateCluster also creates it when it is missing, so every ECS cluster of the stack (this one
+        # and the migration job's) waits for it; otherwise a cluster can take the name first and the
+        # stack's create fails ("has been taken in this account").
+        # Retained on delete: the role belongs to the account (other ECS users need it), and the next
+        # `up` finds it and no longer declares it, which with retain_on_delete only forgets it.
+        service_linked_role: list[pulumi.Resource] = []
+        if args.create_ecs_service_linked_role:
+            service_linked_role.append(aws.iam.ServiceLinkedRole(
+                f"{name}-ecs-service-linked-role",
+                aws_service_name=ECS_SERVICE_PRINCIPAL,
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            ))
+        self.ecs_service_linked_role = service_linked_role
+
         base = fargate_base(
             name,
             region=args.region,
@@ -185,6 +204,7 @@ class Pooler(pulumi.ComponentResource):
             secrets={"ReadPoolerCredentials": credentials.arn, "ReadPoolerStatsCredentials": stats_credentials.arn,
                      "ReadPoolerTlsKey": certificate.key_secret_arn},
             opts=child,
+            cluster_depends_on=service_linked_role,
         )
         image, cluster, logs, execution_policy = base.image, base.cluster, base.logs, base.execution_policy
 
@@ -290,17 +310,6 @@ class Pooler(pulumi.ComponentResource):
             opts=child,
         )
 
-        # ECS creates its service-linked role on first use, except when the first use is a service with
-        # a load balancer ("Unable to assume the service linked role"): a new account needs it first.
-        # Retained on delete: the role belongs to the account (other ECS users need it), and the next
-        # `up` finds it and no longer declares it, which with retain_on_delete only forgets it.
-        service_linked_role: list[pulumi.Resource] = []
-        if args.create_ecs_service_linked_role:
-            service_linked_role.append(aws.iam.ServiceLinkedRole(
-                f"{name}-ecs-service-linked-role",
-                aws_service_name=ECS_SERVICE_PRINCIPAL,
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
-            ))
         service = aws.ecs.Service(
             f"{name}-service",
             cluster=cluster.arn,
