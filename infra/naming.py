@@ -45,6 +45,8 @@ METRIC_DIMENSION = NameRule("CloudWatch dimension value", 255, re.compile(r"[^A-
 # RDS: 1 to 63 letters, digits or hyphens, a letter first, no "--", no hyphen last; stored lower-case.
 RDS_INSTANCE = NameRule("RDS instance identifier", 63, re.compile(r"[^a-z0-9-]"), single_hyphens=True,
                         lowercase=True)
+# Lambda: a layer name is 1 to 140 of [a-zA-Z0-9-_].
+LAMBDA_LAYER = NameRule("Lambda layer name", 140, re.compile(r"[^A-Za-z0-9_-]"))
 SECRET_NAME_PREFIX = NameRule("Secrets Manager name prefix", 128, re.compile(r"[^A-Za-z0-9_+=.@-]"))
 
 

@@ -171,7 +171,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     secret_prefix = _secret_name_prefix(region)
     metrics_service = metrics_service_name(region)
     pooler_ca = PoolerCertificateAuthority(
-        "pooler-ca", PoolerCertificateAuthorityArgs(common_name=ca_common_name(pulumi.get_stack()))
+        "pooler-ca", PoolerCertificateAuthorityArgs(common_name=ca_common_name(pulumi.get_stack()), region=region)
     )
     pooler = Pooler(
         "pooler",

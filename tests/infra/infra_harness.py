@@ -55,6 +55,9 @@ class Resource:
     dependencies: frozenset[str] = frozenset()
     """URNs this registration waits for: ``depends_on`` and the resources its inputs came from."""
     retain_on_delete: bool = False
+    ignore_changes: tuple[str, ...] = ()
+    replace_with: frozenset[str] = frozenset()
+    """URNs whose replacement replaces this resource too (``replace_with``)."""
 
     def input(self, key: str) -> Any:
         """An input with any secret wrapper removed."""
@@ -284,6 +287,8 @@ class RecordingMonitor(MockMonitor):
         self.meta: dict[tuple[str, str], tuple[str, bool]] = {}
         self.dependencies: dict[tuple[str, str], frozenset[str]] = {}
         self.retained: set[tuple[str, str]] = set()
+        self.ignore_changes: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.replace_with: dict[tuple[str, str], frozenset[str]] = {}
         self._meta_lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name, hence not snake_case
@@ -293,6 +298,8 @@ class RecordingMonitor(MockMonitor):
             self.dependencies[(request.type, request.name)] = frozenset(request.dependencies)
             if request.retainOnDelete:
                 self.retained.add((request.type, request.name))
+            self.ignore_changes[(request.type, request.name)] = tuple(request.ignoreChanges)
+            self.replace_with[(request.type, request.name)] = frozenset(request.replace_with)
         return response
 
 
@@ -371,5 +378,7 @@ def _registrations(mocks: StrictMocks, monitor: RecordingMonitor) -> list[Resour
             inputs=mocks.inputs.get((type_, name), {}), state=dict(registration.state), id=registration.id,
             dependencies=monitor.dependencies.get((type_, name), frozenset()),
             retain_on_delete=(type_, name) in monitor.retained,
+            ignore_changes=monitor.ignore_changes.get((type_, name), ()),
+            replace_with=monitor.replace_with.get((type_, name), frozenset()),
         ))
     return resources

@@ -26,3 +26,14 @@ def test_every_ecs_cluster_waits_for_the_service_linked_role(new_account_run: Pr
     assert {cluster.name for cluster in clusters} == {"pooler-cluster", "migration-cluster"}
     for cluster in clusters:
         assert role.urn in new_account_run.dependencies(cluster), f"{cluster.name} does not wait for {role.name}"
+
+
+# -- #27.6: the CA layer's name ------------------------------------------------------------------
+
+
+def test_existing_stacks_keep_their_ca_layer_name(example_run: ProgramRun) -> None:
+    # The layer's old name, `pooler-ca-<stack>`, was valid wherever a stack exists: keeping it keeps
+    # poolerCaLayerArn (no new layer version under the users' own functions).
+    layer = example_run.one("aws:lambda/layerVersion:LayerVersion")
+    assert layer.input("layerName").startswith("lifeguard-dev-pooler-ca-")
+    assert "layerName" in layer.ignore_changes
