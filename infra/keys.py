@@ -115,7 +115,7 @@ class ListKey(Key):
 KEYS: tuple[Key, ...] = (
     FlagKey("production", default=True, meaning=(
         "Marks a production stack: Multi-AZ and deletion protection default to on, a final database "
-        "snapshot is kept, secrets get a 30-day recovery window, ECR repositories are not force-deleted, "
+        "snapshot is kept, secrets get a 30-day recovery window, "
         "and with `awsApiAccess: nat` every AZ gets its own NAT gateway.")),
     TextKey("vpcCidr", default="10.40.0.0/16", meaning=(
         "CIDR of the VPC the stack creates, /16 up to the smallest that leaves each private subnet (a "
@@ -164,8 +164,9 @@ KEYS: tuple[Key, ...] = (
         "instead of in the next maintenance window; on outside production, where waiting days for a "
         "change is surprising. Some changes restart the instance.")),
     FlagKey("deletionProtection", default=AS_PRODUCTION, meaning=(
-        "Turn on deletion protection for the database and the NLB (turn it off and `pulumi up` before "
-        "`pulumi destroy`).")),
+        "Turn on deletion protection for the database and the NLB (AWS's, and Pulumi's `protect`, so "
+        "`pulumi destroy` stops before deleting anything) and keep the ECR repositories' images (turn it "
+        "off and `pulumi up` before `pulumi destroy`).")),
     WholeKey("maxConnections", default=100, low=1, high=MAX_PG_CONNECTIONS, meaning=(
         "Postgres `max_connections`, set in the parameter group; the pool size is derived from it. Must "
         "fit the instance class's memory.")),

@@ -190,7 +190,6 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             secret_name_prefix=secret_prefix,
             secret_recovery_window_days=cfg.secret_recovery_window_days,
             log_retention_days=cfg.log_retention_days,
-            production=cfg.production,
             deletion_protection=db_cfg.deletion_protection,
             metrics_service=metrics_service,
             network_path=network.pooler_path,
@@ -262,7 +261,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             context_dir=paths.migrator_context,
             shared_packages=paths.shared_packages,
             log_retention_days=cfg.log_retention_days,
-            production=cfg.production,
+            deletion_protection=db_cfg.deletion_protection,
             cluster_depends_on=pooler.ecs_service_linked_role,
         ),
     )

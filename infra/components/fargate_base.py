@@ -78,7 +78,7 @@ def fargate_base(
     architecture: Architecture,
     shared_packages: tuple[Path, ...] = (),
     account: policies.Account,
-    production: bool,
+    deletion_protection: bool,
     log_retention_days: int,
     role_description: str,
     secrets: Mapping[str, pulumi.Input[str]],
@@ -92,7 +92,10 @@ def fargate_base(
     image = ContainerImage(
         f"{name}-image",
         ContainerImageArgs(
-            context_dir=context_dir, architecture=architecture, force_delete=not production,
+            # With the stack's deletion protection off (the documented step before `pulumi destroy`), the
+            # repository goes with its images: they are rebuilt from the repository on every `up`, and a
+            # repository that refuses would stop the destroy after the database is gone.
+            context_dir=context_dir, architecture=architecture, force_delete=not deletion_protection,
             shared_packages=shared_packages,
         ),
         opts=opts,

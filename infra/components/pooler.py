@@ -81,8 +81,8 @@ class PoolerArgs:
     secret_name_prefix: str
     secret_recovery_window_days: int
     log_retention_days: int
-    production: bool
     deletion_protection: bool
+    """AWS's deletion protection on the NLB and Pulumi's ``protect`` on it; also keeps the image repository."""
     metrics_service: str
     """The sidecar's ``LIFEGUARD_METRICS_SERVICE``: the ``Service`` dimension the alarms read. A plain
     string, not the ECS service's generated name, which would make the task definition depend on
@@ -159,7 +159,10 @@ class Pooler(pulumi.ComponentResource):
             enable_cross_zone_load_balancing=True,
             enable_deletion_protection=args.deletion_protection,
             ip_address_type="ipv4",
-            opts=child,
+            # Pulumi refuses to plan the deletion (or replacement) of a protected resource, so a
+            # `pulumi destroy` of a protected stack stops before it deletes anything, rather than at
+            # AWS's refusal after everything around the NLB and the database is gone.
+            opts=pulumi.ResourceOptions(parent=self, protect=args.deletion_protection),
         )
         # Issued for the name clients dial; its key reaches the tasks as a secret, the certificate
         # (public) in the environment, so a renewed one rolls the tasks.
@@ -196,7 +199,7 @@ class Pooler(pulumi.ComponentResource):
             context_dir=args.context_dir,
             architecture=cfg.architecture,
             account=args.account,
-            production=args.production,
+            deletion_protection=args.deletion_protection,
             log_retention_days=args.log_retention_days,
             role_description=(
                 "Starts the PgBouncer tasks: pulls their image, writes their logs, reads their credentials"

@@ -56,6 +56,7 @@ class Resource:
     """URNs this registration waits for: ``depends_on`` and the resources its inputs came from."""
     retain_on_delete: bool = False
     ignore_changes: tuple[str, ...] = ()
+    protect: bool = False
     replace_with: frozenset[str] = frozenset()
     """URNs whose replacement replaces this resource too (``replace_with``)."""
 
@@ -288,6 +289,7 @@ class RecordingMonitor(MockMonitor):
         self.dependencies: dict[tuple[str, str], frozenset[str]] = {}
         self.retained: set[tuple[str, str]] = set()
         self.ignore_changes: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.protected: set[tuple[str, str]] = set()
         self.replace_with: dict[tuple[str, str], frozenset[str]] = {}
         self._meta_lock = threading.Lock()
 
@@ -299,6 +301,8 @@ class RecordingMonitor(MockMonitor):
             if request.retainOnDelete:
                 self.retained.add((request.type, request.name))
             self.ignore_changes[(request.type, request.name)] = tuple(request.ignoreChanges)
+            if request.protect:
+                self.protected.add((request.type, request.name))
             self.replace_with[(request.type, request.name)] = frozenset(request.replace_with)
         return response
 
@@ -379,6 +383,7 @@ def _registrations(mocks: StrictMocks, monitor: RecordingMonitor) -> list[Resour
             dependencies=monitor.dependencies.get((type_, name), frozenset()),
             retain_on_delete=(type_, name) in monitor.retained,
             ignore_changes=monitor.ignore_changes.get((type_, name), ()),
+            protect=(type_, name) in monitor.protected,
             replace_with=monitor.replace_with.get((type_, name), frozenset()),
         ))
     return resources
