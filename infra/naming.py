@@ -50,10 +50,14 @@ LAMBDA_LAYER = NameRule("Lambda layer name", 140, re.compile(r"[^A-Za-z0-9_-]"))
 SECRET_NAME_PREFIX = NameRule("Secrets Manager name prefix", 128, re.compile(r"[^A-Za-z0-9_+=.@-]"))
 
 
+def organization() -> str:
+    """The stack's Pulumi organization; ``organization``, as self-managed backends name it, when unset."""
+    return pulumi.get_organization() or "organization"
+
+
 def stack_identity(region: str) -> str:
     """What makes this stack's names unique in an account."""
-    organization = pulumi.get_organization() or "organization"
-    return f"{organization}/{pulumi.get_project()}/{pulumi.get_stack()}/{region}"
+    return f"{organization()}/{pulumi.get_project()}/{pulumi.get_stack()}/{region}"
 
 
 def stack_name(rule: NameRule, *parts: str, region: str) -> str:

@@ -136,6 +136,8 @@ class StrictMocks(Mocks):
     """What each RandomPassword (by resource name) "generates"; others get ``MOCK_PASSWORD``."""
     ecs_service_linked_role: bool = True
     """Whether the account already has AWSServiceRoleForECS (a brand-new account does not)."""
+    deployed_outputs: Mapping[str, Any] = field(default_factory=dict)
+    """The stack's outputs from its last ``up`` (``pulumi:pulumi:readStackOutputs``); empty: a new stack."""
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     inputs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -150,6 +152,7 @@ class StrictMocks(Mocks):
             "aws:ecr/getAuthorizationToken:getAuthorizationToken": self._ecr_token,
             "aws:index/getCallerIdentity:getCallerIdentity": self._caller,
             "aws:iam/getRoles:getRoles": self._roles,
+            "pulumi:pulumi:readStackOutputs": self._stack_outputs,
         }
         handler = handlers.get(args.token)
         if handler is None:
@@ -181,6 +184,9 @@ class StrictMocks(Mocks):
         names = ["AWSServiceRoleForECS"] if self.ecs_service_linked_role else []
         return {"id": self.region, "names": names,
                 "arns": [f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/ecs.amazonaws.com/{n}" for n in names]}
+
+    def _stack_outputs(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"name": args["name"], "outputs": dict(self.deployed_outputs), "secretOutputNames": []}
 
     def _caller(self, _: dict[str, Any]) -> dict[str, Any]:
         return {"id": ACCOUNT, "accountId": ACCOUNT, "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/deployer/ci",

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.infra_harness import ProgramRun, StrictMocks, example_stack_config, run_program
+from infra.config import DatabaseConfig, InfraConfigError, load
+from infra.deployed import record, refused_changes
+from infra.outputs import DATABASE_SETTINGS
+from tests.infra.infra_harness import (
+    ProgramRun,
+    StrictMocks,
+    example_stack_config,
+    last_registrations,
+    run_program,
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +88,67 @@ def test_an_unprotected_stack_destroys_its_repositories_with_their_images(
         repositories = run.of_type("aws:ecr/repository:Repository")
         assert len(repositories) == 2
         assert {r.input("forceDelete") for r in repositories} == {True}
+
+
+# -- #27.4 and #27.8: database changes AWS cannot make in place --------------------------------
+
+
+def example_database() -> DatabaseConfig:
+    short = {key.split(":", 1)[1]: value for key, value in example_stack_config().items()
+             if key.startswith("lifeguard:")}
+    return load(short).database
+
+
+def deployed(**changes: str) -> StrictMocks:
+    """Mocks whose stack was last deployed with the example's database settings, but for ``changes``."""
+    return StrictMocks(deployed_outputs={DATABASE_SETTINGS: {**record(example_database()), **changes}})
+
+
+def refusal(build_dir: Path, mocks: StrictMocks, **config: str) -> str:
+    with pytest.raises(InfraConfigError) as raised:
+        run_program({**example_stack_config(), **config}, build_dir, mocks=mocks)
+    # Refused before the first resource: nothing of the stack is touched.
+    assert last_registrations() == []
+    return str(raised.value)
+
+
+def test_every_up_records_the_database_settings_and_reads_its_own(example_run: ProgramRun) -> None:
+    assert example_run.outputs[DATABASE_SETTINGS] == {
+        "postgresMajorVersion": "17", "dbName": example_database().db_name, "dbUsername": example_database().username}
+    assert DATABASE_SETTINGS not in example_run.secret_outputs
+    # Its own stack, fully qualified (a self-managed backend's organization is `organization`).
+    assert ("pulumi:pulumi:readStackOutputs", {"name": "organization/lifeguard/dev"}) in example_run.calls
+
+
+@pytest.mark.parametrize("key", ["dbName", "dbUsername"])
+def test_a_change_that_would_replace_the_database_is_refused_at_preview(build_dir: Path, key: str) -> None:
+    # Both force a new RDS instance: a new, empty database that the pipeline would then migrate.
+    message = refusal(build_dir, deployed(**{key: "olddata"}))
+    assert f"lifeguard:{key}: the deployed database has 'olddata'" in message
+    assert f"Set lifeguard:{key} back to 'olddata'" in message
+
+
+def test_a_major_upgrade_waiting_for_the_maintenance_window_is_refused(build_dir: Path) -> None:
+    # The old family's parameter group would still be attached when Pulumi deletes it.
+    message = refusal(build_dir, deployed(postgresMajorVersion="16"), **{"lifeguard:dbApplyImmediately": "false"})
+    assert "lifeguard:postgresMajorVersion: 16 -> 17 is a major upgrade" in message
+    assert "Set dbApplyImmediately to true" in message
+
+
+def test_a_downgrade_is_refused(build_dir: Path) -> None:
+    message = refusal(build_dir, deployed(postgresMajorVersion="18"))
+    assert "RDS cannot downgrade it to 17" in message
+
+
+def test_a_major_upgrade_applied_immediately_goes_ahead(build_dir: Path) -> None:
+    run = run_program({**example_stack_config(), "lifeguard:dbApplyImmediately": "true"}, build_dir,
+                      mocks=deployed(postgresMajorVersion="16"))
+    assert run.one("aws:rds/parameterGroup:ParameterGroup").input("family") == "postgres17"
+    assert run.outputs[DATABASE_SETTINGS]["postgresMajorVersion"] == "17"
+
+
+def test_what_may_change_in_place_is_not_refused() -> None:
+    cfg = example_database()
+    assert refused_changes(None, cfg) == []  # a new stack, or one deployed before the record existed
+    assert refused_changes(record(cfg), cfg) == []
+    assert refused_changes({}, cfg) == []
