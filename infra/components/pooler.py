@@ -302,7 +302,10 @@ class Pooler(pulumi.ComponentResource):
             # One failed probe must not reset every client of a task: drain them instead.
             target_health_states=[{"enable_unhealthy_connection_termination": False,
                                    "unhealthy_draining_interval": 60}],
-            opts=child,
+            # A change that replaces the NLB (removing an AZ, other subnets) replaces its listener, and
+            # ELB refuses the new listener a target group the old NLB still uses: a new NLB gets a new
+            # target group (created first, auto-named), and the service moves to it.
+            opts=pulumi.ResourceOptions(parent=self, replace_with=[load_balancer]),
         )
         listener = aws.lb.Listener(
             f"{name}-listener",

@@ -152,3 +152,19 @@ def test_what_may_change_in_place_is_not_refused() -> None:
     assert refused_changes(None, cfg) == []  # a new stack, or one deployed before the record existed
     assert refused_changes(record(cfg), cfg) == []
     assert refused_changes({}, cfg) == []
+
+
+# -- #27.5: a new NLB needs a new target group ---------------------------------------------------
+
+
+def test_the_target_group_is_replaced_with_the_nlb(example_run: ProgramRun) -> None:
+    # ELB attaches a target group to one load balancer only: the replaced NLB's new listener could
+    # not forward to the old NLB's group, and the replacement would never complete.
+    nlb = example_run.one("aws:lb/loadBalancer:LoadBalancer")
+    target_group = example_run.one("aws:lb/targetGroup:TargetGroup")
+    assert target_group.replace_with == {nlb.urn}
+    # Auto-named, so the new group is created before the old one goes (no name to collide on).
+    assert "name" not in target_group.inputs and "namePrefix" not in target_group.inputs
+    listener = example_run.one("aws:lb/listener:Listener")
+    assert listener.input("loadBalancerArn") == nlb.state["arn"]
+    assert listener.input("defaultActions")[0]["targetGroupArn"] == target_group.state["arn"]
