@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from moto.iam.access_control import IAMPolicy, PermissionResult
 
 from infra.config import DatabaseConfig, InfraConfigError, load
 from infra.deployed import record, refused_changes
 from infra.outputs import DATABASE_SETTINGS
 from tests.infra.infra_harness import (
+    REPO_ROOT,
     ProgramRun,
     StrictMocks,
     example_stack_config,
@@ -168,3 +173,56 @@ def test_the_target_group_is_replaced_with_the_nlb(example_run: ProgramRun) -> N
     listener = example_run.one("aws:lb/listener:Listener")
     assert listener.input("loadBalancerArn") == nlb.state["arn"]
     assert listener.input("defaultActions")[0]["targetGroupArn"] == target_group.state["arn"]
+
+
+# -- #27.3: the documented preview role can preview ----------------------------------------------
+
+# Each data source the program calls, and the IAM actions AWS checks for it.
+PREVIEW_ACTIONS: dict[str, tuple[str, ...]] = {
+    "aws:index/getRegion:getRegion": (),  # the provider's own configuration: no API call
+    "aws:index/getCallerIdentity:getCallerIdentity": (),  # sts:GetCallerIdentity needs no permission
+    "aws:index/getAvailabilityZones:getAvailabilityZones": ("ec2:DescribeAvailabilityZones",),
+    "aws:ec2/getSubnet:getSubnet": ("ec2:DescribeSubnets",),
+    "aws:ecr/getAuthorizationToken:getAuthorizationToken": ("ecr:GetAuthorizationToken",),
+    "aws:iam/getRoles:getRoles": ("iam:ListRoles",),
+    "pulumi:pulumi:readStackOutputs": (),  # Pulumi's backend, with the preview's Pulumi token
+}
+EXISTING_VPC = "vpc-0123456789abcdef0"
+EXISTING_SUBNETS = {"subnet-0123456789abcdef0": (EXISTING_VPC, "eu-west-1a"),
+                    "subnet-0123456789abcdef1": (EXISTING_VPC, "eu-west-1b")}
+
+
+def documented_preview_policy() -> dict[str, Any]:
+    text = (REPO_ROOT / "docs" / "pipeline.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```json\n(.*?)```", text, re.DOTALL) if "LifeguardPreviewLookups" in b]
+    document = json.loads(block)
+    assert isinstance(document, dict)
+    return document
+
+
+def test_the_documented_preview_role_allows_every_lookup_the_program_makes(
+    example_run: ProgramRun, build_dir: Path
+) -> None:
+    existing_vpc = run_program(
+        {"aws:region": "eu-west-1", "production": "false", "existingVpcId": EXISTING_VPC, "awsApiAccess": "none",
+         "existingPrivateSubnetIds": json.dumps(sorted(EXISTING_SUBNETS))},
+        build_dir, mocks=StrictMocks(subnets=EXISTING_SUBNETS))
+    tokens = {token for run in (example_run, existing_vpc) for token, _ in run.calls}
+    assert {"aws:ec2/getSubnet:getSubnet", "aws:iam/getRoles:getRoles"} <= tokens
+    unmapped = tokens - set(PREVIEW_ACTIONS)
+    assert not unmapped, f"map each new data source to its IAM action, and add it to docs/pipeline.md: {unmapped}"
+    policy = IAMPolicy(json.dumps(documented_preview_policy()))
+    for token in sorted(tokens):
+        for action in PREVIEW_ACTIONS[token]:
+            assert policy.is_action_permitted(action, "*") == PermissionResult.PERMITTED, (
+                f"docs/pipeline.md's preview role lacks {action} (the program calls {token})")
+
+
+def test_the_documented_preview_role_only_reads() -> None:
+    (statement,) = documented_preview_policy()["Statement"]
+    assert statement["Effect"] == "Allow"
+    for action in statement["Action"]:
+        assert re.fullmatch(r"[a-z0-9]+:(Describe|List|Get)[A-Za-z]+", action), action
+    policy = IAMPolicy(json.dumps(documented_preview_policy()))
+    for forbidden in ("iam:PassRole", "secretsmanager:GetSecretValue", "ec2:CreateVpc", "iam:CreateServiceLinkedRole"):
+        assert policy.is_action_permitted(forbidden, "*") != PermissionResult.PERMITTED, forbidden
