@@ -261,6 +261,10 @@ class Pooler(pulumi.ComponentResource):
                 {"name": SETTINGS_ENV, "value": settings_json},
                 {"name": METRICS_SERVICE_ENV, "value": args.metrics_service},
                 {"name": METRICS_NAMESPACE_ENV, "value": args.metrics_namespace},
+                # The certificate PgBouncer serves (public): the sidecar publishes its days left, which
+                # the expiry alarm reads (a stack with no `up` for eleven months would otherwise find out
+                # when the entrypoint refuses to start tasks on the expired certificate).
+                {"name": CERT_ENV, "value": certificate.cert_pem},
             ],
             "secrets": [{"name": METRICS_CREDENTIALS_ENV, "valueFrom": stats_credentials.arn}],
             # Read-only: connect() on a Unix socket checks the socket file's permissions, not the

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import json
 import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,9 @@ from moto.iam.access_control import IAMPolicy, PermissionResult
 from infra.config import DatabaseConfig, InfraConfigError, load
 from infra.deployed import record, refused_changes
 from infra.outputs import DATABASE_SETTINGS
+from infra.types import AlarmThresholds
+from pgbouncer.contract import CERT_ENV, CERTIFICATE_DAYS_LEFT, DEFAULT_NAMESPACE, DIM_SERVICE
+from pgbouncer.metrics import Publisher, PublisherConfig, PublisherConfigError
 from tests.infra.infra_harness import (
     REPO_ROOT,
     ProgramRun,
@@ -21,6 +27,9 @@ from tests.infra.infra_harness import (
     last_registrations,
     run_program,
 )
+from tests.infra.test_infra_observability import alarms, injected_env
+from tests.infra.test_infra_stack import pooler_container
+from tests.observability.emf_check import parse_emf
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +235,76 @@ def test_the_documented_preview_role_only_reads() -> None:
     policy = IAMPolicy(json.dumps(documented_preview_policy()))
     for forbidden in ("iam:PassRole", "secretsmanager:GetSecretValue", "ec2:CreateVpc", "iam:CreateServiceLinkedRole"):
         assert policy.is_action_permitted(forbidden, "*") != PermissionResult.PERMITTED, forbidden
+
+
+# -- #27.9: the pooler certificate's expiry is watched --------------------------------------------
+
+
+@dataclass
+class FixedClock:
+    now: float
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def days_left_lines(config: PublisherConfig, at: dt.datetime, socket_dir: Path) -> list[dict[str, Any]]:
+    """What the sidecar prints for one sample at ``at``, with PgBouncer's console unreachable."""
+    config = replace(config, target=replace(config.target, host=str(socket_dir)))
+    out = io.StringIO()
+    Publisher(config, "task-1", out, io.StringIO(), FixedClock(at.timestamp())).publish_once()
+    return [rec for rec in parse_emf(out.getvalue()) if CERTIFICATE_DAYS_LEFT in rec]
+
+
+def test_the_sidecar_publishes_the_days_left_that_the_expiry_alarm_reads(
+    example_run: ProgramRun, tmp_path: Path
+) -> None:
+    pgbouncer, metrics = pooler_container(example_run), pooler_container(example_run, "metrics")
+    env = injected_env(example_run, metrics)
+    # The very certificate PgBouncer serves (public: the environment, not a secret).
+    assert env[CERT_ENV] == {e["name"]: e["value"] for e in pgbouncer["environment"]}[CERT_ENV]
+    config = PublisherConfig.from_env(env)
+    expiry = dt.datetime.fromisoformat(example_run.outputs["poolerCertificateExpiry"])
+    assert config.certificate_expiry == expiry
+
+    # Ten days before expiry; the console being down does not silence it.
+    (line,) = days_left_lines(config, expiry - dt.timedelta(days=10), tmp_path)
+    alarm = alarms(example_run)["certificate-expiry"]
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == alarm.input("namespace")
+    assert {"Name": alarm.input("metricName"), "Unit": "None"} in directive["Metrics"]
+    # The alarm's dimensions are one of the record's sets, with the record's values.
+    assert sorted(alarm.input("dimensions")) in [sorted(dims) for dims in directive["Dimensions"]]
+    assert all(line[name] == value for name, value in alarm.input("dimensions").items())
+    assert line[CERTIFICATE_DAYS_LEFT] == 10.0
+
+    threshold = alarm.input("threshold")
+    assert threshold == AlarmThresholds().certificate_days_left
+    assert alarm.input("comparisonOperator") == "LessThanOrEqualToThreshold"
+    assert alarm.input("statistic") == "Minimum"  # the task with the oldest certificate
+    assert alarm.input("treatMissingData") == "notBreaching"  # no sidecar: the ConsoleUp graph shows it
+    assert line[CERTIFICATE_DAYS_LEFT] <= threshold
+    # Before the renewal window the figure is far above it: a fresh stack does not alarm.
+    (fresh,) = days_left_lines(config, expiry - dt.timedelta(days=364), tmp_path)
+    assert fresh[CERTIFICATE_DAYS_LEFT] > threshold
+
+
+def test_the_dashboard_shows_the_days_left(example_run: ProgramRun) -> None:
+    body = json.loads(example_run.one("aws:cloudwatch/dashboard:Dashboard").input("dashboardBody"))
+    (widget,) = [w["properties"] for w in body["widgets"]
+                 if w["type"] == "metric" and any(CERTIFICATE_DAYS_LEFT in m for m in w["properties"]["metrics"])]
+    (metric,) = widget["metrics"]
+    assert metric[:4] == [DEFAULT_NAMESPACE, CERTIFICATE_DAYS_LEFT, DIM_SERVICE,
+                          example_run.outputs["poolerMetricsService"]]
+    assert {a["value"] for a in widget["annotations"]["horizontal"]} == {AlarmThresholds().certificate_days_left, 30}
+    assert alarms(example_run)["certificate-expiry"].state["arn"] in next(
+        w["properties"]["alarms"] for w in body["widgets"] if w["type"] == "alarm")
+
+
+def test_a_certificate_the_sidecar_cannot_read_is_named_not_quoted() -> None:
+    with pytest.raises(PublisherConfigError) as raised:
+        PublisherConfig.from_env({CERT_ENV: "not a certificate", "LIFEGUARD_METRICS_USER": "pgbouncer"})
+    assert CERT_ENV in str(raised.value) and "not a certificate" not in str(raised.value)
