@@ -141,7 +141,8 @@ KEYS: tuple[Key, ...] = (
     ListKey("existingPrivateSubnetIds", meaning=(
         "JSON list of private subnet IDs in `existingVpcId`, in at least two AZs.")),
     WholeKey("postgresMajorVersion", default=17, low=14, high=18, meaning=(
-        "RDS Postgres major version (14 to 18).")),
+        "RDS Postgres major version (14 to 18). On a deployed stack, a preview refuses a downgrade, and an "
+        "upgrade unless `dbApplyImmediately` is on for that deploy.")),
     TextKey("dbInstanceClass", default="db.t4g.small", meaning=(
         "RDS instance class.")),
     WholeKey("dbAllocatedStorageGb", default=20, low=20, high=65536, meaning=(
@@ -149,9 +150,11 @@ KEYS: tuple[Key, ...] = (
     WholeKey("dbMaxAllocatedStorageGb", default=100, low=0, high=65536, meaning=(
         "Storage autoscaling ceiling in GiB; 0 turns autoscaling off.")),
     TextKey("dbName", default="app", meaning=(
-        "Database name, in both URLs.")),
+        "Database name, in both URLs. Fixed once deployed: RDS would replace the instance with an empty "
+        "one, so a preview refuses a change.")),
     TextKey("dbUsername", default="lifeguard", meaning=(
-        "The RDS master user: owns the schema; `DATABASE_URL_UNPOOLED` (the migration job) logs in as it.")),
+        "The RDS master user: owns the schema; `DATABASE_URL_UNPOOLED` (the migration job) logs in as it. "
+        "Fixed once deployed, like `dbName`.")),
     TextKey("dbAppUsername", default="lifeguard_app", meaning=(
         "The DML-only application role `DATABASE_URL` (the functions, through PgBouncer) logs in as; the "
         "migration job creates it (lower case, not `dbUsername`).")),
