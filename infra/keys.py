@@ -168,8 +168,8 @@ KEYS: tuple[Key, ...] = (
         "change is surprising. Some changes restart the instance.")),
     FlagKey("deletionProtection", default=AS_PRODUCTION, meaning=(
         "Turn on deletion protection for the database and the NLB (AWS's, and Pulumi's `protect`, so "
-        "`pulumi destroy` stops before deleting anything) and keep the ECR repositories' images (turn it "
-        "off and `pulumi up` before `pulumi destroy`).")),
+        "`pulumi destroy`, or a change that would replace either, stops before anything is deleted) and "
+        "keep the ECR repositories' images (turn it off and `pulumi up` before `pulumi destroy`).")),
     WholeKey("maxConnections", default=100, low=1, high=MAX_PG_CONNECTIONS, meaning=(
         "Postgres `max_connections`, set in the parameter group; the pool size is derived from it. Must "
         "fit the instance class's memory.")),
