@@ -115,7 +115,7 @@ class ListKey(Key):
 KEYS: tuple[Key, ...] = (
     FlagKey("production", default=True, meaning=(
         "Marks a production stack: Multi-AZ and deletion protection default to on, a final database "
-        "snapshot is kept, secrets get a 30-day recovery window, ECR repositories are not force-deleted, "
+        "snapshot is kept, secrets get a 30-day recovery window, "
         "and with `awsApiAccess: nat` every AZ gets its own NAT gateway.")),
     TextKey("vpcCidr", default="10.40.0.0/16", meaning=(
         "CIDR of the VPC the stack creates, /16 up to the smallest that leaves each private subnet (a "
@@ -141,7 +141,8 @@ KEYS: tuple[Key, ...] = (
     ListKey("existingPrivateSubnetIds", meaning=(
         "JSON list of private subnet IDs in `existingVpcId`, in at least two AZs.")),
     WholeKey("postgresMajorVersion", default=17, low=14, high=18, meaning=(
-        "RDS Postgres major version (14 to 18).")),
+        "RDS Postgres major version (14 to 18). On a deployed stack, a preview refuses a downgrade, and an "
+        "upgrade unless `dbApplyImmediately` is on for that deploy.")),
     TextKey("dbInstanceClass", default="db.t4g.small", meaning=(
         "RDS instance class.")),
     WholeKey("dbAllocatedStorageGb", default=20, low=20, high=65536, meaning=(
@@ -149,9 +150,11 @@ KEYS: tuple[Key, ...] = (
     WholeKey("dbMaxAllocatedStorageGb", default=100, low=0, high=65536, meaning=(
         "Storage autoscaling ceiling in GiB; 0 turns autoscaling off.")),
     TextKey("dbName", default="app", meaning=(
-        "Database name, in both URLs.")),
+        "Database name, in both URLs. Fixed once deployed: RDS would replace the instance with an empty "
+        "one, so a preview refuses a change.")),
     TextKey("dbUsername", default="lifeguard", meaning=(
-        "The RDS master user: owns the schema; `DATABASE_URL_UNPOOLED` (the migration job) logs in as it.")),
+        "The RDS master user: owns the schema; `DATABASE_URL_UNPOOLED` (the migration job) logs in as it. "
+        "Fixed once deployed, like `dbName`.")),
     TextKey("dbAppUsername", default="lifeguard_app", meaning=(
         "The DML-only application role `DATABASE_URL` (the functions, through PgBouncer) logs in as; the "
         "migration job creates it (lower case, not `dbUsername`).")),
@@ -164,8 +167,9 @@ KEYS: tuple[Key, ...] = (
         "instead of in the next maintenance window; on outside production, where waiting days for a "
         "change is surprising. Some changes restart the instance.")),
     FlagKey("deletionProtection", default=AS_PRODUCTION, meaning=(
-        "Turn on deletion protection for the database and the NLB (turn it off and `pulumi up` before "
-        "`pulumi destroy`).")),
+        "Turn on deletion protection for the database and the NLB (AWS's, and Pulumi's `protect`, so "
+        "`pulumi destroy`, or a change that would replace either, stops before anything is deleted) and "
+        "keep the ECR repositories' images (turn it off and `pulumi up` before `pulumi destroy`).")),
     WholeKey("maxConnections", default=100, low=1, high=MAX_PG_CONNECTIONS, meaning=(
         "Postgres `max_connections`, set in the parameter group; the pool size is derived from it. Must "
         "fit the instance class's memory.")),

@@ -45,13 +45,19 @@ METRIC_DIMENSION = NameRule("CloudWatch dimension value", 255, re.compile(r"[^A-
 # RDS: 1 to 63 letters, digits or hyphens, a letter first, no "--", no hyphen last; stored lower-case.
 RDS_INSTANCE = NameRule("RDS instance identifier", 63, re.compile(r"[^a-z0-9-]"), single_hyphens=True,
                         lowercase=True)
+# Lambda: a layer name is 1 to 140 of [a-zA-Z0-9-_].
+LAMBDA_LAYER = NameRule("Lambda layer name", 140, re.compile(r"[^A-Za-z0-9_-]"))
 SECRET_NAME_PREFIX = NameRule("Secrets Manager name prefix", 128, re.compile(r"[^A-Za-z0-9_+=.@-]"))
+
+
+def organization() -> str:
+    """The stack's Pulumi organization; ``organization``, as self-managed backends name it, when unset."""
+    return pulumi.get_organization() or "organization"
 
 
 def stack_identity(region: str) -> str:
     """What makes this stack's names unique in an account."""
-    organization = pulumi.get_organization() or "organization"
-    return f"{organization}/{pulumi.get_project()}/{pulumi.get_stack()}/{region}"
+    return f"{organization()}/{pulumi.get_project()}/{pulumi.get_stack()}/{region}"
 
 
 def stack_name(rule: NameRule, *parts: str, region: str) -> str:

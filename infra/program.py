@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import build_context, lambda_package, policies
+from infra import build_context, deployed, lambda_package, policies
 from infra import outputs as output_names
 from infra.components.app_role import AppRoleCredentials, AppRoleCredentialsArgs
 from infra.components.database import Database, DatabaseArgs
@@ -135,6 +135,10 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     caller = aws.get_caller_identity()
     account = policies.Account.from_caller_arn(caller.arn, caller.account_id, region)
     zones = resolve_availability_zones(cfg)
+    # Before any resource: a change that would replace the database or fail half-way is refused here.
+    refused = deployed.check(cfg.database)
+    if refused:
+        raise InfraConfigError(refused)
     # Fail on missing build inputs before creating anything.
     context_tag(paths.pgbouncer_context, cfg.pooler.architecture)
     context_tag(paths.migrator_context, cfg.migration.architecture)
@@ -171,7 +175,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     secret_prefix = _secret_name_prefix(region)
     metrics_service = metrics_service_name(region)
     pooler_ca = PoolerCertificateAuthority(
-        "pooler-ca", PoolerCertificateAuthorityArgs(common_name=ca_common_name(pulumi.get_stack()))
+        "pooler-ca", PoolerCertificateAuthorityArgs(common_name=ca_common_name(pulumi.get_stack()), region=region)
     )
     pooler = Pooler(
         "pooler",
@@ -190,7 +194,6 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             secret_name_prefix=secret_prefix,
             secret_recovery_window_days=cfg.secret_recovery_window_days,
             log_retention_days=cfg.log_retention_days,
-            production=cfg.production,
             deletion_protection=db_cfg.deletion_protection,
             metrics_service=metrics_service,
             network_path=network.pooler_path,
@@ -262,7 +265,8 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             context_dir=paths.migrator_context,
             shared_packages=paths.shared_packages,
             log_retention_days=cfg.log_retention_days,
-            production=cfg.production,
+            deletion_protection=db_cfg.deletion_protection,
+            cluster_depends_on=pooler.ecs_service_linked_role,
         ),
     )
 
@@ -278,6 +282,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.DATABASE_ENDPOINT: database.address,
         output_names.DATABASE_PORT: database.port,
         output_names.DATABASE_IDENTIFIER: database.identifier,
+        output_names.DATABASE_SETTINGS: deployed.record(db_cfg),
         output_names.POOLED_SECRET_ARN: secrets.pooled_secret_arn,
         output_names.DIRECT_SECRET_ARN: secrets.direct_secret_arn,
         output_names.POOLER_SECRET_ARN: pooler.credentials_secret_arn,

@@ -43,11 +43,15 @@ class AlarmThresholds:
     db_connections_ratio: float = 0.8
     """RDS DatabaseConnections above this share of max_connections."""
     db_connections_minutes: int = 3
+    certificate_days_left: int = 21
+    """The certificate PgBouncer serves has this many days left or fewer: any ``pulumi up`` in its last 30
+    days renews it, so this means nine days of that window passed without one."""
 
     def validate(self) -> None:
         counts = {
             "clients_waiting": self.clients_waiting,
             "unhealthy_targets": self.unhealthy_targets,
+            "certificate_days_left": self.certificate_days_left,
         }
         for name, value in counts.items():
             if value < 1:

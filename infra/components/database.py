@@ -114,6 +114,9 @@ class Database(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[postgres_logs],
+                # As the NLB's (see the pooler): `pulumi destroy` of a protected stack stops before it
+                # deletes anything, and a change that would replace the instance fails at preview.
+                protect=cfg.deletion_protection,
                 # Instances created before the identifier was explicit keep their generated one instead of
                 # being replaced (a new, empty database); their log group stays RDS's, as before.
                 ignore_changes=["identifier"],

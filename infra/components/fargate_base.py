@@ -78,24 +78,31 @@ def fargate_base(
     architecture: Architecture,
     shared_packages: tuple[Path, ...] = (),
     account: policies.Account,
-    production: bool,
+    deletion_protection: bool,
     log_retention_days: int,
     role_description: str,
     secrets: Mapping[str, pulumi.Input[str]],
     opts: pulumi.ResourceOptions,
+    cluster_depends_on: Sequence[pulumi.Resource] = (),
 ) -> FargateBase:
     """Create the resources as children of ``opts.parent``; ``secrets`` maps a policy statement id
-    to the one secret ARN it may read (one statement per secret)."""
+    to the one secret ARN it may read (one statement per secret). ``cluster_depends_on``: what must
+    exist before the cluster (ECS's service-linked role in a new account: CreateCluster creates it
+    too, and the stack's own create of it would then fail)."""
     image = ContainerImage(
         f"{name}-image",
         ContainerImageArgs(
-            context_dir=context_dir, architecture=architecture, force_delete=not production,
+            # With the stack's deletion protection off (the documented step before `pulumi destroy`), the
+            # repository goes with its images: they are rebuilt from the repository on every `up`, and a
+            # repository that refuses would stop the destroy after the database is gone.
+            context_dir=context_dir, architecture=architecture, force_delete=not deletion_protection,
             shared_packages=shared_packages,
         ),
         opts=opts,
     )
     cluster = aws.ecs.Cluster(
-        f"{name}-cluster", settings=[{"name": "containerInsights", "value": "enabled"}], opts=opts
+        f"{name}-cluster", settings=[{"name": "containerInsights", "value": "enabled"}],
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(cluster_depends_on))),
     )
     logs = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=log_retention_days, opts=opts)
     execution_role = aws.iam.Role(

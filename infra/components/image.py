@@ -53,7 +53,7 @@ class ContainerImageArgs:
     """The build context; its ``Dockerfile`` is used."""
     architecture: Architecture
     force_delete: bool = False
-    """Let ``pulumi destroy`` delete a repository that still holds images (non-production)."""
+    """Let ``pulumi destroy`` delete a repository that still holds images (the stack's deletion protection off)."""
     keep_images: int = 10
     shared_packages: tuple[Path, ...] = ()
     """Repository packages the image needs besides ``context_dir``: see :func:`build_context`."""

@@ -47,7 +47,10 @@ class MigrationJobArgs:
     """Repository packages the migrator imports besides its own (``build_context.SHARED_PACKAGE_NAMES``),
     added under ``shared/``."""
     log_retention_days: int
-    production: bool
+    deletion_protection: bool
+    """The stack's: a protected stack's image repository is not force-deleted."""
+    cluster_depends_on: Sequence[pulumi.Resource] = ()
+    """ECS's service-linked role when the stack creates it (``Pooler.ecs_service_linked_role``)."""
 
 
 class MigrationJob(pulumi.ComponentResource):
@@ -72,13 +75,14 @@ class MigrationJob(pulumi.ComponentResource):
             shared_packages=args.shared_packages,
             architecture=cfg.architecture,
             account=args.account,
-            production=args.production,
+            deletion_protection=args.deletion_protection,
             log_retention_days=args.log_retention_days,
             role_description="Starts the migration task: pulls its image, writes its logs, reads DATABASE_URL_UNPOOLED "
                              "and the application role's SCRAM verifier",
             secrets={"ReadDirectDatabaseUrl": args.direct_secret_arn,
                      "ReadAppRoleVerifier": args.app_role_verifier_secret_arn},
             opts=child,
+            cluster_depends_on=args.cluster_depends_on,
         )
         image, cluster, logs, execution_role = base.image, base.cluster, base.logs, base.execution_role
         container = {

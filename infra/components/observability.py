@@ -21,6 +21,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.pooler_tls import LEAF_EARLY_RENEWAL_HOURS
 from infra.naming import CLOUDWATCH_DASHBOARD, stack_name
 from infra.types import ALARM_EMAIL, AlarmThresholds, ObservabilityError
 from pgbouncer import contract
@@ -28,6 +29,9 @@ from pgbouncer import contract
 # Names that go into dashboard SEARCH expressions unquoted: no spaces, quotes or braces.
 _METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-/#:]{1,255}$")
 PERIOD_S = 60
+# The days left fall by one a day: a few minutes' evidence is enough, and no burst can fake it.
+CERTIFICATE_MINUTES = 5
+RENEWAL_WINDOW_DAYS = LEAF_EARLY_RENEWAL_HOURS // 24
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ class ObservabilityArgs:
 
 class Observability(pulumi.ComponentResource):
     alarms: dict[str, aws.cloudwatch.MetricAlarm]
-    """By purpose: clients_waiting, max_wait, pooler_cpu, unhealthy_targets, db_connections."""
+    """By purpose: clients_waiting, max_wait, pooler_cpu, unhealthy_targets, db_connections, certificate_expiry."""
     dashboard: aws.cloudwatch.Dashboard
     dashboard_name: pulumi.Output[str]
     alarm_topic_arn: pulumi.Output[str] | None
@@ -132,6 +136,7 @@ class Observability(pulumi.ComponentResource):
         def alarm(
             key: str, description: str, namespace: str, metric: str, dimensions: Mapping[str, pulumi.Input[str]],
             statistic: str, threshold: float, minutes: int, missing: str,
+            comparison: str = "GreaterThanOrEqualToThreshold",
         ) -> aws.cloudwatch.MetricAlarm:
             return aws.cloudwatch.MetricAlarm(
                 f"{name}-{key.replace('_', '-')}",
@@ -144,7 +149,7 @@ class Observability(pulumi.ComponentResource):
                 evaluation_periods=minutes,
                 datapoints_to_alarm=minutes,
                 threshold=threshold,
-                comparison_operator="GreaterThanOrEqualToThreshold",
+                comparison_operator=comparison,
                 treat_missing_data=missing,
                 alarm_actions=actions,
                 ok_actions=actions,
@@ -189,6 +194,16 @@ class Observability(pulumi.ComponentResource):
                 f"{args.max_connections}): check the pool budget (tasks x default_pool_size) and direct clients.",
                 "AWS/RDS", "DatabaseConnections", rds, "Maximum",
                 db_threshold, t.db_connections_minutes, "missing",
+            ),
+            "certificate_expiry": alarm(
+                "certificate_expiry",
+                f"The certificate PgBouncer serves has {t.certificate_days_left} days or fewer left (the oldest "
+                "task's). Any `pulumi up` in its last 30 days renews it and rolls the tasks; none has run. Run the "
+                "deploy pipeline (or `pulumi up`) before it expires: then the entrypoint refuses to start tasks.",
+                args.metric_namespace, contract.CERTIFICATE_DAYS_LEFT, pooler, "Minimum",
+                t.certificate_days_left, CERTIFICATE_MINUTES,
+                # No data means no sidecar (the ConsoleUp graph shows it), not an expiring certificate.
+                "notBreaching", comparison="LessThanOrEqualToThreshold",
             ),
         }
 
@@ -309,5 +324,11 @@ def dashboard_body(
         widget(16, 15, "Metrics sidecar reaching the console", [
             search(contract.CONSOLE_UP, task_dims, "Minimum", "up"),
         ], yAxis={"left": {"min": 0, "max": 1}}),
+        widget(0, 21, "Days left on PgBouncer's certificate", [
+            fleet(contract.CERTIFICATE_DAYS_LEFT, "Minimum", "oldest task"),
+        ], annotations={"horizontal": [
+            {"value": thresholds.certificate_days_left, "label": "alarm"},
+            {"value": RENEWAL_WINDOW_DAYS, "label": "renewed by the next `pulumi up`"},
+        ]}, yAxis={"left": {"min": 0}}),
     ]
     return {"widgets": widgets}

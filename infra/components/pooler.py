@@ -81,8 +81,8 @@ class PoolerArgs:
     secret_name_prefix: str
     secret_recovery_window_days: int
     log_retention_days: int
-    production: bool
     deletion_protection: bool
+    """AWS's deletion protection on the NLB and Pulumi's ``protect`` on it; also keeps the image repository."""
     metrics_service: str
     """The sidecar's ``LIFEGUARD_METRICS_SERVICE``: the ``Service`` dimension the alarms read. A plain
     string, not the ECS service's generated name, which would make the task definition depend on
@@ -113,6 +113,9 @@ class Pooler(pulumi.ComponentResource):
     repository_url: pulumi.Output[str]
     load_balancer_arn_suffix: pulumi.Output[str]
     """CloudWatch's ``LoadBalancer`` dimension, for alarms and dashboards."""
+    ecs_service_linked_role: list[pulumi.Resource]
+    """The ``AWSServiceRoleForECS`` the stack creates in a new account (else empty): every other ECS
+    cluster of the stack must wait for it too."""
     target_group_arn_suffix: pulumi.Output[str]
     """CloudWatch's ``TargetGroup`` dimension."""
 
@@ -156,7 +159,10 @@ class Pooler(pulumi.ComponentResource):
             enable_cross_zone_load_balancing=True,
             enable_deletion_protection=args.deletion_protection,
             ip_address_type="ipv4",
-            opts=child,
+            # Pulumi refuses to plan the deletion (or replacement) of a protected resource, so a
+            # `pulumi destroy` of a protected stack stops before it deletes anything, rather than at
+            # AWS's refusal after everything around the NLB and the database is gone.
+            opts=pulumi.ResourceOptions(parent=self, protect=args.deletion_protection),
         )
         # Issued for the name clients dial; its key reaches the tasks as a secret, the certificate
         # (public) in the environment, so a renewed one rolls the tasks.
@@ -171,13 +177,29 @@ class Pooler(pulumi.ComponentResource):
             opts=child,
         )
 
+        # ECS creates its service-linked role on first use, except when the first use is a service with
+        # a load balancer ("Unable to assume the service linked role"): a new account needs it first.
+        # CreateCluster also creates it when it is missing, so every ECS cluster of the stack (this one
+        # and the migration job's) waits for it; otherwise a cluster can take the name first and the
+        # stack's create fails ("has been taken in this account").
+        # Retained on delete: the role belongs to the account (other ECS users need it), and the next
+        # `up` finds it and no longer declares it, which with retain_on_delete only forgets it.
+        service_linked_role: list[pulumi.Resource] = []
+        if args.create_ecs_service_linked_role:
+            service_linked_role.append(aws.iam.ServiceLinkedRole(
+                f"{name}-ecs-service-linked-role",
+                aws_service_name=ECS_SERVICE_PRINCIPAL,
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            ))
+        self.ecs_service_linked_role = service_linked_role
+
         base = fargate_base(
             name,
             region=args.region,
             context_dir=args.context_dir,
             architecture=cfg.architecture,
             account=args.account,
-            production=args.production,
+            deletion_protection=args.deletion_protection,
             log_retention_days=args.log_retention_days,
             role_description=(
                 "Starts the PgBouncer tasks: pulls their image, writes their logs, reads their credentials"
@@ -185,6 +207,7 @@ class Pooler(pulumi.ComponentResource):
             secrets={"ReadPoolerCredentials": credentials.arn, "ReadPoolerStatsCredentials": stats_credentials.arn,
                      "ReadPoolerTlsKey": certificate.key_secret_arn},
             opts=child,
+            cluster_depends_on=service_linked_role,
         )
         image, cluster, logs, execution_policy = base.image, base.cluster, base.logs, base.execution_policy
 
@@ -238,6 +261,10 @@ class Pooler(pulumi.ComponentResource):
                 {"name": SETTINGS_ENV, "value": settings_json},
                 {"name": METRICS_SERVICE_ENV, "value": args.metrics_service},
                 {"name": METRICS_NAMESPACE_ENV, "value": args.metrics_namespace},
+                # The certificate PgBouncer serves (public): the sidecar publishes its days left, which
+                # the expiry alarm reads (a stack with no `up` for eleven months would otherwise find out
+                # when the entrypoint refuses to start tasks on the expired certificate).
+                {"name": CERT_ENV, "value": certificate.cert_pem},
             ],
             "secrets": [{"name": METRICS_CREDENTIALS_ENV, "valueFrom": stats_credentials.arn}],
             # Read-only: connect() on a Unix socket checks the socket file's permissions, not the
@@ -279,7 +306,10 @@ class Pooler(pulumi.ComponentResource):
             # One failed probe must not reset every client of a task: drain them instead.
             target_health_states=[{"enable_unhealthy_connection_termination": False,
                                    "unhealthy_draining_interval": 60}],
-            opts=child,
+            # A change that replaces the NLB (removing an AZ, other subnets) replaces its listener, and
+            # ELB refuses the new listener a target group the old NLB still uses: a new NLB gets a new
+            # target group (created first, auto-named), and the service moves to it.
+            opts=pulumi.ResourceOptions(parent=self, replace_with=[load_balancer]),
         )
         listener = aws.lb.Listener(
             f"{name}-listener",
@@ -290,17 +320,6 @@ class Pooler(pulumi.ComponentResource):
             opts=child,
         )
 
-        # ECS creates its service-linked role on first use, except when the first use is a service with
-        # a load balancer ("Unable to assume the service linked role"): a new account needs it first.
-        # Retained on delete: the role belongs to the account (other ECS users need it), and the next
-        # `up` finds it and no longer declares it, which with retain_on_delete only forgets it.
-        service_linked_role: list[pulumi.Resource] = []
-        if args.create_ecs_service_linked_role:
-            service_linked_role.append(aws.iam.ServiceLinkedRole(
-                f"{name}-ecs-service-linked-role",
-                aws_service_name=ECS_SERVICE_PRINCIPAL,
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
-            ))
         service = aws.ecs.Service(
             f"{name}-service",
             cluster=cluster.arn,

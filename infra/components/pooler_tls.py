@@ -33,6 +33,7 @@ import pulumi_tls as tls
 
 from infra.components.secrets import mark_secret, stored_secret
 from infra.lambda_package import RUNTIME
+from infra.naming import LAMBDA_LAYER, stack_name
 from pgbouncer.contract import KEY_ENV
 
 CA_LAYER_FILE = "lifeguard/pooler-ca.pem"
@@ -68,6 +69,8 @@ def ca_layer_archive(cert_pem: str) -> pulumi.AssetArchive:
 class PoolerCertificateAuthorityArgs:
     common_name: str
     """The CA's subject, e.g. ``lifeguard <stack> pooler CA``."""
+    region: str
+    """Part of the layer's name (``infra.naming``): layer names are per account and region."""
 
 
 class PoolerCertificateAuthority(pulumi.ComponentResource):
@@ -97,11 +100,15 @@ class PoolerCertificateAuthority(pulumi.ComponentResource):
         )
         layer = aws.lambda_.LayerVersion(
             f"{name}-layer",
-            layer_name=f"{name}-{pulumi.get_stack()}",
+            # A stack name may hold characters Lambda refuses (`prod.eu-1`): the naming rule sanitises it.
+            layer_name=stack_name(LAMBDA_LAYER, name, region=args.region),
             description=f"The pooler's CA certificate at {CA_PATH} (DATABASE_URL's sslrootcert)",
             code=cert.cert_pem.apply(ca_layer_archive),
             compatible_runtimes=LAYER_RUNTIMES,
-            opts=child,
+            # Stacks deployed when the name was `<name>-<stack>` (valid for them, or their first `up`
+            # would have failed) keep it: a new name would publish a new layer version and move
+            # poolerCaLayerArn under the users' own functions for no gain.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["layerName"]),
         )
         self.cert_pem = cert.cert_pem
         self.private_key_pem = mark_secret(key.private_key_pem)

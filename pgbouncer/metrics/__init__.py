@@ -1,7 +1,8 @@
 """PgBouncer pool metrics: read the admin console, publish CloudWatch EMF lines.
 
 Ships inside the pooler image (its build context is ``pgbouncer/``), so it depends only on
-``pgbouncer.settings``, ``pgbouncer.contract`` (the names the stack's alarms read too) and psycopg.
+``pgbouncer.settings``, ``pgbouncer.contract`` (the names the stack's alarms read too), psycopg and
+cryptography (the days left on PgBouncer's certificate).
 Run the publisher with ``python -m pgbouncer.metrics``.
 """
 

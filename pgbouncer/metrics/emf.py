@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgbouncer.contract import (
+    CERTIFICATE_DAYS_LEFT,
     CLIENT_CONNECTIONS,
     CLIENTS_ACTIVE,
     CLIENTS_WAITING,
@@ -173,6 +174,19 @@ def down_record(*, namespace: str, service: str, task: str, timestamp_ms: int) -
         {DIM_SERVICE: service, DIM_TASK: task},
         [[DIM_SERVICE], [DIM_SERVICE, DIM_TASK]],
         [Metric(CONSOLE_UP, 0, "Count")],
+        timestamp_ms,
+    )
+
+
+def certificate_record(
+    *, namespace: str, service: str, task: str, days_left: float, timestamp_ms: int
+) -> dict[str, Any]:
+    """The days left on the certificate PgBouncer serves; the fleet set is what the expiry alarm reads."""
+    return record(
+        namespace,
+        {DIM_SERVICE: service, DIM_TASK: task},
+        [[DIM_SERVICE], [DIM_SERVICE, DIM_TASK]],
+        [Metric(CERTIFICATE_DAYS_LEFT, round(days_left, 3), "None")],
         timestamp_ms,
     )
 

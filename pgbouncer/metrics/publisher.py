@@ -18,12 +18,15 @@ Environment (nothing here is secret except the password, which is never printed;
   LIFEGUARD_METRICS_NAMESPACE    CloudWatch namespace (default Lifeguard/PgBouncer)
   LIFEGUARD_METRICS_SERVICE      the ``Service`` dimension the alarms use (default pgbouncer)
   LIFEGUARD_METRICS_INTERVAL     seconds between samples (default 15)
+  POOLER_TLS_CERT                the certificate PgBouncer serves (public, as PgBouncer gets it);
+                                 when set, every sample also publishes CertificateDaysLeft
   ECS_CONTAINER_METADATA_URI_V4  set by ECS; the task id becomes the ``Task`` dimension
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import math
 import os
@@ -40,6 +43,7 @@ from types import FrameType
 from typing import TextIO
 
 from pgbouncer.contract import (
+    CERT_ENV,
     DEFAULT_NAMESPACE,
     DEFAULT_SERVICE,
     LISTEN_PORT,
@@ -52,8 +56,9 @@ from pgbouncer.contract import (
     METRICS_USER_ENV,
     SETTINGS_ENV,
 )
+from pgbouncer.metrics.certificate import CertificateReadError, days_left, not_after
 from pgbouncer.metrics.console import Clock, ConsoleError, ConsoleTarget, sample_console
-from pgbouncer.metrics.emf import EmfError, down_record, dumps, sample_records
+from pgbouncer.metrics.emf import EmfError, certificate_record, down_record, dumps, sample_records
 from pgbouncer.metrics.rates import RateTracker
 from pgbouncer.settings import PoolerSettings, SettingsError
 
@@ -73,6 +78,8 @@ class PublisherConfig:
     namespace: str = DEFAULT_NAMESPACE
     service: str = DEFAULT_SERVICE
     interval_s: float = DEFAULT_INTERVAL_S
+    certificate_expiry: dt.datetime | None = None
+    """The end of validity of the certificate PgBouncer serves (``POOLER_TLS_CERT``), when it has one."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.interval_s) and self.interval_s > 0):
@@ -117,11 +124,18 @@ class PublisherConfig:
             target = ConsoleTarget(host=host, port=port, user=user, password=password)
         except ValueError as exc:
             raise PublisherConfigError(str(exc)) from None
+        expiry = None
+        if env.get(CERT_ENV):
+            try:
+                expiry = not_after(env[CERT_ENV])
+            except CertificateReadError as exc:
+                raise PublisherConfigError(str(exc)) from None
         return cls(
             target=target,
             namespace=env.get(METRICS_NAMESPACE_ENV) or DEFAULT_NAMESPACE,
             service=env.get(METRICS_SERVICE_ENV) or DEFAULT_SERVICE,
             interval_s=interval,
+            certificate_expiry=expiry,
         )
 
 
@@ -187,8 +201,18 @@ class Publisher:
         """Consecutive failed samples (0 while the console answers)."""
 
     def publish_once(self) -> bool:
-        """Take one sample and print its records; False when the console could not be read."""
+        """Take one sample and print its records; False when the console could not be read.
+
+        The certificate's days left go out either way: they do not depend on the console.
+        """
         cfg = self.config
+        if cfg.certificate_expiry is not None:
+            now = self.clock.time()
+            self._emit([certificate_record(
+                namespace=cfg.namespace, service=cfg.service, task=self.task,
+                days_left=days_left(cfg.certificate_expiry, dt.datetime.fromtimestamp(now, dt.UTC)),
+                timestamp_ms=int(now * 1000),
+            )])
         try:
             sample = sample_console(cfg.target, self.clock)
         except ConsoleError as exc:

@@ -55,6 +55,10 @@ class Resource:
     dependencies: frozenset[str] = frozenset()
     """URNs this registration waits for: ``depends_on`` and the resources its inputs came from."""
     retain_on_delete: bool = False
+    ignore_changes: tuple[str, ...] = ()
+    protect: bool = False
+    replace_with: frozenset[str] = frozenset()
+    """URNs whose replacement replaces this resource too (``replace_with``)."""
 
     def input(self, key: str) -> Any:
         """An input with any secret wrapper removed."""
@@ -132,6 +136,8 @@ class StrictMocks(Mocks):
     """What each RandomPassword (by resource name) "generates"; others get ``MOCK_PASSWORD``."""
     ecs_service_linked_role: bool = True
     """Whether the account already has AWSServiceRoleForECS (a brand-new account does not)."""
+    deployed_outputs: Mapping[str, Any] = field(default_factory=dict)
+    """The stack's outputs from its last ``up`` (``pulumi:pulumi:readStackOutputs``); empty: a new stack."""
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     inputs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -146,6 +152,7 @@ class StrictMocks(Mocks):
             "aws:ecr/getAuthorizationToken:getAuthorizationToken": self._ecr_token,
             "aws:index/getCallerIdentity:getCallerIdentity": self._caller,
             "aws:iam/getRoles:getRoles": self._roles,
+            "pulumi:pulumi:readStackOutputs": self._stack_outputs,
         }
         handler = handlers.get(args.token)
         if handler is None:
@@ -177,6 +184,9 @@ class StrictMocks(Mocks):
         names = ["AWSServiceRoleForECS"] if self.ecs_service_linked_role else []
         return {"id": self.region, "names": names,
                 "arns": [f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/ecs.amazonaws.com/{n}" for n in names]}
+
+    def _stack_outputs(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"name": args["name"], "outputs": dict(self.deployed_outputs), "secretOutputNames": []}
 
     def _caller(self, _: dict[str, Any]) -> dict[str, Any]:
         return {"id": ACCOUNT, "accountId": ACCOUNT, "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/deployer/ci",
@@ -284,6 +294,9 @@ class RecordingMonitor(MockMonitor):
         self.meta: dict[tuple[str, str], tuple[str, bool]] = {}
         self.dependencies: dict[tuple[str, str], frozenset[str]] = {}
         self.retained: set[tuple[str, str]] = set()
+        self.ignore_changes: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.protected: set[tuple[str, str]] = set()
+        self.replace_with: dict[tuple[str, str], frozenset[str]] = {}
         self._meta_lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name, hence not snake_case
@@ -293,6 +306,10 @@ class RecordingMonitor(MockMonitor):
             self.dependencies[(request.type, request.name)] = frozenset(request.dependencies)
             if request.retainOnDelete:
                 self.retained.add((request.type, request.name))
+            self.ignore_changes[(request.type, request.name)] = tuple(request.ignoreChanges)
+            if request.protect:
+                self.protected.add((request.type, request.name))
+            self.replace_with[(request.type, request.name)] = frozenset(request.replace_with)
         return response
 
 
@@ -371,5 +388,8 @@ def _registrations(mocks: StrictMocks, monitor: RecordingMonitor) -> list[Resour
             inputs=mocks.inputs.get((type_, name), {}), state=dict(registration.state), id=registration.id,
             dependencies=monitor.dependencies.get((type_, name), frozenset()),
             retain_on_delete=(type_, name) in monitor.retained,
+            ignore_changes=monitor.ignore_changes.get((type_, name), ()),
+            protect=(type_, name) in monitor.protected,
+            replace_with=monitor.replace_with.get((type_, name), frozenset()),
         ))
     return resources

@@ -90,6 +90,8 @@ def test_sidecar_environment_is_what_the_publisher_reads(example_run: ProgramRun
         "LIFEGUARD_PGBOUNCER_SETTINGS": pgbouncer["environment"][0]["value"],
         "LIFEGUARD_METRICS_SERVICE": SERVICE,
         "LIFEGUARD_METRICS_NAMESPACE": DEFAULT_NAMESPACE,
+        # The certificate PgBouncer serves, for its days left (#27.9).
+        "POOLER_TLS_CERT": {e["name"]: e["value"] for e in pgbouncer["environment"]}["POOLER_TLS_CERT"],
     }
     assert metrics["secrets"] == [
         {"name": "LIFEGUARD_METRICS_CREDENTIALS", "valueFrom": secret_arn(example_run, "pooler-stats-credentials")}]
@@ -142,9 +144,11 @@ def test_console_user_secret_is_generated_json_and_only_in_the_pooler_task(examp
 # -- alarms ----------------------------------------------------------------------------------------
 
 
-def test_five_alarms_name_the_stacks_own_resources(example_run: ProgramRun) -> None:
+def test_six_alarms_name_the_stacks_own_resources(example_run: ProgramRun) -> None:
+    # The sixth, certificate-expiry, is checked against the sidecar's EMF in test_infra_deploy_path.py.
     found = alarms(example_run)
-    assert set(found) == {"clients-waiting", "max-wait", "pooler-cpu", "unhealthy-targets", "db-connections"}
+    assert set(found) == {"clients-waiting", "max-wait", "pooler-cpu", "unhealthy-targets", "db-connections",
+                          "certificate-expiry"}
     cluster = example_run.one("aws:ecs/cluster:Cluster", "pooler")
     service = example_run.one("aws:ecs/service:Service")
     nlb = example_run.one("aws:lb/loadBalancer:LoadBalancer")

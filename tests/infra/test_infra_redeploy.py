@@ -71,6 +71,7 @@ def test_the_tag_is_the_same_in_another_checkout_and_differs_for_another_build(t
 ECS_FAMILY = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 DASHBOARD = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+LAMBDA_LAYER = re.compile(r"^[A-Za-z0-9_-]{1,140}$")
 # The longest stack name Pulumi allows (100), with the characters it allows and some services refuse.
 LONG_STACK = ("prod.eu-1_" * 10)[:100]
 
@@ -79,6 +80,7 @@ def names(run: ProgramRun) -> dict[str, str]:
     found = {f"family:{t.name}": t.input("family") for t in run.of_type("aws:ecs/taskDefinition:TaskDefinition")}
     found["dashboard"] = run.one("aws:cloudwatch/dashboard:Dashboard").input("dashboardName")
     found["metrics"] = run.outputs["poolerMetricsService"]
+    found["layer"] = run.one("aws:lambda/layerVersion:LayerVersion").input("layerName")
     for secret in run.of_type("aws:secretsmanager/secret:Secret"):
         found[f"secret:{secret.name}"] = secret.input("namePrefix")
     return found
@@ -92,6 +94,8 @@ def test_a_stack_name_with_dots_gives_valid_names_within_each_limit(build_dir: P
             assert ECS_FAMILY.match(value), value
         elif key == "dashboard":
             assert DASHBOARD.match(value), value
+        elif key == "layer":
+            assert LAMBDA_LAYER.match(value), value
         elif key.startswith("secret:"):
             # The provider appends 26 characters to a name prefix.
             assert SECRET_NAME.match(value + "x" * 26), value
@@ -108,7 +112,7 @@ def test_names_are_unique_per_organisation_region_and_unsanitised_stack_name(bui
     other_region = names(run_program(config, build_dir, stack="prod.eu-1", mocks=StrictMocks(
         region="us-east-1", zones=("us-east-1a", "us-east-1b", "us-east-1c"))))
     for other in (other_stack, other_org, other_region):
-        for key in ("dashboard", "metrics", "family:pooler-task", "family:migration-task"):
+        for key in ("dashboard", "metrics", "layer", "family:pooler-task", "family:migration-task"):
             assert base[key] != other[key], key
 
 

@@ -128,7 +128,7 @@ INVENTORY = {
     "aws:appautoscaling/target:Target": 1,
     "aws:cloudwatch/dashboard:Dashboard": 1,
     "aws:cloudwatch/logGroup:LogGroup": 5,
-    "aws:cloudwatch/metricAlarm:MetricAlarm": 5,
+    "aws:cloudwatch/metricAlarm:MetricAlarm": 6,
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": 1,
     "aws:ec2/routeTable:RouteTable": 2,
     "aws:ec2/routeTableAssociation:RouteTableAssociation": 2,
@@ -201,6 +201,8 @@ def test_only_expected_data_sources_are_called(example_run: ProgramRun) -> None:
         "aws:index/getCallerIdentity:getCallerIdentity",
         # Whether ECS's service-linked role exists (a brand-new account has none).
         "aws:iam/getRoles:getRoles",
+        # The stack's own last outputs, read back for infra.deployed's checks (#27.4, #27.8).
+        "pulumi:pulumi:readStackOutputs",
     }
     zones_call = next(args for token, args in example_run.calls if token.endswith("getAvailabilityZones"))
     assert zones_call["state"] == "available"

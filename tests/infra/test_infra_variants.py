@@ -141,7 +141,7 @@ def test_alarm_email_gets_a_topic_of_the_stacks_own(nat_run: ProgramRun) -> None
     assert (subscription.input("protocol"), subscription.input("endpoint")) == ("email", ALARM_EMAIL)
     assert subscription.input("topic") == topic.state["arn"]
     actions = alarm_actions(nat_run)
-    assert len(actions) == 5
+    assert len(actions) == 6  # with the certificate-expiry alarm (#27.9)
     assert all(on_alarm == on_ok == [topic.state["arn"]] for on_alarm, on_ok in actions)
     assert nat_run.outputs["alarmTopicArn"] == topic.state["arn"]
     assert not nat_run.secret_outputs
@@ -171,4 +171,4 @@ def test_production_defaults_notify_nobody(production_run: ProgramRun) -> None:
     assert not production_run.of_type("aws:sns/topic:Topic")
     assert all(not on_alarm and not on_ok for on_alarm, on_ok in alarm_actions(production_run))
     assert "alarmTopicArn" not in production_run.outputs
-    assert len(production_run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")) == 5
+    assert len(production_run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")) == 6

@@ -117,11 +117,12 @@ def build(args_factory: Any, name: str = "obs") -> Run:
     return Run(mocks, monitor, outputs)
 
 
-def test_five_alarms_on_the_right_metrics() -> None:
+def test_six_alarms_on_the_right_metrics() -> None:
     run = build(lambda: base_args(create_alarm_topic=True, alarm_email="ops@example.com"))
     alarms = run.alarms
     assert set(alarms) == {
         "obs-clients-waiting", "obs-max-wait", "obs-pooler-cpu", "obs-unhealthy-targets", "obs-db-connections",
+        "obs-certificate-expiry",
     }
     expected = {
         # name: (namespace, metric, dimensions, statistic, threshold, periods, missing data)
@@ -153,7 +154,7 @@ def test_five_alarms_on_the_right_metrics() -> None:
     # Every child is parented to the component (URN type chain), so it moves and deletes with it.
     urns = list(run.monitor.get_registered_resources())
     children = [urn for urn in urns if "::obs-" in urn]
-    assert len(children) == 8  # 5 alarms, topic, subscription, dashboard
+    assert len(children) == 9  # 6 alarms, topic, subscription, dashboard
     assert all("lifeguard:observability:Observability$aws:" in urn for urn in children)
     assert run.mocks.calls == ["aws:index/getRegion:getRegion"]
 

@@ -297,3 +297,41 @@ def test_sidecar_config_errors_name_the_variable(env: dict[str, str], message: s
     assert result.returncode == 2
     assert message in result.stderr
     assert_no_secret(STATS_PASSWORD, result.stderr)
+
+
+def certificate_valid_for(days: int) -> str:
+    """A PEM certificate (self-signed, EC P-256) that expires ``days`` from now."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lifeguard pooler")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=days)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_sidecar_publishes_the_days_left_on_pgbouncers_certificate(stats_pooler: Callable[..., StatsPooler]) -> None:
+    # #27.9: the certificate PgBouncer serves (POOLER_TLS_CERT, as the task gives both containers).
+    pooler = stats_pooler()
+    result = run_sidecar({
+        "LIFEGUARD_PGBOUNCER_SETTINGS": pooler.process.settings.to_json(),
+        "LIFEGUARD_METRICS_CREDENTIALS": json.dumps({"username": STATS_USER, "password": STATS_PASSWORD}),
+        "LIFEGUARD_METRICS_SERVICE": SERVICE,
+        "POOLER_TLS_CERT": certificate_valid_for(days=40),
+    }, "--once")
+    assert result.returncode == 0, result.stderr
+    records = parse_emf(result.stdout)
+    (days,) = [record for record in records if "CertificateDaysLeft" in record]
+    assert 39.9 < days["CertificateDaysLeft"] <= 40
+    assert dimension_sets(days) == [["Service"], ["Service", "Task"]] and days["Service"] == SERVICE
+    assert units(days) == {"CertificateDaysLeft": "None"}
+    # The pool figures are unchanged beside it.
+    (total,) = [record for record in records if "ConsoleUp" in record]
+    assert total["ConsoleUp"] == 1

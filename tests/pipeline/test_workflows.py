@@ -24,20 +24,30 @@ from lifeguard.cli import build_parser
 WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))
 # The one place users configure the pipeline (repository settings), as docs/pipeline.md says.
-SETTINGS_VARS = {"PULUMI_STACK", "AWS_REGION", "AWS_ROLE_ARN", "AWS_PREVIEW_ROLE_ARN"}
+SETTINGS_VARS = {"PULUMI_STACK", "AWS_REGION", "AWS_ROLE_ARN", "AWS_PREVIEW_ROLE_ARN", "DEPLOY_WITH_ENVIRONMENTS"}
 SETTINGS_SECRETS = {"PULUMI_ACCESS_TOKEN", "PULUMI_PREVIEW_ACCESS_TOKEN", "GITHUB_TOKEN"}
 # Each workflow's credentials: a pull request's code runs under `pulumi preview`, so the preview
 # has its own read-only role and token and may not even name the deploy ones.
 CREDENTIALS = {
     "deploy.yml": ("AWS_ROLE_ARN", "PULUMI_ACCESS_TOKEN"),
     "preview.yml": ("AWS_PREVIEW_ROLE_ARN", "PULUMI_PREVIEW_ACCESS_TOKEN"),
+    # The same pair, read from a GitHub environment (docs/pipeline.md, "Several stacks").
+    "deploy-stage.yml": ("AWS_ROLE_ARN", "PULUMI_ACCESS_TOKEN"),
+    "preview-environments.yml": ("AWS_PREVIEW_ROLE_ARN", "PULUMI_PREVIEW_ACCESS_TOKEN"),
 }
+# Of those, the ones whose settings live in GitHub environments rather than the repository.
+ENVIRONMENT_WORKFLOWS = {"deploy-stage.yml", "preview-environments.yml"}
+# Only calls deploy-stage.yml, once per stage: no steps, no credentials of its own.
+STAGES_WORKFLOW = "deploy-environments.yml"
+STEP_FILES = [path for path in FILES if path.name in CREDENTIALS]
 PULUMI_COMMANDS = {"preview", "up", "refresh", "destroy", "output"}
 AWS_CREDENTIALS = "aws-actions/configure-aws-credentials"
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 # The runner's own variables a run script may use, with sample values (what the parser sees in CI).
 RUNNER_VARIABLES = {"GITHUB_RUN_ID": "12345678901", "GITHUB_RUN_ATTEMPT": "1"}
 # `uses: owner/repo@<full commit SHA> # vX.Y.Z`: immutable, with the version Dependabot updates.
+# A job calling a workflow of this repository, in GitHub's self-repository form (zizmor's self-repository).
+OWN_WORKFLOW = re.compile(r"^\s*uses: \$/\.github/workflows/([\w.-]+\.yml)$")
 PINNED_USES = re.compile(r"^\s*(?:- )?uses: ([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # v\d+\.\d+\.\d+$")
 
 
@@ -98,8 +108,11 @@ def needs(job: dict[str, Any]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def test_there_are_the_two_workflows() -> None:
-    assert [path.name for path in FILES] == ["deploy.yml", "preview.yml"]
+def test_there_are_the_workflows() -> None:
+    # One stack (repository settings), or several in GitHub environments: each a deploy and a preview.
+    assert [path.name for path in FILES] == [
+        "deploy-environments.yml", "deploy-stage.yml", "deploy.yml", "preview-environments.yml", "preview.yml"]
+    assert {path.name for path in FILES} == set(CREDENTIALS) | {STAGES_WORKFLOW}
 
 
 @pytest.mark.parametrize("schema", ["vendor.github-workflows", "custom.github-workflows-require-timeout"])
@@ -147,11 +160,16 @@ def test_credentials_come_from_oidc_never_from_keys(path: Path) -> None:
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_actions_and_tools_are_pinned(path: Path) -> None:
     document = load(path)
-    env = document["env"]
+    env = document.get("env", {})
     uses_lines = [line for line in path.read_text(encoding="utf-8").splitlines() if re.match(r"\s*(- )?uses:", line)]
-    # Every `uses` is on a line of its own, so no step escapes the check below.
-    assert len(uses_lines) == sum("uses" in step for job in document["jobs"].values() for step in steps(job))
+    # Every `uses` is on a line of its own, so no step (or job calling a workflow) escapes the check below.
+    assert len(uses_lines) == sum("uses" in step for job in document["jobs"].values() for step in steps(job)) + sum(
+        "uses" in job for job in document["jobs"].values())
     for line in uses_lines:
+        if own := OWN_WORKFLOW.match(line):
+            # This repository's own reusable workflow, at the caller's commit: nothing to pin.
+            assert (WORKFLOWS / own.group(1)).is_file(), line
+            continue
         assert PINNED_USES.match(line), f"{path.name}: pin to a full commit SHA with `# vX.Y.Z`: {line.strip()}"
     for job in document["jobs"].values():
         for step in steps(job):
@@ -175,23 +193,32 @@ def test_each_action_has_one_pin_across_the_workflows() -> None:
     assert pins and all(len(found) == 1 for found in pins.values()), pins
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
-def test_settings_live_in_the_repository_settings(path: Path) -> None:
+@pytest.mark.parametrize("path", STEP_FILES, ids=lambda p: p.name)
+def test_settings_live_in_the_repository_or_environment_settings(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     used_vars = set(re.findall(r"\bvars\.(\w+)", text))
     used_secrets = set(re.findall(r"\bsecrets\.(\w+)", text))
     role, token = CREDENTIALS[path.name]
-    (other_role, other_token), = [pair for name, pair in CREDENTIALS.items() if name != path.name]
+    (other_role, other_token), = {pair for pair in CREDENTIALS.values() if pair != (role, token)}
     assert used_vars <= SETTINGS_VARS and {"PULUMI_STACK", "AWS_REGION", role} <= used_vars
     assert used_secrets <= SETTINGS_SECRETS and token in used_secrets
     assert other_role not in used_vars and other_token not in used_secrets, f"{path.name} names the other credentials"
-    env = load(path)["env"]
+    document = load(path)
+    if path.name in ENVIRONMENT_WORKFLOWS:
+        # Workflow-level `vars` would be the repository's: the stack is read in the job that names
+        # its environment, where the environment's own variables apply.
+        assert "PULUMI_STACK" not in document["env"]
+        (job,) = document["jobs"].values()
+        assert job["environment"]
+        env = job["env"]
+    else:
+        env = document["env"]
     assert env["PULUMI_STACK"] == "${{ vars.PULUMI_STACK }}" and env["AWS_REGION"] == "${{ vars.AWS_REGION }}"
     # The token reaches only the steps that run Pulumi, not every step (pip installs run code too).
     assert "PULUMI_ACCESS_TOKEN" not in env
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", STEP_FILES, ids=lambda p: p.name)
 def test_pulumi_steps_are_valid(path: Path) -> None:
     document = load(path)
     for job in document["jobs"].values():
@@ -222,7 +249,7 @@ def test_preview_runs_on_pull_requests_with_a_comment() -> None:
     assert pulumi["with"]["github-token"] == "${{ secrets.GITHUB_TOKEN }}"
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", STEP_FILES, ids=lambda p: p.name)
 def test_each_workflow_assumes_only_its_own_role(path: Path) -> None:
     role, _ = CREDENTIALS[path.name]
     for job in load(path)["jobs"].values():
@@ -235,15 +262,21 @@ def test_each_workflow_assumes_only_its_own_role(path: Path) -> None:
 def settings_check(path: Path) -> dict[str, Any]:
     # The first step of the workflow's first job, before anything runs the pull request's code.
     first = steps(next(iter(load(path)["jobs"].values())))[0]
-    assert first["name"] == "Check the repository's settings"
+    where = "environment's" if path.name in ENVIRONMENT_WORKFLOWS else "repository's"
+    assert first["name"] == f"Check the {where} settings"
     return first
 
 
-def run_settings_check(path: Path, settings: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The check step's script under bash as GitHub runs it (-eo pipefail), with its env resolved from settings."""
+def run_settings_check(
+    path: Path, settings: dict[str, str], inputs: dict[str, str] | None = None, output: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The check step's script under bash as GitHub runs it (-eo pipefail), with its env resolved from
+    ``settings`` (the repository's, or the environment's) and the workflow's ``inputs``."""
     step = settings_check(path)
-    env = {"PATH": "/usr/bin:/bin"}
-    for name, value in {**load(path)["env"], **step["env"]}.items():
+    document = load(path)
+    (job,) = list(document["jobs"].values())[:1]
+    env = {"PATH": "/usr/bin:/bin", "GITHUB_OUTPUT": str(output or "/dev/null")}
+    for name, value in {**document.get("env", {}), **job.get("env", {}), **step["env"]}.items():
         expression = EXPRESSION.fullmatch(str(value))
         if expression is None:
             env[name] = str(value)
@@ -253,6 +286,8 @@ def run_settings_check(path: Path, settings: dict[str, str]) -> subprocess.Compl
             env[name] = settings.get(match.group(2), "")
         elif match := re.fullmatch(r"secrets\.(\w+) != ''", source):
             env[name] = "true" if settings.get(match.group(1)) else "false"
+        elif match := re.fullmatch(r"inputs\.([\w-]+)", source):
+            env[name] = (inputs or {}).get(match.group(1), "")
         else:
             pytest.fail(f"{path.name}: the check step uses an expression this test cannot evaluate: {source}")
     return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
@@ -265,17 +300,20 @@ PREVIEW_SETTINGS = {"AWS_PREVIEW_ROLE_ARN": "arn:aws:iam::123456789012:role/life
                     "PULUMI_PREVIEW_ACCESS_TOKEN": "pul-read"}
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", STEP_FILES, ids=lambda p: p.name)
 def test_the_settings_check_passes_when_everything_is_set(path: Path) -> None:
-    done = run_settings_check(path, {**DEPLOY_SETTINGS, **PREVIEW_SETTINGS})
+    done = run_settings_check(path, {**DEPLOY_SETTINGS, **PREVIEW_SETTINGS}, {"environment": "staging"})
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("workflow_name", ["preview.yml", "preview-environments.yml"])
 @pytest.mark.parametrize("missing", ["AWS_PREVIEW_ROLE_ARN", "PULUMI_PREVIEW_ACCESS_TOKEN"])
-def test_the_preview_fails_without_its_own_credentials_even_when_the_deploy_ones_are_set(missing: str) -> None:
+def test_the_preview_fails_without_its_own_credentials_even_when_the_deploy_ones_are_set(
+    missing: str, workflow_name: str
+) -> None:
     settings = {**DEPLOY_SETTINGS, **PREVIEW_SETTINGS}
     del settings[missing]
-    done = run_settings_check(WORKFLOWS / "preview.yml", settings)
+    done = run_settings_check(WORKFLOWS / workflow_name, settings)
     assert done.returncode != 0
     (error,) = [line for line in done.stdout.splitlines() if line.startswith("::error::")]
     assert missing in error and "docs/pipeline.md" in error and "never use" in error
@@ -447,3 +485,145 @@ def test_the_documented_pins_are_the_workflows_pins() -> None:
                 sha, version = line.split("@", 1)[1].split(" # ")
                 used[match.group(1)] = (sha, version)
     assert documented == used
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_the_smoke_step_charges_only_the_smoke_org(path: Path) -> None:
+    # On a production stack (no demo data) any other org is missing or a customer's: the workflows'
+    # smoke command line must come out as the CLI's default, the org migration 0004 creates.
+    from lifeguard.deploy.smoke import SMOKE_ORG_ID
+
+    smoke_org = (WORKFLOWS.parents[1] / "migrator" / "migrations" / "0004_smoke_org.sql").read_text(encoding="utf-8")
+    assert f"VALUES ({SMOKE_ORG_ID}, 'lifeguard-smoke'," in smoke_org
+    parser = build_parser()
+    default = parser.parse_args(["smoke", "--outputs", "-"]).org_id
+    assert default == SMOKE_ORG_ID
+    for job in load(path)["jobs"].values():
+        for argv in lifeguard_commands(job):
+            if argv[:1] == ["smoke"]:
+                assert parser.parse_args(argv).org_id == default, f"{path.name}: `lifeguard {shlex.join(argv)}`"
+
+
+# -- #27.10: several stacks, in order, through GitHub environments -------------------------------
+
+STAGE_WORKFLOW = "$/.github/workflows/deploy-stage.yml"
+
+
+def stages() -> list[tuple[str, dict[str, Any]]]:
+    """The stages of deploy-environments.yml in the order their ``needs`` impose: (environment, job)."""
+    jobs = workflow(STAGES_WORKFLOW)["jobs"]
+    ordered: list[str] = []
+    while len(ordered) < len(jobs):
+        ready = [name for name, job in jobs.items() if name not in ordered and set(needs(job)) <= set(ordered)]
+        assert len(ready) == 1, f"the stages must form one chain, found {ready} ready after {ordered}"
+        ordered += ready
+    return [(jobs[name]["with"]["environment"], jobs[name]) for name in ordered]
+
+
+def test_the_stages_deploy_in_order_each_after_the_one_before_passed() -> None:
+    document = workflow(STAGES_WORKFLOW)
+    assert document["on"]["push"]["branches"] == ["main"] and document["permissions"] == {}
+    found = stages()
+    assert [environment for environment, _ in found] == ["dev", "staging", "production"]
+    called = workflow("deploy-stage.yml")
+    (stage_job,) = called["jobs"].values()
+    names = list(document["jobs"])
+    for index, (environment, job) in enumerate(found):
+        assert job["uses"] == STAGE_WORKFLOW
+        # A called workflow gets at most its caller's permissions: exactly what the stage job uses.
+        assert job["permissions"] == stage_job["permissions"] == {"contents": "read", "id-token": "write"}
+        earlier = names[:index]
+        # Each stage waits for every earlier one, and passes on the stacks they deployed.
+        assert set(needs(job)) >= set(earlier[-1:])
+        deployed = job["with"].get("deployed-stacks", "")
+        assert EXPRESSION.findall(deployed) == [f"needs.{name}.outputs.stack" for name in earlier], environment
+        assert EXPRESSION.sub("", deployed).strip() == "", environment
+        assert set(needs(job)) == set(earlier), f"{environment} reads the outputs of {earlier}: it must need them"
+    assert set(called["on"]["workflow_call"]["inputs"]) == {"environment", "deployed-stacks"}
+    assert called["on"]["workflow_call"]["outputs"]["stack"]["value"] == "${{ jobs.stage.outputs.stack }}"
+
+
+def test_a_stage_is_one_job_from_pulumi_up_to_the_smoke_test() -> None:
+    # One job: one approval for an environment with required reviewers, one concurrency group that
+    # holds the stack from `pulumi up` to the smoke test, and migrate and smoke gate the next stage.
+    document = workflow("deploy-stage.yml")
+    (job,) = document["jobs"].values()
+    assert job["environment"] == "${{ inputs.environment }}"
+    assert job["concurrency"] == {"group": "deploy-stage-${{ inputs.environment }}", "cancel-in-progress": False}
+    job_steps = steps(job)
+
+    def index(predicate: Any) -> int:
+        (found,) = [i for i, step in enumerate(job_steps) if predicate(step)]
+        return found
+
+    up = index(lambda s: s.get("with", {}).get("command") == "up")
+    verify, migrate, smoke = (index(lambda s, c=c: f"lifeguard {c}" in str(s.get("run", "")))
+                              for c in ("verify-rollout", "migrate", "smoke"))
+    assert up < verify < migrate < smoke == len(job_steps) - 1
+    # A fresh session before the migration: the first one lasts an hour, which `up` may have used.
+    credentials = [i for i, step in enumerate(job_steps) if action(step) == AWS_CREDENTIALS]
+    assert len(credentials) == 2 and credentials[0] < up and verify < credentials[1] < migrate
+    # The same commands as deploy.yml runs for one stack, and within the job's time.
+    parser = build_parser()
+    single = [argv for stage in workflow("deploy.yml")["jobs"].values() for argv in lifeguard_commands(stage)]
+    assert list(lifeguard_commands(job)) == single
+    seconds = sum(getattr(parser.parse_args(argv), "timeout", 0) or 0 for argv in single)
+    assert seconds + 60 * 60 < job["timeout-minutes"] * 60  # `pulumi up` has deploy.yml's 60 minutes too
+
+
+def test_a_stage_outputs_its_stack_and_refuses_one_an_earlier_stage_deployed(tmp_path: Path) -> None:
+    path = WORKFLOWS / "deploy-stage.yml"
+    settings = {**DEPLOY_SETTINGS, "PULUMI_STACK": "acme/lifeguard/staging"}
+    output = tmp_path / "output"
+    done = run_settings_check(path, settings, {"environment": "staging", "deployed-stacks": "acme/lifeguard/dev"},
+                              output)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert output.read_text(encoding="utf-8") == "stack=acme/lifeguard/staging\n"
+    (job,) = workflow("deploy-stage.yml")["jobs"].values()
+    assert job["outputs"]["stack"] == "${{ steps.settings.outputs.stack }}"
+    assert steps(job)[0]["id"] == "settings"
+    # An environment without its own PULUMI_STACK falls back to the repository's: the same stack again.
+    output.write_text("", encoding="utf-8")
+    again = run_settings_check(path, {**DEPLOY_SETTINGS, "PULUMI_STACK": "acme/lifeguard/dev"},
+                               {"environment": "staging", "deployed-stacks": "acme/lifeguard/dev"}, output)
+    assert again.returncode != 0
+    (error,) = [line for line in again.stdout.splitlines() if line.startswith("::error::")]
+    assert "environment staging" in error and "acme/lifeguard/dev" in error
+    assert output.read_text(encoding="utf-8") == ""
+
+
+@pytest.mark.parametrize("missing", ["PULUMI_STACK", "AWS_REGION", "AWS_ROLE_ARN", "PULUMI_ACCESS_TOKEN"])
+def test_a_stage_names_the_environment_setting_it_lacks(missing: str) -> None:
+    settings = dict(DEPLOY_SETTINGS)
+    del settings[missing]
+    done = run_settings_check(WORKFLOWS / "deploy-stage.yml", settings, {"environment": "production"})
+    assert done.returncode != 0
+    (error,) = [line for line in done.stdout.splitlines() if line.startswith("::error::")]
+    assert missing in error and "environment production" in error
+
+
+def test_every_stage_is_previewed_in_its_own_preview_environment() -> None:
+    document = workflow("preview-environments.yml")
+    assert set(document["on"]) == {"pull_request"}
+    (job,) = document["jobs"].values()
+    assert job["strategy"]["matrix"]["stage"] == [environment for environment, _ in stages()]
+    # Never the deploy environment: its role and token can change the stack.
+    assert job["environment"] == "${{ matrix.stage }}-preview"
+    assert job["concurrency"] == {
+        "group": "preview-${{ github.event.pull_request.number }}-${{ matrix.stage }}", "cancel-in-progress": True}
+    (pulumi,) = [step for step in steps(job) if action(step) == "pulumi/actions"]
+    assert pulumi["with"]["command"] == "preview" and pulumi["with"]["comment-on-pr"] is True
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in job["if"]
+
+
+def test_one_variable_switches_between_one_stack_and_several() -> None:
+    # Never both pipelines on one push or pull request: each deploys or previews only in its mode.
+    on, off = "vars.DEPLOY_WITH_ENVIRONMENTS == 'true'", "vars.DEPLOY_WITH_ENVIRONMENTS != 'true'"
+    (first_stage, *later) = [job for _, job in stages()]
+    assert first_stage["if"] == on and all("if" not in job and needs(job) for job in later)
+    (preview_all,) = workflow("preview-environments.yml")["jobs"].values()
+    assert preview_all["if"].startswith(on + " && ")
+    deploy = workflow("deploy.yml")["jobs"]
+    assert deploy["deploy"]["if"] == off and all(needs(job) for name, job in deploy.items() if name != "deploy")
+    (preview_one,) = workflow("preview.yml")["jobs"].values()
+    assert preview_one["if"].startswith(off + " && ")

@@ -1,0 +1,92 @@
+"""Database settings AWS cannot change in place, checked against what this stack's last ``up`` recorded.
+
+Some config changes look small and are not: a new ``dbName`` or ``dbUsername`` makes RDS replace the
+instance (a new, empty database; without deletion protection and a final snapshot the data is
+gone), and a major version upgrade with ``dbApplyImmediately`` off leaves the old parameter group
+attached until the maintenance window, so Pulumi's deletion of it fails the ``up``
+(``InvalidDBParameterGroupState``). Neither shows in a preview as anything but an ordinary diff.
+
+So every ``up`` exports :data:`RECORD_OUTPUT` (those settings, plain), and the program reads it back
+from its own stack through the engine's ``pulumi:pulumi:readStackOutputs`` (what a ``StackReference``
+reads, here synchronously, before the first resource is registered) and refuses such a change with
+the key to set back. A stack that has never been deployed, or last deployed before the record
+existed, has none: nothing is refused, and its next ``up`` records it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+
+from infra.config import PROJECT, DatabaseConfig
+from infra.naming import organization
+from infra.outputs import DATABASE_SETTINGS
+
+READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
+"""The engine's builtin invoke behind ``StackReference`` (the Node SDK's synchronous reads use it too)."""
+RECORD_OUTPUT = DATABASE_SETTINGS
+
+POSTGRES_MAJOR_VERSION = "postgresMajorVersion"
+DB_NAME = "dbName"
+DB_USERNAME = "dbUsername"
+
+
+def record(cfg: DatabaseConfig) -> dict[str, str]:
+    """What the stack exports as :data:`RECORD_OUTPUT`: strings, so the record reads back unchanged."""
+    return {POSTGRES_MAJOR_VERSION: str(cfg.postgres_major_version), DB_NAME: cfg.db_name, DB_USERNAME: cfg.username}
+
+
+def this_stack() -> str:
+    """The fully qualified name of the stack being deployed (``<organization>/<project>/<stack>``)."""
+    return f"{organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+
+
+def recorded() -> Mapping[str, Any] | None:
+    """The record of this stack's last ``up``, or ``None`` when there is none."""
+    result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": this_stack()})
+    outputs = (result.value or {}).get("outputs") or {}
+    value = outputs.get(RECORD_OUTPUT)
+    return value if isinstance(value, Mapping) else None
+
+
+def refused_changes(deployed: Mapping[str, Any] | None, cfg: DatabaseConfig) -> list[str]:
+    """Each change from ``deployed`` to ``cfg`` that AWS cannot make in place, as a config problem."""
+    if deployed is None:
+        return []
+    problems: list[str] = []
+    for key, new in ((DB_NAME, cfg.db_name), (DB_USERNAME, cfg.username)):
+        old = deployed.get(key)
+        if isinstance(old, str) and old != new:
+            problems.append(
+                f"{PROJECT}:{key}: the deployed database has {old!r}; RDS cannot change it in place, so "
+                f"{new!r} would replace the instance with a new, empty database (and the pipeline would "
+                f"migrate that one). Set {PROJECT}:{key} back to {old!r}. To start over with a new "
+                "database on purpose, `pulumi destroy` the stack first."
+            )
+    old_major = _whole(deployed.get(POSTGRES_MAJOR_VERSION))
+    new_major = cfg.postgres_major_version
+    key = f"{PROJECT}:{POSTGRES_MAJOR_VERSION}"
+    if old_major is not None and new_major < old_major:
+        problems.append(f"{key}: the deployed database runs Postgres {old_major}; RDS cannot downgrade it to "
+                        f"{new_major}. Set {key} back to {old_major}.")
+    elif old_major is not None and new_major > old_major and not cfg.apply_immediately:
+        problems.append(
+            f"{key}: {old_major} -> {new_major} is a major upgrade, and with {PROJECT}:dbApplyImmediately false "
+            f"RDS defers it to the maintenance window while the postgres{old_major} parameter group stays "
+            "attached, so deleting that group fails the `up`. Set dbApplyImmediately to true for this "
+            "deploy (the upgrade then runs during `pulumi up`, with downtime), or keep "
+            f"{key} at {old_major}."
+        )
+    return problems
+
+
+def _whole(value: Any) -> int | None:
+    text = str(value) if value is not None else ""
+    return int(text) if text.isdigit() else None
+
+
+def check(cfg: DatabaseConfig) -> Sequence[str]:
+    """:func:`refused_changes` against this stack's own record."""
+    return refused_changes(recorded(), cfg)
