@@ -475,7 +475,7 @@ class LocalStack:
         return config
 
     def _check_socket_paths(self, config: StackConfig) -> None:
-        """Refuse a state directory too deep for the Unix sockets in it (PgBouncer would truncate the name)."""
+        """Refuse a service directory too deep for the Unix sockets in it (PgBouncer would truncate the name)."""
         sockets = [self.cluster(config).root / f".s.PGSQL.{config.pg_port}"]
         sockets += [
             self.pooler_root(i) / f".s.PGSQL.{config.pooler_port}" for i in range(1, config.pooler_processes + 1)
@@ -483,11 +483,15 @@ class LocalStack:
         longest = max(sockets, key=lambda path: len(os.fsencode(path)))
         size = len(os.fsencode(longest))
         if size > MAX_SOCKET_PATH_BYTES:
+            excess = size - MAX_SOCKET_PATH_BYTES
+            if self.service_dir == self.state_dir:
+                advice = (f"Choose a state directory at most {len(os.fsencode(self.state_dir)) - excess} bytes long "
+                          f"(--state-dir DIR, or {STATE_DIR_ENV}), in a folder of your own")
+            else:
+                advice = f"{SERVICE_PARENT} must be at most {len(os.fsencode(SERVICE_PARENT)) - excess} bytes long"
             raise StackError(
-                f"the state directory {self.state_dir} is too deep: the Unix socket {longest} would be {size} "
-                f"bytes long, and a Unix socket path holds at most {MAX_SOCKET_PATH_BYTES} bytes. Choose a "
-                f"state directory at most {len(os.fsencode(self.state_dir)) - (size - MAX_SOCKET_PATH_BYTES)} "
-                f"bytes long (--state-dir DIR, or {STATE_DIR_ENV}), in a folder of your own"
+                f"the service directory {self.service_dir} is too deep: the Unix socket {longest} would be {size} "
+                f"bytes long, and a Unix socket path holds at most {MAX_SOCKET_PATH_BYTES} bytes. {advice}"
             )
 
     @contextmanager
