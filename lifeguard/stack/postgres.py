@@ -7,8 +7,10 @@ and by ``lifeguard local``.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Callable
@@ -92,9 +94,15 @@ class PostgresCluster:
         if self.initialized():
             raise PostgresError(f"{self.data_dir} already holds a cluster")
         # A fresh folder of ours: one left by an earlier, failed init belongs to the service user, who
-        # could have planted links in it for root's writes below to follow.
-        if self.root.exists():
-            shutil.rmtree(self.root)
+        # could have planted links in it for root's writes below to follow. (initdb removes a data
+        # folder it fails to fill; one with files but no PG_VERSION is not ours to delete.)
+        if os.path.lexists(self.root):
+            if os.path.lexists(self.data_dir) and not _is_empty_folder(self.data_dir):
+                raise PostgresError(
+                    f"{self.data_dir} holds files but no cluster (no PG_VERSION); move it away, or delete "
+                    f"{self.root} if nothing in it is needed, then run again"
+                )
+            shutil.rmtree(self.root)  # removes relative to folder descriptors: links are not followed
         self.root.mkdir(parents=True, mode=0o700)
         self.root.chmod(0o700)
         password = secrets.token_urlsafe(24)
@@ -304,3 +312,11 @@ class PostgresCluster:
             ).fetchone()
         assert row is not None
         return int(str(row[0]))
+
+
+def _is_empty_folder(path: Path) -> bool:
+    """A real folder (not a link) with nothing in it."""
+    if not stat.S_ISDIR(path.lstat().st_mode):
+        return False
+    with os.scandir(path) as entries:
+        return next(entries, None) is None

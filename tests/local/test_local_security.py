@@ -28,7 +28,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from lifeguard.cli import main
 from lifeguard.stack.containers import serve_on_loopback
-from lifeguard.stack.postgres import PostgresCluster
+from lifeguard.stack.postgres import PostgresCluster, PostgresError
 from lifeguard.stack.safe_paths import UnsafePathError
 from lifeguard.stack.stack import LocalStack, StackConfig
 from lifeguard.stack.system import SERVICE_USER, find_pgbouncer, free_port, own_for_service, running_as_root
@@ -282,6 +282,16 @@ def test_a_leftover_cluster_folder_cannot_point_initdb_writes_elsewhere(state_ro
         assert (root / "tls").is_dir() and not (root / "tls").is_symlink()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_data_folder_with_files_but_no_cluster_is_not_deleted(state_root: Path) -> None:
+    root = state_root / f"half-{os.getpid()}"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "keep-me").write_text("someone's files\n")
+    with pytest.raises(PostgresError, match="holds files but no cluster"):
+        PostgresCluster(root=root, port=free_port(), durable=False).init()
+    assert (root / "data" / "keep-me").read_text() == "someone's files\n"
+    shutil.rmtree(root)
 
 
 @as_root
