@@ -20,7 +20,7 @@ from lifeguard.stack.pooler import pid_record_file
 from lifeguard.stack.procs import identify
 from lifeguard.stack.stack import MAX_SOCKET_PATH_BYTES, LocalStack
 from lifeguard.stack.system import SERVICE_USER, port_in_use, running_as_root
-from tests.local.support import fresh_stack_dir
+from tests.local.support import fresh_stack_dir, purge_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,8 +41,7 @@ def _wait_gone(pid: int, timeout: float = 10) -> None:
 def odd_dir(state_root: Path) -> Iterator[Path]:
     path = fresh_stack_dir(state_root, "it's a dir, with spaces ")
     yield path
-    if path.exists():
-        LocalStack(path).down()
+    purge_stack(path)
 
 
 # -- item 3: pid files -------------------------------------------------------------------------
