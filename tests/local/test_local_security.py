@@ -111,7 +111,7 @@ def sudo_user() -> Iterator[pwd.struct_passwd]:
     try:
         yield entry
     finally:
-        subprocess.run(["pkill", "-u", name], check=False)
+        # The test's own `local down --purge` stopped what it started as this user.
         subprocess.run(["userdel", name], check=False)
         shutil.rmtree(home, ignore_errors=True)
 
