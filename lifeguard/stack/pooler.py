@@ -126,24 +126,6 @@ class PoolerProcess:
             )
         self.refresh_pid_file()
 
-    def _fresh_root(self) -> None:
-        """Make :attr:`root` ours and empty when the service user (another user) owns it from a former start.
-
-        That user may have left links there (``userlist.txt`` -> ``/etc/shadow``, ``tls`` -> ``/etc``) for
-        root's writes to follow; nothing in the folder outlives a start (the log is beside it).
-        """
-        try:
-            info = self.root.lstat()
-        except FileNotFoundError:
-            self.root.mkdir(parents=True, mode=0o700)
-            return
-        if info.st_uid != os.geteuid() or not stat.S_ISDIR(info.st_mode):
-            if stat.S_ISDIR(info.st_mode):
-                shutil.rmtree(self.root)  # removes entries relative to folder descriptors: links are not followed
-            else:
-                self.root.unlink()
-            self.root.mkdir(mode=0o700)
-
     def _pgbouncer_identity(self, timeout: float = 5) -> ProcessIdentity | None:
         """PgBouncer itself: our child, or under ``runuser`` its child once it has exec'd PgBouncer.
 
@@ -234,6 +216,24 @@ class PoolerProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def _fresh_root(self) -> None:
+        """Make :attr:`root` ours and empty when the service user (another user) owns it from a former start.
+
+        That user may have left links there (``userlist.txt`` -> ``/etc/shadow``, ``tls`` -> ``/etc``) for
+        root's writes to follow; nothing in the folder outlives a start (the log is beside it).
+        """
+        try:
+            info = self.root.lstat()
+        except FileNotFoundError:
+            self.root.mkdir(parents=True, mode=0o700)
+            return
+        if info.st_uid != os.geteuid() or not stat.S_ISDIR(info.st_mode):
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(self.root)  # removes entries relative to folder descriptors: links are not followed
+            else:
+                self.root.unlink()
+            self.root.mkdir(mode=0o700)
 
 
 def pid_record_file(root: Path) -> Path:
