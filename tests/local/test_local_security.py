@@ -30,7 +30,7 @@ from lifeguard.cli import main
 from lifeguard.stack.containers import serve_on_loopback
 from lifeguard.stack.postgres import PostgresCluster, PostgresError
 from lifeguard.stack.safe_paths import UnsafePathError
-from lifeguard.stack.stack import LocalStack, StackConfig
+from lifeguard.stack.stack import LocalStack, StackConfig, StackOptions
 from lifeguard.stack.system import SERVICE_USER, find_pgbouncer, free_port, own_for_service, running_as_root
 from pgbouncer.tls import write_self_signed
 
@@ -148,6 +148,23 @@ def test_up_works_for_a_user_from_a_0700_home(sudo_user: pwd.struct_passwd, port
         assert connected.returncode == 0, connected.stderr
     finally:
         lifeguard("local", "down", "--purge")
+
+
+@as_root
+def test_a_stack_made_by_an_earlier_lifeguard_as_root_is_asked_to_be_purged(
+    stack_dir: Path, ports: tuple[int, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Earlier releases kept the cluster inside the state directory; `down` still finds it there.
+    stack_dir.mkdir(mode=0o711)
+    (stack_dir / "postgres").mkdir()
+    options = StackOptions(pg_port=ports[0], pooler_port=ports[1])
+    (stack_dir / "stack.json").write_text(StackConfig.create(options).to_json())
+    stack = LocalStack(stack_dir)
+    assert stack.service_dir == stack_dir and stack.cluster(stack.require_config()).root == stack_dir / "postgres"
+    assert main([*_up_argv(ports), "--state-dir", str(stack_dir)]) == 1
+    assert "run `lifeguard local down --purge`" in capsys.readouterr().err
+    assert main(["local", "down", "--purge", "--state-dir", str(stack_dir)]) == 0
+    assert not stack_dir.exists()
 
 
 # -- item 1: a state directory another user made -----------------------------------------------------
