@@ -47,10 +47,11 @@ def check_owned_dir(path: Path, *, owner: int | None = None) -> None:
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise UnsafePathError(f"{path} is not a folder (a symlink or a file is there); remove it or choose another")
     if info.st_uid != uid or info.st_mode & _WRITABLE_BY_OTHERS:
+        fix = (f"Run `chmod go-w {path}`" if info.st_uid == uid
+               else "Remove it (after checking what is in it), or choose a folder of your own")
         raise UnsafePathError(
             f"{path} belongs to uid {info.st_uid} with mode {stat.S_IMODE(info.st_mode):04o}; it must belong to "
-            f"uid {uid} and be writable by no one else, since what is in it is trusted. Remove it, or choose a "
-            "folder of your own"
+            f"uid {uid} and be writable by no one else, since what is in it is trusted. {fix}"
         )
 
 

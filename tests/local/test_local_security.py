@@ -379,3 +379,15 @@ def test_roots_environment_does_not_reach_postgres_or_pgbouncer(
         environ = _environ(pid)
         assert not any(b"root-secret-value" in entry for entry in environ), pid
         assert any(entry.startswith(b"PATH=") for entry in environ)
+
+
+def test_a_state_directory_others_may_write_is_refused_with_the_fix(
+    state_root: Path, ports: tuple[int, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    shared = state_root / f"group-writable-{ports[0]}"
+    shared.mkdir()
+    shared.chmod(0o775)
+    assert main(["local", "status", "--state-dir", str(shared)]) == 1
+    assert f"Run `chmod go-w {shared}`" in capsys.readouterr().err
+    shared.chmod(0o755)
+    assert main(["local", "status", "--state-dir", str(shared)]) == 3  # now trusted: no stack there yet
