@@ -124,6 +124,10 @@ def test_up_works_for_a_user_from_a_0700_home(sudo_user: pwd.struct_passwd, port
     # The user's own checkout and virtualenv, as far as this machine allows: the suite's interpreter sits under
     # /root, so the system's Python 3.11 runs this checkout with the virtualenv's packages.
     python = shutil.which("python3", path="/usr/bin") or sys.executable
+    system_version = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                                    text=True, check=True).stdout.strip()
+    if system_version != str(sys.version_info[:2]):
+        pytest.skip(f"the system's python3 is {system_version}, not the virtualenv's {sys.version_info[:2]}")
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": sudo_user.pw_dir, "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONPATH": f"{REPO_ROOT}:{sysconfig.get_paths()['purelib']}",
            "LIFEGUARD_PGBOUNCER": str(find_pgbouncer())}
