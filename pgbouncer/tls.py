@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pgbouncer.contract import CERT_ENV, KEY_ENV
-from pgbouncer.private_file import write_private
+from pgbouncer.private_file import write_file, write_private
 
 
 class CertificateError(ValueError):
@@ -86,7 +86,7 @@ class ServerCertificate:
         """Write the certificate (0644) and the key (0600) to ``pair``'s paths."""
         pair.cert_file.parent.mkdir(parents=True, exist_ok=True)
         pair.key_file.parent.mkdir(parents=True, exist_ok=True)
-        pair.cert_file.write_text(self.cert_pem)
+        write_file(pair.cert_file, self.cert_pem, 0o644)
         write_private(pair.key_file, self.key_pem.encode())
 
 

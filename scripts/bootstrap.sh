@@ -43,9 +43,11 @@ fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "==> installing Debian packages: ${need_apt[*]}"
     if [[ " ${need_apt[*]} " == *" postgresql "* ]]; then
-        # The kit runs its own clusters on free ports: no system-wide cluster on 5432 is wanted.
-        as_root mkdir -p /etc/postgresql-common
-        echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.conf >/dev/null
+        # The kit runs its own clusters on free ports: no system-wide cluster on 5432 is wanted. Said in a
+        # drop-in that the packaged createcluster.conf includes (include_dir createcluster.d), so that file,
+        # a conffile with the machine's other cluster defaults, stays as the package and its admin left it.
+        as_root mkdir -p /etc/postgresql-common/createcluster.d
+        echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.d/lifeguard.conf >/dev/null
     fi
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null

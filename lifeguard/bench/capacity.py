@@ -157,6 +157,8 @@ def variant_settings(base: PoolerSettings, variant: PoolerVariant, root: Path, l
 def _start_variant(stack: LocalStack, config: StackConfig, variant: PoolerVariant, root: Path,
                    pool_size: int) -> _Running:
     settings = variant_settings(stack.pooler_settings(config, 1), variant, root, free_port(), pool_size)
+    # A fresh folder of ours each round: the service user owned the last one (see PoolerProcess._fresh_root).
+    shutil.rmtree(root, ignore_errors=True)
     if variant.key_type:
         write_certificate(Path(settings.client_tls_cert_file), Path(settings.client_tls_key_file), variant.key_type)
     secret = stack.app_password() if variant.plain_password else stack.app_verifier()

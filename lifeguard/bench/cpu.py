@@ -75,9 +75,11 @@ class ServerCpu:
         self.pgbouncer_pids = list(pgbouncer_pids)
 
     @classmethod
-    def from_state(cls, data_dir: Path, pgbouncer_pids: Sequence[int | None]) -> ServerCpu:
-        postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-        return cls(postmaster, [pid for pid in pgbouncer_pids if pid is not None])
+    def from_state(cls, postmaster_pid: int | None, pgbouncer_pids: Sequence[int | None]) -> ServerCpu:
+        """From :meth:`PostgresCluster.postmaster_pid` (which reads the service user's file safely) and PgBouncer's."""
+        if postmaster_pid is None:
+            raise ValueError("Postgres is not running: no postmaster.pid names its postmaster")
+        return cls(postmaster_pid, [pid for pid in pgbouncer_pids if pid is not None])
 
     def sample(self) -> CpuSample:
         postgres = process_seconds(self.postmaster_pid, with_reaped_children=True)

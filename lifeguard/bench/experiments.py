@@ -19,8 +19,9 @@ import psycopg
 
 from lifeguard.stack.pooler import PoolerProcess
 from lifeguard.stack.postgres import make_dsn
+from lifeguard.stack.safe_paths import read_service_file
 from lifeguard.stack.stack import LocalStack, StackConfig
-from lifeguard.stack.system import own_for_service
+from lifeguard.stack.system import own_for_service, service_uid, write_as_service
 from pgbouncer.contract import STATS_USER
 from pgbouncer.private_file import write_private
 from pgbouncer.settings import render_userlist
@@ -46,7 +47,7 @@ def use_plain_password(stack: LocalStack, config: StackConfig) -> None:
 def _reload_with(process: PoolerProcess, userlist: str) -> None:
     path = Path(process.settings.auth_file)
     before = process.log_text().count(RELOAD_LOG_LINE)
-    write_private(path, userlist)
+    write_private(path, userlist)  # never through a link: the service user owns this folder
     own_for_service(path)
     process.send_signal(signal.SIGHUP)
     # RELOAD is asynchronous: wait until this PgBouncer says it re-read its files.
@@ -66,9 +67,10 @@ def allow_plain_tcp(stack: LocalStack, config: StackConfig) -> None:
     """Let PgBouncer log in to the local Postgres without TLS (for ``server_tls_sslmode=disable``)."""
     cluster = stack.cluster(config)
     hba = cluster.data_dir / "pg_hba.conf"
-    text = hba.read_text()
+    # The service user's file, in its folder: read without following a link, written as that user.
+    text = read_service_file(hba, service_uid())
     if PLAIN_TCP_HBA_LINE not in text:
-        hba.write_text(PLAIN_TCP_HBA_LINE + "\n" + text)  # in place: the file keeps its owner
+        write_as_service(hba, PLAIN_TCP_HBA_LINE + "\n" + text)
     with cluster.connect_superuser() as conn:
         conn.execute("SELECT pg_reload_conf()")
     # The reload is asynchronous: wait until a plain-TCP login works.
@@ -92,10 +94,13 @@ KEY_TYPES = {"rsa2048": ["-newkey", "rsa:2048"], "ed25519": ["-newkey", "ed25519
 
 
 def write_certificate(cert_file: Path, key_file: Path, key_type: str) -> None:
-    """A self-signed certificate of ``key_type`` where PgBouncer's entrypoint would make its own."""
+    """A self-signed certificate of ``key_type`` where PgBouncer's entrypoint would make its own.
+
+    openssl follows links, so the folder must be new and ours: made here, refused if it is there.
+    """
     if key_type not in KEY_TYPES:
         raise ExperimentError(f"unknown key type {key_type!r}; choose one of {', '.join(KEY_TYPES)}")
-    cert_file.parent.mkdir(parents=True, exist_ok=True)
+    cert_file.parent.mkdir(parents=True, mode=0o700)
     result = subprocess.run(
         ["openssl", "req", "-x509", *KEY_TYPES[key_type], "-nodes", "-days", "2", "-subj", "/CN=pgbouncer",
          "-keyout", str(key_file), "-out", str(cert_file)],

@@ -223,7 +223,7 @@ class _Churn:
 def _churn_block(variant: Variant, url: str, seconds: float, settings: BenchSettings, into: _Churn) -> None:
     """New instance (new connection) per invocation, ``churn_clients`` at a time, for ``seconds``."""
     stack, config = variant.stack, variant.config
-    cpu = ServerCpu.from_state(stack.cluster(config).data_dir,
+    cpu = ServerCpu.from_state(stack.cluster(config).postmaster_pid(),
                                [stack.pooler_pid(i) for i in range(1, config.pooler_processes + 1)])
     event = example_event(READ_INVOICES.name, "ok", org_id=variant.org_id)
     jobs = [{"mode": "churn", "function": READ_INVOICES.name, "event": event,

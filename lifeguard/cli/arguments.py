@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TextIO
 
 
 def positive_seconds(text: str) -> float:
@@ -35,3 +36,21 @@ def positive_integer(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
+
+
+STDIN = "-"
+"""Given instead of a URL: read it from standard input, so a password never sits on the command line."""
+SECRET_URL_HELP = (
+    "A password on the command line shows in `ps` and the shell's history: prefer the environment "
+    f"variable, or give {STDIN} and pipe the URL on stdin (one per line, in the order given)"
+)
+
+
+def url_from_stdin(value: str | None, option: str, stdin: TextIO) -> str | None:
+    """``value``, or for ``-`` the next line of ``stdin``; ValueError (saying what to give) when that is empty."""
+    if value != STDIN:
+        return value
+    line = stdin.readline().strip()
+    if not line:
+        raise ValueError(f"{option} is {STDIN}, but standard input holds no URL (pipe one line per {STDIN})")
+    return line

@@ -23,6 +23,7 @@ from lifeguard.bench.capacity import VARIANT_KEYS, CapacitySettings, variants_fr
 from lifeguard.bench.experiments import ExperimentError
 from lifeguard.bench.runner import BenchSettings, capacity_line, capacity_targets, run_bench, run_capacity
 from lifeguard.load.invoker import InvokerError
+from lifeguard.stack.safe_paths import UnsafePathError, owned_dir
 from lifeguard.stack.stack import STACK_ERRORS
 
 _ERRORS: tuple[type[Exception], ...] = (*STACK_ERRORS, InvokerError, ExperimentError, psycopg.Error, ValueError)
@@ -98,13 +99,20 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.state_dir is not None:
         root = args.state_dir.absolute()
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            # Ours alone, or made now: root must not work in (or chmod) a folder another user made first.
+            # 0711: the capacity variants' PgBouncer runs in a folder below it as the postgres user.
+            owned_dir(root, 0o711)
+        except UnsafePathError as exc:
+            _say(f"lifeguard bench: error: {exc}")
+            return 1
         cleanup = False
     else:
-        # Under /var/tmp, not the cwd: the postgres user must be able to reach it.
+        # Under /var/tmp, not the cwd: the postgres user must be able to reach it. mkdtemp's name is
+        # unpredictable and the folder is ours, so no other user can have made it first.
         root = Path(tempfile.mkdtemp(prefix="lifeguard-bench-", dir="/var/tmp"))
         cleanup = True
-    root.chmod(0o755)
+    root.chmod(0o711)
     try:
         results = run_capacity(settings, root, _say) if args.only == "capacity" else run_bench(settings, root, _say)
     except _ERRORS as exc:

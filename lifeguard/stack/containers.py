@@ -12,6 +12,7 @@ import functools
 import http.server
 import json
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -26,8 +27,9 @@ from lifeguard.stack.docker_engine import DockerEngine, Progress, install_missin
 from lifeguard.stack.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
 from lifeguard.stack.pooler_ca import server_certificate
 from lifeguard.stack.postgres import make_dsn
+from lifeguard.stack.safe_paths import read_service_file
 from lifeguard.stack.stack import LocalStack, MigrationRun, StackConfig, StackError
-from lifeguard.stack.system import LocalSetupError, port_in_use, running_as_root
+from lifeguard.stack.system import LocalSetupError, port_in_use, running_as_root, service_uid
 from migrator.cabundle import RDS_CA_BUNDLE_PATH
 from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
 from migrator.contract import CONTAINER_NAME as MIGRATOR_CONTAINER
@@ -68,10 +70,21 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def serve_on_loopback(path: Path, port_file: Path) -> Iterator[str]:
     """Serve ``path`` at ``http://127.0.0.1:PORT/NAME`` while the block runs (the builds fetch it).
 
+    Any local user can fetch from that port, so only a copy of ``path`` is served, from a new folder
+    of its own: never ``path``'s folder, where the Postgres certificate sits beside its private key.
     The port is kept in ``port_file`` and reused: the URL is a build argument, and a new value would
     rebuild the layers after it every time.
     """
-    handler = functools.partial(_QuietHandler, directory=str(path.parent))
+    with tempfile.TemporaryDirectory(prefix="lifeguard-serve-") as served:
+        # The Postgres certificate is in the service user's folder: read without following a link.
+        (Path(served) / path.name).write_text(read_service_file(path, service_uid()))
+        with _serve_directory(Path(served), port_file) as base:
+            yield f"{base}/{path.name}"
+
+
+@contextmanager
+def _serve_directory(directory: Path, port_file: Path) -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(directory))
     try:
         port = int(port_file.read_text())
     except (OSError, ValueError):
@@ -85,7 +98,7 @@ def serve_on_loopback(path: Path, port_file: Path) -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, name="ca-bundle-server", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/{path.name}"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Mapping
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lifeguard.stack.procs import ProcessIdentity, identify, is_running, read_identity, write_identity
-from lifeguard.stack.system import debian_pgbouncer, find_pgbouncer, own_for_service, service_argv
+from lifeguard.stack.safe_paths import UnsafePathError, read_service_file
+from lifeguard.stack.system import debian_pgbouncer, find_pgbouncer, own_for_service, service_argv, service_uid
 from pgbouncer.entrypoint import check_open_files, prepare
 from pgbouncer.image_check import installed_release
 from pgbouncer.settings import PoolerSettings
@@ -68,7 +71,8 @@ def wait_for_port(host: str, port: int, timeout: float, alive: subprocess.Popen[
 @dataclass
 class PoolerProcess:
     root: Path
-    """State directory: ``pgbouncer.ini``, ``userlist.txt``, ``tls/``, ``pgbouncer.log``, ``pgbouncer.pid``."""
+    """State directory: ``pgbouncer.ini``, ``userlist.txt``, ``tls/`` and the Unix socket; made afresh by each
+    start when the service user owns it. The log and pid record sit beside it (:attr:`log_file`, :attr:`pid_file`)."""
     settings: PoolerSettings
     nofile: int = DEFAULT_NOFILE
     binary: Path | None = None
@@ -78,7 +82,8 @@ class PoolerProcess:
 
     @property
     def log_file(self) -> Path:
-        return self.root / "pgbouncer.log"
+        """``pgbouncer-1/`` -> ``pgbouncer-1.log`` beside it: written and read by us, in a folder of ours."""
+        return self.root.with_name(f"{self.root.name}.log")
 
     @property
     def pid_file(self) -> Path:
@@ -99,19 +104,19 @@ class PoolerProcess:
         ``detach`` starts PgBouncer in its own session so it outlives this process (``lifeguard
         local up``); otherwise it is our child and stops with :meth:`stop`.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
         check_open_files(self.settings, self.nofile)
+        self._fresh_root()
         ini = prepare(self.settings, credentials, self.root, certificate)
         own_for_service(self.root)
         command = [str(self.binary or find_pgbouncer()), str(ini)]
         argv = service_argv(command, nofile=self.nofile)
-        log = self.log_file.open("ab")
+        log = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             self.process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=detach
             )
         finally:
-            log.close()
+            os.close(log)
         self._command = tuple(command)
         host = "127.0.0.1" if self.settings.listen_addr in ("0.0.0.0", "*", "") else self.settings.listen_addr  # noqa: S104
         if not wait_for_port(host, self.settings.listen_port, timeout, alive=self.process):
@@ -204,10 +209,31 @@ class PoolerProcess:
         self.pid_file.unlink(missing_ok=True)
 
     def log_text(self) -> str:
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+        try:
+            return read_service_file(self.log_file, service_uid())
+        except (OSError, UnsafePathError):
+            return ""
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def _fresh_root(self) -> None:
+        """Make :attr:`root` ours and empty when the service user (another user) owns it from a former start.
+
+        That user may have left links there (``userlist.txt`` -> ``/etc/shadow``, ``tls`` -> ``/etc``) for
+        root's writes to follow; nothing in the folder outlives a start (the log is beside it).
+        """
+        try:
+            info = self.root.lstat()
+        except FileNotFoundError:
+            self.root.mkdir(parents=True, mode=0o700)
+            return
+        if info.st_uid != os.geteuid() or not stat.S_ISDIR(info.st_mode):
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(self.root)  # removes entries relative to folder descriptors: links are not followed
+            else:
+                self.root.unlink()
+            self.root.mkdir(mode=0o700)
 
 
 def pid_record_file(root: Path) -> Path:

@@ -7,7 +7,10 @@ and by ``lifeguard local``.
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,7 +22,8 @@ import psycopg
 from psycopg import sql
 
 from lifeguard.stack.procs import command_name, parent_pid, process_state
-from lifeguard.stack.system import find_postgres_bin, own_for_service, service_argv
+from lifeguard.stack.safe_paths import UnsafePathError, read_service_file
+from lifeguard.stack.system import find_postgres_bin, own_for_service, service_argv, service_uid, write_as_service
 from pgbouncer.private_file import write_private
 from pgbouncer.settings import double_quote
 from pgbouncer.tls import CertPair, write_self_signed
@@ -78,7 +82,8 @@ class PostgresCluster:
     @property
     def superuser_password(self) -> str:
         if not self._superuser_password:
-            self._superuser_password = (self.root / "superuser.password").read_text().strip()
+            # In the service user's folder: read without following a link it could have put there.
+            self._superuser_password = read_service_file(self.root / "superuser.password", service_uid()).strip()
         return self._superuser_password
 
     def initialized(self) -> bool:
@@ -88,7 +93,17 @@ class PostgresCluster:
         """``initdb`` with SCRAM auth and a TLS certificate; refuses to touch an existing cluster."""
         if self.initialized():
             raise PostgresError(f"{self.data_dir} already holds a cluster")
-        self.root.mkdir(parents=True, exist_ok=True)
+        # A fresh folder of ours: one left by an earlier, failed init belongs to the service user, who
+        # could have planted links in it for root's writes below to follow. (initdb removes a data
+        # folder it fails to fill; one with files but no PG_VERSION is not ours to delete.)
+        if os.path.lexists(self.root):
+            if os.path.lexists(self.data_dir) and not _is_empty_folder(self.data_dir):
+                raise PostgresError(
+                    f"{self.data_dir} holds files but no cluster (no PG_VERSION); move it away, or delete "
+                    f"{self.root} if nothing in it is needed, then run again"
+                )
+            shutil.rmtree(self.root)  # removes relative to folder descriptors: links are not followed
+        self.root.mkdir(parents=True, mode=0o700)
         self.root.chmod(0o700)
         password = secrets.token_urlsafe(24)
         pwfile = self.root / "superuser.password"
@@ -133,17 +148,17 @@ class PostgresCluster:
         ]
         if not self.durable:
             conf += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
-        with (self.data_dir / "postgresql.conf").open("a") as handle:
-            handle.write("\n# lifeguard\n" + "\n".join(conf) + "\n")
+        # initdb made data/ as the service user: that user writes its own configuration, root does not.
+        write_as_service(self.data_dir / "postgresql.conf", "\n# lifeguard\n" + "\n".join(conf) + "\n", append=True)
         # TLS is forced like rds.force_ssl=1: no plain TCP login at all.
-        (self.data_dir / "pg_hba.conf").write_text(
+        write_as_service(
+            self.data_dir / "pg_hba.conf",
             "local all all scram-sha-256\n"
             "hostssl all all 127.0.0.1/32 scram-sha-256\n"
             "hostssl all all ::1/128 scram-sha-256\n"
             "hostnossl all all 0.0.0.0/0 reject\n"
-            "hostnossl all all ::/0 reject\n"
+            "hostnossl all all ::/0 reject\n",
         )
-        own_for_service(self.root)
 
     def start(self, timeout: float = 60) -> None:
         if self.running():
@@ -160,14 +175,21 @@ class PostgresCluster:
             check=False,
         )
         if result.returncode != 0:
-            tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else result.stderr
+            tail = self.log_tail() or result.stderr
             raise PostgresError(f"Postgres did not start on port {self.port}: {tail.strip()}")
+
+    def log_tail(self, size: int = 2000) -> str:
+        """The end of the server log (the service user's file, read without following a link)."""
+        try:
+            return read_service_file(self.log_file, service_uid(), limit=size)
+        except (OSError, UnsafePathError):
+            return ""
 
     def postmaster_pid(self) -> int | None:
         """The pid in ``postmaster.pid`` (whatever state that process is in), if the file names one."""
         try:
-            return int((self.data_dir / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
+            return int(read_service_file(self.data_dir / "postmaster.pid", service_uid()).split()[0])
+        except (OSError, ValueError, IndexError, UnsafePathError):
             return None
 
     def wait_until_ready(self, progress: Callable[[str], None], timeout: float = READY_TIMEOUT_S) -> bool:
@@ -290,3 +312,11 @@ class PostgresCluster:
             ).fetchone()
         assert row is not None
         return int(str(row[0]))
+
+
+def _is_empty_folder(path: Path) -> bool:
+    """A real folder (not a link) with nothing in it."""
+    if not stat.S_ISDIR(path.lstat().st_mode):
+        return False
+    with os.scandir(path) as entries:
+        return next(entries, None) is None

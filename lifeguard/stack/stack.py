@@ -1,17 +1,24 @@
 """The local stack: Postgres standing in for RDS, PgBouncer on the image's rendered config, migrations.
 
-Everything lives in one state directory (``--state-dir``, ``LIFEGUARD_STATE_DIR``, or
-``.lifeguard/`` in the working directory)::
+What only the user reads lives in the state directory (``--state-dir``, ``LIFEGUARD_STATE_DIR``, or
+``.lifeguard/`` in the working directory; 0700, and refused unless it is the user's own)::
 
     stack.json        ports, sizes and names (no secret)
     app.password      the application role's generated password (0600)
     app.scram-salt    the salt of its SCRAM verifier (kept, so the verifier stays the same)
     owner.password    the owner role's generated password (0600)
-    postgres/         the cluster (PostgresCluster: data, TLS, superuser password, log)
-    pgbouncer-1/ ...  one directory per PgBouncer process (ini, auth_file, log), owned by the service user
-    pgbouncer-1.pid   the identity of that PgBouncer (pid, start time, executable, command line),
-                      beside its directory so that only we can write it
     tls/              the pooler's CA (pooler-ca.crt: DATABASE_URL's sslrootcert; pooler-ca.key, 0600)
+
+What Postgres and PgBouncer must reach lives in the service directory (:attr:`LocalStack.service_dir`):
+the state directory itself when we are not root (the services then run as us), and as root, when
+they run as the ``postgres`` user, ``/var/lib/lifeguard/<uid>-<hash of the state directory>/``: root's,
+0711, under a root-owned 0711 parent, so it works from a clone in ``/root`` or a 0750 home without
+widening either, and no other user can plant anything on the way::
+
+    postgres/         the cluster (PostgresCluster: data, TLS, superuser password, log), the service user's
+    pgbouncer-1/ ...  one directory per PgBouncer process (ini, auth_file, socket), made afresh by each start
+    pgbouncer-1.pid   the identity of that PgBouncer (pid, start time, executable, command line) and
+    pgbouncer-1.log   its log, beside its directory so that only we can write them
 
 Postgres and PgBouncer run detached, so the stack outlives the command that started it; ``down``
 stops both. Two roles, exactly as on AWS (:mod:`lifeguard.stack.roles`): ``DATABASE_URL``
@@ -25,12 +32,13 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import hashlib
 import json
 import os
-import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -48,8 +56,14 @@ from lifeguard.stack.pooler_ca import authority_pair, ensure_authority, server_c
 from lifeguard.stack.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
 from lifeguard.stack.procs import is_running, read_identity
 from lifeguard.stack.roles import OWNER_USER, app_verifier, ensure_secret, provisioning_env
+from lifeguard.stack.safe_paths import (
+    UnsafePathError,
+    check_owned_dir,
+    check_trusted_executable,
+    owned_dir,
+    read_owned,
+)
 from lifeguard.stack.system import (
-    SERVICE_USER,
     LocalSetupError,
     find_pgbouncer,
     find_postgres_bin,
@@ -58,11 +72,14 @@ from lifeguard.stack.system import (
 )
 from pgbouncer.contract import STATS_USER
 from pgbouncer.entrypoint import StartupError
+from pgbouncer.private_file import write_file
 from pgbouncer.settings import PoolerSettings, SettingsError
 from pgbouncer.sizing import PoolBudget, SizingError
 from redaction import Redactor
 
 STATE_DIR_ENV = "LIFEGUARD_STATE_DIR"
+SERVICE_PARENT = Path("/var/lib/lifeguard")
+"""Root's parent of the service directories (root's, 0711: the ``postgres`` user may pass, not list or write)."""
 DEFAULT_STATE_DIR = ".lifeguard"
 # Next to, not on, 5432/6432: Debian's postgresql and pgbouncer packages start system services there.
 DEFAULT_PG_PORT = 55432
@@ -87,6 +104,7 @@ class StackError(RuntimeError):
 # The errors that mean "tell the user and stop", all with messages written for people.
 STACK_ERRORS: tuple[type[Exception], ...] = (
     StackError, LocalSetupError, PostgresError, PoolerError, StartupError, SettingsError, SizingError,
+    UnsafePathError,
 )
 
 
@@ -190,7 +208,10 @@ class StackConfig:
                 f"{where} was written by another version of lifeguard; run `lifeguard local down --purge` "
                 "and `lifeguard local up` again"
             )
-        return cls(**raw)
+        config = cls(**raw)
+        if config.pgbouncer:
+            check_trusted_executable(Path(config.pgbouncer))
+        return config
 
 
 @dataclass(frozen=True)
@@ -252,10 +273,35 @@ class LocalStack:
     def owner_password_file(self) -> Path:
         return self.state_dir / "owner.password"
 
+    @property
+    def service_dir(self) -> Path:
+        """Where Postgres and PgBouncer keep their files (see the module's docstring)."""
+        if not running_as_root() or self._has_legacy_layout():
+            return self.state_dir
+        digest = hashlib.sha256(os.fsencode(os.path.realpath(self.state_dir))).hexdigest()[:16]
+        return SERVICE_PARENT / f"{os.geteuid()}-{digest}"
+
+    def _has_legacy_layout(self) -> bool:
+        """A stack made as root by lifeguard before the service directory: its cluster is in the state directory."""
+        try:
+            return stat.S_ISDIR((self.state_dir / "postgres").lstat().st_mode)
+        except OSError:
+            return False
+
+    def check_state_dir(self) -> None:
+        """Before anything in it is read: the state directory must be ours alone (or not there yet).
+
+        Root would otherwise trust a ``stack.json`` (and the binary it names), a CA or passwords that
+        another user planted in a folder they made first.
+        """
+        if os.path.lexists(self.state_dir):
+            check_owned_dir(self.state_dir)
+
     def load_config(self) -> StackConfig | None:
-        if not self.config_file.exists():
+        self.check_state_dir()
+        if not os.path.lexists(self.config_file):
             return None
-        return StackConfig.from_json(self.config_file.read_text(), self.config_file)
+        return StackConfig.from_json(read_owned(self.config_file), self.config_file)
 
     def require_config(self) -> StackConfig:
         config = self.load_config()
@@ -289,7 +335,7 @@ class LocalStack:
 
     def cluster(self, config: StackConfig) -> PostgresCluster:
         return PostgresCluster(
-            root=self.state_dir / "postgres",
+            root=self.service_dir / "postgres",
             port=config.pg_port,
             max_connections=config.max_connections,
             superuser_reserved_connections=config.superuser_reserved_connections,
@@ -314,10 +360,14 @@ class LocalStack:
 
     @staticmethod
     def pgbouncer_binary(config: StackConfig) -> Path:
-        return Path(config.pgbouncer) if config.pgbouncer else find_pgbouncer()
+        if not config.pgbouncer:
+            return find_pgbouncer()
+        binary = Path(config.pgbouncer)
+        check_trusted_executable(binary)  # root runs it (`--version`) before the service user does
+        return binary
 
     def pooler_root(self, index: int) -> Path:
-        return self.state_dir / f"pgbouncer-{index}"
+        return self.service_dir / f"pgbouncer-{index}"
 
     def poolers(self, config: StackConfig) -> list[PoolerProcess]:
         """Handles on the PgBouncer processes (running or not); stopping needs only the pid file."""
@@ -401,8 +451,8 @@ class LocalStack:
             self._check_socket_paths(config)
             # A missing or foreign binary fails here, not midway.
             installed_version(self.pgbouncer_binary(config))
-            if not self.config_file.exists():
-                self.config_file.write_text(config.to_json())
+            if not os.path.lexists(self.config_file):
+                write_file(self.config_file, config.to_json(), 0o644, atomic=True)
             for secret_file in (self.password_file, self.owner_password_file, self.stats_password_file):
                 ensure_secret(secret_file)
             self._start_all(config, progress, images=images)
@@ -425,7 +475,7 @@ class LocalStack:
         return config
 
     def _check_socket_paths(self, config: StackConfig) -> None:
-        """Refuse a state directory too deep for the Unix sockets in it (PgBouncer would truncate the name)."""
+        """Refuse a service directory too deep for the Unix sockets in it (PgBouncer would truncate the name)."""
         sockets = [self.cluster(config).root / f".s.PGSQL.{config.pg_port}"]
         sockets += [
             self.pooler_root(i) / f".s.PGSQL.{config.pooler_port}" for i in range(1, config.pooler_processes + 1)
@@ -433,11 +483,15 @@ class LocalStack:
         longest = max(sockets, key=lambda path: len(os.fsencode(path)))
         size = len(os.fsencode(longest))
         if size > MAX_SOCKET_PATH_BYTES:
+            excess = size - MAX_SOCKET_PATH_BYTES
+            if self.service_dir == self.state_dir:
+                advice = (f"Choose a state directory at most {len(os.fsencode(self.state_dir)) - excess} bytes long "
+                          f"(--state-dir DIR, or {STATE_DIR_ENV}), in a folder of your own")
+            else:
+                advice = f"{SERVICE_PARENT} must be at most {len(os.fsencode(SERVICE_PARENT)) - excess} bytes long"
             raise StackError(
-                f"the state directory {self.state_dir} is too deep: the Unix socket {longest} would be {size} "
-                f"bytes long, and a Unix socket path holds at most {MAX_SOCKET_PATH_BYTES} bytes. Choose a "
-                f"state directory at most {len(os.fsencode(self.state_dir)) - (size - MAX_SOCKET_PATH_BYTES)} "
-                f"bytes long (--state-dir /var/tmp/lifeguard, or {STATE_DIR_ENV})"
+                f"the service directory {self.service_dir} is too deep: the Unix socket {longest} would be {size} "
+                f"bytes long, and a Unix socket path holds at most {MAX_SOCKET_PATH_BYTES} bytes. {advice}"
             )
 
     @contextmanager
@@ -493,11 +547,19 @@ class LocalStack:
             )
 
     def _prepare_state_dir(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        # Postgres and PgBouncer run as the service user and must traverse this directory;
-        # the secrets inside are 0600 files, so search permission is all others get.
-        self.state_dir.chmod(0o711)
-        check_service_can_reach(self.state_dir)
+        """Make the state directory (0700) and the service directory, or accept them only as our own."""
+        owned_dir(self.state_dir, 0o700)
+        if self.service_dir == self.state_dir:
+            if running_as_root():
+                raise StackError(
+                    f"{self.state_dir} holds a stack made by an earlier lifeguard, with its cluster inside the state "
+                    "directory; run `lifeguard local down --purge` and then `lifeguard local up` to make it anew"
+                )
+            return
+        # The postgres user passes through both (0711) to its own folders; it can list and write neither.
+        owned_dir(SERVICE_PARENT, 0o711, owner=0)
+        owned_dir(self.service_dir, 0o711, parents=False)
+        write_file(self.service_dir / "state-dir", f"{self.state_dir}\n", 0o644)  # whose it is, for people
 
     def _start_postgres(self, config: StackConfig, progress: Progress, started: list[Callable[[], None]]) -> None:
         cluster = self.cluster(config)
@@ -615,8 +677,9 @@ class LocalStack:
 
     def down(self, *, purge: bool = False, progress: Progress = _quiet) -> None:
         """Stop PgBouncer (SIGINT: in-flight transactions finish), then Postgres; ``purge`` deletes the state."""
-        if not self.state_dir.is_dir():
+        if not os.path.lexists(self.state_dir):
             return
+        self.check_state_dir()
         with self._exclusive(progress):
             self._down(purge=purge, progress=progress)
 
@@ -640,6 +703,10 @@ class LocalStack:
                 raise StackError(
                     f"{self.state_dir} does not look like a lifeguard state directory; not deleting it"
                 )
+            if self.service_dir != self.state_dir and os.path.lexists(self.service_dir):
+                check_owned_dir(self.service_dir)
+                progress(f"deleting {self.service_dir}")
+                shutil.rmtree(self.service_dir)
             progress(f"deleting {self.state_dir}")
             shutil.rmtree(self.state_dir)
 
@@ -650,32 +717,6 @@ def migration_env(direct_url: str, base: Mapping[str, str] | None = None) -> dic
     env = {k: v for k, v in base.items() if k not in _URL_ENV_NAMES and not _LIBPQ_ENV.match(k)}
     env[DIRECT_URL_ENV] = direct_url
     return env
-
-
-def check_service_can_reach(path: Path) -> None:
-    """Fail early, with the fix, when the service user could not reach the state directory."""
-    if not running_as_root():
-        return
-    try:
-        entry = pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        raise LocalSetupError(
-            f"no '{SERVICE_USER}' system user: install the postgresql package (apt-get install postgresql)"
-        ) from None
-    for directory in [path, *path.parents]:
-        st = directory.stat()
-        if st.st_uid == entry.pw_uid:
-            ok = bool(st.st_mode & 0o100)
-        elif st.st_gid == entry.pw_gid:
-            ok = bool(st.st_mode & 0o010)
-        else:
-            ok = bool(st.st_mode & 0o001)
-        if not ok:
-            raise StackError(
-                f"Postgres runs as the '{SERVICE_USER}' user, which cannot enter {directory}; choose a state "
-                f"directory it can reach (--state-dir /var/tmp/lifeguard, or {STATE_DIR_ENV}) or run "
-                f"`chmod o+x {directory}`"
-            )
 
 
 def _port_message(port: int, what: str, option: str) -> str:
@@ -698,6 +739,7 @@ __all__ = [
     "DEFAULT_PG_PORT",
     "DEFAULT_POOLER_PORT",
     "OWNER_USER",
+    "SERVICE_PARENT",
     "STACK_ERRORS",
     "STATE_DIR_ENV",
     "SUPERUSER",
@@ -707,7 +749,6 @@ __all__ = [
     "StackError",
     "StackOptions",
     "StackStatus",
-    "check_service_can_reach",
     "migration_env",
     "resolve_state_dir",
 ]

@@ -11,10 +11,12 @@ import os
 import pwd
 import shutil
 import socket
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
 from lifeguard.stack.pgbouncer_build import built_binary
+from lifeguard.stack.safe_paths import chown_tree
 from pgbouncer.versions import PINNED
 
 SERVICE_USER = "postgres"
@@ -28,33 +30,67 @@ def running_as_root() -> bool:
     return os.geteuid() == 0
 
 
+SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def service_entry() -> pwd.struct_passwd:
+    """The service user's passwd entry; a clear error when the postgresql package is missing."""
+    try:
+        return pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        raise LocalSetupError(
+            f"no '{SERVICE_USER}' system user: install the postgresql package (apt-get install postgresql)"
+        ) from None
+
+
+def service_env(entry: pwd.struct_passwd) -> list[str]:
+    """The whole environment Postgres and PgBouncer get from root: nothing of root's own.
+
+    ``runuser`` resets only HOME, SHELL, USER and LOGNAME; root's AWS keys, CI tokens or database
+    URLs would otherwise be readable by the service user in ``/proc/PID/environ``.
+    """
+    return [f"HOME={entry.pw_dir}", f"USER={entry.pw_name}", f"LOGNAME={entry.pw_name}", f"PATH={SERVICE_PATH}",
+            "LANG=C.UTF-8"]
+
+
 def service_argv(argv: list[str], nofile: int | None = None) -> list[str]:
     """Wrap ``argv`` so it runs as the service user with ``ulimit -n nofile`` when we are root."""
     limit = f"ulimit -n {int(nofile)} && " if nofile else ""
     if running_as_root():
         if shutil.which("runuser") is None:
             raise LocalSetupError("runuser is missing: install util-linux")
-        try:
-            pwd.getpwnam(SERVICE_USER)
-        except KeyError:
-            raise LocalSetupError(
-                f"no '{SERVICE_USER}' system user: install the postgresql package (apt-get install postgresql)"
-            ) from None
-        return ["runuser", "-u", SERVICE_USER, "--", "bash", "-c", f'{limit}exec "$@"', "lifeguard", *argv]
+        entry = service_entry()
+        return ["runuser", "-u", SERVICE_USER, "--", "env", "-i", *service_env(entry),
+                "bash", "-c", f'{limit}exec "$@"', "lifeguard", *argv]
     if limit:
         return ["bash", "-c", f'{limit}exec "$@"', "lifeguard", *argv]
     return argv
 
 
+def service_uid() -> int:
+    """The uid Postgres and PgBouncer run as: the service user's as root, else ours."""
+    return service_entry().pw_uid if running_as_root() else os.geteuid()
+
+
 def own_for_service(path: Path) -> None:
-    """Give ``path`` (recursively) to the service user, so the server can write its state there."""
+    """Give ``path`` (recursively, never through a link) to the service user, so the server can write there."""
     if not running_as_root():
         return
-    entry = pwd.getpwnam(SERVICE_USER)
-    for root, dirs, files in os.walk(path):
-        os.chown(root, entry.pw_uid, entry.pw_gid)
-        for name in dirs + files:
-            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+    entry = service_entry()
+    chown_tree(path, entry.pw_uid, entry.pw_gid)
+
+
+def write_as_service(path: Path, text: str, *, append: bool = False) -> None:
+    """Write ``text`` to ``path`` as the service user, in a folder it owns.
+
+    Root does not write there itself: that user could have put a link at ``path``, or swapped a
+    folder above it, to point root's write at any file.
+    """
+    argv = service_argv(["tee", *(["-a"] if append else []), "--", str(path)])
+    result = subprocess.run(argv, input=text, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            check=False)
+    if result.returncode != 0:
+        raise LocalSetupError(f"could not write {path} as the '{SERVICE_USER}' user: {result.stderr.strip()}")
 
 
 def find_postgres_bin() -> Path:

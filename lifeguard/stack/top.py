@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import psycopg
 
 from database_urls import DIRECT_URL_ENV
+from lifeguard.cli.arguments import SECRET_URL_HELP, STDIN, url_from_stdin
 from lifeguard.stack.stack import LocalStack
 from pgbouncer.contract import STATS_USER
 from pgbouncer.metrics.console import ConsoleError, ConsoleTarget, sample_console
@@ -163,8 +164,11 @@ def format_table(snap: Mapping[str, Any]) -> str:
 
 def resolve_sources(args: argparse.Namespace, env: Mapping[str, str], resolver: Resolver | None) -> TopSources:
     """Flags first, then environment variables, then the local stack (``resolver``)."""
-    console_url = args.console_url or env.get(ENV_CONSOLE_URL)
-    direct_url = args.direct_url or env.get(DIRECT_URL_ENV)
+    try:
+        console_url = url_from_stdin(args.console_url, "--console-url", sys.stdin) or env.get(ENV_CONSOLE_URL)
+        direct_url = url_from_stdin(args.direct_url, "--direct-url", sys.stdin) or env.get(DIRECT_URL_ENV)
+    except ValueError as exc:
+        raise TopError(str(exc)) from None
     if console_url:
         problem = url_problem(console_url)
         if problem is not None:
@@ -237,7 +241,7 @@ def add_top_command(
         description=(
             "Show PgBouncer's pools (SHOW POOLS/STATS/LISTS) and Postgres' backends against "
             "max_connections, refreshed every --interval seconds. The same figures the metrics "
-            "sidecar publishes to CloudWatch on AWS."
+            f"sidecar publishes to CloudWatch on AWS. {SECRET_URL_HELP}."
         ),
     )
     parser.add_argument("--once", action="store_true", help="print one snapshot and exit")
@@ -245,10 +249,12 @@ def add_top_command(
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
     parser.add_argument(
         "--console-url",
-        help=f"postgresql:// URL of a stats_users user (default ${ENV_CONSOLE_URL}, else the local stack)",
+        help=f"postgresql:// URL of a stats_users user (default ${ENV_CONSOLE_URL}, else the local stack; "
+             f"{STDIN}: read it from stdin)",
     )
     parser.add_argument(
-        "--direct-url", help=f"direct Postgres URL for the backend count (default ${DIRECT_URL_ENV})"
+        "--direct-url",
+        help=f"direct Postgres URL for the backend count (default ${DIRECT_URL_ENV}; {STDIN}: read it from stdin)",
     )
     parser.set_defaults(func=lambda args: run_top(args, resolver))
     return parser

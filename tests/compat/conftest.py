@@ -34,7 +34,7 @@ def compat_stack(state_root: Path) -> Iterator[CompatStack]:
         stack.up(StackOptions(pg_port=pg_port, pooler_port=pooler_port, durable=False))
         yield CompatStack(stack, printed_env(stack.state_dir))
     finally:
-        stack.down()
+        stack.down(purge=True)  # as root, also its service directory under /var/lib/lifeguard
 
 
 @pytest.fixture(scope="session")

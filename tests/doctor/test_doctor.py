@@ -240,3 +240,28 @@ def test_a_pooler_certificate_near_its_expiry_is_a_warning(
     expiring = start_pooler(certificate=issue_server_certificate(authority, ("localhost", "127.0.0.1"), days=10))
     tls = finding(run_doctor(expiring.url(**verified)), "tls")
     assert tls.status is Status.WARN and "days left" in tls.summary and "pulumi up" in tls.advice
+
+
+def test_urls_can_come_on_stdin_instead_of_the_command_line(
+    app_db: AppDatabase, start_pooler: Callable[..., RunningPooler]
+) -> None:
+    # Issue 31: a password on the command line shows in `ps`; `-` reads each URL from stdin, in order.
+    pooler = start_pooler()
+    proc = subprocess.run([sys.executable, "-m", "lifeguard.cli", "doctor", "-", "--unpooled", "-", "--json"],
+                          env=cli_env({}), input=f"{pooler.url()}\n{app_db.direct_url}\n",
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert_no_secret(proc.stdout + proc.stderr, [*secrets_of(app_db), pooler.url()])
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert set(report["urls"]) == {"DATABASE_URL", "DATABASE_URL_UNPOOLED"}
+    assert {f["check"] for f in report["findings"]} == set(CHECKS)
+
+    empty = subprocess.run([sys.executable, "-m", "lifeguard.cli", "doctor", "-"], env=cli_env({}), input="",
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert empty.returncode == 2 and "standard input holds no URL" in empty.stderr
+
+
+def test_help_says_how_to_keep_the_url_off_the_command_line() -> None:
+    shown = subprocess.run([sys.executable, "-m", "lifeguard.cli", "doctor", "--help"], env=cli_env({}),
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "$DATABASE_URL" in shown and "pipe the URL on stdin" in " ".join(shown.split())

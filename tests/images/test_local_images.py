@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import psycopg
@@ -47,3 +48,6 @@ def test_local_up_with_images_serves_the_pooled_url_from_the_pooler_image(
         # Nothing left mounted: `down --purge` can delete the state directory.
         assert not [ns for ns in (engine.root / "exec" / "netns").glob("*") if os.path.ismount(ns)]
         engine.start()
+        # As root the stopped cluster lives under /var/lib/lifeguard, which the tier's temporary folder does not hold.
+        if stack.service_dir != stack.state_dir:
+            shutil.rmtree(stack.service_dir, ignore_errors=True)

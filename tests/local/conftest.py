@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lifeguard.stack.stack import LocalStack
 from lifeguard.stack.system import free_port
-from tests.local.support import fresh_stack_dir
+from tests.local.support import fresh_stack_dir, purge_stack
 
 
 @pytest.fixture
@@ -18,8 +17,7 @@ def stack_dir(state_root: Path) -> Iterator[Path]:
     """A fresh state directory; whatever a test started there is stopped afterwards."""
     path = fresh_stack_dir(state_root)
     yield path
-    if path.exists():
-        LocalStack(path).down()
+    purge_stack(path)
 
 
 @pytest.fixture

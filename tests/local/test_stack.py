@@ -25,7 +25,7 @@ def _up(stack_dir: Path, ports: tuple[int, int], *extra: str) -> int:
 
 
 def _pids(stack: LocalStack) -> tuple[str, str]:
-    postmaster = (stack.state_dir / "postgres" / "data" / "postmaster.pid").read_text().split()[0]
+    postmaster = (stack.service_dir / "postgres" / "data" / "postmaster.pid").read_text().split()[0]
     return postmaster, str(stack.pooler_pid(1))
 
 

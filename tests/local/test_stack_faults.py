@@ -20,7 +20,7 @@ from lifeguard.stack.pooler import pid_record_file
 from lifeguard.stack.procs import identify
 from lifeguard.stack.stack import MAX_SOCKET_PATH_BYTES, LocalStack
 from lifeguard.stack.system import SERVICE_USER, port_in_use, running_as_root
-from tests.local.support import fresh_stack_dir
+from tests.local.support import fresh_stack_dir, purge_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,8 +41,7 @@ def _wait_gone(pid: int, timeout: float = 10) -> None:
 def odd_dir(state_root: Path) -> Iterator[Path]:
     path = fresh_stack_dir(state_root, "it's a dir, with spaces ")
     yield path
-    if path.exists():
-        LocalStack(path).down()
+    purge_stack(path)
 
 
 # -- item 3: pid files -------------------------------------------------------------------------
@@ -110,7 +109,7 @@ _ZOMBIE_SCRIPT = textwrap.dedent("""
     up = ["local", "up", "--state-dir", state, "--pg-port", pg, "--pooler-port", pooler, "--no-migrate"]
     assert main(up) == 0
     stack = LocalStack(Path(state).absolute())
-    postmaster = int(open(os.path.join(state, "postgres", "data", "postmaster.pid")).read().split()[0])
+    postmaster = int(open(os.path.join(stack.service_dir, "postgres", "data", "postmaster.pid")).read().split()[0])
     os.kill(stack.pooler_pid(1), signal.SIGKILL)
     os.kill(postmaster, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -161,18 +160,28 @@ def test_a_failed_up_leaves_running_what_was_running_before(stack_dir: Path, por
 # -- item 14: socket path length ---------------------------------------------------------------
 
 
-def test_a_state_directory_too_deep_for_the_sockets_is_refused_up_front(
-    state_root: Path, ports: tuple[int, int], capsys: pytest.CaptureFixture[str]
+def test_a_service_directory_too_deep_for_the_sockets_is_refused_up_front(
+    state_root: Path, ports: tuple[int, int], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # pgbouncer-1/.s.PGSQL.PORT is 25 bytes with a 5-digit port: this reaches 108 bytes exactly.
     base = f"{state_root}/"
     suffix = "/pgbouncer-1/.s.PGSQL." + str(ports[1])
-    deep = Path(base + "d" * (MAX_SOCKET_PATH_BYTES + 1 - len(base) - len(suffix)))
-    assert len(str(deep) + suffix) == MAX_SOCKET_PATH_BYTES + 1
+    if running_as_root():
+        # The sockets live in SERVICE_PARENT/<uid>-<16 hex digits>: a parent this deep makes them too long.
+        service_name = f"/{os.geteuid()}-" + "0" * 16
+        parent = Path(base + "p" * (MAX_SOCKET_PATH_BYTES + 1 - len(base) - len(service_name) - len(suffix)))
+        parent.mkdir(mode=0o711)
+        monkeypatch.setattr("lifeguard.stack.stack.SERVICE_PARENT", parent)
+        deep = state_root / f"shallow-{ports[0]}"
+    else:
+        deep = Path(base + "d" * (MAX_SOCKET_PATH_BYTES + 1 - len(base) - len(suffix)))
+    service = LocalStack(deep).service_dir
+    assert len(str(service) + suffix) == MAX_SOCKET_PATH_BYTES + 1
     assert _up(deep, ports) == 1
     err = capsys.readouterr().err
     assert f"would be {MAX_SOCKET_PATH_BYTES + 1} bytes long" in err and "at most 107 bytes" in err
-    assert not deep.exists() and not port_in_use(ports[0])  # refused before anything was made or started
+    # Refused before anything was made or started.
+    assert not deep.exists() and not service.exists() and not port_in_use(ports[0])
 
 
 # -- item 15: concurrent up --------------------------------------------------------------------

@@ -185,3 +185,20 @@ def test_top_and_stack_sources_on_the_local_stack(
     finally:
         cli_main(["local", "down", *common, "--purge"])
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_top_reads_the_console_url_from_stdin(stats_pooler: Callable[..., StatsPooler],
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 31: `--console-url -` keeps the stats user's password off the command line.
+    pooler = stats_pooler()
+    monkeypatch.delenv("LIFEGUARD_POOLER_CONSOLE_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL_UNPOOLED", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(pooler.console_url() + "\n"))
+    assert cli_main(["local", "top", "--once", "--json", "--console-url", "-"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["console"].endswith(f".s.PGSQL.{pooler.port}")
+    assert_no_secret(STATS_PASSWORD, captured.out + captured.err)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert cli_main(["local", "top", "--once", "--console-url", "-"]) != 0
+    assert "standard input holds no URL" in capsys.readouterr().err

@@ -334,7 +334,11 @@ def test_module_execs_a_pgbouncer_whose_console_the_stats_user_reads(
     bin_dir.mkdir()
     hand_over = f"chown -R {SERVICE_USER}: {shlex.quote(str(root))}\n" if running_as_root() else ""
     shim = bin_dir / "pgbouncer"
-    shim.write_text(f'#!/bin/sh\n{hand_over}exec {shlex.join(service_argv([str(pgbouncer_binary)]))} "$@"\n')
+    # What the entrypoint's exec hands on is recorded here: under root, service_argv gives PgBouncer a
+    # fresh environment of its own (issue 31), so PgBouncer's /proc/PID/environ no longer shows it.
+    exec_env = tmp_path / "exec.environ"
+    shim.write_text(f'#!/bin/sh\n{hand_over}env -0 > {shlex.quote(str(exec_env))}\n'
+                    f'exec {shlex.join(service_argv([str(pgbouncer_binary)]))} "$@"\n')
     shim.chmod(0o755)
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
@@ -371,8 +375,8 @@ def test_module_execs_a_pgbouncer_whose_console_the_stats_user_reads(
         assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == replaced_by
         pgbouncer = _descendant_named(proc.pid, "pgbouncer")
         # ... and handed neither secret on: they are only in the 0600 auth_file.
-        environ = Path(f"/proc/{pgbouncer}/environ").read_bytes().split(b"\0")
-        names = {item.split(b"=", 1)[0].decode() for item in environ if item}
+        environ = exec_env.read_bytes().split(b"\0") + Path(f"/proc/{pgbouncer}/environ").read_bytes().split(b"\0")
+        names = {item.split(b"=", 1)[0].decode() for item in exec_env.read_bytes().split(b"\0") if item}
         assert SETTINGS_ENV in names
         assert not names & {CREDENTIALS_ENV, STATS_CREDENTIALS_ENV}
         leaked = any(p.encode() in b"\0".join(environ) for p in (STATS_PASSWORD, app_db.verifier))

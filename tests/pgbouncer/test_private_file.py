@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
 import pytest
 
 from pgbouncer.private_file import write_private
+from pgbouncer.tls import CertPair, issue_server_certificate, write_self_signed
 
 
 def mode(path: Path) -> int:
@@ -31,3 +33,35 @@ def test_a_pre_existing_0644_file_is_narrowed_to_0600(tmp_path: Path, atomic: bo
     assert mode(path) == 0o600
     assert path.read_bytes() == b"new\n"
     assert [p.name for p in tmp_path.iterdir()] == ["secret"]  # no partial file left behind
+
+
+# Issue 31: root writes these files in folders the postgres user owns, who could leave a link there.
+
+
+def test_a_symlink_at_the_path_is_refused_and_its_target_left_alone(tmp_path: Path) -> None:
+    target = tmp_path / "shadow"
+    target.write_text("root's own line\n")
+    link = tmp_path / "userlist.txt"
+    link.symlink_to(target)
+    with pytest.raises(OSError):
+        write_private(link, "planted\n")
+    assert target.read_text() == "root's own line\n"
+
+
+def test_a_hard_link_at_the_path_is_refused_and_its_other_name_left_alone(tmp_path: Path) -> None:
+    target = tmp_path / "shadow"
+    target.write_text("root's own line\n")
+    os.link(target, tmp_path / "userlist.txt")
+    with pytest.raises(PermissionError, match="one link"):
+        write_private(tmp_path / "userlist.txt", "planted\n")
+    assert target.read_text() == "root's own line\n"
+
+
+def test_a_certificate_is_not_written_through_a_link(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("root's own line\n")
+    (tmp_path / "pgbouncer.crt").symlink_to(target)
+    certificate = issue_server_certificate(write_self_signed(tmp_path / "ca", stem="ca"), ("localhost",))
+    with pytest.raises(OSError):
+        certificate.write(CertPair(tmp_path / "pgbouncer.crt", tmp_path / "pgbouncer.key"))
+    assert target.read_text() == "root's own line\n"
