@@ -225,7 +225,7 @@ def test_runs_from_the_image_layout_without_the_rest_of_the_repo(app_db: AppData
     assert "FOREIGN []" in proc.stdout
     from_app = " ".join(str(app / m / "__init__.py") for m in ("migrator", "redaction", "database_urls"))
     assert f"FROM {from_app}" in proc.stdout
-    assert recorded_versions(app_db) == ["0001", "0002", "0003", "0004"]  # the bundled migrations
+    assert recorded_versions(app_db) == ["0001", "0002", "0003", "0004", "0005"]  # the bundled migrations
 
 
 def test_help_lists_the_exit_codes() -> None:
