@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from migrator.errors import MigratorError, Unavailable
+from migrator.errors import MigratorConfigError, MigratorError, Unavailable
 from migrator.guard import check_direct
 from migrator.source import describe_target
 from redaction import Redactor
@@ -40,6 +40,17 @@ class Direct:
     target: str
     """``host:port/dbname`` (no credentials)."""
     redactor: Redactor
+
+
+def bookkeeping_schema(conn: psycopg.Connection[Any]) -> str:
+    """Where the migrator keeps its bookkeeping table and lock view: the first schema of the search path."""
+    row = conn.execute("SELECT current_schema()").fetchone()
+    if row is None or row[0] is None:
+        raise MigratorConfigError(
+            "no schema of the search_path exists in this database, so there is nowhere to keep the "
+            "migrator's bookkeeping and lock: create the schema or fix the role's search_path"
+        )
+    return str(row[0])
 
 
 def pin_settings(conn: psycopg.Connection[Any]) -> None:

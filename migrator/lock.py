@@ -46,7 +46,7 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.pq import TransactionStatus
 
-from migrator.connection import direct_connection
+from migrator.connection import bookkeeping_schema, direct_connection
 from migrator.errors import LockTimeout, MigratorConfigError, Unavailable
 
 DEFAULT_LOCK_TIMEOUT_S = 300.0
@@ -84,16 +84,6 @@ class MigrationLock:
                 f"lost the migration lock's connection to {self.target}: stopped before applying anything "
                 "more. Run again; what was applied is recorded"
             )
-
-
-def _schema(conn: psycopg.Connection[Any]) -> str:
-    row = conn.execute("SELECT current_schema()").fetchone()
-    if row is None or row[0] is None:
-        raise MigratorConfigError(
-            "no schema of the search_path exists in this database, so there is nowhere to keep the "
-            "migrator's bookkeeping and lock: create the schema or fix the role's search_path"
-        )
-    return str(row[0])
 
 
 def _view_exists(conn: psycopg.Connection[Any], schema: str) -> bool:
@@ -181,7 +171,7 @@ def migration_lock(
     check_lock_timeout(timeout_s)
     with direct_connection(url) as direct:
         conn = direct.conn
-        where = schema or _schema(conn)
+        where = schema or bookkeeping_schema(conn)
         ensure_lock_view(conn, where)
         view = sql.Identifier(where, LOCK_VIEW)
         conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED

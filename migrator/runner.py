@@ -36,8 +36,8 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.pq import TransactionStatus
 
-from migrator.connection import direct_connection, pin_settings
-from migrator.errors import ChecksumDrift, MigrationFailed, MigratorConfigError, MigratorError
+from migrator.connection import bookkeeping_schema, direct_connection, pin_settings
+from migrator.errors import ChecksumDrift, MigrationFailed, MigratorError
 from migrator.files import NO_TRANSACTION, Migration, load_migrations
 from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, LOCK_VIEW, check_lock_timeout, grant_to_no_one, migration_lock
 from migrator.roles import AppRole, provision_app_role
@@ -136,19 +136,13 @@ def _describe_error(exc: psycopg.Error, text: str, first_line: int, default_line
 
 
 class _Session:
-    """The migrator's one direct connection (autocommit; transactions are opened explicitly)."""
+    """The migrations' direct connection (autocommit; transactions are opened explicitly)."""
 
     def __init__(self, conn: psycopg.Connection[Any], target: str, redactor: Redactor) -> None:
         self.conn = conn
         self.target = target
         self.redactor = redactor
-        schema = conn.execute("SELECT current_schema()").fetchone()
-        if schema is None or schema[0] is None:
-            raise MigratorConfigError(
-                "no schema of the search_path exists in this database, so there is nowhere to keep "
-                f"{TABLE_NAME}: create the schema or fix the role's search_path"
-            )
-        self.schema = str(schema[0])
+        self.schema = bookkeeping_schema(conn)
         # Qualified once: a migration that changes search_path does not move the bookkeeping.
         self.table = sql.Identifier(self.schema, TABLE_NAME)
 
