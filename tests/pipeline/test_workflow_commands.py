@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from lifeguard.cli import demo as demo_command
+from lifeguard.cli import local as local_command
 from lifeguard.cli import migrate as migrate_command
 from lifeguard.cli.deploy_step import status_printer
 from lifeguard.deploy.workflow_commands import neutralise
@@ -38,3 +40,14 @@ def test_migrate_and_status_lines_print_no_workflow_command(capsys: pytest.Captu
     out, err = capsys.readouterr()
     assert workflow_commands(out) == [] and workflow_commands(err) == []
     assert "::add-mask::hunter2" in out and "::add-mask::hunter2" in err
+
+
+def test_the_local_stack_relays_the_migration_job_without_workflow_commands(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `lifeguard local up` and the demo (which CI runs) print the migrator's output as progress.
+    for say in (local_command._say, demo_command._say):
+        say(f"  migrator: {HOSTILE}")
+    local_command._fail(HOSTILE)
+    err = capsys.readouterr().err
+    assert workflow_commands(err) == [] and "::add-mask::hunter2" in err
