@@ -28,9 +28,12 @@ MASK = "***"
 _MIN_PIECE = 4
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://", re.ASCII)
-# In free text: scheme://user:PASSWORD@ with the password running to the last '@' on the line,
-# so a raw '@', '/', '?', '#' or space inside it is masked whole rather than half.
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^\n]*@")
+# In free text: scheme://user:PASSWORD@ with the password running to the last '@' on the line
+# (within 4 kB, twice PgBouncer's longest password), so a raw '@', '/', '?', '#' or space inside it
+# is masked whole rather than half. Every part is bounded: unbounded, each start scanned to the end of
+# the line, and a long "a.a.a." (or many "a://b:" without an '@') took quadratic time, seconds for a
+# 40 kB line a database could write.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://[^:/@\s]{0,256}:)[^\n]{0,4096}@")
 # libpq keyword form: password=... (quoted with '...' and backslash escapes, or bare). The value of
 # a URL's keyword form runs to the next '&' (see _passwords).
 _KEYWORD_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s']\S*)", re.IGNORECASE)
@@ -38,8 +41,9 @@ _KEYWORD_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<value>'(?:[^'\\]
 # db_password, a JSON or Python dict's "password"), then '=' or ':', then the value: double- or
 # single-quoted (spaces and escapes inside), an unclosed quote (to the end of the line), or bare
 # (to the next blank). "password_encryption", "passwords" or "password authentication" are no key.
+# The key's prefix is bounded for the same reason as _URL_PASSWORD's parts (12 s for 40 kB unbounded).
 _ANY_PASSWORD = re.compile(
-    r"""(?P<head>\b[\w.-]*password(?P<q>["']?)[ \t]*[=:][ \t]*)"""
+    r"""(?P<head>[\w.-]{0,64}password(?P<q>["']?)[ \t]*[=:][ \t]*)"""
     r"""(?P<value>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.|'')*'|["'][^\n]*|[^\s"']\S*)""",
     re.IGNORECASE,
 )

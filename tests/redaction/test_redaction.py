@@ -187,3 +187,10 @@ def test_percent_encodings_of_a_known_secret_are_masked_whatever_their_case(pass
 
 def redactor_for(url: str) -> Redactor:
     return Redactor([url])
+
+
+def test_long_keys_and_long_raw_passwords_are_still_masked() -> None:
+    # The patterns are bounded (linear time on text a database can write); the bounds leave room.
+    assert redact("x" * 200 + "_password=hunter2x") == "x" * 200 + "_password=***"
+    raw = "p@/" * 1300  # 3.9 kB, un-encoded
+    assert redact(f"postgresql://u:{raw}@db:5432/app") == "postgresql://u:***@db:5432/app"
