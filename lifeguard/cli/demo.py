@@ -22,6 +22,7 @@ import psycopg
 from lambdas.contract import CHARGE_CREDITS, READ_INVOICES
 from lambdas.example_events import example_event
 from lifeguard.cli.local import add_stack_options, add_state_dir_argument, stack_options
+from lifeguard.deploy.workflow_commands import neutralise
 from lifeguard.load.chart import Series, backends_chart
 from lifeguard.load.gauge import SpikeDisplay
 from lifeguard.load.invoker import InvokerError
@@ -52,7 +53,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _say(message: str = "") -> None:
-    print(message, file=sys.stderr, flush=True)
+    # Progress relays the migration job's output, which carries what the database wrote.
+    print(neutralise(message), file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

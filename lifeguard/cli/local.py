@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
+from lifeguard.deploy.workflow_commands import neutralise
 from lifeguard.stack.stack import (
     STACK_ERRORS,
     STATE_DIR_ENV,
@@ -121,11 +122,12 @@ def _run_top(args: argparse.Namespace) -> int:
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    # Progress relays the migration job's output, which carries what the database wrote.
+    print(neutralise(message), file=sys.stderr, flush=True)
 
 
 def _fail(message: str) -> int:
-    print(f"lifeguard local: error: {message}", file=sys.stderr)
+    print(neutralise(f"lifeguard local: error: {message}"), file=sys.stderr)
     return 1
 
 
