@@ -1,6 +1,6 @@
 """The migration job: a Fargate task definition the pipeline runs after ``pulumi up``.
 
-It connects straight to RDS (DDL and advisory locks do not survive a transaction pooler) as the
+It connects straight to RDS (the migration lock and session state do not survive a transaction pooler) as the
 master user: ``DATABASE_URL_UNPOOLED``, injected by ECS. Before migrating it provisions the
 application role the functions use, setting its password from the SCRAM verifier in the pooler's
 secret (the ``password`` key, injected alone): the job never sees the functions' plain password.
