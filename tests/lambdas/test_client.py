@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import resource
+import select
 import signal
 import threading
 import time
@@ -200,9 +201,19 @@ def test_reconnects_after_pooler_client_idle_timeout(
 ) -> None:
     # What a Lambda instance idle for longer than client_idle_timeout finds.
     caplog.set_level(logging.INFO, logger="lambdas.db")
-    instance = make_db(start_pooler(client_idle_timeout=1).url())
+    # log_disconnections: PgBouncer says when (and why) it closed the client; off as shipped.
+    pooler = start_pooler(client_idle_timeout=1, log_disconnections=True)
+    instance = make_db(pooler.url())
     assert _read(instance, ledger) == 200
-    time.sleep(3)  # PgBouncer checks idle clients about once a second
+    # Not a fixed sleep: PgBouncer's idle check runs about once a second, later on a loaded machine.
+    # Wait for PgBouncer to say it closed the client, then for its goodbye to reach the socket.
+    deadline = time.monotonic() + 60
+    while "closing because: client_idle_timeout" not in pooler.process.log_text():
+        assert time.monotonic() < deadline, "PgBouncer never closed the idle client"
+        time.sleep(0.1)
+    assert instance._conn is not None
+    readable, _, _ = select.select([instance._conn.pgconn.socket], [], [], 30)
+    assert readable, "PgBouncer's goodbye never reached the client's socket"
     assert _read(instance, ledger) == 200
     assert (instance.stats.connects, instance.stats.reconnects) == (2, 1)
     # The pooler said goodbye on the idle socket: seen before sending anything, no failed round trip.
