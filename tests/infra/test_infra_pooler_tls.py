@@ -59,12 +59,12 @@ def _key_usage(cert: x509.Certificate) -> set[str]:
     return {name for name in names if getattr(usage.value, name)}
 
 
-def test_the_certificates_carry_exactly_the_uses_the_program_asks_for(example_run: ProgramRun) -> None:
+def test_the_certificates_carry_exactly_the_uses_the_program_asks_for(every_run: ProgramRun) -> None:
     """What TLS clients check: the leaf may sign a TLS handshake and serve TLS, nothing else (no CA,
     no client auth); the CA may sign certificates and CRLs only. Read from the PEMs, which the mocks
     issue from ``allowedUses`` as pulumi-tls does (tests/infra/tls_mocks.py)."""
-    ca = x509.load_pem_x509_certificate(_one(example_run, "selfSignedCert:SelfSignedCert").state["certPem"].encode())
-    leaf_pem = _one(example_run, "locallySignedCert:LocallySignedCert").state["certPem"]
+    ca = x509.load_pem_x509_certificate(_one(every_run, "selfSignedCert:SelfSignedCert").state["certPem"].encode())
+    leaf_pem = _one(every_run, "locallySignedCert:LocallySignedCert").state["certPem"]
     leaf = x509.load_pem_x509_certificate(leaf_pem.encode())
     assert _key_usage(leaf) == {"digital_signature", "key_encipherment"}
     assert list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
@@ -108,11 +108,11 @@ def test_functions_find_the_ca_where_the_pooled_url_says(example_run: ProgramRun
     assert "poolerCaCertificate" not in example_run.secret_outputs
 
 
-def test_no_private_key_is_plain_in_any_input_or_output(example_run: ProgramRun) -> None:
-    for resource in example_run.resources:
+def test_no_private_key_is_plain_in_any_input_or_output(every_run: ProgramRun) -> None:
+    for resource in every_run.resources:
         for path, value in walk_plain_strings(resource.inputs):
             assert PRIVATE not in value, f"{resource.type} {resource.name}{path}"
-    for name, value in example_run.outputs.items():
+    for name, value in every_run.outputs.items():
         assert PRIVATE not in json.dumps(unwrap(value)), name
 
 
