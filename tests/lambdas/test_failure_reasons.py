@@ -139,7 +139,7 @@ def test_postgres_stopped_behind_a_running_pgbouncer(
     """An RDS reboot or failover: PgBouncer is up, Postgres is not.
 
     A call already queued in PgBouncer when its server login fails waits out ``query_wait_timeout``
-    (``pool_timeout``: all the client is told). After that failed login PgBouncer refuses new clients
+    (``pool_timeout``: all the client is told, on 1.24). After that failed login PgBouncer refuses new clients
     at once for ``server_login_retry`` seconds, quoting the cached error: ``database_unreachable``,
     retryable, not ``unreachable`` (which blames the pooler) nor ``authentication_failed`` (which
     says never to retry). Once Postgres is back, calls are served again without a restart.
@@ -148,7 +148,9 @@ def test_postgres_stopped_behind_a_running_pgbouncer(
     warm = _instance(pooler.url())
     assert read_invoices.handle({"org_id": 1}, warm)["statusCode"] == 200
     own_cluster.stop()
-    assert _reason(warm) == ("pool_timeout", True)
+    # 1.24 keeps a queued client waiting after a failed connect (query_wait_timeout); a release that
+    # fails queued clients fast would answer with the cached error instead. Retryable either way.
+    assert _reason(warm) in {("pool_timeout", True), ("database_unreachable", True)}
 
     cold = _instance(pooler.url())
     caplog.clear()
