@@ -23,7 +23,7 @@ from lambdas.db import ClientSettings, ConfigurationError, Database
 from lifeguard.stack.postgres import make_dsn
 from lifeguard.stack.system import running_as_root
 from tests.lambdas.proxy import FaultyProxy
-from tests.lambdas.support import REGION, CountingSecrets, Ledger, body
+from tests.lambdas.support import POOL_SIZE, REGION, CountingSecrets, Ledger, body
 from tests.support import AppDatabase, RunningPooler
 
 MakeDb = Callable[..., Database]
@@ -241,8 +241,9 @@ def test_reconnects_after_direct_backend_terminated(schema_db: AppDatabase, make
 
 
 def test_server_connection_killed_behind_pooler_needs_no_reconnect(
-    pooler: RunningPooler, schema_db: AppDatabase, make_db: MakeDb, ledger: Ledger
+    start_pooler: Callable[..., RunningPooler], schema_db: AppDatabase, make_db: MakeDb, ledger: Ledger
 ) -> None:
+    pooler = start_pooler(default_pool_size=POOL_SIZE, log_disconnections=True)
     instance = make_db(pooler.url())
     assert _read(instance, ledger) == 200
     with schema_db.cluster.connect_superuser() as su:
@@ -252,7 +253,12 @@ def test_server_connection_killed_behind_pooler_needs_no_reconnect(
             (schema_db.dbname, schema_db.user),
         ).fetchone()
     assert killed is not None and isinstance(killed[0], int) and killed[0] >= 1
-    time.sleep(0.2)
+    # Wait for PgBouncer to drop the dead server connection (log_disconnections: it says so), not a
+    # fixed sleep that a loaded machine may outlast.
+    deadline = time.monotonic() + 30
+    while not any(" S-" in line and "closing because" in line for line in pooler.process.log_text().splitlines()):
+        assert time.monotonic() < deadline, "PgBouncer never dropped the terminated server connection"
+        time.sleep(0.05)
     assert _read(instance, ledger) == 200
     assert instance.stats.connects == 1  # the client's connection is to the pooler, which recovered
 
