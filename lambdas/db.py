@@ -140,6 +140,18 @@ def unavailable(reason: str) -> DatabaseUnavailable:
     return cls(reason, message, retryable=retryable)
 
 
+def _overloaded(state: str, text: str) -> bool:
+    # 53300 arrives as "too many clients already", or as "remaining connection slots are reserved
+    # ..." once only superuser slots are left: the same condition to a caller. PgBouncer's own limit
+    # is "no more connections allowed (max_client_conn)".
+    return (
+        state == "53300"
+        or "no more connections allowed" in text
+        or "too many clients" in text
+        or "remaining connection slots are reserved" in text
+    )
+
+
 def _classify(exc: psycopg.Error, *, default: str) -> str:
     """Map a driver or pooler error to a reason code, from its SQLSTATE or the pooler's message.
 
@@ -150,19 +162,20 @@ def _classify(exc: psycopg.Error, *, default: str) -> str:
     text = (exc.diag.message_primary or str(exc)).lower()
     if "query_wait_timeout" in text:
         return "pool_timeout"
-    # 53300 arrives as "too many clients already", or as "remaining connection slots are
-    # reserved ..." once only superuser slots are left: the same condition to a caller.
-    if (
-        state == "53300"
-        or "no more connections allowed" in text
-        or "too many clients" in text
-        or "remaining connection slots are reserved" in text
-    ):
+    # PgBouncer could not log in to Postgres (stopped, rebooting, failing over, full) and refuses
+    # clients for server_login_retry seconds, quoting the cached error: "server login has been
+    # failing, cached error: connect failed (server_login_retry)" since 1.2x, "pgbouncer cannot
+    # connect to server" before. A login that waited for a server it never got ends in
+    # "client_login_timeout (server down)". The caller's credentials were accepted, so a cached
+    # "authentication failed" is the pooler's own login, not a reason to stop retrying.
+    if "server_login_retry" in text or "server login has been failing" in text:
+        return "overloaded" if _overloaded("", text) else "database_unreachable"
+    if "cannot connect to server" in text or "(server down)" in text:
+        return "database_unreachable"
+    if _overloaded(state, text):
         return "overloaded"
     if state.startswith("28") or "authentication failed" in text:
         return "authentication_failed"
-    if "cannot connect to server" in text:
-        return "database_unreachable"
     if state == "57014":
         return "statement_timeout"
     if state == "55P03":

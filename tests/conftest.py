@@ -43,6 +43,9 @@ def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 
+# ci_skips: under CI=true a skip outside its allowlist fails the run. pytester: tests/test_ci_skips.py.
+pytest_plugins = ("tests.ci_skips", "pytester")
+
 
 @pytest.fixture(scope="session")
 def state_root() -> Iterator[Path]:

@@ -15,7 +15,7 @@ import pytest
 from lifeguard.stack.pgbouncer_build import cache_dir
 from lifeguard.stack.stack import LocalStack, StackOptions
 from lifeguard.stack.system import free_port
-from tests.compat.support import CompatStack, printed_env
+from tests.compat.support import NODE, NODE_BIN, NPM_CLI, CompatStack, printed_env
 
 NODE_DIR = Path(__file__).with_name("node")
 # What the cache key covers: the pins and the script that imports them.
@@ -39,11 +39,7 @@ def compat_stack(state_root: Path) -> Iterator[CompatStack]:
 
 @pytest.fixture(scope="session")
 def node_drivers() -> Path:
-    """A directory holding ``spike.mjs`` and its pinned drivers; skips when Node.js is not installed."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("Node.js and npm are not installed (apt-get install nodejs npm): the matrix's Node.js "
-                    "drivers (pg, postgres) are not tested")
+    """A directory holding ``spike.mjs`` and its pinned drivers, installed with the dev install's npm."""
     digest = hashlib.sha256(b"".join((NODE_DIR / name).read_bytes() for name in NODE_FILES)).hexdigest()
     target = cache_dir() / f"node-drivers-{digest[:16]}"
     if (target / ".complete").exists():
@@ -53,10 +49,12 @@ def node_drivers() -> Path:
     partial.mkdir(parents=True)
     for name in NODE_FILES:
         shutil.copy2(NODE_DIR / name, partial / name)
-    # ci: exactly the lock, integrity-checked; no install scripts (neither driver needs one).
+    # ci: exactly the lock, integrity-checked; no install scripts (neither driver needs one). The
+    # environment as it is (the user's npm configuration, e.g. its registry), the wheel's node first.
+    env = {**os.environ, "PATH": f"{NODE_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
     result = subprocess.run(
-        [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=partial, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, check=False,
+        [str(NODE), str(NPM_CLI), "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=partial, env=env, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, check=False,
     )
     if result.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)

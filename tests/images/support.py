@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,22 @@ class RenderedStack:
         """A secret's value by its key name: the secret is named ``<stack prefix>/<key name>-<suffix>``."""
         (found,) = [value for arn, value in self.secrets.items() if f"/{key_name}-" in arn.split(":secret:", 1)[1]]
         return found
+
+
+_STEP_ECHO = re.compile(r"Step \d+/\d+ : ")
+
+
+def step_output(build_error: str) -> str:
+    """What a failed build's steps printed, without Docker's echo of their commands.
+
+    The legacy builder echoes each step (``Step 12/15 : RUN ...``) and ends with ``The command
+    '...' returned a non-zero code``: a message written inside a RUN line appears there whether or
+    not the step printed it, so a check that the step itself said it looks at the rest only.
+    """
+    # The first line is the error's header, followed by the output's tail, which may start mid-echo.
+    lines = build_error.splitlines()[1:]
+    return "\n".join(line for line in lines
+                     if not _STEP_ECHO.search(line) and "returned a non-zero code" not in line)
 
 
 def wait_for_pooler(run: TaskRun, timeout: float = 60) -> None:

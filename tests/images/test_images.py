@@ -17,6 +17,7 @@ from lifeguard.stack.docker_engine import DockerEngine, EngineError
 from pgbouncer.contract import IMAGE_RUN_DIR, IMAGE_SOCKET_DIR
 from pgbouncer.settings import PoolerSettings, Upstream
 from pgbouncer.versions import PINNED
+from tests.images.support import step_output
 from tests.infra.infra_harness import REPO_ROOT
 
 DEFAULTS = PoolerSettings(upstream=Upstream(host="db.example.com", dbname="app"), default_pool_size=1)
@@ -117,7 +118,10 @@ def test_pooler_build_fails_unless_pgbouncer_is_the_pinned_release(
     assert f"this image has 'PgBouncer {PINNED}', but the renderer targets PgBouncer 1.18.0" in str(failed.value)
 
 
-@pytest.mark.parametrize(("folder", "message"), [("pgbouncer", "BEGIN CERTIFICATE"), ("migrator", "no certificate")])
+@pytest.mark.parametrize(("folder", "message"), [
+    ("pgbouncer", "RDS_CA_BUNDLE_URL did not give a PEM bundle of certificates"),
+    ("migrator", "not a PEM bundle: no certificate in it"),
+])
 def test_builds_refuse_a_ca_bundle_that_is_not_one(
     engine: DockerEngine, images: BuiltImages, tmp_path: Path, folder: str, message: str
 ) -> None:
@@ -128,7 +132,17 @@ def test_builds_refuse_a_ca_bundle_that_is_not_one(
     page.write_text("<html><body>Access denied</body></html>\n")
     with serve_on_loopback(page, tmp_path / "port") as url, pytest.raises(EngineError) as failed:
         engine.build(contexts[folder], f"lifeguard-{folder}:bad-bundle", {"RDS_CA_BUNDLE_URL": url})
-    assert message in str(failed.value) or "returned a non-zero code" in str(failed.value)
+    # Refused by the bundle check's own words, not by some other failure of the step.
+    assert message in step_output(str(failed.value)), str(failed.value)
+
+
+def test_step_output_drops_the_echoed_commands() -> None:
+    """What the refusal test reads: a message in a RUN line is echoed by Docker, so it does not count."""
+    error = ("docker build failed (1): Step 12/15 : RUN test -s x || { echo \"not a bundle\" >&2; exit 1; }\n"
+             " ---> Running in 0123abcd\n"
+             "The command '/bin/sh -c test -s x || { echo \"not a bundle\" >&2; exit 1; }' returned a non-zero code: 1")
+    assert "not a bundle" not in step_output(error)
+    assert "not a bundle" in step_output(error.replace(" ---> Running in 0123abcd", "not a bundle"))
 
 
 @pytest.mark.parametrize("folder", ["pgbouncer", "migrator"])

@@ -1,4 +1,4 @@
-"""Shared fixtures for the Pulumi program tests: one wheel cache, one run of the example stack."""
+"""Shared fixtures for the Pulumi program tests: one wheel cache, one run of each stack variant."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.infra_harness import ProgramRun, example_stack_config, run_program
+from tests.infra.infra_harness import ProgramRun, StrictMocks, example_stack_config, run_program
+from tests.infra.variants import EXISTING_SUBNETS, EXISTING_VPC_ARM64, NAT, PRODUCTION, VARIANTS
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +20,38 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def example_run(build_dir: Path) -> ProgramRun:
     """The whole program, run under strict mocks with the committed example stack (Pulumi.dev.yaml)."""
     return run_program(example_stack_config(), build_dir)
+
+
+@pytest.fixture(scope="session")
+def production_run(build_dir: Path) -> ProgramRun:
+    return run_program(PRODUCTION, build_dir, stack="prod")
+
+
+@pytest.fixture(scope="session")
+def nat_run(build_dir: Path) -> ProgramRun:
+    return run_program(NAT, build_dir, stack="prod")
+
+
+@pytest.fixture(scope="session")
+def existing_vpc_run(build_dir: Path) -> ProgramRun:
+    return run_program(EXISTING_VPC_ARM64, build_dir, mocks=StrictMocks(subnets=EXISTING_SUBNETS))
+
+
+_VARIANT_FIXTURES = dict(zip(VARIANTS, ("example_run", "production_run", "nat_run", "existing_vpc_run"), strict=True))
+
+
+@pytest.fixture(params=VARIANTS)
+def every_run(request: pytest.FixtureRequest) -> ProgramRun:
+    """Each variant in turn (``request.param`` names it): for the invariants the README claims of all."""
+    run: ProgramRun = request.getfixturevalue(_VARIANT_FIXTURES[request.param])
+    return run
+
+
+@pytest.fixture
+def variant(every_run: ProgramRun, request: pytest.FixtureRequest) -> str:
+    """The name of the variant ``every_run`` is (for the few facts that differ by design)."""
+    name: str = request.node.callspec.params["every_run"]
+    return name
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -54,21 +54,21 @@ def migration_container(run: ProgramRun) -> dict[str, Any]:
     return container
 
 
-def test_each_url_logs_in_as_its_own_role(example_run: ProgramRun) -> None:
-    pooled = pooled_url(example_run)
-    direct = urlsplit(unwrap(secret_value(example_run, "connection-direct")))
-    master = example_run.one("aws:rds/instance:Instance").input("username")
+def test_each_url_logs_in_as_its_own_role(every_run: ProgramRun) -> None:
+    pooled = pooled_url(every_run)
+    direct = urlsplit(unwrap(secret_value(every_run, "connection-direct")))
+    master = every_run.one("aws:rds/instance:Instance").input("username")
     assert (unquote(pooled.username or ""), unquote(pooled.password or "")) == ("lifeguard_app", MOCK_APP_PASSWORD)
     assert (unquote(direct.username or ""), unquote(direct.password or "")) == (master, MOCK_PASSWORD)
     assert master == "lifeguard"
 
 
-def test_the_pooler_holds_the_verifier_of_the_pooled_urls_password(example_run: ProgramRun) -> None:
-    credentials = pooler_credentials(example_run)
-    assert credentials["username"] == unquote(pooled_url(example_run).username or "")
+def test_the_pooler_holds_the_verifier_of_the_pooled_urls_password(every_run: ProgramRun) -> None:
+    credentials = pooler_credentials(every_run)
+    assert credentials["username"] == unquote(pooled_url(every_run).username or "")
     verifier = parse_verifier(credentials["password"])
     assert verifies(credentials["password"], MOCK_APP_PASSWORD)
-    salt = example_run.one("random:index/randomId:RandomId", "app-role-scram-salt")
+    salt = every_run.one("random:index/randomId:RandomId", "app-role-scram-salt")
     assert salt.input("byteLength") == SALT_BYTES
     assert verifier.salt == bytes.fromhex(salt.state["hex"])
     # Kept in state and tied to nothing: replacing the password keeps the salt.
@@ -88,17 +88,17 @@ def test_the_migration_job_gets_the_role_name_and_only_the_verifier(example_run:
     assert pooler_credentials(example_run)[migration_job.VERIFIER_KEY].startswith("SCRAM-SHA-256$4096:")
 
 
-def test_password_and_verifier_are_only_ever_secret(example_run: ProgramRun) -> None:
-    verifier = pooler_credentials(example_run)["password"]
+def test_password_and_verifier_are_only_ever_secret(every_run: ProgramRun) -> None:
+    verifier = pooler_credentials(every_run)["password"]
     assert verifier != MOCK_APP_PASSWORD
     forms = (MOCK_APP_PASSWORD, quote(MOCK_APP_PASSWORD, safe=""), verifier)
-    for resource in example_run.resources:
+    for resource in every_run.resources:
         if resource.type == "random:index/randomPassword:RandomPassword":
             continue
         for path, text in walk_plain_strings(resource.inputs):
             for form in forms:
                 assert_no_secret(form, text, f"{resource.name}{path}")
-    for name, value in example_run.outputs.items():
+    for name, value in every_run.outputs.items():
         for form in forms:
             assert_no_secret(form, json.dumps(value), name)
 

@@ -12,6 +12,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pulumi
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from infra.components import pooler_tls
 from tests.infra.infra_harness import ProgramRun, is_secret, unwrap, walk_plain_strings
@@ -42,10 +45,35 @@ def test_the_ca_is_a_ca_and_signs_a_server_certificate_for_the_nlb_name(example_
     assert leaf.input("certRequestPem") == request.state["certRequestPem"]
     assert leaf.input("caCertPem") == ca.state["certPem"]
     assert leaf.input("caPrivateKeyPem") == ca_key.state["privateKeyPem"]
-    assert "server_auth" in leaf.input("allowedUses")
+    assert sorted(leaf.input("allowedUses")) == ["digital_signature", "key_encipherment", "server_auth"]
     # The rotation story: one year, re-issued by any `pulumi up` in its last 30 days.
     assert (leaf.input("validityPeriodHours"), leaf.input("earlyRenewalHours")) == (365 * 24, 30 * 24)
     assert example_run.outputs["poolerCertificateExpiry"] == leaf.state["validityEndTime"]
+
+
+def _key_usage(cert: x509.Certificate) -> set[str]:
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical
+    names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+             "key_cert_sign", "crl_sign")
+    return {name for name in names if getattr(usage.value, name)}
+
+
+def test_the_certificates_carry_exactly_the_uses_the_program_asks_for(every_run: ProgramRun) -> None:
+    """What TLS clients check: the leaf may sign a TLS handshake and serve TLS, nothing else (no CA,
+    no client auth); the CA may sign certificates and CRLs only. Read from the PEMs, which the mocks
+    issue from ``allowedUses`` as pulumi-tls does (tests/infra/tls_mocks.py)."""
+    ca = x509.load_pem_x509_certificate(_one(every_run, "selfSignedCert:SelfSignedCert").state["certPem"].encode())
+    leaf_pem = _one(every_run, "locallySignedCert:LocallySignedCert").state["certPem"]
+    leaf = x509.load_pem_x509_certificate(leaf_pem.encode())
+    assert _key_usage(leaf) == {"digital_signature", "key_encipherment"}
+    assert list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH]
+    assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert _key_usage(ca) == {"key_cert_sign", "crl_sign"}
+    with pytest.raises(x509.ExtensionNotFound):
+        ca.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
 
 
 def test_pgbouncer_gets_the_certificate_in_its_environment_and_the_key_as_a_secret(example_run: ProgramRun) -> None:
@@ -80,11 +108,11 @@ def test_functions_find_the_ca_where_the_pooled_url_says(example_run: ProgramRun
     assert "poolerCaCertificate" not in example_run.secret_outputs
 
 
-def test_no_private_key_is_plain_in_any_input_or_output(example_run: ProgramRun) -> None:
-    for resource in example_run.resources:
+def test_no_private_key_is_plain_in_any_input_or_output(every_run: ProgramRun) -> None:
+    for resource in every_run.resources:
         for path, value in walk_plain_strings(resource.inputs):
             assert PRIVATE not in value, f"{resource.type} {resource.name}{path}"
-    for name, value in example_run.outputs.items():
+    for name, value in every_run.outputs.items():
         assert PRIVATE not in json.dumps(unwrap(value)), name
 
 

@@ -84,9 +84,9 @@ def secret_value(run: ProgramRun, name: str) -> Any:
 # -- structure ----------------------------------------------------------------------------------
 
 
-def test_every_child_is_parented_to_its_component(example_run: ProgramRun) -> None:
-    by_urn = {r.urn: r for r in example_run.resources}
-    components = [r for r in example_run.resources if not r.custom]
+def test_every_child_is_parented_to_its_component(every_run: ProgramRun, variant: str) -> None:
+    by_urn = {r.urn: r for r in every_run.resources}
+    components = [r for r in every_run.resources if not r.custom]
     assert {c.type for c in components} == COMPONENTS
     for component in components:
         parent_type = component.parent.split("::")[2]
@@ -96,7 +96,7 @@ def test_every_child_is_parented_to_its_component(example_run: ProgramRun) -> No
             assert by_urn[component.parent].type == "lifeguard:pooler:Pooler"
         else:
             assert parent_type == ROOT_STACK_TYPE, component.name
-    for resource in example_run.resources:
+    for resource in every_run.resources:
         if resource.custom:
             assert resource.parent in by_urn, f"{resource.type} {resource.name} is not under a component"
             assert not by_urn[resource.parent].custom
@@ -104,9 +104,11 @@ def test_every_child_is_parented_to_its_component(example_run: ProgramRun) -> No
             assert resource.name.startswith(by_urn[resource.parent].name), resource.name
 
     def owner(type_: str, name: str = "") -> str:
-        return by_urn[example_run.one(type_, name).parent].type
+        return by_urn[every_run.one(type_, name).parent].type
 
-    assert owner("aws:ec2/vpc:Vpc") == "lifeguard:network:Network"
+    if variant != "existing-vpc-arm64":  # that stack creates no VPC, only its security groups
+        assert owner("aws:ec2/vpc:Vpc") == "lifeguard:network:Network"
+    assert owner("aws:ec2/securityGroup:SecurityGroup", "database-sg") == "lifeguard:network:Network"
     assert owner("aws:rds/instance:Instance") == "lifeguard:database:Database"
     assert owner("aws:ecs/service:Service") == "lifeguard:pooler:Pooler"
     assert owner("aws:lb/loadBalancer:LoadBalancer") == "lifeguard:pooler:Pooler"
@@ -232,23 +234,38 @@ def sg_rules(run: ProgramRun) -> set[tuple[str, str, str, int]]:
     return rules
 
 
-def test_security_group_graph(example_run: ProgramRun) -> None:
-    s3 = "pl-6da54004"
-    assert sg_rules(example_run) == {
-        ("out", "functions", "nlb", 6432), ("in", "nlb", "functions", 6432),
-        ("out", "nlb", "pooler", 6432), ("in", "pooler", "nlb", 6432),
-        ("out", "pooler", "database", 5432), ("in", "database", "pooler", 5432),
-        ("out", "migration", "database", 5432), ("in", "database", "migration", 5432),
-        ("out", "functions", "endpoints", 443), ("in", "endpoints", "functions", 443),
-        ("out", "pooler", "endpoints", 443), ("in", "endpoints", "pooler", 443),
-        ("out", "migration", "endpoints", 443), ("in", "endpoints", "migration", 443),
-        ("out", "pooler", s3, 443), ("out", "migration", s3, 443),
-    }
-    for group in example_run.of_type("aws:ec2/securityGroup:SecurityGroup"):
+# The whole security-group graph: with VPC endpoints (the example stack, production defaults) AWS's
+# APIs are reached through the endpoints and S3's prefix list; through a NAT gateway or in an existing
+# VPC, on 443 to the internet.
+_CORE_GRAPH = {
+    ("out", "functions", "nlb", 6432), ("in", "nlb", "functions", 6432),
+    ("out", "nlb", "pooler", 6432), ("in", "pooler", "nlb", 6432),
+    ("out", "pooler", "database", 5432), ("in", "database", "pooler", 5432),
+    ("out", "migration", "database", 5432), ("in", "database", "migration", 5432),
+}
+S3_PREFIX_LIST = "pl-6da54004"
+ENDPOINTS_GRAPH = _CORE_GRAPH | {
+    ("out", "functions", "endpoints", 443), ("in", "endpoints", "functions", 443),
+    ("out", "pooler", "endpoints", 443), ("in", "endpoints", "pooler", 443),
+    ("out", "migration", "endpoints", 443), ("in", "endpoints", "migration", 443),
+    ("out", "pooler", S3_PREFIX_LIST, 443), ("out", "migration", S3_PREFIX_LIST, 443),
+}
+INTERNET_GRAPH = _CORE_GRAPH | {
+    ("out", "functions", "0.0.0.0/0", 443), ("out", "pooler", "0.0.0.0/0", 443),
+    ("out", "migration", "0.0.0.0/0", 443),
+}
+GRAPHS = {"example": ENDPOINTS_GRAPH, "production": ENDPOINTS_GRAPH, "nat": INTERNET_GRAPH,
+          "existing-vpc-arm64": INTERNET_GRAPH}
+
+
+def test_security_group_graph(every_run: ProgramRun, variant: str) -> None:
+    assert sg_rules(every_run) == GRAPHS[variant]
+    for group in every_run.of_type("aws:ec2/securityGroup:SecurityGroup"):
         # No inline rules that would bypass the graph above (and no default allow-all egress).
         assert "ingress" not in group.inputs and "egress" not in group.inputs
-    default = example_run.one("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
-    assert not default.inputs.get("ingress") and not default.inputs.get("egress")
+    if variant != "existing-vpc-arm64":  # the stack manages the default group only of a VPC it creates
+        default = every_run.one("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
+        assert not default.inputs.get("ingress") and not default.inputs.get("egress")
 
 
 def assert_ec2_descriptions(run: ProgramRun) -> None:
@@ -259,19 +276,20 @@ def assert_ec2_descriptions(run: ProgramRun) -> None:
             assert allowed.match(resource.input("description")), (resource.name, resource.input("description"))
 
 
-def test_security_group_descriptions_use_only_characters_ec2_accepts(example_run: ProgramRun) -> None:
-    assert_ec2_descriptions(example_run)
+def test_security_group_descriptions_use_only_characters_ec2_accepts(every_run: ProgramRun) -> None:
+    assert_ec2_descriptions(every_run)
 
 
-def test_nothing_but_pooler_and_migration_reach_the_database(example_run: ProgramRun) -> None:
-    rules = sg_rules(example_run)
+def test_nothing_but_pooler_and_migration_reach_the_database(every_run: ProgramRun, variant: str) -> None:
+    rules = sg_rules(every_run)
     assert {peer for d, group, peer, _ in rules if d == "in" and group == "database"} == {"pooler", "migration"}
     assert {group for d, group, peer, _ in rules if d == "out" and peer == "database"} == {"pooler", "migration"}
     # The functions reach the NLB (the pooler) and AWS APIs, never the database.
+    aws_apis = ("endpoints", 443) if GRAPHS[variant] is ENDPOINTS_GRAPH else ("0.0.0.0/0", 443)
     assert {(peer, port) for d, group, peer, port in rules if d == "out" and group == "functions"} == {
-        ("nlb", 6432), ("endpoints", 443)}
-    db = example_run.one("aws:rds/instance:Instance")
-    assert [sg_roles(example_run)[sg] for sg in db.input("vpcSecurityGroupIds")] == ["database"]
+        ("nlb", 6432), aws_apis}
+    db = every_run.one("aws:rds/instance:Instance")
+    assert [sg_roles(every_run)[sg] for sg in db.input("vpcSecurityGroupIds")] == ["database"]
 
 
 def test_private_subnets_span_two_azs_with_endpoints(example_run: ProgramRun) -> None:
@@ -332,20 +350,20 @@ def test_parameter_group_sets_max_connections_and_forces_tls(example_run: Progra
     assert parameters["rds.force_ssl"]["value"] == "1"
 
 
-def test_password_is_generated_and_only_ever_secret(example_run: ProgramRun) -> None:
+def test_password_is_generated_and_only_ever_secret(every_run: ProgramRun) -> None:
     # The database's and the console user's: both generated, neither with characters to quote.
-    for password in example_run.of_type("random:index/randomPassword:RandomPassword"):
+    for password in every_run.of_type("random:index/randomPassword:RandomPassword"):
         assert password.input("length") >= 32
         assert password.input("special") is False
-    assert is_secret(example_run.one("aws:rds/instance:Instance").inputs["password"])
+    assert is_secret(every_run.one("aws:rds/instance:Instance").inputs["password"])
     quoted = MOCK_PASSWORD.replace("@", "%40")  # as it would appear in a URL
-    for resource in example_run.resources:
+    for resource in every_run.resources:
         if resource.type == "random:index/randomPassword:RandomPassword":
             continue
         for path, text in walk_plain_strings(resource.inputs):
             assert_no_secret(MOCK_PASSWORD, text, f"{resource.name}{path}")
             assert_no_secret(quoted, text, f"{resource.name}{path}")
-    for name, value in example_run.outputs.items():
+    for name, value in every_run.outputs.items():
         assert_no_secret(MOCK_PASSWORD, json.dumps(value), name)
         assert "postgresql://" not in json.dumps(value), name
 
@@ -568,10 +586,10 @@ def test_migration_task_holds_the_direct_secret_and_the_app_role_verifier(exampl
     assert task.state["arn"] == example_run.outputs["migrationTaskDefinitionArn"]
 
 
-def test_pooler_task_holds_no_connection_url_secret(example_run: ProgramRun) -> None:
-    held = {s["valueFrom"] for c in containers(pooler_task(example_run)) for s in c["secrets"]}
-    assert secret_arn(example_run, "connection-pooled") not in held
-    assert secret_arn(example_run, "connection-direct") not in held
+def test_pooler_task_holds_no_connection_url_secret(every_run: ProgramRun) -> None:
+    held = {s["valueFrom"] for c in containers(pooler_task(every_run)) for s in c["secrets"]}
+    assert secret_arn(every_run, "connection-pooled") not in held
+    assert secret_arn(every_run, "connection-direct") not in held
 
 
 # -- images and logs ----------------------------------------------------------------------------

@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from moto import mock_aws
 
 from lambdas.db import ClientSettings, Database
 from tests.lambdas.proxy import FaultyProxy
-from tests.lambdas.support import POOL_SIZE, REGION, Ledger
+from tests.lambdas.support import POOL_SIZE, REGION, Ledger, apply_migrations
 from tests.support import AppDatabase, RunningPooler
-
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrator" / "migrations"
 
 
 @pytest.fixture
 def schema_db(app_db: AppDatabase) -> AppDatabase:
-    """``app_db`` with the migrations applied in order over the direct URL, one transaction each.
-
-    (The migrator's own runner is tested with the migrator; here the SQL files are all we need.)
-    """
-    files = sorted(MIGRATIONS.glob("*.sql"))
-    assert files, f"no migrations in {MIGRATIONS}"
-    with psycopg.connect(app_db.direct_url, autocommit=True) as conn:
-        for path in files:
-            with conn.transaction():
-                conn.execute(path.read_text())
+    """``app_db`` with the migrations applied."""
+    apply_migrations(app_db)
     return app_db
 
 

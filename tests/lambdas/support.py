@@ -4,6 +4,7 @@ access to the sample tables."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -13,10 +14,23 @@ import psycopg.rows
 from lambdas.api import Response
 from tests.support import AppDatabase
 
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrator" / "migrations"
+
 # Small on purpose: many instances share few server connections, as in production.
 POOL_SIZE = 4
 REGION = "eu-west-1"
 """The region of the moto Secrets Manager the ``aws`` fixture stands up."""
+
+
+def apply_migrations(db: AppDatabase) -> None:
+    """The migrations in order over the direct URL, one transaction each (the migrator's own runner is
+    tested with the migrator; here the SQL files are all we need)."""
+    files = sorted(MIGRATIONS.glob("*.sql"))
+    assert files, f"no migrations in {MIGRATIONS}"
+    with psycopg.connect(db.direct_url, autocommit=True) as conn:
+        for path in files:
+            with conn.transaction():
+                conn.execute(path.read_text())
 
 
 class CountingSecrets:

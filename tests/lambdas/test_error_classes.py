@@ -1,4 +1,5 @@
-"""How driver and pooler refusals map to the reason a caller sees (texts as libpq reports them)."""
+"""How driver and pooler refusals map to the reason a caller sees (texts as libpq reports them; the real
+pooler produces each reason in tests/lambdas/test_failure_reasons.py)."""
 
 import psycopg
 import pytest
@@ -18,6 +19,14 @@ from lambdas.db import _classify
         ("FATAL:  no more connections allowed (max_client_conn)", "overloaded"),
         ("ERROR:  query_wait_timeout", "pool_timeout"),
         ('FATAL:  password authentication failed for user "app"', "authentication_failed"),
+        # PgBouncer quoting its own failed server login (server_login_retry): never the caller's credentials.
+        ("server login has been failing, cached error: connect failed (server_login_retry)", "database_unreachable"),
+        ('server login has been failing, cached error: password authentication failed for user "app" '
+         "(server_login_retry)", "database_unreachable"),
+        ("server login has been failing, cached error: sorry, too many clients already (server_login_retry)",
+         "overloaded"),
+        ("pgbouncer cannot connect to server", "database_unreachable"),  # 1.18's wording
+        ("FATAL:  client_login_timeout (server down)", "database_unreachable"),
         ("something else entirely", "unreachable"),
     ],
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -282,14 +281,15 @@ def test_pool_exhausted_past_query_wait_timeout_is_503_then_recovers(
     with psycopg.connect(pooler.url(), autocommit=True, prepare_threshold=None) as holder:
         holder.execute("BEGIN")
         holder.execute("SELECT 1")  # holds the only server connection
-        started = time.monotonic()
         response = charge_credits.handle({"org_id": acme, "amount": 1, "idempotency_key": "q"}, instance)
-        waited = time.monotonic() - started
         holder.execute("COMMIT")
     assert response["statusCode"] == 503
     assert body(response)["reason"] == "pool_timeout"
     assert "query_wait_timeout" in body(response)["message"]
-    assert waited < 5, "one queue wait, not a retry that waits again"
+    # One queue wait, not a retry that waits again: no second connection, one timeout in PgBouncer's log
+    # (counted, not timed: a loaded machine stretches a wait, never adds one).
+    assert instance.stats.connects == 1
+    assert pooler.process.log_text().count("pooler error: query_wait_timeout") == 1
     assert ledger.charges() == []
     # The pooler closed that client; the next invocation reconnects and works.
     assert charge_credits.handle({"org_id": acme, "amount": 1, "idempotency_key": "q"}, instance)["statusCode"] == 200

@@ -42,6 +42,8 @@ def test_demo_direct_fails_pooled_does_not(
     assert direct["failed"] > 0
     assert direct["ok"] <= MAX_CONNECTIONS
     assert "too many clients" in json.dumps(direct["db_errors"]) or "reserved" in json.dumps(direct["db_errors"])
+    # What each refused instance's caller got: the retryable overloaded reason, and nothing else.
+    assert direct["errors"] == {"503 database_unavailable (overloaded)": direct["failed"]}
     assert direct["peak_backends"] <= MAX_CONNECTIONS
     # Through PgBouncer: everyone served, and Postgres never sees more than the pool.
     assert pooled["failed"] == 0 and pooled["error"] is None

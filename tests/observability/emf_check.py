@@ -6,7 +6,14 @@ import json
 import math
 from typing import Any
 
-from pgbouncer.metrics.emf import UNITS
+# CloudWatch's units (the StandardUnit values of its API reference), written out here rather than
+# read from pgbouncer.metrics.emf, so a wrong unit in the publisher's own table fails the check.
+CLOUDWATCH_UNITS = frozenset({
+    "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
+    "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count", "Bytes/Second",
+    "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second", "Bits/Second",
+    "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second", "Count/Second", "None",
+})
 
 
 def parse_emf(text: str) -> list[dict[str, Any]]:
@@ -34,7 +41,7 @@ def check_emf(rec: dict[str, Any]) -> None:
         assert 1 <= len(directive["Metrics"]) <= 100
         for metric in directive["Metrics"]:
             assert set(metric) <= {"Name", "Unit", "StorageResolution"}
-            assert metric["Unit"] in UNITS
+            assert metric["Unit"] in CLOUDWATCH_UNITS, metric
             value = rec[metric["Name"]]
             assert isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 

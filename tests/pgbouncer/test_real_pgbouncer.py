@@ -163,27 +163,36 @@ def test_pinned_release_ini_kills_the_older_binary(
 
 
 class BackendWatcher:
-    """Polls ``pg_stat_activity`` for the app database's client backends; keeps the peak."""
+    """Polls ``pg_stat_activity`` for the app database's client backends; keeps the peak.
+
+    What goes wrong in its thread (a failed query, a check) is kept and raised in the test's thread
+    on leaving the ``with``: an exception in a thread alone would be lost and the peak look fine.
+    """
 
     def __init__(self, db: AppDatabase) -> None:
         self.db = db
         self.peak = 0
         self.samples = 0
+        self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with self.db.cluster.connect_superuser() as conn:
-            while not self._stop.is_set():
-                row = conn.execute(
-                    "SELECT count(*)::int FROM pg_stat_activity"
-                    " WHERE datname = %s AND backend_type = 'client backend'",
-                    (self.db.dbname,),
-                ).fetchone()
-                assert row is not None and isinstance(row[0], int)
-                self.peak = max(self.peak, row[0])
-                self.samples += 1
-                time.sleep(0.01)
+        try:
+            with self.db.cluster.connect_superuser() as conn:
+                while not self._stop.is_set():
+                    row = conn.execute(
+                        "SELECT count(*)::int FROM pg_stat_activity"
+                        " WHERE datname = %s AND backend_type = 'client backend'",
+                        (self.db.dbname,),
+                    ).fetchone()
+                    if row is None or not isinstance(row[0], int):
+                        raise AssertionError(f"pg_stat_activity gave no count: {row!r}")
+                    self.peak = max(self.peak, row[0])
+                    self.samples += 1
+                    time.sleep(0.01)
+        except BaseException as exc:  # raised in the test's thread by __exit__
+            self.error = exc
 
     def __enter__(self) -> BackendWatcher:
         self._thread.start()
@@ -192,6 +201,9 @@ class BackendWatcher:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
+        assert not self._thread.is_alive(), "the backend watcher did not stop"
+        if self.error is not None:
+            raise AssertionError("the backend watcher failed") from self.error
 
 
 def test_thirty_clients_share_two_backends(start_pooler: StartPooler, app_db: AppDatabase) -> None:

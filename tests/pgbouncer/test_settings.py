@@ -400,8 +400,8 @@ def test_userlist_refuses_verifiers_pgbouncer_cannot_parse(broken: str) -> None:
 def test_userlist_accepts_md5_prefix_that_is_not_a_hash() -> None:
     # PgBouncer only reads md5 + 32 lowercase hex digits as a hash (the real binary logs in with
     # this one: test_real_pgbouncer.py).
-    render_userlist({"app": "md5" + "z" * 32})
-    render_userlist({"app": "md5" + "0123456789ABCDEF" * 2})
+    for password in ("md5" + "z" * 32, "md5" + "0123456789ABCDEF" * 2):
+        assert render_userlist({"app": password}) == f'"app" "{password}"\n'
 
 
 def test_userlist_refuses_passwords_pgbouncer_cannot_read() -> None:
