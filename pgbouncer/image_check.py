@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 
 from pgbouncer.versions import PINNED
 
 
-def installed_release(binary: str = "pgbouncer") -> str:
-    """The first line of ``pgbouncer --version``, e.g. ``PgBouncer 1.24.1``."""
-    result = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True, timeout=30)
+def installed_release(binary: str | Sequence[str] = "pgbouncer") -> str:
+    """The first line of ``pgbouncer --version``, e.g. ``PgBouncer 1.26.1``.
+
+    ``binary`` is a path, or the argv that runs one (the local stack's goes through a loader).
+    """
+    argv = [binary] if isinstance(binary, str) else list(binary)
+    result = subprocess.run([*argv, "--version"], capture_output=True, text=True, check=True, timeout=30)
     return result.stdout.splitlines()[0].strip()
 
 

@@ -27,7 +27,7 @@ _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?$|^/[^\s'\\]
 # PgBouncer reads this shape in userlist.txt as an md5 hash, which SCRAM logins cannot use.
 _LOOKS_MD5 = re.compile(r"^md5[0-9a-f]{32}$")
 # PgBouncer 1.18 cuts longer auth_file passwords silently (or logs "password too long in auth file")
-# and the user then fails SASL: measured, 1024 bytes log in and 1025 do not. Newer releases allow 2047.
+# and the user then fails SASL: measured, 1024 bytes log in and 1025 do not. 1.26 allows 65535.
 MAX_PASSWORD_BYTES = 1024
 
 
