@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from cryptography import x509
 
+from lifeguard.stack.pgbouncer_install import command
 from lifeguard.stack.pooler import local_settings, wait_for_port
 from lifeguard.stack.postgres import make_dsn
 from lifeguard.stack.system import SERVICE_USER, free_port, running_as_root, service_argv
@@ -334,7 +335,8 @@ def test_module_execs_a_pgbouncer_whose_console_the_stats_user_reads(
     bin_dir.mkdir()
     hand_over = f"chown -R {SERVICE_USER}: {shlex.quote(str(root))}\n" if running_as_root() else ""
     shim = bin_dir / "pgbouncer"
-    shim.write_text(f'#!/bin/sh\n{hand_over}exec {shlex.join(service_argv([str(pgbouncer_binary)]))} "$@"\n')
+    # The shipped binary runs through Debian 13's loader, linked as `pgbouncer`: comm stays "pgbouncer".
+    shim.write_text(f'#!/bin/sh\n{hand_over}exec {shlex.join(service_argv(command(pgbouncer_binary)))} "$@"\n')
     shim.chmod(0o755)
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
