@@ -57,6 +57,7 @@ _BOUNDS: dict[str, tuple[int, int, str]] = {
                             f"flows idle for {NLB_IDLE_TIMEOUT_S} s first"),
     "idle_transaction_timeout": (0, _UNBOUNDED, "0 turns it off"),
     "query_wait_timeout": (0, _UNBOUNDED, "0 waits forever"),
+    "query_wait_notify": (0, _UNBOUNDED, "0 turns the notice off"),
     "client_login_timeout": (0, _UNBOUNDED, "0 turns it off"),
     "server_login_retry": (0, _UNBOUNDED, ""),
     "server_connect_timeout": (1, _UNBOUNDED, "0 fails every server login at once"),
@@ -116,6 +117,9 @@ class PoolerSettings:
     client_idle_timeout: int = 300  # below the NLB's 350 s, so PgBouncer closes clients cleanly
     idle_transaction_timeout: int = 60  # frees a backend held by a frozen or timed-out function
     query_wait_timeout: int = 20  # a queued client gets a pooler error before the function times out
+    query_wait_notify: int = 5
+    """1.25+: a client queued this long for a server gets a NOTICE its driver can log, well before
+    ``query_wait_timeout``'s error: a slow function's log then says it waited for the pool."""
     client_login_timeout: int = 15  # frees slots held by half-open logins during cold-start storms
     server_login_retry: int = 3  # the default 15 s turns a brief failover into 15 s of errors
     server_connect_timeout: int = 5  # fail fast when the database is unreachable
@@ -261,6 +265,7 @@ class PoolerSettings:
             ("client_idle_timeout", str(self.client_idle_timeout)),
             ("idle_transaction_timeout", str(self.idle_transaction_timeout)),
             ("query_wait_timeout", str(self.query_wait_timeout)),
+            ("query_wait_notify", str(self.query_wait_notify)),
             ("client_login_timeout", str(self.client_login_timeout)),
             ("server_login_retry", str(self.server_login_retry)),
             ("server_connect_timeout", str(self.server_connect_timeout)),

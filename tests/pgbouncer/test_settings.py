@@ -404,3 +404,11 @@ def test_userlist_refuses_passwords_pgbouncer_cannot_read() -> None:
 def test_userlist_refuses_empty_or_broken_entries(credentials: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         render_userlist(credentials)
+
+
+def test_query_wait_notify_is_rendered_where_the_release_knows_it() -> None:
+    """1.25+ sends a queued client a NOTICE after query_wait_notify seconds; 1.18 would die on the key."""
+    assert ini_pairs(make().render_ini())["query_wait_notify"] == "5"
+    assert "query_wait_notify" not in ini_pairs(make(version=DEBIAN_BOOKWORM).render_ini())
+    with pytest.raises(SettingsError, match="query_wait_notify"):
+        make(query_wait_notify=-1)
