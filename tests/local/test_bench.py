@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lifeguard.bench.capacity import summarize
 from lifeguard.cli import main
 from lifeguard.stack.pooler import installed_version
 from lifeguard.stack.system import debian_pgbouncer
@@ -48,9 +49,9 @@ def test_bench_writes_json_markdown_and_chart(state_root: Path, capsys: pytest.C
     assert results["churn"]["pooled"]["cpu_ms_per_invocation"]["pgbouncer"] > 0
     assert results["churn"]["ratio"] > 0
     assert results["plain_password"]["churn"]["pooled"]["ok"] > 0
-    # As shipped PgBouncer checks the verifier; with the plain password it re-derives the keys per login.
-    shipped_cpu = results["churn"]["pooled"]["cpu_ms_per_invocation"]["pgbouncer"]
-    assert shipped_cpu < results["plain_password"]["churn"]["pooled"]["cpu_ms_per_invocation"]["pgbouncer"]
+    # Which of the verifier and the plain password costs less is a figure for the report (1.24.1: the
+    # verifier, 4.5x; 1.26.1: about the same), not an assertion here.
+    assert results["plain_password"]["churn"]["pooled"]["cpu_ms_per_invocation"]["pgbouncer"] > 0
     assert results["reuseport"]["processes"] == 2
     assert results["reuseport"]["spike"]["pooled_runs"][0]["failed"] == 0
 
@@ -68,12 +69,17 @@ def test_bench_writes_json_markdown_and_chart(state_root: Path, capsys: pytest.C
         (one_round,) = variant["rounds"]
         assert one_round["logins"] > 0 and one_round["failed"] == 0 and one_round["ms_per_login"] > 0
         assert one_round["queries"] > 0 and one_round["us_per_query"] > 0
-    assert variants["shipped"]["rounds"][0]["ms_per_login"] < variants["plain_password"]["rounds"][0]["ms_per_login"]
+        assert one_round["postgres_us_per_query"] > 0  # the warm query's floor, from the same phase
+    summary = summarize(results["capacity"])
+    assert summary["shipped"]["release"] == PINNED
+    # Each figure also as a ratio to its floor measured in the same run.
+    assert summary["shipped"]["login_per_tls_handshake"] > 0 and summary["shipped"]["query_per_postgres_query"] > 0
     assert targets["spike_capacity"]["met"] is False  # 120 instances is not the 10,000 target
     markdown = (out / "benchmarks.md").read_text()
     assert "## Machine" in markdown and "lifeguard bench --out" in markdown
     assert "## 5. Prepared statements on warm calls" in markdown
     assert "## Headline: PgBouncer CPU per login and per warm query, as shipped" in markdown
+    assert "÷ TLS handshake" in markdown and "÷ Postgres' own" in markdown
     assert (out / "benchmarks-spike.png").read_bytes()[:4] == b"\x89PNG"
     # Nothing left behind: the throwaway stacks are gone.
     assert not any((state_root / "bench-state").iterdir())
