@@ -102,11 +102,38 @@ def section(r: Mapping[str, Any], defaults: Mapping[str, int] | None = None) -> 
         f"Failed logins over all rows: {failed}.",
         "",
     ]
+    lines += _image_text(c.get("image"))
     lines += _baselines_text(summary)
     lines += _floor_text(c, summary, head)
     lines += _experiments(summary)
     lines += _sizing(head, defaults if defaults is not None else STACK_DEFAULTS)
     return lines
+
+
+def _image_text(image: Mapping[str, Any] | None) -> list[str]:
+    """The shipped image as its task runs it, with its own floors (``--images``)."""
+    if not image:
+        return []
+    entry = summarize(image)["image"]
+    tls = image["tls_handshake"]
+    floor = Spread.of(tls["ms_per_handshake"]["tickets_2"])
+    return [
+        f"**Inside the shipped image** (`{image['image']}`, PgBouncer {image['pgbouncer']}, run as its task"
+        " definition says: the task's settings, the verifier, a read-only root; `lifeguard bench --only capacity"
+        f" --images`, {image['started_at']}, load average {image['load_average_at_start']} at start), with"
+        " floors measured in the same run and in the same place: the image's own"
+        f" {' '.join(tls['openssl'].split()[:2])} for the handshake ({floor.median:.3f} ms), the stack's"
+        " Postgres for `SELECT 1`:",
+        "",
+        "| | CPU per login | ÷ TLS handshake | per warm query | ÷ Postgres' own |",
+        "|---|---|---|---|---|",
+        f"| PgBouncer in the image | {_spread(entry['login_ms'], 'ms', 3)} | {_ratio(entry['login_per_tls_handshake'])}"
+        f" | {_spread(entry['query_us'], 'us', 1)} | {_ratio(entry['query_per_postgres_query'])} |",
+        "",
+        f"Postgres' own CPU per `SELECT 1` there: {entry['postgres_us_per_query']:.1f} us. Failed logins:"
+        f" {entry['failed_logins']}.",
+        "",
+    ]
 
 
 def _baselines_text(summary: Mapping[str, Any]) -> list[str]:
