@@ -44,7 +44,8 @@ if [ -z "$force" ] && py -m lifeguard.stack.pgbouncer_install check "$which" 2>/
     exit 0
 fi
 
-if ! command -v debootstrap >/dev/null; then
+# /usr/sbin is not on every user's PATH: look there too before installing it.
+if ! command -v debootstrap >/dev/null && [ ! -x /usr/sbin/debootstrap ]; then
     echo "==> installing debootstrap"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
