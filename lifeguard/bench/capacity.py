@@ -352,7 +352,9 @@ def summarize(capacity: Mapping[str, Any]) -> dict[str, Any]:
             "cold_starts_per_vcpu": round(cost.cold_starts_per_vcpu),
             "queries_per_vcpu": round(cost.queries_per_vcpu),
         }
-    shipped = out[SHIPPED]
+    shipped = out.get(SHIPPED)
+    if shipped is None:  # the image's run: one variant of its own, nothing to compare with
+        return out
     for entry in out.values():
         entry["login_change_percent"] = _change(entry["login_ms"]["median"], shipped["login_ms"]["median"])
         entry["query_change_percent"] = _change(entry["query_us"]["median"], shipped["query_us"]["median"])
