@@ -164,7 +164,9 @@ def _non_default_args(args: argparse.Namespace) -> str:
     for name in ("rounds", "login_seconds", "warm_seconds"):
         if getattr(args, f"capacity_{name}") != getattr(cap, name):
             parts.append(f"--capacity-{name.replace('_', '-')} {getattr(args, f'capacity_{name}')}")
-    if tuple(args.capacity_variants) != cap.variants:
+    if tuple(args.capacity_variants) == VARIANT_KEYS:
+        parts.append("--capacity-variants all")
+    elif tuple(args.capacity_variants) != cap.variants:
         parts.append("--capacity-variants " + ",".join(args.capacity_variants))
     for name in ("direct_instances", "max_connections", "workers", "threads", "churn_clients", "churn_seconds",
                  "churn_rounds", "warm_clients", "warm_seconds", "reuseport_processes"):
