@@ -14,7 +14,9 @@ import pytest
 from infra.build_context import build_context, shared_packages
 from lifeguard.stack.containers import BuiltImages, serve_on_loopback
 from lifeguard.stack.docker_engine import DockerEngine, EngineError
+from lifeguard.stack.pgbouncer_install import install_dir
 from pgbouncer.contract import IMAGE_RUN_DIR, IMAGE_SOCKET_DIR
+from pgbouncer.debian_package import host_arch
 from pgbouncer.settings import PoolerSettings, Upstream
 from pgbouncer.versions import PINNED, SHIPPED_PACKAGE
 from tests.infra.infra_harness import REPO_ROOT
@@ -124,6 +126,23 @@ def test_pooler_build_fails_unless_pgbouncer_is_the_pinned_release(
     with serve_on_loopback(rds_cert[0], engine.root / "ca-bundle.port") as url, pytest.raises(EngineError) as failed:
         engine.build(context, "lifeguard-pgbouncer:wrong-pin", {"RDS_CA_BUNDLE_URL": url})
     assert f"this image has 'PgBouncer {PINNED}', but the renderer targets PgBouncer 1.18.0" in str(failed.value)
+
+
+def test_pooler_build_refuses_a_pgbouncer_package_with_another_digest(
+    engine: DockerEngine, images: BuiltImages, rds_cert: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """PGBOUNCER_DEB_URL takes the .deb from elsewhere (a snapshot archive), but the pinned SHA256 decides:
+    the real package with one byte appended fails the build."""
+    arch = host_arch()
+    tampered = tmp_path / "served" / SHIPPED_PACKAGE.filename(arch)
+    tampered.parent.mkdir()
+    tampered.write_bytes((install_dir() / SHIPPED_PACKAGE.filename(arch)).read_bytes() + b"\0")
+    with (serve_on_loopback(tampered, tmp_path / "port") as deb_url,
+          serve_on_loopback(rds_cert[0], engine.root / "ca-bundle.port") as ca_url,
+          pytest.raises(EngineError) as failed):
+        engine.build(REPO_ROOT / "pgbouncer", "lifeguard-pgbouncer:tampered",
+                     {"RDS_CA_BUNDLE_URL": ca_url, "PGBOUNCER_DEB_URL": deb_url})
+    assert f"is pinned to {SHIPPED_PACKAGE.digest(arch)}" in str(failed.value) and "refusing it" in str(failed.value)
 
 
 @pytest.mark.parametrize(("folder", "message"), [("pgbouncer", "BEGIN CERTIFICATE"), ("migrator", "no certificate")])
