@@ -29,7 +29,7 @@ _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?|/[^\s'\\]+
 # PgBouncer reads this shape in userlist.txt as an md5 hash, which SCRAM logins cannot use.
 _LOOKS_MD5 = re.compile(r"^md5[0-9a-f]{32}$")
 # PgBouncer 1.18 cuts longer auth_file passwords silently (or logs "password too long in auth file")
-# and the user then fails SASL: measured, 1024 bytes log in and 1025 do not. Newer releases allow 2047.
+# and the user then fails SASL: measured, 1024 bytes log in and 1025 do not. 1.26 allows 65535.
 MAX_PASSWORD_BYTES = 1024
 
 
@@ -59,6 +59,7 @@ _BOUNDS: dict[str, tuple[int, int, str]] = {
                             f"flows idle for {NLB_IDLE_TIMEOUT_S} s first"),
     "idle_transaction_timeout": (0, _UNBOUNDED, "0 turns it off"),
     "query_wait_timeout": (0, _UNBOUNDED, "0 waits forever"),
+    "query_wait_notify": (0, _UNBOUNDED, "0 turns the notice off"),
     "client_login_timeout": (0, _UNBOUNDED, "0 turns it off"),
     "server_login_retry": (0, _UNBOUNDED, ""),
     "server_connect_timeout": (1, _UNBOUNDED, "0 fails every server login at once"),
@@ -118,6 +119,9 @@ class PoolerSettings:
     client_idle_timeout: int = 300  # below the NLB's 350 s, so PgBouncer closes clients cleanly
     idle_transaction_timeout: int = 60  # frees a backend held by a frozen or timed-out function
     query_wait_timeout: int = 20  # a queued client gets a pooler error before the function times out
+    query_wait_notify: int = 5
+    """1.25+: a client queued this long for a server gets a NOTICE its driver can log, well before
+    ``query_wait_timeout``'s error: a slow function's log then says it waited for the pool."""
     client_login_timeout: int = 15  # frees slots held by half-open logins during cold-start storms
     server_login_retry: int = 3  # the default 15 s turns a brief failover into 15 s of errors
     server_connect_timeout: int = 5  # fail fast when the database is unreachable
@@ -264,6 +268,7 @@ class PoolerSettings:
             ("client_idle_timeout", str(self.client_idle_timeout)),
             ("idle_transaction_timeout", str(self.idle_transaction_timeout)),
             ("query_wait_timeout", str(self.query_wait_timeout)),
+            ("query_wait_notify", str(self.query_wait_notify)),
             ("client_login_timeout", str(self.client_login_timeout)),
             ("server_login_retry", str(self.server_login_retry)),
             ("server_connect_timeout", str(self.server_connect_timeout)),

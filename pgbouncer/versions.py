@@ -5,25 +5,81 @@ PgBouncer refuses to start on a key it does not know (1.18 dies with
 releases. The renderer asks this module before it emits any key.
 
 Both tables are checked against the real binaries' ``SHOW CONFIG`` (Debian 12's 1.18.0 and the
-shipped 1.24.1, built from Debian 13's source): tests/pgbouncer/test_real_pgbouncer.py. Releases
+shipped 1.26.1, Debian's own binary package): tests/pgbouncer/test_real_pgbouncer.py. Releases
 after the newest table are refused rather than guessed at (1.26 removed ``suspend_timeout``).
+
+This module also pins the Debian binary packages the image and the local stack install: standard
+library only, since the image build (pgbouncer/debian_package.py) and scripts/install-pgbouncer.sh
+read it before any virtualenv exists.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import total_ordering
 
 # Debian 12 (bookworm) ships 1.18.0: the suite still runs the real-PgBouncer tests on it.
 DEBIAN_BOOKWORM = "1.18.0"
-# The release the image installs and the renderer targets: Debian 13 (trixie)'s PgBouncer, whose
-# security updates carry the fixes upstream released in 1.25.1 and 1.25.2 (CVE-2025-12819,
-# CVE-2026-6664..6667). The local stack builds the same source package (scripts/build-pgbouncer.sh).
-PINNED = "1.24.1"
-# Debian's version of that package: what the image's apt-get and the local build fetch.
-PINNED_DEBIAN_PACKAGE = "1.24.1-1+deb13u2"
-PINNED_DEBIAN_SUITE = "trixie"
+
+
+@dataclass(frozen=True)
+class DebianBinary:
+    """One Debian binary package, pinned by the SHA256 of its ``.deb`` per architecture.
+
+    The digests equal the suite's ``Packages`` index; anything else is refused (pgbouncer/debian_package.py).
+    """
+
+    package: str
+    version: str
+    """Debian's version, e.g. ``1.26.1-1``: upstream release, then Debian's revision."""
+    suite: str
+    """The Debian suite that published it (for the record: the pool path does not name it)."""
+    sha256: Mapping[str, str]
+    """Architecture (``dpkg --print-architecture``) to the ``.deb``'s SHA256."""
+
+    @property
+    def release(self) -> str:
+        """The upstream release, what ``pgbouncer --version`` prints: ``1.26.1-1`` -> ``1.26.1``."""
+        return self.version.split("-", 1)[0]
+
+    def filename(self, arch: str) -> str:
+        return f"{self.package}_{self.version}_{arch}.deb"
+
+    def pool_path(self, arch: str) -> str:
+        """Where every Debian mirror keeps it: ``pool/main/p/pgbouncer/pgbouncer_1.26.1-1_amd64.deb``."""
+        return f"pool/main/{self.package[0]}/{self.package}/{self.filename(arch)}"
+
+    def digest(self, arch: str) -> str:
+        if arch not in self.sha256:
+            raise ValueError(f"no SHA256 pinned for {self.filename(arch)}: architectures pinned are "
+                             f"{', '.join(sorted(self.sha256))} (pgbouncer/versions.py)")
+        return self.sha256[arch]
+
+
+# The PgBouncer the image installs and the renderer targets: PgBouncer 1.26.1, which fixes
+# CVE-2026-107349 (one unauthenticated packet spins PgBouncer on a core) and CVE-2026-107350 (SCRAM
+# impersonation). Debian 13's own package, 1.24.1-1+deb13u2, carries neither fix; Debian forky's
+# binary package of 1.26.1 installs on Debian 13 with Debian 13's libraries (pgbouncer/Dockerfile),
+# and the local stack runs that very binary (scripts/install-pgbouncer.sh). pgbouncer/advisories.py
+# lists the affected ranges; a test fails when PINNED falls in one.
+SHIPPED_PACKAGE = DebianBinary(
+    "pgbouncer", "1.26.1-1", "forky",
+    {
+        "amd64": "1f7a1d78159bd1e37628cb3b3e503e184157971fb1ee27a74873b513cac1d797",
+        "arm64": "5c6b5de6feeb8dd1a49430cd88e07d98f87ff90ecf44db1657ec660fec08cef2",
+    },
+)
+PINNED = SHIPPED_PACKAGE.release
+# Debian 13's own PgBouncer, no longer shipped: only the benchmarks' before/after comparison installs
+# it (scripts/install-pgbouncer.sh debian13), the same way, as Debian built it.
+DEBIAN_13_PACKAGE = DebianBinary(
+    "pgbouncer", "1.24.1-1+deb13u2", "trixie",
+    {"amd64": "19a7df742f9c664ac88d04c5327ed97266844fd900ea7ccf0d8f6ddf27eca0db"},
+)
+PACKAGES = {"shipped": SHIPPED_PACKAGE, "debian13": DEBIAN_13_PACKAGE}
+"""What scripts/install-pgbouncer.sh can install, by the name it takes on its command line."""
 
 # Equal to what Debian's 1.18.0 lists in SHOW CONFIG (tests/pgbouncer/test_real_pgbouncer.py).
 # Not service_name: it exists only in Windows builds, and Linux builds die on it.
@@ -58,9 +114,21 @@ _ADDED: dict[str, tuple[int, int]] = {
     "auth_ident_file": (1, 23),
     "max_db_client_connections": (1, 24),
     "max_user_client_connections": (1, 24),
+    "auth_ldap_options": (1, 25),
+    "client_tls13_ciphers": (1, 25),
+    "server_tls13_ciphers": (1, 25),
+    "query_wait_notify": (1, 25),
+    "scram_iterations": (1, 25),
+    "transaction_timeout": (1, 25),
+    "login_notify_message": (1, 26),
+    "pool_idle_timeout": (1, 26),
 }
-# The newest release whose keys the table above lists; newer ones add and remove keys.
-NEWEST_KNOWN = (1, 24)
+# Keys a release removed, with that release: 1.26 dropped online restart and its suspend_timeout.
+_REMOVED: dict[str, tuple[int, int]] = {
+    "suspend_timeout": (1, 26),
+}
+# The newest release whose keys the tables above list; newer ones add and remove keys.
+NEWEST_KNOWN = (1, 26)
 
 
 @total_ordering
@@ -98,6 +166,9 @@ class PgBouncerVersion:
 
     def accepts(self, key: str) -> bool:
         """Whether this release's ``[pgbouncer]`` section knows ``key``."""
+        removed = _REMOVED.get(key)
+        if removed is not None and self.at_least(*removed):
+            return False
         if key in _KEYS_1_18:
             return True
         since = _ADDED.get(key)

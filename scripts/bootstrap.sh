@@ -3,8 +3,8 @@
 # holding exactly what uv.lock pins (hash-checked) for one use, and nothing else.
 #   local      (default) the local stack, demo and benchmarks (`lifeguard local|demo|bench`): the base
 #              install and the `local` extra; also the Debian packages postgresql and pgbouncer (Debian
-#              12's 1.18, which the suite also tests against) and the shipped PgBouncer release, built
-#              once from Debian 13's source (scripts/build-pgbouncer.sh)
+#              12's 1.18, which the suite also tests against) and the shipped PgBouncer binary,
+#              installed once with its Debian 13 libraries (scripts/install-pgbouncer.sh)
 #   dev        everything, for scripts/test: every extra and the dev group, and those Debian packages
 #   pipeline   the base install only: `lifeguard migrate` and `lifeguard smoke` (deploy.yml)
 #   infra      the base install and the `infra` extra: the Pulumi program (`pulumi preview`, `pulumi up`)
@@ -53,7 +53,7 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 if [ "$use" = local ] || [ "$use" = dev ]; then
-    scripts/build-pgbouncer.sh
+    scripts/install-pgbouncer.sh
 fi
 
 echo "==> ${UV_PROJECT_ENVIRONMENT:-.venv}: lifeguard for $use, as uv.lock pins it"

@@ -1,7 +1,7 @@
 """Fixtures: a throwaway Postgres cluster and PgBouncer processes on our rendered config.
 
-Both run for real (Debian's Postgres 15, and the PgBouncer release the image ships, built from
-Debian 13's source by scripts/build-pgbouncer.sh) as the ``postgres`` user with a raised
+Both run for real (Debian's Postgres 15, and the PgBouncer binary the image ships, installed by
+scripts/install-pgbouncer.sh) as the ``postgres`` user with a raised
 open-files limit, and are always stopped: on failure, on Ctrl-C, and on SIGTERM.
 ``tests/pgbouncer`` runs its tests on Debian 12's PgBouncer 1.18 as well.
 """

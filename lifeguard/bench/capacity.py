@@ -13,6 +13,15 @@ variant in a rotating order to show the spread.
 - warm query: ``SELECT 1`` on ``warm_clients`` kept connections, prepared as the client prepares
   behind this pooler (``LIFEGUARD_POOLER_PREPARED_STATEMENTS``).
 
+Absolute CPU times do not carry from one machine to another, so each figure also comes as a ratio
+to a floor measured in the same run: a login to the server side of OpenSSL's bare TLS 1.3
+handshake (:mod:`lifeguard.bench.tls_floor`), a warm query to Postgres' own CPU per ``SELECT 1``
+(its backends' CPU over the same warm phase).
+
+``pgbouncer_1_24_1`` and ``pgbouncer_1_24_1_plain_password`` run Debian 13's own PgBouncer 1.24.1
+(the binary package the image shipped before 1.26.1, ``scripts/install-pgbouncer.sh debian13``)
+with the same settings rendered for its release: the before/after of the upgrade, in one run.
+
 Every variant's pool is filled before the first round, so server logins (and their TLS
 handshakes) are not counted per client login: on a running pooler they are rare
 (``server_lifetime``, ``server_idle_timeout``).
@@ -34,17 +43,19 @@ import psycopg
 from lambdas.contract import PREPARED_ENV, READ_INVOICES
 from lambdas.db import ClientSettings
 from lifeguard.bench import tls_floor
-from lifeguard.bench.cpu import process_cpu_ns
+from lifeguard.bench.cpu import ServerCpu, process_cpu_ns
 from lifeguard.bench.experiments import allow_plain_tcp, write_certificate
 from lifeguard.bench.machine import load_average
 from lifeguard.bench.sizing import PoolerCost, Spread
 from lifeguard.load.invoker import WorkerPool, split, worker_env
-from lifeguard.stack.pooler import PoolerProcess
+from lifeguard.stack.pgbouncer_install import installed_binary
+from lifeguard.stack.pooler import PoolerProcess, installed_version
 from lifeguard.stack.postgres import make_dsn
 from lifeguard.stack.stack import LocalStack, StackConfig
 from lifeguard.stack.system import free_port
 from pgbouncer.contract import STATS_USER
 from pgbouncer.settings import PoolerSettings
+from pgbouncer.versions import PACKAGES
 
 Say = Callable[[str], None]
 TARGET_LOGIN_MS = 0.5
@@ -66,6 +77,8 @@ class PoolerVariant:
     plain_password: bool = False
     key_type: str = ""
     """Certificate key type for client TLS; empty: the entrypoint's own (P-256)."""
+    package: str = ""
+    """Another installed PgBouncer (a key of :data:`pgbouncer.versions.PACKAGES`); empty: the stack's."""
 
     @property
     def client_sslmode(self) -> str:
@@ -95,8 +108,14 @@ VARIANTS: tuple[PoolerVariant, ...] = (
                   fields={"log_connections": True, "log_disconnections": True}),
     PoolerVariant("stats_off", "log_stats=0 (shipped: 1, a line every stats_period)", "experiment",
                   fields={"log_stats": False}),
+    PoolerVariant("pgbouncer_1_24_1", "Debian 13's PgBouncer 1.24.1 (shipped before 1.26.1), same settings",
+                  "baseline", package="debian13"),
+    PoolerVariant("pgbouncer_1_24_1_plain_password", "Debian 13's PgBouncer 1.24.1, plain password in auth_file",
+                  "baseline", plain_password=True, package="debian13"),
 )
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
+# By default every variant the stack's own binary runs; the 1.24.1 ones need their own install.
+DEFAULT_VARIANTS = tuple(v.key for v in VARIANTS if not v.package)
 
 
 @dataclass(frozen=True)
@@ -107,7 +126,9 @@ class CapacitySettings:
     login_clients: int = 4
     warm_clients: int = 4
     workers: int = 1
-    variants: tuple[str, ...] = VARIANT_KEYS
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    images: bool = False
+    """Also measure the shipped pooler image, as its task runs it (:mod:`lifeguard.bench.image_cpu`; root)."""
 
     def check(self) -> None:
         if self.rounds < 1:
@@ -128,12 +149,16 @@ class CapacitySettings:
 
 
 @dataclass
-class _Running:
+class Measured:
+    """One PgBouncer under measurement: started here (``process``), or found running (``host_pid``)."""
+
     variant: PoolerVariant
-    process: PoolerProcess
     url: str
     client_env: dict[str, str]
     prepare_threshold: int | None
+    process: PoolerProcess | None = None
+    host_pid: int | None = None
+    """A PgBouncer this run did not start: the pooler image's container, seen from the host."""
 
 
 def variant_settings(base: PoolerSettings, variant: PoolerVariant, root: Path, listen_port: int,
@@ -154,24 +179,36 @@ def variant_settings(base: PoolerSettings, variant: PoolerVariant, root: Path, l
     )
 
 
+def variant_binary(stack: LocalStack, config: StackConfig, variant: PoolerVariant) -> Path:
+    if not variant.package:
+        return stack.pgbouncer_binary(config)
+    binary = installed_binary(PACKAGES[variant.package])
+    if not binary.exists():
+        raise ValueError(f"the {variant.key} variant runs {binary}, which is not installed: "
+                         f"run scripts/install-pgbouncer.sh {variant.package}")
+    return binary
+
+
 def _start_variant(stack: LocalStack, config: StackConfig, variant: PoolerVariant, root: Path,
-                   pool_size: int) -> _Running:
-    settings = variant_settings(stack.pooler_settings(config, 1), variant, root, free_port(), pool_size)
+                   pool_size: int) -> Measured:
+    binary = variant_binary(stack, config, variant)
+    base = dataclasses.replace(stack.pooler_settings(config, 1), version=str(installed_version(binary)))
+    settings = variant_settings(base, variant, root, free_port(), pool_size)
     # A fresh folder of ours each round: the service user owned the last one (see PoolerProcess._fresh_root).
     shutil.rmtree(root, ignore_errors=True)
     if variant.key_type:
         write_certificate(Path(settings.client_tls_cert_file), Path(settings.client_tls_key_file), variant.key_type)
     secret = stack.app_password() if variant.plain_password else stack.app_verifier()
-    process = PoolerProcess(root=root, settings=settings, binary=stack.pgbouncer_binary(config))
+    process = PoolerProcess(root=root, settings=settings, binary=binary)
     process.start({config.user: secret, STATS_USER: stack.stats_password()})
     url = make_dsn("127.0.0.1", settings.listen_port, config.user, stack.app_password(), config.dbname,
                    sslmode=variant.client_sslmode)
     client_env = {PREPARED_ENV: "1" if settings.tracks_prepared_statements else "0"}
     threshold = ClientSettings.from_env(client_env).prepare_threshold
-    return _Running(variant, process, url, client_env, threshold)
+    return Measured(variant, url, client_env, threshold, process=process)
 
 
-def _fill_pool(url: str, size: int) -> None:
+def fill_pool(url: str, size: int) -> None:
     """Open ``size`` server connections at once, so the rounds only count client work."""
     errors: list[BaseException] = []
 
@@ -191,7 +228,10 @@ def _fill_pool(url: str, size: int) -> None:
         raise errors[0]
 
 
-def _pid(running: _Running) -> int:
+def _pid(running: Measured) -> int:
+    if running.host_pid is not None:
+        return running.host_pid
+    assert running.process is not None
     pid = running.process.pid()
     if pid is None:
         raise RuntimeError(f"PgBouncer for the {running.variant.key} variant is not running:\n"
@@ -199,7 +239,7 @@ def _pid(running: _Running) -> int:
     return pid
 
 
-def _run_measuring_cpu(running: _Running, jobs: list[dict[str, Any]], env: dict[str, str], kind: str,
+def _run_measuring_cpu(running: Measured, jobs: list[dict[str, Any]], env: dict[str, str], kind: str,
                        seconds: float) -> tuple[list[dict[str, Any]], int]:
     """Run ``jobs`` once the workers are up; their reports and the nanoseconds of CPU this PgBouncer spent."""
     with WorkerPool(jobs, env) as pool:
@@ -211,7 +251,7 @@ def _run_measuring_cpu(running: _Running, jobs: list[dict[str, Any]], env: dict[
     return reports, spent
 
 
-def _measure_logins(running: _Running, org_id: int, settings: CapacitySettings) -> dict[str, Any]:
+def measure_logins(running: Measured, org_id: int, settings: CapacitySettings) -> dict[str, Any]:
     jobs = [{"mode": "churn", "function": READ_INVOICES.name, "event": {"org_id": org_id}, "threads": n,
              "duration_s": settings.login_seconds} for n in split(settings.login_clients, settings.workers)]
     env = worker_env(running.url, READ_INVOICES.name, client=running.client_env)
@@ -225,15 +265,19 @@ def _measure_logins(running: _Running, org_id: int, settings: CapacitySettings) 
             "cpu_ms": round(spent / 1e6, 3), "ms_per_login": round(spent / 1e6 / ok, 4) if ok else None}
 
 
-def _measure_warm(running: _Running, settings: CapacitySettings) -> dict[str, Any]:
+def measure_warm(running: Measured, settings: CapacitySettings, postgres: ServerCpu) -> dict[str, Any]:
+    """PgBouncer's CPU per warm query, and Postgres' own over the same phase (the query's floor)."""
     jobs = [{"mode": "queries", "sql": WARM_SQL, "threads": n, "duration_s": settings.warm_seconds,
              "prepare_threshold": running.prepare_threshold}
             for n in split(settings.warm_clients, settings.workers)]
     env = worker_env(running.url, None, client=running.client_env)
+    postgres_before = postgres.sample().postgres_s
     reports, spent = _run_measuring_cpu(running, jobs, env, "queries", settings.warm_seconds)
+    postgres_s = postgres.sample().postgres_s - postgres_before
     queries = sum(int(r["ok"]) for r in reports)
     return {"queries": queries, "cpu_ms": round(spent / 1e6, 3),
-            "us_per_query": round(spent / 1e3 / queries, 3) if queries else None}
+            "us_per_query": round(spent / 1e3 / queries, 3) if queries else None,
+            "postgres_us_per_query": round(postgres_s * 1e6 / queries, 3) if queries else None}
 
 
 def measure(stack: LocalStack, config: StackConfig, org_id: int, settings: CapacitySettings, root: Path,
@@ -245,31 +289,35 @@ def measure(stack: LocalStack, config: StackConfig, org_id: int, settings: Capac
     load_start = load_average()
     if any(v.server_plain_tcp for v in chosen):
         allow_plain_tcp(stack, config)
-    running: list[_Running] = []
+    running: list[Measured] = []
+    postgres = ServerCpu.from_state(stack.cluster(config).postmaster_pid(), [])
     try:
         for variant in chosen:
             r = _start_variant(stack, config, variant, root / variant.key, settings.pool_size)
             running.append(r)
-            _fill_pool(r.url, settings.pool_size)
+            fill_pool(r.url, settings.pool_size)
         rounds: dict[str, list[dict[str, Any]]] = {v.key: [] for v in chosen}
         loads = []
         for n in range(settings.rounds):
             order = running[n % len(running):] + running[:n % len(running)]
             for r in order:
-                logins = _measure_logins(r, org_id, settings)
-                warm = _measure_warm(r, settings)
+                logins = measure_logins(r, org_id, settings)
+                warm = measure_warm(r, settings, postgres)
                 rounds[r.variant.key].append({"round": n + 1, **logins, **warm})
                 say(f"[capacity] round {n + 1}/{settings.rounds} {r.variant.key}: "
                     f"{logins['ms_per_login']} ms per login ({logins['logins']} logins, {logins['failed']} failed), "
                     f"{warm['us_per_query']} us per warm query ({warm['queries']} queries)")
             loads.append(load_average())
-        shipped = next(r for r in running if r.variant.key == SHIPPED).process.settings
+        shipped_process = next(r for r in running if r.variant.key == SHIPPED).process
+        assert shipped_process is not None
+        shipped = shipped_process.settings
         say("[capacity] OpenSSL's own TLS 1.3 handshake with the shipped certificate (openssl s_server)")
         floor = tls_floor.measure(Path(shipped.client_tls_cert_file), Path(shipped.client_tls_key_file),
                                   settings.rounds)
     finally:
         for r in running:
-            r.process.stop()
+            if r.process is not None:
+                r.process.stop()
         # Throwaway like the stacks: the variants' ini, auth_file (secrets) and keys go with them.
         shutil.rmtree(root, ignore_errors=True)
     return {
@@ -277,6 +325,7 @@ def measure(stack: LocalStack, config: StackConfig, org_id: int, settings: Capac
         "duration_s": round(time.time() - started, 1),
         "settings": dataclasses.asdict(settings),
         "pgbouncer": str(stack.pooler_settings(config, 1).version),
+        "releases": {v.key: str(installed_version(variant_binary(stack, config, v))) for v in chosen},
         "load_average_at_start": load_start,
         "load_average_after_rounds": loads,
         "tls_handshake": floor,
@@ -287,22 +336,38 @@ def measure(stack: LocalStack, config: StackConfig, org_id: int, settings: Capac
 def summarize(capacity: Mapping[str, Any]) -> dict[str, Any]:
     """Median and spread per variant, what it implies per vCPU, and its change against the shipped one."""
     out: dict[str, Any] = {}
+    floor = tls_floor_ms(capacity)
     for key, v in capacity["variants"].items():
         login = Spread.of([r["ms_per_login"] for r in v["rounds"] if r["ms_per_login"] is not None])
         query = Spread.of([r["us_per_query"] for r in v["rounds"] if r["us_per_query"] is not None])
+        postgres = [r["postgres_us_per_query"] for r in v["rounds"] if r.get("postgres_us_per_query")]
         cost = PoolerCost(login.median, query.median)
         out[key] = {
             "label": v["label"], "group": v["group"],
+            "release": capacity.get("releases", {}).get(key, capacity["pgbouncer"]),
+            # Ratios to the floors measured in the same run: they carry from one machine to another.
+            "login_per_tls_handshake": round(login.median / floor, 2) if floor else None,
+            "postgres_us_per_query": Spread.of(postgres).median if postgres else None,
+            "query_per_postgres_query": round(query.median / Spread.of(postgres).median, 2) if postgres else None,
             "login_ms": dataclasses.asdict(login), "query_us": dataclasses.asdict(query),
             "failed_logins": sum(int(r["failed"]) for r in v["rounds"]),
             "cold_starts_per_vcpu": round(cost.cold_starts_per_vcpu),
             "queries_per_vcpu": round(cost.queries_per_vcpu),
         }
-    shipped = out[SHIPPED]
+    shipped = out.get(SHIPPED)
+    if shipped is None:  # the image's run: one variant of its own, nothing to compare with
+        return out
     for entry in out.values():
         entry["login_change_percent"] = _change(entry["login_ms"]["median"], shipped["login_ms"]["median"])
         entry["query_change_percent"] = _change(entry["query_us"]["median"], shipped["query_us"]["median"])
     return out
+
+
+def tls_floor_ms(capacity: Mapping[str, Any]) -> float | None:
+    """The median server CPU of OpenSSL's bare TLS 1.3 handshake in this run (with the two session
+    tickets PgBouncer sends too), the floor a login's figure is divided by."""
+    tls = capacity.get("tls_handshake")
+    return Spread.of(tls["ms_per_handshake"]["tickets_2"]).median if tls else None
 
 
 def headline(summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,10 @@ def _spread(s: Mapping[str, Any], unit: str, digits: int) -> str:
     return f"{s['median']:.{digits}f} {unit} ({s['low']:.{digits}f}-{s['high']:.{digits}f})"
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def _change(percent: float) -> str:
     return "-" if percent == 0 else f"{percent:+.0f}%"
 
@@ -69,16 +73,22 @@ def section(r: Mapping[str, Any], defaults: Mapping[str, int] | None = None) -> 
         "reuses one (`server_lifetime` 3600 s), so the server-side TLS handshake is not in the login",
         "figure, while its encryption of every message is in both.",
         "",
-        "| configuration | PgBouncer CPU per login | cold starts/s per vCPU | per warm query |"
-        " warm queries/s per vCPU |",
-        "|---|---|---|---|---|",
+        "The ratios divide by floors measured in the same run, so they carry from one machine to another"
+        " where the absolute times do not: a login by the server CPU of OpenSSL's bare TLS 1.3 handshake"
+        " (below), a warm query by Postgres' own CPU per `SELECT 1` (its backends over the same warm phase).",
+        "",
+        "| configuration | PgBouncer | CPU per login | ÷ TLS handshake | cold starts/s per vCPU |"
+        " per warm query | ÷ Postgres' own | warm queries/s per vCPU |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, entry in summary.items():
         if entry["group"] == "experiment":
             continue
         name = f"**{entry['label']}**" if key == SHIPPED else entry["label"]
-        lines.append(f"| {name} | {_spread(entry['login_ms'], 'ms', 3)} | {entry['cold_starts_per_vcpu']:,} | "
-                     f"{_spread(entry['query_us'], 'us', 1)} | {entry['queries_per_vcpu']:,} |")
+        lines.append(f"| {name} | {entry['release']} | {_spread(entry['login_ms'], 'ms', 3)} |"
+                     f" {_ratio(entry['login_per_tls_handshake'])} | {entry['cold_starts_per_vcpu']:,} | "
+                     f"{_spread(entry['query_us'], 'us', 1)} | {_ratio(entry['query_per_postgres_query'])} |"
+                     f" {entry['queries_per_vcpu']:,} |")
     failed = sum(e["failed_logins"] for e in summary.values())
     lines += [
         "",
@@ -92,6 +102,7 @@ def section(r: Mapping[str, Any], defaults: Mapping[str, int] | None = None) -> 
         f"Failed logins over all rows: {failed}.",
         "",
     ]
+    lines += _image_text(c.get("image"))
     lines += _baselines_text(summary)
     lines += _floor_text(c, summary, head)
     lines += _experiments(summary)
@@ -99,15 +110,59 @@ def section(r: Mapping[str, Any], defaults: Mapping[str, int] | None = None) -> 
     return lines
 
 
+def _image_text(image: Mapping[str, Any] | None) -> list[str]:
+    """The shipped image as its task runs it, with its own floors (``--images``)."""
+    if not image:
+        return []
+    entry = summarize(image)["image"]
+    tls = image["tls_handshake"]
+    floor = Spread.of(tls["ms_per_handshake"]["tickets_2"])
+    return [
+        f"**Inside the shipped image** (`{image['image']}`, PgBouncer {image['pgbouncer']}, run as its task"
+        " definition says: the task's settings, the verifier, a read-only root; `lifeguard bench --only capacity"
+        f" --images`, {image['started_at']}, load average {image['load_average_at_start']} at start), with"
+        " floors measured in the same run and in the same place: the image's own"
+        f" {' '.join(tls['openssl'].split()[:2])} for the handshake ({floor.median:.3f} ms), the stack's"
+        " Postgres for `SELECT 1`:",
+        "",
+        "| | CPU per login | ÷ TLS handshake | per warm query | ÷ Postgres' own |",
+        "|---|---|---|---|---|",
+        f"| PgBouncer in the image | {_spread(entry['login_ms'], 'ms', 3)} | {_ratio(entry['login_per_tls_handshake'])}"
+        f" | {_spread(entry['query_us'], 'us', 1)} | {_ratio(entry['query_per_postgres_query'])} |",
+        "",
+        f"Postgres' own CPU per `SELECT 1` there: {entry['postgres_us_per_query']:.1f} us. Failed logins:"
+        f" {entry['failed_logins']}.",
+        "",
+    ]
+
+
 def _baselines_text(summary: Mapping[str, Any]) -> list[str]:
     shipped = summary[SHIPPED]
     out = []
     plain = summary.get("plain_password")
-    if plain:
+    if plain and verdict(plain, shipped, "login_ms") == "higher":
         out.append(
             f"The plain password in `auth_file` costs {plain['login_ms']['median']:.2f} ms per login"
             f" ({_change(plain['login_change_percent'])} against the verifier): PgBouncer derives the SCRAM keys"
             " from it for every login (4096 PBKDF2-SHA-256 iterations), which the shipped verifier spares.")
+    elif plain:
+        out.append(
+            f"The plain password in `auth_file` costs {plain['login_ms']['median']:.2f} ms per login"
+            f" ({_change(plain['login_change_percent'])} against the verifier, {verdict(plain, shipped, 'login_ms')}):"
+            f" PgBouncer {shipped['release']} does not derive the SCRAM keys again for every login. The verifier"
+            " stays for what it was chosen for besides speed: the pooler never holds the application role's"
+            " password ([roles.md](roles.md)).")
+    old, old_plain = summary.get("pgbouncer_1_24_1"), summary.get("pgbouncer_1_24_1_plain_password")
+    if old and old_plain:
+        new_plain = (f"; on {shipped['release']} the plain password costs {plain['login_ms']['median']:.2f} ms,"
+                     f" {plain['login_ms']['median'] / shipped['login_ms']['median']:.1f}x the verifier's"
+                     if plain else "")
+        out.append(
+            f"Before the upgrade, on {old['release']} with the same settings: {old['login_ms']['median']:.2f} ms"
+            f" per login with the verifier, {old_plain['login_ms']['median']:.2f} ms with the plain password"
+            f" ({old_plain['login_ms']['median'] / old['login_ms']['median']:.1f}x){new_plain}"
+            " (1.25 reworked ad hoc SCRAM authentication). Warm queries:"
+            f" {old['query_us']['median']:.1f} us on {old['release']} against {shipped['query_us']['median']:.1f} us.")
     no_tls = summary.get("no_tls")
     if no_tls:
         tls_login = shipped["login_ms"]["median"] - no_tls["login_ms"]["median"]
@@ -155,7 +210,9 @@ def _floor_text(c: Mapping[str, Any], summary: Mapping[str, Any], head: Mapping[
         " OpenSSL's default two TLS 1.3 session tickets per connection, which PgBouncer sends and has no setting"
         f" for, and {without.median:.3f} ms ({without.low:.3f}-{without.high:.3f}) without them. A new function"
         " instance cannot resume a session (libpq keeps none across processes), so tickets are the only part of"
-        " the handshake it does not need, and they are a small part of it.",
+        " the handshake it does not need, and they are a small part of it. The floor runs this machine's"
+        f" `openssl` ({' '.join(tls['openssl'].split()[:2])}); PgBouncer {c['pgbouncer']} runs with the OpenSSL"
+        " it was installed with (Debian 13's 3.5, through Debian 13's loader).",
         "",
     ]
     if not head["login_met"]:
@@ -163,9 +220,8 @@ def _floor_text(c: Mapping[str, Any], summary: Mapping[str, Any], head: Mapping[
             f"**What stands in the way of {head['login_target_ms']} ms per login as shipped:** the handshake"
             f" alone ({with_tickets.median:.3f} ms) plus PgBouncer's own work without TLS"
             f" ({no_tls['login_ms']['median']:.3f} ms) make about {floor:.2f} ms on this machine under this load."
-            " What lowers it beyond that is outside PgBouncer's settings: a newer OpenSSL (the image is built on"
-            " Debian 13, OpenSSL 3.5; this machine's PgBouncer links Debian 12's 3.0, whose handshakes are known"
-            f" to be slower), and a pooler core that is not shared with other work (load average"
+            " What lowers it beyond that is outside PgBouncer's settings: a pooler core that is not shared with"
+            f" other work (load average"
             f" {c['load_average_at_start'][0]} on 2 cores here; CPU time per operation grows with cache contention,"
             " and earlier runs at lower load read 0.65-0.73 ms per login with the verifier and client TLS, issue"
             " #19). Dropping client TLS would meet it and is not an option: the NLB path carries passwords.",

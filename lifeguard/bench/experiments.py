@@ -60,7 +60,9 @@ def _reload_with(process: PoolerProcess, userlist: str) -> None:
 
 # First line of pg_hba.conf for the no-TLS rows: plain TCP from loopback, still SCRAM. The local
 # cluster forces TLS like rds.force_ssl=1; only this experiment lifts that, to price server_tls.
-PLAIN_TCP_HBA_LINE = "hostnossl all all 127.0.0.1/32 scram-sha-256  # lifeguard bench: server_tls experiment"
+# Both loopback families: PgBouncer 1.26.1's c-ares resolves localhost to ::1 first.
+PLAIN_TCP_HBA_LINE = ("hostnossl all all 127.0.0.1/32 scram-sha-256  # lifeguard bench: server_tls experiment\n"
+                      "hostnossl all all ::1/128 scram-sha-256  # lifeguard bench: server_tls experiment")
 
 
 def allow_plain_tcp(stack: LocalStack, config: StackConfig) -> None:

@@ -86,9 +86,11 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "It starts its own throwaway stacks (free ports, a temporary state directory), writes",
         "`benchmarks.json`, this file and the chart, and stops everything it started.",
         "",
-        *([f"The main rows run the PgBouncer the image ships ({r['machine']['pgbouncer']}, built locally from the same",
-           "Debian 13 source package); runs before issue #10 measured Debian 12's 1.18 instead, which section 4",
-           "now repeats beside it in the same run. Section 5 measures what prepared statements gain on warm calls.",
+        *([f"The main rows run the PgBouncer the image shipped at the run ({r['machine']['pgbouncer']}: since",
+           "issue #23 the image's own Debian package run locally through Debian 13's loader, before it a local",
+           "build of Debian 13's source package); runs before issue #10 measured Debian 12's 1.18 instead,",
+           "which section 4 now repeats beside it in the same run. Section 5 measures what prepared statements",
+           "gain on warm calls.",
            ""] if r.get("compare") else []),
         *([f"The headline section comes from a separate, later run (`{r['capacity']['command']}`, its time and"
            " load are in it); the numbered sections from the run above.", ""]
@@ -101,7 +103,7 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         f"| memory | {m['memory_gib']} GiB |",
         f"| OS | {m['os']}, kernel {m['kernel']} |",
         f"| Postgres | {m['postgres']} (max_connections {spike['max_connections']}, SCRAM, TLS forced) |",
-        f"| PgBouncer | {m['pgbouncer']}, the release the image ships, built from Debian 13's source package"
+        f"| PgBouncer | {m['pgbouncer']}, the release the image shipped at the run"
         f" (transaction mode, default_pool_size {pool} from PoolBudget, client TLS `require`, server TLS"
         " `verify-full`, the SCRAM verifier in auth_file"
         + (f"; Debian 12's {r['compare']['pgbouncer']} beside it in section 4" if r.get("compare") else "") + ") |",

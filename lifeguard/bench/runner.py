@@ -457,6 +457,11 @@ def run_capacity(settings: BenchSettings, state_root: Path, say: Say) -> dict[st
                                          state_root / "capacity-variants", say)
     finally:
         one.stack.down(purge=True)
+    if settings.capacity.images:
+        from lifeguard.bench import image_cpu
+
+        result["image"] = image_cpu.measure(state_root / "capacity-image", settings.max_connections,
+                                            settings.capacity, say)
     result["machine"] = describe()
     say(capacity_line(result))
     return result

@@ -78,6 +78,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _add_number(parser, "--capacity-warm-seconds", float, cap.warm_seconds, "warm queries per variant and round")
     parser.add_argument("--capacity-variants", type=variants_from_text, default=cap.variants, metavar="K,K,...",
                         help="capacity variants to measure besides 'shipped', or 'all': " + ", ".join(VARIANT_KEYS))
+    parser.add_argument("--images", action="store_true",
+                        help="with --only capacity: also measure the shipped pooler image as its task runs it "
+                             "(root: starts a private Docker engine)")
     parser.add_argument("--state-dir", type=Path, metavar="DIR",
                         help="parent directory for the throwaway stacks (default: a new temporary one)")
     parser.set_defaults(func=run)
@@ -95,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         warm_clients=args.warm_clients, warm_seconds=args.warm_seconds,
         reuseport_processes=args.reuseport_processes, compare_debian=not args.no_compare,
         capacity=CapacitySettings(rounds=args.capacity_rounds, login_seconds=args.capacity_login_seconds,
-                                  warm_seconds=args.capacity_warm_seconds, variants=tuple(args.capacity_variants)),
+                                  warm_seconds=args.capacity_warm_seconds, variants=tuple(args.capacity_variants),
+                                  images=args.images),
     )
     if args.state_dir is not None:
         root = args.state_dir.absolute()
@@ -162,11 +166,15 @@ def _non_default_args(args: argparse.Namespace) -> str:
     parts = [f"--out {args.out}"]
     if args.only != "all":
         parts.append(f"--only {args.only}")
+    if args.images:
+        parts.append("--images")
     cap = defaults.capacity
     for name in ("rounds", "login_seconds", "warm_seconds"):
         if getattr(args, f"capacity_{name}") != getattr(cap, name):
             parts.append(f"--capacity-{name.replace('_', '-')} {getattr(args, f'capacity_{name}')}")
-    if tuple(args.capacity_variants) != cap.variants:
+    if tuple(args.capacity_variants) == VARIANT_KEYS:
+        parts.append("--capacity-variants all")
+    elif tuple(args.capacity_variants) != cap.variants:
         parts.append("--capacity-variants " + ",".join(args.capacity_variants))
     for name in ("direct_instances", "max_connections", "workers", "threads", "churn_clients", "churn_seconds",
                  "churn_rounds", "warm_clients", "warm_seconds", "reuseport_processes"):

@@ -46,7 +46,7 @@ def add_stack_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pgbouncer", metavar="PATH",
-        help="the PgBouncer binary to run (default: the shipped release, built by scripts/build-pgbouncer.sh)",
+        help="the PgBouncer binary to run (default: the shipped release, installed by scripts/install-pgbouncer.sh)",
     )
 
 

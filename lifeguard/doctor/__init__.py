@@ -8,7 +8,10 @@ PgBouncer), each an ok / warn / fail finding with one line on what to change:
 3. session state across transactions and clients (:mod:`.session_state`);
 4. connection headroom (:mod:`.headroom`);
 5. TLS (:mod:`.tls`);
-6. the pooled/direct pair (:mod:`.pair`).
+6. the pooled/direct pair (:mod:`.pair`);
+
+and, for a pooler whose release it can read, a warning when that PgBouncer release has a known
+vulnerability (:mod:`.release`, over :mod:`pgbouncer.advisories`).
 
 A few round trips per URL, short-lived extra connections for the probes, a connect timeout, no load.
 """

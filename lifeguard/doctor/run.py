@@ -11,7 +11,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
-from lifeguard.doctor import headroom, pair, pooling, prepared, session_state, tls
+from lifeguard.doctor import headroom, pair, pooling, prepared, release, session_state, tls
 from lifeguard.doctor.findings import Finding, Report, Status
 from lifeguard.doctor.pooling import Pooling
 from lifeguard.doctor.target import Target, TargetError
@@ -90,6 +90,11 @@ def _examine(target: Target, *, full: bool, headroom_here: bool, leak_after_s: f
                 state = examined.attempt("session state", session_state.probe)
                 if state is not None:
                     examined.findings.append(session_state.finding(target, seen, state))
+        if examined.pooling is not None and examined.pooling.kind != "direct":
+            version = examined.attempt(release.CHECK, lambda conn: release.observe(target, conn), report=False)
+            release_finding = release.finding(target, version) if version else None
+            if release_finding is not None:
+                examined.findings.append(release_finding)
         if headroom_here:
             examined.headroom = examined.attempt("headroom", lambda conn: headroom.observe(conn, leak_after_s))
         proxied = examined.pooling is not None and examined.pooling.kind != "direct"
@@ -132,7 +137,7 @@ def run_doctor(
         pooled_kind = pooled.pooling.kind if pooled is not None and pooled.pooling is not None else None
         findings.append(headroom.finding(source.target, pooled_kind, source.headroom, instances, leak_after_s))
     findings.append(_pair_finding(pooled, direct))
-    order = ("connect", "pooling", "prepared statements", "session state", "headroom", "tls", "pair")
+    order = ("connect", "pooling", release.CHECK, "prepared statements", "session state", "headroom", "tls", "pair")
     findings.sort(key=lambda f: (order.index(f.check), f.target != POOLED_URL_ENV))
     urls = {t.name: t.shown for t in targets}
     return Report(urls, tuple(findings), time.monotonic() - started)

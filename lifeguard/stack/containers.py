@@ -27,7 +27,7 @@ from lifeguard.stack.docker_engine import DockerEngine, Progress, install_missin
 from lifeguard.stack.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
 from lifeguard.stack.pooler_ca import server_certificate
 from lifeguard.stack.postgres import make_dsn
-from lifeguard.stack.safe_paths import read_service_file
+from lifeguard.stack.safe_paths import read_service_bytes
 from lifeguard.stack.stack import LocalStack, MigrationRun, StackConfig, StackError
 from lifeguard.stack.system import LocalSetupError, port_in_use, running_as_root, service_uid
 from migrator.cabundle import RDS_CA_BUNDLE_PATH
@@ -77,7 +77,7 @@ def serve_on_loopback(path: Path, port_file: Path) -> Iterator[str]:
     """
     with tempfile.TemporaryDirectory(prefix="lifeguard-serve-") as served:
         # The Postgres certificate is in the service user's folder: read without following a link.
-        (Path(served) / path.name).write_text(read_service_file(path, service_uid()))
+        (Path(served) / path.name).write_bytes(read_service_bytes(path, service_uid()))
         with _serve_directory(Path(served), port_file) as base:
             yield f"{base}/{path.name}"
 

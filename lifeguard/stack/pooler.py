@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lifeguard.stack.pgbouncer_install import command as pgbouncer_command
 from lifeguard.stack.procs import ProcessIdentity, identify, is_running, read_identity, write_identity
 from lifeguard.stack.safe_paths import UnsafePathError, read_service_file
 from lifeguard.stack.system import debian_pgbouncer, find_pgbouncer, own_for_service, service_argv, service_uid
@@ -52,7 +53,7 @@ def other_debian_pgbouncer() -> Path | None:
 
 @functools.lru_cache(maxsize=8)
 def _version_of(binary: Path) -> PgBouncerVersion:
-    return PgBouncerVersion.parse(installed_release(str(binary)))
+    return PgBouncerVersion.parse(installed_release(pgbouncer_command(binary)))
 
 
 def wait_for_port(host: str, port: int, timeout: float, alive: subprocess.Popen[bytes] | None = None) -> bool:
@@ -108,7 +109,8 @@ class PoolerProcess:
         self._fresh_root()
         ini = prepare(self.settings, credentials, self.root, certificate)
         own_for_service(self.root)
-        command = [str(self.binary or find_pgbouncer()), str(ini)]
+        # Through Debian 13's loader for the shipped install: the process's argv is this whole list.
+        command = [*pgbouncer_command(self.binary or find_pgbouncer()), str(ini)]
         argv = service_argv(command, nofile=self.nofile)
         log = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:

@@ -132,8 +132,9 @@ class PostgresCluster:
         if result.returncode != 0:
             raise PostgresError(f"initdb failed: {result.stderr.strip()[-2000:]}")
         conf = [
-            # 'localhost' covers 127.0.0.1 and ::1, whichever the resolver hands PgBouncer first.
-            "listen_addresses = 'localhost'",
+            # Both loopback families by address, not 'localhost' (which follows /etc/hosts, often
+            # 127.0.0.1 only): the shipped PgBouncer's c-ares (1.34) resolves localhost to ::1 first.
+            "listen_addresses = '127.0.0.1,::1'",
             f"port = {self.port}",
             f"max_connections = {self.max_connections}",
             f"superuser_reserved_connections = {self.superuser_reserved_connections}",

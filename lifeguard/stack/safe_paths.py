@@ -86,6 +86,11 @@ def read_service_file(path: Path, service_uid: int, *, limit: int | None = None)
     user planted could otherwise make root read (and show, in an error message) a file it may not read.
     Opened non-blocking, so a planted FIFO cannot hang us. ``limit``: only the last ``limit`` bytes.
     """
+    return read_service_bytes(path, service_uid, limit=limit).decode(errors="replace")
+
+
+def read_service_bytes(path: Path, service_uid: int, *, limit: int | None = None) -> bytes:
+    """:func:`read_service_file`'s bytes, undecoded (a file served as it is, e.g. a package)."""
     fd = _open_no_link(path)
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
@@ -93,7 +98,7 @@ def read_service_file(path: Path, service_uid: int, *, limit: int | None = None)
             raise UnsafePathError(f"{path} is not a regular file of the service user; not reading it")
         if limit is not None and info.st_size > limit:
             handle.seek(info.st_size - limit)
-        return handle.read().decode(errors="replace")
+        return handle.read()
 
 
 def check_trusted_executable(path: Path) -> None:

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from lifeguard.stack.pgbouncer_build import built_binary
+from lifeguard.stack.pgbouncer_install import installed_binary
 from lifeguard.stack.safe_paths import chown_tree
 from pgbouncer.versions import PINNED
 
@@ -109,11 +109,12 @@ PGBOUNCER_ENV = "LIFEGUARD_PGBOUNCER"
 
 
 def find_pgbouncer(env: Mapping[str, str] | None = None) -> Path:
-    """The PgBouncer local runs use: ``$LIFEGUARD_PGBOUNCER``, else the shipped release's build.
+    """The PgBouncer local runs use: ``$LIFEGUARD_PGBOUNCER``, else the shipped binary's install.
 
-    That build is the release the image ships (``pgbouncer.versions.PINNED``), from the same
-    Debian source package. Not the ``pgbouncer`` on PATH: Debian 12's is 1.18, a release that
-    never runs on AWS; the suite tests it on purpose (:func:`debian_pgbouncer`).
+    That install is the image's very binary (``pgbouncer.versions.SHIPPED_PACKAGE``), run through
+    Debian 13's loader (:func:`lifeguard.stack.pgbouncer_install.command`). Not the ``pgbouncer`` on
+    PATH: Debian 12's is 1.18, a release that never runs on AWS; the suite tests it on purpose
+    (:func:`debian_pgbouncer`).
     """
     env = os.environ if env is None else env
     chosen = env.get(PGBOUNCER_ENV, "").strip()
@@ -122,13 +123,13 @@ def find_pgbouncer(env: Mapping[str, str] | None = None) -> Path:
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise LocalSetupError(f"{PGBOUNCER_ENV}={chosen} is not an executable file; point it at a pgbouncer binary")
         return path
-    built = built_binary(env)
-    if not built.exists():
+    installed = installed_binary(env=env)
+    if not installed.exists():
         raise LocalSetupError(
-            f"PgBouncer {PINNED} is not built yet (looked for {built}): run scripts/build-pgbouncer.sh "
+            f"PgBouncer {PINNED} is not installed yet (looked for {installed}): run scripts/install-pgbouncer.sh "
             f"(scripts/bootstrap.sh runs it), or set {PGBOUNCER_ENV} to a pgbouncer binary"
         )
-    return built
+    return installed
 
 
 def debian_pgbouncer() -> Path | None:

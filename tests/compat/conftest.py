@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lifeguard.stack.pgbouncer_build import cache_dir
+from lifeguard.stack.pgbouncer_install import cache_dir
 from lifeguard.stack.stack import LocalStack, StackOptions
 from lifeguard.stack.system import free_port
 from tests.compat.support import NODE, NODE_BIN, NPM_CLI, CompatStack, printed_env

@@ -4,6 +4,7 @@ mode, a leaked idle-in-transaction client, a role without pg_monitor, a pair on 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -15,12 +16,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lifeguard.doctor import Report, Status, run_doctor
+from lifeguard.doctor import Report, Status, release, run_doctor
 from lifeguard.doctor.findings import Finding
+from lifeguard.doctor.target import Target
+from lifeguard.stack.pooler import PoolerProcess, installed_version
+from lifeguard.stack.system import debian_pgbouncer
 from pgbouncer.tls import CertPair, issue_server_certificate, write_authority
-from pgbouncer.versions import PgBouncerVersion
+from pgbouncer.versions import PINNED, PgBouncerVersion
 from tests.migrator.support import assert_no_secret, cli_env, secrets_of
-from tests.support import APP_PASSWORD, AppDatabase, RunningPooler
+from tests.support import APP_PASSWORD, AppDatabase, RunningPooler, pooler_settings
 
 CHECKS = ("pooling", "prepared statements", "session state", "headroom", "tls", "pair")
 
@@ -265,3 +269,41 @@ def test_help_says_how_to_keep_the_url_off_the_command_line() -> None:
     shown = subprocess.run([sys.executable, "-m", "lifeguard.cli", "doctor", "--help"], env=cli_env({}),
                            capture_output=True, text=True, timeout=60, check=True).stdout
     assert "$DATABASE_URL" in shown and "pipe the URL on stdin" in " ".join(shown.split())
+
+
+def _debian_12_pgbouncer() -> Path:
+    found = debian_pgbouncer()
+    assert found is not None, "Debian 12's pgbouncer is missing: scripts/bootstrap.sh dev installs it"
+    return found
+
+
+def test_a_pooler_on_a_vulnerable_release_is_named_with_its_cves(app_db: AppDatabase, state_root: Path) -> None:
+    """Debian 12's 1.18.0 is in CVE-2026-107350's range (1.17.0-1.26.0); its console answers SHOW VERSION
+    for a stats user, and 1.18 reports no pgbouncer.version at login."""
+    binary = _debian_12_pgbouncer()
+    root = state_root / f"doctor-release-{app_db.dbname}"
+    settings = pooler_settings(app_db, root, installed_version(binary), 5, stats_users=(app_db.user,))
+    process = PoolerProcess(root=root, settings=settings, binary=binary)
+    process.start({app_db.user: app_db.verifier})
+    try:
+        report = run_doctor(RunningPooler(process, app_db).url())
+    finally:
+        process.stop(signal.SIGQUIT, timeout=10)
+    found = finding(report, "pooler release")
+    assert found.status is Status.WARN and report.exit_code == 0
+    assert found.details["release"] == "1.18.0" and found.details["fixed_in"] == "1.26.1"
+    assert "CVE-2026-107350 (fixed in 1.26.1)" in found.summary
+    assert "CVE-2026-107349" not in found.summary  # 1.20.0 and later only
+    assert "upgrade PgBouncer to 1.26.1" in found.advice
+    assert_all_six(Report(report.urls, tuple(f for f in report.findings if f.check != "pooler release"), 0))
+
+
+def test_a_pooler_on_the_shipped_release_gives_no_release_finding(
+    app_db: AppDatabase, start_pooler: Callable[..., RunningPooler],
+) -> None:
+    pooler = start_pooler()
+    target = Target("DATABASE_URL", "pooled", pooler.url())
+    with target.connect() as conn:
+        assert release.observe(target, conn) == PINNED  # read, from the login's pgbouncer.version
+    report = run_doctor(pooler.url(), app_db.direct_url)
+    assert_all_six(report)  # and nothing more: no "pooler release" finding

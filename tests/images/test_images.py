@@ -14,9 +14,11 @@ import pytest
 from infra.build_context import build_context, shared_packages
 from lifeguard.stack.containers import BuiltImages, serve_on_loopback
 from lifeguard.stack.docker_engine import DockerEngine, EngineError
+from lifeguard.stack.pgbouncer_install import install_dir
 from pgbouncer.contract import IMAGE_RUN_DIR, IMAGE_SOCKET_DIR
+from pgbouncer.debian_package import host_arch
 from pgbouncer.settings import PoolerSettings, Upstream
-from pgbouncer.versions import PINNED
+from pgbouncer.versions import PINNED, SHIPPED_PACKAGE
 from tests.images.support import step_output
 from tests.infra.infra_harness import REPO_ROOT
 
@@ -57,6 +59,10 @@ for path in WRITTEN_DIRS:
 report["compilers"] = [c for c in ("gcc", "cc", "make") if shutil.which(c)]
 if shutil.which("pgbouncer"):
     report["pgbouncer"] = subprocess.run(["pgbouncer", "--version"], capture_output=True, text=True).stdout
+    report["pgbouncer_package"] = subprocess.run(["dpkg-query", "--show", "--showformat=${Version}", "pgbouncer"],
+                                                 capture_output=True, text=True).stdout
+sources = [os.path.join("/etc/apt/sources.list.d", n) for n in os.listdir("/etc/apt/sources.list.d")]
+report["apt_sources"] = "".join(open(p).read() for p in ["/etc/apt/sources.list", *sources] if os.path.isfile(p))
 print(json.dumps(report))
 """.replace("WRITTEN_DIRS", repr((IMAGE_RUN_DIR, IMAGE_SOCKET_DIR)))
 
@@ -86,6 +92,9 @@ def test_pooler_image_holds_the_pinned_pgbouncer_and_every_import(engine: Docker
     report = probe(engine, images.pooler, modules, ["/app/pgbouncer", "/app/pgbouncer/entrypoint.py",
                                                     DEFAULTS.server_tls_ca_file])
     assert str(report["pgbouncer"]).splitlines()[0] == f"PgBouncer {PINNED}"
+    # Debian forky's package, installed with Debian 13's dependencies: forky is no apt source here.
+    assert report["pgbouncer_package"] == SHIPPED_PACKAGE.version
+    assert "trixie" in report["apt_sources"] and "forky" not in report["apt_sources"]
     assert set(report["imports"].values()) == {"ok"}, report["imports"]
     assert report["uid"] == 10001 and report["gid"] == 10001
     # The run dir holds the auth file and TLS key (0700); the socket dir is shared with the sidecar (0750).
@@ -112,10 +121,29 @@ def test_pooler_build_fails_unless_pgbouncer_is_the_pinned_release(
     context = tmp_path / "pgbouncer"
     shutil.copytree(REPO_ROOT / "pgbouncer", context, ignore=shutil.ignore_patterns("__pycache__"))
     versions = context / "versions.py"
-    versions.write_text(versions.read_text().replace(f'PINNED = "{PINNED}"', 'PINNED = "1.18.0"'))
+    text = versions.read_text()
+    assert "PINNED = SHIPPED_PACKAGE.release\n" in text
+    versions.write_text(text.replace("PINNED = SHIPPED_PACKAGE.release\n", 'PINNED = "1.18.0"\n'))
     with serve_on_loopback(rds_cert[0], engine.root / "ca-bundle.port") as url, pytest.raises(EngineError) as failed:
         engine.build(context, "lifeguard-pgbouncer:wrong-pin", {"RDS_CA_BUNDLE_URL": url})
     assert f"this image has 'PgBouncer {PINNED}', but the renderer targets PgBouncer 1.18.0" in str(failed.value)
+
+
+def test_pooler_build_refuses_a_pgbouncer_package_with_another_digest(
+    engine: DockerEngine, images: BuiltImages, rds_cert: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """PGBOUNCER_DEB_URL takes the .deb from elsewhere (a snapshot archive), but the pinned SHA256 decides:
+    the real package with one byte appended fails the build."""
+    arch = host_arch()
+    tampered = tmp_path / "served" / SHIPPED_PACKAGE.filename(arch)
+    tampered.parent.mkdir()
+    tampered.write_bytes((install_dir() / SHIPPED_PACKAGE.filename(arch)).read_bytes() + b"\0")
+    with (serve_on_loopback(tampered, tmp_path / "port") as deb_url,
+          serve_on_loopback(rds_cert[0], engine.root / "ca-bundle.port") as ca_url,
+          pytest.raises(EngineError) as failed):
+        engine.build(REPO_ROOT / "pgbouncer", "lifeguard-pgbouncer:tampered",
+                     {"RDS_CA_BUNDLE_URL": ca_url, "PGBOUNCER_DEB_URL": deb_url})
+    assert f"is pinned to {SHIPPED_PACKAGE.digest(arch)}" in str(failed.value) and "refusing it" in str(failed.value)
 
 
 @pytest.mark.parametrize(("folder", "message"), [

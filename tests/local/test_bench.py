@@ -6,13 +6,13 @@ The figures themselves come from the real run (docs/benchmarks.*), never from ti
 from __future__ import annotations
 
 import json
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lifeguard.bench.capacity import summarize
 from lifeguard.cli import main
 from lifeguard.stack.pooler import installed_version
 from lifeguard.stack.system import debian_pgbouncer
@@ -65,6 +65,8 @@ def test_bench_writes_json_markdown_and_chart(bench: BenchRun, state_root: Path)
     assert results["churn"]["pooled"]["cpu_ms_per_invocation"]["pgbouncer"] > 0
     assert results["churn"]["ratio"] > 0
     assert results["plain_password"]["churn"]["pooled"]["ok"] > 0
+    # Which of the verifier and the plain password costs less is a figure for the report (1.24.1: the
+    # verifier, 4.5x; 1.26.1: about the same), not an assertion here.
     assert results["plain_password"]["churn"]["pooled"]["cpu_ms_per_invocation"]["pgbouncer"] > 0
     assert results["reuseport"]["processes"] == 2
     assert results["reuseport"]["spike"]["pooled_runs"][0]["failed"] == 0
@@ -84,16 +86,17 @@ def test_bench_writes_json_markdown_and_chart(bench: BenchRun, state_root: Path)
         for one_round in variant["rounds"]:
             assert one_round["logins"] > 0 and one_round["failed"] == 0 and one_round["ms_per_login"] > 0
             assert one_round["queries"] > 0 and one_round["us_per_query"] > 0
-    # As shipped PgBouncer checks the verifier; with the plain password it re-derives the keys per login.
-    # Medians over the rounds, which rotate the variants' order, so one slow stretch cannot decide it.
-    login_ms = {key: statistics.median(r["ms_per_login"] for r in variant["rounds"])
-                for key, variant in variants.items()}
-    assert login_ms["shipped"] < login_ms["plain_password"], login_ms
+            assert one_round["postgres_us_per_query"] > 0  # the warm query's floor, from the same phase
+    summary = summarize(results["capacity"])
+    assert summary["shipped"]["release"] == PINNED
+    # Each figure also as a ratio to its floor measured in the same run.
+    assert summary["shipped"]["login_per_tls_handshake"] > 0 and summary["shipped"]["query_per_postgres_query"] > 0
     assert targets["spike_capacity"]["met"] is False  # 120 instances is not the 10,000 target
     markdown = (out / "benchmarks.md").read_text()
     assert "## Machine" in markdown and "lifeguard bench --out" in markdown
     assert "## 5. Prepared statements on warm calls" in markdown
     assert "## Headline: PgBouncer CPU per login and per warm query, as shipped" in markdown
+    assert "÷ TLS handshake" in markdown and "÷ Postgres' own" in markdown
     assert (out / "benchmarks-spike.png").read_bytes()[:4] == b"\x89PNG"
     # Nothing left behind: the throwaway stacks are gone.
     assert not any((state_root / "bench-state").iterdir())

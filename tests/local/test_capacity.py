@@ -60,12 +60,12 @@ def test_spread_is_median_min_max() -> None:
         Spread.of([])
 
 
-def _round(login: float, query: float) -> dict[str, Any]:
+def _round(login: float, query: float, postgres: float = 10.0) -> dict[str, Any]:
     return {"round": 1, "logins": 100, "failed": 0, "errors": {}, "cpu_ms": login * 100, "ms_per_login": login,
-            "queries": 1000, "us_per_query": query}
+            "queries": 1000, "us_per_query": query, "postgres_us_per_query": postgres}
 
 
-def _capacity(variants: dict[str, tuple[str, list[tuple[float, float]]]]) -> dict[str, Any]:
+def _capacity(variants: dict[str, tuple[str, list[tuple[float, ...]]]]) -> dict[str, Any]:
     return {
         "started_at": "2026-12-01T00:00:00Z", "duration_s": 60, "pgbouncer": "1.24.1",
         "settings": {"rounds": 3, "login_seconds": 3, "warm_seconds": 2, "login_clients": 4, "warm_clients": 4},
@@ -101,8 +101,10 @@ def test_summary_medians_capacity_and_changes() -> None:
 
 def test_report_section_shows_headline_baselines_levers_and_sizing() -> None:
     text = "\n".join(capacity_report.section({"capacity": SAMPLE}, DEFAULTS))
-    assert "| **shipped** | 0.650 ms (0.600-0.700) | 1,538 | 31.0 us (30.0-32.0) | 32,258 |" in text
-    assert "| plain password | 3.700 ms (3.600-3.800)" in text
+    # Each figure also divided by its floor from the same run: the handshake's 0.55 ms, Postgres' 10 us.
+    assert ("| **shipped** | 1.24.1 | 0.650 ms (0.600-0.700) | 1.18x | 1,538 | 31.0 us (30.0-32.0) | 3.10x |"
+            " 32,258 |") in text
+    assert "| plain password | 1.24.1 | 3.700 ms (3.600-3.800) | 6.73x |" in text
     assert "| <= 0.5 ms PgBouncer CPU per login | 0.650 ms | **missed** |" in text
     # TLS's share from the same run: shipped minus no TLS; the split by side uses server_tls_off.
     assert "TLS on both sides costs 0.340 ms of each login and 12.0 us of each warm query" in text
@@ -191,8 +193,37 @@ def test_capacity_only_run_goes_into_the_report_already_there(tmp_path: Path,
     assert merged["targets"]["pgbouncer_cpu_per_login_ms"]["measured"] == 0.65
     markdown = (tmp_path / "benchmarks.md").read_text()
     assert "separate, later run (`lifeguard bench --out x --only capacity`" in markdown
-    assert "## 1. Spike capacity" in markdown and "| **shipped** | 0.650 ms" in markdown
+    assert "## 1. Spike capacity" in markdown and "| **shipped** | 1.24.1 | 0.650 ms" in markdown
     # A report from an older bench is refused, not half-rendered.
     (tmp_path / "benchmarks.json").write_text(json.dumps({"machine": {}, "settings": {}}))
     assert _write_capacity(dict(SAMPLE), tmp_path, "lifeguard bench --only capacity") == 1
     assert "is from an older `lifeguard bench`" in capsys.readouterr().err
+
+
+def test_report_compares_the_release_before_and_shows_the_image() -> None:
+    """1.24.1 beside 1.26.1 in one run (verifier and plain password on each), and the image's own row."""
+    capacity = _capacity({
+        SHIPPED: ("shipped", [(0.8, 16.0), (0.9, 18.0), (0.85, 17.0)]),
+        "plain_password": ("baseline", [(0.9, 16.0), (1.0, 17.0), (0.95, 18.0)]),
+        "pgbouncer_1_24_1": ("baseline", [(0.75, 17.0), (0.8, 18.0), (0.7, 16.0)]),
+        "pgbouncer_1_24_1_plain_password": ("baseline", [(3.4, 17.0), (3.6, 18.0), (3.5, 16.0)]),
+    })
+    capacity["pgbouncer"] = "1.26.1"
+    capacity["releases"] = {SHIPPED: "1.26.1", "plain_password": "1.26.1", "pgbouncer_1_24_1": "1.24.1",
+                            "pgbouncer_1_24_1_plain_password": "1.24.1"}
+    image = _capacity({"image": ("shipped", [(1.0, 20.0, 8.0), (1.2, 22.0, 8.0), (1.1, 21.0, 8.0)])})
+    image.update({"image": "lifeguard-pgbouncer:local", "pgbouncer": "1.26.1", "load_average_at_end": [1, 1, 1]})
+    image["tls_handshake"]["openssl"] = "OpenSSL 3.5.9 29 Sep 2026"
+    capacity["image"] = image
+    text = "\n".join(capacity_report.section({"capacity": capacity}, DEFAULTS))
+    assert "| Debian 13's PgBouncer 1.24.1" not in text  # labels come from the run: here the keys
+    assert "| pgbouncer 1 24 1 | 1.24.1 | 0.750 ms (0.700-0.800) |" in text
+    assert ("Before the upgrade, on 1.24.1 with the same settings: 0.75 ms per login with the verifier, 3.50 ms"
+            " with the plain password (4.7x); on 1.26.1 the plain password costs 0.95 ms, 1.1x the verifier's") in text
+    # On 1.26.1 the plain password costs what the verifier does: the text follows the figures.
+    assert "(+12% against the verifier, same within the spread): PgBouncer 1.26.1 does not derive" in text
+    assert "derives the SCRAM keys from it for every login" not in text
+    assert "derives the SCRAM keys from it for every login" in "\n".join(
+        capacity_report.section({"capacity": SAMPLE}, DEFAULTS))
+    assert "the image's own OpenSSL 3.5.9 for the handshake (0.550 ms)" in text
+    assert "| PgBouncer in the image | 1.100 ms (1.000-1.200) | 2.00x | 21.0 us (20.0-22.0) | 2.62x |" in text

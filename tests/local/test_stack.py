@@ -133,14 +133,14 @@ def test_port_in_use_is_a_clear_error(
     assert not port_in_use(ports[0])
 
 
-def test_missing_pgbouncer_build_says_how_to_make_it(
+def test_missing_pgbouncer_install_says_how_to_make_it(
     stack_dir: Path, ports: tuple[int, int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("LIFEGUARD_CACHE_DIR", str(stack_dir / "empty-cache"))  # nothing built there
+    monkeypatch.setenv("LIFEGUARD_CACHE_DIR", str(stack_dir / "empty-cache"))  # nothing installed there
     monkeypatch.delenv("LIFEGUARD_PGBOUNCER", raising=False)
     assert _up(stack_dir, ports) == 1
     err = capsys.readouterr().err
-    assert "run scripts/build-pgbouncer.sh" in err
+    assert "run scripts/install-pgbouncer.sh" in err
     assert "Traceback" not in err
 
 

@@ -1,4 +1,4 @@
-"""The EMF publisher against the real PgBouncer (the shipped 1.24.1): saturation, restarts, the sidecar command."""
+"""The EMF publisher against the real PgBouncer (the shipped release): saturation, restarts, the sidecar command."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from cryptography import x509
 
+from lifeguard.stack.pgbouncer_install import command
 from lifeguard.stack.pooler import local_settings, wait_for_port
 from lifeguard.stack.postgres import make_dsn
 from lifeguard.stack.system import SERVICE_USER, free_port, running_as_root, service_argv
@@ -336,9 +337,10 @@ def test_module_execs_a_pgbouncer_whose_console_the_stats_user_reads(
     shim = bin_dir / "pgbouncer"
     # What the entrypoint's exec hands on is recorded here: under root, service_argv gives PgBouncer a
     # fresh environment of its own (issue 31), so PgBouncer's /proc/PID/environ no longer shows it.
+    # The shipped binary runs through Debian 13's loader, linked as `pgbouncer`: comm stays "pgbouncer".
     exec_env = tmp_path / "exec.environ"
     shim.write_text(f'#!/bin/sh\n{hand_over}env -0 > {shlex.quote(str(exec_env))}\n'
-                    f'exec {shlex.join(service_argv([str(pgbouncer_binary)]))} "$@"\n')
+                    f'exec {shlex.join(service_argv(command(pgbouncer_binary)))} "$@"\n')
     shim.chmod(0o755)
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",

@@ -116,7 +116,10 @@ def test_versions_table_tracks_added_and_removed_keys() -> None:
     assert pinned.accepts("max_db_client_connections") and not PgBouncerVersion.parse("1.23.1").accepts(
         "max_db_client_connections"
     )
-    assert old.accepts("suspend_timeout") and pinned.accepts("suspend_timeout")  # removed only in 1.26
+    # Removed in 1.26 with online restart: 1.25 still takes it, the pinned 1.26.1 dies on it.
+    assert old.accepts("suspend_timeout") and PgBouncerVersion.parse("1.25.2").accepts("suspend_timeout")
+    assert not pinned.accepts("suspend_timeout")
+    assert pinned.accepts("transaction_timeout") and not PgBouncerVersion.parse("1.24.1").accepts("transaction_timeout")
     assert not old.accepts("no_such_setting")
     # 1.23 made SIGTERM wait for every client (test_real_pgbouncer checks which behaviour it gets).
     assert not old.at_least(1, 23) and pinned.at_least(1, 23)
@@ -127,10 +130,10 @@ def test_version_parses_pgbouncer_version_output() -> None:
     assert str(PgBouncerVersion.parse("1.24")) == "1.24.0"
 
 
-@pytest.mark.parametrize("text", ["1.17.1", "1.25.2", "1.26.0", "2.0"])
+@pytest.mark.parametrize("text", ["1.17.1", "1.27.0", "2.0"])
 def test_versions_outside_the_checked_tables_are_refused(text: str) -> None:
-    # 1.25 and 1.26 add and remove keys the table does not list: refuse rather than guess.
-    with pytest.raises(ValueError, match=r"use a release from 1\.18 to 1\.24"):
+    # A later release may add and remove keys the table does not list: refuse rather than guess.
+    with pytest.raises(ValueError, match=r"use a release from 1\.18 to 1\.26"):
         PgBouncerVersion.parse(text)
 
 
@@ -142,8 +145,8 @@ def test_extra_key_unknown_to_the_version_is_refused() -> None:
         SettingsError, match=r"PgBouncer 1\.18\.0 does not know the setting 'max_db_client_connections'"
     ):
         make(version=DEBIAN_BOOKWORM, extra={"max_db_client_connections": "30"})
-    with pytest.raises(SettingsError, match="does not know the setting 'transaction_timeout'"):
-        make(extra={"transaction_timeout": "30"})  # 1.25
+    with pytest.raises(SettingsError, match="does not know the setting 'suspend_timeout'"):
+        make(extra={"suspend_timeout": "30"})  # removed in 1.26
     with pytest.raises(SettingsError, match="does not know the setting 'no_such_setting'"):
         make(extra={"no_such_setting": "1"})
 
@@ -427,3 +430,11 @@ def test_userlist_refuses_passwords_pgbouncer_cannot_read() -> None:
 def test_userlist_refuses_empty_or_broken_entries(credentials: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         render_userlist(credentials)
+
+
+def test_query_wait_notify_is_rendered_where_the_release_knows_it() -> None:
+    """1.25+ sends a queued client a NOTICE after query_wait_notify seconds; 1.18 would die on the key."""
+    assert ini_pairs(make().render_ini())["query_wait_notify"] == "5"
+    assert "query_wait_notify" not in ini_pairs(make(version=DEBIAN_BOOKWORM).render_ini())
+    with pytest.raises(SettingsError, match="query_wait_notify"):
+        make(query_wait_notify=-1)
