@@ -21,6 +21,9 @@ from pgbouncer.scram import SALT_BYTES, scram_verifier
 @dataclass(frozen=True)
 class AppRoleCredentialsArgs:
     username: str
+    scram_iterations: int
+    """The verifier's count, for this generated password only (``pgbouncer.scram.APP_ITERATIONS``; never
+    lower it for a password a person chose): :func:`infra.deployed.app_scram_iterations`."""
 
 
 class AppRoleCredentials(pulumi.ComponentResource):
@@ -28,7 +31,7 @@ class AppRoleCredentials(pulumi.ComponentResource):
     password: pulumi.Output[str]
     """The plain password: only in ``DATABASE_URL``, which the functions need to log in."""
     verifier: pulumi.Output[str]
-    """``SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>``: the pooler's secret holds it."""
+    """``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>``: the pooler's secret holds it."""
 
     def __init__(self, name: str, args: AppRoleCredentialsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lifeguard:database:AppRoleCredentials", name, None, opts)
@@ -38,7 +41,7 @@ class AppRoleCredentials(pulumi.ComponentResource):
         # password (`pulumi up --replace`) keeps it, and the verifier changes with the password.
         salt = random.RandomId(f"{name}-scram-salt", byte_length=SALT_BYTES, opts=child)
         verifier: pulumi.Output[str] = pulumi.Output.all(password.result, salt.hex).apply(
-            lambda values: scram_verifier(str(values[0]), bytes.fromhex(str(values[1])))
+            lambda values: scram_verifier(str(values[0]), bytes.fromhex(str(values[1])), args.scram_iterations)
         )
         self.username = args.username
         self.password = mark_secret(password.result)

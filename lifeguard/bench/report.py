@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lifeguard.bench import capacity_report
+from lifeguard.bench import capacity_report, coldstart_report
 from lifeguard.load.chart import Series, backends_chart
 
 COMMAND = "lifeguard bench --out docs"
@@ -118,6 +118,7 @@ def render_markdown(r: dict[str, Any], chart_name: str) -> str:
         "",
     ]
     lines += capacity_report.section(r)
+    lines += coldstart_report.section(r)
     lines += [
         "## Targets",
         "",
