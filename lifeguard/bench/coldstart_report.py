@@ -40,7 +40,8 @@ def section(r: dict[str, Any]) -> list[str]:
         "## Cold starts: the function's side",
         "",
         *([f"From a separate run (`{c['command']}`; load average {machine.get('load_average_at_start')} at start, "
-           f"{machine.get('load_average_at_end', '-')} at end)." if c.get("command") else ""]),
+           f"{machine.get('load_average_at_end', '-')} at end, on {machine.get('cores')} cores: other work shared "
+           "the machine, which moves absolute times more than the ratios)." if c.get("command") else ""]),
         "",
         "Fresh processes, each one cold instance of the sample functions' own client (`lambdas/db.py`, from",
         f"its import to its first row), {s['runs']} per cell, through the pooled URL as shipped (TLS to",
