@@ -8,8 +8,8 @@ from lifeguard.bench.coldstart import PHASES, UNCAPPED
 from lifeguard.bench.cpucap import LAMBDA_MB_PER_VCPU
 
 
-def _size(mb: int) -> str:
-    return "uncapped" if mb == UNCAPPED else f"{mb} MB ({mb / LAMBDA_MB_PER_VCPU:.3f} vCPU)"
+def _size(mb: int, period_ms: int) -> str:
+    return "uncapped" if mb == UNCAPPED else f"{mb} MB ({mb / LAMBDA_MB_PER_VCPU:.3f} vCPU), {period_ms} ms"
 
 
 def _cell(spread: dict[str, Any], digits: int = 1) -> str:
@@ -33,9 +33,11 @@ def section(r: dict[str, Any]) -> list[str]:
     if "uncapped" in cgroup:
         how = f"No cgroup could be made here ({cgroup['uncapped']}), so every instance ran on a whole core."
     else:
-        quotas = ", ".join(f"{mb} MB {q / cgroup['period_us']:.3f}" for mb, q in cgroup["quota_us"].items())
+        periods = " and ".join(f"{p} ms" for p in s.get("periods_ms", []))
         how = (f"Each instance ran in a cgroup v{cgroup['version']} CPU cap of its memory size's share of a vCPU "
-               f"(Lambda: 1,769 MB = 1 vCPU; quota per {cgroup['period_us'] // 1000} ms period: {quotas}).")
+               f"(Lambda: 1,769 MB = 1 vCPU), once with each CFS period ({periods}): the cap lets a process run "
+               "its quota (share x period) and then stops it until the period ends, so the period sets how "
+               "coarsely time is sliced.")
     lines = [
         "## Cold starts: the function's side",
         "",
@@ -53,28 +55,31 @@ def section(r: dict[str, Any]) -> list[str]:
         "**Ratios** (medians of the same run; below 1 is faster). *First row* counts from before the import;",
         "*connect* from the import's end, i.e. the login and the first transaction alone:",
         "",
-        f"| memory | first row {other} ÷ {baseline} (pooled / direct) | connect {other} ÷ {baseline} "
+        f"| memory, period | first row {other} ÷ {baseline} (pooled / direct) | connect {other} ÷ {baseline} "
         f"(pooled / direct) | first row pooled ÷ direct ({other} / {baseline}) | connect pooled ÷ direct "
         f"({other} / {baseline}) |",
         "|---|---|---|---|---|",
     ]
-    for mb, q in c["ratios"].items():
+    for shape, q in c["ratios"].items():
+        mb, period = (int(part) for part in shape.split("/"))
         lines.append(
-            f"| {_size(int(mb))} | {_x(q[f'{other}_vs_{baseline}_pooled'])} / {_x(q[f'{other}_vs_{baseline}_direct'])}"
+            f"| {_size(mb, period)} | {_x(q[f'{other}_vs_{baseline}_pooled'])} / "
+            f"{_x(q[f'{other}_vs_{baseline}_direct'])}"
             f" | {_x(q[f'connect_{other}_vs_{baseline}_pooled'])} / {_x(q[f'connect_{other}_vs_{baseline}_direct'])}"
             f" | {_x(q[f'pooled_vs_direct_{other}'])} / {_x(q[f'pooled_vs_direct_{baseline}'])}"
             f" | {_x(q[f'connect_pooled_vs_direct_{other}'])} / {_x(q[f'connect_pooled_vs_direct_{baseline}'])} |"
         )
-    rows = sorted(c["results"], key=lambda x: (x["memory_mb"], x["path"] != "pooled", x["iterations"] != baseline))
+    rows = sorted(c["results"], key=lambda x: (-x["period_ms"], x["memory_mb"], x["path"] != "pooled",
+                                              x["iterations"] != baseline))
     lines += [
         "",
         "**The function's client** (import, then connect and first row):",
         "",
-        "| memory | path | iterations | import | connect | first row | failed |",
+        "| memory, period | path | iterations | import | connect | first row | failed |",
         "|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {_size(x['memory_mb'])} | {x['path']} | {x['iterations']:,} | {_cell(x['import_ms'], 0)} | "
-              f"{_cell(x['connect_ms'])} | {_cell(x['first_row_ms'], 0)} | {x['failed']} |"
+    lines += [f"| {_size(x['memory_mb'], x['period_ms'])} | {x['path']} | {x['iterations']:,} | "
+              f"{_cell(x['import_ms'], 0)} | {_cell(x['connect_ms'])} | {_cell(x['first_row_ms'], 0)} | {x['failed']} |"
               for x in rows if x["mode"] == "client"]
     lines += [
         "",
@@ -82,10 +87,10 @@ def section(r: dict[str, Any]) -> list[str]:
         "socket is writable; TLS the SSLRequest and handshake; SCRAM the startup packet and SASL exchange until",
         "AuthenticationOk; session what follows until ReadyForQuery; query `SELECT 1` to its row):",
         "",
-        "| memory | path | iterations | " + " | ".join(PHASES) + " |",
+        "| memory, period | path | iterations | " + " | ".join(PHASES) + " |",
         "|---|---|---|" + "---|" * len(PHASES),
     ]
-    lines += [f"| {_size(x['memory_mb'])} | {x['path']} | {x['iterations']:,} | "
+    lines += [f"| {_size(x['memory_mb'], x['period_ms'])} | {x['path']} | {x['iterations']:,} | "
               + " | ".join(_cell(x[f"{p}_ms"], 2) for p in PHASES) + " |"
               for x in rows if x["mode"] == "phases"]
     if c.get("errors"):

@@ -27,9 +27,10 @@ from pathlib import Path
 
 LAMBDA_MB_PER_VCPU = 1769
 PERIOD_US = 100_000
-"""CFS' default period; the quota is the share of it."""
+"""CFS' default period; the quota is the share of it. A capped process that spends its quota early
+in a period waits for the next one, so the period sets how coarsely the cap slices time."""
 MIN_QUOTA_US = 1_000
-"""The kernel's smallest quota (1 ms)."""
+"""The kernel's smallest quota (1 ms): 0.072 of a CPU needs a period of at least 14 ms."""
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -45,10 +46,11 @@ class CpuCap:
     path: Path
     share: float
     version: int
+    period_us: int = PERIOD_US
 
     @property
     def quota_us(self) -> int:
-        return max(MIN_QUOTA_US, round(self.share * PERIOD_US))
+        return max(MIN_QUOTA_US, round(self.share * self.period_us))
 
     def join(self) -> None:
         """Move the calling process into the group (run in the child between fork and exec)."""
@@ -77,28 +79,29 @@ def _v1_cpu_dir(root: Path) -> Path | None:
     return None
 
 
-def make_caps(shares: Sequence[float], name: str, root: Path = CGROUP_ROOT) -> tuple[list[CpuCap], str | None]:
-    """One group per share, or none and the reason no group could be made (then run uncapped)."""
+def make_caps(shares: Sequence[tuple[float, int]], name: str,
+              root: Path = CGROUP_ROOT) -> tuple[list[CpuCap], str | None]:
+    """One group per (share, period in µs), or none and the reason no group could be made (then run uncapped)."""
     made: list[CpuCap] = []
     try:
         if (root / "cgroup.controllers").exists():
             controllers = (root / "cgroup.subtree_control").read_text().split()
             if "cpu" not in controllers:
                 (root / "cgroup.subtree_control").write_text("+cpu")
-            for i, share in enumerate(shares):
-                cap = CpuCap(root / f"{name}-{i}", share, 2)
+            for i, (share, period) in enumerate(shares):
+                cap = CpuCap(root / f"{name}-{i}", share, 2, period)
                 cap.path.mkdir()
                 made.append(cap)
-                (cap.path / "cpu.max").write_text(f"{cap.quota_us} {PERIOD_US}")
+                (cap.path / "cpu.max").write_text(f"{cap.quota_us} {cap.period_us}")
         else:
             parent = _v1_cpu_dir(root)
             if parent is None:
                 return [], f"no cgroup cpu controller under {root} (neither v2's cpu.max nor v1's cpu.cfs_quota_us)"
-            for i, share in enumerate(shares):
-                cap = CpuCap(parent / f"{name}-{i}", share, 1)
+            for i, (share, period) in enumerate(shares):
+                cap = CpuCap(parent / f"{name}-{i}", share, 1, period)
                 cap.path.mkdir()
                 made.append(cap)
-                (cap.path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+                (cap.path / "cpu.cfs_period_us").write_text(str(cap.period_us))
                 (cap.path / "cpu.cfs_quota_us").write_text(str(cap.quota_us))
         for cap in made:
             # A group can exist and still refuse members (v2's rule against processes in inner groups).

@@ -107,6 +107,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cold-start-memory", type=_numbers("--cold-start-memory"), default=cold.memory_mb,
                         metavar="MB,MB,...", help="Lambda memory sizes whose CPU share caps each cold instance "
                         "(1769 MB = 1 vCPU; default " + ",".join(str(n) for n in cold.memory_mb) + ")")
+    parser.add_argument("--cold-start-periods", type=_numbers("--cold-start-periods"), default=cold.periods_ms,
+                        metavar="MS,MS,...", help="CFS periods the cap slices time in (default "
+                        + ",".join(str(n) for n in cold.periods_ms) + ")")
     parser.add_argument("--cold-start-iterations", type=_numbers("--cold-start-iterations"), default=cold.iterations,
                         metavar="BASE,OTHER", help="the two SCRAM iteration counts compared (default "
                         + ",".join(str(n) for n in cold.iterations) + ")")
@@ -129,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         capacity=CapacitySettings(rounds=args.capacity_rounds, login_seconds=args.capacity_login_seconds,
                                   warm_seconds=args.capacity_warm_seconds, variants=tuple(args.capacity_variants)),
         cold_start=coldstart.ColdStartSettings(runs=args.cold_start_runs, memory_mb=tuple(args.cold_start_memory),
-                                               iterations=tuple(args.cold_start_iterations)),
+                                               iterations=tuple(args.cold_start_iterations),
+                                               periods_ms=tuple(args.cold_start_periods)),
     )
     if args.state_dir is not None:
         root = args.state_dir.absolute()
@@ -213,10 +217,9 @@ def _non_default_args(args: argparse.Namespace) -> str:
     cold = defaults.cold_start
     if args.cold_start_runs != cold.runs:
         parts.append(f"--cold-start-runs {args.cold_start_runs}")
-    for name in ("memory", "iterations"):
-        value, default = tuple(getattr(args, f"cold_start_{name}")), getattr(cold, "memory_mb" if name == "memory"
-                                                                               else name)
-        if value != default:
+    for name, field in (("memory", "memory_mb"), ("periods", "periods_ms"), ("iterations", "iterations")):
+        value = tuple(getattr(args, f"cold_start_{name}"))
+        if value != getattr(cold, field):
             parts.append(f"--cold-start-{name} " + ",".join(str(n) for n in value))
     for name in ("direct_instances", "max_connections", "workers", "threads", "churn_clients", "churn_seconds",
                  "churn_rounds", "warm_clients", "warm_seconds", "reuseport_processes"):

@@ -26,6 +26,7 @@ def test_bench_writes_json_markdown_and_chart(state_root: Path, capsys: pytest.C
         "--reuseport-processes", "2",
         "--capacity-rounds", "1", "--capacity-login-seconds", "0.5", "--capacity-warm-seconds", "0.3",
         "--capacity-variants", "plain_password,no_tls",
+        "--cold-start-runs", "1", "--cold-start-memory", "1769", "--cold-start-periods", "100",
     ])
     captured = capsys.readouterr()
     assert code == 0, captured.err[-3000:]
@@ -58,6 +59,7 @@ def test_bench_writes_json_markdown_and_chart(state_root: Path, capsys: pytest.C
     assert prepared["prepare_threshold"] == 5 and prepared["queries_each"] > 0
     assert prepared["prepared"]["p50_ms"] > 0 and prepared["unprepared"]["p50_ms"] > 0
     assert results["machine"]["load_average_peak"] >= 0  # sampled at every step, for the noise note
+    assert results["cold_start"]["errors"] == {} and results["cold_start"]["results"]
     targets = results["targets"]
     assert set(targets) == {"spike_capacity", "churn_ratio", "warm_overhead_ms", "pgbouncer_cpu_per_login_ms",
                             "pgbouncer_cpu_per_warm_query_us"}

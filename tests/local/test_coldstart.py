@@ -27,13 +27,13 @@ root_only = pytest.mark.skipif(os.geteuid() != 0, reason="making a cgroup needs 
 
 
 def test_without_a_cgroup_hierarchy_it_says_so_and_caps_nothing(tmp_path: Path) -> None:
-    caps, why = make_caps([0.072], "lifeguard-test", root=tmp_path)
+    caps, why = make_caps([(0.072, 100_000)], "lifeguard-test", root=tmp_path)
     assert caps == [] and why is not None and "no cgroup cpu controller" in why
 
 
 @root_only
 def test_a_cap_holds_a_busy_process_to_its_share_of_a_cpu() -> None:
-    caps, why = make_caps([0.072], f"lifeguard-test-{os.getpid()}")
+    caps, why = make_caps([(0.072, 20_000)], f"lifeguard-test-{os.getpid()}")
     assert why is None, why
     [cap] = caps
     try:
@@ -63,21 +63,22 @@ def test_cold_start_measures_each_phase_and_restores_the_stacks_verifier(stack_d
     stack = LocalStack(stack_dir)
     config = stack.up(StackOptions(pg_port=ports[0], pooler_port=ports[1], durable=False))
     said: list[str] = []
-    result = coldstart.measure(stack, config, ColdStartSettings(runs=1, memory_mb=(1769,)), said.append)
+    settings = ColdStartSettings(runs=1, memory_mb=(1769,), periods_ms=(100,))
+    result = coldstart.measure(stack, config, settings, said.append)
 
     assert result["errors"] == {}
-    mb = 1769 if "uncapped" not in result["cgroup"] else coldstart.UNCAPPED
+    mb, period = (1769, 100) if "uncapped" not in result["cgroup"] else (coldstart.UNCAPPED, 0)
     for iterations in (ITERATIONS, APP_ITERATIONS):
         for path in ("pooled", "direct"):
             client = _row(result, iterations, path, "client")
-            assert client["memory_mb"] == mb and client["failed"] == 0
+            assert (client["memory_mb"], client["period_ms"], client["failed"]) == (mb, period, 0)
             assert {"import_ms", "connect_ms", "first_row_ms"} <= set(client)
             phases = _row(result, iterations, path, "phases")
             assert phases["failed"] == 0
             for phase in PHASES:
                 spread = phases[f"{phase}_ms"]
                 assert isinstance(spread, dict) and spread["n"] == 1 and spread["median"] >= 0
-    assert set(result["ratios"][str(mb)]) >= {f"{APP_ITERATIONS}_vs_{ITERATIONS}_pooled",
+    assert set(result["ratios"][f"{mb}/{period}"]) >= {f"{APP_ITERATIONS}_vs_{ITERATIONS}_pooled",
                                              f"pooled_vs_direct_{ITERATIONS}"}
     # Back to the stack's own verifier on both sides, and no cgroup left behind.
     verifier = stack.app_verifier(config)
@@ -98,13 +99,16 @@ def test_only_cold_start_goes_into_the_report_already_there(state_root: Path, tm
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     shutil.copy(DOCS / "benchmarks.json", tmp_path / "benchmarks.json")
     code = main(["bench", "--only", "cold-start", "--out", str(tmp_path), "--state-dir",
-                 str(state_root / "cold-bench-state"), "--cold-start-runs", "1", "--cold-start-memory", "1769"])
+                 str(state_root / "cold-bench-state"), "--cold-start-runs", "1", "--cold-start-memory", "1769",
+                 "--cold-start-periods", "100"])
     err = capsys.readouterr().err
     assert code == 0, err[-3000:]
     merged = json.loads((tmp_path / "benchmarks.json").read_text())
     cold = merged["cold_start"]
-    assert cold["command"].endswith("--only cold-start --cold-start-runs 1 --cold-start-memory 1769")
-    assert cold["settings"] == {"runs": 1, "memory_mb": [1769], "iterations": [ITERATIONS, APP_ITERATIONS]}
+    assert cold["command"].endswith("--only cold-start --cold-start-runs 1 --cold-start-memory 1769 "
+                                    "--cold-start-periods 100")
+    assert cold["settings"] == {"runs": 1, "memory_mb": [1769], "iterations": [ITERATIONS, APP_ITERATIONS],
+                                "periods_ms": [100]}
     assert "spike" in merged  # the other sections stay as measured
     markdown = (tmp_path / "benchmarks.md").read_text()
     assert "## Cold starts: the function's side" in markdown and "## 1. Spike capacity" in markdown
@@ -115,6 +119,7 @@ def test_only_cold_start_goes_into_the_report_already_there(state_root: Path, tm
     (["--cold-start-iterations", "4096"], "two different counts"),
     (["--cold-start-memory", "64"], "Lambda memory sizes"),
     (["--cold-start-runs", "0"], "at least 1"),
+    (["--cold-start-periods", "10"], "quota of at least 1 ms"),
 ])
 def test_bad_cold_start_settings_are_refused_before_anything_starts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
