@@ -41,9 +41,12 @@ def section(r: dict[str, Any]) -> list[str]:
     lines = [
         "## Cold starts: the function's side",
         "",
-        *([f"From a separate run (`{c['command']}`; load average {machine.get('load_average_at_start')} at start, "
-           f"{machine.get('load_average_at_end', '-')} at end, on {machine.get('cores')} cores: other work shared "
-           "the machine, which moves absolute times more than the ratios)." if c.get("command") else ""]),
+        *([f"From a separate run (`{c['command']}`) on {machine.get('cpu')}, {machine.get('cores')} cores, "
+           f"{machine.get('os')}, kernel {machine.get('kernel')}; Python {machine.get('python')}, psycopg "
+           f"{machine.get('psycopg')}, libpq {machine.get('libpq')}, {machine.get('openssl')}. Load average "
+           f"{machine.get('load_average_at_start')} at start, {machine.get('load_average_at_end', '-')} at end: other "
+           "work (parallel test and benchmark runs) shared the machine, which moves absolute times more than "
+           "the ratios." if c.get("command") else ""]),
         "",
         "Fresh processes, each one cold instance of the sample functions' own client (`lambdas/db.py`, from",
         f"its import to its first row), {s['runs']} per cell, through the pooled URL as shipped (TLS to",
