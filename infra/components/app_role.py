@@ -3,8 +3,9 @@
 The functions log in as this DML-only role through PgBouncer (``DATABASE_URL`` carries the
 password); PgBouncer holds only the verifier, and the migration job sets the same verifier in
 Postgres (``migrator/roles.py``). Both copies must be byte-identical for SCRAM pass-through, so the
-verifier is computed here, once (``pgbouncer.scram``), with a salt kept in the stack's state: an
-unchanged password gives an unchanged verifier, hence no secret update and no redeploy.
+verifier is computed here, once (``pgbouncer.scram``), with a salt kept in the stack's state and the
+stack's iteration count (:func:`infra.deployed.app_scram_iterations`): an unchanged password and
+count give an unchanged verifier, hence no secret update and no redeploy.
 """
 
 from __future__ import annotations

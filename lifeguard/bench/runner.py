@@ -371,6 +371,7 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
     }
     say = _watching_load(say, results["machine"])
     one = _start(state_root, "one-pgbouncer", settings, 1, say)
+    results["scram_iterations"] = one.config.scram_iterations  # the application role's verifier, as shipped
     try:
         say("[capacity] PgBouncer CPU per login and per warm query, as shipped and beside each lever")
         results["capacity"] = pooler_capacity.measure(one.stack, one.config, one.org_id, settings.capacity,
