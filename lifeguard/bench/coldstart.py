@@ -81,12 +81,15 @@ class ColdStartSettings:
 def _run_one(url: str, client_env: dict[str, str], mode: str, cap: CpuCap | None,
              redact: Redactor) -> dict[str, Any]:
     env = worker_env(url, READ_INVOICES.name, client=client_env)
-    result = subprocess.run(
-        [sys.executable, "-m", "lifeguard.bench.cold_instance", mode], env=env, capture_output=True, text=True,
-        timeout=RUN_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL,
-        # Joins the cgroup between fork and exec; the bench runs no other threads that could hold a lock then.
-        preexec_fn=cap.join if cap else None,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "lifeguard.bench.cold_instance", mode], env=env, capture_output=True, text=True,
+            timeout=RUN_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL,
+            # Joins the cgroup between fork and exec; the bench runs no other threads that could hold a lock then.
+            preexec_fn=cap.join if cap else None,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"no first row within {RUN_TIMEOUT_S} s"}
     lines = result.stdout.strip().splitlines()
     try:
         report: dict[str, Any] = json.loads(lines[-1]) if lines else {}
