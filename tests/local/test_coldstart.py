@@ -129,3 +129,17 @@ def test_bad_cold_start_settings_are_refused_before_anything_starts(
     assert code == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "s" / "cold-start").exists()
+
+
+def test_on_cgroup_v2_it_enables_cpu_and_writes_cpu_max(tmp_path: Path) -> None:
+    """This host has cgroup v1, so v2's files are checked on a stand-in folder: what is written where.
+    (The kernel's side of v2 is not exercised here; the v1 cap above is, for real.)"""
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("")
+    caps, why = make_caps([(128 / 1769, 20_000), (1.0, 100_000)], "lifeguard-test", root=tmp_path)
+    assert why is None
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu"
+    assert [(cap.version, (cap.path / "cpu.max").read_text()) for cap in caps] == [
+        (2, "1447 20000"), (2, "100000 100000")]
+    # The probe joined each group (a regular file here, so it stays behind with the pid).
+    assert all((cap.path / "cgroup.procs").read_text().isdigit() for cap in caps)
