@@ -2,6 +2,8 @@
 
 0. The headline (:mod:`lifeguard.bench.capacity`): PgBouncer's own CPU per login and per warm
    query as shipped, beside the plain-password and no-TLS baselines and each lever tried.
+   Then the function's side of a cold start (:mod:`lifeguard.bench.coldstart`): fresh processes
+   capped at Lambda CPU shares, each SCRAM iteration count, pooled and direct.
 1. Spike capacity: the largest number of concurrent instances (up to ``max_instances``) served
    with zero errors through PgBouncer while Postgres' backends stay at or below the pool size;
    direct for comparison.
