@@ -121,6 +121,8 @@ class DatabaseConfig:
     max_connections: int
     reserved_connections: int
     migration_headroom: int
+    scram_iterations: int | None = None
+    """``scramIterations`` when set; ``None``: the stack keeps its count (``deployed.app_scram_iterations``)."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,10 @@ class _Reader:
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{PROJECT}:{key}: {message}")
 
+    def given(self, key: str) -> bool:
+        """Whether the stack's config sets ``key`` (rather than leaving it to its default)."""
+        return self._values.get(key) not in (None, "")
+
     def has_problem(self, key: str) -> bool:
         return any(problem.startswith(f"{PROJECT}:{key}: ") for problem in self.problems)
 
@@ -266,7 +272,7 @@ class _Reader:
     def _read_key(self, spec: Key) -> object:
         # Bounds are checked on given values: a fixed default is within them (a test checks the table),
         # a derived one is checked where it comes from (availabilityZones for availabilityZoneCount).
-        given = self._values.get(spec.name) not in (None, "")
+        given = self.given(spec.name)
         if isinstance(spec, WholeKey):
             whole = self._parse(spec.name, self._default(spec.default), _parse_whole, "a whole number")
             if given and not spec.low <= whole <= spec.high:
@@ -498,6 +504,7 @@ def _database(read: _Reader) -> DatabaseConfig:
         max_connections=read.integer("maxConnections"),
         reserved_connections=read.integer("reservedConnections"),
         migration_headroom=read.integer("migrationHeadroom"),
+        scram_iterations=read.integer("scramIterations") if read.given("scramIterations") else None,
     )
 
 

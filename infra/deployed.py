@@ -6,23 +6,30 @@ gone), and a major version upgrade with ``dbApplyImmediately`` off leaves the ol
 attached until the maintenance window, so Pulumi's deletion of it fails the ``up``
 (``InvalidDBParameterGroupState``). Neither shows in a preview as anything but an ordinary diff.
 
-So every ``up`` exports :data:`RECORD_OUTPUT` (those settings, plain), and the program reads it back
+So every ``up`` exports :data:`RECORD_OUTPUT` (those settings, plain, and the application role's
+SCRAM iteration count), and the program reads it back
 from its own stack through the engine's ``pulumi:pulumi:readStackOutputs`` (what a ``StackReference``
 reads, here synchronously, before the first resource is registered) and refuses such a change with
 the key to set back. A stack that has never been deployed, or last deployed before the record
 existed, has none: nothing is refused, and its next ``up`` records it.
+
+The same record keeps the application role's verifier as it is: PgBouncer's copy and Postgres'
+must be byte-identical, so a new count (a new verifier) is only ever the user's deliberate
+``scramIterations`` (:func:`app_scram_iterations`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 
 from infra.config import PROJECT, DatabaseConfig
+from infra.keys import whole_default
 from infra.naming import organization
 from infra.outputs import DATABASE_SETTINGS
+from pgbouncer.scram import ITERATIONS
 
 READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 """The engine's builtin invoke behind ``StackReference`` (the Node SDK's synchronous reads use it too)."""
@@ -31,11 +38,13 @@ RECORD_OUTPUT = DATABASE_SETTINGS
 POSTGRES_MAJOR_VERSION = "postgresMajorVersion"
 DB_NAME = "dbName"
 DB_USERNAME = "dbUsername"
+SCRAM_ITERATIONS = "scramIterations"
 
 
-def record(cfg: DatabaseConfig) -> dict[str, str]:
+def record(cfg: DatabaseConfig, scram_iterations: int) -> dict[str, str]:
     """What the stack exports as :data:`RECORD_OUTPUT`: strings, so the record reads back unchanged."""
-    return {POSTGRES_MAJOR_VERSION: str(cfg.postgres_major_version), DB_NAME: cfg.db_name, DB_USERNAME: cfg.username}
+    return {POSTGRES_MAJOR_VERSION: str(cfg.postgres_major_version), DB_NAME: cfg.db_name, DB_USERNAME: cfg.username,
+            SCRAM_ITERATIONS: str(scram_iterations)}
 
 
 def this_stack() -> str:
@@ -43,12 +52,32 @@ def this_stack() -> str:
     return f"{organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
 
 
-def recorded() -> Mapping[str, Any] | None:
-    """The record of this stack's last ``up``, or ``None`` when there is none."""
+def stack_outputs() -> Mapping[str, Any]:
+    """This stack's outputs from its last ``up``; empty when it has never been deployed."""
     result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": this_stack()})
     outputs = (result.value or {}).get("outputs") or {}
-    value = outputs.get(RECORD_OUTPUT)
+    return outputs if isinstance(outputs, Mapping) else {}
+
+
+def recorded(outputs: Mapping[str, Any] | None = None) -> Mapping[str, Any] | None:
+    """The record of this stack's last ``up``, or ``None`` when there is none."""
+    value = (stack_outputs() if outputs is None else outputs).get(RECORD_OUTPUT)
     return value if isinstance(value, Mapping) else None
+
+
+def app_scram_iterations(configured: int | None, outputs: Mapping[str, Any]) -> int:
+    """The application role's verifier's count: ``scramIterations`` when set, else what the stack has.
+
+    A new stack (no outputs) gets the key's default; a deployed stack keeps its recorded count, and one
+    deployed before the count was recorded keeps Postgres' 4096, which every verifier had then. So
+    upgrading lifeguard never changes a verifier: only setting the key does (docs/roles.md, in order).
+    """
+    if configured is not None:
+        return configured
+    if not outputs:
+        return whole_default(SCRAM_ITERATIONS)
+    kept = _whole((recorded(outputs) or {}).get(SCRAM_ITERATIONS))
+    return ITERATIONS if kept is None else kept
 
 
 def refused_changes(deployed: Mapping[str, Any] | None, cfg: DatabaseConfig) -> list[str]:
@@ -86,7 +115,3 @@ def _whole(value: Any) -> int | None:
     text = str(value) if value is not None else ""
     return int(text) if text.isdigit() else None
 
-
-def check(cfg: DatabaseConfig) -> Sequence[str]:
-    """:func:`refused_changes` against this stack's own record."""
-    return refused_changes(recorded(), cfg)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from infra.types import API_ACCESS, ARCHITECTURES
+from pgbouncer.scram import APP_ITERATIONS, ITERATIONS, MAX_ITERATIONS, MIN_APP_ITERATIONS
 
 # Where users read what each key means; the error for an unknown key points there.
 REFERENCE_DOC = 'README.md, "Configuration reference" > "The AWS stack (`pulumi config`)"'
@@ -158,6 +159,12 @@ KEYS: tuple[Key, ...] = (
     TextKey("dbAppUsername", default="lifeguard_app", meaning=(
         "The DML-only application role `DATABASE_URL` (the functions, through PgBouncer) logs in as; the "
         "migration job creates it (lower case, not `dbUsername`).")),
+    WholeKey("scramIterations", default=APP_ITERATIONS, low=MIN_APP_ITERATIONS, high=MAX_ITERATIONS, meaning=(
+        f"SCRAM iteration count of the application role's verifier, for its generated password only "
+        f"(docs/roles.md: the count guards a guessable password, and costs every cold start). The default "
+        f"applies to a new stack; a stack deployed before this key keeps {ITERATIONS} (Postgres' own), and "
+        "a deployed stack keeps the count it has until this key is set: then `pulumi up` and, at once, the "
+        "migration job (PgBouncer and Postgres must hold the same verifier; docs/roles.md gives the order).")),
     WholeKey("dbBackupRetentionDays", default=7, low=1, high=35, meaning=(
         "Automated backup retention (1 to 35 days).")),
     FlagKey("dbMultiAz", default=AS_PRODUCTION, meaning=(

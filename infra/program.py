@@ -136,9 +136,11 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     account = policies.Account.from_caller_arn(caller.arn, caller.account_id, region)
     zones = resolve_availability_zones(cfg)
     # Before any resource: a change that would replace the database or fail half-way is refused here.
-    refused = deployed.check(cfg.database)
+    last_up = deployed.stack_outputs()
+    refused = deployed.refused_changes(deployed.recorded(last_up), cfg.database)
     if refused:
         raise InfraConfigError(refused)
+    scram_iterations = deployed.app_scram_iterations(cfg.database.scram_iterations, last_up)
     # Fail on missing build inputs before creating anything.
     context_tag(paths.pgbouncer_context, cfg.pooler.architecture)
     context_tag(paths.migrator_context, cfg.migration.architecture)
@@ -171,7 +173,8 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             log_retention_days=cfg.log_retention_days,
         ),
     )
-    app_role = AppRoleCredentials("app-role", AppRoleCredentialsArgs(username=db_cfg.app_username))
+    app_role = AppRoleCredentials("app-role", AppRoleCredentialsArgs(username=db_cfg.app_username,
+                                                                     scram_iterations=scram_iterations))
     secret_prefix = _secret_name_prefix(region)
     metrics_service = metrics_service_name(region)
     pooler_ca = PoolerCertificateAuthority(
@@ -282,7 +285,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.DATABASE_ENDPOINT: database.address,
         output_names.DATABASE_PORT: database.port,
         output_names.DATABASE_IDENTIFIER: database.identifier,
-        output_names.DATABASE_SETTINGS: deployed.record(db_cfg),
+        output_names.DATABASE_SETTINGS: deployed.record(db_cfg, scram_iterations),
         output_names.POOLED_SECRET_ARN: secrets.pooled_secret_arn,
         output_names.DIRECT_SECRET_ARN: secrets.direct_secret_arn,
         output_names.POOLER_SECRET_ARN: pooler.credentials_secret_arn,

@@ -413,14 +413,17 @@ class Database:
         self._resolved = None
         return self._open()
 
-    def _open(self) -> Connection:
+    def conninfo(self) -> str:
+        """What libpq is given: the URL, plus :meth:`ClientSettings.libpq_defaults` it does not set itself."""
         url, settings = self.resolve()
         in_url = _check_url(url, "the database URL")
         defaults = {k: v for k, v in settings.libpq_defaults().items() if k not in in_url}
+        return make_conninfo(url, **defaults)
+
+    def _open(self) -> Connection:
+        _, settings = self.resolve()
         try:
-            conn = psycopg.connect(
-                make_conninfo(url, **defaults), autocommit=True, prepare_threshold=settings.prepare_threshold
-            )
+            conn = psycopg.connect(self.conninfo(), autocommit=True, prepare_threshold=settings.prepare_threshold)
         except psycopg.Error as exc:
             reason = _classify(exc, default="unreachable")
             logger.warning("database connect failed: %s (%s)", reason, self._redact(_summary(exc)),

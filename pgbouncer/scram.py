@@ -29,6 +29,19 @@ SALT_BYTES = 16
 KEY_BYTES = 32
 """SHA-256 output: the length of StoredKey and ServerKey."""
 MAX_ITERATIONS = 2**31 - 1
+APP_ITERATIONS = 16
+"""The application role's count, for its machine-generated password only (never one a person typed).
+
+The count slows an attacker who holds a stored verifier and guesses the password: 4,096 adds 12
+bits of work to each guess. The application role's password is generated (over 190 bits), and the
+functions hold the password itself in ``DATABASE_URL``, so those 12 bits protect nothing; what they
+cost is the client's PBKDF2 at every cold start, a third of a 128 MB function's connect
+(``lifeguard bench --only cold-start``; docs/roles.md). A password a user chose needs Postgres'
+default or more: never lower the count for one."""
+MIN_APP_ITERATIONS = 16
+"""The floor: the lowest count every driver in tests/compat logs in with (tests/compat/test_scram_floor.py).
+Below it nothing measurable is left to save (16 HMACs), and drivers' edge cases begin (RFC 7677
+asks servers for at least 4,096, and a client may enforce that: keep 4,096 for such a client)."""
 _SHAPE = re.compile(r"^SCRAM-SHA-256\$(?P<iterations>[0-9]+):(?P<salt>[^$:]+)\$(?P<stored>[^$:]+):(?P<server>[^$:]+)$")
 
 
@@ -50,6 +63,19 @@ class ScramVerifier:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def check_app_iterations(iterations: int, where: str) -> int:
+    """``iterations`` if the application role may use it; otherwise a :class:`VerifierError` naming ``where``."""
+    if isinstance(iterations, bool) or not isinstance(iterations, int):
+        raise VerifierError(f"{where} must be a whole number, got {type(iterations).__name__}")
+    if not MIN_APP_ITERATIONS <= iterations <= MAX_ITERATIONS:
+        raise VerifierError(
+            f"{where} must be from {MIN_APP_ITERATIONS} (the lowest count every tested driver logs in with) to "
+            f"{MAX_ITERATIONS}, got {iterations}; {APP_ITERATIONS} is the default for the generated password, "
+            f"{ITERATIONS} Postgres' own"
+        )
+    return iterations
 
 
 def scram_verifier(password: str, salt: bytes, iterations: int = ITERATIONS) -> str:

@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from lifeguard.stack.pooler import PoolerProcess
 from lifeguard.stack.postgres import make_dsn
+from lifeguard.stack.roles import app_verifier
 from lifeguard.stack.safe_paths import read_service_file
 from lifeguard.stack.stack import LocalStack, StackConfig
 from lifeguard.stack.system import own_for_service, service_uid, write_as_service
@@ -41,6 +43,23 @@ def use_plain_password(stack: LocalStack, config: StackConfig) -> None:
         _reload_with(process, userlist)
     # A login through the pooled URL proves the new file works.
     with psycopg.connect(stack.pooled_url(config), prepare_threshold=None, connect_timeout=5) as conn:
+        conn.execute("SELECT 1")
+
+
+def use_iterations(stack: LocalStack, config: StackConfig, iterations: int) -> None:
+    """Give the application role a verifier with ``iterations`` (same password and salt) in Postgres and
+    every PgBouncer's auth_file, in that order, and prove a pooled login with it.
+
+    For the cold-start benchmark, which prices the count in one run; the stack's own count
+    (``StackConfig.scram_iterations``) is what ``use_iterations(stack, config, config.scram_iterations)`` restores.
+    """
+    verifier = app_verifier(stack.app_password(), stack.state_dir, iterations)
+    with psycopg.connect(stack.superuser_url(config), autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(config.user), sql.Literal(verifier)))
+    userlist = render_userlist({config.user: verifier, STATS_USER: stack.stats_password()})
+    for process in stack.poolers(config):
+        _reload_with(process, userlist)
+    with psycopg.connect(stack.pooled_url(config), prepare_threshold=None, connect_timeout=10) as conn:
         conn.execute("SELECT 1")
 
 

@@ -2,6 +2,8 @@
 
 0. The headline (:mod:`lifeguard.bench.capacity`): PgBouncer's own CPU per login and per warm
    query as shipped, beside the plain-password and no-TLS baselines and each lever tried.
+   Then the function's side of a cold start (:mod:`lifeguard.bench.coldstart`): fresh processes
+   capped at Lambda CPU shares, each SCRAM iteration count, pooled and direct.
 1. Spike capacity: the largest number of concurrent instances (up to ``max_instances``) served
    with zero errors through PgBouncer while Postgres' backends stay at or below the pool size;
    direct for comparison.
@@ -31,6 +33,7 @@ from lambdas.contract import READ_INVOICES
 from lambdas.db import ClientSettings
 from lambdas.example_events import example_event
 from lifeguard.bench import capacity as pooler_capacity
+from lifeguard.bench import coldstart
 from lifeguard.bench.capacity import CapacitySettings
 from lifeguard.bench.cpu import ServerCpu
 from lifeguard.bench.experiments import use_plain_password
@@ -70,6 +73,8 @@ class BenchSettings:
     """Also measure the distribution's PgBouncer when it is another release than the shipped one."""
     capacity: CapacitySettings = field(default_factory=CapacitySettings)
     """The headline: PgBouncer CPU per login and per warm query (:mod:`lifeguard.bench.capacity`)."""
+    cold_start: coldstart.ColdStartSettings = field(default_factory=coldstart.ColdStartSettings)
+    """The function's side of a cold start at Lambda CPU shares (:mod:`lifeguard.bench.coldstart`)."""
 
     def check(self) -> None:
         if not self.levels or any(n < 1 for n in self.levels) or list(self.levels) != sorted(self.levels):
@@ -81,6 +86,7 @@ class BenchSettings:
         if self.churn_rounds < 1:
             raise ValueError("--churn-rounds must be at least 1")
         self.capacity.check()
+        self.cold_start.check()
 
 
 @dataclass
@@ -367,11 +373,15 @@ def run_bench(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, 
     }
     say = _watching_load(say, results["machine"])
     one = _start(state_root, "one-pgbouncer", settings, 1, say)
+    results["scram_iterations"] = one.config.scram_iterations  # the application role's verifier, as shipped
     try:
         say("[capacity] PgBouncer CPU per login and per warm query, as shipped and beside each lever")
         results["capacity"] = pooler_capacity.measure(one.stack, one.config, one.org_id, settings.capacity,
                                                       state_root / "capacity", say)
         say(capacity_line(results["capacity"]))
+        say("[cold start] fresh processes at Lambda CPU shares, each verifier count, pooled and direct")
+        results["cold_start"] = coldstart.measure(one.stack, one.config, settings.cold_start, say)
+        say(coldstart.line(results["cold_start"]))
         say("[spike] direct, then through one PgBouncer process, growing until a level fails")
         results["spike"] = capacity(one, settings, say, settings.levels)
         # PgBouncer keeps the spike's server connections idle for server_idle_timeout; restart it
@@ -464,6 +474,20 @@ def run_capacity(settings: BenchSettings, state_root: Path, say: Say) -> dict[st
                                             settings.capacity, say)
     result["machine"] = describe()
     say(capacity_line(result))
+    return result
+
+
+def run_cold_start(settings: BenchSettings, state_root: Path, say: Say) -> dict[str, Any]:
+    """Only the cold-start section (``lifeguard bench --only cold-start``): a few minutes."""
+    settings.check()
+    machine = describe()
+    one = _start(state_root, "cold-start", settings, 1, say)
+    try:
+        result = coldstart.measure(one.stack, one.config, settings.cold_start, say)
+    finally:
+        one.stack.down(purge=True)
+    result["machine"] = {**machine, "load_average_at_end": load_average()}
+    say(coldstart.line(result))
     return result
 
 

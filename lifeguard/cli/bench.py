@@ -4,7 +4,8 @@ Starts its own throwaway stacks in a temporary state directory on free ports, ru
 measurement in one go on this machine, stops everything, and writes ``benchmarks.json``,
 ``benchmarks.md`` and ``benchmarks-spike.png`` to ``--out``. ``--only capacity`` measures just the
 headline (PgBouncer's CPU as shipped and beside each lever, a minute or two) and puts it into the
-report already in ``--out``.
+report already in ``--out``; ``--only cold-start`` likewise measures just the function's side of a
+cold start (fresh processes at Lambda CPU shares, each SCRAM iteration count, pooled and direct).
 """
 
 from __future__ import annotations
@@ -14,14 +15,22 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 
-from lifeguard.bench import report
+from lifeguard.bench import coldstart, report
 from lifeguard.bench.capacity import VARIANT_KEYS, CapacitySettings, variants_from_text
 from lifeguard.bench.experiments import ExperimentError
-from lifeguard.bench.runner import BenchSettings, capacity_line, capacity_targets, run_bench, run_capacity
+from lifeguard.bench.runner import (
+    BenchSettings,
+    capacity_line,
+    capacity_targets,
+    run_bench,
+    run_capacity,
+    run_cold_start,
+)
 from lifeguard.load.invoker import InvokerError
 from lifeguard.stack.safe_paths import UnsafePathError, owned_dir
 from lifeguard.stack.stack import STACK_ERRORS
@@ -37,6 +46,19 @@ def _levels(text: str) -> tuple[int, ...]:
     if not levels:
         raise argparse.ArgumentTypeError("--levels needs at least one number")
     return levels
+
+
+def _numbers(flag: str) -> Callable[[str], tuple[int, ...]]:
+    """A parser of ``N,N,...`` for ``flag``."""
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            numbers = tuple(int(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be comma-separated whole numbers, got {text!r}") from None
+        if not numbers:
+            raise argparse.ArgumentTypeError(f"{flag} needs at least one number")
+        return numbers
+    return parse
 
 
 def _add_number(
@@ -70,9 +92,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compare", action="store_true",
                         help="skip the runs on the distribution's own PgBouncer (Debian 12: 1.18)")
     cap = defaults.capacity
-    parser.add_argument("--only", choices=("all", "capacity"), default="all",
-                        help="capacity: only the headline (PgBouncer CPU per login and per warm query), merged into "
-                        "the report in --out (default: all)")
+    parser.add_argument("--only", choices=("all", "capacity", "cold-start"), default="all",
+                        help="capacity: only the headline (PgBouncer CPU per login and per warm query); cold-start: "
+                        "only the function's side of a cold start; either merged into the report in --out "
+                        "(default: all)")
     _add_number(parser, "--capacity-rounds", int, cap.rounds, "repetitions of every capacity variant")
     _add_number(parser, "--capacity-login-seconds", float, cap.login_seconds, "cold starts per variant and round")
     _add_number(parser, "--capacity-warm-seconds", float, cap.warm_seconds, "warm queries per variant and round")
@@ -81,6 +104,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", action="store_true",
                         help="with --only capacity: also measure the shipped pooler image as its task runs it "
                              "(root: starts a private Docker engine)")
+    cold = defaults.cold_start
+    _add_number(parser, "--cold-start-runs", int, cold.runs,
+                "cold instances per memory size, path, iteration count and mode")
+    parser.add_argument("--cold-start-memory", type=_numbers("--cold-start-memory"), default=cold.memory_mb,
+                        metavar="MB,MB,...", help="Lambda memory sizes whose CPU share caps each cold instance "
+                        "(1769 MB = 1 vCPU; default " + ",".join(str(n) for n in cold.memory_mb) + ")")
+    parser.add_argument("--cold-start-periods", type=_numbers("--cold-start-periods"), default=cold.periods_ms,
+                        metavar="MS,MS,...", help="CFS periods the cap slices time in (default "
+                        + ",".join(str(n) for n in cold.periods_ms) + ")")
+    parser.add_argument("--cold-start-iterations", type=_numbers("--cold-start-iterations"), default=cold.iterations,
+                        metavar="BASE,OTHER", help="the two SCRAM iteration counts compared (default "
+                        + ",".join(str(n) for n in cold.iterations) + ")")
     parser.add_argument("--state-dir", type=Path, metavar="DIR",
                         help="parent directory for the throwaway stacks (default: a new temporary one)")
     parser.set_defaults(func=run)
@@ -100,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
         capacity=CapacitySettings(rounds=args.capacity_rounds, login_seconds=args.capacity_login_seconds,
                                   warm_seconds=args.capacity_warm_seconds, variants=tuple(args.capacity_variants),
                                   images=args.images),
+        cold_start=coldstart.ColdStartSettings(runs=args.cold_start_runs, memory_mb=tuple(args.cold_start_memory),
+                                               iterations=tuple(args.cold_start_iterations),
+                                               periods_ms=tuple(args.cold_start_periods)),
     )
     if args.state_dir is not None:
         root = args.state_dir.absolute()
@@ -118,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
         cleanup = True
     root.chmod(0o711)
     try:
-        results = run_capacity(settings, root, _say) if args.only == "capacity" else run_bench(settings, root, _say)
+        only = {"capacity": run_capacity, "cold-start": run_cold_start}.get(args.only, run_bench)
+        results = only(settings, root, _say)
     except _ERRORS as exc:
         _say(f"lifeguard bench: error: {exc}")
         return 1
@@ -128,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
     command = "lifeguard bench" + _non_default_args(args)
     if args.only == "capacity":
         return _write_capacity(results, args.out, command)
+    if args.only == "cold-start":
+        return _merge(results, "cold_start", {}, coldstart.line(results), args.out, command)
     written = report.write(results, args.out, command=command)
     for kind, path in written.items():
         _say(f"{kind}: {path}")
@@ -137,16 +178,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_capacity(capacity: dict[str, object], out: Path, command: str) -> int:
-    """Put a capacity-only run into the full report already in ``out`` (its other sections stay as measured)."""
+    return _merge(capacity, "capacity", capacity_targets(capacity), capacity_line(capacity), out, command)
+
+
+def _merge(section: dict[str, object], key: str, targets: dict[str, object], summary: str, out: Path,
+           command: str) -> int:
+    """Put a one-section run into the full report already in ``out`` (its other sections stay as measured)."""
     previous = out / "benchmarks.json"
     if not previous.exists():
-        _say(f"lifeguard bench: error: --only capacity adds to {previous}, which does not exist; run the full "
-             "`lifeguard bench` first")
+        _say(f"lifeguard bench: error: --only {key.replace('_', '-')} adds to {previous}, which does not exist; run "
+             "the full `lifeguard bench` first")
         return 1
     results = json.loads(previous.read_text())
-    capacity["command"] = command
-    results["capacity"] = capacity
-    results["targets"] = {**results.get("targets", {}), **capacity_targets(capacity)}
+    section["command"] = command
+    results[key] = section
+    results["targets"] = {**results.get("targets", {}), **targets}
     try:
         text = report.render_markdown(results, results.get("chart", "benchmarks-spike.png"))
     except KeyError as exc:
@@ -157,7 +203,7 @@ def _write_capacity(capacity: dict[str, object], out: Path, command: str) -> int
     markdown = out / "benchmarks.md"
     markdown.write_text(text)
     _say(f"json: {previous}\nmarkdown: {markdown}")
-    _say(capacity_line(capacity))
+    _say(summary)
     return 0
 
 
@@ -176,6 +222,13 @@ def _non_default_args(args: argparse.Namespace) -> str:
         parts.append("--capacity-variants all")
     elif tuple(args.capacity_variants) != cap.variants:
         parts.append("--capacity-variants " + ",".join(args.capacity_variants))
+    cold = defaults.cold_start
+    if args.cold_start_runs != cold.runs:
+        parts.append(f"--cold-start-runs {args.cold_start_runs}")
+    for name, field in (("memory", "memory_mb"), ("periods", "periods_ms"), ("iterations", "iterations")):
+        value = tuple(getattr(args, f"cold_start_{name}"))
+        if value != getattr(cold, field):
+            parts.append(f"--cold-start-{name} " + ",".join(str(n) for n in value))
     for name in ("direct_instances", "max_connections", "workers", "threads", "churn_clients", "churn_seconds",
                  "churn_rounds", "warm_clients", "warm_seconds", "reuseport_processes"):
         if getattr(args, name) != getattr(defaults, name):

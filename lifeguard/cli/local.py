@@ -48,6 +48,11 @@ def add_stack_options(parser: argparse.ArgumentParser) -> None:
         "--pgbouncer", metavar="PATH",
         help="the PgBouncer binary to run (default: the shipped release, installed by scripts/install-pgbouncer.sh)",
     )
+    parser.add_argument(
+        "--scram-iterations", type=int, metavar="N",
+        help="SCRAM iteration count of the application role's verifier, for its generated password only "
+        "(default 16; docs/roles.md); fixed when the stack is made",
+    )
 
 
 def stack_options(args: argparse.Namespace) -> StackOptions:
@@ -58,6 +63,7 @@ def stack_options(args: argparse.Namespace) -> StackOptions:
         pooler_processes=args.pooler_processes,
         max_client_conn=args.max_client_conn,
         pgbouncer=str(Path(args.pgbouncer).absolute()) if args.pgbouncer else None,
+        scram_iterations=args.scram_iterations,
     )
 
 

@@ -254,7 +254,7 @@ def start_stack_pooler(stack: LocalStack, config: StackConfig, progress: Progres
         stats_users=(STATS_USER,),
     )
     # As shipped: the application role's SCRAM verifier, not its password.
-    credentials = json.dumps({"username": config.user, "password": stack.app_verifier()})
+    credentials = json.dumps({"username": config.user, "password": stack.app_verifier(config)})
     stats = json.dumps({"username": STATS_USER, "password": stack.stats_password()})
     task = pooler_task(built.pooler, settings.to_json(), credentials, stats,
                        nofile=settings.required_open_files() + 1024, stop_timeout_s=30,
@@ -273,7 +273,7 @@ def migrate_stack(stack: LocalStack, config: StackConfig, timeout: float) -> Mig
     images = LocalImages(stack.state_dir)
     direct = make_dsn("127.0.0.1", config.pg_port, config.owner, stack.owner_password(), config.dbname,
                       sslmode="verify-full", sslrootcert=str(RDS_CA_BUNDLE_PATH))
-    verifier = stack.app_verifier()
+    verifier = stack.app_verifier(config)
     task = migration_task(f"{MIGRATOR_REPOSITORY}:{LOCAL_TAG}", direct, config.user, verifier)
     code, output = images.migrate(task, timeout)
     return stack.migration_run(code, output, direct, verifier)

@@ -29,12 +29,15 @@ def ensure_secret(path: Path) -> None:
         write_private(path, secrets.token_urlsafe(24) + "\n")
 
 
-def app_verifier(password: str, state_dir: Path) -> str:
-    """The application role's SCRAM verifier; the salt is made once and kept with the stack."""
+def app_verifier(password: str, state_dir: Path, iterations: int) -> str:
+    """The application role's SCRAM verifier; the salt is made once and kept with the stack.
+
+    ``iterations``: the stack's count, chosen for this generated password only (``pgbouncer.scram.APP_ITERATIONS``).
+    """
     salt_file = state_dir / SALT_FILE
     if not salt_file.exists():
         write_private(salt_file, secrets.token_hex(SALT_BYTES) + "\n")
-    return scram_verifier(password, bytes.fromhex(salt_file.read_text().strip()))
+    return scram_verifier(password, bytes.fromhex(salt_file.read_text().strip()), iterations)
 
 
 def provisioning_env(role: str, verifier: str) -> dict[str, str]:

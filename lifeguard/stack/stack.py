@@ -5,7 +5,8 @@ What only the user reads lives in the state directory (``--state-dir``, ``LIFEGU
 
     stack.json        ports, sizes and names (no secret)
     app.password      the application role's generated password (0600)
-    app.scram-salt    the salt of its SCRAM verifier (kept, so the verifier stays the same)
+    app.scram-salt    the salt of its SCRAM verifier (kept, so the verifier stays the same; its
+                      iteration count is ``scram_iterations`` in stack.json, fixed when the stack is made)
     owner.password    the owner role's generated password (0600)
     tls/              the pooler's CA (pooler-ca.crt: DATABASE_URL's sslrootcert; pooler-ca.key, 0600)
 
@@ -73,6 +74,7 @@ from lifeguard.stack.system import (
 from pgbouncer.contract import STATS_USER
 from pgbouncer.entrypoint import StartupError
 from pgbouncer.private_file import write_file
+from pgbouncer.scram import APP_ITERATIONS, ITERATIONS, VerifierError, check_app_iterations
 from pgbouncer.settings import PoolerSettings, SettingsError
 from pgbouncer.sizing import PoolBudget, SizingError
 from redaction import Redactor
@@ -126,6 +128,7 @@ class StackOptions:
     max_client_conn: int | None = None
     durable: bool | None = None
     pgbouncer: str | None = None
+    scram_iterations: int | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,10 @@ class StackConfig:
     version: int = CONFIG_VERSION
     pgbouncer: str = ""
     """The PgBouncer executable; empty: the shipped release's local build (``find_pgbouncer``)."""
+    scram_iterations: int = APP_ITERATIONS
+    """The application role's SCRAM verifier's iteration count (for its generated password only;
+    :data:`pgbouncer.scram.APP_ITERATIONS`). Fixed with the stack: PgBouncer's auth_file and
+    ``pg_authid`` must hold the same verifier, so a new count means a new stack."""
 
     @property
     def total_pool_size(self) -> int:
@@ -180,6 +187,10 @@ class StackConfig:
             raise StackError(f"--pooler-processes must be between 1 and 16, got {self.pooler_processes}")
         if self.max_client_conn < 1:
             raise StackError(f"--max-client-conn must be at least 1, got {self.max_client_conn}")
+        try:
+            check_app_iterations(self.scram_iterations, "--scram-iterations")
+        except VerifierError as exc:
+            raise StackError(str(exc)) from None
         if self.pgbouncer and not (Path(self.pgbouncer).is_file() and os.access(self.pgbouncer, os.X_OK)):
             raise StackError(f"--pgbouncer {self.pgbouncer} is not an executable file; give a pgbouncer binary")
 
@@ -208,6 +219,9 @@ class StackConfig:
                 f"{where} was written by another version of lifeguard; run `lifeguard local down --purge` "
                 "and `lifeguard local up` again"
             )
+        # A stack made before the count was a setting has Postgres' 4096 in both copies of its verifier,
+        # and keeps it: changing one copy alone would fail every pooled login.
+        raw.setdefault("scram_iterations", ITERATIONS)
         config = cls(**raw)
         if config.pgbouncer:
             check_trusted_executable(Path(config.pgbouncer))
@@ -323,9 +337,10 @@ class LocalStack:
         except FileNotFoundError:
             raise StackError(f"{self.owner_password_file} is missing; run `lifeguard local up` again") from None
 
-    def app_verifier(self) -> str:
+    def app_verifier(self, config: StackConfig | None = None) -> str:
         """The application role's SCRAM verifier: PgBouncer's auth_file and pg_authid hold this."""
-        return app_verifier(self.app_password(), self.state_dir)
+        config = config or self.require_config()
+        return app_verifier(self.app_password(), self.state_dir, config.scram_iterations)
 
     def stats_password(self) -> str:
         try:
@@ -595,7 +610,7 @@ class LocalStack:
         if not running and port_in_use(config.pooler_port):
             raise StackError(_port_message(config.pooler_port, "PgBouncer", "--pooler-port"))
         # As shipped: the application role's SCRAM verifier, not its password.
-        credentials = {config.user: self.app_verifier(), STATS_USER: self.stats_password()}
+        credentials = {config.user: self.app_verifier(config), STATS_USER: self.stats_password()}
         ensure_authority(self.state_dir)
         for process in self.poolers(config):
             if process.root.resolve() in running:
@@ -641,7 +656,7 @@ class LocalStack:
         """
         config = config or self.require_config()
         direct = self.direct_url(config)
-        verifier = self.app_verifier()
+        verifier = self.app_verifier(config)
         argv = list(command) if command is not None else [sys.executable, "-m", "migrator"]
         env = {**migration_env(direct), **provisioning_env(config.user, verifier)}
         try:

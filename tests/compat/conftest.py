@@ -15,6 +15,7 @@ import pytest
 from lifeguard.stack.pgbouncer_install import cache_dir
 from lifeguard.stack.stack import LocalStack, StackOptions
 from lifeguard.stack.system import free_port
+from pgbouncer.scram import MIN_APP_ITERATIONS
 from tests.compat.support import NODE, NODE_BIN, NPM_CLI, CompatStack, printed_env
 
 NODE_DIR = Path(__file__).with_name("node")
@@ -31,7 +32,9 @@ def compat_stack(state_root: Path) -> Iterator[CompatStack]:
     while pooler_port == pg_port:
         pooler_port = free_port()
     try:
-        stack.up(StackOptions(pg_port=pg_port, pooler_port=pooler_port, durable=False))
+        # The floor count: every driver of the matrix logs in against it (test_scram_floor.py checks it is set).
+        stack.up(StackOptions(pg_port=pg_port, pooler_port=pooler_port, durable=False,
+                              scram_iterations=MIN_APP_ITERATIONS))
         yield CompatStack(stack, printed_env(stack.state_dir))
     finally:
         stack.down(purge=True)  # as root, also its service directory under /var/lib/lifeguard

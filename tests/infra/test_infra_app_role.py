@@ -17,8 +17,17 @@ import pytest
 
 from infra.components import migration_job
 from infra.config import InfraConfigError, load
+from infra.outputs import DATABASE_SETTINGS
 from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DEMO_DATA_ENV
-from pgbouncer.scram import SALT_BYTES, parse_verifier, scram_verifier, verifies
+from pgbouncer.scram import (
+    APP_ITERATIONS,
+    ITERATIONS,
+    MIN_APP_ITERATIONS,
+    SALT_BYTES,
+    parse_verifier,
+    scram_verifier,
+    verifies,
+)
 from tests.infra.infra_harness import (
     APP_PASSWORD_RESOURCE,
     MOCK_APP_PASSWORD,
@@ -85,7 +94,7 @@ def test_the_migration_job_gets_the_role_name_and_only_the_verifier(example_run:
     pooler_secret = secret_arn(example_run, "pooler-credentials")
     assert injected[APP_ROLE_VERIFIER_ENV] == f"{pooler_secret}:password::"
     # The key ECS injects is the verifier's key in the pooler's secret.
-    assert pooler_credentials(example_run)[migration_job.VERIFIER_KEY].startswith("SCRAM-SHA-256$4096:")
+    assert pooler_credentials(example_run)[migration_job.VERIFIER_KEY].startswith(f"SCRAM-SHA-256${APP_ITERATIONS}:")
 
 
 def test_password_and_verifier_are_only_ever_secret(every_run: ProgramRun) -> None:
@@ -109,7 +118,7 @@ def test_a_new_password_changes_both_sides_and_nothing_else(example_run: Program
                       mocks=StrictMocks(passwords={APP_PASSWORD_RESOURCE: rotated}))
     salt = bytes.fromhex(run.one("random:index/randomId:RandomId", "app-role-scram-salt").state["hex"])
     assert unquote(pooled_url(run).password or "") == rotated
-    assert pooler_credentials(run)["password"] == scram_verifier(rotated, salt)
+    assert pooler_credentials(run)["password"] == scram_verifier(rotated, salt, APP_ITERATIONS)
     assert pooler_credentials(run)["password"] != pooler_credentials(example_run)["password"]
     # The job reads the verifier from the secret, so its task definition needs no change ...
     assert migration_container(run) == migration_container(example_run)
@@ -143,3 +152,51 @@ def test_app_username_is_checked_before_anything_is_created(value: str, message:
 def test_app_username_is_configurable() -> None:
     assert load({}).database.app_username == "lifeguard_app"
     assert load({"dbAppUsername": "orders_app"}).database.app_username == "orders_app"
+
+
+def _verifier_iterations(run: ProgramRun) -> int:
+    return parse_verifier(pooler_credentials(run)["password"]).iterations
+
+
+def _deployed_before(record: dict[str, str] | None) -> StrictMocks:
+    """Mocks of a stack deployed before: some outputs, and ``record`` as its database settings (if any)."""
+    outputs: dict[str, Any] = {"poolerPort": 5432}
+    if record is not None:
+        outputs[DATABASE_SETTINGS] = record
+    return StrictMocks(deployed_outputs=outputs)
+
+
+def test_a_new_stack_gets_the_count_for_a_generated_password_and_records_it(example_run: ProgramRun) -> None:
+    assert _verifier_iterations(example_run) == APP_ITERATIONS < ITERATIONS
+    assert example_run.outputs[DATABASE_SETTINGS]["scramIterations"] == str(APP_ITERATIONS)
+
+
+@pytest.mark.parametrize(
+    ("record", "kept"),
+    [(None, ITERATIONS),  # deployed before any record: every verifier then had Postgres' 4096
+     ({"dbName": "app"}, ITERATIONS),  # a record from before the count was in it
+     ({"dbName": "app", "scramIterations": "64"}, 64)],  # the count it was last deployed with
+)
+def test_a_deployed_stack_keeps_its_count_when_lifeguard_changes(
+    build_dir: Path, record: dict[str, str] | None, kept: int
+) -> None:
+    # PgBouncer's copy and Postgres' must stay byte-identical: no upgrade may change the verifier by itself.
+    run = run_program(example_stack_config(), build_dir, mocks=_deployed_before(record))
+    assert _verifier_iterations(run) == kept
+    assert verifies(pooler_credentials(run)["password"], MOCK_APP_PASSWORD)
+    assert run.outputs[DATABASE_SETTINGS]["scramIterations"] == str(kept)
+
+
+def test_setting_the_count_is_the_one_way_to_change_it(build_dir: Path) -> None:
+    run = run_program({**example_stack_config(), "lifeguard:scramIterations": "32"}, build_dir,
+                      mocks=_deployed_before({"dbName": "app", "scramIterations": "4096"}))
+    assert _verifier_iterations(run) == 32
+    assert run.outputs[DATABASE_SETTINGS]["scramIterations"] == "32"
+
+
+@pytest.mark.parametrize("value", [str(MIN_APP_ITERATIONS - 1), "0", "-4096", str(2**31)])
+def test_a_count_below_the_floor_is_refused_with_the_floor(value: str) -> None:
+    with pytest.raises(InfraConfigError) as error:
+        load({"scramIterations": value})
+    [problem] = [p for p in error.value.problems if p.startswith("lifeguard:scramIterations")]
+    assert f"between {MIN_APP_ITERATIONS} and" in problem

@@ -19,6 +19,7 @@ from infra.outputs import DATABASE_SETTINGS
 from infra.types import AlarmThresholds
 from pgbouncer.contract import CERT_ENV, CERTIFICATE_DAYS_LEFT, DEFAULT_NAMESPACE, DIM_SERVICE
 from pgbouncer.metrics import Publisher, PublisherConfig, PublisherConfigError
+from pgbouncer.scram import APP_ITERATIONS
 from tests.infra.infra_harness import (
     REPO_ROOT,
     ProgramRun,
@@ -115,7 +116,7 @@ def example_database() -> DatabaseConfig:
 
 def deployed(**changes: str) -> StrictMocks:
     """Mocks whose stack was last deployed with the example's database settings, but for ``changes``."""
-    return StrictMocks(deployed_outputs={DATABASE_SETTINGS: {**record(example_database()), **changes}})
+    return StrictMocks(deployed_outputs={DATABASE_SETTINGS: {**record(example_database(), APP_ITERATIONS), **changes}})
 
 
 def refusal(build_dir: Path, mocks: StrictMocks, **config: str) -> str:
@@ -128,7 +129,8 @@ def refusal(build_dir: Path, mocks: StrictMocks, **config: str) -> str:
 
 def test_every_up_records_the_database_settings_and_reads_its_own(example_run: ProgramRun) -> None:
     assert example_run.outputs[DATABASE_SETTINGS] == {
-        "postgresMajorVersion": "17", "dbName": example_database().db_name, "dbUsername": example_database().username}
+        "postgresMajorVersion": "17", "dbName": example_database().db_name, "dbUsername": example_database().username,
+        "scramIterations": str(APP_ITERATIONS)}
     assert DATABASE_SETTINGS not in example_run.secret_outputs
     # Its own stack, fully qualified (a self-managed backend's organization is `organization`).
     assert ("pulumi:pulumi:readStackOutputs", {"name": "organization/lifeguard/dev"}) in example_run.calls
@@ -164,7 +166,7 @@ def test_a_major_upgrade_applied_immediately_goes_ahead(build_dir: Path) -> None
 def test_what_may_change_in_place_is_not_refused() -> None:
     cfg = example_database()
     assert refused_changes(None, cfg) == []  # a new stack, or one deployed before the record existed
-    assert refused_changes(record(cfg), cfg) == []
+    assert refused_changes(record(cfg, APP_ITERATIONS), cfg) == []
     assert refused_changes({}, cfg) == []
 
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from infra.outputs import ALARM_TOPIC_ARN, STACK_OUTPUTS
-from pgbouncer.scram import scram_verifier
+from pgbouncer.scram import APP_ITERATIONS, scram_verifier
 from pgbouncer.settings import PoolerSettings
 from pgbouncer.sizing import PoolBudget
 from pgbouncer.versions import PINNED
@@ -415,7 +415,8 @@ def test_pooler_credentials_secret_is_json(example_run: ProgramRun) -> None:
     credentials = json.loads(unwrap(secret_value(example_run, "pooler-credentials")))
     # The application role's SCRAM verifier, from its password and the stack's stable salt.
     salt = bytes.fromhex(example_run.one("random:index/randomId:RandomId", "scram-salt").state["hex"])
-    assert credentials == {"username": "lifeguard_app", "password": scram_verifier(MOCK_APP_PASSWORD, salt)}
+    verifier = scram_verifier(MOCK_APP_PASSWORD, salt, APP_ITERATIONS)
+    assert credentials == {"username": "lifeguard_app", "password": verifier}
 
 
 # -- pooler -------------------------------------------------------------------------------------

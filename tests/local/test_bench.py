@@ -37,9 +37,10 @@ def bench(state_root: Path) -> BenchRun:
         "--churn-clients", "4", "--churn-seconds", "1", "--churn-rounds", "1",
         "--warm-clients", "2", "--warm-seconds", "0.5",
         "--reuseport-processes", "2",
-        # Several rounds: the CPU comparison below is between medians, not two short windows.
+        # Several rounds: each variant's figures are checked per round.
         "--capacity-rounds", str(CAPACITY_ROUNDS), "--capacity-login-seconds", "0.5",
         "--capacity-warm-seconds", "0.3", "--capacity-variants", "plain_password,no_tls",
+        "--cold-start-runs", "1", "--cold-start-memory", "1769", "--cold-start-periods", "100",
     ])
     assert code == 0, "lifeguard bench failed: its output is in this test's captured stderr"
     return BenchRun(out, json.loads((out / "benchmarks.json").read_text()))
@@ -75,6 +76,7 @@ def test_bench_writes_json_markdown_and_chart(bench: BenchRun, state_root: Path)
     assert prepared["prepare_threshold"] == 5 and prepared["queries_each"] > 0
     assert prepared["prepared"]["p50_ms"] > 0 and prepared["unprepared"]["p50_ms"] > 0
     assert results["machine"]["load_average_peak"] >= 0  # sampled at every step, for the noise note
+    assert results["cold_start"]["errors"] == {} and results["cold_start"]["results"]
     targets = results["targets"]
     assert set(targets) == {"spike_capacity", "churn_ratio", "warm_overhead_ms", "pgbouncer_cpu_per_login_ms",
                             "pgbouncer_cpu_per_warm_query_us"}

@@ -9,6 +9,7 @@ import pytest
 
 from lifeguard.stack.roles import OWNER_USER
 from lifeguard.stack.stack import APP_USER, LocalStack, StackOptions
+from pgbouncer.scram import APP_ITERATIONS, parse_verifier
 from pgbouncer.settings import render_userlist
 
 
@@ -26,6 +27,8 @@ def test_up_provisions_the_application_role_and_pgbouncer_holds_its_verifier(
     with psycopg.connect(stack.superuser_url(config), connect_timeout=10) as conn:
         row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (APP_USER,)).fetchone()
     assert row == (stack.app_verifier(),)
+    # A new stack's count is the one for its generated password (pgbouncer.scram.APP_ITERATIONS).
+    assert parse_verifier(stack.app_verifier()).iterations == APP_ITERATIONS
     [pooler] = stack.poolers(config)
     userlist = Path(pooler.settings.auth_file).read_text()
     assert userlist.startswith(render_userlist({APP_USER: stack.app_verifier()}))

@@ -8,8 +8,12 @@ from psycopg import sql
 
 from lifeguard.stack.postgres import PostgresCluster
 from pgbouncer.scram import (
+    APP_ITERATIONS,
     ITERATIONS,
+    MAX_ITERATIONS,
+    MIN_APP_ITERATIONS,
     VerifierError,
+    check_app_iterations,
     is_verifier,
     parse_verifier,
     scram_verifier,
@@ -82,3 +86,28 @@ def test_parse_refuses_non_canonical_or_short_parts_without_echoing() -> None:
             parse_verifier(broken)
         assert stored not in str(info.value)
     assert is_verifier(good)
+
+
+@pytest.mark.parametrize("count", [MIN_APP_ITERATIONS, APP_ITERATIONS, ITERATIONS, MAX_ITERATIONS])
+def test_the_application_roles_count_takes_the_floor_up_to_scrams_ceiling(count: int) -> None:
+    assert check_app_iterations(count, "scramIterations") == count
+
+
+@pytest.mark.parametrize("count", [MIN_APP_ITERATIONS - 1, 1, 0, -4096, MAX_ITERATIONS + 1])
+def test_a_count_below_the_floor_says_what_to_set(count: int) -> None:
+    with pytest.raises(VerifierError) as raised:
+        check_app_iterations(count, "--scram-iterations")
+    message = str(raised.value)
+    assert message.startswith(f"--scram-iterations must be from {MIN_APP_ITERATIONS} ")
+    assert f"got {count}" in message and f"{APP_ITERATIONS} is the default" in message
+
+
+@pytest.mark.parametrize("value", [True, 16.0, "16"])
+def test_a_count_that_is_not_a_whole_number_is_refused(value: object) -> None:
+    with pytest.raises(VerifierError, match="must be a whole number"):
+        check_app_iterations(value, "scramIterations")  # type: ignore[arg-type]
+
+
+def test_the_default_count_is_far_below_postgres_and_not_below_the_floor() -> None:
+    # The count exists for the generated password only; 4096 stays what Postgres and users' own roles get.
+    assert MIN_APP_ITERATIONS <= APP_ITERATIONS < ITERATIONS == 4096
