@@ -19,11 +19,15 @@ import psycopg
 
 from lambdas.db import ConfigurationError, DatabaseUnavailable
 from lambdas.json_types import json_type
+from redaction import redact
 
 logger = logging.getLogger(__name__)
 
 BIGINT_MAX = 2**63 - 1
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+MISCONFIGURED_MESSAGE = "the function is misconfigured; its log says what to change"
+"""All a caller learns of a misconfiguration: the detail names the secret's ARN (with the AWS account
+id), settings and the IAM action the role lacks, which is for the operator, in the function's log."""
 
 
 class Response(TypedDict):
@@ -97,7 +101,7 @@ def run(name: str, work: Callable[[], Response]) -> Response:
     """Run a handler body and turn every failure into a response the caller can act on.
 
     400 bad event, 503 database unavailable (with a stable ``reason`` and whether to retry),
-    500 misconfiguration or a bug; the details of a 500 go to the log, not to the caller.
+    500 misconfiguration or a bug; the details of a 500 go to the log (masked), never to the caller.
     """
     try:
         return work()
@@ -108,8 +112,9 @@ def run(name: str, work: Callable[[], Response]) -> Response:
                        extra={"function": name, "outcome": "database_unavailable", "reason": exc.reason})
         return error(503, "database_unavailable", str(exc), reason=exc.reason, retryable=exc.retryable)
     except ConfigurationError as exc:
-        logger.error("%s: misconfigured: %s", name, exc, extra={"function": name, "outcome": "misconfigured"})
-        return error(500, "misconfigured", str(exc))
+        logger.error("%s: misconfigured: %s", name, redact(str(exc)),
+                     extra={"function": name, "outcome": "misconfigured"})
+        return error(500, "misconfigured", MISCONFIGURED_MESSAGE)
     except psycopg.Error as exc:
         # The driver's text can name tables and values but never credentials; keep it in the log.
         logger.exception("%s: database error %s", name, exc.sqlstate,

@@ -6,6 +6,6 @@ Run it as ``python -m migrator`` (apply), ``python -m migrator status`` or
 ``migrator/``), so nothing here imports the kit's other packages.
 
 Hand-written rather than yoyo/alembic/dbmate/sqitch: none of them refuses to run through a pooler,
-and they lack a session advisory lock or a checksum of applied files; see
+and they lack a run-long lock or a checksum of applied files; see
 :mod:`migrator.runner` and docs/migrations.md.
 """

@@ -21,16 +21,9 @@ from pathlib import Path
 from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV
 from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
 from migrator.errors import ExitCode, MigratorError
+from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, MAX_LOCK_TIMEOUT_S
 from migrator.roles import app_role_from_env
-from migrator.runner import (
-    DEFAULT_LOCK_TIMEOUT_S,
-    DEFAULT_MIGRATIONS_DIR,
-    MAX_LOCK_TIMEOUT_S,
-    MigrationReport,
-    StatusReport,
-    migrate,
-    status,
-)
+from migrator.runner import DEFAULT_MIGRATIONS_DIR, MigrationReport, StatusReport, migrate, status
 from migrator.source import resolve_url
 from redaction import Redactor
 

@@ -273,14 +273,14 @@ def check_direct(conn: psycopg.Connection[Any]) -> Endpoint:
         raise PoolerRefused(
             f"refusing to migrate through a pooler or proxy: this connection was dialled to "
             f"{addresses.dialled}, but Postgres says it arrived on {addresses.server}. Migrations hold a "
-            f"session advisory lock and run each file in one transaction on one server session, which a "
+            f"run-long lock and run each file in one transaction on one server session, which a "
             f"transaction pooler does not keep. Use the direct URL, {DIRECT_URL_ENV}, not the pooled {POOLED_URL_ENV}."
         )
     probe = probe_pooling(conn)
     if probe.multiplexed:
         raise PoolerRefused(
             f"refusing to migrate through a transaction pooler: {probe.describe()}, although the addresses "
-            f"agree ({addresses.dialled}). Migrations hold a session advisory lock and need one server "
+            f"agree ({addresses.dialled}). Migrations hold a run-long lock and need one server "
             f"session for the whole run. Use the direct URL, {DIRECT_URL_ENV}, not the pooled {POOLED_URL_ENV}."
         )
     return addresses.server

@@ -1,7 +1,7 @@
 """The application role: the DML-only login the functions use through PgBouncer.
 
 The migration job logs in as the role that owns the schema (on RDS the master user) and, under
-its advisory lock and before any migration, makes the application role exist exactly as the
+its migration lock and before any migration, makes the application role exist exactly as the
 functions need it, every run (idempotent):
 
 * created if missing, ``LOGIN`` and nothing else (no ``CREATEDB``, ``CREATEROLE``, superuser,
@@ -13,7 +13,8 @@ functions need it, every run (idempotent):
 * ``CONNECT`` on the database, ``USAGE`` on the schema, ``SELECT, INSERT, UPDATE, DELETE`` on its
   tables and ``USAGE, SELECT`` on its sequences, and the same by ``ALTER DEFAULT PRIVILEGES`` for
   what later migrations (run by this same role) create; no ``TRUNCATE``, ``REFERENCES`` or
-  ``TRIGGER``, nothing on the migrator's bookkeeping table, and no ``CREATE`` anywhere (checked).
+  ``TRIGGER``, nothing on the migrator's bookkeeping table or lock view (:mod:`migrator.lock`), and
+  no ``CREATE`` anywhere (checked).
 
 All of it is one transaction: a failure leaves the role as it was. The verifier never appears in
 a log line or an error (Postgres' own messages here name the role at most).
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,10 +139,11 @@ def _refuse_extra_rights(conn: psycopg.Connection[Any], name: str, schema: str) 
 
 
 def provision_app_role(conn: psycopg.Connection[Any], role: AppRole, schema: str,
-                       bookkeeping: sql.Composable | None = None) -> Provisioned:
+                       private: Sequence[sql.Composable] = ()) -> Provisioned:
     """Create or update ``role`` and its grants in ``schema``, in one transaction (``conn`` is autocommit).
 
-    ``bookkeeping`` is the migrator's own table (when it exists), which the application role must not touch.
+    ``private`` are the migrator's own objects (its bookkeeping table and lock view), which the
+    application role must not touch: with a write right on the lock view it could take the migration lock.
     """
     me = str(_one(conn, "SELECT current_user"))
     if role.name == me:
@@ -173,9 +175,8 @@ def provision_app_role(conn: psycopg.Connection[Any], role: AppRole, schema: str
             sql.SQL(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {{}} GRANT {SEQUENCE_PRIVILEGES} ON SEQUENCES TO {{}}"
                     ).format(schema_id, name),
         ]
-        if bookkeeping is not None:
-            # The migrator's bookkeeping is not the application's.
-            statements.append(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(bookkeeping, name))
+        # The migrator's bookkeeping and lock are not the application's (GRANT ... ON ALL TABLES covers views).
+        statements += [sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(obj, name) for obj in private]
         for statement in statements:
             conn.execute(statement)
         _refuse_create(conn, role.name, schema, database)

@@ -1,17 +1,17 @@
 """Apply ``migrator/migrations`` through the direct URL: once, in order, one transaction per file.
 
 Why hand-written: no migration tool we tried or read (yoyo-migrations, alembic, dbmate, sqitch)
-refuses to run through a pooler, where a session advisory lock is silently broken. Of the rest,
+refuses to run through a pooler, where a session lock is silently broken. Of the rest,
 only sqitch holds a session advisory lock (it needs Perl and psql, and does not stop on an edited
 deployed script); yoyo's lock is a row that outlives a killed run and it hashes file names only;
 alembic and dbmate have no lock (alembic: sqlalchemy/alembic#633; dbmate: none in its driver). So this module
 is small and does exactly what the kit needs:
 
 * it refuses a connection that goes through PgBouncer or any proxy (:mod:`migrator.guard`);
-* it takes one session advisory lock for the whole run (``pg_advisory_lock`` with a fixed key,
-  ``lock_timeout`` bounding the wait) and reads what is applied only once it holds the lock, so a
-  second run waits and then finds nothing to do, and a run that dies releases the lock with its
-  session;
+* it holds the migration lock for the whole run (:mod:`migrator.lock`: a lock only the migration
+  role can take, on a second direct connection, ``lock_timeout`` bounding the wait) and reads what is
+  applied only once it holds the lock, so a second run waits and then finds nothing to do, and a run
+  that dies releases the lock with its sessions;
 * each file and its bookkeeping row commit in one transaction: a failure leaves no trace of that
   file; ``-- lifeguard: no-transaction`` files run statement by statement and are recorded after;
 * a sha256 per applied file: an applied file that was edited stops the run, naming it, and so
@@ -24,7 +24,6 @@ Bookkeeping lives in ``lifeguard_schema_migrations`` in the first schema of the 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,39 +34,18 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg import errors, sql
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from migrator.errors import (
-    ChecksumDrift,
-    LockTimeout,
-    MigrationFailed,
-    MigratorConfigError,
-    MigratorError,
-    Unavailable,
-)
+from migrator.connection import bookkeeping_schema, direct_connection, pin_settings
+from migrator.errors import ChecksumDrift, MigrationFailed, MigratorError
 from migrator.files import NO_TRANSACTION, Migration, load_migrations
-from migrator.guard import check_direct
+from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, LOCK_VIEW, check_lock_timeout, grant_to_no_one, migration_lock
 from migrator.roles import AppRole, provision_app_role
-from migrator.source import describe_target
 from migrator.sqlsplit import Statement
 from redaction import Redactor
 
 DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-DEFAULT_LOCK_TIMEOUT_S = 300.0
-MAX_LOCK_TIMEOUT_S = 2_147_483.0
-"""Postgres' ``lock_timeout`` is an int of milliseconds."""
-LOCK_KEY = 0x6C69666567756172
-"""``pg_advisory_lock`` key: the ASCII bytes of "lifeguar", unlikely to collide with an app's keys."""
 TABLE_NAME = "lifeguard_schema_migrations"
-APPLICATION_NAME = "lifeguard-migrator"
-CONNECT_TIMEOUT_S = 10
-CONNECTION_CHECK_INTERVAL_MS = 1000
-"""If the migrator dies mid-statement, its backend notices within this and rolls back (PG 14+)."""
-PINNED_SETTINGS = (("standard_conforming_strings", "on"), ("client_encoding", "UTF8"))
-"""Session settings the file check assumes: :mod:`migrator.sqlsplit` lexes strings with backslash as
-a plain character, and the files are UTF-8. A database or role default of
-``standard_conforming_strings=off`` would make Postgres see a ``COMMIT`` the check saw inside a string."""
 
 log = logging.getLogger("migrator")
 
@@ -128,11 +106,6 @@ class _FileEndedTransaction(Exception):
     pass
 
 
-def _check_lock_timeout(lock_timeout_s: float) -> None:
-    if not (math.isfinite(lock_timeout_s) and 0 <= lock_timeout_s <= MAX_LOCK_TIMEOUT_S):
-        raise MigratorConfigError(f"lock timeout must be between 0 and {MAX_LOCK_TIMEOUT_S:.0f} seconds")
-
-
 def _position_line(exc: psycopg.Error, text: str, first_line: int) -> int | None:
     """The file line Postgres' error position points at (positions count characters, from 1)."""
     position = exc.diag.statement_position
@@ -163,22 +136,15 @@ def _describe_error(exc: psycopg.Error, text: str, first_line: int, default_line
 
 
 class _Session:
-    """The migrator's one direct connection (autocommit; transactions are opened explicitly)."""
+    """The migrations' direct connection (autocommit; transactions are opened explicitly)."""
 
     def __init__(self, conn: psycopg.Connection[Any], target: str, redactor: Redactor) -> None:
         self.conn = conn
         self.target = target
         self.redactor = redactor
-        schema = conn.execute("SELECT current_schema()").fetchone()
-        if schema is None or schema[0] is None:
-            raise MigratorConfigError(
-                "no schema of the search_path exists in this database, so there is nowhere to keep "
-                f"{TABLE_NAME}: create the schema or fix the role's search_path"
-            )
-        self.schema = str(schema[0])
+        self.schema = bookkeeping_schema(conn)
         # Qualified once: a migration that changes search_path does not move the bookkeeping.
         self.table = sql.Identifier(self.schema, TABLE_NAME)
-        self.locked = False
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -191,17 +157,20 @@ class _Session:
     def ensure_table(self) -> None:
         if self.table_exists():
             return
-        self.conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
-                " version text PRIMARY KEY,"
-                " filename text NOT NULL,"
-                " checksum text NOT NULL,"
-                " transactional boolean NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now(),"
-                " duration_ms integer NOT NULL)"
-            ).format(self.table)
-        )
+        # Created granted to no one but its owner, whatever default privileges say.
+        with self.conn.transaction():
+            self.conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    " version text PRIMARY KEY,"
+                    " filename text NOT NULL,"
+                    " checksum text NOT NULL,"
+                    " transactional boolean NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now(),"
+                    " duration_ms integer NOT NULL)"
+                ).format(self.table)
+            )
+            grant_to_no_one(self.conn, self.table)
         log.info("created bookkeeping table %s.%s", self.schema, TABLE_NAME)
 
     def read_applied(self) -> dict[int, _Recorded]:
@@ -234,69 +203,11 @@ class _Session:
             (migration.version, migration.filename, migration.checksum, migration.transactional, duration_ms),
         )
 
-    # -- the lock ----------------------------------------------------------------------
-
-    def _lock_holder(self) -> str:
-        row = self.conn.execute(
-            "SELECT l.pid, a.application_name, host(a.client_addr), now() - a.backend_start"
-            " FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
-            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND l.classid::bigint = %s AND l.objid::bigint = %s",
-            (LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF),
-        ).fetchone()
-        if row is None:
-            return "a session that has just released it"
-        pid, app, client, age = row
-        source = f" from {client}" if client else ""
-        name = f" '{app}'" if app else ""
-        since = f", connected {int(age.total_seconds())} s ago" if age is not None else ""
-        return f"backend pid {pid}{name}{source}{since}"
-
-    def acquire_lock(self, timeout_s: float) -> None:
-        """Take the migration lock, waiting at most ``timeout_s`` (the wait is logged)."""
-        row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
-        if row is not None and row[0]:
-            self.locked = True
-            return
-        holder = self._lock_holder()
-        if timeout_s <= 0:
-            raise LockTimeout(
-                f"another migration run holds the migration lock ({holder}) and the lock timeout is 0: "
-                "let that run finish, then run again, or allow a wait with --lock-timeout SECONDS"
-            )
-        log.info("another migration run holds the migration lock (%s); waiting up to %g s", holder, timeout_s)
-        started = time.monotonic()
-        self.conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{max(1, round(timeout_s * 1000))}ms",))
-        try:
-            self.conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
-        except (errors.LockNotAvailable, errors.QueryCanceled):
-            raise LockTimeout(
-                f"timed out after {timeout_s:g} s waiting for the migration lock, held by {holder}: "
-                "another migration run is still going. Let it finish (or stop it) and run again, or "
-                "raise --lock-timeout."
-            ) from None
-        finally:
-            self.conn.execute("RESET lock_timeout")
-        self.locked = True
-        log.info("got the migration lock after %.1f s", time.monotonic() - started)
-
-    def release_lock(self) -> None:
-        if not self.locked or self.conn.closed:
-            return
-        self.locked = False
-        try:
-            if self.conn.info.transaction_status == TransactionStatus.INERROR:
-                self.conn.rollback()
-            self.conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
-        except psycopg.Error:
-            pass  # the lock goes with the session, which closes next
-
     # -- applying ----------------------------------------------------------------------
 
     def pin_settings(self) -> None:
-        """Set :data:`PINNED_SETTINGS` again: a previous file (or statement) may have changed them."""
-        _pin_settings(self.conn)
+        """Pin the session settings again: a previous file (or statement) may have changed them."""
+        pin_settings(self.conn)
 
     def apply(self, migration: Migration) -> AppliedMigration:
         mode = "" if migration.transactional else " (no transaction)"
@@ -368,48 +279,10 @@ class _Session:
         return duration_ms
 
 
-def _pin_settings(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(
-        "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in PINNED_SETTINGS),
-        [value for pair in PINNED_SETTINGS for value in pair],
-    )
-
-
-def _log_notice(diag: psycopg.errors.Diagnostic) -> None:
-    log.info("postgres %s: %s", (diag.severity or "notice").lower(), diag.message_primary)
-
-
 @contextmanager
 def _open_session(url: str) -> Iterator[_Session]:
-    redactor = Redactor([url])
-    target = describe_target(url, redactor)
-    # The URL's own connect_timeout wins; application_name is ours, so a waiting run can name the holder.
-    timeout = conninfo_to_dict(url).get("connect_timeout") or CONNECT_TIMEOUT_S
-    try:
-        conn = psycopg.connect(url, autocommit=True, application_name=APPLICATION_NAME, connect_timeout=timeout)
-    except psycopg.Error as exc:
-        raise Unavailable(f"cannot connect to {target}: {redactor(str(exc).strip())}") from None
-    try:
-        check_direct(conn)
-        _pin_settings(conn)
-        if conn.info.server_version >= 140000:
-            conn.execute(
-                "SELECT set_config('client_connection_check_interval', %s, false)",
-                (str(CONNECTION_CHECK_INTERVAL_MS),),
-            )
-        conn.add_notice_handler(_log_notice)
-        session = _Session(conn, target, redactor)
-        try:
-            yield session
-        finally:
-            session.release_lock()
-    except psycopg.OperationalError as exc:
-        raise Unavailable(f"lost the connection to {target}: {redactor(str(exc).strip())}") from None
-    except psycopg.Error as exc:
-        # Failures outside a migration: bookkeeping, lock queries (a migration's own become MigrationFailed).
-        raise MigratorError(f"database error on {target}: {redactor(str(exc).strip())}") from None
-    finally:
-        conn.close()
+    with direct_connection(url) as direct:
+        yield _Session(direct.conn, direct.target, direct.redactor)
 
 
 def _compare(migrations: Sequence[Migration], recorded: dict[int, _Recorded]) -> list[MigrationState]:
@@ -489,7 +362,7 @@ def migrate(
     reads and checks the files (:func:`migrator.files.load_migrations`); whatever it lets through,
     applying checks again that a file did not end the migrator's transaction itself.
     """
-    _check_lock_timeout(lock_timeout_s)
+    check_lock_timeout(lock_timeout_s)
     directory = migrations_dir or DEFAULT_MIGRATIONS_DIR
     migrations = load(directory)
     with _open_session(url) as session:
@@ -503,24 +376,26 @@ def migrate(
             pending = tuple(s.filename for s in states if s.state == "pending")
             applied_count = sum(1 for s in states if s.state == "applied")
             return MigrationReport(session.target, (), applied_count, pending, True)
-        session.acquire_lock(lock_timeout_s)
-        session.ensure_table()
-        if app_role is not None:
-            session.redactor.add_secret(app_role.verifier)
-            provision_app_role(session.conn, app_role, session.schema, session.table)
-        # Read only now, under the lock: whatever a run we waited for applied is seen as applied.
-        recorded = session.read_applied()
-        states = _compare(migrations, recorded)
-        _refuse_drift(states)
-        _refuse_renumbered(migrations, recorded)
-        _warn_missing(states)
-        pending_migrations = [m for m in migrations if m.number not in recorded]
-        newest = max(recorded, default=-1)
-        applied: list[AppliedMigration] = []
-        for migration in pending_migrations:
-            if migration.number < newest:
-                log.warning("%s is older than applied migrations: applying it out of order", migration.filename)
-            applied.append(session.apply(migration))
+        with migration_lock(url, lock_timeout_s, schema=session.schema) as lock:
+            session.ensure_table()
+            if app_role is not None:
+                session.redactor.add_secret(app_role.verifier)
+                provision_app_role(session.conn, app_role, session.schema,
+                                   (session.table, sql.Identifier(session.schema, LOCK_VIEW)))
+            # Read only now, under the lock: whatever a run we waited for applied is seen as applied.
+            recorded = session.read_applied()
+            states = _compare(migrations, recorded)
+            _refuse_drift(states)
+            _refuse_renumbered(migrations, recorded)
+            _warn_missing(states)
+            pending_migrations = [m for m in migrations if m.number not in recorded]
+            newest = max(recorded, default=-1)
+            applied: list[AppliedMigration] = []
+            for migration in pending_migrations:
+                if migration.number < newest:
+                    log.warning("%s is older than applied migrations: applying it out of order", migration.filename)
+                lock.check_held()
+                applied.append(session.apply(migration))
         already = len(migrations) - len(pending_migrations)
         if applied:
             total = sum(a.duration_ms for a in applied)

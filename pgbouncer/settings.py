@@ -22,8 +22,10 @@ from pgbouncer.versions import PINNED, PgBouncerVersion
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # The NLB silently drops TCP flows idle for 350 s; PgBouncer must close idle clients first.
 NLB_IDLE_TIMEOUT_S = 350
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
-_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?$|^/[^\s'\\]+$")
+# Used with fullmatch only: '$' would let a trailing newline through, and a name or host is
+# written into pgbouncer.ini, where a newline starts a new line.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,62}")
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?|/[^\s'\\]+")
 # PgBouncer reads this shape in userlist.txt as an md5 hash, which SCRAM logins cannot use.
 _LOOKS_MD5 = re.compile(r"^md5[0-9a-f]{32}$")
 # PgBouncer 1.18 cuts longer auth_file passwords silently (or logs "password too long in auth file")
@@ -161,11 +163,11 @@ class PoolerSettings:
             version = self.parsed_version
         except ValueError as exc:
             raise SettingsError(f"version: {exc}") from None
-        if not _NAME.match(self.upstream.dbname) or not _NAME.match(self.upstream.client_dbname):
+        if not _NAME.fullmatch(self.upstream.dbname) or not _NAME.fullmatch(self.upstream.client_dbname):
             raise SettingsError(
                 f"database name {self.upstream.client_dbname!r} must be letters, digits, '_' or '-'"
             )
-        if not _HOST.match(self.upstream.host):
+        if not _HOST.fullmatch(self.upstream.host):
             raise SettingsError(f"upstream host {self.upstream.host!r} is not a host name, IP or socket dir")
         for name, port in (("listen_port", self.listen_port), ("upstream port", self.upstream.port)):
             if not 1 <= port <= 65535:
@@ -211,13 +213,14 @@ class PoolerSettings:
             raise SettingsError("client TLS needs client_tls_cert_file and client_tls_key_file")
         for users in (self.admin_users, self.stats_users):
             for user in users:
-                if not _NAME.match(user):
+                if not _NAME.fullmatch(user):
                     raise SettingsError(f"console user name {user!r} must be letters, digits, '_' or '-'")
         for key in self.extra:
             if key in _rendered_keys():
                 raise SettingsError(f"extra key {key!r} is a typed setting; set the field instead")
             if not version.accepts(key):
                 raise SettingsError(f"PgBouncer {version} does not know the setting {key!r}; it would refuse to start")
+        _check_value(f"[databases] entry {self.upstream.client_dbname!r}", self._database_line())
         for key, value in self._pairs(version):
             _check_value(key, value)
 
@@ -301,14 +304,17 @@ class PoolerSettings:
         # Only keys the target release accepts: PgBouncer refuses to start on any other.
         return [(key, value) for key, value in pairs if version.accepts(key)]
 
+    def _database_line(self) -> str:
+        up = self.upstream
+        return f"{up.client_dbname} = host={up.host} port={up.port} dbname={up.dbname}"
+
     def render_ini(self) -> str:
         """``pgbouncer.ini`` for :attr:`version`. Holds no secret: passwords live in ``auth_file``."""
         version = self.parsed_version
-        up = self.upstream
         lines = [
             f"; Rendered by lifeguard for PgBouncer {version}. Do not edit: change the settings instead.",
             "[databases]",
-            f"{up.client_dbname} = host={up.host} port={up.port} dbname={up.dbname}",
+            self._database_line(),
             "",
             "[pgbouncer]",
         ]

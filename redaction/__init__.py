@@ -31,8 +31,19 @@ _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://", re.ASCII)
 # In free text: scheme://user:PASSWORD@ with the password running to the last '@' on the line,
 # so a raw '@', '/', '?', '#' or space inside it is masked whole rather than half.
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^\n]*@")
-# libpq keyword form: password=... (quoted with '...' and backslash escapes, or bare).
+# libpq keyword form: password=... (quoted with '...' and backslash escapes, or bare). The value of
+# a URL's keyword form runs to the next '&' (see _passwords).
 _KEYWORD_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s']\S*)", re.IGNORECASE)
+# Any other way text names a password: a key ending in "password" (PGPASSWORD, sslpassword,
+# db_password, a JSON or Python dict's "password"), then '=' or ':', then the value: double- or
+# single-quoted (spaces and escapes inside), an unclosed quote (to the end of the line), or bare
+# (to the next blank). "password_encryption", "passwords" or "password authentication" are no key.
+_ANY_PASSWORD = re.compile(
+    r"""(?P<head>\b[\w.-]*password(?P<q>["']?)[ \t]*[=:][ \t]*)"""
+    r"""(?P<value>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.|'')*'|["'][^\n]*|[^\s"']\S*)""",
+    re.IGNORECASE,
+)
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 # RFC 3986 user info: unreserved, sub-delims, ':' and %XX; nothing else may appear raw.
 _USERINFO = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*$")
 _HOSTS = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[^:\[\]]*)(?::[0-9]*)?$")
@@ -82,20 +93,20 @@ class Redactor(logging.Filter):
     def __init__(self, urls: Iterable[str] = (), secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._secrets: set[str] = set()
-        self._ordered: list[str] = []
+        self._ordered: list[re.Pattern[str]] = []
         for url in urls:
             self.add_url(url)
         for secret in secrets:
             self.add_secret(secret)
 
     def add_secret(self, secret: str) -> None:
-        """Mask ``secret`` as written, percent-encoded and percent-decoded."""
+        """Mask ``secret`` as written, percent-encoded and percent-decoded (%xx in either case)."""
         if not secret:
             return
         for base in {secret, unquote(secret)}:
             self._secrets |= {s for s in (base, quote(base, safe=""), quote(base)) if len(s) > 1}
         # Longest first, so a URL is masked whole rather than around its masked password.
-        self._ordered = sorted(self._secrets, key=len, reverse=True)
+        self._ordered = [_secret_pattern(s) for s in sorted(self._secrets, key=len, reverse=True)]
 
     def add_url(self, url: str) -> None:
         """Mask ``url`` itself and its password in every form, however badly the URL is encoded."""
@@ -110,7 +121,7 @@ class Redactor(logging.Filter):
 
     def __call__(self, text: str) -> str:
         for secret in self._ordered:
-            text = text.replace(secret, MASK)
+            text = secret.sub(MASK, text)
         return redact(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -121,10 +132,20 @@ class Redactor(logging.Filter):
         return True
 
 
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    """``secret`` literally, except that its %XX escapes match in any case (%2F, %2f)."""
+    pieces, last = [], 0
+    for escape in _PERCENT_ESCAPE.finditer(secret):
+        pieces += [re.escape(secret[last:escape.start()]), f"%(?i:{escape.group()[1:]})"]
+        last = escape.end()
+    return re.compile("".join([*pieces, re.escape(secret[last:])]))
+
+
 def redact(text: str) -> str:
-    """Mask whatever looks like a password in ``text``: ``scheme://user:***@`` and ``password=***``."""
+    """Mask whatever looks like a password in ``text``: ``scheme://user:***@``, ``password=***``,
+    ``PGPASSWORD=***``, ``"password": ***``, ``password: ***`` and the like."""
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}@", text)
-    return _KEYWORD_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}", text)
+    return _ANY_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}", text)
 
 
 def _passwords(url: str) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from lifeguard.deploy import aws
 from lifeguard.deploy.outcome import StepOutcome
 from lifeguard.deploy.outputs import OutputsError, outputs_from_args
+from lifeguard.deploy.workflow_commands import neutralise
 
 EXIT_BAD_OUTPUTS = 2
 EXIT_AWS_REFUSED = 1
@@ -24,9 +25,12 @@ Target = TypeVar("Target")
 
 
 def status_printer(command: str) -> Say:
-    """Status lines on stderr, ``lifeguard COMMAND: ...``, flushed: in CI stderr is a pipe."""
+    """Status lines on stderr, ``lifeguard COMMAND: ...``, flushed: in CI stderr is a pipe.
+
+    Neutralised (:mod:`lifeguard.deploy.workflow_commands`): a message can quote a task's or a
+    function's text over several lines."""
     def say(message: str) -> None:
-        print(f"lifeguard {command}: {message}", file=sys.stderr, flush=True)
+        print(neutralise(f"lifeguard {command}: {message}"), file=sys.stderr, flush=True)
     return say
 
 

@@ -18,6 +18,7 @@ from lifeguard.deploy.ecs_task import EXIT_DID_NOT_RUN, STARTED_BY, EcsTaskError
 from lifeguard.deploy.migration import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_SECONDS, MigrationSettings, run_migration
 from lifeguard.deploy.outcome import StepOutcome
 from lifeguard.deploy.outputs import MigrationTarget, add_outputs_arguments
+from lifeguard.deploy.workflow_commands import neutralise
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +64,8 @@ _status = status_printer("migrate")
 
 def _log_line(line: str) -> None:
     # Flushed per line: in CI stdout is a pipe, and a buffered log is useless while the task runs.
-    print(line, flush=True)
+    # Neutralised: the line carries what the database wrote, and CI runs workflow commands.
+    print(neutralise(line), flush=True)
 
 
 def _started_by(text: str) -> str:

@@ -53,6 +53,8 @@ class ConsoleTarget:
     password: str | None = field(default=None, repr=False)
     sslmode: str = "require"
     connect_timeout: int = 5
+    sslrootcert: str | None = None
+    """The CA file ``sslmode=verify-ca``/``verify-full`` checks the pooler's certificate against."""
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -67,7 +69,11 @@ class ConsoleTarget:
     @classmethod
     def from_url(cls, url: str) -> ConsoleTarget:
         """From a ``postgresql://`` URL or ``key=value`` conninfo; its database part is ignored
-        (the console is always ``pgbouncer``), so a pooled URL of a stats user works as is."""
+        (the console is always ``pgbouncer``), so a pooled URL of a stats user works as is.
+
+        Its ``sslmode`` and ``sslrootcert`` are kept as written. Over TCP the URL must name an
+        ``sslmode``: choosing one for it would either drop the check it meant (``verify-full``) or
+        claim a protection it did not ask for."""
         try:
             parts = conninfo_to_dict(url)
         except psycopg.ProgrammingError:
@@ -79,12 +85,20 @@ class ConsoleTarget:
         except ValueError:
             raise ValueError("the console URL's port is not a number") from None
         password = parts.get("password")
+        sslmode, sslrootcert = parts.get("sslmode"), parts.get("sslrootcert")
+        if not sslmode and host and not host.startswith("/"):
+            raise ValueError(
+                "the console URL reaches PgBouncer over TCP but names no sslmode: add "
+                "sslmode=verify-full&sslrootcert=<the pooler's CA file> (or sslmode=require to encrypt "
+                "without checking which server answers)"
+            )
         return cls(
             host=host,
             port=port,
             user=str(parts.get("user") or ""),
             password=None if password is None else str(password),
-            sslmode=str(parts.get("sslmode") or "require"),
+            sslmode=str(sslmode or cls.sslmode),
+            sslrootcert=str(sslrootcert) if sslrootcert else None,
         )
 
     @property
@@ -104,6 +118,8 @@ class ConsoleTarget:
         }
         if not self.host.startswith("/"):
             params["sslmode"] = self.sslmode
+            if self.sslrootcert:
+                params["sslrootcert"] = self.sslrootcert
         if self.password is not None:
             params["password"] = self.password
         return psycopg.connect(autocommit=True, prepare_threshold=None, cursor_factory=psycopg.ClientCursor, **params)

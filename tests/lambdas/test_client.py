@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from lambdas import charge_credits, read_invoices
+from lambdas.api import MISCONFIGURED_MESSAGE
 from lambdas.db import ClientSettings, ConfigurationError, Database
 from lifeguard.stack.postgres import make_dsn
 from tests.lambdas.proxy import FaultyProxy
@@ -158,19 +159,22 @@ def test_secret_fetched_once_per_instance(aws: None, pooler: RunningPooler, ledg
         first.close()
 
 
-def test_secret_problems_are_500_with_what_to_fix(aws: None) -> None:
+def test_secret_problems_are_500_with_what_to_fix_in_the_log(aws: None, caplog: pytest.LogCaptureFixture) -> None:
     missing = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:nope-AbCdEf"
-    response = read_invoices.handle({"org_id": 1}, Database(env={"DATABASE_URL_SECRET_ARN": missing}))
+    with caplog.at_level(logging.ERROR):
+        response = read_invoices.handle({"org_id": 1}, Database(env={"DATABASE_URL_SECRET_ARN": missing}))
     assert response["statusCode"] == 500
-    assert "ResourceNotFoundException" in body(response)["message"]
-    assert "secretsmanager:GetSecretValue" in body(response)["message"]
+    assert body(response)["message"] == MISCONFIGURED_MESSAGE  # the caller learns nothing of the setup
+    assert "ResourceNotFoundException" in caplog.text and "secretsmanager:GetSecretValue" in caplog.text
 
     garbage = "user=app password=hunter2-secret host"  # not parseable, and must not be echoed
     arn = _secret(garbage)
-    response = read_invoices.handle({"org_id": 1}, Database(env={"DATABASE_URL_SECRET_ARN": arn}))
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        response = read_invoices.handle({"org_id": 1}, Database(env={"DATABASE_URL_SECRET_ARN": arn}))
     assert response["statusCode"] == 500
-    assert f"the secret {arn} is not a valid PostgreSQL connection URL" in body(response)["message"]
-    assert ("hunter2" in response["body"]) is False
+    assert f"the secret {arn} is not a valid PostgreSQL connection URL" in caplog.text
+    assert ("hunter2" in response["body"] + caplog.text) is False
 
     with pytest.raises(ConfigurationError, match="must be a Secrets Manager secret ARN"):
         Database(env={"DATABASE_URL_SECRET_ARN": "lifeguard/DATABASE_URL"}).resolve()

@@ -124,29 +124,50 @@ def test_concurrent_replays_of_one_key_charge_once(pooler: RunningPooler, make_d
     assert {r["statusCode"] for r in losers} == {409}
 
 
-@pytest.mark.parametrize("other_outcome", ["commit", "rollback"])
-def test_same_key_racing_on_two_orgs(
-    other_outcome: str, pooler: RunningPooler, schema_db: AppDatabase, make_db: MakeDb, ledger: Ledger
+def test_a_key_in_flight_for_another_org_neither_waits_nor_conflicts(
+    pooler: RunningPooler, make_db: MakeDb, ledger: Ledger
 ) -> None:
-    """The race the org row lock cannot order: the key's first charge is in flight for another org."""
+    """#31.6: keys are per org, so another org's uncommitted charge with the same key is not this org's business."""
     acme, globex = ledger.org_id("acme"), ledger.org_id("globex")
-    instance = make_db(pooler.url())
-    result: dict[str, Any] = {}
     with ledger.connect() as other:
         other.execute("BEGIN")
         other.execute(
             "INSERT INTO charges (org_id, amount, idempotency_key, balance_after) VALUES (%s, 5, 'shared', 45)",
             (globex,),
         )
+        # In this thread, while globex's insert is still open: a wait on it would hang the test.
+        response = charge_credits.handle({"org_id": acme, "amount": 5, "idempotency_key": "shared"},
+                                         make_db(pooler.url()))
+        other.execute("COMMIT")
+    assert response["statusCode"] == 200
+    assert ledger.credits(acme) == 995 and len(ledger.charges(acme)) == 1 and len(ledger.charges(globex)) == 1
+
+
+@pytest.mark.parametrize("other_outcome", ["commit", "rollback"])
+def test_same_key_in_flight_in_one_org_is_waited_for(
+    other_outcome: str, pooler: RunningPooler, schema_db: AppDatabase, make_db: MakeDb, ledger: Ledger
+) -> None:
+    """Another writer's charge with this org's key is in flight: the function waits for it (that insert's
+    foreign key holds a key-share lock on the org row, which the function's FOR UPDATE waits for), then
+    answers from what committed."""
+    acme = ledger.org_id("acme")
+    instance = make_db(pooler.url())
+    result: dict[str, Any] = {}
+    with ledger.connect() as other:
+        other.execute("BEGIN")
+        other.execute(
+            "INSERT INTO charges (org_id, amount, idempotency_key, balance_after) VALUES (%s, 6, 'shared', 994)",
+            (acme,),
+        )
         worker = threading.Thread(target=lambda: result.update(charge_credits.handle(
             {"org_id": acme, "amount": 5, "idempotency_key": "shared"}, instance)))
         worker.start()
-        _wait_for_lock_wait(schema_db)  # the handler's INSERT waits on the uncommitted key
+        _wait_for_lock_wait(schema_db)  # the handler waits on the uncommitted charge
         other.execute(other_outcome.upper())
         worker.join(10)
     if other_outcome == "commit":
-        assert result["statusCode"] == 409
-        assert ledger.credits(acme) == 1000 and len(ledger.charges(acme)) == 0
+        assert result["statusCode"] == 409  # the key holds a charge of 6, not 5
+        assert ledger.credits(acme) == 1000 and [c["amount"] for c in ledger.charges(acme)] == [6]
     else:
         assert result["statusCode"] == 200
         assert ledger.credits(acme) == 995 and len(ledger.charges(acme)) == 1
@@ -156,8 +177,7 @@ def _wait_for_lock_wait(db: AppDatabase) -> None:
     with db.cluster.connect_superuser() as su:
         for _ in range(200):
             if su.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'"
-                " AND query LIKE '%%INSERT INTO charges%%'", (db.dbname,)
+                "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'", (db.dbname,)
             ).fetchone():
                 return
             time.sleep(0.05)

@@ -14,9 +14,10 @@ import pytest
 
 from lambdas import charge_credits, db, read_invoices
 from lambdas.api import MAX_IDEMPOTENCY_KEY_LENGTH
+from lambdas.api import MISCONFIGURED_MESSAGE as MISCONFIGURED
 from lambdas.db import Database
 from lifeguard.stack.system import free_port
-from tests.lambdas.support import Ledger, body
+from tests.lambdas.support import REGION, CountingSecrets, Ledger, body
 from tests.support import AppDatabase, RunningPooler
 
 MakeDb = Callable[..., Database]
@@ -121,17 +122,43 @@ def test_replayed_key_answers_like_the_first_time_and_charges_once(instance: Dat
 
 
 def test_reused_key_for_another_charge_is_409(instance: Database, ledger: Ledger) -> None:
-    acme, globex = ledger.org_id("acme"), ledger.org_id("globex")
+    acme = ledger.org_id("acme")
     assert charge_credits.handle({"org_id": acme, "amount": 10, "idempotency_key": "k"}, instance)[
         "statusCode"] == 200
     before = ledger.snapshot()
-    for event in ({"org_id": acme, "amount": 11, "idempotency_key": "k"},
-                  {"org_id": globex, "amount": 10, "idempotency_key": "k"}):
-        response = charge_credits.handle(event, instance)
-        assert response["statusCode"] == 409
-        assert body(response)["error"] == "idempotency_key_reused"
-        assert "use a new key" in body(response)["message"]
+    response = charge_credits.handle({"org_id": acme, "amount": 11, "idempotency_key": "k"}, instance)
+    assert response["statusCode"] == 409
+    assert body(response)["error"] == "idempotency_key_reused"
+    assert "use a new key" in body(response)["message"]
     assert ledger.snapshot() == before
+
+
+def test_another_orgs_key_is_a_new_key_for_the_caller_and_reveals_nothing(
+    instance: Database, ledger: Ledger
+) -> None:
+    # #31.6: keys were unique across all orgs, so globex reusing acme's key got a 409 naming acme's
+    # id and amount, and could never use that key. A key belongs to the org that used it.
+    acme, globex = ledger.org_id("acme"), ledger.org_id("globex")
+    first = charge_credits.handle({"org_id": acme, "amount": 17, "idempotency_key": "order-1"}, instance)
+    assert first["statusCode"] == 200
+    theirs = charge_credits.handle({"org_id": globex, "amount": 3, "idempotency_key": "order-1"}, instance)
+    assert theirs["statusCode"] == 200, theirs["body"]
+    payload = body(theirs)
+    assert (payload["org_id"], payload["amount"], payload["balance_after"]) == (globex, 3, 47)
+    assert payload["charge_id"] != body(first)["charge_id"]
+    # A different amount under globex's own key is a 409 about globex's charge only.
+    conflict = charge_credits.handle({"org_id": globex, "amount": 4, "idempotency_key": "order-1"}, instance)
+    assert conflict["statusCode"] == 409
+    assert set(body(conflict)) == {"error", "message"}
+    message = body(conflict)["message"]
+    assert f"organisation {globex} for a charge of 3" in message
+    assert f"organisation {acme}" not in message and "17" not in message
+    # Each org's replay answers its own charge.
+    assert charge_credits.handle({"org_id": acme, "amount": 17, "idempotency_key": "order-1"}, instance)[
+        "body"] == first["body"]
+    assert charge_credits.handle({"org_id": globex, "amount": 3, "idempotency_key": "order-1"}, instance)[
+        "body"] == theirs["body"]
+    assert (ledger.credits(acme), ledger.credits(globex)) == (1000 - 17, 50 - 3)
 
 
 def test_insufficient_credits_is_402_and_writes_nothing(instance: Database, ledger: Ledger) -> None:
@@ -285,12 +312,27 @@ def test_statement_timeout_is_set_locally_and_answers_503(
     assert instance.stats.connects == 1
 
 
-def test_missing_configuration_is_500_with_what_to_set() -> None:
-    response = read_invoices.handle({"org_id": 1}, Database(env={}))
+def test_missing_configuration_is_500_and_the_log_says_what_to_set(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = read_invoices.handle({"org_id": 1}, Database(env={}))
     assert response["statusCode"] == 500
-    payload = body(response)
-    assert payload["error"] == "misconfigured"
-    assert "set DATABASE_URL" in payload["message"] and "DATABASE_URL_SECRET_ARN" in payload["message"]
+    assert body(response) == {"error": "misconfigured", "message": MISCONFIGURED}
+    assert "set DATABASE_URL" in caplog.text and "DATABASE_URL_SECRET_ARN" in caplog.text
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_misconfigured_function_tells_the_caller_nothing_of_its_setup(caplog: pytest.LogCaptureFixture) -> None:
+    # #31.6: the caller used to get the ConfigurationError's text, the secret's ARN (with the AWS
+    # account id) and the IAM action the role lacks. The detail belongs in the function's log.
+    account, arn = "210987654321", f"arn:aws:secretsmanager:{REGION}:210987654321:secret:lifeguard/DATABASE_URL-AbCdEf"
+    instance = Database(env={"DATABASE_URL_SECRET_ARN": arn}, secrets_client_factory=CountingSecrets())
+    with caplog.at_level(logging.ERROR):
+        response = charge_credits.handle({"org_id": 1, "amount": 1, "idempotency_key": "m"}, instance)
+    assert response["statusCode"] == 500
+    assert body(response) == {"error": "misconfigured", "message": MISCONFIGURED}
+    for detail in (arn, account, "secretsmanager", "ResourceNotFoundException"):
+        assert detail not in response["body"]
+    assert f"could not read the database secret {arn} (ResourceNotFoundException)" in caplog.text
 
 
 # -- the Lambda entry points: module-level default instance, configured from the environment --------
@@ -339,15 +381,16 @@ def test_one_database_refuses_two_invocations_at_once(instance: Database, ledger
 # -- hardening (issue 14) --------------------------------------------------------------------------
 
 
-def test_misconfigured_statement_timeout_is_500_before_any_connection(pooler: RunningPooler) -> None:
+def test_misconfigured_statement_timeout_is_500_before_any_connection(
+    pooler: RunningPooler, caplog: pytest.LogCaptureFixture
+) -> None:
     # 3e9 ms is more than Postgres' int: SET LOCAL would fail on every call, a 503 that looks retryable.
     instance = Database(env={"DATABASE_URL": pooler.url(), "LIFEGUARD_STATEMENT_TIMEOUT_MS": "3000000000"})
     for _ in range(2):
         response = charge_credits.handle({"org_id": 1, "amount": 1, "idempotency_key": "m"}, instance)
         assert response["statusCode"] == 500
-        payload = body(response)
-        assert payload["error"] == "misconfigured"
-        assert "LIFEGUARD_STATEMENT_TIMEOUT_MS must be from 0 to 2147483647" in payload["message"]
+        assert body(response) == {"error": "misconfigured", "message": MISCONFIGURED}
+    assert "LIFEGUARD_STATEMENT_TIMEOUT_MS must be from 0 to 2147483647" in caplog.text
     assert instance.stats.connects == 0
 
 

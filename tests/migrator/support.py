@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from urllib.parse import quote
 
 import psycopg
 
-from migrator.runner import LOCK_KEY
+from migrator.lock import LOCK_VIEW, MigrationLock, migration_lock
 from tests.support import AppDatabase
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,11 +57,29 @@ def recorded_versions(db: AppDatabase) -> list[str]:
 
 
 @contextmanager
-def holding_the_lock(db: AppDatabase) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    """Hold the migrator's advisory lock from the test, as another run would."""
-    with psycopg.connect(db.direct_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
-        yield conn
+def holding_the_lock(db: AppDatabase) -> Iterator[MigrationLock]:
+    """Hold the migration lock from the test, as another run (or a wrapped migration tool) would."""
+    with migration_lock(db.direct_url, 0) as lock:
+        yield lock
+
+
+LOCK_WAITERS = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted"
+    f" AND relation = to_regclass('{LOCK_VIEW}')"
+)
+
+
+def lock_waiters(db: AppDatabase) -> int:
+    """How many sessions wait for the migration lock."""
+    return int(query(db, LOCK_WAITERS)[0][0])
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 def cli_env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -73,6 +92,24 @@ def cli_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 def migrator_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "migrator", *args]
+
+
+@contextmanager
+def started(argv: list[str], env: dict[str, str], count: int = 1) -> Iterator[list[subprocess.Popen[str]]]:
+    """Start migrator processes; any still running when the block exits is killed."""
+    procs = [
+        subprocess.Popen(
+            argv, env=cli_env(env), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(count)
+    ]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=30)
 
 
 def run_cli(

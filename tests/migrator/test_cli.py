@@ -5,9 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -15,57 +14,24 @@ import pytest
 from infra.build_context import shared_packages
 from lifeguard.stack.system import free_port
 from migrator.errors import ExitCode
-from migrator.runner import LOCK_KEY
 from tests.migrator.support import (
     REPO_ROOT,
     SAMPLE_FILES,
     assert_no_secret,
     cli_env,
     holding_the_lock,
+    lock_waiters,
     migrator_argv,
     query,
     recorded_versions,
     run_cli,
     secrets_of,
+    started,
     table_exists,
+    wait_until,
     write_migrations,
 )
 from tests.support import AppDatabase, RunningPooler
-
-LOCK_WAITERS = (
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-    " AND classid::bigint = %s AND objid::bigint = %s"
-)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def lock_waiters(db: AppDatabase) -> int:
-    return int(query(db, LOCK_WAITERS, (LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF))[0][0])
-
-
-@contextmanager
-def started(argv: list[str], env: dict[str, str], count: int = 1) -> Iterator[list[subprocess.Popen[str]]]:
-    """Start migrator processes; any still running when the block exits is killed."""
-    procs = [
-        subprocess.Popen(
-            argv, env=cli_env(env), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(count)
-    ]
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate(timeout=30)
 
 
 def test_apply_status_and_exit_codes(app_db: AppDatabase, sample_dir: Path) -> None:
@@ -171,9 +137,11 @@ def test_concurrent_runs_apply_each_migration_once(app_db: AppDatabase, tmp_path
     argv = migrator_argv("--migrations-dir", str(directory), "--lock-timeout", "60")
     # The test holds the lock until both runs queue behind it, so they overlap for certain; the
     # slow migration then keeps the loser waiting while the winner applies.
-    with holding_the_lock(app_db) as holder, started(argv, {"DATABASE_URL_UNPOOLED": app_db.direct_url}, 2) as procs:
+    holder = ExitStack()
+    holder.enter_context(holding_the_lock(app_db))
+    with holder, started(argv, {"DATABASE_URL_UNPOOLED": app_db.direct_url}, 2) as procs:
         wait_until(lambda: lock_waiters(app_db) == 2, 30, "both runs to wait for the lock")
-        holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        holder.close()  # the test's "run" ends: one waiting run gets the lock, the other waits for it
         outputs = [proc.communicate(timeout=60) for proc in procs]
         codes = [proc.returncode for proc in procs]
 
@@ -257,7 +225,7 @@ def test_runs_from_the_image_layout_without_the_rest_of_the_repo(app_db: AppData
     assert "FOREIGN []" in proc.stdout
     from_app = " ".join(str(app / m / "__init__.py") for m in ("migrator", "redaction", "database_urls"))
     assert f"FROM {from_app}" in proc.stdout
-    assert recorded_versions(app_db) == ["0001", "0002", "0003", "0004"]  # the bundled migrations
+    assert recorded_versions(app_db) == ["0001", "0002", "0003", "0004", "0005"]  # the bundled migrations
 
 
 def test_help_lists_the_exit_codes() -> None:

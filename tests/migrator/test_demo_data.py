@@ -16,7 +16,7 @@ from tests.support import AppDatabase
 def test_without_demo_data_only_the_smoke_org_is_created(app_db: AppDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(DEMO_DATA_ENV, "0")  # what a production stack's migration task gets
     migrate(app_db.direct_url)
-    assert recorded_versions(app_db) == ["0001", "0002", "0004"]
+    assert recorded_versions(app_db) == ["0001", "0002", "0004", "0005"]
     assert query(app_db, "SELECT id, name FROM orgs") == [(SMOKE_ORG_ID, "lifeguard-smoke")]
     assert query(app_db, "SELECT count(*) FROM invoices") == [(0,)]
 
@@ -24,7 +24,7 @@ def test_without_demo_data_only_the_smoke_org_is_created(app_db: AppDatabase, mo
 def test_with_demo_data_the_sample_orgs_come_first(app_db: AppDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(DEMO_DATA_ENV, "1")
     migrate(app_db.direct_url)
-    assert recorded_versions(app_db) == ["0001", "0002", "0003", "0004"]
+    assert recorded_versions(app_db) == ["0001", "0002", "0003", "0004", "0005"]
     assert query(app_db, "SELECT id, name FROM orgs ORDER BY id") == [
         (1, "acme"), (2, "globex"), (SMOKE_ORG_ID, "lifeguard-smoke")]
     # New orgs still get ids from the identity sequence, below the smoke org's.

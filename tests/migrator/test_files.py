@@ -22,9 +22,10 @@ def problems(directory: Path) -> str:
 
 def test_bundled_sample_migrations_load() -> None:
     migrations = load_migrations(DEFAULT_MIGRATIONS_DIR)
-    # SAMPLE_FILES, then the smoke test's org (#12.14).
-    assert [m.filename for m in migrations] == [*SAMPLE_FILES, "0004_smoke_org.sql"]
-    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004"]
+    # SAMPLE_FILES, then the smoke test's org (#12.14), then idempotency keys per org (#31.6).
+    assert [m.filename for m in migrations] == [*SAMPLE_FILES, "0004_smoke_org.sql",
+                                                "0005_charges_idempotency_key_per_org.sql"]
+    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004", "0005"]
     assert all(m.transactional for m in migrations)
     first = migrations[0]
     assert first.checksum == hashlib.sha256(first.path.read_bytes()).hexdigest()

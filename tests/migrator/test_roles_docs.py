@@ -14,7 +14,7 @@ from tests.migrator.support import REPO_ROOT, write_migrations
 from tests.support import AppDatabase
 
 DOC = REPO_ROOT / "docs" / "roles.md"
-MARKER = "-- migrator/migrations/0005_analytics_reader.sql"
+MARKER = "-- migrator/migrations/0006_analytics_reader.sql"
 
 
 def documented_migration() -> str:
@@ -26,7 +26,7 @@ def documented_migration() -> str:
 def test_the_documented_analytics_role_reads_and_cannot_write(app_db: AppDatabase, tmp_path: Path) -> None:
     directory = tmp_path / "migrations"
     shutil.copytree(DEFAULT_MIGRATIONS_DIR, directory)
-    write_migrations(directory, {"0005_analytics_reader.sql": documented_migration()})
+    write_migrations(directory, {"0006_analytics_reader.sql": documented_migration()})
     migrate(app_db.direct_url, directory)
     migrate(app_db.direct_url, directory)  # idempotent: nothing to apply the second time
     with psycopg.connect(app_db.direct_url, autocommit=True) as owner:

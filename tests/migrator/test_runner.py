@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from psycopg import sql
 
-from migrator import runner
+from migrator import lock
 from migrator.errors import (
     ChecksumDrift,
     ExitCode,
@@ -264,7 +264,7 @@ def test_connection_failures_never_show_the_password(app_db: AppDatabase, sample
 
 
 def test_lock_timeout_is_validated(app_db: AppDatabase, sample_dir: Path) -> None:
-    for bad in (-1.0, float("nan"), float("inf"), runner.MAX_LOCK_TIMEOUT_S + 1):
+    for bad in (-1.0, float("nan"), float("inf"), lock.MAX_LOCK_TIMEOUT_S + 1):
         with pytest.raises(MigratorConfigError, match="lock timeout"):
             migrate(app_db.direct_url, sample_dir, lock_timeout_s=bad)
 

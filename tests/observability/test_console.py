@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import psycopg
 import pytest
@@ -11,6 +13,7 @@ from pgbouncer.contract import STATS_USER
 from pgbouncer.metrics import ConsoleError, ConsoleTarget, read_console, sample_console
 from tests.observability.support import STATS_PASSWORD, StatsPooler
 from tests.secrecy import assert_no_secret
+from tests.support import AppDatabase
 
 
 def test_stats_user_logs_in_over_unix_socket_with_scram(stats_pooler: Callable[..., StatsPooler]) -> None:
@@ -103,3 +106,29 @@ def test_unreachable_console_is_a_console_error(stats_pooler: Callable[..., Stat
     pooler.process.stop()
     with pytest.raises(ConsoleError, match="console at"):
         sample_console(target)
+
+
+def test_console_url_keeps_its_sslrootcert_and_the_server_is_verified_against_it(
+    stats_pooler: Callable[..., StatsPooler], app_db: AppDatabase
+) -> None:
+    pooler = stats_pooler()
+    # The test pooler serves a self-signed certificate: as its own root it verifies (verify-ca: its
+    # names are pgbouncer and localhost, the URL dials 127.0.0.1).
+    own_cert = str(Path(pooler.process.settings.client_tls_cert_file))
+    url = (f"postgresql://{STATS_USER}:{quote(STATS_PASSWORD, safe='')}@127.0.0.1:{pooler.port}/pgbouncer?"
+           + urlencode({"sslmode": "verify-ca", "sslrootcert": own_cert}))
+    target = ConsoleTarget.from_url(url)
+    assert (target.sslmode, target.sslrootcert) == ("verify-ca", own_cert)
+    assert sample_console(target).pools == ()
+    # Another CA does not verify it: the URL's sslrootcert is what libpq checks against.
+    other_ca = url.replace(quote(own_cert, safe=""), quote(str(app_db.cluster.ca_file), safe=""))
+    with pytest.raises(ConsoleError, match="certificate verify failed"):
+        sample_console(ConsoleTarget.from_url(other_ca))
+
+
+def test_console_url_over_tcp_without_sslmode_is_refused_not_defaulted() -> None:
+    with pytest.raises(ValueError, match="names no sslmode: add sslmode=verify-full&sslrootcert="):
+        ConsoleTarget.from_url(f"postgresql://{STATS_USER}:pw@127.0.0.1:6432/pgbouncer")
+    # Over the Unix socket TLS does not apply, and nothing needs saying.
+    assert ConsoleTarget.from_url(f"postgresql://{STATS_USER}@/pgbouncer?host=/run/pgbouncer&port=6432").host == (
+        "/run/pgbouncer")

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import string
 from typing import Any
 
 import pytest
 
+from pgbouncer import settings
 from pgbouncer.scram import scram_verifier
 from pgbouncer.settings import (
     MAX_PASSWORD_BYTES,
@@ -156,6 +158,30 @@ def test_extra_key_known_to_the_version_is_rendered() -> None:
     pairs = ini_pairs(settings.render_ini())
     assert pairs["query_timeout"] == "0"
     assert pairs["server_round_robin"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"upstream": Upstream(host="db.internal\n", dbname="app")}, r"upstream host 'db.internal\\n' is not"),
+        ({"upstream": Upstream(host="/var/run/postgresql\n", dbname="app")}, "is not a host name"),
+        ({"upstream": Upstream(host="db", dbname="app\n")}, r"database name 'app\\n' must be letters"),
+        ({"upstream": Upstream(host="db", dbname="app", alias="pooled\n")}, r"database name 'pooled\\n'"),
+        ({"stats_users": ("stats\n",)}, r"console user name 'stats\\n' must be letters"),
+        ({"admin_users": ("admin\n",)}, r"console user name 'admin\\n' must be letters"),
+    ],
+)
+def test_a_trailing_newline_in_a_name_or_host_is_refused(overrides: dict[str, Any], message: str) -> None:
+    # A '$' anchor lets "name\n" through, and the rendered ini would then hold a split line.
+    with pytest.raises(SettingsError, match=message):
+        make(**overrides)
+
+
+def test_the_databases_line_is_checked_like_every_other_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Even if a name pattern let a line break through, the [databases] line is refused, not rendered.
+    monkeypatch.setattr(settings, "_HOST", re.compile(r"[\s\S]+"))
+    with pytest.raises(SettingsError, match=r"\[databases\] entry 'app' contains a line break"):
+        make(upstream=Upstream(host="db\nauth_type = trust", dbname="app"))
 
 
 # -- validation ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,3 +48,27 @@ def run_with_clock(argv: Sequence[str], clock: FakeClock) -> int:
     """``lifeguard ARGV`` as :func:`lifeguard.cli.main` parses it, its waits on ``clock``."""
     args = cli.build_parser(load=(argv[0],)).parse_args(list(argv))
     return int(args.func(args, clock=clock))
+
+
+# What a database can put into a line we relay: a NOTICE, an error quoting a row, a value with line breaks.
+HOSTILE = (
+    "migrator: postgres notice: done\n"
+    "::add-mask::hunter2\n"
+    "  ::error title=deploy::the deploy failed\r"
+    "::set-output name=approved::true\r\n"
+    "\u200b::stop-commands::resume-token\n"
+    "\t::warning file=x::y\n"
+    "value ##[set-output name=approved;]true and ##[error]boom"
+)
+
+
+def workflow_commands(output: str) -> list[str]:
+    """The lines GitHub's runner would act on: split as it reads lines, then its v2 (``::`` after
+    leading blanks) and v1 (``##[`` anywhere) command forms. Zero-width and other format characters
+    count as blank here, stricter than the runner."""
+    found = []
+    for line in re.split(r"\r\n|\r|\n", output):
+        stripped = line.lstrip(" \t\u200b\u200c\u200d\u2060\ufeff\u00a0\u1680\u180e\u2000\u3000\x0b\x0c")
+        if stripped.startswith("::") or "##[" in line:
+            found.append(line)
+    return found

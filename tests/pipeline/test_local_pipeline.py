@@ -106,7 +106,7 @@ def test_a_migration_that_fails_fails_the_pipeline_with_its_exit_code(
     migrate_with: Callable[[str], tuple[int, Printed]], app_db: AppDatabase,
     start_pooler: Callable[..., RunningPooler],
 ) -> None:
-    # The migrator refuses a pooled URL (DDL and its advisory lock need a direct connection): a real
+    # The migrator refuses a pooled URL (DDL and its lock need a direct connection): a real
     # non-zero exit, which moto alone could never report.
     pooled = start_pooler().url()
     code, printed = migrate_with(pooled)

@@ -26,7 +26,7 @@ from lifeguard import cli
 from lifeguard.deploy import aws
 from lifeguard.deploy.outputs import SmokeTarget
 from lifeguard.deploy.smoke import SMOKE_ORG_ID, SmokeReport, new_idempotency_key, run_smoke
-from tests.pipeline.support import REGION, MigrationStack
+from tests.pipeline.support import HOSTILE, REGION, MigrationStack, workflow_commands
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -315,3 +315,21 @@ def test_the_smoke_test_charges_its_own_org_by_default() -> None:
     assert cli.build_parser().parse_args(["smoke", "--outputs", "-"]).org_id == SMOKE_ORG_ID
     sql = (Path(__file__).resolve().parents[2] / "migrator" / "migrations" / "0004_smoke_org.sql").read_text()
     assert f"VALUES ({SMOKE_ORG_ID}, 'lifeguard-smoke'," in sql
+
+
+def test_a_function_error_relayed_by_the_command_prints_no_workflow_command(
+    stubbed: tuple[LambdaClient, Stubber], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # #31.8: a function's error text can carry what a database wrote, line breaks and all.
+    client, stubber = stubbed
+    expect(stubber, READ, {"org_id": 7}, {"errorType": "RaiseException", "errorMessage": HOSTILE,
+                                          "requestId": "1", "stackTrace": []}, function_error="Unhandled")
+    monkeypatch.setattr(aws, "lambda_client", lambda region: client)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"readInvoicesFunctionName": READ, "chargeCreditsFunctionName": CHARGE}))
+
+    assert cli.main(["smoke", "--outputs", str(outputs), "--org-id", "7"]) == 1
+    out, err = capsys.readouterr()
+    assert "::add-mask::hunter2" in out  # relayed, still readable
+    assert workflow_commands(out) == [] and workflow_commands(err) == []
