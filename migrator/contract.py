@@ -15,5 +15,8 @@ APP_ROLE_ENV = "LIFEGUARD_APP_ROLE"
 """The DML-only application role ``apply`` provisions first (with :data:`APP_ROLE_VERIFIER_ENV`)."""
 APP_ROLE_VERIFIER_ENV = "LIFEGUARD_APP_ROLE_VERIFIER"
 """That role's SCRAM verifier, never a password."""
+BOOKKEEPING_TABLES_ENV = "LIFEGUARD_BOOKKEEPING_TABLES"
+"""Extra migration-tool bookkeeping tables (``NAME`` or ``SCHEMA.NAME``, comma-separated) the application
+role gets no privilege on, besides the known tools' (:mod:`migrator.bookkeeping`)."""
 DEMO_DATA_ENV = "LIFEGUARD_DEMO_DATA"
 """``1`` (the default) applies the demo-data migrations, ``0`` skips them (production stacks)."""
