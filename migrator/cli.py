@@ -19,7 +19,8 @@ from pathlib import Path
 
 from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV
 from migrator import wrapper
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
+from migrator.bookkeeping import tables_from_env
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, BOOKKEEPING_TABLES_ENV
 from migrator.errors import ExitCode, MigratorError
 from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, lock_timeout_arg
 from migrator.output import logging_to_stderr
@@ -34,7 +35,11 @@ EPILOG = f"""\
 The direct URL comes from {DIRECT_URL_ENV}, or from the Secrets Manager secret whose ARN is in
 {DIRECT_URL_SECRET_ARN_ENV}. {POOLED_URL_ENV} (the pooled URL) is never used. With {APP_ROLE_ENV} (a role
 name) and {APP_ROLE_VERIFIER_ENV} (its SCRAM verifier), 'apply' first provisions that DML-only
-application role, under the migration lock.
+application role, under the migration lock, with no privilege on migration tools' bookkeeping tables
+(the known tools' and those named in {BOOKKEEPING_TABLES_ENV}).
+
+Another migration tool instead: python -m migrator run [--lock-timeout S] -- COMMAND [ARGS...]
+(see python -m migrator run --help).
 
 exit codes:
   0  success            3  refused: the URL goes through a pooler    6  an applied file was edited
@@ -130,7 +135,7 @@ def _main(args: argparse.Namespace, redactor: Redactor, environ: Mapping[str, st
         else:
             redactor.add_secret(app_role.verifier)
         report = migrate(resolved.url, args.migrations_dir, args.lock_timeout, dry_run=args.dry_run,
-                         app_role=app_role)
+                         app_role=app_role, bookkeeping=tables_from_env(environ))
         if args.dry_run:
             print(format_plan(report), flush=True)
         return int(ExitCode.OK)

@@ -3,6 +3,8 @@ and the ones the user names, tried with DML as the application role against the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -10,7 +12,7 @@ from psycopg import sql
 from migrator.bookkeeping import KNOWN_TABLES, BookkeepingTable, parse_table, tables_from_env
 from migrator.errors import MigratorConfigError
 from migrator.roles import AppRole, RoleRefused, provision_app_role
-from tests.migrator.support import query
+from tests.migrator.support import query, run_cli, secrets_of, write_migrations
 from tests.support import AppDatabase
 
 USER_NAMED = BookkeepingTable("our_migrations_log")
@@ -58,6 +60,20 @@ def test_a_table_the_owner_creates_later_is_usable_and_a_grant_to_public_is_refu
     query(app_db, "GRANT SELECT ON alembic_version TO PUBLIC")
     with pytest.raises(RoleRefused, match=r"REVOKE ALL ON public\.alembic_version FROM PUBLIC"):
         provision(app_db)
+
+
+def test_the_sample_runner_withholds_the_tables_the_user_names(app_db: AppDatabase, tmp_path: Path) -> None:
+    directory = write_migrations(tmp_path / "m", {"0001_log.sql": "CREATE TABLE ops_log (id int);\n"})
+    env = {"DATABASE_URL_UNPOOLED": app_db.direct_url, "LIFEGUARD_APP_ROLE": app_db.user,
+           "LIFEGUARD_APP_ROLE_VERIFIER": app_db.verifier, "LIFEGUARD_BOOKKEEPING_TABLES": "ops_log"}
+    # Provisioning runs before the migrations: the second run finds the table and withholds it.
+    for _ in range(2):
+        proc = run_cli(["--migrations-dir", str(directory)], env, secrets_of(app_db))
+        assert proc.returncode == 0, proc.stderr
+    assert "none on bookkeeping table(s) ops_log" in proc.stderr
+    with psycopg.connect(app_db.app_direct_url, autocommit=True) as app, \
+            pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app.execute("INSERT INTO ops_log VALUES (1)")
 
 
 def test_names_are_checked() -> None:
