@@ -5,12 +5,19 @@ Fixtures stay in conftest.py; tests import these names from here, never from a c
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
+from lifeguard.stack.pgbouncer_build import cache_dir
 from lifeguard.stack.pooler import PoolerProcess, local_settings
 from lifeguard.stack.postgres import PostgresCluster, make_dsn
 from lifeguard.stack.system import free_port
@@ -95,3 +102,43 @@ class RunningPooler:
             self.db.password if password is None else password, self.db.dbname,
             **{"sslmode": "require", **params},
         )
+
+
+def node_and_npm() -> tuple[str, str] | None:
+    """The Node.js and npm the suite runs Node tools with, or None: those on PATH for now.
+
+    The one place that says which Node.js the tests use, so it can be pointed at a pinned one.
+    """
+    node, npm = shutil.which("node"), shutil.which("npm")
+    return None if node is None or npm is None else (node, npm)
+
+
+def npm_installed(source: Path, files: Sequence[str], name: str, timeout: float = 300) -> Path:
+    """A cache folder holding ``files`` copied from ``source`` and ``npm ci`` of their pins (exactly the
+    lock, integrity-checked, no install scripts); reused while those files are unchanged. Skips the
+    test when Node.js is not installed."""
+    found = node_and_npm()
+    if found is None:
+        pytest.skip("Node.js and npm are not installed (apt-get install nodejs npm)")
+    digest = hashlib.sha256(b"".join((source / f).read_bytes() for f in files)).hexdigest()
+    target = cache_dir() / f"{name}-{digest[:16]}"
+    if (target / ".complete").exists():
+        return target
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for f in files:
+        shutil.copy2(source / f, partial / f)
+    result = subprocess.run(
+        [found[1], "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=partial, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    if result.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        pytest.fail(f"npm ci of {source} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    (partial / ".complete").write_text("")
+    try:
+        partial.rename(target)
+    except OSError:  # another run finished first: use its copy
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
