@@ -20,3 +20,9 @@ BOOKKEEPING_TABLES_ENV = "LIFEGUARD_BOOKKEEPING_TABLES"
 role gets no privilege on, besides the known tools' (:mod:`migrator.bookkeeping`)."""
 DEMO_DATA_ENV = "LIFEGUARD_DEMO_DATA"
 """``1`` (the default) applies the demo-data migrations, ``0`` skips them (production stacks)."""
+
+
+def wrapped_command(command: list[str], python: str = "python3") -> list[str]:
+    """``python3 -m migrator run -- COMMAND``: a user's migration tool run behind the migrator's guard,
+    lock and role provisioning (:mod:`migrator.wrapper`), as the job and the local stack start it."""
+    return [python, "-m", "migrator", "run", "--", *command]
