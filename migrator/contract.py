@@ -22,7 +22,12 @@ DEMO_DATA_ENV = "LIFEGUARD_DEMO_DATA"
 """``1`` (the default) applies the demo-data migrations, ``0`` skips them (production stacks)."""
 
 
+def runner_command(*args: str, python: str = "python3") -> list[str]:
+    """``python3 -m migrator ARGS``: the migrator's command line, as its image runs it."""
+    return [python, "-m", "migrator", *args]
+
+
 def wrapped_command(command: list[str], python: str = "python3") -> list[str]:
     """``python3 -m migrator run -- COMMAND``: a user's migration tool run behind the migrator's guard,
     lock and role provisioning (:mod:`migrator.wrapper`), as the job and the local stack start it."""
-    return [python, "-m", "migrator", "run", "--", *command]
+    return runner_command("run", "--", *command, python=python)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 
 def positive_seconds(text: str) -> float:
@@ -35,3 +36,15 @@ def positive_integer(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
+
+
+def command_words(text: str) -> list[str]:
+    """An argparse type: a command line given as one string (``--command 'alembic upgrade head'``), split
+    as a POSIX shell would split it, without running a shell."""
+    try:
+        command = shlex.split(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"cannot split {text!r} into words: {exc}") from None
+    if not command:
+        raise argparse.ArgumentTypeError("an empty command")
+    return command

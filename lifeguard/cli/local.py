@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
+from lifeguard.cli.arguments import command_words
 from lifeguard.stack.stack import (
     STACK_ERRORS,
     STATE_DIR_ENV,
@@ -76,7 +77,7 @@ def configure(local: argparse.ArgumentParser) -> None:
     add_stack_options(up)
     up.add_argument("--no-migrate", action="store_true", help="do not run the migration job")
     up.add_argument(
-        "--migrate-command", metavar="'CMD ARGS'", type=_command,
+        "--migrate-command", metavar="'CMD ARGS'", type=command_words,
         help="run your own migration tool instead of the sample migrations, through the migration wrapper "
         "(python -m migrator run -- CMD ARGS: guard, lock, application role), e.g. 'alembic upgrade head'",
     )
@@ -144,16 +145,6 @@ def _say(message: str) -> None:
 def _fail(message: str) -> int:
     print(f"lifeguard local: error: {message}", file=sys.stderr)
     return 1
-
-
-def _command(text: str) -> list[str]:
-    try:
-        command = shlex.split(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"cannot split {text!r} into words: {exc}") from None
-    if not command:
-        raise argparse.ArgumentTypeError("an empty command")
-    return command
 
 
 def _job_command(command: list[str] | None) -> list[str] | None:
