@@ -18,6 +18,8 @@ APP_ROLE_VERIFIER_ENV = "LIFEGUARD_APP_ROLE_VERIFIER"
 BOOKKEEPING_TABLES_ENV = "LIFEGUARD_BOOKKEEPING_TABLES"
 """Extra migration-tool bookkeeping tables (``NAME`` or ``SCHEMA.NAME``, comma-separated) the application
 role gets no privilege on, besides the known tools' (:mod:`migrator.bookkeeping`)."""
+BASE_IMAGE_ARG = "LIFEGUARD_MIGRATOR_IMAGE"
+"""The build argument naming our migrator image, for a user's Dockerfile that starts ``FROM`` it."""
 DEMO_DATA_ENV = "LIFEGUARD_DEMO_DATA"
 """``1`` (the default) applies the demo-data migrations, ``0`` skips them (production stacks)."""
 
