@@ -176,3 +176,21 @@ def test_the_pooled_url_alone_is_refused_by_name(tmp_path: Path) -> None:
     assert proc.returncode == ExitCode.CONFIG
     assert "DATABASE_URL is set, but the migrator never uses it" in proc.stderr
 
+
+
+def test_a_lost_lock_stops_the_command(app_db: AppDatabase, tmp_path: Path) -> None:
+    # The command cuts the wrapper's lock session, as a lost connection would, then keeps running.
+    script = tmp_path / "cut.py"
+    script.write_text(textwrap.dedent("""\
+        import os, time, psycopg
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE granted AND mode = 'ExclusiveLock'"
+                         " AND relation = 'lifeguard_migration_lock'::regclass")
+        print("cut the lock session", flush=True)
+        time.sleep(60)
+        print("still running after a minute", flush=True)
+    """))
+    proc = run_cli(["run", "--", sys.executable, str(script)], role_env(app_db), secrets_of(app_db))
+    assert proc.returncode == ExitCode.UNAVAILABLE, proc.stderr
+    assert "cut the lock session" in proc.stdout and "still running" not in proc.stdout
+    assert "lost the migration lock's connection: stopping the command" in proc.stderr
