@@ -112,11 +112,13 @@ def test_is_refused_through_pgbouncer(app_db: AppDatabase, start_pooler: Callabl
     assert not exists(app_db, tool.bookkeeping)
 
 
-def test_two_runs_serialise(app_db: AppDatabase, tool: Tool) -> None:
+def test_two_runs_serialise(app_db: AppDatabase, tool: Tool, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
     argv = migrator_argv("run", "--lock-timeout", "120", "--", *tool.command)
-    with started(argv, role_env(app_db), 2) as procs:
-        # One holds the lock while its migration sleeps; the other waits for it, on our lock.
+    with started(argv, {**role_env(app_db), "MIGRATION_GATE": str(gate)}, 2) as procs:
+        # One holds the lock, its migration held at the gate; the other waits for it, on our lock.
         wait_until(lambda: lock_waiters(app_db) == 1, 60, "the second run to wait for the migration lock")
+        gate.touch()
         results = [proc.communicate(timeout=120) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], [out + err for out, err in results]
     assert int(query(app_db, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(tool.bookkeeping)))[0][0]) == 1

@@ -117,20 +117,24 @@ def test_a_second_run_waits_bounded_then_stops_without_running(app_db: AppDataba
 
 
 def test_two_runs_serialise(app_db: AppDatabase, tmp_path: Path) -> None:
-    log = tmp_path / "log"
-    script = tmp_path / "slow.py"
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    script = tmp_path / "gated.py"
+    # The command holds its run until the test opens the gate, once the other run waits for the lock.
     script.write_text(textwrap.dedent(f"""\
-                with open({str(log)!r}, "a") as f: f.write(f"start {{time.monotonic()}}\\n")
-        time.sleep(1.5)
-        with open({str(log)!r}, "a") as f: f.write(f"end {{time.monotonic()}}\\n")
+        import os, time
+        with open({str(log)!r}, "a") as f: f.write("start\\n")
+        deadline = time.monotonic() + 60
+        while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open({str(log)!r}, "a") as f: f.write("end\\n")
     """))
     argv = migrator_argv("run", "--lock-timeout", "60", "--", sys.executable, str(script))
     with started(argv, {"DATABASE_URL_UNPOOLED": app_db.direct_url}, 2) as procs:
         wait_until(lambda: lock_waiters(app_db) == 1, 30, "the second run to wait for the lock")
+        gate.touch()
         results = [proc.communicate(timeout=60) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], [err for _, err in results]
-    events = [line.split()[0] for line in log.read_text().splitlines()]
-    assert events == ["start", "end", "start", "end"]
+    assert log.read_text().split() == ["start", "end", "start", "end"]
 
 
 def test_signals_are_forwarded_and_the_command_decides_the_exit_code(app_db: AppDatabase, tmp_path: Path) -> None:

@@ -1,5 +1,8 @@
 """widgets: the application's first table."""
 
+import os
+import time
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,8 +16,11 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
         sa.Column("name", sa.Text, nullable=False),
     )
-    # Slow enough for a second run started alongside to have to wait for this one.
-    op.execute("SELECT pg_sleep(1)")
+    # A test holds this run here (MIGRATION_GATE: a file it creates) until a second run waits for it.
+    gate = os.environ.get("MIGRATION_GATE")
+    deadline = time.monotonic() + 120
+    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def downgrade() -> None:
