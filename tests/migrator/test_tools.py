@@ -26,7 +26,9 @@ from tests.migrator.support import lock_waiters, migrator_argv, query, run_cli, 
 from tests.support import AppDatabase, RunningPooler, node_and_npm, npm_installed
 
 TOOLS_DIR = Path(__file__).with_name("tools")
-NODE_PG_MIGRATE_FILES = ("package.json", "package-lock.json")
+NPM_FILES = ("package.json", "package-lock.json")
+GATE = "migration_gate"
+"""While a table of this name exists, each tool's first migration waits (a test holds a run with it)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Tool:
     name: str
     command: list[str]
     bookkeeping: str
+    bookkeeping_column: str
     new_table: str
     add_failing_migration: Callable[[], None]
     keeps_earlier_migrations: bool
@@ -51,11 +54,11 @@ def alembic(tmp_path: Path) -> Tool:
         )
 
     return Tool("alembic", [sys.executable, "-m", "alembic", "-c", str(project / "alembic.ini"), "upgrade", "head"],
-                "alembic_version", "widgets", add_failing, keeps_earlier_migrations=True)
+                "alembic_version", "version_num", "widgets", add_failing, keeps_earlier_migrations=True)
 
 
 def node_pg_migrate(tmp_path: Path) -> Tool:
-    installed = npm_installed(TOOLS_DIR / "node_pg_migrate", NODE_PG_MIGRATE_FILES, "node-pg-migrate")
+    installed = npm_installed(TOOLS_DIR / "node_pg_migrate", NPM_FILES, "node-pg-migrate")
     found = node_and_npm()
     assert found is not None
     migrations = shutil.copytree(TOOLS_DIR / "node_pg_migrate" / "migrations", tmp_path / "migrations")
@@ -66,8 +69,8 @@ def node_pg_migrate(tmp_path: Path) -> Tool:
         )
 
     binary = installed / "node_modules" / "node-pg-migrate" / "bin" / "node-pg-migrate.js"
-    return Tool("node-pg-migrate", [found[0], str(binary), "up", "-m", str(migrations)], "pgmigrations", "gadgets",
-                add_failing, keeps_earlier_migrations=False)
+    return Tool("node-pg-migrate", [found[0], str(binary), "up", "-m", str(migrations)], "pgmigrations", "name",
+                "gadgets", add_failing, keeps_earlier_migrations=False)
 
 
 @pytest.fixture(params=["alembic", "node-pg-migrate"])
@@ -89,7 +92,7 @@ def assert_role_uses_new_table_not_bookkeeping(db: AppDatabase, tool: Tool) -> N
         app.execute(sql.SQL("INSERT INTO {} (name) VALUES ('made by the application role')").format(table))
         assert app.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone() == (1,)
         for statement in ("SELECT * FROM {}", "DELETE FROM {}", "UPDATE {} SET {} = {}", "TRUNCATE {}"):
-            column = sql.Identifier("version_num" if tool.name == "alembic" else "name")
+            column = sql.Identifier(tool.bookkeeping_column)
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 app.execute(sql.SQL(statement).format(bookkeeping, column, column))
 
@@ -112,13 +115,13 @@ def test_is_refused_through_pgbouncer(app_db: AppDatabase, start_pooler: Callabl
     assert not exists(app_db, tool.bookkeeping)
 
 
-def test_two_runs_serialise(app_db: AppDatabase, tool: Tool, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
+def test_two_runs_serialise(app_db: AppDatabase, tool: Tool) -> None:
+    query(app_db, f"CREATE TABLE {GATE} ()")
     argv = migrator_argv("run", "--lock-timeout", "120", "--", *tool.command)
-    with started(argv, {**role_env(app_db), "MIGRATION_GATE": str(gate)}, 2) as procs:
+    with started(argv, role_env(app_db), 2) as procs:
         # One holds the lock, its migration held at the gate; the other waits for it, on our lock.
         wait_until(lambda: lock_waiters(app_db) == 1, 60, "the second run to wait for the migration lock")
-        gate.touch()
+        query(app_db, f"DROP TABLE {GATE}")
         results = [proc.communicate(timeout=120) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], [out + err for out, err in results]
     assert int(query(app_db, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(tool.bookkeeping)))[0][0]) == 1

@@ -1,8 +1,5 @@
 """widgets: the application's first table."""
 
-import os
-import time
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -16,11 +13,11 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
         sa.Column("name", sa.Text, nullable=False),
     )
-    # A test holds this run here (MIGRATION_GATE: a file it creates) until a second run waits for it.
-    gate = os.environ.get("MIGRATION_GATE")
-    deadline = time.monotonic() + 120
-    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # A test holds this run here, while a table named migration_gate exists, until a second run waits for it.
+    op.execute(
+        "DO $$ BEGIN WHILE EXISTS (SELECT FROM pg_tables WHERE schemaname = current_schema()"
+        " AND tablename = 'migration_gate') LOOP PERFORM pg_sleep(0.05); END LOOP; END $$"
+    )
 
 
 def downgrade() -> None:
