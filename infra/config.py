@@ -345,8 +345,9 @@ def _migration_command(read: _Reader) -> tuple[str, ...]:
     command = read.string_list("migrationCommand")
     if any(not word for word in command):
         read.problem("migrationCommand", "holds an empty word; give each argument as one non-empty string")
-    if command[:1] in (("--",), ("python3",)) and command[1:3] == ("-m", "migrator"):
-        read.problem("migrationCommand", "give your tool's command alone; the job runs it through the wrapper")
+    if command[1:3] == ("-m", "migrator"):
+        read.problem("migrationCommand", "give your tool's command alone (e.g. [\"alembic\", \"upgrade\", "
+                     "\"head\"]): the job runs it through the wrapper, python3 -m migrator run --")
     return command
 
 

@@ -92,6 +92,7 @@ def test_unset_keys_change_nothing(example_run: ProgramRun) -> None:
         ({"migrationImage": "docker.io/library/alembic:latest"}, "is neither a folder holding a Dockerfile"),
         ({"migrationCommand": '["alembic", ""]'}, "holds an empty word"),
         ({"migrationCommand": '"alembic upgrade head"'}, "must be a JSON list of strings"),
+        ({"migrationCommand": '["python3", "-m", "migrator", "run", "--", "alembic"]'}, "give your tool's command"),
         ({"migrationBookkeepingTables": '["a;drop"]'}, "is not a table name"),
         ({"migrationImage": URI.replace(ACCOUNT, "210987654321")}, "push the image to an ECR repository of this"),
     ],
