@@ -37,7 +37,7 @@ from types import FrameType
 from typing import IO
 
 from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
-from migrator.bookkeeping import BookkeepingTable, parse_table, tables_from_env
+from migrator.bookkeeping import KNOWN_TABLES, BookkeepingTable, parse_table, tables_from_env
 from migrator.connection import direct_connection
 from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, BOOKKEEPING_TABLES_ENV
 from migrator.errors import ExitCode, MigratorError, Unavailable
@@ -61,8 +61,7 @@ EPILOG = f"""\
 The command gets {DIRECT_URL_ENV} and {POOLED_URL_ENV}, both set to the direct URL (for it only), and
 never {APP_ROLE_VERIFIER_ENV}. With {APP_ROLE_ENV} and {APP_ROLE_VERIFIER_ENV} set, the application role
 is provisioned before and after the command, with no privilege on the tools' bookkeeping tables
-(alembic_version, _prisma_migrations, schema_migrations, pgmigrations, flyway_schema_history,
-django_migrations, drizzle.__drizzle_migrations, and those in {BOOKKEEPING_TABLES_ENV}).
+({", ".join(str(table) for table in KNOWN_TABLES)}, and those in {BOOKKEEPING_TABLES_ENV}).
 
 exit codes: the command's own (128 + N if signal N ended it); before or after it, the migrator's:
   2 bad configuration   3 refused: the URL goes through a pooler   4 timed out waiting for the lock
