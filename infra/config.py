@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import pulumi
@@ -35,6 +36,8 @@ from infra.keys import (
     WholeKey,
 )
 from infra.types import ALARM_EMAIL, AlarmThresholds, ApiAccess, Architecture
+from migrator.bookkeeping import parse_table
+from migrator.errors import MigratorConfigError
 from pgbouncer.contract import IMAGE_SOCKET_DIR, STATS_USER
 from pgbouncer.settings import PoolerSettings, SettingsError, Upstream
 from pgbouncer.sizing import PoolBudget, SizingError
@@ -74,6 +77,13 @@ _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[
 # smallest subnet is a /28.
 SUBNET_SPLIT_BITS = 4
 MAX_VPC_PREFIX = 28 - SUBNET_SPLIT_BITS
+# An image in ECR, pinned by digest or named by tag (the task's execution role is granted that repository).
+ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z]{2}(-[a-z]+)+-\d)\.amazonaws\.com/"
+    r"(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)(?:@sha256:[0-9a-f]{64}|:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$"
+)
+# Where relative paths in the stack configuration start: the folder of Pulumi.yaml.
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 # The interface endpoints a new VPC gets with awsApiAccess: endpoints (one ENI per subnet each).
 INTERFACE_ENDPOINTS = ("secretsmanager", "ecr.api", "ecr.dkr", "logs")
 
@@ -191,6 +201,14 @@ class MigrationConfig:
     architecture: Architecture
     demo_data: bool
     """Whether the job applies the demo-data migrations (``migrator.files.DEMO_DATA_ENV``)."""
+    image_folder: Path | None = None
+    """``migrationImage`` as a folder (absolute): the user's Dockerfile, built by the stack."""
+    image_uri: str | None = None
+    """``migrationImage`` as an ECR image URI: run as it is."""
+    command: tuple[str, ...] = ()
+    """``migrationCommand``: run through the wrapper; empty: the image's own command."""
+    bookkeeping_tables: tuple[str, ...] = ()
+    """``migrationBookkeepingTables``, checked (``migrator.bookkeeping.parse_table``)."""
 
 
 @dataclass(frozen=True)
@@ -312,6 +330,43 @@ class _Reader:
             return default
 
 
+def _migration_image(read: _Reader) -> tuple[Path | None, str | None]:
+    """``migrationImage``: (folder, None), (None, URI) or (None, None) when unset."""
+    value = (read.optional_string("migrationImage") or "").strip()
+    if not value:
+        return None, None
+    if ECR_IMAGE.match(value):
+        return None, value
+    folder = Path(value) if Path(value).is_absolute() else PROJECT_DIR / value
+    if (folder / "Dockerfile").is_file():
+        return folder.resolve(), None
+    read.problem("migrationImage", (
+        f"{value!r} is neither a folder holding a Dockerfile (relative to the folder of Pulumi.yaml, "
+        f"{PROJECT_DIR}) nor an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repository>"
+        "@sha256:<digest> or :<tag>)"))
+    return None, None
+
+
+def _migration_command(read: _Reader) -> tuple[str, ...]:
+    command = read.string_list("migrationCommand")
+    if any(not word for word in command):
+        read.problem("migrationCommand", "holds an empty word; give each argument as one non-empty string")
+    if command[1:3] == ("-m", "migrator"):
+        read.problem("migrationCommand", "give your tool's command alone (e.g. [\"alembic\", \"upgrade\", "
+                     "\"head\"]): the job runs it through the wrapper, python3 -m migrator run --")
+    return command
+
+
+def _bookkeeping_tables(read: _Reader) -> tuple[str, ...]:
+    tables = read.string_list("migrationBookkeepingTables")
+    for name in tables:
+        try:
+            parse_table(name, "migrationBookkeepingTables")
+        except MigratorConfigError as exc:
+            read.problem("migrationBookkeepingTables", str(exc).split(": ", 1)[1])
+    return tables
+
+
 def _typed(key: str, value: object, kind: type[T]) -> T:
     # A programming error (a reader method for the wrong kind of key), not a config problem.
     if not isinstance(value, kind):
@@ -382,11 +437,16 @@ def load(values: Mapping[str, Any] | None = None) -> InfraConfig:
     database = _database(read)
     functions = _functions(read)
     pooler = _pooler(read, database, functions)
+    image_folder, image_uri = _migration_image(read)
     migration = MigrationConfig(
         cpu=read.integer("migrationCpu"),
         memory_mb=read.integer("migrationMemoryMb"),
         architecture=pooler.architecture,
         demo_data=read.boolean("demoData"),
+        image_folder=image_folder,
+        image_uri=image_uri,
+        command=_migration_command(read),
+        bookkeeping_tables=_bookkeeping_tables(read),
     )
     _check_fargate_size(read, "migrationCpu", "migrationMemoryMb", migration.cpu, migration.memory_mb)
     if network.existing_vpc_id is None and not read.has_problem("vpcCidr"):

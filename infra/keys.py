@@ -230,6 +230,19 @@ KEYS: tuple[Key, ...] = (
         "Fargate CPU units for the migration task.")),
     WholeKey("migrationMemoryMb", default=512, low=512, high=122880, meaning=(
         "Fargate memory (MiB) for the migration task.")),
+    TextKey("migrationImage", default=None, meaning=(
+        "Your migration image instead of the sample runner's: a folder holding its `Dockerfile` (relative "
+        "to the folder of `Pulumi.yaml`), built and pushed to an ECR repository of the stack's own, or an "
+        "ECR image URI of this account and region (`<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:"
+        "...` or `:tag`). The image must run the migration wrapper: base it on ours or add our package "
+        "(docs/migrations.md, \"In the stack\"). The job's environment, secrets and roles stay the same.")),
+    ListKey("migrationCommand", meaning=(
+        'JSON list: your migration command, e.g. `["alembic", "upgrade", "head"]`, which the task runs '
+        "through the wrapper (`python3 -m migrator run -- ...`: direct URL only, migration lock, application "
+        "role). Empty: the image's own command (the sample runner's `python3 -m migrator`).")),
+    ListKey("migrationBookkeepingTables", meaning=(
+        'JSON list of `NAME` or `SCHEMA.NAME`: more bookkeeping tables the application role gets no '
+        "privilege on, besides the known tools' (the job gets them as `LIFEGUARD_BOOKKEEPING_TABLES`).")),
     WholeKey("logRetentionDays", default=30, low=1, high=3653, meaning=(
         "Retention of every log group the stack creates (a CloudWatch value).")),
     TextKey("alarmEmail", default=None, meaning=(

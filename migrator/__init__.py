@@ -7,5 +7,6 @@ Run it as ``python -m migrator`` (apply), ``python -m migrator status`` or
 
 Hand-written rather than yoyo/alembic/dbmate/sqitch: none of them refuses to run through a pooler,
 and they lack a run-long lock or a checksum of applied files; see
-:mod:`migrator.runner` and docs/migrations.md.
+:mod:`migrator.runner` and docs/migrations.md. A team with its own tool runs it as
+``python -m migrator run -- COMMAND`` (:mod:`migrator.wrapper`): the same guard, lock and role.
 """

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 import traceback
@@ -19,9 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
+from migrator import wrapper
+from migrator.bookkeeping import tables_from_env
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, BOOKKEEPING_TABLES_ENV
 from migrator.errors import ExitCode, MigratorError
-from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, MAX_LOCK_TIMEOUT_S
+from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, lock_timeout_arg
+from migrator.output import logging_to_stderr
 from migrator.roles import app_role_from_env
 from migrator.runner import DEFAULT_MIGRATIONS_DIR, MigrationReport, StatusReport, migrate, status
 from migrator.source import resolve_url
@@ -33,23 +35,17 @@ EPILOG = f"""\
 The direct URL comes from {DIRECT_URL_ENV}, or from the Secrets Manager secret whose ARN is in
 {DIRECT_URL_SECRET_ARN_ENV}. {POOLED_URL_ENV} (the pooled URL) is never used. With {APP_ROLE_ENV} (a role
 name) and {APP_ROLE_VERIFIER_ENV} (its SCRAM verifier), 'apply' first provisions that DML-only
-application role, under the migration lock.
+application role, under the migration lock, with no privilege on migration tools' bookkeeping tables
+(the known tools' and those named in {BOOKKEEPING_TABLES_ENV}).
+
+Another migration tool instead: python -m migrator run [--lock-timeout S] -- COMMAND [ARGS...]
+(see python -m migrator run --help).
 
 exit codes:
   0  success            3  refused: the URL goes through a pooler    6  an applied file was edited
   1  unexpected error   4  timed out waiting for the migration lock  7  database or secret unreachable
   2  bad configuration  5  a migration failed (and was rolled back)
 """
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (math.isfinite(value) and 0 <= value <= MAX_LOCK_TIMEOUT_S):
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_LOCK_TIMEOUT_S:.0f} seconds")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check everything and list what would be applied, without the lock and without changes",
     )
     parser.add_argument(
-        "--lock-timeout", type=_seconds, default=DEFAULT_LOCK_TIMEOUT_S, metavar="SECONDS",
+        "--lock-timeout", type=lock_timeout_arg, default=DEFAULT_LOCK_TIMEOUT_S, metavar="SECONDS",
         help=f"how long to wait for another run's migration lock (default {DEFAULT_LOCK_TIMEOUT_S:g}; 0: do not wait)",
     )
     parser.add_argument(
@@ -76,12 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"folder of NNNN_name.sql files (default {DEFAULT_MIGRATIONS_DIR})",
     )
     return parser
-
-
-class _Formatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
-        return f"migrator: {level}{record.getMessage()}"
 
 
 def _when(moment: datetime) -> str:
@@ -114,20 +104,21 @@ def format_plan(report: MigrationReport) -> str:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["run"]:
+        return wrapper.main(args_list[1:], environ)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     if args.dry_run and args.command == "status":
         parser.error("--dry-run goes with 'apply'; 'status' never changes anything")
     redactor = Redactor()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    handler.addFilter(redactor)
-    saved = (log.level, log.propagate)
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    with logging_to_stderr(redactor):
+        return _main(args, redactor, os.environ if environ is None else environ)
+
+
+def _main(args: argparse.Namespace, redactor: Redactor, environ: Mapping[str, str]) -> int:
     try:
-        resolved = resolve_url(os.environ if environ is None else environ)
+        resolved = resolve_url(environ)
         redactor.add_url(resolved.url)
         log.info("direct URL from %s", resolved.source)
         if args.command == "status":
@@ -138,13 +129,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 log.error("%d applied migration(s) were edited since they were applied", len(changed))
                 return int(ExitCode.CHECKSUM_DRIFT)
             return int(ExitCode.OK)
-        app_role = app_role_from_env(os.environ if environ is None else environ)
+        app_role = app_role_from_env(environ)
         if app_role is None:
             log.info("no application role to provision (%s and %s are unset)", APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV)
         else:
             redactor.add_secret(app_role.verifier)
         report = migrate(resolved.url, args.migrations_dir, args.lock_timeout, dry_run=args.dry_run,
-                         app_role=app_role)
+                         app_role=app_role, bookkeeping=tables_from_env(environ))
         if args.dry_run:
             print(format_plan(report), flush=True)
         return int(ExitCode.OK)
@@ -154,7 +145,3 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except Exception:
         log.error("unexpected error:\n%s", traceback.format_exc().rstrip())
         return int(ExitCode.ERROR)
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(saved[0])
-        log.propagate = saved[1]

@@ -15,5 +15,21 @@ APP_ROLE_ENV = "LIFEGUARD_APP_ROLE"
 """The DML-only application role ``apply`` provisions first (with :data:`APP_ROLE_VERIFIER_ENV`)."""
 APP_ROLE_VERIFIER_ENV = "LIFEGUARD_APP_ROLE_VERIFIER"
 """That role's SCRAM verifier, never a password."""
+BOOKKEEPING_TABLES_ENV = "LIFEGUARD_BOOKKEEPING_TABLES"
+"""Extra migration-tool bookkeeping tables (``NAME`` or ``SCHEMA.NAME``, comma-separated) the application
+role gets no privilege on, besides the known tools' (:mod:`migrator.bookkeeping`)."""
+BASE_IMAGE_ARG = "LIFEGUARD_MIGRATOR_IMAGE"
+"""The build argument naming our migrator image, for a user's Dockerfile that starts ``FROM`` it."""
 DEMO_DATA_ENV = "LIFEGUARD_DEMO_DATA"
 """``1`` (the default) applies the demo-data migrations, ``0`` skips them (production stacks)."""
+
+
+def runner_command(*args: str, python: str = "python3") -> list[str]:
+    """``python3 -m migrator ARGS``: the migrator's command line, as its image runs it."""
+    return [python, "-m", "migrator", *args]
+
+
+def wrapped_command(command: list[str], python: str = "python3") -> list[str]:
+    """``python3 -m migrator run -- COMMAND``: a user's migration tool run behind the migrator's guard,
+    lock and role provisioning (:mod:`migrator.wrapper`), as the job and the local stack start it."""
+    return runner_command("run", "--", *command, python=python)

@@ -34,6 +34,7 @@ around another migration tool can hold it on its own connection while the tool r
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import time
@@ -57,6 +58,17 @@ LOCK_MODE = "EXCLUSIVE"
 """Conflicts with itself and with every lock but ``ACCESS SHARE`` (a plain read)."""
 
 log = logging.getLogger("migrator")
+
+
+def lock_timeout_arg(text: str) -> float:
+    """``--lock-timeout``'s argparse type: seconds, 0 to :data:`MAX_LOCK_TIMEOUT_S`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= MAX_LOCK_TIMEOUT_S):
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_LOCK_TIMEOUT_S:.0f} seconds")
+    return value
 
 
 def check_lock_timeout(lock_timeout_s: float) -> None:

@@ -13,8 +13,8 @@ functions need it, every run (idempotent):
 * ``CONNECT`` on the database, ``USAGE`` on the schema, ``SELECT, INSERT, UPDATE, DELETE`` on its
   tables and ``USAGE, SELECT`` on its sequences, and the same by ``ALTER DEFAULT PRIVILEGES`` for
   what later migrations (run by this same role) create; no ``TRUNCATE``, ``REFERENCES`` or
-  ``TRIGGER``, nothing on the migrator's bookkeeping table or lock view (:mod:`migrator.lock`), and
-  no ``CREATE`` anywhere (checked).
+  ``TRIGGER``, nothing on the migrator's bookkeeping table or lock view (:mod:`migrator.lock`) nor on
+  a migration tool's bookkeeping table (:mod:`migrator.bookkeeping`), and no ``CREATE`` anywhere (checked).
 
 All of it is one transaction: a failure leaves the role as it was. The verifier never appears in
 a log line or an error (Postgres' own messages here name the role at most).
@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from migrator.bookkeeping import BookkeepingTable, all_tables
 from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
 from migrator.errors import MigratorConfigError
 
@@ -139,11 +140,20 @@ def _refuse_extra_rights(conn: psycopg.Connection[Any], name: str, schema: str) 
 
 
 def provision_app_role(conn: psycopg.Connection[Any], role: AppRole, schema: str,
-                       private: Sequence[sql.Composable] = ()) -> Provisioned:
+                       private: Sequence[sql.Composable] = (), *,
+                       bookkeeping: Iterable[BookkeepingTable] = (),
+                       default_privileges: bool = True) -> Provisioned:
     """Create or update ``role`` and its grants in ``schema``, in one transaction (``conn`` is autocommit).
 
     ``private`` are the migrator's own objects (its bookkeeping table and lock view), which the
     application role must not touch: with a write right on the lock view it could take the migration lock.
+    Migration tools' bookkeeping tables (the known ones, :mod:`migrator.bookkeeping`, and
+    ``bookkeeping``) that exist, and their sequences, get no privilege either.
+
+    ``default_privileges=False`` takes the role's default privileges back instead of granting them:
+    the wrapper (:mod:`migrator.wrapper`) does so while another tool runs, so a bookkeeping table that
+    tool creates is never granted, not even until the run ends; provisioning again afterwards with
+    ``True`` grants the new tables and restores the defaults.
     """
     me = str(_one(conn, "SELECT current_user"))
     if role.name == me:
@@ -170,19 +180,61 @@ def provision_app_role(conn: psycopg.Connection[Any], role: AppRole, schema: str
             sql.SQL(f"GRANT {TABLE_PRIVILEGES} ON ALL TABLES IN SCHEMA {{}} TO {{}}").format(schema_id, name),
             sql.SQL(f"GRANT {SEQUENCE_PRIVILEGES} ON ALL SEQUENCES IN SCHEMA {{}} TO {{}}").format(schema_id, name),
             # Tables and sequences later migrations create (as this role) are granted as they are made.
-            sql.SQL(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {{}} GRANT {TABLE_PRIVILEGES} ON TABLES TO {{}}").format(
-                schema_id, name),
-            sql.SQL(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {{}} GRANT {SEQUENCE_PRIVILEGES} ON SEQUENCES TO {{}}"
-                    ).format(schema_id, name),
+            *_default_privileges(schema_id, name, grant=default_privileges),
         ]
         # The migrator's bookkeeping and lock are not the application's (GRANT ... ON ALL TABLES covers views).
         statements += [sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(obj, name) for obj in private]
         for statement in statements:
             conn.execute(statement)
+        withheld = _withhold_bookkeeping(conn, role.name, schema, all_tables(bookkeeping))
         _refuse_create(conn, role.name, schema, database)
-    log.info("application role %s %s: DML on the tables and sequences of schema %s", role.name,
-             "updated" if exists else "created", schema)
+    log.info("application role %s %s: DML on the tables and sequences of schema %s%s%s", role.name,
+             "updated" if exists else "created", schema,
+             f", none on bookkeeping table(s) {', '.join(withheld)}" if withheld else "",
+             "" if default_privileges else "; its default privileges are off while the migration command runs")
     return Provisioned(role.name, not exists, schema)
+
+
+def _default_privileges(schema: sql.Identifier, name: sql.Identifier, *, grant: bool) -> list[sql.Composed]:
+    verb, to = ("GRANT", "TO") if grant else ("REVOKE", "FROM")
+    return [
+        sql.SQL(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {{}} {verb} {privileges} ON {kind} {to} {{}}").format(schema, name)
+        for privileges, kind in ((TABLE_PRIVILEGES, "TABLES"), (SEQUENCE_PRIVILEGES, "SEQUENCES"))
+    ]
+
+
+def _withhold_bookkeeping(conn: psycopg.Connection[Any], name: str, schema: str,
+                          tables: Sequence[BookkeepingTable]) -> list[str]:
+    """Revoke everything on the bookkeeping tables that exist and their sequences; their names.
+
+    A grant that stays (to PUBLIC, which only the table's owner can take back) is refused, naming it.
+    """
+    found = conn.execute(
+        "SELECT c.oid, n.nspname, c.relname,"
+        " ARRAY(SELECT s.oid::regclass::text FROM pg_depend d JOIN pg_class s ON s.oid = d.objid"
+        "       WHERE d.refobjid = c.oid AND d.classid = 'pg_class'::regclass AND s.relkind = 'S'"
+        "       AND d.deptype IN ('a', 'i'))"
+        " FROM unnest(%s::text[], %s::text[]) AS t(nsp, rel)"
+        " JOIN pg_namespace n ON n.nspname = t.nsp JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.rel"
+        " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 2, 3",
+        ([t.schema or schema for t in tables], [t.name for t in tables]),
+    ).fetchall()
+    role = sql.Identifier(name)
+    withheld = []
+    for oid, nsp, rel, sequences in found:
+        conn.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(sql.Identifier(nsp, rel), role))
+        for sequence in sequences:
+            conn.execute(sql.SQL("REVOKE ALL ON SEQUENCE {} FROM {}").format(sql.SQL(sequence), role))
+        left = _one(conn, "SELECT has_table_privilege(%s, %s::oid,"
+                    " 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')", (name, oid))
+        if left:
+            raise RoleRefused(
+                f"role {name} keeps a privilege on the migration tool's bookkeeping table {nsp}.{rel} (granted to "
+                f"PUBLIC or through a role), which could make the tool skip or repeat a migration: as its owner run "
+                f"REVOKE ALL ON {nsp}.{rel} FROM PUBLIC"
+            )
+        withheld.append(rel if nsp == schema else f"{nsp}.{rel}")
+    return withheld
 
 
 def _refuse_create(conn: psycopg.Connection[Any], name: str, schema: str, database: str) -> None:

@@ -36,6 +36,7 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.pq import TransactionStatus
 
+from migrator.bookkeeping import BookkeepingTable
 from migrator.connection import bookkeeping_schema, direct_connection, pin_settings
 from migrator.errors import ChecksumDrift, MigrationFailed, MigratorError
 from migrator.files import NO_TRANSACTION, Migration, load_migrations
@@ -351,6 +352,7 @@ def migrate(
     *,
     dry_run: bool = False,
     app_role: AppRole | None = None,
+    bookkeeping: Sequence[BookkeepingTable] = (),
     load: Callable[[Path], Sequence[Migration]] = load_migrations,
 ) -> MigrationReport:
     """Apply every pending migration in ``migrations_dir`` (default: the bundled ones) through ``url``.
@@ -358,7 +360,8 @@ def migrate(
     ``url`` must be the direct URL. Raises a :class:`migrator.errors.MigratorError` subclass on
     any failure; its message never contains the URL or password. A dry run checks the same
     things (pooler, files, drift) without taking the lock or changing anything. ``app_role``, when
-    given, is provisioned under the lock before any migration (:mod:`migrator.roles`). ``load``
+    given, is provisioned under the lock before any migration (:mod:`migrator.roles`), with no privilege
+    on the tools' bookkeeping tables nor on ``bookkeeping`` (:mod:`migrator.bookkeeping`). ``load``
     reads and checks the files (:func:`migrator.files.load_migrations`); whatever it lets through,
     applying checks again that a file did not end the migrator's transaction itself.
     """
@@ -381,7 +384,7 @@ def migrate(
             if app_role is not None:
                 session.redactor.add_secret(app_role.verifier)
                 provision_app_role(session.conn, app_role, session.schema,
-                                   (session.table, sql.Identifier(session.schema, LOCK_VIEW)))
+                                   (session.table, sql.Identifier(session.schema, LOCK_VIEW)), bookkeeping=bookkeeping)
             # Read only now, under the lock: whatever a run we waited for applied is seen as applied.
             recorded = session.read_applied()
             states = _compare(migrations, recorded)

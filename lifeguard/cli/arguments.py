@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import TextIO
 
 
@@ -54,3 +55,15 @@ def url_from_stdin(value: str | None, option: str, stdin: TextIO) -> str | None:
     if not line:
         raise ValueError(f"{option} is {STDIN}, but standard input holds no URL (pipe one line per {STDIN})")
     return line
+
+
+def command_words(text: str) -> list[str]:
+    """An argparse type: a command line given as one string (``--command 'alembic upgrade head'``), split
+    as a POSIX shell would split it, without running a shell."""
+    try:
+        command = shlex.split(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"cannot split {text!r} into words: {exc}") from None
+    if not command:
+        raise argparse.ArgumentTypeError("an empty command")
+    return command

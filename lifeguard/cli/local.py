@@ -1,4 +1,4 @@
-"""``lifeguard local up|down|status|env|top``: the local stack (Postgres + PgBouncer + migrations).
+"""``lifeguard local up|migrate|down|status|env|top``: the local stack (Postgres + PgBouncer + migrations).
 
 Only ``env`` prints the URLs (that is its job); every other command names hosts and ports at most.
 """
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
+from lifeguard.cli.arguments import command_words
 from lifeguard.deploy.workflow_commands import neutralise
 from lifeguard.stack.stack import (
     STACK_ERRORS,
@@ -20,6 +21,7 @@ from lifeguard.stack.stack import (
     StackStatus,
     resolve_state_dir,
 )
+from migrator.contract import wrapped_command
 
 
 def add_state_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +84,11 @@ def configure(local: argparse.ArgumentParser) -> None:
     add_stack_options(up)
     up.add_argument("--no-migrate", action="store_true", help="do not run the migration job")
     up.add_argument(
+        "--migrate-command", metavar="'CMD ARGS'", type=command_words,
+        help="run your own migration tool instead of the sample migrations, through the migration wrapper "
+        "(python -m migrator run -- CMD ARGS: guard, lock, application role), e.g. 'alembic upgrade head'",
+    )
+    up.add_argument(
         "--images", action="store_true",
         help="run PgBouncer and the migration job from the pooler and migrator images, built from their "
         "Dockerfiles on a private Docker engine in the state directory (needs root)",
@@ -92,6 +99,17 @@ def configure(local: argparse.ArgumentParser) -> None:
     add_state_dir_argument(down)
     down.add_argument("--purge", action="store_true", help="also delete the state directory (data, passwords)")
     down.set_defaults(func=run_down)
+
+    migrate = commands.add_parser(
+        "migrate", help="run the migration job on the running stack: the sample migrations, or -- CMD ARGS",
+        description="Run the migration job against the local Postgres, as `up` does: with no command, the "
+        "sample migrations (python -m migrator); with -- CMD ARGS, your tool through the migration wrapper "
+        "(python -m migrator run -- CMD ARGS), which hands it the direct URL as DATABASE_URL and "
+        "DATABASE_URL_UNPOOLED. Exits with the job's exit code.",
+    )
+    add_state_dir_argument(migrate)
+    migrate.add_argument("command", nargs=argparse.REMAINDER, help="your migration command, after '--'")
+    migrate.set_defaults(func=run_migrate)
 
     status = commands.add_parser("status", help="what is running; exit 0 when the whole stack is up, 3 otherwise")
     add_state_dir_argument(status)
@@ -137,10 +155,19 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _job_command(command: list[str] | None) -> list[str] | None:
+    """The migration job's argv: the sample runner (None), or ``command`` behind the wrapper."""
+    return None if not command else wrapped_command(command, sys.executable)
+
+
 def run_up(args: argparse.Namespace) -> int:
+    if args.migrate_command and (args.no_migrate or args.images):
+        return _fail("--migrate-command runs your tool on this machine: leave out "
+                     + ("--no-migrate" if args.no_migrate else "--images"))
     stack = LocalStack(resolve_state_dir(args.state_dir))
     try:
-        config = stack.up(stack_options(args), migrate=not args.no_migrate, progress=_say, images=args.images)
+        config = stack.up(stack_options(args), migrate=not args.no_migrate, progress=_say, images=args.images,
+                          migrate_command=_job_command(args.migrate_command))
     except STACK_ERRORS as exc:
         return _fail(str(exc))
     _say(
@@ -152,6 +179,25 @@ def run_up(args: argparse.Namespace) -> int:
         f"`lifeguard local env` prints the two URLs; `lifeguard local down` stops everything."
     )
     return 0
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    stack = LocalStack(resolve_state_dir(args.state_dir))
+    try:
+        status = stack.status()
+        if not status.up:
+            return _fail(f"the local stack in {stack.state_dir} is not running: run `lifeguard local up` first")
+        run = stack.migrate(status.config, command=_job_command(command))
+    except STACK_ERRORS as exc:
+        return _fail(str(exc))
+    for line in run.output.splitlines():
+        _say(f"  migrator: {line}")
+    if run.returncode != 0:
+        _say(f"lifeguard local: the migration job failed (exit code {run.returncode}); its output is above")
+    return run.returncode
 
 
 def run_down(args: argparse.Namespace) -> int:

@@ -9,8 +9,9 @@ container's ``reason``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lifeguard.deploy.outcome import StepOutcome
 from lifeguard.deploy.outputs import MigrationTarget
@@ -47,10 +48,20 @@ class StartedTask:
         return self.arn.rsplit("/", 1)[-1]
 
 
-def start_task(ecs: ECSClient, target: MigrationTarget, started_by: str) -> StartedTask:
-    """Start one task of the target's task definition on Fargate, with no public IP."""
+def start_task(ecs: ECSClient, target: MigrationTarget, started_by: str,
+               command: Sequence[str] | None = None) -> StartedTask:
+    """Start one task of the target's task definition on Fargate, with no public IP.
+
+    ``command`` replaces the container's command for this task only (a ``containerOverrides``
+    entry: no new task definition, and no IAM permission beyond ``ecs:RunTask``); its environment,
+    secrets and roles stay the task definition's.
+    """
     if not STARTED_BY.match(started_by):
         raise ValueError("started_by must be 1-128 letters, digits, '-', '/' or '_'")
+    overrides: dict[str, Any] = (
+        {} if command is None
+        else {"overrides": {"containerOverrides": [{"name": target.container_name, "command": list(command)}]}}
+    )
     response = ecs.run_task(
         cluster=target.cluster_arn,
         taskDefinition=target.task_definition_arn,
@@ -66,6 +77,7 @@ def start_task(ecs: ECSClient, target: MigrationTarget, started_by: str) -> Star
                 "assignPublicIp": "DISABLED",
             }
         },
+        **overrides,
     )
     # run_task answers 200 with an empty task list and `failures` when it cannot place the task.
     failures = response.get("failures", [])

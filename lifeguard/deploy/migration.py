@@ -8,7 +8,7 @@ that never ran or ran out of time (see :mod:`lifeguard.deploy.ecs_task`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,6 +53,8 @@ class MigrationSettings:
     # Where the task's own log lines go, and where the pipeline's status lines go.
     on_log_line: Callable[[str], None] = print
     on_status: Callable[[str], None] = print
+    command: Sequence[str] | None = None
+    """The container's command for this run only (None: the task definition's)."""
 
 
 def run_migration(
@@ -65,7 +67,7 @@ def run_migration(
     """
     if run.timeout <= 0:
         raise ValueError("timeout must be positive")
-    task = start_task(ecs, target, run.started_by)
+    task = start_task(ecs, target, run.started_by, run.command)
     run.on_status(f"started migration task {task.task_id} on {target.cluster_arn}")
     relay = _LogRelay(LogFollower(logs, target.log_group_name, target.log_stream_name(task.task_id)), run)
     started = run.clock.monotonic()

@@ -16,7 +16,8 @@ from lifeguard.stack.pgbouncer_install import cache_dir
 from lifeguard.stack.stack import LocalStack, StackOptions
 from lifeguard.stack.system import free_port
 from pgbouncer.scram import MIN_APP_ITERATIONS
-from tests.compat.support import NODE, NODE_BIN, NPM_CLI, CompatStack, printed_env
+from tests.compat.support import CompatStack, printed_env
+from tests.support import NODE, NODE_BIN, NPM_CLI
 
 NODE_DIR = Path(__file__).with_name("node")
 # What the cache key covers: the pins and the script that imports them.

@@ -25,7 +25,8 @@ import sqlalchemy
 from sqlalchemy import text
 
 from redaction import Redactor
-from tests.compat.support import NODE, NODE_PATH_ENV, CompatStack
+from tests.compat.support import CompatStack
+from tests.support import NODE, NODE_PATH_ENV
 
 POOLED_INSTANCES = 200
 # Postgres' own slots (max_connections 100, less what PgBouncer holds): a handful, not a spike.

@@ -1,9 +1,10 @@
 """AWS's part played locally, so the pipeline can run against the real migrator and the real functions.
 
-* :class:`LocalFargate` hooks an ECS client (moto's): RunTask starts ``python -m migrator`` on this
-  machine with the URL ECS would inject from Secrets Manager, its output is written to the task's
-  CloudWatch Logs stream as the awslogs driver would, and DescribeTasks reports the process's real
-  state and exit code (moto alone never runs anything and always reports 0).
+* :class:`LocalFargate` hooks an ECS client (moto's): RunTask starts ``python -m migrator`` (or the
+  command a container override gives) on this machine with the URL ECS would inject from Secrets
+  Manager, its output is written to the task's CloudWatch Logs stream as the awslogs driver would,
+  and DescribeTasks reports the process's real state and exit code (moto alone never runs anything
+  and always reports 0).
 * :class:`LocalLambda` hooks a Lambda client: Invoke runs the handler in-process, as the Lambda
   runtime would, and answers like Lambda does, ``FunctionError`` included.
 
@@ -52,6 +53,8 @@ class LocalFargate:
         self._output_path = workdir / "container-output.log"
         self._offset = 0
         self._stream = ""
+        self._command: list[str] | None = None
+        ecs.meta.events.register("provide-client-params.ecs.RunTask", self._take_override)
         ecs.meta.events.register("after-call.ecs.RunTask", self._run_task)
         ecs.meta.events.register("after-call.ecs.DescribeTasks", self._describe_tasks)
         ecs.meta.events.register("after-call.ecs.StopTask", self._stop_task)
@@ -61,6 +64,17 @@ class LocalFargate:
             self.process.kill()
             self.process.wait(timeout=10)
 
+    def _take_override(self, params: dict[str, Any], **_: Any) -> None:
+        """A ``containerOverrides`` command for the migrator container replaces the image's, as on ECS."""
+        for override in params.get("overrides", {}).get("containerOverrides", []):
+            if override.get("name") == self.target.container_name and "command" in override:
+                self._command = list(override["command"])
+
+    def _argv(self) -> list[str]:
+        # The image's python3 is this machine's interpreter here.
+        command = self._command or ["python3", "-m", "migrator"]
+        return [sys.executable if command[0] == "python3" else command[0], *command[1:]]
+
     def _run_task(self, parsed: dict[str, Any], **_: Any) -> None:
         task_id = parsed["tasks"][0]["taskArn"].rsplit("/", 1)[-1]
         self._stream = self.target.log_stream_name(task_id)
@@ -68,7 +82,7 @@ class LocalFargate:
         env[DIRECT_URL_ENV] = self.direct_url
         with self._output_path.open("wb") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "migrator"], env=env, cwd=self.workdir,
+                self._argv(), env=env, cwd=self.workdir,
                 stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
 
@@ -102,7 +116,10 @@ class LocalFargate:
         if not self.logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=self._stream)["logStreams"]:
             self.logs.create_log_stream(logGroupName=group, logStreamName=self._stream)
         now = int(time.time() * 1000)
-        lines = complete.decode("utf-8", "replace").splitlines()
+        # Empty lines are dropped, as the awslogs driver drops them (CloudWatch refuses an empty message).
+        lines = [line for line in complete.decode("utf-8", "replace").splitlines() if line]
+        if not lines:
+            return
         self.logs.put_log_events(logGroupName=group, logStreamName=self._stream,
                                  logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
 

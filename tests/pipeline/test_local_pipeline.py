@@ -8,6 +8,8 @@ exit codes or the functions' answers change shape, these tests say so.
 
 from __future__ import annotations
 
+import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from lambdas.db import ClientSettings, Database
 from lifeguard.deploy.migration import MigrationSettings, run_migration
 from lifeguard.deploy.outputs import MigrationTarget, SmokeTarget
 from lifeguard.deploy.smoke import SMOKE_ORG_ID, run_smoke
+from migrator.contract import wrapped_command
 from migrator.files import load_migrations
 from tests.pipeline.local_aws import LocalFargate, LocalLambda
 from tests.pipeline.support import REGION, MigrationStack
@@ -30,6 +33,7 @@ from tests.support import AppDatabase, RunningPooler
 READ = "lifeguard-dev-read-invoices"
 CHARGE = "lifeguard-dev-charge-credits"
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrator" / "migrations"
+ALEMBIC_PROJECT = Path(__file__).resolve().parents[1] / "migrator" / "tools" / "alembic_project"
 
 
 class Printed:
@@ -46,16 +50,18 @@ class Printed:
 @pytest.fixture
 def migrate_with(
     migration_stack: MigrationStack, tmp_path: Path,
-) -> Iterator[Callable[[str], tuple[int, Printed]]]:
+) -> Iterator[Callable[..., tuple[int, Printed]]]:
     target = MigrationTarget.from_outputs(migration_stack.outputs, "the test stack")
     fargates: list[LocalFargate] = []
 
-    def migrate(url: str) -> tuple[int, Printed]:
+    def migrate(url: str, command: list[str] | None = None) -> tuple[int, Printed]:
         ecs = boto3.client("ecs", region_name=REGION)
         logs = boto3.client("logs", region_name=REGION)
         fargates.append(LocalFargate(ecs, logs, target, url, tmp_path))
         printed = Printed()
-        outcome = run_migration(ecs, logs, target, printed.run())
+        settings = printed.run()
+        settings.command = command
+        outcome = run_migration(ecs, logs, target, settings)
         printed.status.append(outcome.summary)
         return outcome.exit_code, printed
 
@@ -65,7 +71,7 @@ def migrate_with(
 
 
 def test_migrate_then_smoke(
-    migrate_with: Callable[[str], tuple[int, Printed]], app_db: AppDatabase,
+    migrate_with: Callable[..., tuple[int, Printed]], app_db: AppDatabase,
     start_pooler: Callable[..., RunningPooler],
 ) -> None:
     code, printed = migrate_with(app_db.direct_url)
@@ -103,7 +109,7 @@ def test_migrate_then_smoke(
 
 
 def test_a_migration_that_fails_fails_the_pipeline_with_its_exit_code(
-    migrate_with: Callable[[str], tuple[int, Printed]], app_db: AppDatabase,
+    migrate_with: Callable[..., tuple[int, Printed]], app_db: AppDatabase,
     start_pooler: Callable[..., RunningPooler],
 ) -> None:
     # The migrator refuses a pooled URL (DDL and its lock need a direct connection): a real
@@ -115,3 +121,28 @@ def test_a_migration_that_fails_fails_the_pipeline_with_its_exit_code(
     assert "exited with code 3" in printed.status[-1]
     assert "pooler" in "\n".join(printed.log_lines), "the migrator's reason must reach the pipeline's output"
     assert_no_secret(app_db.password, "\n".join(printed.log_lines + printed.status))
+
+
+def test_your_tool_through_the_pipeline_and_a_failing_revision_fails_the_step(
+    migrate_with: Callable[..., tuple[int, Printed]], app_db: AppDatabase, tmp_path: Path,
+) -> None:
+    # What `lifeguard migrate --command 'alembic ...'` sends: the wrapper around Alembic, run for real.
+    project = shutil.copytree(ALEMBIC_PROJECT, tmp_path / "alembic_project")
+    alembic = wrapped_command(["python3", "-m", "alembic", "-c", str(project / "alembic.ini"), "upgrade", "head"])
+    # The wrapper's own python3 is this interpreter; so must be Alembic's (the image's python3).
+    alembic[5] = sys.executable
+    code, printed = migrate_with(app_db.direct_url, alembic)
+    assert code == 0, "\n".join(printed.log_lines + printed.status)
+    assert "holding the migration lock" in "\n".join(printed.log_lines)
+    with psycopg.connect(app_db.direct_url) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+
+    (project / "versions" / "0002_broken.py").write_text(
+        'from alembic import op\n\nrevision = "0002"\ndown_revision = "0001"\n\n\n'
+        'def upgrade() -> None:\n    op.execute("ALTER TABLE no_such_table ADD COLUMN x int")\n'
+    )
+    code, printed = migrate_with(app_db.direct_url, alembic)
+    assert code == 1, "\n".join(printed.log_lines + printed.status)
+    assert "exited with code 1" in printed.status[-1]
+    assert "no_such_table" in "\n".join(printed.log_lines)
+    assert_no_secret(app_db.owner_password, "\n".join(printed.log_lines + printed.status))

@@ -446,3 +446,56 @@ def _outputs_json() -> str:
         "migrationLogGroupName": TARGET.log_group_name,
         "migrationLogStreamPrefix": TARGET.log_stream_prefix,
     })
+
+
+# -- another command of the job for this run (#25.4): the override, and the same exit-code gating ------
+
+
+@pytest.mark.parametrize(
+    ("extra", "command", "exit_code"),
+    [
+        (["--command", "alembic upgrade head"],
+         ["python3", "-m", "migrator", "run", "--", "alembic", "upgrade", "head"], 0),
+        # A failing migration in the user's tool: the tool's code, and the step fails with it.
+        (["--command", "node-pg-migrate up -m 'db/migrations dir'"],
+         ["python3", "-m", "migrator", "run", "--", "node-pg-migrate", "up", "-m", "db/migrations dir"], 1),
+        (["--status"], ["python3", "-m", "migrator", "status"], 0),
+        (["--dry-run"], ["python3", "-m", "migrator", "--dry-run"], 6),
+    ],
+)
+def test_another_command_of_the_job_runs_with_the_same_gating(
+    stubbed_ecs: tuple[ECSClient, Stubber], moto_logs: CloudWatchLogsClient, tmp_path: Path, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    extra: list[str], command: list[str], exit_code: int,
+) -> None:
+    ecs, stubber = stubbed_ecs
+    # The override names the container and replaces only its command: the task definition's
+    # environment, secrets and roles stay (Stubber checks the parameters exactly).
+    params = {**RUN_TASK_PARAMS, "overrides": {"containerOverrides": [{"name": CONTAINER, "command": command}]}}
+    stubber.add_response("run_task", {"tasks": [task("PROVISIONING")], "failures": []}, params)
+    stubber.add_response("describe_tasks", {"tasks": [task(
+        "STOPPED", exit_code=exit_code, stop_code="EssentialContainerExited",
+        stopped_reason="Essential container in task exited")], "failures": []}, DESCRIBE_PARAMS)
+    write_logs(moto_logs, TARGET.log_stream_name(TASK_ID), "migrator: the command exited with 0")
+    monkeypatch.setattr(aws, "ecs_client", lambda region: ecs)
+    monkeypatch.setattr(aws, "logs_client", lambda region: moto_logs)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(_outputs_json(), encoding="utf-8")
+
+    code = run_with_clock(["migrate", "--outputs", str(outputs), *extra], clock)
+
+    out, err = capsys.readouterr()
+    assert code == exit_code
+    assert out.splitlines() == ["migrator: the command exited with 0"]
+    verdict = "migrations applied: " if exit_code == 0 else "migration FAILED: "
+    assert f"{verdict}the migration container exited with code {exit_code}" in err
+
+
+def test_one_command_per_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["migrate", "--outputs", str(tmp_path / "o.json"), "--status", "--command", "alembic current"])
+    assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["migrate", "--outputs", str(tmp_path / "o.json"), "--command", "alembic 'unclosed"])
+    assert "cannot split" in capsys.readouterr().err
