@@ -41,3 +41,12 @@ class SampleFunction:
 READ_INVOICES = SampleFunction("read_invoices", "read-invoices", "lambdas.read_invoices")
 CHARGE_CREDITS = SampleFunction("charge_credits", "charge-credits", "lambdas.charge_credits")
 FUNCTIONS = (READ_INVOICES, CHARGE_CREDITS)
+
+# -- the Node.js function (lambdas-node/) ------------------------------------------------------------
+
+NODE_SOURCE_DIR = "lambdas-node"
+"""Its folder at the repository's root: ES modules, package.json and package-lock.json."""
+READ_INVOICES_NODE = SampleFunction("read_invoices_node", "read-invoices-node", "read_invoices")
+"""``read_invoices`` on Node.js: :data:`READ_INVOICES`' events and answers (it logs as ``read_invoices``);
+``read_invoices.mjs`` at the zip's root, so its handler is ``read_invoices.handler``."""
+NODE_FUNCTIONS = (READ_INVOICES_NODE,)
