@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.lambda_package import PackagingError
-from infra.node_package import install
+from infra.npm import NpmError, install
 from lifeguard.stack.pgbouncer_build import cache_dir
 from lifeguard.stack.stack import LocalStack, StackOptions
 from lifeguard.stack.system import free_port
@@ -37,5 +36,5 @@ def node_drivers() -> Path:
     """A directory holding ``spike.mjs`` and its pinned drivers, installed with the dev install's npm."""
     try:
         return install(NODE_DIR, cache_dir() / "node-drivers", NODE, omit_dev=False)
-    except PackagingError as exc:
+    except NpmError as exc:
         pytest.fail(str(exc))

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from infra.lambda_package import PackagingError
-from infra.node_package import build, find_node
+from infra.node_package import build
+from infra.npm import NpmError, find_node
 from tests.compat.support import NODE
 from tests.infra.infra_harness import REPO_ROOT
 
@@ -88,6 +89,6 @@ def test_a_source_without_its_lock_is_refused(tmp_path: Path) -> None:
 
 
 def test_no_node_says_what_to_install(tmp_path: Path) -> None:
-    with pytest.raises(PackagingError, match=r"needs Node\.js 24 and its npm"):
+    with pytest.raises(NpmError, match=r"needs Node\.js 24 and its npm"):
         find_node({"PATH": str(tmp_path)})
     assert find_node({"LIFEGUARD_NODE": str(NODE), "PATH": str(tmp_path)}) == NODE

@@ -76,12 +76,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def node_function() -> Path:
     """``lambdas-node/`` installed from its lock with ``npm ci`` (dev dependencies too: the AWS SDK the
     Lambda runtime provides), with the dev install's Node.js."""
-    from infra.lambda_package import PackagingError
-    from infra.node_package import install
+    from infra.npm import NpmError, install
     from lifeguard.stack.pgbouncer_build import cache_dir
     from tests.compat.support import NODE
 
     try:
         return install(REPO_ROOT / "lambdas-node", cache_dir() / "node-function", NODE, omit_dev=False)
-    except PackagingError as exc:
+    except NpmError as exc:
         pytest.fail(str(exc))
