@@ -86,8 +86,14 @@ function overloaded(state, text) {
 
 // lambdas/db.py's _classify: the SQLSTATE, or PgBouncer's message (it reports its own conditions as
 // 08P01 with the condition as the text).
+// The SQLSTATE of an error the server (or PgBouncer) sent; null for the driver's and the socket's own
+// (whose `code` is a Node.js error code such as ECONNREFUSED or EPIPE).
+function sqlstate(error) {
+  return error?.severity !== undefined && typeof error.code === 'string' ? error.code : null
+}
+
 export function classify(error, fallback) {
-  const state = typeof error?.code === 'string' && /^[0-9A-Z]{5}$/.test(error.code) ? error.code : ''
+  const state = sqlstate(error) ?? ''
   const text = String(error?.message ?? '').toLowerCase()
   if (text.includes('query_wait_timeout')) return 'pool_timeout'
   if (text.includes('server_login_retry') || text.includes('server login has been failing')) {
@@ -104,7 +110,7 @@ export function classify(error, fallback) {
 // A statement failed because the connection had died, not because it was refused: no SQLSTATE (a
 // transport error), a server shutdown or terminated backend, or PgBouncer's client_idle_timeout.
 function lostInTransit(error) {
-  const state = typeof error?.code === 'string' && /^[0-9A-Z]{5}$/.test(error.code) ? error.code : null
+  const state = sqlstate(error)
   if (state === null || state === '57P01' || state === '57P02') return true
   return state === '08P01' && error.message === 'client_idle_timeout'
 }
@@ -393,7 +399,7 @@ export class Database {
 }
 
 function summary(error) {
-  const state = typeof error?.code === 'string' && /^[0-9A-Z]{5}$/.test(error.code) ? error.code : (error?.code ?? 'no sqlstate')
+  const state = sqlstate(error) ?? error?.code ?? 'no sqlstate'
   const first = String(error?.message ?? error).trim().split('\n')[0]
   return `${error?.name ?? 'Error'} [${state}]: ${first}`
 }
