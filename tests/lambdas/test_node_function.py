@@ -23,6 +23,7 @@ from lifeguard.stack.pooler_ca import authority_pair, server_certificate
 from lifeguard.stack.system import free_port
 from pgbouncer.tls import ServerCertificate
 from tests.lambdas.node_support import NodeInstance
+from tests.lambdas.proxy import FaultyProxy
 from tests.lambdas.support import POOL_SIZE, REGION, Ledger, body
 from tests.lambdas.test_secret_rotation import NEW_PASSWORD, set_password
 from tests.support import AppDatabase, RunningPooler
@@ -130,6 +131,27 @@ def test_a_warm_instance_reconnects_once_after_a_pgbouncer_restart(
     assert node.invoke(event)["statusCode"] == 200
     assert node.stats() == {"connects": 2, "reconnects": 1, "secretFetches": 0}
     assert any(line.get("outcome") in ("idle_closed", "warm_dead") for line in node.logs), node.logs
+
+
+def test_a_silently_lost_warm_connection_is_reopened_once_at_begin(
+    verified: VerifiedPooler, instances: Callable[[dict[str, str]], NodeInstance],
+    proxies: Callable[[int], FaultyProxy],
+) -> None:
+    """Nothing announces the loss (no FIN, nothing to read, as after a frozen instance's flow was
+    forgotten): the BEGIN meets a reset, nothing of the invocation ran, so it reconnects once, and only once."""
+    proxy = proxies(verified.pooler.port)
+    url = verified.url().replace(f":{verified.pooler.port}/", f":{proxy.port}/")
+    node = instances({**verified.env(), "DATABASE_URL": url})
+    event = example_event("read_invoices", "ok")
+    assert node.invoke(event)["statusCode"] == 200
+    proxy.cut_next_send()
+    assert node.invoke(event)["statusCode"] == 200
+    assert node.stats() == {"connects": 2, "reconnects": 1, "secretFetches": 0}
+    assert any(line.get("outcome") == "warm_dead" for line in node.logs), node.logs
+    proxy.cut_next_send(times=2)  # the BEGIN, then the reconnect's first packet
+    response = node.invoke(event)
+    assert response["statusCode"] == 503 and body(response)["reason"] == "unreachable", body(response)
+    assert node.invoke(event)["statusCode"] == 200  # the next invocation starts afresh
 
 
 def test_failures_answer_the_python_reasons_and_log_json_without_the_url(
