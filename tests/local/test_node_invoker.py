@@ -12,6 +12,7 @@ import pytest
 from lambdas.contract import READ_INVOICES, READ_INVOICES_NODE
 from lambdas.example_events import example_event
 from lifeguard.cli import main
+from lifeguard.load.invoker import WorkerPool, worker_env
 from lifeguard.load.spike import BackendMonitor, run_spike
 from lifeguard.stack.stack import LocalStack, StackOptions
 from tests.compat.support import NODE
@@ -44,8 +45,16 @@ def test_a_spike_of_node_instances_through_pgbouncer_and_straight_at_postgres(
         monitor.wait_until_at_most(0, timeout=15)
         direct = run_spike(label="direct", url=stack.app_direct_url(config), instances=INSTANCES, monitor=monitor,
                            event=event, workers=2, threads=16, function=READ_INVOICES_NODE.name)
+        # Churn: every invocation a new instance (a new connection), closed after it.
+        churn_job = {"mode": "churn", "function": READ_INVOICES_NODE.name, "event": event, "threads": 4,
+                     "duration_s": 1.0}
+        env = worker_env(stack.pooled_url(config), READ_INVOICES_NODE.name, client=stack.client_env(config))
+        with WorkerPool([churn_job], env) as pool:
+            pool.send({"type": "go"})
+            [churn] = pool.collect("churn", 60)
     finally:
         monitor.close()
+    assert churn["ok"] == churn["done"] > 4 and churn["failed"] == 0, churn
     assert (pooled.ok, pooled.failed, pooled.warm_ok, pooled.warm_reconnects) == (INSTANCES, 0, INSTANCES, 0)
     assert pooled.peak_backends <= config.total_pool_size < INSTANCES
     # Straight at Postgres the slots run out: the same answer as the Python function, and the database's words.
