@@ -115,38 +115,36 @@ function lostInTransit(error) {
   return state === '08P01' && error.message === 'client_idle_timeout'
 }
 
+// A string as Python's repr() shows it: the Python client's messages, word for word.
+function pyRepr(text) {
+  const quote = text.includes("'") && !text.includes('"') ? '"' : "'"
+  const escaped = text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\t/g, '\\t')
+  return quote + (quote === "'" ? escaped.replace(/'/g, "\\'") : escaped) + quote
+}
+
 function flag(env, name) {
   const value = String(env[name] ?? '').trim().toLowerCase()
   if (TRUE.has(value)) return true
   if (FALSE.has(value)) return false
-  throw new ConfigurationError(`${name} must be 1 or 0 (true/false), got ${JSON.stringify(value)}`)
+  throw new ConfigurationError(`${name} must be 1 or 0 (true/false), got ${pyRepr(value)}`)
 }
 
 function int(env, name, fallback, minimum, maximum) {
   const raw = String(env[name] ?? '').trim()
   if (!raw) return fallback
   if (raw.length > 20) throw new ConfigurationError(`${name} must be from ${minimum} to ${maximum}, got ${raw.length} characters`)
-  if (!/^[+-]?\d+$/.test(raw)) throw new ConfigurationError(`${name} must be a whole number, got ${JSON.stringify(raw)}`)
+  if (!/^[+-]?\d+$/.test(raw)) throw new ConfigurationError(`${name} must be a whole number, got ${pyRepr(raw)}`)
   const value = Number(raw)
   if (!(minimum <= value && value <= maximum)) throw new ConfigurationError(`${name} must be from ${minimum} to ${maximum}, got ${value}`)
   return value
 }
 
+// lambdas/db.py's ClientSettings.from_env, with its bounds and messages.
 export function settingsFromEnv(env) {
-  const connectTimeout = int(env, CONNECT_TIMEOUT_ENV, 5, -Infinity, Infinity)
-  if (!(MIN_CONNECT_TIMEOUT_S <= connectTimeout && connectTimeout <= MAX_CONNECT_TIMEOUT_S)) {
-    throw new ConfigurationError(`${CONNECT_TIMEOUT_ENV} must be from ${MIN_CONNECT_TIMEOUT_S} (libpq's minimum) to ` +
-      `${MAX_CONNECT_TIMEOUT_S} seconds (a function's longest run), got ${connectTimeout}`)
-  }
-  const statementTimeoutMs = int(env, STATEMENT_TIMEOUT_ENV, 10_000, -Infinity, Infinity)
-  if (!(statementTimeoutMs >= 0 && statementTimeoutMs <= MAX_STATEMENT_TIMEOUT_MS)) {
-    throw new ConfigurationError(`${STATEMENT_TIMEOUT_ENV} must be 0 (off) or a number of ms up to ${MAX_STATEMENT_TIMEOUT_MS} ` +
-      `(Postgres' largest statement_timeout), got ${statementTimeoutMs}`)
-  }
   return {
     poolerPreparedStatements: flag(env, PREPARED_ENV),
-    connectTimeout,
-    statementTimeoutMs,
+    connectTimeout: int(env, CONNECT_TIMEOUT_ENV, 5, MIN_CONNECT_TIMEOUT_S, MAX_CONNECT_TIMEOUT_S),
+    statementTimeoutMs: int(env, STATEMENT_TIMEOUT_ENV, 10_000, 0, MAX_STATEMENT_TIMEOUT_MS),
     // Lambda names the function; it shows in pg_stat_activity and the pooler's SHOW CLIENTS.
     applicationName: String(env.AWS_LAMBDA_FUNCTION_NAME ?? 'lifeguard').slice(0, 63),
   }

@@ -17,7 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from lambdas import read_invoices
-from lambdas.db import Database
+from lambdas.db import ClientSettings, ConfigurationError, Database
 from lambdas.example_events import EXPECTED_STATUS, example_event
 from lifeguard.stack.pooler_ca import authority_pair, server_certificate
 from lifeguard.stack.system import free_port
@@ -181,6 +181,31 @@ def test_failures_answer_the_python_reasons_and_log_json_without_the_url(
     node = instances({})
     assert body(node.invoke(event))["error"] == "misconfigured"
     assert any("no database configured: set DATABASE_URL" in line["message"] for line in node.logs)
+
+
+BAD_SETTINGS = [
+    {"LIFEGUARD_POOLER_PREPARED_STATEMENTS": "maybe"},
+    {"LIFEGUARD_POOLER_PREPARED_STATEMENTS": "it's"},
+    {"LIFEGUARD_CONNECT_TIMEOUT": "1"},
+    {"LIFEGUARD_CONNECT_TIMEOUT": "five"},
+    {"LIFEGUARD_CONNECT_TIMEOUT": "9" * 25},
+    {"LIFEGUARD_STATEMENT_TIMEOUT_MS": "-1"},
+    {"LIFEGUARD_STATEMENT_TIMEOUT_MS": str(2**31)},
+]
+
+
+def test_bad_settings_are_refused_with_the_python_clients_words(
+    verified: VerifiedPooler, instances: Callable[[dict[str, str]], NodeInstance]
+) -> None:
+    for settings in BAD_SETTINGS:
+        with pytest.raises(ConfigurationError) as refused:
+            ClientSettings.from_env(settings)
+        node = instances({"DATABASE_URL": verified.url(), **settings})
+        response = node.invoke(example_event("read_invoices", "ok"))
+        assert response["statusCode"] == 500 and body(response)["error"] == "misconfigured"
+        messages = [line["message"] for line in node.logs]
+        assert f"read_invoices: misconfigured: {refused.value}" in messages, (settings, messages)
+        assert node.stats()["connects"] == 0
 
 
 @pytest.fixture
