@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
+import psycopg
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -21,6 +22,7 @@ from lambdas.db import ClientSettings, ConfigurationError, Database
 from lambdas.example_events import EXPECTED_STATUS, example_event
 from lifeguard.stack.pooler_ca import authority_pair, server_certificate
 from lifeguard.stack.system import free_port
+from pgbouncer.settings import Upstream
 from pgbouncer.tls import ServerCertificate
 from tests.lambdas.node_support import NodeInstance
 from tests.lambdas.proxy import FaultyProxy
@@ -181,6 +183,32 @@ def test_failures_answer_the_python_reasons_and_log_json_without_the_url(
     node = instances({})
     assert body(node.invoke(event))["error"] == "misconfigured"
     assert any("no database configured: set DATABASE_URL" in line["message"] for line in node.logs)
+
+
+@pytest.mark.parametrize(("overrides", "reason"), [
+    # Past max_client_conn PgBouncer refuses the login outright.
+    ({"max_client_conn": 2}, "overloaded"),
+    # A pooler that never reached its database: "client_login_timeout (server down)".
+    ({"upstream": "nowhere", "client_login_timeout": 1}, "database_unreachable"),
+])
+def test_the_poolers_own_refusals_answer_the_python_reasons(
+    schema_db: AppDatabase, start_pooler: Callable[..., RunningPooler], tmp_path: Path,
+    instances: Callable[[dict[str, str]], NodeInstance], overrides: dict[str, object], reason: str,
+) -> None:
+    certificate = server_certificate(tmp_path)
+    if overrides.get("upstream") == "nowhere":
+        overrides = {**overrides, "upstream": Upstream(host="localhost", port=free_port(), dbname=schema_db.dbname)}
+    verified = VerifiedPooler(start_pooler(certificate=certificate, **overrides), certificate,
+                              authority_pair(tmp_path).cert_file)
+    held = [psycopg.connect(verified.url()) for _ in range(2)] if reason == "overloaded" else []
+    try:
+        node = instances({**verified.env(), "DATABASE_URL": verified.url()})
+        response = node.invoke(example_event("read_invoices", "ok"))
+        expected = read_invoices.handle(example_event("read_invoices", "ok"), Database(url=verified.url(), env={}))
+    finally:
+        for conn in held:
+            conn.close()
+    assert response == expected and body(response)["reason"] == reason, (body(response), node.logs)
 
 
 BAD_SETTINGS = [
