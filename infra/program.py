@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import build_context, deployed, lambda_package, policies
+from infra import build_context, deployed, lambda_package, node_package, policies
 from infra import outputs as output_names
 from infra.components.app_role import AppRoleCredentials, AppRoleCredentialsArgs
 from infra.components.database import Database, DatabaseArgs
@@ -34,7 +34,7 @@ from infra.components.pooler_tls import (
 from infra.components.secrets import ConnectionSecrets, ConnectionSecretsArgs
 from infra.config import InfraConfig, InfraConfigError, load
 from infra.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
-from lambdas.contract import CHARGE_CREDITS, READ_INVOICES
+from lambdas.contract import CHARGE_CREDITS, NODE_SOURCE_DIR, READ_INVOICES, READ_INVOICES_NODE
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class ProgramPaths:
     build_dir: Path = field(
         default_factory=lambda: Path(os.environ.get("LIFEGUARD_BUILD_DIR", build_context.REPO_ROOT / "build"))
     )
+    node: Path | None = None
+    """The ``node`` whose npm builds the Node.js function (default: ``node_package.find_node()``)."""
 
     @property
     def pgbouncer_context(self) -> Path:
@@ -57,6 +59,10 @@ class ProgramPaths:
     @property
     def lambdas_source(self) -> Path:
         return self.repo_root / "lambdas"
+
+    @property
+    def node_source(self) -> Path:
+        return self.repo_root / NODE_SOURCE_DIR
 
     @property
     def shared_packages(self) -> tuple[Path, ...]:
@@ -148,6 +154,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         paths.lambdas_source, cfg.functions.architecture, paths.build_dir / "lambda",
         shared_packages=paths.shared_packages,
     )
+    node_zip = node_package.build(paths.node_source, paths.build_dir / "node", paths.node)
 
     network = Network(
         "network",
@@ -252,6 +259,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             pooler_prepared_statements=cfg.pooler.settings.tracks_prepared_statements,
             account=account,
             pooler_ca_layer_arn=pooler_ca.layer_arn,
+            node_package=node_zip,
         ),
     )
     migration = MigrationJob(
@@ -300,6 +308,8 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.DASHBOARD_NAME: observability.dashboard_name,
         output_names.READ_INVOICES_FUNCTION_NAME: functions.names[READ_INVOICES.key],
         output_names.READ_INVOICES_FUNCTION_ARN: functions.arns[READ_INVOICES.key],
+        output_names.READ_INVOICES_NODE_FUNCTION_NAME: functions.names[READ_INVOICES_NODE.key],
+        output_names.READ_INVOICES_NODE_FUNCTION_ARN: functions.arns[READ_INVOICES_NODE.key],
         output_names.CHARGE_CREDITS_FUNCTION_NAME: functions.names[CHARGE_CREDITS.key],
         output_names.CHARGE_CREDITS_FUNCTION_ARN: functions.arns[CHARGE_CREDITS.key],
         output_names.MIGRATION_CLUSTER_ARN: migration.cluster_arn,

@@ -15,6 +15,9 @@ PREPARED_ENV = "LIFEGUARD_POOLER_PREPARED_STATEMENTS"
 """``1`` when the pooler tracks prepared statements (``PoolerSettings.tracks_prepared_statements``)."""
 CONNECT_TIMEOUT_ENV = "LIFEGUARD_CONNECT_TIMEOUT"
 STATEMENT_TIMEOUT_ENV = "LIFEGUARD_STATEMENT_TIMEOUT_MS"
+NODE_CA_ENV = "NODE_EXTRA_CA_CERTS"
+"""The pooler's CA file, set on every function the kit wires: Node.js adds it to its trusted CAs at
+start, so a Node driver that reads no ``sslrootcert`` (postgres.js) verifies the pooler as printed."""
 
 
 # -- the functions --------------------------------------------------------------------------------
@@ -38,3 +41,12 @@ class SampleFunction:
 READ_INVOICES = SampleFunction("read_invoices", "read-invoices", "lambdas.read_invoices")
 CHARGE_CREDITS = SampleFunction("charge_credits", "charge-credits", "lambdas.charge_credits")
 FUNCTIONS = (READ_INVOICES, CHARGE_CREDITS)
+
+# -- the Node.js function (lambdas-node/) ------------------------------------------------------------
+
+NODE_SOURCE_DIR = "lambdas-node"
+"""Its folder at the repository's root: ES modules, package.json and package-lock.json."""
+READ_INVOICES_NODE = SampleFunction("read_invoices_node", "read-invoices-node", "read_invoices")
+"""``read_invoices`` on Node.js: :data:`READ_INVOICES`' events and answers (it logs as ``read_invoices``);
+``read_invoices.mjs`` at the zip's root, so its handler is ``read_invoices.handler``."""
+NODE_FUNCTIONS = (READ_INVOICES_NODE,)

@@ -138,7 +138,9 @@ class PoolerSettings:
     # The entrypoint generates a self-signed pair here when none is mounted (clients don't verify).
     client_tls_cert_file: str = f"{IMAGE_RUN_DIR}/tls/server.crt"
     client_tls_key_file: str = f"{IMAGE_RUN_DIR}/tls/server.key"
-    ignore_startup_parameters: tuple[str, ...] = ("extra_float_digits",)  # JDBC and lib/pq send it
+    # JDBC and lib/pq send extra_float_digits; postgres.js sends every URL parameter it does not know as
+    # one, and sslrootcert (a client-side file, meaningless to a server) is in DATABASE_URL.
+    ignore_startup_parameters: tuple[str, ...] = ("extra_float_digits", "sslrootcert")
     log_connections: bool = False  # Lambda churn would flood the logs
     log_disconnections: bool = False  # likewise
     log_pooler_errors: bool = True  # auth, TLS and limit errors are what operators debug

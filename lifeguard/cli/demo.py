@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from lambdas.contract import CHARGE_CREDITS, READ_INVOICES
+from lambdas.contract import CHARGE_CREDITS, READ_INVOICES, READ_INVOICES_NODE
 from lambdas.example_events import example_event
 from lifeguard.cli.local import add_stack_options, add_state_dir_argument, stack_options
 from lifeguard.deploy.workflow_commands import neutralise
@@ -47,6 +47,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"worker processes hosting the instances (default {DEFAULT_WORKERS})")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
                         help=f"cold starts in flight per worker (default {DEFAULT_THREADS})")
+    parser.add_argument("--function", choices=(READ_INVOICES.name, READ_INVOICES_NODE.name), default=READ_INVOICES.name,
+                        help="the function the spike's instances run: read_invoices in Python (default), or its "
+                        "Node.js twin under real Node.js (the install's own Node.js 24, as on Lambda, "
+                        "or $LIFEGUARD_NODE)")
     add_state_dir_argument(parser)
     add_stack_options(parser)
     parser.set_defaults(func=run)
@@ -115,14 +119,14 @@ def _demo(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
         # Straight to Postgres as the same application role: what the functions would do without PgBouncer.
         direct = run_spike(label="direct", url=stack.app_direct_url(config), instances=args.instances,
                            monitor=monitor, event=event, workers=args.workers, threads=args.threads,
-                           progress=display)
+                           progress=display, function=args.function)
         display.finish()
         monitor.wait_until_at_most(direct.baseline_backends, timeout=15)
         # The figures the AWS alarms watch (SHOW POOLS), sampled while the pooled spike runs.
         with PoolPeaks(stack_sources(stack).console) as pool_peaks:
             pooled = run_spike(label="pooled", url=stack.pooled_url(config), instances=args.instances,
                                monitor=monitor, event=event, workers=args.workers, threads=args.threads,
-                               progress=display, client_env=stack.client_env(config))
+                               progress=display, client_env=stack.client_env(config), function=args.function)
         display.finish()
     finally:
         monitor.close()
@@ -139,6 +143,7 @@ def _demo(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
     _say(f"chart: {chart}")
     figures = demo_figures(config, args.instances, direct, pooled, chart)
     figures["pooled"]["pooler"] = pool_peaks.to_json()
+    figures["function"] = args.function
     return figures
 
 

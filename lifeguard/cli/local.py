@@ -116,9 +116,10 @@ def configure(local: argparse.ArgumentParser) -> None:
     status.set_defaults(func=run_status)
 
     env = commands.add_parser(
-        "env", help="print DATABASE_URL and DATABASE_URL_UNPOOLED for the running stack",
-        description="Print shell-quoted DATABASE_URL=... and DATABASE_URL_UNPOOLED=... lines: "
-        'eval "$(lifeguard local env)".',
+        "env", help="print DATABASE_URL, DATABASE_URL_UNPOOLED and what clients need besides, as export lines",
+        description="Print shell-quoted `export DATABASE_URL=...` and `export DATABASE_URL_UNPOOLED=...` lines, "
+        "with what the stack tells functions besides (LIFEGUARD_POOLER_PREPARED_STATEMENTS, NODE_EXTRA_CA_CERTS): "
+        'eval "$(lifeguard local env)" sets them for the programs the shell then starts.',
     )
     add_state_dir_argument(env)
     env.set_defaults(func=run_env)
@@ -246,9 +247,10 @@ def run_env(args: argparse.Namespace) -> int:
         client = stack.client_env(status.config)
     except STACK_ERRORS as exc:
         return _fail(str(exc))
-    # Printing the URLs is this command's whole purpose; quoted so `eval` and `source` keep `&`.
-    print(f"{POOLED_URL_ENV}={shlex.quote(pooled)}")
+    # Printing the URLs is this command's whole purpose; quoted so `eval` and `source` keep `&`, and
+    # exported: a bare assignment stays in the shell and never reaches the programs it starts.
+    print(f"export {POOLED_URL_ENV}={shlex.quote(pooled)}")
     for name, value in client.items():
-        print(f"{name}={shlex.quote(value)}")
-    print(f"{DIRECT_URL_ENV}={shlex.quote(direct)}")
+        print(f"export {name}={shlex.quote(value)}")
+    print(f"export {DIRECT_URL_ENV}={shlex.quote(direct)}")
     return 0

@@ -143,6 +143,10 @@ class _Fields:
             return value
         return ""
 
+    def optional_text(self, key: str) -> str | None:
+        """A text output that stacks deployed before it was added do not have (None), else as :meth:`text`."""
+        return self.text(key) if key in self._outputs else None
+
     def arn(self, key: str, shape: _ArnShape) -> str:
         value = self.text(key)
         if value and not shape.pattern.match(value):
@@ -216,6 +220,8 @@ class SmokeTarget:
 
     read_function: str
     charge_function: str
+    node_read_function: str | None = None
+    """The Node.js read_invoices; None for a stack deployed before it existed."""
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any], source: str) -> SmokeTarget:
@@ -223,6 +229,7 @@ class SmokeTarget:
         target = cls(
             read_function=fields.text(output_names.READ_INVOICES_FUNCTION_NAME),
             charge_function=fields.text(output_names.CHARGE_CREDITS_FUNCTION_NAME),
+            node_read_function=fields.optional_text(output_names.READ_INVOICES_NODE_FUNCTION_NAME),
         )
         fields.check(source)
         return target

@@ -68,6 +68,7 @@ class _Smoke:
         self.org_id = org_id
         self.amount = amount
         self.report = SmokeReport()
+        self.last_read: dict[str, Any] = {}
 
     def passed(self, name: str, detail: str) -> None:
         self.report.checks.append(Check(name, True, detail))
@@ -100,6 +101,7 @@ class _Smoke:
     def read_credits(self, name: str) -> int:
         event = example_event(READ_INVOICES.name, "ok", org_id=self.org_id)
         body = self.call(name, self.target.read_function, event).body
+        self.last_read = body
         org = body.get("org")
         if not isinstance(org, dict) or org.get("id") != self.org_id:
             self.fail(name, f"the body has no 'org' with id {self.org_id}")
@@ -132,8 +134,19 @@ class _Smoke:
             self.fail(name, f"the replay answered differently from the first charge (fields: {', '.join(differing)})")
         self.passed(name, "200, the same answer as the first charge")
 
+    def node_read(self, name: str, function: str) -> None:
+        """The Node.js read_invoices answers what the Python one just did, through the same pooler."""
+        body = self.call(name, function, example_event(READ_INVOICES.name, "ok", org_id=self.org_id)).body
+        if body != self.last_read:
+            differing = sorted(k for k in body.keys() | self.last_read.keys() if body.get(k) != self.last_read.get(k))
+            self.fail(name, f"the Node.js function answered differently from the Python one (fields: "
+                            f"{', '.join(differing)})")
+        self.passed(name, "200, the same answer as the Python function")
+
     def run(self, key: str) -> None:
         before = self.read_credits(f"read org {self.org_id}")
+        if self.target.node_read_function:
+            self.node_read(f"read org {self.org_id} with the Node.js function", self.target.node_read_function)
         first = self.charge(f"charge {self.amount} credit(s) with a new idempotency key", key, before)
         self.replay("replay the same idempotency key", key, first)
         name = "balance after the charge and its replay"

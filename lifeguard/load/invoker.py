@@ -42,10 +42,12 @@ from types import ModuleType
 from typing import IO, Any
 
 from database_urls import POOLED_URL_ENV
-from lambdas.contract import FUNCTIONS, PREPARED_ENV
+from lambdas.contract import FUNCTIONS, NODE_FUNCTIONS, NODE_SOURCE_DIR, PREPARED_ENV
 
 _MODULES = {function.name: function.module for function in FUNCTIONS}
 """The sample functions: name (as in ``AWS_LAMBDA_FUNCTION_NAME``) to handler module."""
+_NODE_MODULES = {function.name: function.module for function in NODE_FUNCTIONS}
+"""The Node.js functions: hosted by ``node_worker.mjs`` under real Node.js, same protocol."""
 
 PROGRESS_INTERVAL_S = 0.1
 COMPARE_URL_ENV = "LIFEGUARD_COMPARE_URL"
@@ -437,6 +439,33 @@ def worker_env(
     return env
 
 
+def worker_command(function: str | None) -> list[str]:
+    """How a worker for ``function`` starts: this module, or Node.js hosting a Node.js function.
+
+    A Node.js function runs from ``lambdas-node/`` of this checkout, installed from its lock
+    (``npm ci --omit=dev``, cached), with the node :func:`infra.npm.find_node` picks.
+    """
+    if function not in _NODE_MODULES:
+        return [sys.executable, "-m", "lifeguard.load.invoker"]
+    from infra.build_context import REPO_ROOT
+    from infra.npm import NpmError, find_node, install
+    from lifeguard.stack.pgbouncer_install import cache_dir
+
+    try:
+        node = find_node()
+        installed = install(REPO_ROOT / NODE_SOURCE_DIR, cache_dir() / "node-function", node, omit_dev=True)
+    except NpmError as exc:
+        raise InvokerError(str(exc)) from None
+    return [str(node), str(Path(__file__).with_name("node_worker.mjs")), str(installed), _NODE_MODULES[function]]
+
+
+def _open_files_to_hard_limit() -> None:
+    """In a Node.js worker before it starts (Node.js cannot raise it): one descriptor per instance."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def split(total: int, parts: int) -> list[int]:
     """``total`` items over ``parts`` workers as evenly as possible (no worker gets zero)."""
     parts = max(1, min(parts, total)) if total else 1
@@ -468,11 +497,12 @@ class WorkerPool:
 
     def start(self) -> None:
         for index, job in enumerate(self.jobs):
+            command = worker_command(job.get("function"))
             with self._log(index).open("w") as log:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "lifeguard.load.invoker"],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                    command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                     env=self.env, text=True, bufsize=1,
+                    preexec_fn=_open_files_to_hard_limit if command[0] != sys.executable else None,
                 )
             self.processes.append(process)
             assert process.stdin is not None

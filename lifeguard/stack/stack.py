@@ -51,7 +51,7 @@ from pathlib import Path
 import psycopg
 
 from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV, POOLED_URL_SECRET_ARN_ENV
-from lambdas.contract import PREPARED_ENV
+from lambdas.contract import NODE_CA_ENV, PREPARED_ENV
 from lifeguard.stack.pooler import PoolerError, PoolerProcess, installed_version, local_settings, pid_record_file
 from lifeguard.stack.pooler_ca import authority_pair, ensure_authority, server_certificate
 from lifeguard.stack.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
@@ -430,7 +430,8 @@ class LocalStack:
         """What the stack tells functions about their pooler, besides the URL (as infra does on AWS)."""
         config = config or self.require_config()
         tracks = self.pooler_settings(config, 1).tracks_prepared_statements
-        return {PREPARED_ENV: "1" if tracks else "0"}
+        # The CA file DATABASE_URL names, for Node.js clients that read no sslrootcert (infra: the layer's).
+        return {PREPARED_ENV: "1" if tracks else "0", NODE_CA_ENV: str(self.pooler_ca_file)}
 
     def superuser_url(self, config: StackConfig | None = None) -> str:
         config = config or self.require_config()

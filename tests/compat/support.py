@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from lifeguard.cli import main
 from lifeguard.stack.stack import LocalStack
+from tests.support import exported_env
 
 
 @dataclass(frozen=True)
 class CompatStack:
     stack: LocalStack
     env: dict[str, str]
-    """``lifeguard local env``'s output, parsed as a shell would (``eval "$(lifeguard local env)"``)."""
+    """What a program started after ``eval "$(lifeguard local env)"`` sees of it."""
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -27,5 +27,4 @@ def printed_env(state_dir: Path) -> dict[str, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["local", "env", "--state-dir", str(state_dir)]) == 0
-    pairs = (line.split("=", 1) for line in out.getvalue().splitlines())
-    return {name: shlex.split(value)[0] for name, value in pairs}
+    return exported_env(out.getvalue())

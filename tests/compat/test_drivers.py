@@ -2,7 +2,8 @@
 
 Each driver runs as users run it in a function: one connection per instance, opened from
 ``DATABASE_URL`` exactly as ``lifeguard local env`` prints it (``sslmode=verify-full``, the stack's
-pooler CA as ``sslrootcert``), a few parameterised queries repeated past every driver's
+pooler CA as ``sslrootcert``; the Node.js ones with the rest of what it prints, ``NODE_EXTRA_CA_CERTS``
+included, in their environment), a few parameterised queries repeated past every driver's
 prepare threshold, then closed. A spike of :data:`POOLED_INSTANCES` at once goes through
 PgBouncer (transaction mode, prepared statements tracked); a few go straight to Postgres with
 ``DATABASE_URL_UNPOOLED``. Every instance must succeed, with nothing but the setting the README's
@@ -40,10 +41,14 @@ URLS = ("DATABASE_URL", "DATABASE_URL_UNPOOLED")
 # The README's client table, row by row: what each driver needs beyond the URL as printed.
 README_SETTINGS = {
     "pg": "none",
-    "postgres": "sslrootcert moved from the URL to ssl.ca; max: 1",
+    "postgres": "max: 1",
+    "postgres-ca-option": "sslrootcert moved from the URL to ssl.ca; max: 1",
+    "drizzle": "none",
     "asyncpg": "none",
     "sqlalchemy+psycopg": "driver name postgresql+psycopg",
 }
+# spike.mjs's mode per driver and URL: postgres.js needs the README's setting straight to Postgres only.
+NODE_MODES = {("postgres", "DATABASE_URL_UNPOOLED"): "postgres-ca-option"}
 
 
 def _instances(url_name: str) -> int:
@@ -76,13 +81,17 @@ def test_node_is_the_locked_release_of_a_lambda_runtime() -> None:
 def test_the_printed_urls_verify_the_server(compat: CompatStack) -> None:
     for name in URLS:
         assert "sslmode=verify-full&sslrootcert=" in compat.env[name], name
+    # Node.js clients that read no sslrootcert trust the pooler's CA through Node's own setting.
+    assert compat.env["NODE_EXTRA_CA_CERTS"] == sqlalchemy.make_url(compat.env["DATABASE_URL"]).query["sslrootcert"]
 
 
-def _node_spike(compat: CompatStack, node_drivers: Path, driver: str, url_name: str, instances: int,
-                extra_env: dict[str, str] | None = None) -> tuple[int, Counter[str]]:
+def _node_spike(compat: CompatStack, node_drivers: Path, mode: str, url_name: str, instances: int,
+                env: dict[str, str] | None = None) -> tuple[int, Counter[str]]:
+    """``spike.mjs`` in ``mode`` with ``env`` (default: exactly what ``lifeguard local env`` printed)."""
     result = subprocess.run(
-        [str(NODE), "spike.mjs", driver, str(instances), str(ROUNDS)],
-        cwd=node_drivers, env={"PATH": NODE_PATH_ENV, "COMPAT_URL": compat.env[url_name], **(extra_env or {})},
+        [str(NODE), "spike.mjs", mode, str(instances), str(ROUNDS)],
+        cwd=node_drivers,
+        env={**(compat.env if env is None else env), "PATH": NODE_PATH_ENV, "COMPAT_URL": compat.env[url_name]},
         capture_output=True, text=True, timeout=SPIKE_TIMEOUT_S, check=False,
     )
     assert result.returncode == 0, Redactor(secrets=compat.secrets)(result.stderr[-2000:])
@@ -91,30 +100,32 @@ def _node_spike(compat: CompatStack, node_drivers: Path, driver: str, url_name: 
 
 
 @pytest.mark.parametrize("url_name", ["DATABASE_URL_UNPOOLED", "DATABASE_URL"])
-@pytest.mark.parametrize("driver", ["pg", "postgres"])
+@pytest.mark.parametrize("driver", ["pg", "postgres", "drizzle"])
 def test_node_drivers(compat: CompatStack, node_drivers: Path, driver: str, url_name: str) -> None:
-    ok, errors = _node_spike(compat, node_drivers, driver, url_name, _instances(url_name))
-    _check(compat, driver, url_name, ok, errors)
+    mode = NODE_MODES.get((driver, url_name), driver)
+    ok, errors = _node_spike(compat, node_drivers, mode, url_name, _instances(url_name))
+    _check(compat, mode, url_name, ok, errors)
 
 
-@pytest.mark.parametrize(
-    ("url_name", "refusal"),
-    [("DATABASE_URL", "unsupported startup parameter: sslrootcert"),  # PgBouncer
-     ("DATABASE_URL_UNPOOLED", 'unrecognized configuration parameter "sslrootcert"')],  # Postgres
-)
-def test_postgres_js_needs_the_readme_setting(
-    compat: CompatStack, node_drivers: Path, url_name: str, refusal: str
-) -> None:
-    """Why the table's postgres.js row has a setting: with the URL as printed it reads no CA file, and
-    given the CA another way (``NODE_EXTRA_CA_CERTS``) it sends ``sslrootcert`` to the server as a
-    startup parameter, which the server refuses."""
-    ok, errors = _node_spike(compat, node_drivers, "postgres-as-printed", url_name, 3)
-    # Node's verifier against its built-in CAs (the local Postgres' certificate is self-signed).
+def test_postgres_js_verifies_the_pooler_with_the_printed_ca(compat: CompatStack, node_drivers: Path) -> None:
+    """postgres.js reads no CA file: what makes ``DATABASE_URL`` as printed work is ``NODE_EXTRA_CA_CERTS``
+    (and PgBouncer ignoring the ``sslrootcert`` it then sends as a startup parameter). Without it, Node
+    verifies the pooler against its built-in CAs and refuses it."""
+    without = {k: v for k, v in compat.env.items() if k != "NODE_EXTRA_CA_CERTS"}
+    ok, errors = _node_spike(compat, node_drivers, "postgres", "DATABASE_URL", 3, without)
     shown = Redactor(secrets=compat.secrets)(json.dumps(errors))
     assert ok == 0 and all("certificate" in error for error in errors), shown
-    ca = sqlalchemy.make_url(compat.env[url_name]).query["sslrootcert"]
+
+
+def test_postgres_js_needs_the_readme_setting_straight_to_postgres(compat: CompatStack, node_drivers: Path) -> None:
+    """Why the table's postgres.js row has a setting for ``DATABASE_URL_UNPOOLED``: given the CA (here
+    through ``NODE_EXTRA_CA_CERTS``), it sends ``sslrootcert`` to Postgres as a startup parameter, which
+    Postgres refuses (a server setting of that name does not exist, and it is not ours to ignore)."""
+    ca = sqlalchemy.make_url(compat.env["DATABASE_URL_UNPOOLED"]).query["sslrootcert"]
     assert isinstance(ca, str)
-    ok, errors = _node_spike(compat, node_drivers, "postgres-as-printed", url_name, 3, {"NODE_EXTRA_CA_CERTS": ca})
+    ok, errors = _node_spike(compat, node_drivers, "postgres", "DATABASE_URL_UNPOOLED", 3,
+                             {**compat.env, "NODE_EXTRA_CA_CERTS": ca})
+    refusal = 'unrecognized configuration parameter "sslrootcert"'
     assert ok == 0 and any(refusal in error for error in errors), Redactor(secrets=compat.secrets)(json.dumps(errors))
 
 

@@ -22,6 +22,7 @@ from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 from pulumi.runtime.mocks import MockMonitor
 
 from tests.infra import tls_mocks
+from tests.support import NODE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "lifeguard"
@@ -352,7 +353,7 @@ def run_program(
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def run() -> Any:
-        stack_outputs = build(load(), ProgramPaths(repo_root=repo_root, build_dir=build_dir))
+        stack_outputs = build(load(), ProgramPaths(repo_root=repo_root, build_dir=build_dir, node=NODE))
 
         async def resolve() -> None:
             for key, value in stack_outputs.items():

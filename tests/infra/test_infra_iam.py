@@ -160,6 +160,21 @@ def test_only_the_pooler_execution_role_reads_the_console_user(every_run: Progra
                       "ReadPoolerTlsKey": [secrets(every_run)["pooler-tls-key"]]}
 
 
+def test_the_node_function_reads_only_the_pooled_secret(every_run: ProgramRun) -> None:
+    """The Node.js function runs as the functions' role: the pooled secret and nothing else."""
+    [node] = [f for f in every_run.of_type("aws:lambda/function:Function") if f.input("runtime") == "nodejs24.x"]
+    assert node.input("role") == role(every_run, "functions-role").state["arn"]
+    readable = {name for name, arn in secrets(every_run).items()
+                if permitted(every_run, "functions-role", "secretsmanager:GetSecretValue", arn)}
+    assert readable == {"connection-pooled"}
+    assert node.input("environment")["variables"]["DATABASE_URL_SECRET_ARN"] == secrets(every_run)["connection-pooled"]
+    # Its own log group, written by that role; no URL anywhere in its settings.
+    group = every_run.one("aws:cloudwatch/logGroup:LogGroup", "read-invoices-node")
+    assert node.input("loggingConfig")["logGroup"] == group.state["name"]
+    assert permitted(every_run, "functions-role", "logs:PutLogEvents", f"{group.state['arn']}:log-stream:x")
+    assert "postgresql://" not in json.dumps(node.inputs, default=str)
+
+
 def test_function_role_can_read_the_secret_in_its_environment(every_run: ProgramRun) -> None:
     for function in every_run.of_type("aws:lambda/function:Function"):
         arn = function.input("environment")["variables"]["DATABASE_URL_SECRET_ARN"]

@@ -30,6 +30,7 @@ from tests.infra.infra_harness import (
     walk_plain_strings,
 )
 from tests.secrecy import assert_no_secret
+from tests.support import NODE
 
 COMPONENTS = {
     "lifeguard:network:Network",
@@ -118,7 +119,8 @@ def test_every_child_is_parented_to_its_component(every_run: ProgramRun, variant
     assert owner("aws:cloudwatch/dashboard:Dashboard") == "lifeguard:observability:Observability"
     assert owner("aws:secretsmanager/secret:Secret", "pooled") == "lifeguard:secrets:ConnectionSecrets"
     assert owner("aws:secretsmanager/secret:Secret", "direct") == "lifeguard:secrets:ConnectionSecrets"
-    assert owner("aws:lambda/function:Function", "read-invoices") == "lifeguard:functions:Functions"
+    assert owner("aws:lambda/function:Function", "charge-credits") == "lifeguard:functions:Functions"
+    assert owner("aws:lambda/function:Function", "read-invoices-node") == "lifeguard:functions:Functions"
     assert owner("aws:ecs/taskDefinition:TaskDefinition", "migration") == "lifeguard:migration:MigrationJob"
     assert owner("docker:index/image:Image", "pooler") == "lifeguard:image:ContainerImage"
 
@@ -129,7 +131,7 @@ INVENTORY = {
     "aws:appautoscaling/policy:Policy": 1,
     "aws:appautoscaling/target:Target": 1,
     "aws:cloudwatch/dashboard:Dashboard": 1,
-    "aws:cloudwatch/logGroup:LogGroup": 5,
+    "aws:cloudwatch/logGroup:LogGroup": 6,
     "aws:cloudwatch/metricAlarm:MetricAlarm": 6,
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": 1,
     "aws:ec2/routeTable:RouteTable": 2,
@@ -145,7 +147,7 @@ INVENTORY = {
     "aws:ecs/taskDefinition:TaskDefinition": 2,
     "aws:iam/role:Role": 3,
     "aws:iam/rolePolicy:RolePolicy": 3,
-    "aws:lambda/function:Function": 2,
+    "aws:lambda/function:Function": 3,
     "aws:lb/listener:Listener": 1,
     "aws:lb/loadBalancer:LoadBalancer": 1,
     "aws:lb/targetGroup:TargetGroup": 1,
@@ -445,7 +447,8 @@ def test_pooler_container_gets_rendered_settings_and_secret_credentials(example_
     assert settings.upstream.dbname == "app"
     assert settings.version == PINNED
     assert settings.max_client_conn == 10000
-    assert settings.query_wait_timeout == 20 < example_run.one("aws:lambda/function:Function", "read").input("timeout")
+    function = example_run.one("aws:lambda/function:Function", "charge")
+    assert settings.query_wait_timeout == 20 < function.input("timeout")
     # Derived from the database, counting the doubled tasks of a rolling deploy: (100-5-2) // (4*2).
     expected = PoolBudget(max_connections=100, reserved_connections=5, migration_headroom=2, max_tasks=4,
                           deployment_maximum_percent=200).default_pool_size()
@@ -534,15 +537,20 @@ def test_nlb_is_internal_tcp_with_health_checks(example_run: ProgramRun) -> None
 
 def test_functions_get_the_pooled_secret_arn_never_a_url(example_run: ProgramRun) -> None:
     functions = {f.input("handler"): f for f in example_run.of_type("aws:lambda/function:Function")}
-    assert set(functions) == {"lambdas.read_invoices.handler", "lambdas.charge_credits.handler"}
+    runtimes = {"lambdas.read_invoices.handler": "python3.13", "lambdas.charge_credits.handler": "python3.13",
+                "read_invoices.handler": "nodejs24.x"}
+    assert set(functions) == set(runtimes)
     pooled = secret_arn(example_run, "connection-pooled")
     subnets = {s.id for s in example_run.of_type("aws:ec2/subnet:Subnet")}
-    for function in functions.values():
-        # The image's PgBouncer (PINNED, max_prepared_statements 200) tracks prepared statements.
+    for handler, function in functions.items():
+        # The image's PgBouncer (PINNED, max_prepared_statements 200) tracks prepared statements; Node.js
+        # trusts the CA layer's certificate (what sslrootcert names) for clients that read no sslrootcert.
         assert function.input("environment") == {
-            "variables": {"DATABASE_URL_SECRET_ARN": pooled, "LIFEGUARD_POOLER_PREPARED_STATEMENTS": "1"}
+            "variables": {"DATABASE_URL_SECRET_ARN": pooled, "LIFEGUARD_POOLER_PREPARED_STATEMENTS": "1",
+                          "NODE_EXTRA_CA_CERTS": "/opt/lifeguard/pooler-ca.pem"}
         }
-        assert function.input("runtime") == "python3.13"
+        assert function.input("layers") == [example_run.one("aws:lambda/layerVersion:LayerVersion").state["arn"]]
+        assert function.input("runtime") == runtimes[handler]
         assert function.input("architectures") == ["arm64"]  # functionArchitecture in Pulumi.dev.yaml
         assert function.input("timeout") == 30
         assert "reservedConcurrentExecutions" not in function.inputs  # -1 in the example stack
@@ -555,7 +563,9 @@ def test_functions_get_the_pooled_secret_arn_never_a_url(example_run: ProgramRun
 def test_functions_deploy_the_deterministic_zip(example_run: ProgramRun) -> None:
     for function in example_run.of_type("aws:lambda/function:Function"):
         archive = Path(function.inputs["code"].path)
-        assert archive.suffix == ".zip" and archive.name.endswith("arm64.zip")
+        # Python's holds Linux wheels for the architecture; the Node.js one is plain JavaScript.
+        expected = "lambdas-node.zip" if function.input("runtime") == "nodejs24.x" else "lambdas-arm64.zip"
+        assert archive.name == expected
         digest = base64.b64encode(hashlib.sha256(archive.read_bytes()).digest()).decode()
         assert function.input("sourceCodeHash") == digest
         group = function.input("loggingConfig")["logGroup"]
@@ -628,7 +638,7 @@ def test_images_are_built_for_an_explicit_platform_and_pushed_to_ecr(example_run
 
 def test_every_log_group_has_retention(example_run: ProgramRun) -> None:
     groups = example_run.of_type("aws:cloudwatch/logGroup:LogGroup")
-    assert len(groups) == 5  # pooler, migration, two functions, the database's postgresql log
+    assert len(groups) == 6  # pooler, migration, three functions, the database's postgresql log
     assert {g.input("retentionInDays") for g in groups} == {14}
 
 
@@ -661,6 +671,7 @@ def test_stack_outputs_for_the_pipeline_and_users(example_run: ProgramRun) -> No
     functions = {f.input("handler"): f.state["name"] for f in example_run.of_type("aws:lambda/function:Function")}
     assert outputs["readInvoicesFunctionName"] == functions["lambdas.read_invoices.handler"]
     assert outputs["chargeCreditsFunctionName"] == functions["lambdas.charge_credits.handler"]
+    assert outputs["readInvoicesNodeFunctionName"] == functions["read_invoices.handler"]
     assert outputs["vpcId"] == example_run.one("aws:ec2/vpc:Vpc").id
 
 
@@ -684,6 +695,7 @@ def test_entry_point_reads_the_engines_config(build_dir: Path, monkeypatch: pyte
 
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps({**example_stack_config(), "lifeguard:poolerMaxTasks": "3"}))
     monkeypatch.setenv("LIFEGUARD_BUILD_DIR", str(build_dir))
+    monkeypatch.setenv("LIFEGUARD_NODE", str(NODE))  # the node whose npm builds the Node.js function
     mocks = StrictMocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=False, monitor=monitor)
@@ -695,7 +707,7 @@ def test_entry_point_reads_the_engines_config(build_dir: Path, monkeypatch: pyte
 
     run()
     types = [urn.split("::")[2].split("$")[-1] for urn in monitor.get_registered_resources()]
-    assert types.count("aws:lambda/function:Function") == 2
+    assert types.count("aws:lambda/function:Function") == 3
     [task] = [r.state for urn, r in monitor.get_registered_resources().items() if urn.endswith("::pooler-task")]
     [container] = [c for c in json.loads(task["containerDefinitions"]) if c["name"] == "pgbouncer"]
     settings = PoolerSettings.from_json(container["environment"][0]["value"])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from moto import mock_aws
 
+from infra.build_context import REPO_ROOT
 from lambdas.db import ClientSettings, Database
 from tests.lambdas.proxy import FaultyProxy
 from tests.lambdas.support import POOL_SIZE, REGION, Ledger, apply_migrations
@@ -68,3 +70,17 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, value)
     with mock_aws():
         yield
+
+
+@pytest.fixture(scope="session")
+def node_function() -> Path:
+    """``lambdas-node/`` installed from its lock with ``npm ci`` (dev dependencies too: the AWS SDK the
+    Lambda runtime provides), with the dev install's Node.js."""
+    from infra.npm import NpmError, install
+    from lifeguard.stack.pgbouncer_install import cache_dir
+    from tests.support import NODE
+
+    try:
+        return install(REPO_ROOT / "lambdas-node", cache_dir() / "node-function", NODE, omit_dev=False)
+    except NpmError as exc:
+        pytest.fail(str(exc))

@@ -33,6 +33,7 @@ from lifeguard.stack.safe_paths import UnsafePathError
 from lifeguard.stack.stack import LocalStack, StackConfig, StackOptions
 from lifeguard.stack.system import SERVICE_USER, find_pgbouncer, free_port, own_for_service, running_as_root
 from pgbouncer.tls import write_self_signed
+from tests.support import exported_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 as_root = pytest.mark.skipif(not running_as_root(), reason="the service user is another user only when run as root")
@@ -85,8 +86,7 @@ def test_up_works_as_root_from_a_0700_folder_without_widening_it(
             assert info.st_uid == 0 and stat.S_IMODE(info.st_mode) == 0o711
         capsys.readouterr()
         assert main(["local", "env"]) == 0
-        values = {line.split("=", 1)[0]: shlex.split(line.split("=", 1)[1])[0]
-                  for line in capsys.readouterr().out.splitlines()}
+        values = exported_env(capsys.readouterr().out)
         for name in ("DATABASE_URL", "DATABASE_URL_UNPOOLED"):
             assert Path(str(conninfo_to_dict(values[name])["sslrootcert"])).is_file()
             with psycopg.connect(values[name], prepare_threshold=None, connect_timeout=10) as conn:
@@ -142,9 +142,8 @@ def test_up_works_for_a_user_from_a_0700_home(sudo_user: pwd.struct_passwd, port
         assert stat.S_IMODE(Path(sudo_user.pw_dir).stat().st_mode) == 0o700
         printed = lifeguard("local", "env")
         assert printed.returncode == 0, printed.stderr
-        urls = [shlex.split(line.split("=", 1)[1])[0] for line in printed.stdout.splitlines()
-                if line.startswith("DATABASE_URL")]
-        assert len(urls) == 2
+        printed_env = exported_env(printed.stdout)
+        urls = [printed_env["DATABASE_URL"], printed_env["DATABASE_URL_UNPOOLED"]]
         # The user's own stack, in the user's own folder; the client (as that user) connects through both URLs.
         check = "import psycopg, sys\nfor url in sys.argv[1:]:\n    psycopg.connect(url, connect_timeout=10).close()\n"
         connected = subprocess.run(["runuser", "-u", sudo_user.pw_name, "--", python, "-c", check, *urls],

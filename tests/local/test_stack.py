@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import socket
 import stat
 import sys
@@ -17,6 +16,7 @@ from lifeguard.cli import main
 from lifeguard.stack.stack import LocalStack, StackError, StackOptions, migration_env
 from lifeguard.stack.system import port_in_use
 from tests.secrecy import assert_no_secret
+from tests.support import exported_env
 
 
 def _up(stack_dir: Path, ports: tuple[int, int], *extra: str) -> int:
@@ -42,12 +42,19 @@ def test_up_status_env_down(stack_dir: Path, ports: tuple[int, int], capsys: pyt
     assert_no_secret(stack.app_password(), status_text)
 
     assert main(["local", "env", "--state-dir", str(stack_dir)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    values = {line.split("=", 1)[0]: shlex.split(line.split("=", 1)[1])[0] for line in lines}
-    # The shipped PgBouncer tracks prepared statements, and the functions are told so.
-    assert values == {**values, "LIFEGUARD_POOLER_PREPARED_STATEMENTS": "1"}
+    printed = capsys.readouterr().out
+    # Export lines: `eval "$(lifeguard local env)"` reaches the programs the shell starts afterwards.
+    values = exported_env(printed)
+    assert [line.split("=", 1)[0] for line in printed.splitlines()] == [
+        "export DATABASE_URL", "export LIFEGUARD_POOLER_PREPARED_STATEMENTS", "export NODE_EXTRA_CA_CERTS",
+        "export DATABASE_URL_UNPOOLED",
+    ]
+    # The shipped PgBouncer tracks prepared statements, and the functions are told so; Node.js
+    # clients get the pooler's CA, the very file DATABASE_URL names.
+    assert values["LIFEGUARD_POOLER_PREPARED_STATEMENTS"] == "1"
+    assert values["NODE_EXTRA_CA_CERTS"] == str(stack.pooler_ca_file)
     names = ["DATABASE_URL", "DATABASE_URL_UNPOOLED"]
-    assert list(values) == [names[0], "LIFEGUARD_POOLER_PREPARED_STATEMENTS", names[1]]
+    assert sorted(values) == sorted([*names, "LIFEGUARD_POOLER_PREPARED_STATEMENTS", "NODE_EXTRA_CA_CERTS"])
     urls = {name: values[name] for name in names}
     pooled, direct = conninfo_to_dict(urls["DATABASE_URL"]), conninfo_to_dict(urls["DATABASE_URL_UNPOOLED"])
     assert (str(pooled["port"]), str(direct["port"])) == (str(ports[1]), str(ports[0]))

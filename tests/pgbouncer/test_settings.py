@@ -65,7 +65,7 @@ def test_defaults_render_the_serverless_profile() -> None:
     assert pairs["server_tls_sslmode"] == "verify-full"
     assert pairs["server_tls_ca_file"] == "/etc/pgbouncer/rds-ca-bundle.pem"
     assert pairs["client_tls_sslmode"] == "require"
-    assert pairs["ignore_startup_parameters"] == "extra_float_digits"
+    assert pairs["ignore_startup_parameters"] == "extra_float_digits,sslrootcert"
     assert pairs["log_connections"] == "0"
     assert pairs["log_disconnections"] == "0"
     assert pairs["log_pooler_errors"] == "1"

@@ -333,3 +333,38 @@ def test_a_function_error_relayed_by_the_command_prints_no_workflow_command(
     out, err = capsys.readouterr()
     assert "::add-mask::hunter2" in out  # relayed, still readable
     assert workflow_commands(out) == [] and workflow_commands(err) == []
+
+
+NODE_READ = "lifeguard-dev-read-invoices-node"
+
+
+@pytest.mark.parametrize(("node_answer", "problem"), [
+    (read_answer(5), None),
+    (read_answer(4), "the Node.js function answered differently from the Python one (fields: org)"),
+    (answer(503, {"error": "database_unavailable", "message": "m", "reason": "unreachable", "retryable": True}),
+     "expected statusCode 200, got 503"),
+])
+def test_the_node_function_must_answer_as_the_python_one(
+    stubbed: tuple[LambdaClient, Stubber], node_answer: dict[str, Any], problem: str | None
+) -> None:
+    client, stubber = stubbed
+    target = SmokeTarget(read_function=READ, charge_function=CHARGE, node_read_function=NODE_READ)
+    expect(stubber, READ, READ_EVENT, read_answer(5))
+    expect(stubber, NODE_READ, READ_EVENT, node_answer)
+    if problem is None:
+        expect(stubber, CHARGE, CHARGE_EVENT, charge_answer(4))
+        expect(stubber, CHARGE, CHARGE_EVENT, charge_answer(4))
+        expect(stubber, READ, READ_EVENT, read_answer(4))
+    report = run_smoke(client, target, org_id=1, new_key=lambda: KEY)
+    if problem is None:
+        assert report.ok and report.checks[1].detail == "200, the same answer as the Python function"
+    else:
+        assert problem in failure(report) and len(report.checks) == 2
+    stubber.assert_no_pending_responses()
+
+
+def test_a_stack_without_the_node_function_is_smoked_without_it() -> None:
+    outputs = {"readInvoicesFunctionName": READ, "chargeCreditsFunctionName": CHARGE}
+    assert SmokeTarget.from_outputs(outputs, "test").node_read_function is None
+    with_node = SmokeTarget.from_outputs({**outputs, "readInvoicesNodeFunctionName": NODE_READ}, "test")
+    assert with_node.node_read_function == NODE_READ

@@ -1,9 +1,13 @@
 // One spike of function instances with a Node.js driver, as users write them: each instance opens
 // its own connection from DATABASE_URL exactly as given, runs a few parameterised queries (more
 // than any driver's prepare threshold), and closes. Prints one JSON line: {"ok", "failed", "errors"}.
-//   node spike.mjs <pg|postgres|postgres-as-printed> <instances> <rounds>    (the URL comes from $COMPAT_URL)
-// Settings per driver are the README's client table; the test passes nothing else.
+//   node spike.mjs <pg|postgres|postgres-ca-option|drizzle> <instances> <rounds>    (the URL comes from $COMPAT_URL)
+// The rest of the environment is what `lifeguard local env` prints (NODE_EXTRA_CA_CERTS: the pooler's
+// CA). Settings per driver are the README's client table; the test passes nothing else.
 import { readFileSync } from 'node:fs'
+import { eq, sql as drizzleSql } from 'drizzle-orm'
+import { drizzle } from 'drizzle-orm/node-postgres'
+import { integer, pgTable, serial, text } from 'drizzle-orm/pg-core'
 import pg from 'pg'
 import postgres from 'postgres'
 
@@ -12,8 +16,12 @@ const url = process.env.COMPAT_URL
 const instances = Number(instancesArg)
 const rounds = Number(roundsArg)
 
-// postgres.js sends every query parameter it does not know to the server as a startup parameter,
-// and reads no CA file: the README's setting moves sslrootcert from the URL into `ssl.ca`.
+// The migrations' table, as a Drizzle schema (only the columns read here).
+const orgs = pgTable('orgs', { id: serial('id').primaryKey(), name: text('name').notNull(), credits: integer('credits').notNull() })
+
+// Straight to Postgres only (DATABASE_URL_UNPOOLED): Postgres refuses the sslrootcert postgres.js
+// sends as a startup parameter, and Node does not trust its CA, so the README's setting moves
+// sslrootcert from the URL into `ssl.ca`.
 function postgresJsOptions(raw) {
   const parsed = new URL(raw)
   const rootcert = parsed.searchParams.get('sslrootcert')
@@ -37,8 +45,9 @@ async function withPg() {
   }
 }
 
-async function withPostgresJs(asPrinted = false) {
-  const [target, options] = asPrinted ? [url, { max: 1 }] : postgresJsOptions(url)
+async function withPostgresJs(caOption = false) {
+  // `max: 1`: one connection per instance, as the README's table says (no TLS setting).
+  const [target, options] = caOption ? postgresJsOptions(url) : [url, { max: 1 }]
   const sql = postgres(target, options)
   try {
     for (let i = 0; i < rounds; i++) {
@@ -51,10 +60,28 @@ async function withPostgresJs(asPrinted = false) {
   }
 }
 
-// postgres-as-printed: without the README's setting, to show why the table needs it.
-const run = { pg: withPg, postgres: withPostgresJs, 'postgres-as-printed': () => withPostgresJs(true) }[driver]
+async function withDrizzle() {
+  // Drizzle over one node-postgres client per instance, from the URL as given.
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    const db = drizzle({ client })
+    for (let i = 0; i < rounds; i++) {
+      const [row] = await db.select({ credits: orgs.credits }).from(orgs).where(eq(orgs.name, 'acme'))
+      if (!(row?.credits >= 0)) throw new Error(`wrong row ${JSON.stringify(row)}`)
+      const [{ n }] = (await db.execute(drizzleSql`SELECT ${i}::int + 1 AS n`)).rows
+      if (n !== i + 1) throw new Error(`wrong n ${n}`)
+    }
+  } finally {
+    await client.end()
+  }
+}
+
+const run = {
+  pg: withPg, postgres: () => withPostgresJs(false), 'postgres-ca-option': () => withPostgresJs(true), drizzle: withDrizzle,
+}[driver]
 if (!run || !url || !(instances > 0) || !(rounds > 0)) {
-  console.error('usage: COMPAT_URL=... node spike.mjs <pg|postgres|postgres-as-printed> <instances> <rounds>')
+  console.error('usage: COMPAT_URL=... node spike.mjs <pg|postgres|postgres-ca-option|drizzle> <instances> <rounds>')
   process.exit(2)
 }
 const results = await Promise.allSettled(Array.from({ length: instances }, () => run()))
