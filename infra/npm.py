@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 NODE_MAJOR = 24
@@ -86,7 +87,11 @@ def source_files(source_dir: Path) -> list[Path]:
 
 def install(source_dir: Path, cache_dir: Path, node: Path, *, omit_dev: bool) -> Path:
     """A folder with the sources and ``npm ci``'s ``node_modules``, reused while the sources are unchanged."""
-    files = source_files(source_dir)
+    return install_files(source_files(source_dir), cache_dir, node, omit_dev=omit_dev)
+
+
+def install_files(files: Sequence[Path], cache_dir: Path, node: Path, *, omit_dev: bool) -> Path:
+    """:func:`install` for a list of files (a lock, its ``package.json`` and what runs with them)."""
     digest = hashlib.sha256(repr(omit_dev).encode())
     for path in files:
         digest.update(f"\0{path.name}\0".encode())

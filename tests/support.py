@@ -5,9 +5,6 @@ Fixtures stay in conftest.py; tests import these names from here, never from a c
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from infra.npm import NpmError, find_node, npm_ci, npm_cli
+from infra.npm import NpmError, find_node, install_files, npm_cli
 from lifeguard.stack.pgbouncer_install import cache_dir
 from lifeguard.stack.pooler import PoolerProcess, local_settings
 from lifeguard.stack.postgres import PostgresCluster, make_dsn
@@ -122,26 +119,10 @@ def node_and_npm() -> tuple[str, str]:
 def npm_installed(source: Path, files: Sequence[str], name: str) -> Path:
     """A cache folder holding ``files`` copied from ``source`` and ``npm ci`` of their pins (exactly the
     lock, integrity-checked, no install scripts); reused while those files are unchanged."""
-    digest = hashlib.sha256(b"".join((source / f).read_bytes() for f in files)).hexdigest()
-    target = cache_dir() / f"{name}-{digest[:16]}"
-    if (target / ".complete").exists():
-        return target
-    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for f in files:
-        shutil.copy2(source / f, partial / f)
     try:
-        npm_ci(NODE, partial, omit_dev=False)
+        return install_files([source / f for f in files], cache_dir() / name, NODE, omit_dev=False)
     except NpmError as exc:
-        shutil.rmtree(partial, ignore_errors=True)
         pytest.fail(str(exc))
-    (partial / ".complete").write_text("")
-    try:
-        partial.rename(target)
-    except OSError:  # another run finished first: use its copy
-        shutil.rmtree(partial, ignore_errors=True)
-    return target
 
 
 # What a POSIX shell adds to every child's environment by itself.
