@@ -12,7 +12,6 @@ import argparse
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +20,9 @@ from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_
 from migrator import wrapper
 from migrator.bookkeeping import tables_from_env
 from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, BOOKKEEPING_TABLES_ENV
-from migrator.errors import ExitCode, MigratorError
+from migrator.errors import ExitCode
 from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, lock_timeout_arg
-from migrator.output import logging_to_stderr
+from migrator.output import exit_code_of, logging_to_stderr
 from migrator.roles import app_role_from_env
 from migrator.runner import DEFAULT_MIGRATIONS_DIR, MigrationReport, StatusReport, migrate, status
 from migrator.source import resolve_url
@@ -112,36 +111,30 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.dry_run and args.command == "status":
         parser.error("--dry-run goes with 'apply'; 'status' never changes anything")
     redactor = Redactor()
+    env = os.environ if environ is None else environ
     with logging_to_stderr(redactor):
-        return _main(args, redactor, os.environ if environ is None else environ)
+        return exit_code_of(lambda: _main(args, redactor, env))
 
 
 def _main(args: argparse.Namespace, redactor: Redactor, environ: Mapping[str, str]) -> int:
-    try:
-        resolved = resolve_url(environ)
-        redactor.add_url(resolved.url)
-        log.info("direct URL from %s", resolved.source)
-        if args.command == "status":
-            status_report = status(resolved.url, args.migrations_dir)
-            print(format_status(status_report), flush=True)
-            changed = status_report.having("changed")
-            if changed:
-                log.error("%d applied migration(s) were edited since they were applied", len(changed))
-                return int(ExitCode.CHECKSUM_DRIFT)
-            return int(ExitCode.OK)
-        app_role = app_role_from_env(environ)
-        if app_role is None:
-            log.info("no application role to provision (%s and %s are unset)", APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV)
-        else:
-            redactor.add_secret(app_role.verifier)
-        report = migrate(resolved.url, args.migrations_dir, args.lock_timeout, dry_run=args.dry_run,
-                         app_role=app_role, bookkeeping=tables_from_env(environ))
-        if args.dry_run:
-            print(format_plan(report), flush=True)
+    resolved = resolve_url(environ)
+    redactor.add_url(resolved.url)
+    log.info("direct URL from %s", resolved.source)
+    if args.command == "status":
+        status_report = status(resolved.url, args.migrations_dir)
+        print(format_status(status_report), flush=True)
+        changed = status_report.having("changed")
+        if changed:
+            log.error("%d applied migration(s) were edited since they were applied", len(changed))
+            return int(ExitCode.CHECKSUM_DRIFT)
         return int(ExitCode.OK)
-    except MigratorError as exc:
-        log.error("%s", exc)
-        return int(exc.exit_code)
-    except Exception:
-        log.error("unexpected error:\n%s", traceback.format_exc().rstrip())
-        return int(ExitCode.ERROR)
+    app_role = app_role_from_env(environ)
+    if app_role is None:
+        log.info("no application role to provision (%s and %s are unset)", APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV)
+    else:
+        redactor.add_secret(app_role.verifier)
+    report = migrate(resolved.url, args.migrations_dir, args.lock_timeout, dry_run=args.dry_run,
+                     app_role=app_role, bookkeeping=tables_from_env(environ))
+    if args.dry_run:
+        print(format_plan(report), flush=True)
+    return int(ExitCode.OK)

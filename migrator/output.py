@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from migrator.errors import ExitCode, MigratorError
 from redaction import Redactor
 
 log = logging.getLogger("migrator")
@@ -34,3 +36,16 @@ def logging_to_stderr(redactor: Redactor) -> Iterator[None]:
         log.removeHandler(handler)
         log.setLevel(saved[0])
         log.propagate = saved[1]
+
+
+def exit_code_of(step: Callable[[], int]) -> int:
+    """``step``'s exit code; a :class:`MigratorError` logged and ended in its own code, anything else
+    logged with its traceback (masked like every line) and ended in ``ERROR``."""
+    try:
+        return step()
+    except MigratorError as exc:
+        log.error("%s", exc)
+        return int(exc.exit_code)
+    except Exception:
+        log.error("unexpected error:\n%s", traceback.format_exc().rstrip())
+        return int(ExitCode.ERROR)

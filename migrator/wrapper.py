@@ -31,7 +31,6 @@ import signal
 import subprocess
 import sys
 import threading
-import traceback
 from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import IO
@@ -40,9 +39,9 @@ from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
 from migrator.bookkeeping import KNOWN_TABLES, BookkeepingTable, parse_table, tables_from_env
 from migrator.connection import direct_connection
 from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, BOOKKEEPING_TABLES_ENV
-from migrator.errors import ExitCode, MigratorError, Unavailable
+from migrator.errors import Unavailable
 from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, LOCK_VIEW, MigrationLock, lock_timeout_arg, migration_lock
-from migrator.output import logging_to_stderr
+from migrator.output import exit_code_of, logging_to_stderr
 from migrator.roles import AppRole, app_role_from_env, provision_app_role
 from migrator.source import resolve_url
 from redaction import Redactor
@@ -100,17 +99,10 @@ def main(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
     if not command:
         parser.error("no command to run: give it after '--', e.g. python -m migrator run -- alembic upgrade head")
     redactor = Redactor()
+    env = os.environ if environ is None else environ
     with logging_to_stderr(redactor):
-        try:
-            env = os.environ if environ is None else environ
-            tables = (*tables_from_env(env), *args.bookkeeping_table)
-            return run(command, env, args.lock_timeout, tables, redactor)
-        except MigratorError as exc:
-            log.error("%s", exc)
-            return int(exc.exit_code)
-        except Exception:
-            log.error("unexpected error:\n%s", traceback.format_exc().rstrip())
-            return int(ExitCode.ERROR)
+        return exit_code_of(lambda: run(command, env, args.lock_timeout,
+                                        (*tables_from_env(env), *args.bookkeeping_table), redactor))
 
 
 def run(command: Sequence[str], environ: Mapping[str, str], lock_timeout_s: float,
