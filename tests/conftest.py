@@ -21,7 +21,7 @@ import pytest
 
 from lifeguard.stack.pooler import PoolerProcess, installed_version
 from lifeguard.stack.postgres import PostgresCluster
-from lifeguard.stack.system import find_pgbouncer, free_port
+from lifeguard.stack.system import find_pgbouncer
 from pgbouncer.sizing import PoolBudget
 from pgbouncer.tls import ServerCertificate
 from pgbouncer.versions import PgBouncerVersion
@@ -33,6 +33,7 @@ from tests.support import (
     AppDatabase,
     RunningPooler,
     pooler_settings,
+    running_cluster,
 )
 
 
@@ -58,13 +59,8 @@ def state_root() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def pg_cluster(state_root: Path) -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster(root=state_root / "postgres", port=free_port(), max_connections=100, durable=False)
-    cluster.init()
-    try:
-        cluster.start()
+    with running_cluster(state_root / "postgres", max_connections=100) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 _db_counter = itertools.count(1)

@@ -6,7 +6,8 @@ Fixtures stay in conftest.py; tests import these names from here, never from a c
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,18 @@ class RunningPooler:
             self.db.password if password is None else password, self.db.dbname,
             **{"sslmode": "require", **params},
         )
+
+
+@contextmanager
+def running_cluster(root: Path, max_connections: int) -> Iterator[PostgresCluster]:
+    """A throwaway Postgres (no fsync) on a free port, started for the block and stopped after it."""
+    cluster = PostgresCluster(root=root, port=free_port(), max_connections=max_connections, durable=False)
+    cluster.init()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 # Node.js and npm: those the kit itself builds and runs Node.js with (infra.npm: the dev install's

@@ -144,10 +144,6 @@ def rds(state_root: Path, rendered: RenderedStack, rds_cert: tuple[Path, Path]) 
     cluster.init()
     for source, target in zip(rds_cert, (cluster.tls.cert_file, cluster.tls.key_file), strict=True):
         shutil.copyfile(source, target)
-    # Both loopback families: PgBouncer's resolver (c-ares) answers a name mapped to 127.0.0.1 in
-    # /etc/hosts with ::1 first, and this machine's /etc/hosts names only 127.0.0.1 localhost.
-    with (cluster.data_dir / "postgresql.conf").open("a") as conf:
-        conf.write("listen_addresses = '127.0.0.1,::1'\n")
     own_for_service(cluster.root)
     try:
         cluster.start()

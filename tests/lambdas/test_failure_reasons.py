@@ -35,6 +35,7 @@ from tests.support import (
     AppDatabase,
     RunningPooler,
     pooler_settings,
+    running_cluster,
 )
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -70,14 +71,8 @@ def test_every_reason_has_a_test_against_the_real_pooler() -> None:
 @pytest.fixture(scope="module")
 def own_cluster(state_root: Path) -> Iterator[PostgresCluster]:
     """A Postgres only this module uses: the tests stop it and fill its slots."""
-    cluster = PostgresCluster(root=state_root / "reasons-postgres", port=free_port(),
-                              max_connections=MAX_CONNECTIONS, durable=False)
-    cluster.init()
-    try:
-        cluster.start()
+    with running_cluster(state_root / "reasons-postgres", max_connections=MAX_CONNECTIONS) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
