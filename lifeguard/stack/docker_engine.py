@@ -16,24 +16,23 @@ name the Dockerfiles use, so ``FROM debian:trixie-slim`` builds without a pull.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lifeguard.stack.procs import command_name
 from lifeguard.stack.system import LocalSetupError, running_as_root
+from pgbouncer.debian_package import PackageError, apt_mirror
 
 BASE_IMAGE = "debian:trixie-slim"
 """What both Dockerfiles start ``FROM``."""
 BASE_SUITE = "trixie"
 STORAGE_DRIVERS = ("overlay2", "vfs")
 DEBIAN_PACKAGES = ("docker.io", "debootstrap")
-APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
 START_TIMEOUT_S = 60.0
 PULL_TIMEOUT_S = 60.0
 DEBOOTSTRAP_TIMEOUT_S = 900.0
@@ -48,19 +47,6 @@ def no_progress(_: str) -> None:
 
 class EngineError(LocalSetupError):
     """The engine cannot start, build or run something; the message says what to change."""
-
-
-def debian_mirror(sources: Sequence[Path] = APT_SOURCES) -> str:
-    """The machine's Debian mirror, as its apt sources name it (deb822 ``URIs:`` or a ``deb`` line)."""
-    for path in sources:
-        if not path.is_file():
-            continue
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            match = re.match(r"^URIs:\s*(\S+)", line) or re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", line)
-            if match and "security" not in match.group(1):
-                return match.group(1).rstrip("/")
-    raise EngineError(f"no Debian mirror found in {', '.join(map(str, sources))}: debootstrap needs one")
 
 
 def install_missing_packages(progress: Progress = no_progress) -> None:
@@ -242,7 +228,10 @@ class DockerEngine:
     def _debootstrap_import(self, name: str, suite: str, progress: Progress) -> None:
         rootfs = self.root / f"rootfs-{suite}"
         shutil.rmtree(rootfs, ignore_errors=True)
-        mirror = debian_mirror()
+        try:
+            mirror = apt_mirror()
+        except PackageError as exc:
+            raise EngineError(f"debootstrap needs a Debian mirror: {exc}") from None
         result = subprocess.run([_find("debootstrap"), "--variant=minbase", suite, str(rootfs), mirror],
                                 capture_output=True, text=True, check=False, timeout=DEBOOTSTRAP_TIMEOUT_S)
         if result.returncode != 0:
