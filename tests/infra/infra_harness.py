@@ -60,6 +60,8 @@ class Resource:
     protect: bool = False
     replace_with: frozenset[str] = frozenset()
     """URNs whose replacement replaces this resource too (``replace_with``)."""
+    aliases: tuple[Any, ...] = ()
+    """The registration's alias specs (``pulumi.alias_pb2.Alias``), resolved by tests/infra/continuity.py."""
 
     def input(self, key: str) -> Any:
         """An input with any secret wrapper removed."""
@@ -298,6 +300,7 @@ class RecordingMonitor(MockMonitor):
         self.ignore_changes: dict[tuple[str, str], tuple[str, ...]] = {}
         self.protected: set[tuple[str, str]] = set()
         self.replace_with: dict[tuple[str, str], frozenset[str]] = {}
+        self.aliases: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._meta_lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name, hence not snake_case
@@ -311,6 +314,7 @@ class RecordingMonitor(MockMonitor):
             if request.protect:
                 self.protected.add((request.type, request.name))
             self.replace_with[(request.type, request.name)] = frozenset(request.replace_with)
+            self.aliases[(request.type, request.name)] = tuple(request.aliases)
         return response
 
 
@@ -392,5 +396,6 @@ def _registrations(mocks: StrictMocks, monitor: RecordingMonitor) -> list[Resour
             ignore_changes=monitor.ignore_changes.get((type_, name), ()),
             protect=(type_, name) in monitor.protected,
             replace_with=monitor.replace_with.get((type_, name), frozenset()),
+            aliases=monitor.aliases.get((type_, name), ()),
         ))
     return resources

@@ -1,0 +1,36 @@
+"""A stack deployed before the components moved into ``lifeguard.aws`` keeps every resource: each URN it
+holds is still registered (or aliased) by today's program, with the same inputs (tests/infra/continuity.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.infra.continuity import added, differences, read
+from tests.infra.infra_harness import ProgramRun
+
+
+def test_every_recorded_resource_is_kept_with_its_inputs(every_run: ProgramRun, variant: str) -> None:
+    problems = differences(read(variant), every_run)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_check_sees_a_renamed_resource(example_run: ProgramRun) -> None:
+    """The check can fail: a recorded URN nothing answers to is reported as a deletion."""
+    recorded = dict(read("example"))
+    urn = next(iter(recorded))
+    recorded[urn.replace("::lifeguard::", "::lifeguard::renamed$", 1) + "-old"] = recorded.pop(urn)
+    assert any("gone" in problem for problem in differences(recorded, example_run))
+
+
+def test_the_check_sees_a_changed_input(example_run: ProgramRun) -> None:
+    recorded = {urn: dict(inputs) for urn, inputs in read("example").items()}
+    urn = next(urn for urn, inputs in recorded.items() if inputs)
+    key = next(iter(recorded[urn]))
+    recorded[urn][key] = "something else"
+    assert differences(recorded, example_run) == [f"{urn} (now {urn}): inputs changed: {key}"]
+
+
+@pytest.mark.parametrize("variant_name", ["example"])
+def test_nothing_is_added_to_a_deployed_stack(example_run: ProgramRun, variant_name: str) -> None:
+    """Today's program registers nothing a deployed stack lacks (a new resource would be a change to review)."""
+    assert added(read(variant_name), example_run) == []
