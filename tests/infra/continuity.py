@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,7 @@ def _write() -> None:
 
     SNAPSHOTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as build:
-        runs = {
+        runs: dict[str, Callable[[], ProgramRun]] = {
             "example": lambda: run_program(example_stack_config(), Path(build)),
             "production": lambda: run_program(PRODUCTION, Path(build), stack="prod"),
             "nat": lambda: run_program(NAT, Path(build), stack="prod"),
