@@ -4,7 +4,7 @@ The one fact every deployable shares: the functions read the pooled URL (through
 migration job only the direct one (straight to Postgres) and refuses the pooled one by name; the
 Pulumi program and the local stack hand each its own. A shared package, like ``redaction``, because
 the function zip and the migration image each ship only their own folder plus the shared packages
-(``infra.build_context.SHARED_PACKAGE_NAMES``). Standard library only, and importing nothing.
+(``lifeguard.aws.build_context.SHARED_PACKAGE_NAMES``). Standard library only, and importing nothing.
 """
 
 from __future__ import annotations

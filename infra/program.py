@@ -6,7 +6,6 @@ inputs) fails before the first resource is registered, so a bad stack never half
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,36 +14,41 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import build_context, deployed, lambda_package, node_package, policies
-from infra import outputs as output_names
-from infra.components.app_role import AppRoleCredentials, AppRoleCredentialsArgs
-from infra.components.database import Database, DatabaseArgs
-from infra.components.functions import Functions, FunctionsArgs
-from infra.components.image import context_tag
-from infra.components.migration_job import MigrationJob, MigrationJobArgs
-from infra.components.network import Network, NetworkArgs
-from infra.components.observability import Observability, ObservabilityArgs
-from infra.components.pooler import ECS_SERVICE_PRINCIPAL, Pooler, PoolerArgs
-from infra.components.pooler_tls import (
+from infra import SAMPLE_REQUIREMENTS
+from infra.samples import Functions, FunctionsArgs
+from lambdas.contract import CHARGE_CREDITS, NODE_SOURCE_DIR, READ_INVOICES, READ_INVOICES_NODE
+from lifeguard.aws import build_context, deployed, lambda_package, node_package, policies
+from lifeguard.aws import outputs as output_names
+from lifeguard.aws.app_role import AppRoleCredentials, AppRoleCredentialsArgs
+from lifeguard.aws.config import InfraConfig, InfraConfigError, load
+from lifeguard.aws.database import Database, DatabaseArgs
+from lifeguard.aws.image import context_tag
+from lifeguard.aws.migration_job import MigrationJob, MigrationJobArgs
+from lifeguard.aws.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
+from lifeguard.aws.network import Network, NetworkArgs
+from lifeguard.aws.observability import Observability, ObservabilityArgs
+from lifeguard.aws.pooler import ECS_SERVICE_PRINCIPAL, Pooler, PoolerArgs
+from lifeguard.aws.pooler_tls import (
     CA_PATH,
     PoolerCertificateAuthority,
     PoolerCertificateAuthorityArgs,
     ca_common_name,
 )
-from infra.components.secrets import ConnectionSecrets, ConnectionSecretsArgs
-from infra.config import InfraConfig, InfraConfigError, load
-from infra.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
-from lambdas.contract import CHARGE_CREDITS, NODE_SOURCE_DIR, READ_INVOICES, READ_INVOICES_NODE
+from lifeguard.aws.secrets import ConnectionSecrets, ConnectionSecretsArgs
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The checkout this sample stack runs from (its samples' sources live here, not in the library)."""
 
 
 @dataclass(frozen=True)
 class ProgramPaths:
     """Where the program finds what it builds, and where it builds (``LIFEGUARD_BUILD_DIR``, for CI caches)."""
 
-    repo_root: Path = build_context.REPO_ROOT
+    repo_root: Path = REPO_ROOT
     build_dir: Path = field(
-        default_factory=lambda: Path(os.environ.get("LIFEGUARD_BUILD_DIR", build_context.REPO_ROOT / "build"))
+        default_factory=build_context.build_dir
     )
+    lambda_requirements: Path = SAMPLE_REQUIREMENTS
     node: Path | None = None
     """The ``node`` whose npm builds the Node.js function (default: ``node_package.find_node()``)."""
 
@@ -67,7 +71,8 @@ class ProgramPaths:
     @property
     def shared_packages(self) -> tuple[Path, ...]:
         """Packages of the repository every deployable ships beside its own (``build_context.SHARED_PACKAGE_NAMES``)."""
-        return build_context.shared_packages(self.repo_root)
+        return tuple(self.repo_root / name for name in build_context.SHARED_PACKAGE_NAMES)
+
 
 
 def resolve_availability_zones(cfg: InfraConfig) -> tuple[str, ...]:
@@ -152,7 +157,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     context_tag(paths.migrator_context, cfg.migration.architecture)
     package = lambda_package.build(
         paths.lambdas_source, cfg.functions.architecture, paths.build_dir / "lambda",
-        shared_packages=paths.shared_packages,
+        paths.lambda_requirements, shared_packages=paths.shared_packages,
     )
     node_zip = node_package.build(paths.node_source, paths.build_dir / "node", paths.node)
 

@@ -9,7 +9,7 @@ the pipeline passes them through without reading them.
 from __future__ import annotations
 
 CONTAINER_NAME = "migrator"
-"""The migration task's one container (infra/components/migration_job.py; the local stack runs the same)."""
+"""The migration task's one container (lifeguard/aws/migration_job.py; the local stack runs the same)."""
 
 APP_ROLE_ENV = "LIFEGUARD_APP_ROLE"
 """The DML-only application role ``apply`` provisions first (with :data:`APP_ROLE_VERIFIER_ENV`)."""

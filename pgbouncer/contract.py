@@ -35,7 +35,7 @@ a task volume mounted at exactly this path (shared with the metrics sidecar) is 
 Fargate, where bind mounts are otherwise root-owned. Not /var/run/...: that is a symlink to /run in
 Debian images, and ECS matches the VOLUME path to containerPath as text."""
 
-# -- the task's shape (infra/components/pooler.py's task definition; the local stack runs the same) --
+# -- the task's shape (lifeguard/aws/pooler.py's task definition; the local stack runs the same) --
 
 CONTAINER_NAME = "pgbouncer"
 """The PgBouncer container (the entrypoint)."""

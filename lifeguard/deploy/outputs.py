@@ -1,6 +1,6 @@
 """The stack outputs the pipeline needs, from ``pulumi stack output --json`` or a saved copy of it.
 
-Their names are the program's own (:mod:`infra.outputs`, standard library only).
+Their names are the program's own (:mod:`lifeguard.aws.outputs`, standard library only).
 
 Values are checked whole before anything runs on AWS, and every problem names the output to fix.
 Messages never quote a value: run with ``--show-secrets``, a file could hold secrets, and none of
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-from infra import outputs as output_names
 from lambdas.json_types import json_type
+from lifeguard.aws import outputs as output_names
 
 # What ``pulumi stack output --json`` prints in place of a secret output without --show-secrets.
 SECRET_PLACEHOLDER = "[secret]"  # noqa: S105  (a placeholder, not a password)

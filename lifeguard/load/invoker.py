@@ -439,21 +439,33 @@ def worker_env(
     return env
 
 
+def node_source_dir() -> Path:
+    """The Node.js sample's folder (``lambdas-node/``), beside ``lambdas/`` in a checkout of lifeguard.
+
+    A sample, not part of the library: an install from a wheel has no Node.js sample to run.
+    """
+    import lambdas
+
+    folder = Path(lambdas.__file__).resolve().parent.parent / NODE_SOURCE_DIR
+    if not (folder / "package-lock.json").is_file():
+        raise InvokerError(f"the Node.js sample function runs from a checkout of lifeguard ({folder} is missing)")
+    return folder
+
+
 def worker_command(function: str | None) -> list[str]:
     """How a worker for ``function`` starts: this module, or Node.js hosting a Node.js function.
 
     A Node.js function runs from ``lambdas-node/`` of this checkout, installed from its lock
-    (``npm ci --omit=dev``, cached), with the node :func:`infra.npm.find_node` picks.
+    (``npm ci --omit=dev``, cached), with the node :func:`lifeguard.aws.npm.find_node` picks.
     """
     if function not in _NODE_MODULES:
         return [sys.executable, "-m", "lifeguard.load.invoker"]
-    from infra.build_context import REPO_ROOT
-    from infra.npm import NpmError, find_node, install
+    from lifeguard.aws.npm import NpmError, find_node, install
     from lifeguard.stack.pgbouncer_install import cache_dir
 
     try:
         node = find_node()
-        installed = install(REPO_ROOT / NODE_SOURCE_DIR, cache_dir() / "node-function", node, omit_dev=True)
+        installed = install(node_source_dir(), cache_dir() / "node-function", node, omit_dev=True)
     except NpmError as exc:
         raise InvokerError(str(exc)) from None
     return [str(node), str(Path(__file__).with_name("node_worker.mjs")), str(installed), _NODE_MODULES[function]]

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from database_urls import DIRECT_URL_ENV
-from infra.build_context import build_context, shared_packages
+from lifeguard.aws.build_context import STAGE_DIR_NAME, build_context, package_dir, shared_packages
 from lifeguard.stack.docker_engine import DockerEngine, Progress, install_missing_packages, no_progress
 from lifeguard.stack.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
+from lifeguard.stack.pgbouncer_install import cache_dir
 from lifeguard.stack.pooler_ca import server_certificate
 from lifeguard.stack.postgres import make_dsn
 from lifeguard.stack.safe_paths import read_service_bytes
@@ -105,7 +106,7 @@ def _serve_directory(directory: Path, port_file: Path) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def build_images(engine: DockerEngine, repo_root: Path, ca_bundle: Path | None = None,
+def build_images(engine: DockerEngine, ca_bundle: Path | None = None,
                  progress: Progress = no_progress, tag: str = LOCAL_TAG) -> BuiltImages:
     """Build the pooler and migrator images (cached layers reused; only what changed is rebuilt).
 
@@ -115,8 +116,10 @@ def build_images(engine: DockerEngine, repo_root: Path, ca_bundle: Path | None =
     engine.ensure_base_image(progress=progress)
     pooler, migrator = f"{POOLER_REPOSITORY}:{tag}", f"{MIGRATOR_REPOSITORY}:{tag}"
     # The migrator's context is staged with the shared packages, exactly as the Pulumi program builds it.
-    contexts = {pooler: repo_root / "pgbouncer",
-                migrator: build_context(repo_root / "migrator", shared_packages(repo_root))}
+    # From the installed packages (this checkout in a dev install), staged in the kit's cache, not in a checkout.
+    stage = cache_dir() / STAGE_DIR_NAME
+    contexts = {pooler: build_context(package_dir("pgbouncer"), (), stage_root=stage),
+                migrator: build_context(package_dir("migrator"), shared_packages(), stage_root=stage)}
     if ca_bundle is None:
         for tag, context in contexts.items():
             engine.build(context, tag, progress=progress)
@@ -193,7 +196,7 @@ class LocalImages:
 
     def start(self, ca_bundle: Path) -> BuiltImages:
         self.engine.start(progress=self.progress)
-        return build_images(self.engine, Path(__file__).resolve().parents[2], ca_bundle, self.progress)
+        return build_images(self.engine, ca_bundle, self.progress)
 
     def _run(self, task: LocalImageTask, name: str) -> TaskRun:
         plans = plan_task(task.definition, images=lambda image: image, secrets=task.secrets,

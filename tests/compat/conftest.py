@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.npm import NpmError, install
+from lifeguard.aws.npm import NpmError, install
 from lifeguard.stack.pgbouncer_install import cache_dir
 from lifeguard.stack.stack import LocalStack, StackOptions
 from lifeguard.stack.system import free_port

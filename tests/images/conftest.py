@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from infra.build_context import source_name
+from lifeguard.aws.build_context import source_name
 from lifeguard.stack.containers import BuiltImages, build_images
 from lifeguard.stack.docker_engine import DockerEngine, install_missing_packages
 from lifeguard.stack.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
@@ -35,7 +35,7 @@ from migrator.contract import CONTAINER_NAME as MIGRATOR_CONTAINER
 from pgbouncer.contract import CONTAINER_NAME as POOLER_CONTAINER
 from pgbouncer.tls import write_self_signed
 from tests.images.support import RenderedStack, cache_dir, wait_for_pooler
-from tests.infra.infra_harness import MOCK_PASSWORD, REPO_ROOT, ProgramRun, example_stack_config, run_program
+from tests.infra.infra_harness import MOCK_PASSWORD, ProgramRun, example_stack_config, run_program
 
 ENABLE_ENV = "LIFEGUARD_DOCKER_TESTS"
 HOW_TO_ENABLE = (
@@ -127,7 +127,7 @@ def rds_cert(rendered: RenderedStack) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def images(engine: DockerEngine, rds_cert: tuple[Path, Path]) -> BuiltImages:
     # Tagged apart from `lifeguard local up --images`, whose images hold the local stack's CA.
-    return build_images(engine, REPO_ROOT, ca_bundle=rds_cert[0], tag="test")
+    return build_images(engine, ca_bundle=rds_cert[0], tag="test")
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from infra import lambda_package
+from infra import SAMPLE_REQUIREMENTS
+from lifeguard.aws import lambda_package
 from lifeguard.stack.docker_engine import DockerEngine
 from lifeguard.stack.ecs_run import TaskRun
 from tests.images.support import RenderedStack
@@ -90,7 +91,8 @@ def test_a_zip_with_wheels_for_another_python_fails(
     pooler_task: TaskRun, engine: DockerEngine, runtime_image: str, rendered: RenderedStack, tmp_path: Path
 ) -> None:
     """The check above would catch a wrong wheel tag: cp312 wheels do not load in the runtime's Python."""
-    wrong = lambda_package.build(REPO_ROOT / "lambdas", "x86_64", tmp_path / "build", python_version="3.12")
+    wrong = lambda_package.build(REPO_ROOT / "lambdas", "x86_64", tmp_path / "build", SAMPLE_REQUIREMENTS,
+                                 python_version="3.12")
     task = unpack(wrong.path, tmp_path / "task")
     result = invoke(engine, runtime_image, task, rendered,
                     [(rendered.handlers["functions-read-invoices"], {"org_id": 1})])

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from infra.build_context import build_context, shared_packages
+from lifeguard.aws.build_context import build_context, shared_packages
 from lifeguard.stack.containers import BuiltImages, serve_on_loopback
 from lifeguard.stack.docker_engine import DockerEngine, EngineError
 from lifeguard.stack.pgbouncer_install import install_dir
@@ -155,7 +155,7 @@ def test_builds_refuse_a_ca_bundle_that_is_not_one(
 ) -> None:
     # The contexts the images are built from: the migrator's is staged with the shared packages.
     contexts = {"pgbouncer": REPO_ROOT / "pgbouncer",
-                "migrator": build_context(REPO_ROOT / "migrator", shared_packages(REPO_ROOT))}
+                "migrator": build_context(REPO_ROOT / "migrator", shared_packages())}
     page = tmp_path / "bundle.pem"
     page.write_text("<html><body>Access denied</body></html>\n")
     with serve_on_loopback(page, tmp_path / "port") as url, pytest.raises(EngineError) as failed:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.build_context import build_context, shared_packages
+from lifeguard.aws.build_context import build_context, shared_packages
 from lifeguard.stack.containers import CA_BUNDLE_ARG, BuiltImages, serve_on_loopback
 from lifeguard.stack.docker_engine import DockerEngine
 from lifeguard.stack.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
@@ -39,7 +39,7 @@ def users_context(shape: str) -> Path:
     folder.mkdir(parents=True)
     shutil.copy2(REPO_ROOT / "docs" / "migration-images" / shape / "Dockerfile", folder / "Dockerfile")
     shutil.copytree(ALEMBIC_PROJECT, folder / "alembic", ignore=shutil.ignore_patterns("__pycache__"))
-    return build_context(folder, (REPO_ROOT / "migrator", *shared_packages(REPO_ROOT)))
+    return build_context(folder, (REPO_ROOT / "migrator", *shared_packages()))
 
 
 @pytest.fixture(scope="module")

@@ -349,8 +349,8 @@ def run_program(
                              organization=organization)
     pulumi.runtime.set_all_config(qualified(config))
     # Imported only after set_mocks, so nothing in the program can run against a real engine.
-    from infra.config import load
     from infra.program import ProgramPaths, build
+    from lifeguard.aws.config import load
 
     outputs: dict[str, Any] = {}
     secret_outputs: set[str] = set()

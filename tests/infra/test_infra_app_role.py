@@ -15,9 +15,9 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
-from infra.components import migration_job
-from infra.config import InfraConfigError, load
-from infra.outputs import DATABASE_SETTINGS
+from lifeguard.aws import migration_job
+from lifeguard.aws.config import InfraConfigError, load
+from lifeguard.aws.outputs import DATABASE_SETTINGS
 from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DEMO_DATA_ENV
 from pgbouncer.scram import (
     APP_ITERATIONS,

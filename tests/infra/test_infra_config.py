@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.config import InfraConfig, InfraConfigError, load
-from infra.keys import KEY_NAMES, KEYS, REFERENCE_DOC, NumberKey, WholeKey, readme_with_table
-from infra.types import AlarmThresholds
+from lifeguard.aws.config import InfraConfig, InfraConfigError, load
+from lifeguard.aws.keys import KEY_NAMES, KEYS, REFERENCE_DOC, NumberKey, WholeKey, readme_with_table
+from lifeguard.aws.types import AlarmThresholds
 from pgbouncer.contract import IMAGE_SOCKET_DIR, STATS_USER
 from tests.infra.infra_harness import (
     REPO_ROOT,
@@ -255,7 +255,7 @@ def test_every_key_is_documented_with_its_default() -> None:
 
 def test_the_readme_table_is_the_one_generated_from_the_keys() -> None:
     text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    assert text == readme_with_table(text), "regenerate it: .venv/bin/python -m infra.keys README.md"
+    assert text == readme_with_table(text), "regenerate it: .venv/bin/python -m lifeguard.aws.keys README.md"
 
 
 BOUNDED = [spec for spec in KEYS if isinstance(spec, WholeKey | NumberKey)]
@@ -286,7 +286,8 @@ def test_the_zone_count_follows_the_zones_named() -> None:
 
 def test_the_key_table_imports_no_pulumi() -> None:
     # lifeguard bench sizes with the table's defaults in the local install, which has no Pulumi.
-    code = "import sys, infra.keys, lifeguard.bench.sizing; print(sorted(m for m in sys.modules if 'pulumi' in m))"
+    code = ("import sys, lifeguard.aws.keys, lifeguard.bench.sizing; "
+            "print(sorted(m for m in sys.modules if 'pulumi' in m))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -310,7 +311,7 @@ def test_example_stack_file_holds_no_secret() -> None:
 
 
 def test_project_file_points_at_the_program() -> None:
-    from infra.config import PROJECT
+    from lifeguard.aws.config import PROJECT
 
     project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
     # The project name is the config namespace: `lifeguard:<key>`.

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from moto.iam.access_control import IAMPolicy, PermissionResult
 
-from infra.config import DatabaseConfig, InfraConfigError, load
-from infra.deployed import record, refused_changes
-from infra.outputs import DATABASE_SETTINGS
-from infra.types import AlarmThresholds
+from lifeguard.aws.config import DatabaseConfig, InfraConfigError, load
+from lifeguard.aws.deployed import record, refused_changes
+from lifeguard.aws.outputs import DATABASE_SETTINGS
+from lifeguard.aws.types import AlarmThresholds
 from pgbouncer.contract import CERT_ENV, CERTIFICATE_DAYS_LEFT, DEFAULT_NAMESPACE, DIM_SERVICE
 from pgbouncer.metrics import Publisher, PublisherConfig, PublisherConfigError
 from pgbouncer.scram import APP_ITERATIONS

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.lambda_package import (
+from infra import SAMPLE_REQUIREMENTS
+from lifeguard.aws.lambda_package import (
     PackagingError,
     Pin,
     build,
@@ -38,30 +39,30 @@ def copy_sources(target: Path) -> Path:
 @pytest.fixture(scope="module")
 def x86_zip(build_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
     sources = copy_sources(tmp_path_factory.mktemp("first") / "lambdas")
-    return build(sources, "x86_64", build_dir).path.read_bytes()
+    return build(sources, "x86_64", build_dir, SAMPLE_REQUIREMENTS).path.read_bytes()
 
 
 def test_same_sources_give_the_same_bytes(x86_zip: bytes, build_dir: Path, tmp_path: Path) -> None:
     # Another copy elsewhere, with other timestamps and another stray .pyc: not one byte differs.
     sources = copy_sources(tmp_path / "second" / "lambdas")
     os.utime(sources / "db.py", (0, 0))
-    package = build(sources, "x86_64", build_dir)
+    package = build(sources, "x86_64", build_dir, SAMPLE_REQUIREMENTS)
     assert package.path.read_bytes() == x86_zip
-    assert package.sha256_hex == build(sources, "x86_64", build_dir).sha256_hex
+    assert package.sha256_hex == build(sources, "x86_64", build_dir, SAMPLE_REQUIREMENTS).sha256_hex
 
 
 def test_a_changed_source_changes_the_hash(x86_zip: bytes, build_dir: Path, tmp_path: Path) -> None:
     sources = copy_sources(tmp_path / "lambdas")
     with (sources / "db.py").open("a") as handle:
         handle.write("\n# changed\n")
-    assert build(sources, "x86_64", build_dir).path.read_bytes() != x86_zip
+    assert build(sources, "x86_64", build_dir, SAMPLE_REQUIREMENTS).path.read_bytes() != x86_zip
 
 
 def test_source_code_hash_is_lambdas_code_sha256(build_dir: Path, tmp_path: Path) -> None:
     import base64
     import hashlib
 
-    package = build(copy_sources(tmp_path / "lambdas"), "x86_64", build_dir)
+    package = build(copy_sources(tmp_path / "lambdas"), "x86_64", build_dir, SAMPLE_REQUIREMENTS)
     assert package.base64_sha256 == base64.b64encode(hashlib.sha256(package.path.read_bytes()).digest()).decode()
 
 
@@ -109,7 +110,7 @@ def elf_machine(data: bytes) -> int:
 
 @pytest.mark.parametrize("architecture", ["x86_64", "arm64"])
 def test_wheels_are_linux_builds_for_the_architecture(architecture: str, build_dir: Path, tmp_path: Path) -> None:
-    package = build(copy_sources(tmp_path / "lambdas"), architecture, build_dir)  # type: ignore[arg-type]
+    package = build(copy_sources(tmp_path / "lambdas"), architecture, build_dir, SAMPLE_REQUIREMENTS)  # type: ignore[arg-type]
     with zipfile.ZipFile(package.path) as archive:
         names = archive.namelist()
         shared = [n for n in names if n.startswith("psycopg_binary") and ".so" in n.rsplit("/", 1)[-1]]
@@ -125,7 +126,7 @@ def test_wheels_are_linux_builds_for_the_architecture(architecture: str, build_d
 
 
 def test_requirements_are_pinned_with_hashes(tmp_path: Path) -> None:
-    pins = read_requirements("x86_64")
+    pins = read_requirements("x86_64", SAMPLE_REQUIREMENTS)
     assert {p.name for p in pins} >= {"psycopg", "psycopg-binary"}
     assert all(p.hashes for p in pins)
     sha = "0" * 64
@@ -153,7 +154,7 @@ def test_requirements_markers_are_evaluated_for_the_lambda_runtime(tmp_path: Pat
 
 
 def test_a_wheel_that_does_not_match_its_hash_is_refused(tmp_path: Path) -> None:
-    [psycopg] = [p for p in read_requirements("x86_64") if p.name == "psycopg"]
+    [psycopg] = [p for p in read_requirements("x86_64", SAMPLE_REQUIREMENTS) if p.name == "psycopg"]
     tampered = Pin(psycopg.name, psycopg.version, ("0" * 64,))
     with pytest.raises(PackagingError, match="DO NOT MATCH THE HASHES"):
         download_wheels([tampered], "x86_64", tmp_path)
@@ -162,7 +163,7 @@ def test_a_wheel_that_does_not_match_its_hash_is_refused(tmp_path: Path) -> None
 def test_a_folder_that_is_not_a_package_is_refused(tmp_path: Path, build_dir: Path) -> None:
     (tmp_path / "lambdas").mkdir()
     with pytest.raises(PackagingError, match="not a Python package"):
-        build(tmp_path / "lambdas", "x86_64", build_dir)
+        build(tmp_path / "lambdas", "x86_64", build_dir, SAMPLE_REQUIREMENTS)
 
 
 def test_zip_writer_is_order_independent(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""infra's imports run one way: types <- config <- components <- program."""
+"""The library's imports run one way: types <- config <- components <- the sample stack (infra/)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ import pytest
 
 from tests.infra.infra_harness import REPO_ROOT
 
-INFRA = REPO_ROOT / "infra"
-# Each layer, and the infra modules it must not import (the layers above it).
+LIBRARY = REPO_ROOT / "lifeguard" / "aws"
+COMPONENTS = tuple(f"lifeguard.aws.{name}" for name in (
+    "app_role", "database", "fargate_base", "image", "migration_job", "network", "observability", "pooler",
+    "pooler_tls", "secrets",
+))
+# Each layer, and the modules it must not import (the layers above it). No module of the library imports
+# the sample stack: a user's program gets the same library the samples use.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "infra/types.py": ("infra.config", "infra.components", "infra.program"),
-    "infra/config.py": ("infra.components", "infra.program"),
-    **{str(path.relative_to(REPO_ROOT)): ("infra.program",) for path in (INFRA / "components").glob("*.py")},
+    "lifeguard/aws/types.py": ("lifeguard.aws.config", *COMPONENTS, "infra"),
+    "lifeguard/aws/config.py": (*COMPONENTS, "infra"),
+    **{str(path.relative_to(REPO_ROOT)): ("infra",) for path in sorted(LIBRARY.glob("*.py"))},
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from infra.config import InfraConfigError
+from lifeguard.aws.config import InfraConfigError
 from tests.infra.infra_harness import ACCOUNT, REGION, ProgramRun, example_stack_config, run_program
 from tests.infra.test_infra_iam import permitted
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from infra import npm
-from infra.lambda_package import PackagingError
-from infra.node_package import build
-from infra.npm import NODE_MAJOR, NpmError, bundled_node, find_node
+from lifeguard.aws import npm
+from lifeguard.aws.lambda_package import PackagingError
+from lifeguard.aws.node_package import build
+from lifeguard.aws.npm import NODE_MAJOR, NpmError, bundled_node, find_node
 from tests.infra.infra_harness import REPO_ROOT
 from tests.support import NODE
 

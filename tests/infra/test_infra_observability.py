@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from infra.types import AlarmThresholds
+from lifeguard.aws.types import AlarmThresholds
 from pgbouncer.contract import CLIENTS_WAITING, DEFAULT_NAMESPACE, DIM_SERVICE, IMAGE_SOCKET_DIR, MAX_WAIT, STATS_USER
 from pgbouncer.entrypoint import credentials_from_env
 from pgbouncer.metrics import PublisherConfig
@@ -20,7 +20,7 @@ from pgbouncer.settings import PoolerSettings
 from tests.infra.infra_harness import MOCK_PASSWORD, ProgramRun, Resource, is_secret, unwrap
 from tests.infra.test_infra_stack import containers, pooler_container, pooler_task, secret_arn
 
-# <project>-<stack>-pgbouncer-<digest of organization/project/stack/region> (infra.naming)
+# <project>-<stack>-pgbouncer-<digest of organization/project/stack/region> (lifeguard.aws.naming)
 SERVICE = "lifeguard-dev-pgbouncer-8ce48526"
 
 

@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from infra.components import pooler_tls
+from lifeguard.aws import pooler_tls
 from tests.infra.infra_harness import ProgramRun, is_secret, unwrap, walk_plain_strings
 from tests.infra.test_infra_stack import pooler_container, secret_arn, secret_value
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from infra.components.image import build_path, context_tag
-from infra.config import InfraConfigError, load
+from lifeguard.aws.config import InfraConfigError, load
+from lifeguard.aws.image import build_path, context_tag
 from migrator.contract import DEMO_DATA_ENV
 from pgbouncer import entrypoint
 from pgbouncer.contract import IMAGE_SOCKET_DIR

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from infra.outputs import ALARM_TOPIC_ARN, STACK_OUTPUTS
+from lifeguard.aws.outputs import ALARM_TOPIC_ARN, STACK_OUTPUTS
 from pgbouncer.scram import APP_ITERATIONS, scram_verifier
 from pgbouncer.settings import PoolerSettings
 from pgbouncer.sizing import PoolBudget
@@ -205,7 +205,7 @@ def test_only_expected_data_sources_are_called(example_run: ProgramRun) -> None:
         "aws:index/getCallerIdentity:getCallerIdentity",
         # Whether ECS's service-linked role exists (a brand-new account has none).
         "aws:iam/getRoles:getRoles",
-        # The stack's own last outputs, read back for infra.deployed's checks (#27.4, #27.8).
+        # The stack's own last outputs, read back for lifeguard.aws.deployed's checks (#27.4, #27.8).
         "pulumi:pulumi:readStackOutputs",
     }
     zones_call = next(args for token, args in example_run.calls if token.endswith("getAvailabilityZones"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infra.outputs import STACK_OUTPUTS
+from lifeguard.aws.outputs import STACK_OUTPUTS
 from tests.infra.infra_harness import ProgramRun, run_program
 from tests.infra.test_infra_stack import INTERNET_GRAPH, assert_ec2_descriptions, sg_roles, sg_rules
 from tests.infra.variants import ALARM_EMAIL, EXISTING_SUBNETS, EXISTING_TOPIC, EXISTING_VPC, REGION

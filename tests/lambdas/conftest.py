@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from infra.build_context import REPO_ROOT
 from lambdas.db import ClientSettings, Database
+from tests.infra.infra_harness import REPO_ROOT
 from tests.lambdas.proxy import FaultyProxy
 from tests.lambdas.support import POOL_SIZE, REGION, Ledger, apply_migrations
 from tests.support import AppDatabase, RunningPooler
@@ -76,7 +76,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def node_function() -> Path:
     """``lambdas-node/`` installed from its lock with ``npm ci`` (dev dependencies too: the AWS SDK the
     Lambda runtime provides), with the dev install's Node.js."""
-    from infra.npm import NpmError, install
+    from lifeguard.aws.npm import NpmError, install
     from lifeguard.stack.pgbouncer_install import cache_dir
     from tests.support import NODE
 

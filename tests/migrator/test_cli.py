@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.build_context import shared_packages
+from lifeguard.aws.build_context import shared_packages
 from lifeguard.stack.system import free_port
 from migrator.errors import ExitCode
 from tests.migrator.support import (
@@ -202,7 +202,7 @@ def test_runs_from_the_image_layout_without_the_rest_of_the_repo(app_db: AppData
     """The image holds migrator/ and the shared packages under /app: run from such a copy, import nothing else."""
     app = tmp_path / "app"
     shutil.copytree(REPO_ROOT / "migrator", app / "migrator", ignore=shutil.ignore_patterns("__pycache__"))
-    for shared in shared_packages(REPO_ROOT):
+    for shared in shared_packages():
         shutil.copytree(shared, app / shared.name, ignore=shutil.ignore_patterns("__pycache__"))
     probe = (
         "import runpy, sys\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.build_context import SHARED_PACKAGE_NAMES
+from lifeguard.aws.build_context import SHARED_PACKAGE_NAMES
 from migrator import cabundle
 from pgbouncer.tls import write_self_signed
 from tests.migrator.support import REPO_ROOT

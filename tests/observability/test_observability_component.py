@@ -17,8 +17,8 @@ import pytest
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 from pulumi.runtime.mocks import MockMonitor
 
-from infra.components.observability import Observability, ObservabilityArgs
-from infra.types import AlarmThresholds, ObservabilityError
+from lifeguard.aws.observability import Observability, ObservabilityArgs
+from lifeguard.aws.types import AlarmThresholds, ObservabilityError
 from pgbouncer.metrics import ConsoleSample, DatabaseTotals, PoolFigures, RateTracker, sample_records
 
 REGION = "eu-west-1"
@@ -189,7 +189,7 @@ def test_existing_topic_or_none() -> None:
 def test_dashboard_body() -> None:
     run = build(base_args)
     board = run.dashboard
-    # <project>-<stack>-<name>-<digest of organization/project/stack/region> (infra.naming)
+    # <project>-<stack>-<name>-<digest of organization/project/stack/region> (lifeguard.aws.naming)
     assert board["dashboardName"] == run.outputs["board"] == "lifeguard-test-obs-c8be29ef"
     body = json.loads(board["dashboardBody"])
     widgets = body["widgets"]

@@ -412,7 +412,7 @@ def test_the_deploy_job_reads_the_stacks_container_architecture(
 
 
 def test_the_unset_architecture_is_the_programs_default() -> None:
-    from infra.keys import KEYS_BY_NAME, ChoiceKey
+    from lifeguard.aws.keys import KEYS_BY_NAME, ChoiceKey
 
     spec = KEYS_BY_NAME["containerArchitecture"]
     assert isinstance(spec, ChoiceKey)

@@ -24,8 +24,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
-from infra.build_context import build_context, context_files, files_digest
-from infra.types import Architecture
+from lifeguard.aws.build_context import build_context, context_files, files_digest
+from lifeguard.aws.types import Architecture
 
 DOCKER_PLATFORMS: dict[Architecture, str] = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
 ECS_CPU_ARCHITECTURES: dict[Architecture, str] = {"x86_64": "X86_64", "arm64": "ARM64"}

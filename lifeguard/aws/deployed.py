@@ -25,10 +25,10 @@ from typing import Any
 
 import pulumi
 
-from infra.config import PROJECT, DatabaseConfig
-from infra.keys import whole_default
-from infra.naming import organization
-from infra.outputs import DATABASE_SETTINGS
+from lifeguard.aws.config import PROJECT, DatabaseConfig
+from lifeguard.aws.keys import whole_default
+from lifeguard.aws.naming import organization
+from lifeguard.aws.outputs import DATABASE_SETTINGS
 from pgbouncer.scram import ITERATIONS
 
 READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"

@@ -4,7 +4,7 @@ The PgBouncer configuration is the renderer's (``pgbouncer.settings``), passed t
 JSON; only credentials and PgBouncer's TLS key come from Secrets Manager, injected by ECS (``secrets``, never
 ``environment``) through an execution role that may read the pooler's three secrets and nothing
 else: the database login, the read-only console user of the metrics sidecar, and the TLS key of
-the certificate the stack's CA issues for the NLB's name (:mod:`infra.components.pooler_tls`).
+the certificate the stack's CA issues for the NLB's name (:mod:`lifeguard.aws.pooler_tls`).
 
 The sidecar (``python -m pgbouncer.metrics``, same image) reads PgBouncer's admin console over
 its Unix socket, which lives in a task volume both containers mount at the image's socket
@@ -20,15 +20,15 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.fargate_base import fargate_base
-from infra.components.pooler_tls import (
+from lifeguard.aws.config import PoolerConfig
+from lifeguard.aws.fargate_base import fargate_base
+from lifeguard.aws.policies import Account
+from lifeguard.aws.pooler_tls import (
     PoolerCertificate,
     PoolerCertificateArgs,
     PoolerCertificateAuthority,
 )
-from infra.components.secrets import generated_password, stored_secret
-from infra.config import PoolerConfig
-from infra.policies import Account
+from lifeguard.aws.secrets import generated_password, stored_secret
 from pgbouncer.contract import (
     CERT_ENV,
     CONTAINER_NAME,
@@ -74,7 +74,7 @@ class PoolerArgs:
     username: str
     """The application role: the only user clients log in as (so the pool sizing holds)."""
     verifier: pulumi.Output[str]
-    """The role's SCRAM verifier (:class:`infra.components.app_role.AppRoleCredentials`), never a password."""
+    """The role's SCRAM verifier (:class:`lifeguard.aws.app_role.AppRoleCredentials`), never a password."""
     settings: PoolerConfig
     context_dir: Path
     """The ``pgbouncer/`` folder: build context of the image."""
@@ -88,7 +88,7 @@ class PoolerArgs:
     string, not the ECS service's generated name, which would make the task definition depend on
     the service that depends on it."""
     certificate_authority: PoolerCertificateAuthority
-    """Signs PgBouncer's certificate for the NLB's name (:mod:`infra.components.pooler_tls`)."""
+    """Signs PgBouncer's certificate for the NLB's name (:mod:`lifeguard.aws.pooler_tls`)."""
     metrics_namespace: str = DEFAULT_NAMESPACE
     network_path: Sequence[pulumi.Resource] = ()
     """The network resources the tasks need to start and pass health checks (``Network.pooler_path``)."""

@@ -1,5 +1,5 @@
 """Node.js and npm for what the kit builds and runs from a lockfile: the Node.js function's zip
-(``infra.node_package``), its instances in the local invoker, the tests' driver matrix.
+(``lifeguard.aws.node_package``), its instances in the local invoker, the tests' driver matrix.
 
 Standard library only: the Pulumi program and the local stack's commands both import it.
 """

@@ -27,16 +27,11 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from infra.build_context import shared_packages
-from infra.types import Architecture
+from lifeguard.aws.build_context import shared_packages as default_shared_packages
+from lifeguard.aws.types import Architecture
 
 PYTHON_VERSION = "3.13"
 RUNTIME = f"python{PYTHON_VERSION}"
-# Written by scripts/relock (`uv export` of uv.lock's `lambda` group): exact versions, every file's
-# sha256, and the markers of the lock's universal resolution, evaluated here for the Lambda runtime.
-REQUIREMENTS_FILE = Path(__file__).with_name("lambda-requirements.txt")
-SHARED_PACKAGES = shared_packages()
-"""The repository's own packages the functions import besides ``lambdas/`` (``build_context.SHARED_PACKAGE_NAMES``)."""
 # manylinux2014 covers most wheels; some aarch64 ones are only published as manylinux_2_28, which
 # the Python 3.13 runtime (Amazon Linux 2023, glibc 2.34) also runs.
 PLATFORMS: dict[Architecture, tuple[str, ...]] = {
@@ -97,9 +92,13 @@ def lambda_environment(architecture: Architecture, python_version: str = PYTHON_
 
 
 def read_requirements(
-    architecture: Architecture, path: Path = REQUIREMENTS_FILE, python_version: str = PYTHON_VERSION
+    architecture: Architecture, path: Path, python_version: str = PYTHON_VERSION
 ) -> tuple[Pin, ...]:
-    """The pins whose markers hold on the Lambda runtime; each must be exact and carry its hashes."""
+    """The pins whose markers hold on the Lambda runtime; each must be exact and carry its hashes.
+
+    ``path`` is a hash-checking requirements file, e.g. ``uv export`` of a lock (the sample functions'
+    is ``infra/lambda-requirements.txt``, written by scripts/relock).
+    """
     environment = lambda_environment(architecture, python_version)
     pins = []
     # One requirement per logical line: `uv export` continues the hashes with backslashes.
@@ -218,16 +217,23 @@ def build(
     source_dir: Path,
     architecture: Architecture,
     build_dir: Path,
-    requirements: Sequence[Pin] | None = None,
+    requirements: Path | Sequence[Pin],
     python_version: str = PYTHON_VERSION,
-    shared_packages: Sequence[Path] = SHARED_PACKAGES,
+    shared_packages: Sequence[Path] | None = None,
 ) -> LambdaPackage:
-    """Zip ``source_dir`` and ``shared_packages`` (as packages of those names) with the pinned wheels."""
+    """Zip ``source_dir`` and ``shared_packages`` (as packages of those names) with the pinned wheels.
+
+    ``requirements``: a hash-checking requirements file (:func:`read_requirements`) or its pins.
+    ``shared_packages`` defaults to the kit's (``build_context.SHARED_PACKAGE_NAMES``), which the kit's
+    own function client imports.
+    """
+    if shared_packages is None:
+        shared_packages = default_shared_packages()
     for package_dir in (source_dir, *shared_packages):
         if not (package_dir / "__init__.py").is_file():
             raise PackagingError(f"{package_dir} is not a Python package (no __init__.py)")
-    if requirements is None:
-        requirements = read_requirements(architecture, python_version=python_version)
+    if isinstance(requirements, Path):
+        requirements = read_requirements(architecture, requirements, python_version=python_version)
     pins = tuple(requirements)
     entries: dict[str, bytes] = {}
     for wheel in download_wheels(pins, architecture, build_dir, python_version):

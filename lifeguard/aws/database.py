@@ -13,9 +13,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from infra.components.secrets import generated_password
-from infra.config import DatabaseConfig
-from infra.naming import RDS_INSTANCE, stack_name
+from lifeguard.aws.config import DatabaseConfig
+from lifeguard.aws.naming import RDS_INSTANCE, stack_name
+from lifeguard.aws.secrets import generated_password
 
 # The CA whose roots are in the RDS global bundle the images verify against.
 RDS_CA_IDENTIFIER = "rds-ca-rsa2048-g1"

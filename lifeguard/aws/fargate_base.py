@@ -14,10 +14,10 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import policies
-from infra.components.image import ECS_CPU_ARCHITECTURES, ContainerImage, ContainerImageArgs
-from infra.naming import ECS_TASK_FAMILY, stack_name
-from infra.types import Architecture
+from lifeguard.aws import policies
+from lifeguard.aws.image import ECS_CPU_ARCHITECTURES, ContainerImage, ContainerImageArgs
+from lifeguard.aws.naming import ECS_TASK_FAMILY, stack_name
+from lifeguard.aws.types import Architecture
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.pooler_tls import LEAF_EARLY_RENEWAL_HOURS
-from infra.naming import CLOUDWATCH_DASHBOARD, stack_name
-from infra.types import ALARM_EMAIL, AlarmThresholds, ObservabilityError
+from lifeguard.aws.naming import CLOUDWATCH_DASHBOARD, stack_name
+from lifeguard.aws.pooler_tls import LEAF_EARLY_RENEWAL_HOURS
+from lifeguard.aws.types import ALARM_EMAIL, AlarmThresholds, ObservabilityError
 from pgbouncer import contract
 
 # Names that go into dashboard SEARCH expressions unquoted: no spaces, quotes or braces.
@@ -60,7 +60,7 @@ class ObservabilityArgs:
     alarm_email: str | None = None
     """Subscribe this address to the created topic (AWS mails a confirmation link first)."""
     dashboard_name: str | None = None
-    """Default ``<project>-<stack>-<component name>-<digest>`` (``infra.naming``); dashboards are global, so
+    """Default ``<project>-<stack>-<component name>-<digest>`` (``lifeguard.aws.naming``); dashboards are global, so
     it must be unique in the account."""
     region: pulumi.Input[str] | None = None
     """The region the dashboard's widgets read; default: the provider's region."""
@@ -89,7 +89,7 @@ class ObservabilityArgs:
                 raise ObservabilityError("alarm_email subscribes to the created topic: also set create_alarm_topic")
             if not ALARM_EMAIL.match(self.alarm_email):
                 raise ObservabilityError("alarm_email is not an e-mail address")
-        # The rule the default name is made by (infra.naming): letters, digits, '-' and '_', at most 255.
+        # The rule the default name is made by (lifeguard.aws.naming): letters, digits, '-' and '_', at most 255.
         rule = CLOUDWATCH_DASHBOARD
         name = self.dashboard_name
         if name is not None and not (0 < len(name) <= rule.max_length and not rule.invalid.search(name)):

@@ -1,7 +1,7 @@
 """The stack's typed configuration: read once, validated whole, before any resource exists.
 
 Components never read ``pulumi.Config``; they get the frozen :class:`InfraConfig` built here.
-Each key's kind, default and bounds come from the one table in :mod:`infra.keys`; the checks that
+Each key's kind, default and bounds come from the one table in :mod:`lifeguard.aws.keys`; the checks that
 span keys are here. Every problem is reported with the config key to change (``lifeguard:<key>``), and the pool
 sizing arithmetic runs here too, so a stack whose numbers do not fit fails at ``pulumi preview``
 before anything is created.
@@ -21,7 +21,8 @@ from typing import Any, TypeVar, cast
 import pulumi
 import pulumi.runtime.config as runtime_config
 
-from infra.keys import (
+from lifeguard.aws.build_context import project_dir
+from lifeguard.aws.keys import (
     FARGATE_MAX_NOFILE,
     KEY_NAMES,
     KEYS_BY_NAME,
@@ -35,7 +36,7 @@ from infra.keys import (
     TextKey,
     WholeKey,
 )
-from infra.types import ALARM_EMAIL, AlarmThresholds, ApiAccess, Architecture
+from lifeguard.aws.types import ALARM_EMAIL, AlarmThresholds, ApiAccess, Architecture
 from migrator.bookkeeping import parse_table
 from migrator.errors import MigratorConfigError
 from pgbouncer.contract import IMAGE_SOCKET_DIR, STATS_USER
@@ -82,8 +83,6 @@ ECR_IMAGE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z]{2}(-[a-z]+)+-\d)\.amazonaws\.com/"
     r"(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)(?:@sha256:[0-9a-f]{64}|:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$"
 )
-# Where relative paths in the stack configuration start: the folder of Pulumi.yaml.
-PROJECT_DIR = Path(__file__).resolve().parents[1]
 # The interface endpoints a new VPC gets with awsApiAccess: endpoints (one ENI per subnet each).
 INTERFACE_ENDPOINTS = ("secretsmanager", "ecr.api", "ecr.dkr", "logs")
 
@@ -176,7 +175,7 @@ def pooler_settings(
 
 @dataclass(frozen=True)
 class AlarmsConfig:
-    """Where the pool alarms notify and when they fire (see infra/components/observability.py)."""
+    """Where the pool alarms notify and when they fire (see lifeguard/aws/observability.py)."""
 
     email: str | None
     """Subscribe this address to a topic the stack creates."""
@@ -239,7 +238,7 @@ T = TypeVar("T")
 
 
 class _Reader:
-    """Reads each key as ``infra.keys`` describes it (kind, default, bounds), once, and records every
+    """Reads each key as ``lifeguard.aws.keys`` describes it (kind, default, bounds), once, and records every
     problem instead of stopping at the first."""
 
     def __init__(self, values: Mapping[str, Any]) -> None:
@@ -337,12 +336,12 @@ def _migration_image(read: _Reader) -> tuple[Path | None, str | None]:
         return None, None
     if ECR_IMAGE.match(value):
         return None, value
-    folder = Path(value) if Path(value).is_absolute() else PROJECT_DIR / value
+    folder = Path(value) if Path(value).is_absolute() else project_dir() / value
     if (folder / "Dockerfile").is_file():
         return folder.resolve(), None
     read.problem("migrationImage", (
         f"{value!r} is neither a folder holding a Dockerfile (relative to the folder of Pulumi.yaml, "
-        f"{PROJECT_DIR}) nor an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repository>"
+        f"{project_dir()}) nor an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repository>"
         "@sha256:<digest> or :<tag>)"))
     return None, None
 
@@ -370,7 +369,8 @@ def _bookkeeping_tables(read: _Reader) -> tuple[str, ...]:
 def _typed(key: str, value: object, kind: type[T]) -> T:
     # A programming error (a reader method for the wrong kind of key), not a config problem.
     if not isinstance(value, kind):
-        raise TypeError(f"{key} holds {type(value).__name__}, not {kind.__name__}: see its kind in infra/keys.py")
+        raise TypeError(f"{key} holds {type(value).__name__}, not {kind.__name__}: "
+                        "see its kind in lifeguard/aws/keys.py")
     return value
 
 
@@ -722,7 +722,7 @@ def _check_vpc_size(read: _Reader, network: NetworkConfig, pooler: PoolerConfig)
     needs = private_subnet_needs(network, pooler)
     needed = sum(needs.values())
     prefix = ipaddress.ip_network(network.vpc_cidr).prefixlen
-    # infra/components/network.py cuts the VPC into 16 blocks: a private subnet is one of them.
+    # lifeguard/aws/network.py cuts the VPC into 16 blocks: a private subnet is one of them.
     subnet_prefix = prefix + SUBNET_SPLIT_BITS
     size = 2 ** (32 - subnet_prefix)
     if size >= needed:

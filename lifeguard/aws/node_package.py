@@ -8,7 +8,7 @@ the function reads its secret with is a dev dependency, pinned for the tests, an
 the Lambda Node.js runtime ships SDK v3.
 
 Same sources and lock give byte-identical zips: entries sorted, fixed time and mode
-(:func:`infra.lambda_package.write_deterministic_zip`). npm runs no install scripts (``--ignore-scripts``),
+(:func:`lifeguard.aws.lambda_package.write_deterministic_zip`). npm runs no install scripts (``--ignore-scripts``),
 so nothing is compiled for the machine that builds.
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from infra.lambda_package import LambdaPackage, PackagingError, write_deterministic_zip
-from infra.npm import NODE_MAJOR, SOURCE_SUFFIXES, NpmError, find_node, install
+from lifeguard.aws.lambda_package import LambdaPackage, PackagingError, write_deterministic_zip
+from lifeguard.aws.npm import NODE_MAJOR, SOURCE_SUFFIXES, NpmError, find_node, install
 
 RUNTIME = f"nodejs{NODE_MAJOR}.x"
 """The Lambda runtime: Node.js 24, the major the tests run the function on (the dev install's

@@ -15,12 +15,12 @@ import pulumi
 import pulumi_aws as aws
 
 from database_urls import POOLED_URL_SECRET_ARN_ENV
-from infra import policies
-from infra.components.pooler_tls import CA_PATH
-from infra.config import FunctionsConfig
-from infra.lambda_package import RUNTIME, LambdaPackage
-from infra.node_package import RUNTIME as NODE_RUNTIME
 from lambdas.contract import FUNCTIONS, NODE_CA_ENV, NODE_FUNCTIONS, PREPARED_ENV, SampleFunction
+from lifeguard.aws import policies
+from lifeguard.aws.config import FunctionsConfig
+from lifeguard.aws.lambda_package import RUNTIME, LambdaPackage
+from lifeguard.aws.node_package import RUNTIME as NODE_RUNTIME
+from lifeguard.aws.pooler_tls import CA_PATH
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class FunctionsArgs:
     pooler_ca_layer_arn: pulumi.Input[str]
     """The layer with the pooler's CA, where ``DATABASE_URL``'s ``sslrootcert`` points."""
     node_package: LambdaPackage
-    """The Node.js function's zip (``infra.node_package``)."""
+    """The Node.js function's zip (``lifeguard.aws.node_package``)."""
 
 
 class Functions(pulumi.ComponentResource):

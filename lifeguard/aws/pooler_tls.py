@@ -31,9 +31,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 
-from infra.components.secrets import mark_secret, stored_secret
-from infra.lambda_package import RUNTIME
-from infra.naming import LAMBDA_LAYER, stack_name
+from lifeguard.aws.lambda_package import RUNTIME
+from lifeguard.aws.naming import LAMBDA_LAYER, stack_name
+from lifeguard.aws.secrets import mark_secret, stored_secret
 from pgbouncer.contract import KEY_ENV
 
 CA_LAYER_FILE = "lifeguard/pooler-ca.pem"
@@ -70,7 +70,7 @@ class PoolerCertificateAuthorityArgs:
     common_name: str
     """The CA's subject, e.g. ``lifeguard <stack> pooler CA``."""
     region: str
-    """Part of the layer's name (``infra.naming``): layer names are per account and region."""
+    """Part of the layer's name (``lifeguard.aws.naming``): layer names are per account and region."""
 
 
 class PoolerCertificateAuthority(pulumi.ComponentResource):

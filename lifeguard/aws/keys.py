@@ -1,8 +1,8 @@
 """Every ``lifeguard:`` config key of the AWS stack: its kind, typed default, bounds and meaning.
 
-The one table of keys: ``infra.config``'s reader takes each key's default and bounds from here (no
+The one table of keys: ``lifeguard.aws.config``'s reader takes each key's default and bounds from here (no
 second default anywhere), the README's configuration table is generated from it
-(``python -m infra.keys README.md``; a test fails when the two differ), and ``lifeguard bench``
+(``python -m lifeguard.aws.keys README.md``; a test fails when the two differ), and ``lifeguard bench``
 sizes with its pooler defaults. Standard library only: the local install, where ``lifeguard
 bench`` runs, has no Pulumi.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from infra.types import API_ACCESS, ARCHITECTURES
+from lifeguard.aws.types import API_ACCESS, ARCHITECTURES
 from pgbouncer.scram import APP_ITERATIONS, ITERATIONS, MAX_ITERATIONS, MIN_APP_ITERATIONS
 
 # Where users read what each key means; the error for an unknown key points there.
@@ -281,7 +281,7 @@ def whole_default(name: str) -> int:
 
 # -- the README's reference table ----------------------------------------------------------------
 
-TABLE_BEGIN = "<!-- The table below is generated from infra/keys.py: python -m infra.keys README.md -->"
+TABLE_BEGIN = "<!-- The table below is generated from lifeguard/aws/keys.py: python -m lifeguard.aws.keys README.md -->"
 TABLE_END = "<!-- End of the generated table. -->"
 
 
@@ -302,7 +302,8 @@ def readme_with_table(text: str) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m infra.keys README.md  (rewrites the generated configuration table)", file=sys.stderr)
+        print("usage: python -m lifeguard.aws.keys README.md  (rewrites the generated configuration table)",
+              file=sys.stderr)
         return 2
     path = Path(argv[0])
     path.write_text(readme_with_table(path.read_text(encoding="utf-8")), encoding="utf-8")

@@ -20,11 +20,11 @@ import pulumi
 import pulumi_aws as aws
 
 from database_urls import DIRECT_URL_ENV
-from infra import policies
-from infra.components.fargate_base import FargateBase, fargate_base
-from infra.components.image import ContainerImage, ContainerImageArgs
-from infra.config import ECR_IMAGE, InfraConfigError, MigrationConfig
-from infra.policies import Account
+from lifeguard.aws import policies
+from lifeguard.aws.config import ECR_IMAGE, InfraConfigError, MigrationConfig
+from lifeguard.aws.fargate_base import FargateBase, fargate_base
+from lifeguard.aws.image import ContainerImage, ContainerImageArgs
+from lifeguard.aws.policies import Account
 from migrator.contract import (
     APP_ROLE_ENV,
     APP_ROLE_VERIFIER_ENV,

@@ -4,7 +4,7 @@ The functions log in as this DML-only role through PgBouncer (``DATABASE_URL`` c
 password); PgBouncer holds only the verifier, and the migration job sets the same verifier in
 Postgres (``migrator/roles.py``). Both copies must be byte-identical for SCRAM pass-through, so the
 verifier is computed here, once (``pgbouncer.scram``), with a salt kept in the stack's state and the
-stack's iteration count (:func:`infra.deployed.app_scram_iterations`): an unchanged password and
+stack's iteration count (:func:`lifeguard.aws.deployed.app_scram_iterations`): an unchanged password and
 count give an unchanged verifier, hence no secret update and no redeploy.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_random as random
 
-from infra.components.secrets import generated_password, mark_secret
+from lifeguard.aws.secrets import generated_password, mark_secret
 from pgbouncer.scram import SALT_BYTES, scram_verifier
 
 
@@ -24,7 +24,7 @@ class AppRoleCredentialsArgs:
     username: str
     scram_iterations: int
     """The verifier's count, for this generated password only (``pgbouncer.scram.APP_ITERATIONS``; never
-    lower it for a password a person chose): :func:`infra.deployed.app_scram_iterations`."""
+    lower it for a password a person chose): :func:`lifeguard.aws.deployed.app_scram_iterations`."""
 
 
 class AppRoleCredentials(pulumi.ComponentResource):

@@ -1,5 +1,5 @@
 """The types config and components share, at the bottom of infra's imports: nothing here imports
-from ``infra.config`` or ``infra.components``, so imports run one way (types <- config <- components
+from ``lifeguard.aws.config`` or ``lifeguard.aws``, so imports run one way (types <- config <- components
 <- program)."""
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import INTERFACE_ENDPOINTS, SUBNET_SPLIT_BITS
-from infra.types import ApiAccess
+from lifeguard.aws.config import INTERFACE_ENDPOINTS, SUBNET_SPLIT_BITS
+from lifeguard.aws.types import ApiAccess
 from pgbouncer.contract import LISTEN_PORT
 
 POOLER_PORT = LISTEN_PORT

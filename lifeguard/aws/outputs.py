@@ -19,7 +19,7 @@ DATABASE_ENDPOINT = "databaseEndpoint"
 DATABASE_PORT = "databasePort"
 DATABASE_IDENTIFIER = "databaseIdentifier"
 DATABASE_SETTINGS = "databaseSettings"
-"""The database settings AWS cannot change in place, read back by the next preview (``infra.deployed``)."""
+"""The database settings AWS cannot change in place, read back by the next preview (``lifeguard.aws.deployed``)."""
 POOLED_SECRET_ARN = "pooledSecretArn"  # noqa: S105 (an output name)
 DIRECT_SECRET_ARN = "directSecretArn"  # noqa: S105 (an output name)
 POOLER_SECRET_ARN = "poolerSecretArn"  # noqa: S105 (an output name)

@@ -1,1 +1,0 @@
-"""One ComponentResource per concern: network, database, pooler, secrets, functions, migration job."""
