@@ -22,7 +22,6 @@ from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 from pulumi.runtime.mocks import MockMonitor
 
 from tests.infra import tls_mocks
-from tests.support import NODE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "lifeguard"
@@ -348,9 +347,12 @@ def run_program(
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor,
                              organization=organization)
     pulumi.runtime.set_all_config(qualified(config))
-    # Imported only after set_mocks, so nothing in the program can run against a real engine.
+    # Imported only after set_mocks, so nothing in the program can run against a real engine. NODE here,
+    # not at the top: tests/examples/runner.py imports these mocks in a virtualenv holding only the wheel
+    # and its infra extra, without the local stack that tests.support loads.
     from infra.program import ProgramPaths, build
     from lifeguard.aws.config import load
+    from tests.support import NODE
 
     outputs: dict[str, Any] = {}
     secret_outputs: set[str] = set()
