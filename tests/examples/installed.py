@@ -76,19 +76,21 @@ def source_files(root: Path = REPO_ROOT) -> list[str]:
 
 
 def build_wheel(out: Path) -> Path:
-    """A wheel built from a copy of the checkout's files, as from a fresh clone.
+    """A wheel built as the README says (``scripts/uv build``: an sdist, then the wheel from it), from a copy
+    of the checkout's files, as from a fresh clone.
 
-    Built from a copy because setuptools stages an in-tree build under build/lib and never removes what
-    it staged there: a file deleted from the checkout would still ship in the next wheel.
+    From a copy because setuptools writes its egg-info (and, building in place, build/lib, which it never
+    cleans: a deleted file would still ship) into the source folder. Offline and without build isolation:
+    the setuptools of the test's own virtualenv builds it.
     """
     source = out / "source"
     for name in source_files():
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, source / name)
     wheels = out / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--disable-pip-version-check", "--wheel-dir", str(wheels), str(source)],
-                   check=True, capture_output=True, text=True, cwd=out)
+    subprocess.run([str(UV), "build", "--quiet", "--offline", "--no-build-isolation", "--python", sys.executable,
+                    "--out-dir", str(wheels), str(source)], check=True, capture_output=True, text=True, cwd=out,
+                   env=clean_env())
     [wheel] = wheels.glob("lifeguard-*.whl")
     return wheel
 
