@@ -16,7 +16,7 @@ DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 # A backticked path under one of the repository's top-level folders, or one a reader could take for
 # one (`shared/` lives beside the repository, not in it).
 CITED_PATH = re.compile(
-    r"`((?:infra|lifeguard|migrator|pgbouncer|lambdas|tests|scripts|docs|redaction|database_urls|\.github|\.ci"
+    r"`((?:infra|lifeguard|migrator|pgbouncer|lambdas|tests|scripts|docs|redaction|database_urls|examples|\.github|\.ci"
     r"|shared)/[\w./-]*[\w/])`"
 )
 

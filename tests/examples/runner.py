@@ -4,9 +4,10 @@ virtualenv the lifeguard wheel was installed into, and write what it registered 
 Run by tests/examples/test_examples.py as ``python -m tests.examples.runner SPEC OUT`` with the working
 directory set to the program's folder and only a copy of the mock harness on PYTHONPATH (tests/ is not in
 the wheel); the library itself comes from site-packages. SPEC (JSON) holds ``project``, ``stack``,
-``config`` (qualified keys), ``subnets`` (existing subnet id -> [vpc id, AZ]) and ``stack_references``
-(stack name -> its outputs), the latter read by ``pulumi.StackReference`` through the engine's
-``pulumi:pulumi:StackReference`` resource, whose state the mocks answer here.
+``config`` (qualified keys), ``subnets`` (existing subnet id -> [vpc id, AZ]), ``clusters`` (existing Aurora
+cluster id -> what ``aws.rds.get_cluster`` answers) and ``stack_references`` (stack name -> its outputs), the
+latter read by ``pulumi.StackReference`` through the engine's ``pulumi:pulumi:StackReference`` resource,
+whose state the mocks answer here.
 """
 
 from __future__ import annotations
@@ -19,17 +20,28 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.runtime import MockResourceArgs
+from pulumi.runtime import MockCallArgs, MockResourceArgs
 
 from tests.infra.infra_harness import RecordingMonitor, StrictMocks, UnmockedCall, _registrations
 
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
+GET_CLUSTER = "aws:rds/getCluster:getCluster"
 
 
 @dataclass
 class ExampleMocks(StrictMocks):
     stack_references: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Outputs of the stacks the program references, by fully qualified stack name."""
+    clusters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Existing Aurora clusters by identifier: ``aws.rds.get_cluster``'s answer (camelCase keys)."""
+
+    def call(self, args: MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+        identifier = str(args.args.get("clusterIdentifier"))
+        if args.token != GET_CLUSTER or identifier not in self.clusters:
+            return super().call(args)
+        with self._lock:
+            self.calls.append((args.token, dict(args.args)))
+        return {"id": identifier, "clusterIdentifier": identifier, **self.clusters[identifier]}
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         if args.typ != STACK_REFERENCE:
@@ -44,7 +56,7 @@ def main(spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     program = Path.cwd()
     mocks = ExampleMocks(subnets={k: (v[0], v[1]) for k, v in spec.get("subnets", {}).items()},
-                         stack_references=spec.get("stack_references", {}))
+                         stack_references=spec.get("stack_references", {}), clusters=spec.get("clusters", {}))
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=spec["project"], stack=spec["stack"], preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(spec.get("config", {}))
