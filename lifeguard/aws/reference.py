@@ -130,15 +130,18 @@ def _signature(function: Any) -> str:
     return f"({ast.unparse(node.args)}){returns}"
 
 
-def _value_section(name: str, module_name: str, value: Any) -> list[str]:
-    lines = [f"## `{name}`", "", f"`{module_name}.{name}`"]
-    if callable(value):
-        lines[0] = f"## `{name}{_signature(value)}`"
+def _value_section(name: str, module_name: str, attribute: str, value: Any) -> list[str]:
+    """A function, a constant or a module the package exports (``attribute``: its name where defined)."""
+    if inspect.ismodule(value):
+        lines = [f"## `{name}`", "", f"The module `{value.__name__}`.", ""]
+        doc = inspect.getdoc(value)
+    elif callable(value):
+        # The heading is the bare name, so the index's links (#name) find it.
+        lines = [f"## `{name}`", "", f"`{module_name}.{attribute}{_signature(value)}`", ""]
         doc = inspect.getdoc(value)
     else:
-        lines.append(f" = `{value!r}`")
-        doc = _constant_doc(module_name, name)
-    lines.append("")
+        lines = [f"## `{name}`", "", f"`{module_name}.{attribute}` = `{value!r}`", ""]
+        doc = _constant_doc(module_name, attribute)
     if doc:
         lines += [doc, ""]
     return lines
@@ -157,20 +160,28 @@ def _constant_doc(module_name: str, name: str) -> str:
     return ""
 
 
+def _where(entry: str, name: str) -> tuple[str, str]:
+    """An ``_EXPORTS`` entry as (module, attribute): ``module`` or ``module:attribute``."""
+    module, _, attribute = entry.partition(":")
+    return module, attribute or name
+
+
 def reference() -> str:
     """The whole reference, as docs/api.md holds it."""
     package = importlib.import_module("lifeguard.aws")
     exports: dict[str, str] = package._EXPORTS
     lines = [HEADER, inspect.getdoc(package) or "", ""]
-    lines += ["| name | module |", "|---|---|"]
-    lines += [f"| [`{name}`](#{name.lower()}) | `{exports[name]}` |" for name in sorted(exports)]
+    lines += ["| name | defined in |", "|---|---|"]
+    lines += [f"| [`{name}`](#{name.lower()}) | `{_where(exports[name], name)[0]}` |" for name in sorted(exports)]
     lines.append("")
     for name in sorted(exports):
-        value = getattr(importlib.import_module(exports[name]), name)
+        module, attribute = _where(exports[name], name)
+        # Through the package, as a program gets it (its lazy __getattr__ resolves every form of entry).
+        value = getattr(package, name)
         if inspect.isclass(value):
             lines += _class_section(name, value)
         else:
-            lines += _value_section(name, exports[name], value)
+            lines += _value_section(name, module, attribute, value)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
