@@ -7,7 +7,8 @@ from typing import TypedDict
 
 import pulumi
 
-from lifeguard.aws import _EXPORTS, reference
+from lifeguard.aws import _EXPORTS, build_context, reference
+from lifeguard.aws import outputs as names
 from tests.examples.installed import REPO_ROOT
 
 API = REPO_ROOT / "docs" / "api.md"
@@ -58,3 +59,15 @@ def test_the_generator_reads_fields_outputs_types_methods_and_enum_members() -> 
     assert "| `address` | `pulumi.Output[str]` | Where it is. |" in component
     assert "### `Example.grant(self, role: str) -> None`" in component and "Lets ``role`` in." in component
     assert "| `red` | The warm one. |" in "\n".join(reference._class_section("Colour", _Colour))
+
+
+def test_the_generator_documents_functions_constants_and_modules() -> None:
+    function = "\n".join(reference._value_section("build_dir", "lifeguard.aws.build_context", "build_dir",
+                                                  build_context.build_dir))
+    assert "## `build_dir`" in function and "`lifeguard.aws.build_context.build_dir() -> Path`" in function
+    assert "Where the kit writes what it builds" in function
+    constant = "\n".join(reference._value_section("SHARED_PACKAGE_NAMES", "lifeguard.aws.build_context",
+                                                  "SHARED_PACKAGE_NAMES", build_context.SHARED_PACKAGE_NAMES))
+    assert "= `('redaction', 'database_urls')`" in constant and "the kit's one redactor" in constant
+    module = "\n".join(reference._value_section("outputs", "lifeguard.aws.outputs", "outputs", names))
+    assert "The module `lifeguard.aws.outputs`." in module and "The stack's output names" in module
