@@ -52,6 +52,17 @@ class ExampleMocks(StrictMocks):
         return name, {"name": name, "outputs": self.stack_references[name], "secretOutputNames": []}
 
 
+def plain(value: Any) -> Any:
+    """JSON for what the mocks recorded: assets and archives as their kind and path (or names), else text."""
+    if isinstance(value, pulumi.FileArchive | pulumi.FileAsset):
+        return {type(value).__name__: value.path}
+    if isinstance(value, pulumi.AssetArchive):
+        return {"AssetArchive": sorted(value.assets)}
+    if isinstance(value, pulumi.StringAsset):
+        return {"StringAsset": value.text}
+    return str(value)
+
+
 def main(spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     program = Path.cwd()
@@ -93,7 +104,7 @@ def main(spec_path: str, out_path: str) -> None:
     Path(out_path).write_text(json.dumps({
         "resources": resources, "outputs": outputs, "secret_outputs": secret_outputs,
         "calls": mocks.calls, "sys_path": sys.path, "modules": modules,
-    }, default=str))
+    }, default=plain))
 
 
 if __name__ == "__main__":
