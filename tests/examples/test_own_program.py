@@ -80,7 +80,7 @@ def test_the_cluster_group_gets_one_rule_from_the_pooler_and_one_from_the_migrat
              if r.input("securityGroupId") == AURORA_GROUP]
     groups = {g.name: g.id for g in own.of_type("aws:ec2/securityGroup:SecurityGroup")}
     sources = sorted(r.input("referencedSecurityGroupId") for r in rules)
-    assert sources == sorted([groups["network-pooler"], groups["network-migration"]])
+    assert sources == sorted([groups["network-pooler-sg"], groups["network-migration-sg"]])
     assert {(r.input("fromPort"), r.input("toPort")) for r in rules} == {(5432, 5432)}
     # Never a rule that opens the cluster to an address range.
     assert not [r for r in rules if r.input("cidrIpv4")]
@@ -89,9 +89,9 @@ def test_the_cluster_group_gets_one_rule_from_the_pooler_and_one_from_the_migrat
 def test_the_pooler_serves_the_writer_endpoint_and_the_pooled_url_names_the_ca_path(own: ProgramRun) -> None:
     task = own.one("aws:ecs/taskDefinition:TaskDefinition", "pooler")
     assert WRITER in json.dumps(task.inputs)
-    pooled = pooled_secret_arn(own)
+    [secret] = [s for s in own.of_type("aws:secretsmanager/secret:Secret") if s.state["arn"] == pooled_secret_arn(own)]
     [version] = [v for v in own.of_type("aws:secretsmanager/secretVersion:SecretVersion")
-                 if v.input("secretId") == pooled]
+                 if v.input("secretId") == secret.id]
     url = urlsplit(version.input("secretString"))
     client = own.one("lifeguard:client:PooledClient")
     assert parse_qs(url.query)["sslrootcert"] == [client_output(own, client, "caPath")]
@@ -112,7 +112,7 @@ def test_the_zip_function_gets_the_ca_layer_and_the_image_function_the_ca_in_its
     [layer] = own.of_type("aws:lambda/layerVersion:LayerVersion")
     assert orders.input("layers") == [layer.state["arn"]]
     assert reports.input("packageType") == "Image" and not reports.input("layers")
-    [image] = own.of_type("docker:index/image:Image")
+    image = own.one("docker:index/image:Image", "reports")
     assert reports.input("imageUri") == image.state["repoDigest"]
     [ca_cert] = own.of_type("tls:index/selfSignedCert:SelfSignedCert")
     build = image.input("build")
