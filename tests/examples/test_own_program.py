@@ -37,7 +37,12 @@ OTHER_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:someone-els
 
 
 @pytest.fixture(scope="module")
-def own(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> ProgramRun:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("own")
+
+
+@pytest.fixture(scope="module")
+def own(installed: Installed, workdir: Path) -> ProgramRun:
     spec: dict[str, Any] = {
         "project": PROJECT, "stack": "prod",
         # As the engine passes config: strings, objects as JSON.
@@ -51,7 +56,7 @@ def own(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> Progr
             "vpcSecurityGroupIds": [AURORA_GROUP],
         }},
     }
-    return run_example(installed, "own-program", tmp_path_factory.mktemp("own"), spec)
+    return run_example(installed, "own-program", workdir, spec)
 
 
 def functions(run: ProgramRun) -> dict[str, Resource]:
@@ -145,3 +150,15 @@ def test_the_migration_task_reads_the_owner_secret_at_run_time(own: ProgramRun) 
     injected = [s["valueFrom"] for c in json.loads(task.input("containerDefinitions")) for s in c.get("secrets", [])]
     assert any(value.startswith(OWNER_SECRET) for value in injected), injected
     assert not [call for call in own.calls if call[0].startswith("aws:secretsmanager/")]
+
+
+def test_lifeguard_images_are_staged_in_the_users_project(own: ProgramRun, workdir: Path, installed: Installed) -> None:
+    # The pooler's and the migration job's images build from the installed packages' Dockerfiles, staged
+    # under the program's own build/ (a path relative to it, the same on every machine), not site-packages.
+    program = workdir / "own-program"
+    for image_name, package in (("pooler", "pgbouncer"), ("migration", "migrator")):
+        [image] = [i for i in own.of_type("docker:index/image:Image") if i.name.startswith(image_name)]
+        context = Path(image.input("build")["context"])
+        assert not context.is_absolute() and context.parts[:2] == ("build", "image-contexts"), context
+        assert (program / context / "Dockerfile").read_bytes() == (
+            installed.site_packages / package / "Dockerfile").read_bytes()
