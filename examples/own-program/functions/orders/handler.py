@@ -6,8 +6,7 @@ stack says the pooler tracks them (``LIFEGUARD_POOLER_PREPARED_STATEMENTS=1``, f
 environment). The URL is read from the secret named by ``DATABASE_URL_SECRET_ARN``, never from the
 environment; its ``sslrootcert`` is the pooler's CA, which the CA layer puts at that path.
 
-Vendor psycopg into this folder before ``pulumi up``:
-``pip install --target functions/orders --platform manylinux2014_aarch64 --only-binary=:all: "psycopg[binary]"``
+Vendor psycopg into this folder before ``pulumi up`` (the command is in this example's README.md).
 """
 
 import json
