@@ -21,7 +21,9 @@ PROBE = """
 import json, sys
 import lifeguard.aws
 from lifeguard.aws import build_context
-names = {name: getattr(lifeguard.aws, name).__module__ for name in lifeguard.aws.__all__}
+# Every public name, resolved as a program gets it; the modules that define them, from the export table.
+resolved = [getattr(lifeguard.aws, name) for name in lifeguard.aws.__all__]
+names = {name: entry.partition(":")[0] for name, entry in lifeguard.aws._EXPORTS.items()}
 data = {name: str(build_context.package_dir(name)) for name in ("pgbouncer", "migrator", "lambdas")}
 print(json.dumps({"names": names, "package_dirs": data, "sys_path": sys.path,
                   "files": {n: getattr(m, "__file__", None) for n, m in sys.modules.items()}}))
