@@ -9,26 +9,15 @@ decided by the roles that reference these ARNs, not here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
+from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV, verified_url
 
 # Where the migration image keeps the RDS CA bundle (its Dockerfile puts it there).
 MIGRATOR_RDS_CA_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
-
-
-def verified_url(user: str, password: str, host: str, port: int, db_name: str, root_cert: str) -> str:
-    """A URL whose client checks the server's certificate names ``host`` and chains to ``root_cert``
-    (``verify-full``): for the pooled URL, PgBouncer's certificate for the NLB from the stack's own CA;
-    for the direct one, the RDS endpoint's certificate from the RDS bundle."""
-    return (
-        f"postgresql://{_credentials(user, password)}@{host}:{port}/{db_name}"
-        f"?sslmode=verify-full&sslrootcert={quote(root_cert, safe='/')}"
-    )
 
 
 def mark_secret(value: pulumi.Output[str]) -> pulumi.Output[str]:
@@ -67,10 +56,6 @@ def stored_secret(
         resource_name, secret_id=secret.id, secret_string=mark_secret(pulumi.Output.from_input(value)), opts=opts,
     )
     return secret, version
-
-
-def _credentials(user: str, password: str) -> str:
-    return f"{quote(user, safe='')}:{quote(password, safe='')}"
 
 
 @dataclass(frozen=True)
