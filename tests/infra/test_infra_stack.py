@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from lifeguard.aws.outputs import ALARM_TOPIC_ARN, STACK_OUTPUTS
+from lifeguard.aws.outputs import DIRECT_SECRET_ARN, SOMETIMES_OUTPUTS, STACK_OUTPUTS
 from pgbouncer.scram import APP_ITERATIONS, scram_verifier
 from pgbouncer.settings import PoolerSettings
 from pgbouncer.sizing import PoolBudget
@@ -649,7 +649,8 @@ def test_stack_outputs_for_the_pipeline_and_users(example_run: ProgramRun) -> No
     outputs = example_run.outputs
     assert set(outputs) >= STACK_OUTPUTS
     # ... and nothing that is not in the contract: the pipeline and the README read these names.
-    assert set(outputs) - STACK_OUTPUTS <= {ALARM_TOPIC_ARN}
+    assert set(outputs) - STACK_OUTPUTS <= SOMETIMES_OUTPUTS
+    assert DIRECT_SECRET_ARN in outputs  # the stack generated the owner's password
     assert not example_run.secret_outputs  # nothing secret is exported, so nothing needs masking
     assert all(value is not None for value in outputs.values())
     subnets = [s.id for s in example_run.of_type("aws:ec2/subnet:Subnet")]
