@@ -6,10 +6,10 @@ inputs) fails before the first resource is registered, so a bad stack never half
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 import pulumi_aws as aws
@@ -35,6 +35,7 @@ from lifeguard.aws.pooler_tls import (
     ca_common_name,
 )
 from lifeguard.aws.secrets import ConnectionSecrets, ConnectionSecretsArgs
+from lifeguard.aws.types import ArgsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 """The checkout this sample stack runs from (its samples' sources live here, not in the library)."""
@@ -174,17 +175,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         ),
     )
     db_cfg = cfg.database
-    database = Database(
-        "database",
-        DatabaseArgs(
-            subnet_ids=network.private_subnet_ids,
-            security_group_id=network.database_security_group_id,
-            settings=db_cfg,
-            final_snapshot=cfg.production,
-            region=region,
-            log_retention_days=cfg.log_retention_days,
-        ),
-    )
+    database = _config_errors(DATABASE_KEYS, lambda: Database("database", database_args(cfg, network, region)))
     app_role = AppRoleCredentials("app-role", AppRoleCredentialsArgs(username=db_cfg.app_username,
                                                                      scram_iterations=scram_iterations))
     secret_prefix = _secret_name_prefix(region)
@@ -225,6 +216,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             load_balancer_arn_suffix=pooler.load_balancer_arn_suffix,
             target_group_arn_suffix=pooler.target_group_arn_suffix,
             db_instance_identifier=database.identifier,
+            db_cluster_identifier=db_cfg.existing_cluster_id,
             max_connections=db_cfg.max_connections,
             metric_service=metrics_service,
             thresholds=alarms.thresholds,
@@ -267,24 +259,11 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             node_package=node_zip,
         ),
     )
-    migration = MigrationJob(
-        "migration",
-        MigrationJobArgs(
-            region=region,
-            account=account,
-            subnet_ids=network.private_subnet_ids,
-            security_group_id=network.migration_security_group_id,
-            direct_secret_arn=secrets.direct_secret_arn,
-            app_role=app_role.username,
-            app_role_verifier_secret_arn=pooler.credentials_secret_arn,
-            settings=cfg.migration,
-            context_dir=paths.migrator_context,
-            shared_packages=paths.shared_packages,
-            log_retention_days=cfg.log_retention_days,
-            deletion_protection=db_cfg.deletion_protection,
-            cluster_depends_on=pooler.ecs_service_linked_role,
-        ),
-    )
+    migration = _config_errors(MIGRATION_KEYS, lambda: MigrationJob(
+        "migration", migration_job_args(cfg, network, database, secrets, app_role, pooler),
+        # ECS's service-linked role, when the stack creates it, before the job's cluster.
+        pulumi.ResourceOptions(depends_on=pooler.ecs_service_linked_role),
+    ))
 
     outputs: dict[str, Any] = {
         output_names.VPC_ID: network.vpc_id,
@@ -300,7 +279,6 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.DATABASE_IDENTIFIER: database.identifier,
         output_names.DATABASE_SETTINGS: deployed.record(db_cfg, scram_iterations),
         output_names.POOLED_SECRET_ARN: secrets.pooled_secret_arn,
-        output_names.DIRECT_SECRET_ARN: secrets.direct_secret_arn,
         output_names.POOLER_SECRET_ARN: pooler.credentials_secret_arn,
         output_names.POOLER_STATS_SECRET_ARN: pooler.stats_credentials_secret_arn,
         output_names.POOL_SIZE: cfg.pooler.pool_size,
@@ -326,9 +304,116 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.MIGRATION_LOG_STREAM_PREFIX: migration.log_stream_prefix,
         output_names.MIGRATION_EXECUTION_ROLE_ARN: migration.execution_role_arn,
     }
+    # Either the stack holds the owner's password (a direct-URL secret) or the owner secret does (read at run time).
+    if secrets.direct_secret_arn is not None:
+        outputs[output_names.DIRECT_SECRET_ARN] = secrets.direct_secret_arn
+    else:
+        outputs[output_names.DATABASE_OWNER_SECRET_ARN] = database.owner_secret_arn
     if observability.alarm_topic_arn is not None:
         outputs[output_names.ALARM_TOPIC_ARN] = observability.alarm_topic_arn
     return outputs
+
+
+# Which config key each component argument comes from, so a component's refusal names the key to change.
+DATABASE_KEYS = {"security_group_id": "existingDatabaseSecurityGroupId",
+                 "existing_instance_identifier": "existingDatabaseInstanceId",
+                 "existing_cluster_identifier": "existingAuroraClusterId",
+                 "owner_secret_arn": "existingDatabaseOwnerSecretArn",
+                 "max_connections": "existingDatabaseMaxConnections"}
+MIGRATION_KEYS = {"image": "migrationImage", "command": "migrationCommand",
+                  "bookkeeping_tables": "migrationBookkeepingTables"}
+T = TypeVar("T")
+
+
+def _config_errors(keys: Mapping[str, str], make: Callable[[], T]) -> T:
+    """``make()``, with a component's refusal of an argument reported as the config key it came from."""
+    try:
+        return make()
+    except ArgsError as exc:
+        key = keys.get(exc.field)
+        if key is None:
+            raise
+        raise InfraConfigError([f"lifeguard:{key}: {exc.detail}"]) from None
+
+
+def database_args(cfg: InfraConfig, network: Network, region: str) -> DatabaseArgs:
+    """The database from the stack's config: a new instance, or an existing instance or Aurora cluster."""
+    db_cfg = cfg.database
+    if db_cfg.existing is None:
+        new: DatabaseArgs = {
+            "security_group_id": network.database_security_group_id,
+            "db_name": db_cfg.db_name,
+            "max_connections": db_cfg.max_connections,
+            "subnet_ids": network.private_subnet_ids,
+            "postgres_major_version": db_cfg.postgres_major_version,
+            "instance_class": db_cfg.instance_class,
+            "allocated_storage_gb": db_cfg.allocated_storage_gb,
+            "max_allocated_storage_gb": db_cfg.max_allocated_storage_gb,
+            "username": db_cfg.username,
+            "backup_retention_days": db_cfg.backup_retention_days,
+            "multi_az": db_cfg.multi_az,
+            "deletion_protection": db_cfg.deletion_protection,
+            "apply_immediately": db_cfg.apply_immediately,
+            "final_snapshot": cfg.production,
+            "log_retention_days": cfg.log_retention_days,
+            "region": region,
+        }
+        if db_cfg.manage_master_user_password:
+            new["manage_master_user_password"] = True
+        return new
+    assert db_cfg.existing_security_group_id is not None  # checked when the config was read
+    existing: DatabaseArgs = {
+        "security_group_id": db_cfg.existing_security_group_id,
+        "db_name": db_cfg.db_name,
+        "max_connections": db_cfg.max_connections,
+        # The network's rules reach its own database group; these reach the existing database's.
+        "client_security_group_ids": [network.pooler_security_group_id, network.migration_security_group_id],
+    }
+    if db_cfg.existing_instance_id is not None:
+        existing["existing_instance_identifier"] = db_cfg.existing_instance_id
+    elif db_cfg.existing_cluster_id is not None:
+        existing["existing_cluster_identifier"] = db_cfg.existing_cluster_id
+    if db_cfg.existing_owner_secret_arn is not None:
+        existing["owner_secret_arn"] = db_cfg.existing_owner_secret_arn
+    return existing
+
+
+def migration_job_args(cfg: InfraConfig, network: Network, database: Database, secrets: ConnectionSecrets,
+                       app_role: AppRoleCredentials, pooler: Pooler) -> MigrationJobArgs:
+    """The migration job from the stack's config: the direct-URL secret, or the owner secret read at run time."""
+    mig = cfg.migration
+    args: MigrationJobArgs = {
+        "subnet_ids": network.private_subnet_ids,
+        "security_group_id": network.migration_security_group_id,
+        "app_role": app_role.username,
+        "app_role_verifier_secret_arn": pooler.credentials_secret_arn,
+        "architecture": mig.architecture,
+        "cpu": mig.cpu,
+        "memory_mb": mig.memory_mb,
+        "demo_data": mig.demo_data,
+        "bookkeeping_tables": list(mig.bookkeeping_tables),
+        "command": list(mig.command),
+        "log_retention_days": cfg.log_retention_days,
+        "deletion_protection": cfg.database.deletion_protection,
+    }
+    image = mig.image_uri or (str(mig.image_folder) if mig.image_folder is not None else None)
+    if image is not None:
+        args["image"] = image
+    if secrets.direct_secret_arn is not None:
+        args["direct_secret_arn"] = secrets.direct_secret_arn
+    else:
+        args["owner_secret_arn"] = database.owner_secret_arn.apply(_known_secret_arn)
+        args["database_host"] = database.address
+        args["database_port"] = database.port
+        args["db_name"] = cfg.database.db_name
+    return args
+
+
+def _known_secret_arn(arn: str | None) -> str:
+    # The Database refuses an existing database without one; a new managed instance always has one.
+    if not arn:
+        raise InfraConfigError(["the database has no owner secret for the migration job to read"])
+    return arn
 
 
 def main(values: Mapping[str, Any] | None = None) -> None:

@@ -185,6 +185,33 @@ KEYS: tuple[Key, ...] = (
         "2).")),
     WholeKey("migrationHeadroom", default=2, low=0, high=MAX_PG_CONNECTIONS, meaning=(
         "Direct connections kept for the migration job.")),
+    TextKey("existingDatabaseInstanceId", default=None, meaning=(
+        "Use this existing RDS PostgreSQL instance (its identifier) instead of creating one: the pooler and the "
+        "migration job connect to its endpoint, read at preview. Needs `existingVpcId` (the database's VPC), "
+        "`existingDatabaseSecurityGroupId` and `existingDatabaseMaxConnections`; the keys of a new instance "
+        "(`postgresMajorVersion`, `dbInstanceClass`, `maxConnections`, ...) are refused with it. Not on a stack "
+        "that created its instance (a preview refuses: it would delete that instance).")),
+    TextKey("existingAuroraClusterId", default=None, meaning=(
+        "Use this existing Aurora PostgreSQL cluster instead of creating an instance: its writer endpoint, which "
+        "follows a failover; the connections alarm watches the writer. As `existingDatabaseInstanceId` "
+        "otherwise (not both).")),
+    TextKey("existingDatabaseSecurityGroupId", default=None, meaning=(
+        "With an existing database: one of its security groups; the stack adds rules into it from the pooler's "
+        "and the migration job's groups on the database's port (separate rules: the group's others stay).")),
+    WholeKey("existingDatabaseMaxConnections", default=0, low=0, high=MAX_PG_CONNECTIONS, meaning=(
+        "With an existing database, required: its `max_connections` (`SHOW max_connections`), which the "
+        "stack cannot read at preview; the pool is sized from it (with `reservedConnections` and "
+        "`migrationHeadroom`, which must also leave room for the database's other clients), and the "
+        "connections alarm compares with it. 0: unset.")),
+    TextKey("existingDatabaseOwnerSecretArn", default=None, meaning=(
+        "With an existing database: a Secrets Manager secret holding JSON `username` and `password` of the "
+        "database's owner, which the migration task reads at run time (never copied into the stack's state). "
+        "Default: the database's RDS-managed master user secret; required when it has none.")),
+    FlagKey("manageMasterUserPassword", default=False, meaning=(
+        "New instance: RDS keeps the master password in a secret of its own (rotated by RDS), which the "
+        "migration task reads at run time, instead of a password the stack generates and holds in its state; "
+        "then there is no `directSecretArn`. Turning it on for a deployed instance changes the password in "
+        "place.")),
     WholeKey("poolerMinTasks", default=2, low=0, high=1000, meaning=(
         "Fewest PgBouncer tasks (at least 2, spread across AZs).")),
     WholeKey("poolerMaxTasks", default=4, low=0, high=1000, meaning=(

@@ -22,6 +22,10 @@ DATABASE_SETTINGS = "databaseSettings"
 """The database settings AWS cannot change in place, read back by the next preview (``lifeguard.aws.deployed``)."""
 POOLED_SECRET_ARN = "pooledSecretArn"  # noqa: S105 (an output name)
 DIRECT_SECRET_ARN = "directSecretArn"  # noqa: S105 (an output name)
+"""Only when the stack holds the database owner's password (a new instance with a generated one)."""
+DATABASE_OWNER_SECRET_ARN = "databaseOwnerSecretArn"  # noqa: S105 (an output name)
+"""Instead of :data:`DIRECT_SECRET_ARN`: the owner secret the migration task reads at run time (an existing
+database's, or RDS's managed master secret)."""
 POOLER_SECRET_ARN = "poolerSecretArn"  # noqa: S105 (an output name)
 POOLER_STATS_SECRET_ARN = "poolerStatsSecretArn"  # noqa: S105 (an output name)
 POOL_SIZE = "poolSize"
@@ -52,8 +56,7 @@ ALARM_TOPIC_ARN = "alarmTopicArn"
 STACK_OUTPUTS = frozenset({
     VPC_ID, POOLER_ENDPOINT, POOLER_PORT, POOLER_CA_CERTIFICATE, POOLER_CA_LAYER_ARN, POOLER_CA_PATH,
     POOLER_CERTIFICATE_EXPIRY, DATABASE_ENDPOINT, DATABASE_PORT, DATABASE_IDENTIFIER, DATABASE_SETTINGS,
-    POOLED_SECRET_ARN,
-    DIRECT_SECRET_ARN, POOLER_SECRET_ARN, POOLER_STATS_SECRET_ARN, POOL_SIZE, MAX_CONNECTIONS,
+    POOLED_SECRET_ARN, POOLER_SECRET_ARN, POOLER_STATS_SECRET_ARN, POOL_SIZE, MAX_CONNECTIONS,
     POOLER_CLUSTER_NAME, POOLER_SERVICE_NAME, POOLER_TASK_DEFINITION_ARN, POOLER_LOG_GROUP_NAME,
     POOLER_METRICS_SERVICE, DASHBOARD_NAME, READ_INVOICES_FUNCTION_NAME, READ_INVOICES_FUNCTION_ARN,
     CHARGE_CREDITS_FUNCTION_NAME, CHARGE_CREDITS_FUNCTION_ARN, READ_INVOICES_NODE_FUNCTION_NAME,
@@ -61,4 +64,7 @@ STACK_OUTPUTS = frozenset({
     MIGRATION_CONTAINER_NAME, MIGRATION_SUBNET_IDS, MIGRATION_SECURITY_GROUP_IDS, MIGRATION_LOG_GROUP_NAME,
     MIGRATION_LOG_STREAM_PREFIX, MIGRATION_EXECUTION_ROLE_ARN,
 })
-"""Every output every stack exports; :data:`ALARM_TOPIC_ARN` comes on top when there is a topic."""
+"""Every output every stack exports; some of :data:`SOMETIMES_OUTPUTS` come on top."""
+SOMETIMES_OUTPUTS = frozenset({ALARM_TOPIC_ARN, DIRECT_SECRET_ARN, DATABASE_OWNER_SECRET_ARN})
+"""Outputs of some stacks: :data:`ALARM_TOPIC_ARN` when there is a topic, and exactly one of
+:data:`DIRECT_SECRET_ARN` and :data:`DATABASE_OWNER_SECRET_ARN`."""

@@ -2,8 +2,10 @@
 run of today's program still has every one of them, under its URN or an alias (Pulumi's ``aliases``).
 
 The snapshots in ``tests/infra/snapshots/`` were recorded from the program as deployed before the
-components moved into the library (``lifeguard.aws``). They change only on purpose:
-``python -m tests.infra.continuity --write`` rewrites them, and the diff is the review.
+components moved into the library (``lifeguard.aws``); those of the existing-database variants
+(``existing-aurora``, ``existing-instance``) when the variants were added. They change only on purpose:
+``python -m tests.infra.continuity --write [VARIANT ...]`` rewrites them (all, or those named), and the
+diff is the review.
 """
 
 from __future__ import annotations
@@ -114,9 +116,18 @@ def read(variant: str) -> dict[str, dict[str, Any]]:
     return recorded
 
 
-def _write() -> None:
+def _write(only: Iterable[str] = ()) -> None:
     from tests.infra.infra_harness import StrictMocks, example_stack_config, run_program
-    from tests.infra.variants import EXISTING_SUBNETS, EXISTING_VPC_ARM64, NAT, PRODUCTION
+    from tests.infra.variants import (
+        DB_CLUSTERS,
+        DB_INSTANCES,
+        EXISTING_AURORA,
+        EXISTING_INSTANCE_CONFIG,
+        EXISTING_SUBNETS,
+        EXISTING_VPC_ARM64,
+        NAT,
+        PRODUCTION,
+    )
 
     SNAPSHOTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as build:
@@ -126,8 +137,17 @@ def _write() -> None:
             "nat": lambda: run_program(NAT, Path(build), stack="prod"),
             "existing-vpc-arm64": lambda: run_program(EXISTING_VPC_ARM64, Path(build),
                                                       mocks=StrictMocks(subnets=EXISTING_SUBNETS)),
+            "existing-aurora": lambda: run_program(EXISTING_AURORA, Path(build), mocks=StrictMocks(
+                subnets=EXISTING_SUBNETS, db_clusters=DB_CLUSTERS)),
+            "existing-instance": lambda: run_program(EXISTING_INSTANCE_CONFIG, Path(build), mocks=StrictMocks(
+                subnets=EXISTING_SUBNETS, db_instances=DB_INSTANCES)),
         }
+        unknown = set(only) - set(runs)
+        if unknown:
+            raise SystemExit(f"no such variant: {', '.join(sorted(unknown))} (known: {', '.join(runs)})")
         for variant, run in runs.items():
+            if only and variant not in only:
+                continue
             text = json.dumps(snapshot(run()), indent=1, sort_keys=True)
             assert build not in text, "a build path leaked into the snapshot"
             (SNAPSHOTS / f"{variant}.json").write_text(text + "\n")
@@ -136,5 +156,7 @@ def _write() -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", action="store_true", help="record the snapshots from the current program")
-    if parser.parse_args().write:
-        _write()
+    parser.add_argument("variants", nargs="*", help="only these variants (default: all)")
+    arguments = parser.parse_args()
+    if arguments.write:
+        _write(arguments.variants)

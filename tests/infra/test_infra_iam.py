@@ -40,8 +40,23 @@ def permitted(run: ProgramRun, role_name: str, action: str, resource: str) -> bo
     return PermissionResult.DENIED not in results and PermissionResult.PERMITTED in results
 
 
+OWNER = "database-owner"
+"""An existing database's owner secret (or RDS's managed one): not the stack's, read by the migration job."""
+
+
 def secrets(run: ProgramRun) -> dict[str, str]:
-    return {s.name: s.state["arn"] for s in run.of_type("aws:secretsmanager/secret:Secret")}
+    """The stack's secrets by name, and the owner secret the stack reads instead of holding the password."""
+    owner = {OWNER: run.outputs["databaseOwnerSecretArn"]} if "databaseOwnerSecretArn" in run.outputs else {}
+    return {**{s.name: s.state["arn"] for s in run.of_type("aws:secretsmanager/secret:Secret")}, **owner}
+
+
+def direct(run: ProgramRun) -> str:
+    """The secret the migration job connects with: the direct URL, or the owner's (``OWNER``)."""
+    return OWNER if "databaseOwnerSecretArn" in run.outputs else "connection-direct"
+
+
+def reads(run: ProgramRun) -> dict[str, set[str]]:
+    return {**READS, "migration-execution": {direct(run), "pooler-credentials"}}
 
 
 def test_the_evaluator_checks_resources_not_just_actions() -> None:
@@ -97,10 +112,10 @@ def secret_of(value_from: str) -> str:
 @pytest.mark.parametrize("role_name", ROLES)
 def test_each_role_reads_exactly_its_secrets(every_run: ProgramRun, role_name: str) -> None:
     arns = secrets(every_run)
-    assert set(arns) == set().union(*READS.values())
+    assert set(arns) == set().union(*reads(every_run).values())
     for secret_name, arn in arns.items():
         allowed = permitted(every_run, role_name, "secretsmanager:GetSecretValue", arn)
-        assert allowed == (secret_name in READS[role_name]), f"{role_name} on {secret_name}"
+        assert allowed == (secret_name in reads(every_run)[role_name]), f"{role_name} on {secret_name}"
         for action in ("secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret",
                        "secretsmanager:DeleteSecret", "secretsmanager:ListSecrets"):
             assert not permitted(every_run, role_name, action, arn), f"{role_name} {action}"
@@ -111,7 +126,7 @@ def test_each_role_reads_exactly_its_secrets(every_run: ProgramRun, role_name: s
 def test_function_role_is_denied_the_direct_and_pooler_secrets(every_run: ProgramRun) -> None:
     arns = secrets(every_run)
     assert permitted(every_run, "functions-role", "secretsmanager:GetSecretValue", arns["connection-pooled"])
-    assert not permitted(every_run, "functions-role", "secretsmanager:GetSecretValue", arns["connection-direct"])
+    assert not permitted(every_run, "functions-role", "secretsmanager:GetSecretValue", arns[direct(every_run)])
     assert not permitted(every_run, "functions-role", "secretsmanager:GetSecretValue", arns["pooler-credentials"])
     assert not permitted(every_run, "functions-role", "secretsmanager:GetSecretValue",
                          arns["pooler-stats-credentials"])
@@ -119,7 +134,7 @@ def test_function_role_is_denied_the_direct_and_pooler_secrets(every_run: Progra
 
 def test_migration_role_is_denied_the_pooled_url_and_the_console_user(every_run: ProgramRun) -> None:
     arns = secrets(every_run)
-    assert permitted(every_run, "migration-execution", "secretsmanager:GetSecretValue", arns["connection-direct"])
+    assert permitted(every_run, "migration-execution", "secretsmanager:GetSecretValue", arns[direct(every_run)])
     # The verifier, not a password: with it the job sets the role's password, but cannot log in as it.
     assert permitted(every_run, "migration-execution", "secretsmanager:GetSecretValue", arns["pooler-credentials"])
     for other in ("connection-pooled", "pooler-stats-credentials"):
@@ -128,7 +143,8 @@ def test_migration_role_is_denied_the_pooled_url_and_the_console_user(every_run:
 
 def test_no_secret_a_role_reads_but_the_functions_holds_the_application_password(every_run: ProgramRun) -> None:
     # The plain application password is in DATABASE_URL only; the pooler and the job get its verifier.
-    for run_secret in ("pooler-credentials", "connection-direct", "pooler-stats-credentials"):
+    held = ("pooler-credentials", "pooler-stats-credentials")
+    for run_secret in (*held, "connection-direct") if direct(every_run) == "connection-direct" else held:
         version = every_run.one("aws:secretsmanager/secretVersion:SecretVersion", run_secret)
         assert MOCK_APP_PASSWORD not in json.dumps(version.input("secretString")), run_secret
         assert quote(MOCK_APP_PASSWORD, safe="") not in json.dumps(version.input("secretString")), run_secret
@@ -144,7 +160,7 @@ def test_task_definitions_can_read_exactly_the_secrets_they_inject(
                 for s in c.get("secrets", [])}
     readable = {arn for arn in secrets(every_run).values()
                 if permitted(every_run, role_name, "secretsmanager:GetSecretValue", arn)}
-    assert injected == readable and len(injected) == len(READS[role_name])
+    assert injected == readable and len(injected) == len(reads(every_run)[role_name])
 
 
 def test_only_the_pooler_execution_role_reads_the_console_user(every_run: ProgramRun) -> None:
