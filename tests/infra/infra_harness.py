@@ -223,6 +223,8 @@ class StrictMocks(Mocks):
             return {"name": physical, "arn": f"arn:aws:iam::{a}:role/{physical}", "id": physical}
         if typ == "aws:iam/rolePolicy:RolePolicy":
             return {"name": physical}
+        if typ == "aws:iam/policy:Policy":
+            return {"name": physical, "arn": f"arn:aws:iam::{a}:policy/{physical}"}
         if typ == "aws:cloudwatch/logGroup:LogGroup":
             return {"name": physical, "arn": f"arn:aws:logs:{r}:{a}:log-group:{physical}"}
         if typ == "aws:ecr/repository:Repository":
