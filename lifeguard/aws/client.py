@@ -26,7 +26,7 @@ Every input is a plain value or an ``Output`` of one, so the arguments come as w
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn, Optional, Required, TypedDict
+from typing import Any, NoReturn, Optional, Required, TypedDict, TypeGuard
 
 import pulumi
 import pulumi_aws as aws
@@ -290,11 +290,11 @@ def _validated(args: PooledClientArgs) -> bool:
         _fail("kms_key_arn", f"must be a KMS key's ARN (arn:aws:kms:<region>:<account>:key/<key id>; not an "
                              f"alias, which IAM does not match against the key), got {kms_key!r}")
     port = args.get("pooler_port", POOLER_PORT)
-    if _plain(port) and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+    if _plain(port) and not (_whole(port) and 1 <= port <= 65535):
         _fail("pooler_port", f"must be a TCP port (1 to 65535), got {port!r}")
     for field in ("query_wait_timeout_seconds", "function_timeout_seconds"):
         value = args[field]  # type: ignore[literal-required]
-        if _plain(value) and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if _plain(value) and not (_whole(value) and value >= 1):
             _fail(field, f"must be a whole number of seconds, at least 1, got {value!r}")
     query_wait, timeout = args["query_wait_timeout_seconds"], args["function_timeout_seconds"]
     if _plain(query_wait) and _plain(timeout):
@@ -316,10 +316,15 @@ def _validated(args: PooledClientArgs) -> bool:
     return https
 
 
-def _check_timeouts(query_wait: int, function_timeout: int) -> int:
+def _whole(value: Any) -> TypeGuard[float]:
+    """A whole number: an int, or a float without a fraction (Pulumi's wire numbers, e.g. stack outputs, are floats)."""
+    return not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
+
+
+def _check_timeouts(query_wait: float, function_timeout: float) -> float:
     if query_wait >= function_timeout:
-        _fail("function_timeout_seconds", f"the functions' timeout ({function_timeout} s) must be longer than the "
-                                          f"pooler's query_wait_timeout ({query_wait} s): a function queued for a "
+        _fail("function_timeout_seconds", f"the functions' timeout ({function_timeout:g} s) must be longer than the "
+                                          f"pooler's query_wait_timeout ({query_wait:g} s): a function queued for a "
                                           "server connection must get the pooler's error before its platform "
                                           "kills it. Raise the functions' timeout or lower the pooler's "
                                           "query_wait_timeout (queryWaitTimeoutSeconds)")
