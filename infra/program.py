@@ -372,7 +372,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.MIGRATION_LOG_GROUP_NAME: migration.log_group_name,
         output_names.MIGRATION_LOG_STREAM_PREFIX: migration.log_stream_prefix,
         output_names.MIGRATION_EXECUTION_ROLE_ARN: migration.execution_role_arn,
-        # What a separate stack attaches its functions with (README, "Your functions").
+        # What a separate stack attaches its functions with (README, "Stack outputs").
         output_names.PRIVATE_SUBNET_IDS: network.private_subnet_ids,
         output_names.POOLER_SECURITY_GROUP_ID: network.load_balancer_security_group_id,
         output_names.POOLER_QUERY_WAIT_TIMEOUT_SECONDS: cfg.pooler.query_wait_timeout_s,
