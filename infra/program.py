@@ -288,15 +288,16 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         "ca_pem": pooler_ca.cert_pem,
         "prepared_statements": cfg.pooler.settings.tracks_prepared_statements,
         "query_wait_timeout_seconds": cfg.pooler.query_wait_timeout_s,
-        # The sample functions' timeout; without them the stack attaches no function of its own, and other
-        # stacks' clients check their functions' timeouts against poolerQueryWaitTimeoutSeconds.
-        "function_timeout_seconds": cfg.functions.timeout_s if samples else cfg.pooler.query_wait_timeout_s + 1,
         # Through the endpoints in their VPC (no route out), else HTTPS through the VPC's route.
         "allow_https_egress": not through_endpoints,
         # As deployed stacks hold them (EC2 replaces a group whose description changes).
         "description": "Lambda functions: reach the pooler only",
         "tags": {"Name": f"{network.pulumi_resource_name}-{CLIENT}"},
     }
+    if samples:
+        # Without them the stack attaches no function of its own: other stacks' clients check their functions'
+        # timeouts against poolerQueryWaitTimeoutSeconds.
+        client_args["function_timeout_seconds"] = cfg.functions.timeout_s
     if through_endpoints:
         # A string in this mode (the network made endpoints).
         client_args["endpoints_security_group_id"] = network.endpoints_security_group_id.apply(str)

@@ -73,10 +73,11 @@ class PooledClientArgs(TypedDict, total=False):
     prepare. Default false, which is safe with any pooler."""
     query_wait_timeout_seconds: Required[pulumi.Input[int]]
     """The pooler's ``query_wait_timeout`` (stack output ``poolerQueryWaitTimeoutSeconds``)."""
-    function_timeout_seconds: Required[pulumi.Input[int]]
+    function_timeout_seconds: pulumi.Input[int]
     """The shortest timeout of the functions this client attaches: it must be longer than
     ``query_wait_timeout_seconds``, so a function queued for a server connection gets the pooler's error,
-    not a platform timeout."""
+    not a platform timeout. Leave it out only for a client no function of this program attaches (a group and
+    policy shared through stack outputs): whoever attaches one checks its timeout then."""
     allow_https_egress: bool
     """Let the client group open HTTPS (443) to anywhere: AWS APIs (Secrets Manager, for the URL) and the
     function's own services, through the VPC's route. Default: true unless ``security_group_ids`` or
@@ -164,8 +165,9 @@ class PooledClient(pulumi.ComponentResource):
             opts=child,
         )
 
-        checked = pulumi.Output.all(args["query_wait_timeout_seconds"], args["function_timeout_seconds"]).apply(
-            lambda values: _check_timeouts(values[0], values[1])
+        # Checked when known (another stack's output, a component's): a bad pair fails the run there.
+        checked = pulumi.Output.all(args["query_wait_timeout_seconds"], args.get("function_timeout_seconds")).apply(
+            lambda values: values[1] is None or _check_timeouts(values[0], values[1])
         )
         prepared = pulumi.Output.from_input(args.get("prepared_statements", False))
         self.environment = pulumi.Output.all(secret_arn, prepared, checked).apply(
@@ -277,7 +279,7 @@ def _plain(value: Any) -> bool:
 def _validated(args: PooledClientArgs) -> bool:
     """Check the arguments before any resource exists; whether the client group gets HTTPS anywhere."""
     for field in ("vpc_id", "pooler_security_group_id", "pooled_secret_arn", "ca_layer_arn", "ca_pem",
-                  "query_wait_timeout_seconds", "function_timeout_seconds"):
+                  "query_wait_timeout_seconds"):
         value = args.get(field)
         if value is None or (isinstance(value, str) and not value.strip()):
             _fail(field, "is required")
@@ -293,11 +295,11 @@ def _validated(args: PooledClientArgs) -> bool:
     if _plain(port) and not (_whole(port) and 1 <= port <= 65535):
         _fail("pooler_port", f"must be a TCP port (1 to 65535), got {port!r}")
     for field in ("query_wait_timeout_seconds", "function_timeout_seconds"):
-        value = args[field]  # type: ignore[literal-required]
+        value = args.get(field, 1)
         if _plain(value) and not (_whole(value) and value >= 1):
             _fail(field, f"must be a whole number of seconds, at least 1, got {value!r}")
-    query_wait, timeout = args["query_wait_timeout_seconds"], args["function_timeout_seconds"]
-    if _plain(query_wait) and _plain(timeout):
+    query_wait, timeout = args["query_wait_timeout_seconds"], args.get("function_timeout_seconds")
+    if timeout is not None and _plain(query_wait) and _plain(timeout):
         _check_timeouts(query_wait, timeout)  # type: ignore[arg-type]
     own_groups = list(args.get("security_group_ids") or ())
     for group in own_groups:
@@ -321,11 +323,11 @@ def _whole(value: Any) -> TypeGuard[float]:
     return not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
 
 
-def _check_timeouts(query_wait: float, function_timeout: float) -> float:
+def _check_timeouts(query_wait: float, function_timeout: float) -> bool:
     if query_wait >= function_timeout:
         _fail("function_timeout_seconds", f"the functions' timeout ({function_timeout:g} s) must be longer than the "
                                           f"pooler's query_wait_timeout ({query_wait:g} s): a function queued for a "
                                           "server connection must get the pooler's error before its platform "
                                           "kills it. Raise the functions' timeout or lower the pooler's "
                                           "query_wait_timeout (queryWaitTimeoutSeconds)")
-    return function_timeout
+    return True
