@@ -17,25 +17,45 @@ import pulumi_aws as aws
 from infra import SAMPLE_REQUIREMENTS
 from infra.samples import Functions, FunctionsArgs
 from lambdas.contract import CHARGE_CREDITS, NODE_SOURCE_DIR, READ_INVOICES, READ_INVOICES_NODE
-from lifeguard.aws import build_context, deployed, lambda_package, node_package, policies
-from lifeguard.aws import outputs as output_names
-from lifeguard.aws.app_role import AppRoleCredentials, AppRoleCredentialsArgs
-from lifeguard.aws.config import InfraConfig, InfraConfigError, load
-from lifeguard.aws.database import Database, DatabaseArgs
-from lifeguard.aws.image import context_tag
-from lifeguard.aws.migration_job import MigrationJob, MigrationJobArgs
-from lifeguard.aws.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
-from lifeguard.aws.network import Network, NetworkArgs
-from lifeguard.aws.observability import Observability, ObservabilityArgs
-from lifeguard.aws.pooler import ECS_SERVICE_PRINCIPAL, Pooler, PoolerArgs
-from lifeguard.aws.pooler_tls import (
+from lifeguard.aws import (
     CA_PATH,
+    ECS_SERVICE_PRINCIPAL,
+    SHARED_PACKAGE_NAMES,
+    Account,
+    AppRoleCredentials,
+    AppRoleCredentialsArgs,
+    ArgsError,
+    AwsApiAccess,
+    ConnectionSecrets,
+    ConnectionSecretsArgs,
+    Database,
+    DatabaseArgs,
+    InfraConfig,
+    InfraConfigError,
+    MigrationJob,
+    MigrationJobArgs,
+    Network,
+    NetworkArgs,
+    Observability,
+    ObservabilityArgs,
+    PooledClient,
+    PooledClientArgs,
+    Pooler,
+    PoolerArgs,
     PoolerCertificateAuthority,
     PoolerCertificateAuthorityArgs,
+    build_dir,
+    build_node_package,
+    build_python_package,
     ca_common_name,
+    check_deployed_database,
+    context_tag,
+    deployed_database_record,
+    load_config,
+    metrics_service_name,
+    secret_name_prefix,
 )
-from lifeguard.aws.secrets import ConnectionSecrets, ConnectionSecretsArgs
-from lifeguard.aws.types import ArgsError
+from lifeguard.aws import outputs as output_names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 """The checkout this sample stack runs from (its samples' sources live here, not in the library)."""
@@ -46,12 +66,10 @@ class ProgramPaths:
     """Where the program finds what it builds, and where it builds (``LIFEGUARD_BUILD_DIR``, for CI caches)."""
 
     repo_root: Path = REPO_ROOT
-    build_dir: Path = field(
-        default_factory=build_context.build_dir
-    )
+    build_dir: Path = field(default_factory=build_dir)
     lambda_requirements: Path = SAMPLE_REQUIREMENTS
     node: Path | None = None
-    """The ``node`` whose npm builds the Node.js function (default: ``node_package.find_node()``)."""
+    """The ``node`` whose npm builds the Node.js function (default: the one ``build_node_package`` finds)."""
 
     @property
     def pgbouncer_context(self) -> Path:
@@ -71,9 +89,8 @@ class ProgramPaths:
 
     @property
     def shared_packages(self) -> tuple[Path, ...]:
-        """Packages of the repository every deployable ships beside its own (``build_context.SHARED_PACKAGE_NAMES``)."""
-        return tuple(self.repo_root / name for name in build_context.SHARED_PACKAGE_NAMES)
-
+        """Packages of the repository every deployable ships beside its own (``SHARED_PACKAGE_NAMES``)."""
+        return tuple(self.repo_root / name for name in SHARED_PACKAGE_NAMES)
 
 
 def resolve_availability_zones(cfg: InfraConfig) -> tuple[str, ...]:
@@ -127,17 +144,29 @@ def ecs_service_linked_role_exists() -> bool:
     return bool(found.names)
 
 
-def _secret_name_prefix(region: str) -> str:
-    return f"{stack_name(SECRET_NAME_PREFIX, region=region)}/"
+CLIENT = "functions"
+"""The stack's own pooled client: the sample functions' group and policy, exported for other stacks' functions."""
 
 
-def metrics_service_name(region: str) -> str:
-    """The ``Service`` dimension of this stack's pooler metrics: stable, and distinct per stack.
+def kept_from_network(network: Network) -> pulumi.ResourceOptions:
+    """The client's security group and rules were the network's (``network-functions-...``) before the client
+    existed: aliases keep a deployed stack's resources (the same group, the same rules; nothing replaced)."""
+    network_name = network.pulumi_resource_name
+    client_rule = f"{CLIENT}-to-https"
+    moved = {f"{CLIENT}-sg",
+             *(f"{CLIENT}-to-{target}-{way}" for target in ("nlb", "endpoints") for way in ("out", "in"))}
 
-    Known before anything exists (the sidecar's environment and the alarms both need it, and the
-    ECS service's generated name would make the task definition depend on its own service).
-    """
-    return stack_name(METRIC_DIMENSION, "pgbouncer", region=region)
+    def keep(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+        if args.name == client_rule:
+            old = f"{network_name}-{CLIENT}-to-aws-apis"
+        elif args.name in moved:
+            old = f"{network_name}-{args.name}"
+        else:
+            return None
+        alias = pulumi.ResourceOptions(aliases=[pulumi.Alias(name=old, parent=network)])
+        return pulumi.ResourceTransformationResult(args.props, pulumi.ResourceOptions.merge(args.opts, alias))
+
+    return pulumi.ResourceOptions(transformations=[keep])
 
 
 def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]:
@@ -145,40 +174,35 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     paths = paths or ProgramPaths()
     region = aws.get_region().region
     caller = aws.get_caller_identity()
-    account = policies.Account.from_caller_arn(caller.arn, caller.account_id, region)
+    account = Account.from_caller_arn(caller.arn, caller.account_id, region)
     zones = resolve_availability_zones(cfg)
     # Before any resource: a change that would replace the database or fail half-way is refused here.
-    last_up = deployed.stack_outputs()
-    refused = deployed.refused_changes(deployed.recorded(last_up), cfg.database)
-    if refused:
-        raise InfraConfigError(refused)
-    scram_iterations = deployed.app_scram_iterations(cfg.database.scram_iterations, last_up)
+    scram_iterations = check_deployed_database(cfg.database)
     # Fail on missing build inputs before creating anything.
     context_tag(paths.pgbouncer_context, cfg.pooler.architecture)
     context_tag(paths.migrator_context, cfg.migration.architecture)
-    package = lambda_package.build(
-        paths.lambdas_source, cfg.functions.architecture, paths.build_dir / "lambda",
-        paths.lambda_requirements, shared_packages=paths.shared_packages,
-    )
-    node_zip = node_package.build(paths.node_source, paths.build_dir / "node", paths.node)
+    samples = cfg.functions.sample_functions
+    if samples:
+        package = build_python_package(
+            paths.lambdas_source, cfg.functions.architecture, paths.build_dir / "lambda",
+            paths.lambda_requirements, shared_packages=paths.shared_packages,
+        )
+        node_zip = build_node_package(paths.node_source, paths.build_dir / "node", paths.node)
 
-    network = Network(
-        "network",
-        NetworkArgs(
-            region=region,
-            availability_zones=zones,
-            api_access=cfg.network.api_access,
-            vpc_cidr=cfg.network.vpc_cidr,
-            nat_gateway_per_az=cfg.production,
-            existing_vpc_id=cfg.network.existing_vpc_id,
-            existing_private_subnet_ids=cfg.network.existing_private_subnet_ids,
-        ),
-    )
+    net = cfg.network
+    network_args: NetworkArgs = {"region": region, "api_access": AwsApiAccess(net.api_access)}
+    if net.existing_vpc_id is not None:
+        network_args |= {"existing_vpc_id": net.existing_vpc_id,
+                         "existing_private_subnet_ids": list(net.existing_private_subnet_ids)}
+    else:
+        network_args |= {"availability_zones": list(zones), "vpc_cidr": net.vpc_cidr,
+                         "nat_gateway_per_az": cfg.production}
+    network = Network("network", network_args)
     db_cfg = cfg.database
     database = _config_errors(DATABASE_KEYS, lambda: Database("database", database_args(cfg, network, region)))
     app_role = AppRoleCredentials("app-role", AppRoleCredentialsArgs(username=db_cfg.app_username,
                                                                      scram_iterations=scram_iterations))
-    secret_prefix = _secret_name_prefix(region)
+    secret_prefix = secret_name_prefix(region)
     metrics_service = metrics_service_name(region)
     pooler_ca = PoolerCertificateAuthority(
         "pooler-ca", PoolerCertificateAuthorityArgs(common_name=ca_common_name(pulumi.get_stack()), region=region)
@@ -244,21 +268,51 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             pooled_root_cert=CA_PATH,
         ),
     )
-    functions = Functions(
-        "functions",
-        FunctionsArgs(
-            subnet_ids=network.private_subnet_ids,
-            security_group_id=network.functions_security_group_id,
-            pooled_secret_arn=secrets.pooled_secret_arn,
-            package=package,
-            settings=cfg.functions,
-            log_retention_days=cfg.log_retention_days,
-            pooler_prepared_statements=cfg.pooler.settings.tracks_prepared_statements,
-            account=account,
-            pooler_ca_layer_arn=pooler_ca.layer_arn,
-            node_package=node_zip,
-        ),
+    # The stack's own client: the sample functions attach through it, and other stacks' functions may use
+    # its group and policy (clientSecurityGroupId, pooledSecretPolicyArn) or build their own client.
+    through_endpoints = net.api_access == AwsApiAccess.ENDPOINTS.value
+    client_args: PooledClientArgs = {
+        "vpc_id": network.vpc_id,
+        "pooler_security_group_id": network.load_balancer_security_group_id,
+        "pooler_port": pooler.port,
+        "pooled_secret_arn": secrets.pooled_secret_arn,
+        "ca_layer_arn": pooler_ca.layer_arn,
+        "ca_pem": pooler_ca.cert_pem,
+        "prepared_statements": cfg.pooler.settings.tracks_prepared_statements,
+        "query_wait_timeout_seconds": cfg.pooler.query_wait_timeout_s,
+        # Through the endpoints in their VPC (no route out), else HTTPS through the VPC's route.
+        "allow_https_egress": not through_endpoints,
+        # As deployed stacks hold them (EC2 replaces a group whose description changes).
+        "description": "Lambda functions: reach the pooler only",
+        "tags": {"Name": f"{network.pulumi_resource_name}-{CLIENT}"},
+    }
+    if samples:
+        # Without them the stack attaches no function of its own: other stacks' clients check their functions'
+        # timeouts against poolerQueryWaitTimeoutSeconds.
+        client_args["function_timeout_seconds"] = cfg.functions.timeout_s
+    if through_endpoints:
+        # A string in this mode (the network made endpoints).
+        client_args["endpoints_security_group_id"] = network.endpoints_security_group_id.apply(str)
+    client = PooledClient(
+        CLIENT,
+        client_args,
+        opts=kept_from_network(network),
     )
+    functions: Functions | None = None
+    if samples:
+        functions = Functions(
+            "functions",
+            FunctionsArgs(
+                subnet_ids=network.private_subnet_ids,
+                client=client,
+                pooled_secret_arn=secrets.pooled_secret_arn,
+                package=package,
+                settings=cfg.functions,
+                log_retention_days=cfg.log_retention_days,
+                account=account,
+                node_package=node_zip,
+            ),
+        )
     migration = _config_errors(MIGRATION_KEYS, lambda: MigrationJob(
         "migration", migration_job_args(cfg, network, database, secrets, app_role, pooler),
         # ECS's service-linked role, when the stack creates it, before the job's cluster.
@@ -277,7 +331,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.DATABASE_ENDPOINT: database.address,
         output_names.DATABASE_PORT: database.port,
         output_names.DATABASE_IDENTIFIER: database.identifier,
-        output_names.DATABASE_SETTINGS: deployed.record(db_cfg, scram_iterations),
+        output_names.DATABASE_SETTINGS: deployed_database_record(db_cfg, scram_iterations),
         output_names.POOLED_SECRET_ARN: secrets.pooled_secret_arn,
         output_names.POOLER_SECRET_ARN: pooler.credentials_secret_arn,
         output_names.POOLER_STATS_SECRET_ARN: pooler.stats_credentials_secret_arn,
@@ -289,12 +343,6 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.POOLER_LOG_GROUP_NAME: pooler.log_group_name,
         output_names.POOLER_METRICS_SERVICE: metrics_service,
         output_names.DASHBOARD_NAME: observability.dashboard_name,
-        output_names.READ_INVOICES_FUNCTION_NAME: functions.names[READ_INVOICES.key],
-        output_names.READ_INVOICES_FUNCTION_ARN: functions.arns[READ_INVOICES.key],
-        output_names.READ_INVOICES_NODE_FUNCTION_NAME: functions.names[READ_INVOICES_NODE.key],
-        output_names.READ_INVOICES_NODE_FUNCTION_ARN: functions.arns[READ_INVOICES_NODE.key],
-        output_names.CHARGE_CREDITS_FUNCTION_NAME: functions.names[CHARGE_CREDITS.key],
-        output_names.CHARGE_CREDITS_FUNCTION_ARN: functions.arns[CHARGE_CREDITS.key],
         output_names.MIGRATION_CLUSTER_ARN: migration.cluster_arn,
         output_names.MIGRATION_TASK_DEFINITION_ARN: migration.task_definition_arn,
         output_names.MIGRATION_CONTAINER_NAME: migration.container_name,
@@ -303,12 +351,30 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.MIGRATION_LOG_GROUP_NAME: migration.log_group_name,
         output_names.MIGRATION_LOG_STREAM_PREFIX: migration.log_stream_prefix,
         output_names.MIGRATION_EXECUTION_ROLE_ARN: migration.execution_role_arn,
+        # What a separate stack attaches its functions with (README, "Stack outputs").
+        output_names.PRIVATE_SUBNET_IDS: network.private_subnet_ids,
+        output_names.POOLER_SECURITY_GROUP_ID: network.load_balancer_security_group_id,
+        output_names.POOLER_QUERY_WAIT_TIMEOUT_SECONDS: cfg.pooler.query_wait_timeout_s,
+        output_names.POOLER_PREPARED_STATEMENTS: cfg.pooler.settings.tracks_prepared_statements,
+        output_names.CLIENT_SECURITY_GROUP_ID: client.security_group_id,
+        output_names.POOLED_SECRET_POLICY_ARN: client.policy_arn,
     }
     # Either the stack holds the owner's password (a direct-URL secret) or the owner secret does (read at run time).
     if secrets.direct_secret_arn is not None:
         outputs[output_names.DIRECT_SECRET_ARN] = secrets.direct_secret_arn
     else:
         outputs[output_names.DATABASE_OWNER_SECRET_ARN] = database.owner_secret_arn
+    if through_endpoints:
+        outputs[output_names.ENDPOINTS_SECURITY_GROUP_ID] = network.endpoints_security_group_id
+    if functions is not None:
+        outputs |= {
+            output_names.READ_INVOICES_FUNCTION_NAME: functions.names[READ_INVOICES.key],
+            output_names.READ_INVOICES_FUNCTION_ARN: functions.arns[READ_INVOICES.key],
+            output_names.READ_INVOICES_NODE_FUNCTION_NAME: functions.names[READ_INVOICES_NODE.key],
+            output_names.READ_INVOICES_NODE_FUNCTION_ARN: functions.arns[READ_INVOICES_NODE.key],
+            output_names.CHARGE_CREDITS_FUNCTION_NAME: functions.names[CHARGE_CREDITS.key],
+            output_names.CHARGE_CREDITS_FUNCTION_ARN: functions.arns[CHARGE_CREDITS.key],
+        }
     if observability.alarm_topic_arn is not None:
         outputs[output_names.ALARM_TOPIC_ARN] = observability.alarm_topic_arn
     return outputs
@@ -418,6 +484,6 @@ def _known_secret_arn(arn: str | None) -> str:
 
 def main(values: Mapping[str, Any] | None = None) -> None:
     """The Pulumi entry point: read config, build, export."""
-    outputs = build(load(values))
+    outputs = build(load_config(values))
     for name, value in outputs.items():
         pulumi.export(name, value)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 import pulumi
 import pulumi.runtime.config as runtime_config
 
+from lambdas.contract import FUNCTIONS, NODE_FUNCTIONS
 from lifeguard.aws.build_context import project_dir
 from lifeguard.aws.keys import (
     FARGATE_MAX_NOFILE,
@@ -93,6 +94,7 @@ ECR_IMAGE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z]{2}(-[a-z]+)+-\d)\.amazonaws\.com/"
     r"(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)(?:@sha256:[0-9a-f]{64}|:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$"
 )
+SAMPLE_FUNCTION_COUNT = len(FUNCTIONS) + len(NODE_FUNCTIONS)
 # The interface endpoints a new VPC gets with awsApiAccess: endpoints (one ENI per subnet each).
 INTERFACE_ENDPOINTS = ("secretsmanager", "ecr.api", "ecr.dkr", "logs")
 
@@ -214,6 +216,13 @@ class FunctionsConfig:
     memory_mb: int
     reserved_concurrency: int | None
     """``None`` when unreserved (config value -1)."""
+    sample_functions: bool = True
+    """``sampleFunctions``: the stack deploys the sample functions."""
+
+    @property
+    def attached_count(self) -> int:
+        """How many functions the stack itself attaches to the pooler (the checks below count these)."""
+        return SAMPLE_FUNCTION_COUNT if self.sample_functions else 0
 
 
 @dataclass(frozen=True)
@@ -647,13 +656,14 @@ def _functions(read: _Reader) -> FunctionsConfig:
     # -1 by default: a reservation fails in accounts still at Lambda's initial limit of 10.
     reserved = read.integer("functionReservedConcurrency")
     if reserved == 0:
-        read.problem("functionReservedConcurrency", "0 would stop both functions from running; "
+        read.problem("functionReservedConcurrency", "0 would stop the sample functions from running; "
                                                     "use -1 for no reservation or a positive number")
     return FunctionsConfig(
         architecture=architecture,
         timeout_s=read.integer("functionTimeoutSeconds"),
         memory_mb=read.integer("functionMemoryMb"),
         reserved_concurrency=None if reserved == -1 else reserved,
+        sample_functions=read.boolean("sampleFunctions"),
     )
 
 
@@ -677,17 +687,18 @@ def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig)
         _check_fargate_size(read, "poolerCpu", "poolerMemoryMb", cpu, memory)
     max_client_conn = read.integer("maxClientConn")
     query_wait = read.integer("queryWaitTimeoutSeconds")
-    if query_wait >= functions.timeout_s:
+    # Checked against the functions the stack attaches itself; a PooledClient checks its own functions' timeout.
+    if functions.attached_count and query_wait >= functions.timeout_s:
         read.problem("queryWaitTimeoutSeconds",
                      f"must be below functionTimeoutSeconds ({functions.timeout_s}), got {query_wait}: a "
                      "function waiting for a server connection must get PgBouncer's error before Lambda "
                      "kills it. Lower queryWaitTimeoutSeconds or raise functionTimeoutSeconds.")
-    if functions.reserved_concurrency is not None and min_tasks >= 1:
-        clients = 2 * functions.reserved_concurrency
+    if functions.attached_count and functions.reserved_concurrency is not None and min_tasks >= 1:
+        clients = functions.attached_count * functions.reserved_concurrency
         if clients > max_client_conn * min_tasks:
             read.problem("maxClientConn",
                          f"{min_tasks} tasks x maxClientConn {max_client_conn} cannot hold the {clients} "
-                         "clients two functions at functionReservedConcurrency "
+                         f"clients the {functions.attached_count} sample functions at functionReservedConcurrency "
                          f"{functions.reserved_concurrency} may open; raise maxClientConn or poolerMinTasks")
 
     pool_size = 0

@@ -25,7 +25,7 @@ from typing import Any
 
 import pulumi
 
-from lifeguard.aws.config import PROJECT, DatabaseConfig
+from lifeguard.aws.config import PROJECT, DatabaseConfig, InfraConfigError
 from lifeguard.aws.keys import whole_default
 from lifeguard.aws.naming import organization
 from lifeguard.aws.outputs import DATABASE_SETTINGS
@@ -125,6 +125,16 @@ def refused_changes(deployed: Mapping[str, Any] | None, cfg: DatabaseConfig) -> 
             f"{key} at {old_major}."
         )
     return problems
+
+
+def check_deployed_database(cfg: DatabaseConfig) -> int:
+    """Before any resource: raise :class:`InfraConfigError` for a change this stack's last ``up`` rules out
+    (:func:`refused_changes`); the application role's SCRAM count to use (:func:`app_scram_iterations`)."""
+    last_up = stack_outputs()
+    refused = refused_changes(recorded(last_up), cfg)
+    if refused:
+        raise InfraConfigError(refused)
+    return app_scram_iterations(cfg.scram_iterations, last_up)
 
 
 def _whole(value: Any) -> int | None:

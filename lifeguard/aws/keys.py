@@ -231,22 +231,28 @@ KEYS: tuple[Key, ...] = (
     WholeKey("maxClientConn", default=10000, low=1, high=FARGATE_MAX_NOFILE, meaning=(
         "PgBouncer `max_client_conn` per task; the `nofile` ulimit follows it.")),
     WholeKey("queryWaitTimeoutSeconds", default=20, low=1, high=3600, meaning=(
-        "PgBouncer `query_wait_timeout`; must be below `functionTimeoutSeconds` so a queued function gets"
-        " a pooler error, not a platform timeout.")),
+        "PgBouncer `query_wait_timeout`; must be below the timeout of every function attached "
+        "(`functionTimeoutSeconds` for the sample functions; a `PooledClient` checks its own), so a queued "
+        "function gets a pooler error, not a platform timeout.")),
     WholeKey("poolerStopTimeoutSeconds", default=120, low=2, high=120, meaning=(
         "Seconds ECS waits after SIGINT before SIGKILL (2 to 120).")),
     WholeKey("deregistrationDelaySeconds", default=30, low=0, high=3600, meaning=(
         "NLB deregistration delay before a task is stopped (0 to 3600).")),
     ChoiceKey("containerArchitecture", choices=ARCHITECTURES, default="x86_64", meaning=(
         "CPU architecture of the PgBouncer and migration images and tasks: `x86_64` or `arm64`.")),
+    FlagKey("sampleFunctions", default=True, meaning=(
+        "Deploy the sample functions (two on Python, one on Node.js). Off: the stack is the pooler, the database "
+        "and the migration job for your own functions, which attach through the stack's outputs "
+        "(`clientSecurityGroupId` and `pooledSecretPolicyArn`, or a `PooledClient` of their own: README, "
+        "\"Stack outputs\"); the `function...` keys then set nothing.")),
     ChoiceKey("functionArchitecture", choices=ARCHITECTURES, default="x86_64", meaning=(
         "Lambda architecture, and the wheels packaged: `x86_64` or `arm64`.")),
     WholeKey("functionTimeoutSeconds", default=30, low=1, high=900, meaning=(
-        "Lambda timeout (1 to 900).")),
+        "The sample functions' Lambda timeout (1 to 900).")),
     WholeKey("functionMemoryMb", default=256, low=128, high=10240, meaning=(
         "Lambda memory (128 to 10240).")),
     WholeKey("functionReservedConcurrency", default=-1, low=-1, high=1_000_000, meaning=(
-        "Reserved concurrency per function, which caps the clients each can open; -1 reserves none. "
+        "Reserved concurrency per sample function, which caps the clients each can open; -1 reserves none. "
         "Lambda keeps 10 of the account's concurrency unreserved, so in a new account (a limit of 10) any"
         " reservation fails: raise the account's quota first, then set e.g. 50.")),
     FlagKey("demoData", default=NOT_PRODUCTION, meaning=(

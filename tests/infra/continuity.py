@@ -85,10 +85,35 @@ def known_urns(resource: Resource, by_urn: Mapping[str, Resource], seen: frozens
     return urns
 
 
+def _kept_ids(recorded: Iterable[str], run: ProgramRun, by_urn: Mapping[str, Resource]) -> dict[str, str]:
+    """New mock id -> the id the deployed resource has, for each resource that answers to a recorded URN by an
+    alias: the engine keeps an aliased resource (and its id), while the mocks make an id from the resource's
+    name (``<name>-id``), so without this every reference to a moved resource would read as changed."""
+    old = set(recorded)
+    kept: dict[str, str] = {}
+    for resource in run.resources:
+        if resource.urn in old or resource.id != f"{resource.name}-id":
+            continue
+        for urn in known_urns(resource, by_urn) & old:
+            kept[resource.id] = f"{urn.rsplit('::', 1)[1]}-id"
+    return kept
+
+
+def _with_ids(value: Any, kept: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return kept.get(value, value)
+    if isinstance(value, dict):
+        return {key: _with_ids(item, kept) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_ids(item, kept) for item in value]
+    return value
+
+
 def differences(recorded: Mapping[str, Mapping[str, Any]], run: ProgramRun) -> list[str]:
     """What an ``up`` of ``run`` over a stack deployed as ``recorded`` would replace or change."""
     by_urn = {resource.urn: resource for resource in run.resources}
-    now = snapshot(run)
+    kept = _kept_ids(recorded, run, by_urn)
+    now = {urn: _with_ids(inputs, kept) for urn, inputs in snapshot(run).items()}
     answers: dict[str, str] = {}
     for resource in run.resources:
         for urn in known_urns(resource, by_urn):

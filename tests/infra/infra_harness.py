@@ -139,6 +139,8 @@ class StrictMocks(Mocks):
     """What each RandomPassword (by resource name) "generates"; others get ``MOCK_PASSWORD``."""
     ecs_service_linked_role: bool = True
     """Whether the account already has AWSServiceRoleForECS (a brand-new account does not)."""
+    stack_references: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Other stacks' outputs, by stack name, for ``pulumi.StackReference``."""
     deployed_outputs: Mapping[str, Any] = field(default_factory=dict)
     """The stack's outputs from its last ``up`` (``pulumi:pulumi:readStackOutputs``); empty: a new stack."""
     db_instances: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -241,6 +243,13 @@ class StrictMocks(Mocks):
             return {"name": physical, "arn": f"arn:aws:iam::{a}:role/{physical}", "id": physical}
         if typ == "aws:iam/rolePolicy:RolePolicy":
             return {"name": physical}
+        if typ == "pulumi:pulumi:StackReference":
+            referenced = inputs["name"]
+            if referenced not in self.stack_references:
+                raise UnmockedCall(f"StackReference to unknown stack {referenced}")
+            return {"outputs": dict(self.stack_references[referenced]), "secretOutputNames": []}
+        if typ == "aws:iam/policy:Policy":
+            return {"name": physical, "arn": f"arn:aws:iam::{a}:policy/{physical}"}
         if typ == "aws:cloudwatch/logGroup:LogGroup":
             return {"name": physical, "arn": f"arn:aws:logs:{r}:{a}:log-group:{physical}"}
         if typ == "aws:ecr/repository:Repository":
@@ -363,23 +372,39 @@ def run_program(
     Raises whatever the program raises (an ``InfraConfigError`` for bad config); the registrations made
     until then stay readable through ``last_registrations``.
     """
+
+    def program() -> Mapping[str, Any]:
+        # Imported only after set_mocks, so nothing in the program can run against a real engine.
+        from infra.program import ProgramPaths, build
+        from lifeguard.aws.config import load
+
+        return build(load(), ProgramPaths(repo_root=repo_root, build_dir=build_dir, node=NODE))
+
+    return run_mocked(program, config, mocks, stack=stack, organization=organization)
+
+
+def run_mocked(
+    program: Callable[[], Mapping[str, Any]],
+    config: Mapping[str, Any] | None = None,
+    mocks: StrictMocks | None = None,
+    stack: str = "dev",
+    organization: str | None = None,
+) -> ProgramRun:
+    """Run ``program`` (any Pulumi program: it returns its outputs) under strict mocks and record it."""
     mocks = mocks or StrictMocks()
     monitor = RecordingMonitor(mocks)
     _LAST.clear()
     _LAST.append((mocks, monitor))
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor,
                              organization=organization)
-    pulumi.runtime.set_all_config(qualified(config))
-    # Imported only after set_mocks, so nothing in the program can run against a real engine.
-    from infra.program import ProgramPaths, build
-    from lifeguard.aws.config import load
+    pulumi.runtime.set_all_config(qualified(config or {}))
 
     outputs: dict[str, Any] = {}
     secret_outputs: set[str] = set()
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def run() -> Any:
-        stack_outputs = build(load(), ProgramPaths(repo_root=repo_root, build_dir=build_dir, node=NODE))
+        stack_outputs = program()
 
         async def resolve() -> None:
             for key, value in stack_outputs.items():

@@ -3,8 +3,9 @@ every stack variant (``every_run``: the example stack, production, NAT, an exist
 
 moto's ``IAMPolicy`` evaluator checks actions *and* resources of a policy document (moto's service
 mocks do not enforce resource-level permissions for Secrets Manager, so calling them would prove
-nothing). A role is permitted exactly what its inline policies allow: the tests also check that
-no role gets a managed policy or any other policy resource.
+nothing). A role is permitted exactly what its inline policy and its attached managed policies allow: the
+tests also check that the only managed policy is the pooled client's (``lifeguard.aws.PooledClient``),
+attached to the sample functions' role alone.
 """
 
 from __future__ import annotations
@@ -33,15 +34,27 @@ def inline_policies(run: ProgramRun, role_name: str) -> list[dict[str, Any]]:
             if p.input("role") == role_id]
 
 
-def permitted(run: ProgramRun, role_name: str, action: str, resource: str) -> bool:
-    """Whether any of the role's policies allows ``action`` on ``resource`` (and none denies it)."""
-    results = [IAMPolicy(json.dumps(doc)).is_action_permitted(action, resource)
-               for doc in inline_policies(run, role_name)]
+def attached_policies(run: ProgramRun, role_name: str) -> list[dict[str, Any]]:
+    """The documents of the managed policies attached to the role (``RolePolicyAttachment``, by role name)."""
+    name = role(run, role_name).state["name"]
+    arns = {a.input("policyArn") for a in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+            if a.input("role") == name}
+    return [json.loads(p.input("policy")) for p in run.of_type("aws:iam/policy:Policy") if p.state["arn"] in arns]
+
+
+def allows(documents: list[dict[str, Any]], action: str, resource: str) -> bool:
+    """Whether any of ``documents`` allows ``action`` on ``resource`` (and none denies it)."""
+    results = [IAMPolicy(json.dumps(doc)).is_action_permitted(action, resource) for doc in documents]
     return PermissionResult.DENIED not in results and PermissionResult.PERMITTED in results
 
 
 OWNER = "database-owner"
 """An existing database's owner secret (or RDS's managed one): not the stack's, read by the migration job."""
+
+
+def permitted(run: ProgramRun, role_name: str, action: str, resource: str) -> bool:
+    """Whether the role's policies (inline and attached) allow ``action`` on ``resource``."""
+    return allows(inline_policies(run, role_name) + attached_policies(run, role_name), action, resource)
 
 
 def secrets(run: ProgramRun) -> dict[str, str]:
@@ -70,12 +83,19 @@ def test_the_evaluator_checks_resources_not_just_actions() -> None:
     assert IAMPolicy(doc).is_action_permitted("secretsmanager:PutSecretValue", own) != PermissionResult.PERMITTED
 
 
-def test_roles_have_only_inline_policies(every_run: ProgramRun) -> None:
+def test_roles_have_one_inline_policy_and_only_the_clients_managed_one(every_run: ProgramRun) -> None:
     assert sorted(r.name for r in every_run.of_type("aws:iam/role:Role")) == sorted(ROLES)
-    for resource_type in ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "aws:iam/policy:Policy",
-                          "aws:iam/policyAttachment:PolicyAttachment",
+    for resource_type in ("aws:iam/policyAttachment:PolicyAttachment",
                           "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive"):
         assert not every_run.of_type(resource_type), resource_type
+    [policy] = every_run.of_type("aws:iam/policy:Policy")
+    [attachment] = every_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert policy.name == "functions-read-pooled-secret"
+    assert (attachment.input("role"), attachment.input("policyArn")) == (
+        role(every_run, "functions-role").state["name"], policy.state["arn"])
+    # Both the client's (its grant), not the role's.
+    client = every_run.one("lifeguard:client:PooledClient")
+    assert policy.parent == attachment.parent == client.urn
     for name in ROLES:
         assert "managedPolicyArns" not in role(every_run, name).inputs
         assert "inlinePolicies" not in role(every_run, name).inputs
