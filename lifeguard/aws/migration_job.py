@@ -133,6 +133,7 @@ class MigrationJob(pulumi.ComponentResource):
         deletion_protection = args.get("deletion_protection", True)
         owner_secret = args.get("owner_secret_arn")
         secret_arn: pulumi.Input[str] = owner_secret if owner_secret is not None else args["direct_secret_arn"]
+        tags = dict(args.get("tags", {})) or None
         context_dir = build_context.package_dir("migrator")
         shared_packages = build_context.shared_packages()
 
@@ -154,6 +155,7 @@ class MigrationJob(pulumi.ComponentResource):
             opts=child,
             # ECS's service-linked role, when the stack creates it, goes in this component's depends_on.
             cluster_depends_on=_depends_on(opts),
+            tags=tags,
         )
         environment: list[dict[str, Any]] = [
             {"name": APP_ROLE_ENV, "value": args["app_role"]},
@@ -306,7 +308,7 @@ def _image_uri(name: str, users: Path | str | None, base: FargateBase, account: 
             ContainerImageArgs(
                 context_dir=users, architecture=base.architecture, force_delete=not deletion_protection,
                 shared_packages=(context_dir, *shared_packages),
-                build_args={BASE_IMAGE_ARG: base.image.image_uri},
+                build_args={BASE_IMAGE_ARG: base.image.image_uri}, tags=base.tags,
             ),
             opts=opts,
         )

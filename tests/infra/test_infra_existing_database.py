@@ -33,6 +33,7 @@ from pgbouncer.settings import PoolerSettings
 from pgbouncer.sizing import PoolBudget
 from tests.infra.infra_harness import (
     ProgramRun,
+    RecordingMonitor,
     StrictMocks,
     example_stack_config,
     last_registrations,
@@ -342,3 +343,48 @@ def test_migration_job_args_are_checked_before_anything_is_registered(
     with pytest.raises(ArgsError) as error:
         MigrationJob("migration", typed)
     assert error.value.field == field and fragment in str(error.value)
+
+
+def run_components(make: Any, mocks: StrictMocks) -> list[Any]:
+    """Register what ``make()`` builds under strict mocks, as a user's program of its own would."""
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="lifeguard", stack="dev", preview=False, monitor=monitor)
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def run() -> Any:
+        make()
+
+    run()
+    return [(type_, name, inputs) for (type_, name), inputs in mocks.inputs.items()]
+
+
+# What AWS lets one tag (the provider's schema has ``tags`` on them), among what the two components create.
+TAGGABLE = {"aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+            "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", "aws:ecr/repository:Repository",
+            "aws:ecs/cluster:Cluster", "aws:cloudwatch/logGroup:LogGroup", "aws:iam/role:Role",
+            "aws:ecs/taskDefinition:TaskDefinition", "aws:rds/instance:Instance", "aws:rds/subnetGroup:SubnetGroup",
+            "aws:rds/parameterGroup:ParameterGroup"}
+
+
+def test_a_program_of_its_own_gets_its_tags_on_every_taggable_child() -> None:
+    from lifeguard.aws.database import Database
+    from lifeguard.aws.migration_job import MigrationJob
+
+    tags = {"team": "payments", "cost-center": "42"}
+
+    def make() -> None:
+        aurora = Database("db", {"security_group_id": EXISTING_DB_SECURITY_GROUP, "max_connections": 500,
+                                 "existing_cluster_identifier": AURORA_CLUSTER,
+                                 "client_security_group_ids": ["sg-0aaaaaaaaaaaaaaaa"], "tags": tags})
+        Database("new", {"security_group_id": "sg-0bbbbbbbbbbbbbbbb", "subnet_ids": ["subnet-0123456789abcdef0"],
+                         "tags": tags})
+        MigrationJob("job", {"subnet_ids": ["subnet-0123456789abcdef0"], "security_group_id": "sg-0aaaaaaaaaaaaaaaa",
+                             "app_role": "app", "app_role_verifier_secret_arn": EXISTING_OWNER_SECRET,
+                             "owner_secret_arn": aurora.owner_secret_arn.apply(str), "database_host": aurora.address,
+                             "database_port": aurora.port, "db_name": "app", "tags": tags})
+
+    registered = run_components(make, StrictMocks(db_clusters=DB_CLUSTERS))
+    taggable = [(type_, name, inputs) for type_, name, inputs in registered if type_ in TAGGABLE]
+    assert {type_ for type_, _, _ in taggable} == TAGGABLE
+    for type_, name, inputs in taggable:
+        assert inputs.get("tags") == tags, (type_, name)
