@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -19,7 +20,10 @@ from lifeguard.aws.config import InfraConfigError, load
 from lifeguard.aws.deployed import record
 from lifeguard.aws.outputs import DATABASE_OWNER_SECRET_ARN, DATABASE_SETTINGS, DIRECT_SECRET_ARN
 from lifeguard.aws.types import ArgsError
+from lifeguard.stack.ecs_run import plan_task
 from migrator.contract import (
+    APP_ROLE_ENV,
+    APP_ROLE_VERIFIER_ENV,
     DB_HOST_ENV,
     DB_NAME_ENV,
     DB_PORT_ENV,
@@ -55,6 +59,8 @@ from tests.infra.variants import (
     EXISTING_OWNER_SECRET,
     EXISTING_SUBNETS,
 )
+from tests.migrator.support import recorded_versions, run_cli, secrets_of, write_migrations
+from tests.support import AppDatabase
 
 # What only a new instance has: an existing database's stack creates none of it.
 NEW_INSTANCE_TYPES = ("aws:rds/instance:Instance", "aws:rds/subnetGroup:SubnetGroup",
@@ -388,3 +394,34 @@ def test_a_program_of_its_own_gets_its_tags_on_every_taggable_child() -> None:
     assert {type_ for type_, _, _ in taggable} == TAGGABLE
     for type_, name, inputs in taggable:
         assert inputs.get("tags") == tags, (type_, name)
+
+
+def test_the_rendered_task_migrates_a_real_database_with_the_owner_secret_injected_as_ecs_does(
+    app_db: AppDatabase, build_dir: Any, tmp_path: Path
+) -> None:
+    """From the task definition the program renders, through ECS's injection of the secret's JSON keys
+    (``lifeguard.stack.ecs_run``, the image tier's translator), to the migrator composing the URL and
+    migrating a real Postgres whose owner's password needs percent-encoding. Run as a process here, not
+    in the image (the image tier runs that); only the CA bundle's path is this machine's."""
+    local = {EXISTING_INSTANCE: {**DB_INSTANCES[EXISTING_INSTANCE], "address": "localhost",
+                                 "port": app_db.cluster.port}}
+    run = run_program({**EXISTING_INSTANCE_CONFIG, "dbName": app_db.dbname}, build_dir,
+                      mocks=StrictMocks(subnets=EXISTING_SUBNETS, db_instances=local))
+    definition = {key: run.one("aws:ecs/taskDefinition:TaskDefinition", "migration").input(key)
+                  for key in run.one("aws:ecs/taskDefinition:TaskDefinition", "migration").inputs}
+    stand_in = {s.state["arn"]: str(v.input("secretString")) for s in run.of_type("aws:secretsmanager/secret:Secret")
+                for v in run.of_type("aws:secretsmanager/secretVersion:SecretVersion") if v.input("secretId") == s.id}
+    stand_in[EXISTING_OWNER_SECRET] = json.dumps({"username": app_db.owner, "password": app_db.owner_password})
+    architecture = {"X86_64": "amd64", "ARM64": "arm64"}[definition["runtimePlatform"]["cpuArchitecture"]]
+    (plan,) = plan_task(definition, images=lambda uri: uri, secrets=stand_in, prefix="t",
+                        machine_architecture=architecture)
+    env = dict(plan.env)
+    assert env[OWNER_PASSWORD_ENV] == app_db.owner_password  # injected from the JSON, as ECS would
+    env[DB_ROOT_CERT_ENV] = str(app_db.cluster.ca_file)
+    # The application role is cluster-wide here: provisioning it is tested elsewhere, leave it alone.
+    for name in (APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV):
+        env.pop(name)
+    migrations = write_migrations(tmp_path / "migrations", {"0001_widgets.sql": "CREATE TABLE widgets (id int);"})
+    proc = run_cli(["apply", "--migrations-dir", str(migrations)], env, secrets_of(app_db))
+    assert proc.returncode == 0, proc.stderr
+    assert recorded_versions(app_db) == ["0001"]
