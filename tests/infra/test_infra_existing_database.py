@@ -425,3 +425,27 @@ def test_the_rendered_task_migrates_a_real_database_with_the_owner_secret_inject
     proc = run_cli(["apply", "--migrations-dir", str(migrations)], env, secrets_of(app_db))
     assert proc.returncode == 0, proc.stderr
     assert recorded_versions(app_db) == ["0001"]
+
+
+def test_both_components_are_accepted_by_pulumis_component_analyzer() -> None:
+    """What a component provider hosting them needs: the analyzer reads each Args and its outputs."""
+    from pulumi.provider.experimental.analyzer import Analyzer
+
+    from lifeguard.aws.database import Database
+    from lifeguard.aws.migration_job import MigrationJob
+
+    found = Analyzer("lifeguard").analyze([Database, MigrationJob])["component_definitions"]
+    database, job = found["Database"], found["MigrationJob"]
+    assert {"existingInstanceIdentifier", "existingClusterIdentifier", "ownerSecretArn", "maxConnections",
+            "securityGroupId", "clientSecurityGroupIds", "manageMasterUserPassword", "tags"} <= set(database.inputs)
+    assert not database.inputs["securityGroupId"].optional
+    assert set(database.outputs) == {"address", "port", "arn", "identifier", "dbName", "maxConnections",
+                                     "ownerSecretArn"}
+    assert {"image", "command", "directSecretArn", "ownerSecretArn", "databaseHost", "databasePort", "dbName",
+            "tags"} <= set(job.inputs)
+    assert set(job.outputs) == {"clusterArn", "taskDefinitionArn", "subnetIds", "securityGroupIds", "logGroupName",
+                                "executionRoleArn"}
+    # Every input and output is described (the schema's documentation comes from these).
+    for definition in (database, job):
+        for name, spec in {**definition.inputs, **definition.outputs}.items():
+            assert spec.description, name
