@@ -217,6 +217,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             load_balancer_security_group_id=network.load_balancer_security_group_id,
             task_security_group_id=network.pooler_security_group_id,
             database_address=database.address,
+            database_port=database.port,
             username=app_role.username,
             verifier=app_role.verifier,
             settings=cfg.pooler,

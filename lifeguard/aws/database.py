@@ -128,12 +128,15 @@ class Database(pulumi.ComponentResource):
     """The endpoint's DNS name (an Aurora cluster's writer endpoint): the name on its certificate, for
     verify-full. Usable once the rules from ``client_security_group_ids`` exist."""
     port: pulumi.Output[int]
+    """The database's port (5432 for a new instance)."""
     arn: pulumi.Output[str]
     """The instance's or the cluster's ARN."""
     identifier: pulumi.Output[str]
     """The instance's or the cluster's identifier."""
     db_name: pulumi.Output[str]
+    """The database the pooler and the migration job connect to."""
     max_connections: pulumi.Output[int]
+    """Postgres ``max_connections`` the pool is sized from (the pooler's ``default_pool_size``)."""
     owner_secret_arn: pulumi.Output[Optional[str]]  # noqa: UP045 (the analyzer's only union)
     """The owner's secret (JSON ``username``/``password``) the migration task reads at run time: an existing
     database's, or a new instance's RDS-managed one; None for a new instance with a generated password."""
@@ -149,8 +152,6 @@ class Database(pulumi.ComponentResource):
         self.password: pulumi.Output[str] | None = None
         """A new instance's generated master password (a Pulumi secret); None otherwise. For the direct URL
         secret (``lifeguard.aws.secrets``); not a schema output."""
-        self.owner_username: str | None = None
-        """A new instance's master user (known at preview); None for an existing database (in its secret)."""
         if existing is None:
             max_connections = args.get("max_connections", DEFAULT_MAX_CONNECTIONS)
             address, port, arn, identifier, owner_secret = self._new_instance(name, args, db_name, max_connections)
@@ -268,7 +269,6 @@ class Database(pulumi.ComponentResource):
                 ignore_changes=["identifier"],
             ),
         )
-        self.owner_username = username
         if password is not None:
             self.password = pulumi.Output.secret(password.result)
         owner_secret: pulumi.Output[str | None] = (
@@ -297,16 +297,6 @@ class Database(pulumi.ComponentResource):
                 description="lifeguard: to the database", tags=self._tags or None, opts=child,
             ))
         return rules
-
-
-def connections_alarm_dimensions(args: DatabaseArgs, identifier: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
-    """CloudWatch's dimensions of the database's ``DatabaseConnections``: an instance's by its identifier, an
-    Aurora cluster's by its writer (``DBClusterIdentifier`` and ``Role=WRITER``), the instance the pooler
-    and the migration job connect to."""
-    cluster = args.get("existing_cluster_identifier")
-    if cluster:
-        return {"DBClusterIdentifier": cluster, "Role": "WRITER"}
-    return {"DBInstanceIdentifier": identifier}
 
 
 def _existing(args: DatabaseArgs) -> _Existing | None:

@@ -82,9 +82,10 @@ class MigrationJobArgs(TypedDict, total=False):
     db_name: pulumi.Input[str]
     """With ``owner_secret_arn``: the database to migrate."""
     image: str
-    """Your migration image instead of lifeguard's: a folder holding its ``Dockerfile`` (built with our image
-    as the ``LIFEGUARD_MIGRATOR_IMAGE`` build argument, and our package staged under ``shared/``), or an ECR
-    image URI of this account and region (by digest or tag). It must run the migration wrapper."""
+    """Your migration image instead of lifeguard's: a folder holding its ``Dockerfile`` (absolute, or relative
+    to the working directory, the Pulumi project's folder; built with our image as the
+    ``LIFEGUARD_MIGRATOR_IMAGE`` build argument and our package staged under ``shared/``), or an ECR image URI
+    of this account and region (by digest or tag). It must run the migration wrapper."""
     command: Sequence[str]
     """Your migration command, run through the wrapper (``python3 -m migrator run -- COMMAND``: direct URL
     only, migration lock, application role); empty: the image's own command."""
@@ -109,10 +110,15 @@ class MigrationJobArgs(TypedDict, total=False):
 
 class MigrationJob(pulumi.ComponentResource):
     cluster_arn: pulumi.Output[str]
+    """The ECS cluster ``ecs run-task`` starts the job in."""
     task_definition_arn: pulumi.Output[str]
+    """The job's task definition (its current revision)."""
     subnet_ids: pulumi.Output[list[str]]
+    """The task's ``awsvpcConfiguration`` subnets."""
     security_group_ids: pulumi.Output[list[str]]
+    """The task's ``awsvpcConfiguration`` security groups."""
     log_group_name: pulumi.Output[str]
+    """Where its logs go (streams ``migrate/<container>/<task id>``)."""
     execution_role_arn: pulumi.Output[str]
     """The role ``ecs:RunTask`` must be allowed to pass."""
 
@@ -133,6 +139,7 @@ class MigrationJob(pulumi.ComponentResource):
         deletion_protection = args.get("deletion_protection", True)
         owner_secret = args.get("owner_secret_arn")
         secret_arn: pulumi.Input[str] = owner_secret if owner_secret is not None else args["direct_secret_arn"]
+        tags = dict(args.get("tags", {})) or None
         context_dir = build_context.package_dir("migrator")
         shared_packages = build_context.shared_packages()
 
@@ -154,6 +161,7 @@ class MigrationJob(pulumi.ComponentResource):
             opts=child,
             # ECS's service-linked role, when the stack creates it, goes in this component's depends_on.
             cluster_depends_on=_depends_on(opts),
+            tags=tags,
         )
         environment: list[dict[str, Any]] = [
             {"name": APP_ROLE_ENV, "value": args["app_role"]},
@@ -306,7 +314,7 @@ def _image_uri(name: str, users: Path | str | None, base: FargateBase, account: 
             ContainerImageArgs(
                 context_dir=users, architecture=base.architecture, force_delete=not deletion_protection,
                 shared_packages=(context_dir, *shared_packages),
-                build_args={BASE_IMAGE_ARG: base.image.image_uri},
+                build_args={BASE_IMAGE_ARG: base.image.image_uri}, tags=base.tags,
             ),
             opts=opts,
         )
