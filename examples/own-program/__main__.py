@@ -71,6 +71,7 @@ pooler = Pooler("pooler", {
     "verifier": app_role.verifier,
     "ca_cert_pem": ca.cert_pem,
     "ca_private_key_pem": ca.private_key_pem,
+    "tags": TAGS,
 })
 # The pooled URL's secret: what the functions read. No direct-URL secret: the owner's password stays in the
 # cluster's own secret (password None), and the migration task composes the direct URL at run time.
@@ -98,6 +99,7 @@ migration = MigrationJob("migration", {
     "database_host": database.address,
     "database_port": database.port,
     "db_name": db_name,
+    "tags": TAGS,
 })
 
 # The attach unit for both functions: a security group let into the pooler, a policy that reads the pooled
