@@ -20,8 +20,8 @@ from lambdas.contract import CHARGE_CREDITS, NODE_SOURCE_DIR, READ_INVOICES, REA
 from lifeguard.aws import build_context, deployed, lambda_package, node_package, policies
 from lifeguard.aws import outputs as output_names
 from lifeguard.aws.app_role import AppRoleCredentials, AppRoleCredentialsArgs
-from lifeguard.aws.config import InfraConfig, InfraConfigError, load
-from lifeguard.aws.database import Database, DatabaseArgs
+from lifeguard.aws.config import DatabaseConfig, InfraConfig, InfraConfigError, load
+from lifeguard.aws.database import Database, DatabaseArgs, read_existing
 from lifeguard.aws.image import context_tag
 from lifeguard.aws.migration_job import MigrationJob, MigrationJobArgs
 from lifeguard.aws.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
@@ -152,6 +152,9 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     refused = deployed.refused_changes(deployed.recorded(last_up), cfg.database)
     if refused:
         raise InfraConfigError(refused)
+    if cfg.database.existing is not None:
+        # What AWS answers about an existing database is checked here too, before anything is created.
+        _config_errors(DATABASE_KEYS, lambda: read_existing(existing_database_args(cfg.database)))
     scram_iterations = deployed.app_scram_iterations(cfg.database.scram_iterations, last_up)
     # Fail on missing build inputs before creating anything.
     context_tag(paths.pgbouncer_context, cfg.pooler.architecture)
@@ -362,13 +365,18 @@ def database_args(cfg: InfraConfig, network: Network, region: str) -> DatabaseAr
         if db_cfg.manage_master_user_password:
             new["manage_master_user_password"] = True
         return new
+    # The network's rules reach its own database group; these reach the existing database's.
+    return {**existing_database_args(db_cfg),
+            "client_security_group_ids": [network.pooler_security_group_id, network.migration_security_group_id]}
+
+
+def existing_database_args(db_cfg: DatabaseConfig) -> DatabaseArgs:
+    """An existing database's arguments, but for the clients' groups (which the network makes)."""
     assert db_cfg.existing_security_group_id is not None  # checked when the config was read
     existing: DatabaseArgs = {
         "security_group_id": db_cfg.existing_security_group_id,
         "db_name": db_cfg.db_name,
         "max_connections": db_cfg.max_connections,
-        # The network's rules reach its own database group; these reach the existing database's.
-        "client_security_group_ids": [network.pooler_security_group_id, network.migration_security_group_id],
     }
     if db_cfg.existing_instance_id is not None:
         existing["existing_instance_identifier"] = db_cfg.existing_instance_id
