@@ -25,23 +25,23 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from lifeguard.aws.keys import text_default, whole_default
 from lifeguard.aws.naming import RDS_INSTANCE, stack_name
 from lifeguard.aws.secrets import generated_password
 from lifeguard.aws.types import ArgsError
 
 # The CA whose roots are in the RDS global bundle the images verify against.
 RDS_CA_IDENTIFIER = "rds-ca-rsa2048-g1"
-POSTGRES_PORT = 5432
-# What a new instance gets when the args leave it out (the sample stack's keys have the same defaults).
-DEFAULT_POSTGRES_MAJOR_VERSION = 17
-DEFAULT_INSTANCE_CLASS = "db.t4g.small"
-DEFAULT_ALLOCATED_STORAGE_GB = 20
-DEFAULT_MAX_ALLOCATED_STORAGE_GB = 100
-DEFAULT_DB_NAME = "app"
-DEFAULT_USERNAME = "lifeguard"
-DEFAULT_BACKUP_RETENTION_DAYS = 7
-DEFAULT_LOG_RETENTION_DAYS = 30
-DEFAULT_MAX_CONNECTIONS = 100
+# What a new instance gets when the args leave it out: the sample stack's defaults (lifeguard.aws.keys).
+DEFAULT_POSTGRES_MAJOR_VERSION = whole_default("postgresMajorVersion")
+DEFAULT_INSTANCE_CLASS = text_default("dbInstanceClass")
+DEFAULT_ALLOCATED_STORAGE_GB = whole_default("dbAllocatedStorageGb")
+DEFAULT_MAX_ALLOCATED_STORAGE_GB = whole_default("dbMaxAllocatedStorageGb")
+DEFAULT_DB_NAME = text_default("dbName")
+DEFAULT_USERNAME = text_default("dbUsername")
+DEFAULT_BACKUP_RETENTION_DAYS = whole_default("dbBackupRetentionDays")
+DEFAULT_LOG_RETENTION_DAYS = whole_default("logRetentionDays")
+DEFAULT_MAX_CONNECTIONS = whole_default("maxConnections")
 # The engines each choice accepts (an instance's, a cluster's).
 INSTANCE_ENGINE = "postgres"
 CLUSTER_ENGINE = "aurora-postgresql"

@@ -27,6 +27,7 @@ from lifeguard.aws import build_context, policies
 from lifeguard.aws.config import ECR_IMAGE
 from lifeguard.aws.fargate_base import FargateBase, fargate_base
 from lifeguard.aws.image import ContainerImage, ContainerImageArgs
+from lifeguard.aws.keys import whole_default
 from lifeguard.aws.secrets import MIGRATOR_RDS_CA_PATH
 from lifeguard.aws.types import ARCHITECTURES, Architecture, ArgsError
 from migrator.bookkeeping import parse_table
@@ -54,9 +55,10 @@ OWNER_PASSWORD_KEY = "password"  # noqa: S105 (a JSON key's name)
 LOG_STREAM_PREFIX = "migrate"
 # Migrations get SIGTERM first; let a running statement finish or roll back cleanly.
 STOP_TIMEOUT_S = 120
-DEFAULT_CPU = 256
-DEFAULT_MEMORY_MB = 512
-DEFAULT_LOG_RETENTION_DAYS = 30
+# The sample stack's defaults (lifeguard.aws.keys).
+DEFAULT_CPU = whole_default("migrationCpu")
+DEFAULT_MEMORY_MB = whole_default("migrationMemoryMb")
+DEFAULT_LOG_RETENTION_DAYS = whole_default("logRetentionDays")
 
 
 class MigrationJobArgs(TypedDict, total=False):
