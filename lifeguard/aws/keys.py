@@ -312,6 +312,14 @@ def whole_default(name: str) -> int:
     return spec.default
 
 
+def text_default(name: str) -> str:
+    """The default of the text key ``name`` (the library's components default to the sample stack's)."""
+    spec = KEYS_BY_NAME[name]
+    if not isinstance(spec, TextKey) or spec.default is None:
+        raise TypeError(f"{name} is not a text key with a default")
+    return spec.default
+
+
 # -- the README's reference table ----------------------------------------------------------------
 
 TABLE_BEGIN = "<!-- The table below is generated from lifeguard/aws/keys.py: python -m lifeguard.aws.keys README.md -->"
