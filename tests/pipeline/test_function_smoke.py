@@ -89,13 +89,7 @@ def test_a_user_function_that_answers_passes(
 @pytest.fixture
 def stubbed(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
     client = boto3.client("lambda", region_name=REGION)
-    regions: list[str | None] = []
-
-    def lambda_client(region: str | None) -> LambdaClient:
-        regions.append(region)
-        return client
-
-    monkeypatch.setattr(aws, "lambda_client", lambda_client)
+    monkeypatch.setattr(aws, "lambda_client", lambda region: client)
     with Stubber(client) as stubber:
         yield stubber
     stubber.assert_no_pending_responses()
@@ -217,7 +211,7 @@ def test_the_payload_can_come_from_a_file(
     assert smoke("--payload", f"@{event_file}", "--expect-status", "200") == 0, capsys.readouterr()
 
 
-def test_an_arn_sets_the_region_and_is_invoked_as_given(stubbed: Stubber, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_arn_sets_the_region_and_is_invoked_as_given(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     arn = "arn:aws:lambda:us-east-2:123456789012:function:acme-api-health:live"
     regions: list[str | None] = []
     client = boto3.client("lambda", region_name=REGION)
@@ -229,9 +223,14 @@ def test_an_arn_sets_the_region_and_is_invoked_as_given(stubbed: Stubber, monkey
     monkeypatch.setattr(aws, "lambda_client", lambda_client)
     with Stubber(client) as own:
         expect(own, {}, {"ok": True}, function=arn)
+        expect(own, {}, {"ok": True}, function=arn)
         assert cli.main(["smoke", "--function", arn, "--payload", "{}"]) == 0
-        assert cli.main(["smoke", "--function", arn, "--payload", "{}", "--region", "eu-west-1"]) == 1
-    assert regions == ["us-east-2", "eu-west-1"]
+        assert cli.main(["smoke", "--function", arn, "--payload", "{}", "--region", "eu-west-1"]) == 0
+        expect(own, {}, {"ok": True})
+        assert cli.main(["smoke", "--function", FUNCTION, "--payload", "{}"]) == 0
+        own.assert_no_pending_responses()
+    # The ARN's region unless --region says otherwise; a plain name leaves it to the AWS configuration.
+    assert regions == ["us-east-2", "eu-west-1", None]
 
 
 def test_an_aws_refusal_is_a_failed_check(stubbed: Stubber, capsys: pytest.CaptureFixture[str]) -> None:
