@@ -227,7 +227,7 @@ def direct_grants(db: AppDatabase, role: str) -> int:
             " + (SELECT count(*) FROM pg_default_acl d, aclexplode(d.defaclacl) a WHERE a.grantee = r.oid)"
             " FROM pg_roles r WHERE r.rolname = %s", (role,)).fetchone()
     assert row is not None
-    return int(row[0])
+    return int(str(row[0]))
 
 
 def test_two_login_roles_share_the_group_and_each_password_changes_alone(
