@@ -226,7 +226,9 @@ def provision_app_role(conn: psycopg.Connection[Any], role: AppRole, schema: str
                 conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN INHERIT PASSWORD {}").format(
                     name, sql.Literal(verifier)))
             # Granted before the login's own rights are taken back: in one transaction, no session sees a gap.
-            conn.execute(sql.SQL("GRANT {} TO {}").format(group, name))
+            if not _one(conn, "SELECT count(*) FROM pg_auth_members"
+                        " WHERE roleid = %s::regrole AND member = %s::regrole", (role.group, login)):
+                conn.execute(sql.SQL("GRANT {} TO {}").format(group, name))
         statements = [
             # Exactly DML: whatever else was granted on these tables before is taken back first.
             sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(schema_id, group),

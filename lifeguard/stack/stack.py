@@ -695,17 +695,21 @@ class LocalStack:
                 raise StackError(f"PgBouncer in {process.root} did not start:\n{process.log_tail()}")
             time.sleep(0.05)
 
-    def restart_poolers(self, config: StackConfig | None = None, progress: Progress = _quiet) -> None:
+    def restart_poolers(self, config: StackConfig | None = None, progress: Progress = _quiet, *,
+                        rolling: bool = False) -> None:
         """Stop PgBouncer (SIGINT: in-flight transactions finish) and start it again.
 
         Releases every server connection it kept idle (``server_idle_timeout`` holds them for
-        minutes), so the next measurement starts from an empty Postgres.
+        minutes), so the next measurement starts from an empty Postgres. ``rolling``: one process
+        after the other, as ECS replaces tasks, so that with several processes the port keeps answering.
         """
         config = config or self.require_config()
         for root in self._running_poolers(config):
             PoolerProcess(root=root, settings=self.pooler_settings(config, _pooler_index(root))).stop(
                 signal.SIGINT, timeout=15
             )
+            if rolling:
+                self._start_poolers(config, progress, [])
         self._start_poolers(config, progress, [])
 
     def migrate(self, config: StackConfig | None = None, command: Sequence[str] | None = None) -> MigrationRun:
