@@ -65,6 +65,8 @@ class RotationLoadResult:
     rotations: list[float] = field(default_factory=list)
     """Seconds each password change took, from its first step to ``DATABASE_URL`` switched (and the job run)."""
     rotation_errors: list[str] = field(default_factory=list)
+    finished_at: list[float] = field(default_factory=list)
+    """When each change ended, in seconds from the start of the load (a change after the load proves nothing)."""
     charges: int = 0
     distinct_keys: int = 0
     charged_sum: int = 0
@@ -90,7 +92,9 @@ class RotationLoadResult:
     def lines(self) -> list[str]:
         lines = [
             f"{self.procedure}: {self.instances} instances for {self.duration_s:.0f} s, "
-            f"{len(self.rotations)} password change(s) ({', '.join(f'{s:.1f} s' for s in self.rotations)})",
+            f"{len(self.rotations)} password change(s) ("
+            + ", ".join(f"{s:.1f} s, done at {t:.0f} s" for s, t in zip(self.rotations, self.finished_at, strict=True))
+            + ")",
             f"  invocations {self.invocations}: {self.ok} ok, {self.failed} failed "
             f"({self.failed_logins} refused logins), {self.secret_rereads} secret re-reads",
             f"  charges in the database {self.charges} (distinct keys {self.distinct_keys}), "
@@ -172,10 +176,13 @@ def run_rotation_load(
             except Exception as exc:  # a failed change is a figure of the run, reported with it
                 result.rotation_errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             result.rotations.append(time.perf_counter() - started)
+            result.finished_at.append(time.perf_counter() - go)
 
     env = worker_env(None, CHARGE_CREDITS.name, client=stack.client_env(config))
+    go = time.perf_counter()
     with WorkerPool(jobs, env) as pool:
         thread = threading.Thread(target=changer, daemon=True)
+        go = time.perf_counter()
         pool.send({"type": "go"})
         thread.start()
         reports = pool.collect("churn", timeout=duration_s + 300)

@@ -37,7 +37,12 @@ from pgbouncer.private_file import write_private
 from pgbouncer.settings import render_userlist
 
 Progress = Callable[[str], None]
-LOGIN_CHECK_TIMEOUT_S = 15.0
+LOGIN_CHECK_TIMEOUT_S = 60.0
+"""How long step 3 waits for the rotated role's login through each PgBouncer. The login needs a server
+connection of that role's pool, and both roles' pools share ``max_db_connections``: while the active
+role keeps every server busy with clients queued, the new pool gets one only when one goes idle
+(PgBouncer evicts idle servers only). A rotation does not switch before that; past the timeout it stops,
+with everything still working, to be rerun in a quieter moment."""
 
 
 class RotationError(StackError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -95,3 +97,19 @@ def test_a_failed_step_leaves_the_url_working_and_a_rerun_finishes(stack: LocalS
     assert second.password() == pending_password  # the rerun went on with the same new password
     assert "made by an unfinished run" in "\n".join(log)
     assert pooled_login(stack, config, second.name, pending_password) == second.name
+
+
+def test_the_command_logs_each_step_and_no_secret(stack: LocalStack) -> None:
+    config = stack.require_config()
+    argv = [sys.executable, "-m", "lifeguard.cli", "local", "rotate", "--state-dir", str(stack.state_dir)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert all(f"rotation 1: step {k}/4" in done.stderr for k in range(1, 5))
+    first, second = stack.logins(config)
+    for secret in (first.password(), second.password(), stack.owner_password(), stack.pooled_url(config),
+                   stack.login_verifier(config, second)):
+        assert secret not in done.stdout + done.stderr
+    stack.down()
+    stopped = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert stopped.returncode == 1
+    assert "is not running: run `lifeguard local up` first" in stopped.stderr

@@ -21,6 +21,7 @@ def test_two_rotations_under_load_fail_nothing(stack_dir: Path, ports: tuple[int
     summary = "\n".join(result.lines())
     assert result.rotation_errors == [] and len(result.rotations) == 2, summary
     assert sum("step 4/4" in line for line in log) == 2, summary
+    assert max(result.finished_at) < 12, summary  # both switched while the load ran
     assert result.invocations > 200, summary  # a sustained load: many more calls than instances at once
     assert (result.failed, result.failed_logins, result.secret_rereads) == (0, 0, 0), summary
     assert result.charges == result.distinct_keys == result.ok, summary  # each 200 exactly one charge

@@ -73,6 +73,8 @@ def test_defaults_render_the_serverless_profile() -> None:
     assert pairs["auth_file"] == "/run/pgbouncer/userlist.txt"
     # The per-task cap defaults to the pool: a second user cannot double the server budget.
     assert pairs["max_db_connections"] == "20"
+    # Each login role one below it: the other one of a password rotation can always get a server.
+    assert pairs["max_user_connections"] == "19"
     assert "auth_query" not in pairs and "auth_user" not in pairs  # cannot read pg_authid on RDS
 
 
