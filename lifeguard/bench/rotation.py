@@ -165,8 +165,8 @@ def run_rotation_load(
 
     def changer() -> None:
         gap = duration_s / (changes + 1)
-        for _ in range(changes):
-            time.sleep(gap)
+        for number in range(1, changes + 1):
+            time.sleep(max(0.0, go + number * gap - time.perf_counter()))  # evenly spread over the load
             started = time.perf_counter()
             try:
                 if procedure == "two-role":
