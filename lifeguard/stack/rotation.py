@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ import psycopg
 
 from lifeguard.stack.roles import LoginRole, RotationState, new_password
 from lifeguard.stack.stack import LocalStack, StackConfig, StackError
-from lifeguard.stack.system import write_as_service
+from lifeguard.stack.system import service_argv, write_as_service
 from pgbouncer.private_file import write_private
 from pgbouncer.settings import render_userlist
 
@@ -126,9 +127,12 @@ def reload_poolers(stack: LocalStack, config: StackConfig) -> None:
         # The folder is the service user's: written as that user, never by root through a link it planted.
         write_as_service(auth_file, userlist)
         # PgBouncer re-reads auth_file only when its size or mtime (in whole seconds) changed, and a new
-        # verifier is as long as the old one.
+        # verifier is as long as the old one: moved on, as the service user too.
         moved = max(time.time(), before + 1)
-        os.utime(auth_file, (moved, moved), follow_symlinks=False)
+        touched = subprocess.run(service_argv(["touch", "-h", "-d", f"@{moved:.3f}", "--", str(auth_file)]),
+                                 capture_output=True, text=True, check=False)
+        if touched.returncode != 0:
+            raise StackError(f"could not move {auth_file}'s mtime on: {touched.stderr.strip()}")
         process.send_signal(signal.SIGHUP)
 
 
