@@ -12,7 +12,7 @@ credits, each call with its own idempotency key, while the password changes:
 
 Afterwards the database is read: every 200 answer must be exactly one charge row, no charge without one,
 and the credits spent must equal the charges' sum. ``python -m lifeguard.bench.rotation`` runs both
-procedures on a throwaway stack and prints the figures (docs/benchmarks.md); the suite runs a smaller
+procedures on a throwaway stack and prints the figures (docs/roles.md#rotating-the-password); the suite runs a smaller
 ``two-role`` run and asserts zero failures (tests/local/test_rotation_load.py).
 """
 

@@ -1,7 +1,7 @@
 """Two rotations under a sustained charge load through the pooler: no refused login, no failed or doubled charge.
 
 Sized to stay well under a minute; ``python -m lifeguard.bench.rotation`` runs the bigger figure and the
-one-step change it replaced (docs/benchmarks.md).
+one-step change it replaced (docs/roles.md#rotating-the-password).
 """
 
 from __future__ import annotations
