@@ -71,12 +71,6 @@ def ensure_secret(path: Path) -> None:
         write_private(path, new_password() + "\n")
 
 
-def app_verifier(password: str, state_dir: Path, iterations: int) -> str:
-    """The application role's SCRAM verifier for ``password``, with the salt kept in ``state_dir``."""
-    first = LoginRole("", state_dir / FIRST_LOGIN_FILE, state_dir / FIRST_SALT_FILE)
-    return scram_verifier(password, first.salt(), iterations)
-
-
 def provisioning_env(role: str, verifier: str, alternate_verifier: str | None = None) -> dict[str, str]:
     """What the migration job reads to provision the application role (and its alternate, for rotation)."""
     env = {APP_ROLE_ENV: role, APP_ROLE_VERIFIER_ENV: verifier}

@@ -8,9 +8,9 @@ functions' password does not match:
 1. a new password for the inactive role (its verifier: same salt, new password);
 2. the migration job sets both roles' verifiers in Postgres: the active one's unchanged, the
    inactive one's new (``ALTER ROLE ... PASSWORD '<verifier>'``);
-3. PgBouncer gets both verifiers: ``auth_file`` rewritten, then ``SIGHUP`` (PgBouncer's reload; it
-   re-reads ``auth_file`` when its size or mtime changed, so the mtime is moved on). Then a login
-   through the pooler with the new password must work, which proves steps 2 and 3 on the real path;
+3. PgBouncer gets both verifiers (:meth:`~lifeguard.stack.pooler.PoolerProcess.reload_auth_file`:
+   ``auth_file`` rewritten, then ``SIGHUP``). Then a login through each PgBouncer with the new
+   password must work, which proves steps 2 and 3 on the real path;
 4. ``DATABASE_URL`` (``pooled.url``, the functions' secret, and ``rotation.json``) switches to the
    rotated role. Functions read it at a cold start, and again when a login is refused.
 
@@ -22,9 +22,6 @@ password (``rotation.json``'s ``pending``). Each step is logged; no password or 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +30,6 @@ import psycopg
 
 from lifeguard.stack.roles import LoginRole, RotationState, new_password
 from lifeguard.stack.stack import LocalStack, StackConfig, StackError
-from lifeguard.stack.system import service_argv, write_as_service
 from pgbouncer.private_file import write_private
 from pgbouncer.settings import render_userlist
 
@@ -122,18 +118,7 @@ def reload_poolers(stack: LocalStack, config: StackConfig) -> None:
         raise StackError(f"{len(processes)} of {config.pooler_processes} PgBouncer processes are running; "
                          "run `lifeguard local up` first")
     for process in processes:
-        auth_file = process.root / os.path.basename(process.settings.auth_file)
-        before = auth_file.stat().st_mtime
-        # The folder is the service user's: written as that user, never by root through a link it planted.
-        write_as_service(auth_file, userlist)
-        # PgBouncer re-reads auth_file only when its size or mtime (in whole seconds) changed, and a new
-        # verifier is as long as the old one: moved on, as the service user too.
-        moved = max(time.time(), before + 1)
-        touched = subprocess.run(service_argv(["touch", "-h", "-d", f"@{moved:.3f}", "--", str(auth_file)]),
-                                 capture_output=True, text=True, check=False)
-        if touched.returncode != 0:
-            raise StackError(f"could not move {auth_file}'s mtime on: {touched.stderr.strip()}")
-        process.send_signal(signal.SIGHUP)
+        process.reload_auth_file(userlist)
 
 
 def check_login(stack: LocalStack, config: StackConfig, login: LoginRole,
