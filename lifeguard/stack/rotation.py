@@ -58,7 +58,11 @@ def rotate(stack: LocalStack, progress: Progress) -> Rotated:
     status = stack.status()
     config = status.config
     if config is None or not status.up:
-        raise StackError(f"the local stack in {stack.state_dir} is not running: run `lifeguard local up` first")
+        images = status.postgres_running and status.poolers_running == 0
+        raise StackError(
+            f"the local stack in {stack.state_dir} is not running: run `lifeguard local up` first"
+            + (" (a stack started with `up --images` runs PgBouncer in a container, which `rotate` does not "
+               "reload: rotate on the stack `lifeguard local up` starts)" if images else ""))
     with stack.exclusive(progress):
         return _rotate(stack, config, progress)
 
