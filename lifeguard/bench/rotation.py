@@ -232,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--migrate-delay", type=float, default=5.0,
                         help="one-step: seconds between the pooler's switch and the migration job")
+    parser.add_argument("--invocations", type=int, default=1,
+                        help="invocations per instance before it is recycled (1: every call a cold start, a new login)")
     parser.add_argument("--only", choices=PROCEDURES)
     args = parser.parse_args(argv)
     # Under /var/tmp: the postgres user must reach the state directory (as root the services run as it).
@@ -246,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             result = run_rotation_load(
                 stack, procedure=procedure, instances=args.instances, duration_s=args.duration,
                 changes=2 if procedure == "two-role" else 1, workers=args.workers,
-                migrate_delay_s=args.migrate_delay, progress=lambda line: print(f"  {line}", flush=True))
+                migrate_delay_s=args.migrate_delay, invocations_per_instance=args.invocations,
+                progress=lambda line: print(f"  {line}", flush=True))
             print("\n".join(result.lines()), flush=True)
     finally:
         stack.down(purge=True)
