@@ -21,14 +21,14 @@ has not set it in Postgres yet), switching back, or going back. What the last ``
 from the stack's own outputs (:mod:`lifeguard.aws.deployed`); a stack deployed before rotation
 existed counts as rotation 0, switched 0.
 
-Pure logic, no resource: checked case by case (tests/infra/test_rotation_order.py).
+Pure logic, no resource: checked case by case (tests/infra/test_rotation_order.py). The state itself,
+:class:`lifeguard.rotation.RotationState`, is the local stack's too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from lifeguard.aws.config import PROJECT
+from lifeguard.rotation import RotationState
 
 ROTATION_KEY = "appPasswordRotation"
 SWITCHED_KEY = "appPasswordSwitched"
@@ -38,31 +38,9 @@ class RotationOrderError(ValueError):
     """A rotation config that would refuse logins; the message says which key to set to what."""
 
 
-@dataclass(frozen=True)
-class RotationState:
-    rotation: int = 0
-    """Rotations started (``appPasswordRotation``)."""
-    switched: int = 0
-    """The rotation ``DATABASE_URL`` uses (``appPasswordSwitched``)."""
-
-    @property
-    def active(self) -> int:
-        """The login role ``DATABASE_URL`` uses: 0 the application role, 1 its alternate."""
-        return self.switched % 2
-
-    def generation(self, role: int) -> int:
-        """The rotation that last gave ``role`` (0 or 1) its password: its password resource's keeper.
-
-        0 means the password made with the stack (the application role's, before rotation existed,
-        keeps it, so an existing stack's password is not replaced by this version).
-        """
-        if self.rotation < 1:
-            return 0
-        return self.rotation if self.rotation % 2 == role else max(self.rotation - 1, 0)
-
-    def record(self) -> dict[str, str]:
-        """What the stack's record output keeps of it (strings, as :mod:`lifeguard.aws.deployed` records)."""
-        return {ROTATION_KEY: str(self.rotation), SWITCHED_KEY: str(self.switched)}
+def record(state: RotationState) -> dict[str, str]:
+    """What the stack's record output keeps of ``state`` (strings, as :mod:`lifeguard.aws.deployed` records)."""
+    return {ROTATION_KEY: str(state.rotation), SWITCHED_KEY: str(state.switched)}
 
 
 def deployed_state(record: object) -> RotationState:

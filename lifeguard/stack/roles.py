@@ -20,6 +20,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from lifeguard.rotation import RotationState
 from migrator.contract import APP_ROLE_B_VERIFIER_ENV, APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, alternate_role
 from pgbouncer.private_file import write_file, write_private
 from pgbouncer.scram import SALT_BYTES, scram_verifier
@@ -86,38 +87,21 @@ class RotationStateError(ValueError):
     """``rotation.json`` is not what lifeguard wrote; the message says what to do."""
 
 
-@dataclass(frozen=True)
-class RotationState:
-    """Which login role ``DATABASE_URL`` uses, after how many rotations (``rotation.json``; no secret).
+def load_rotation(path: Path) -> RotationState:
+    """The stack's rotation state (``rotation.json``); rotation 0, switched 0 for a stack without the file
+    (made before rotation existed: it logs in as the application role)."""
+    if not path.exists():
+        return RotationState()
+    try:
+        raw = json.loads(path.read_text())
+        state = RotationState(int(raw["rotation"]), int(raw["switched"]))
+    except (ValueError, KeyError, TypeError):
+        state = RotationState(-1, -1)
+    if not 0 <= state.switched <= state.rotation <= state.switched + 1:
+        raise RotationStateError(
+            f"{path} is not a rotation state lifeguard wrote; restore it, or run `lifeguard local down --purge`")
+    return state
 
-    A stack without the file (made before rotation existed) logs in as the application role, rotation 0.
-    """
 
-    rotation: int = 0
-    active: int = 0
-    """0: the application role, 1: its alternate (:func:`login_roles`' order)."""
-    pending: int | None = None
-    """The rotation under way: the inactive role's new password is written, ``DATABASE_URL`` not switched yet."""
-
-    def to_json(self) -> str:
-        return json.dumps({"rotation": self.rotation, "active": self.active, "pending": self.pending},
-                          sort_keys=True) + "\n"
-
-    @classmethod
-    def load(cls, path: Path) -> RotationState:
-        if not path.exists():
-            return cls()
-        try:
-            raw = json.loads(path.read_text())
-            state = cls(int(raw["rotation"]), int(raw["active"]),
-                        None if raw.get("pending") is None else int(raw["pending"]))
-        except (ValueError, KeyError, TypeError):
-            raise RotationStateError(
-                f"{path} is not a rotation state lifeguard wrote; restore it, or run `lifeguard local down --purge`"
-            ) from None
-        if state.active not in (0, 1) or state.rotation < 0:
-            raise RotationStateError(f"{path} names no login role of this stack; restore it")
-        return state
-
-    def save(self, path: Path) -> None:
-        write_file(path, self.to_json(), 0o644, atomic=True)
+def save_rotation(path: Path, state: RotationState) -> None:
+    write_file(path, json.dumps({"rotation": state.rotation, "switched": state.switched}) + "\n", 0o644, atomic=True)

@@ -17,7 +17,8 @@ functions' password does not match:
 The role that was active keeps its password until the *next* rotation changes it, so a warm
 function that still holds it keeps working. A step that fails changes nothing after it: the active
 role still logs in everywhere, and ``lifeguard local rotate`` run again goes on with the same new
-password (``rotation.json``'s ``pending``). Each step is logged; no password or verifier is.
+password (``rotation.json`` says the rotation was started and not switched). Each step is logged;
+no password or verifier is.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from lifeguard.stack.roles import LoginRole, RotationState, new_password
+from lifeguard.rotation import RotationState
+from lifeguard.stack.roles import LoginRole, new_password, save_rotation
 from lifeguard.stack.stack import LocalStack, StackConfig, StackError
 from pgbouncer.private_file import write_private
 from pgbouncer.settings import render_userlist
@@ -70,17 +72,17 @@ def rotate(stack: LocalStack, progress: Progress) -> Rotated:
 def _rotate(stack: LocalStack, config: StackConfig, progress: Progress) -> Rotated:
     state = stack.rotation_state()
     logins = stack.logins(config)
-    active, target = logins[state.active], logins[1 - state.active]
-    number = state.rotation + 1
+    number = state.rotation if state.pending else state.switched + 1
+    active, target = logins[state.active], logins[number % 2]
     step = f"rotation {number}"
     rerun = "run `lifeguard local rotate` again: it goes on with the same new password"
     still = f"DATABASE_URL still logs in as {active.name}, unchanged everywhere"
 
-    if state.pending == number and target.password_file.exists():
+    if state.pending and target.password_file.exists():
         progress(f"{step}: step 1/4: {target.name}'s new password was made by an unfinished run; going on with it")
     else:
         write_private(target.password_file, new_password() + "\n", atomic=True)
-        RotationState(state.rotation, state.active, pending=number).save(stack.rotation_file)
+        save_rotation(stack.rotation_file, RotationState(number, state.switched))
         progress(f"{step}: step 1/4: a new password for {target.name}, the role DATABASE_URL does not use "
                  f"(it logs in as {active.name})")
 
@@ -101,7 +103,7 @@ def _rotate(stack: LocalStack, config: StackConfig, progress: Progress) -> Rotat
         raise RotationError(f"{step} stopped at step 3/4: {_reason(exc)}. {still}; {target.name}'s new password is "
                             f"set in Postgres but DATABASE_URL was not switched to it. Then {rerun}") from None
 
-    RotationState(number, 1 - state.active).save(stack.rotation_file)
+    save_rotation(stack.rotation_file, RotationState(number, number))
     stack.write_pooled_secret(config)
     progress(f"{step}: step 4/4: DATABASE_URL now logs in as {target.name}; functions pick it up at their next "
              f"cold start or refused login. {active.name}'s password keeps working until the next rotation")

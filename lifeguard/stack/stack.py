@@ -56,6 +56,7 @@ import psycopg
 
 from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV, POOLED_URL_SECRET_ARN_ENV
 from lambdas.contract import NODE_CA_ENV, PREPARED_ENV
+from lifeguard.rotation import RotationState
 from lifeguard.stack.pooler import PoolerError, PoolerProcess, installed_version, local_settings, pid_record_file
 from lifeguard.stack.pooler_ca import authority_pair, ensure_authority, server_certificate
 from lifeguard.stack.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
@@ -65,9 +66,9 @@ from lifeguard.stack.roles import (
     OWNER_USER,
     ROTATION_FILE,
     LoginRole,
-    RotationState,
     RotationStateError,
     ensure_secret,
+    load_rotation,
     login_roles,
     provisioning_env,
 )
@@ -352,7 +353,7 @@ class LocalStack:
         return login_roles(self.state_dir, config.user)
 
     def rotation_state(self) -> RotationState:
-        return RotationState.load(self.rotation_file)
+        return load_rotation(self.rotation_file)
 
     def active_login(self, config: StackConfig | None = None) -> LoginRole:
         """The login role ``DATABASE_URL`` uses now; the other one is what the next rotation changes."""

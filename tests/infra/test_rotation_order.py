@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 
-from lifeguard.aws.rotation import RotationOrderError, RotationState, deployed_state, plan
+from lifeguard.aws.rotation import RotationOrderError, deployed_state, plan, record
+from lifeguard.rotation import RotationState
 
 
 def walk(steps: list[tuple[int, int]]) -> RotationState:
@@ -52,5 +53,5 @@ def test_an_order_that_would_refuse_logins_is_refused(
 def test_a_stack_without_a_record_counts_as_never_rotated() -> None:
     assert deployed_state(None) == RotationState()
     assert deployed_state({"dbName": "app"}) == RotationState()
-    assert deployed_state(RotationState(3, 3).record()) == RotationState(3, 3)
+    assert deployed_state(record(RotationState(3, 3))) == RotationState(3, 3)
     assert deployed_state({"appPasswordRotation": "x", "appPasswordSwitched": "1"}) == RotationState()

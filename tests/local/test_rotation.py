@@ -9,6 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from lifeguard.rotation import RotationState
+from lifeguard.stack.roles import RotationStateError, load_rotation, save_rotation
 from lifeguard.stack.rotation import RotationError, rotate
 from lifeguard.stack.stack import APP_USER, LocalStack, StackConfig, StackOptions
 from migrator.contract import alternate_role
@@ -113,3 +115,15 @@ def test_the_command_logs_each_step_and_no_secret(stack: LocalStack) -> None:
     stopped = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert stopped.returncode == 1
     assert "is not running: run `lifeguard local up` first" in stopped.stderr
+
+
+@pytest.mark.parametrize(
+    "text", ['{"rotation": 3, "switched": 1}', '{"rotation": 1}', "not json", '{"rotation": -1, "switched": -1}'])
+def test_a_rotation_state_lifeguard_did_not_write_is_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "rotation.json"
+    assert load_rotation(path) == RotationState()  # none yet: the application role, never rotated
+    path.write_text(text)
+    with pytest.raises(RotationStateError, match="not a rotation state lifeguard wrote"):
+        load_rotation(path)
+    save_rotation(path, RotationState(2, 1))
+    assert load_rotation(path) == RotationState(2, 1)
