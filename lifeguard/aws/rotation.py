@@ -27,6 +27,8 @@ Pure logic, no resource: checked case by case (tests/infra/test_rotation_order.p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from lifeguard.aws.config import PROJECT
 from lifeguard.rotation import RotationState
 
@@ -45,7 +47,7 @@ def record(state: RotationState) -> dict[str, str]:
 
 def deployed_state(record: object) -> RotationState:
     """The state the last ``up`` recorded; rotation 0, switched 0 for a stack that recorded none."""
-    if not isinstance(record, dict):
+    if not isinstance(record, Mapping):
         return RotationState()
     rotation, switched = (str(record.get(key, "0")) for key in (ROTATION_KEY, SWITCHED_KEY))
     if not (rotation.isdigit() and switched.isdigit()):
