@@ -60,6 +60,8 @@ class ContainerImageArgs:
     """Repository packages the image needs besides ``context_dir``: see :func:`build_context`."""
     build_args: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Docker ``--build-arg``s (e.g. the base image a user's Dockerfile starts ``FROM``)."""
+    tags: Mapping[str, pulumi.Input[str]] | None = None
+    """Of the repository (the one taggable resource here)."""
 
 
 class ContainerImage(pulumi.ComponentResource):
@@ -82,6 +84,7 @@ class ContainerImage(pulumi.ComponentResource):
             image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "AES256"}],
             force_delete=args.force_delete,
+            tags=args.tags,
             opts=child,
         )
         aws.ecr.LifecyclePolicy(

@@ -65,6 +65,10 @@ class ObservabilityArgs:
     region: pulumi.Input[str] | None = None
     """The region the dashboard's widgets read; default: the provider's region."""
     tags: Mapping[str, str] = field(default_factory=dict)
+    db_cluster_identifier: pulumi.Input[str] | None = None
+    """An Aurora cluster: the connections alarm and graph read its writer's ``DatabaseConnections``
+    (``DBClusterIdentifier`` and ``Role=WRITER``, which follow a failover) instead of
+    ``db_instance_identifier``'s."""
 
     def validate(self) -> None:
         self.thresholds.validate()
@@ -130,7 +134,8 @@ class Observability(pulumi.ComponentResource):
         pooler = {contract.DIM_SERVICE: args.metric_service}
         ecs = {"ClusterName": args.cluster_name, "ServiceName": args.service_name}
         nlb = {"LoadBalancer": args.load_balancer_arn_suffix, "TargetGroup": args.target_group_arn_suffix}
-        rds = {"DBInstanceIdentifier": args.db_instance_identifier}
+        rds = ({"DBClusterIdentifier": args.db_cluster_identifier, "Role": "WRITER"}
+               if args.db_cluster_identifier is not None else {"DBInstanceIdentifier": args.db_instance_identifier})
         db_threshold = math.floor(args.max_connections * t.db_connections_ratio)
 
         def alarm(
@@ -221,13 +226,13 @@ class Observability(pulumi.ComponentResource):
             service=args.service_name,
             nlb=args.load_balancer_arn_suffix,
             target_group=args.target_group_arn_suffix,
-            db=args.db_instance_identifier,
+            db=args.db_cluster_identifier if args.db_cluster_identifier is not None else args.db_instance_identifier,
             alarm_arns=[a.arn for a in self.alarms.values()],
         ).apply(lambda v: json.dumps(dashboard_body(
             region=v["region"], namespace=args.metric_namespace, service=args.metric_service,
             cluster_name=v["cluster"], service_name=v["service"], load_balancer=v["nlb"],
             target_group=v["target_group"], db_instance=v["db"], max_connections=args.max_connections,
-            thresholds=t, alarm_arns=v["alarm_arns"],
+            thresholds=t, alarm_arns=v["alarm_arns"], db_is_cluster=args.db_cluster_identifier is not None,
         ), sort_keys=True))
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard", dashboard_name=dashboard_name, dashboard_body=body, opts=child
@@ -253,8 +258,10 @@ def dashboard_body(
     max_connections: int,
     thresholds: AlarmThresholds,
     alarm_arns: Sequence[str],
+    db_is_cluster: bool = False,
 ) -> dict[str, Any]:
-    """The dashboard as CloudWatch's dashboard-body JSON structure (plain data, tested as such)."""
+    """The dashboard as CloudWatch's dashboard-body JSON structure (plain data, tested as such).
+    ``db_instance`` is an Aurora cluster's identifier when ``db_is_cluster`` (its writer is graphed)."""
 
     def search(metric: str, dims: str, stat: str, ident: str) -> list[Any]:
         # One line per task (or pool): tasks come and go with deployments, SEARCH finds them all.
@@ -311,7 +318,9 @@ def dashboard_body(
             [".", "UnHealthyHostCount", ".", ".", ".", ".", {"stat": "Maximum", "label": "unhealthy"}],
         ]),
         widget(0, 15, "RDS connections vs max_connections", [
-            ["AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", db_instance,
+            ["AWS/RDS", "DatabaseConnections",
+             *(("DBClusterIdentifier", db_instance, "Role", "WRITER") if db_is_cluster
+               else ("DBInstanceIdentifier", db_instance)),
              {"stat": "Maximum", "label": "connections"}],
         ], annotations={"horizontal": [
             {"value": db_threshold, "label": f"alarm ({thresholds.db_connections_ratio:.0%})"},

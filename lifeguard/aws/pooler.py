@@ -94,6 +94,8 @@ class PoolerArgs:
     """The network resources the tasks need to start and pass health checks (``Network.pooler_path``)."""
     create_ecs_service_linked_role: bool = False
     """The account has no ``AWSServiceRoleForECS`` yet (a brand-new account): create it before the service."""
+    database_port: pulumi.Input[int] | None = None
+    """The database's port (``Database.port``: an existing database's may not be 5432); default: the settings'."""
 
 
 class Pooler(pulumi.ComponentResource):
@@ -212,8 +214,10 @@ class Pooler(pulumi.ComponentResource):
         image, cluster, logs, execution_policy = base.image, base.cluster, base.logs, base.execution_policy
 
         # The template config made, for the RDS endpoint's *name* (PgBouncer's verify-full checks it).
-        settings_json = args.database_address.apply(
-            lambda host: replace(cfg.settings, upstream=replace(cfg.settings.upstream, host=host)).to_json()
+        upstream = cfg.settings.upstream
+        settings_json = pulumi.Output.all(args.database_address, args.database_port).apply(
+            lambda v: replace(cfg.settings, upstream=replace(
+                upstream, host=v[0], port=upstream.port if v[1] is None else int(v[1]))).to_json()
         )
 
         container = {

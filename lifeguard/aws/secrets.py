@@ -9,26 +9,15 @@ decided by the roles that reference these ARNs, not here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
+from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV, verified_url
 
 # Where the migration image keeps the RDS CA bundle (its Dockerfile puts it there).
 MIGRATOR_RDS_CA_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
-
-
-def verified_url(user: str, password: str, host: str, port: int, db_name: str, root_cert: str) -> str:
-    """A URL whose client checks the server's certificate names ``host`` and chains to ``root_cert``
-    (``verify-full``): for the pooled URL, PgBouncer's certificate for the NLB from the stack's own CA;
-    for the direct one, the RDS endpoint's certificate from the RDS bundle."""
-    return (
-        f"postgresql://{_credentials(user, password)}@{host}:{port}/{db_name}"
-        f"?sslmode=verify-full&sslrootcert={quote(root_cert, safe='/')}"
-    )
 
 
 def mark_secret(value: pulumi.Output[str]) -> pulumi.Output[str]:
@@ -69,15 +58,15 @@ def stored_secret(
     return secret, version
 
 
-def _credentials(user: str, password: str) -> str:
-    return f"{quote(user, safe='')}:{quote(password, safe='')}"
-
-
 @dataclass(frozen=True)
 class ConnectionSecretsArgs:
     username: str
     """The master user, in the direct URL."""
-    password: pulumi.Output[str]
+    password: pulumi.Output[str] | None
+    """Its password; None when the stack does not hold it (an existing database, or RDS's managed master
+    secret): then there is no direct-URL secret, and the migration job composes the URL at run time from the
+    owner secret (``lifeguard.aws.migration_job``). A copy here would put the owner's password in the stack's
+    state, and go stale when RDS rotates the managed secret."""
     app_username: str
     """The application role, in the pooled URL."""
     app_password: pulumi.Output[str]
@@ -95,7 +84,8 @@ class ConnectionSecretsArgs:
 
 class ConnectionSecrets(pulumi.ComponentResource):
     pooled_secret_arn: pulumi.Output[str]
-    direct_secret_arn: pulumi.Output[str]
+    direct_secret_arn: pulumi.Output[str] | None
+    """None without a password (``ConnectionSecretsArgs.password``)."""
 
     def __init__(
         self, name: str, args: ConnectionSecretsArgs, opts: pulumi.ResourceOptions | None = None
@@ -115,19 +105,20 @@ class ConnectionSecrets(pulumi.ComponentResource):
             value=pooled_value,
             opts=child,
         )
-        direct_value: pulumi.Output[str] = pulumi.Output.all(
-            args.password, args.database_host, args.database_port
-        ).apply(lambda values: verified_url(args.username, values[0], values[1], values[2], args.db_name,
-                                            args.direct_root_cert))
-        direct, _ = stored_secret(
-            f"{name}-direct",
-            name_prefix=f"{args.secret_name_prefix}{DIRECT_URL_ENV}-",
-            description=f"{DIRECT_URL_ENV}: straight to RDS; for the migration job only",
-            recovery_window_days=args.recovery_window_days,
-            value=direct_value,
-            opts=child,
-        )
-
         self.pooled_secret_arn = pooled.arn
-        self.direct_secret_arn = direct.arn
+        self.direct_secret_arn = None
+        if args.password is not None:
+            direct_value: pulumi.Output[str] = pulumi.Output.all(
+                args.password, args.database_host, args.database_port
+            ).apply(lambda values: verified_url(args.username, values[0], values[1], values[2], args.db_name,
+                                                args.direct_root_cert))
+            direct, _ = stored_secret(
+                f"{name}-direct",
+                name_prefix=f"{args.secret_name_prefix}{DIRECT_URL_ENV}-",
+                description=f"{DIRECT_URL_ENV}: straight to RDS; for the migration job only",
+                recovery_window_days=args.recovery_window_days,
+                value=direct_value,
+                opts=child,
+            )
+            self.direct_secret_arn = direct.arn
         self.register_outputs({"pooledSecretArn": self.pooled_secret_arn, "directSecretArn": self.direct_secret_arn})
