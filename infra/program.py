@@ -49,10 +49,12 @@ from lifeguard.aws import (
     build_python_package,
     ca_common_name,
     check_deployed_database,
+    check_rotation,
     context_tag,
     deployed_database_record,
     load_config,
     metrics_service_name,
+    rotation_record,
     secret_name_prefix,
 )
 from lifeguard.aws import outputs as output_names
@@ -178,6 +180,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     zones = resolve_availability_zones(cfg)
     # Before any resource: a change that would replace the database or fail half-way is refused here.
     scram_iterations = check_deployed_database(cfg.database)
+    rotation = check_rotation(cfg.database)
     # Fail on missing build inputs before creating anything.
     context_tag(paths.pgbouncer_context, cfg.pooler.architecture)
     context_tag(paths.migrator_context, cfg.migration.architecture)
@@ -201,7 +204,8 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     db_cfg = cfg.database
     database = _config_errors(DATABASE_KEYS, lambda: Database("database", database_args(cfg, network, region)))
     app_role = AppRoleCredentials("app-role", AppRoleCredentialsArgs(username=db_cfg.app_username,
-                                                                     scram_iterations=scram_iterations))
+                                                                     scram_iterations=scram_iterations,
+                                                                     rotation=rotation))
     secret_prefix = secret_name_prefix(region)
     metrics_service = metrics_service_name(region)
     pooler_ca = PoolerCertificateAuthority(
@@ -220,6 +224,8 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             database_port=database.port,
             username=app_role.username,
             verifier=app_role.verifier,
+            alternate_username=app_role.alternate_username,
+            alternate_verifier=app_role.alternate_verifier,
             settings=cfg.pooler,
             context_dir=paths.pgbouncer_context,
             secret_name_prefix=secret_prefix,
@@ -257,8 +263,8 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         ConnectionSecretsArgs(
             username=db_cfg.username,
             password=database.password,
-            app_username=app_role.username,
-            app_password=app_role.password,
+            app_username=app_role.active_username,
+            app_password=app_role.active_password,
             db_name=db_cfg.db_name,
             pooler_host=pooler.endpoint,
             pooler_port=pooler.port,
@@ -332,7 +338,8 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.DATABASE_ENDPOINT: database.address,
         output_names.DATABASE_PORT: database.port,
         output_names.DATABASE_IDENTIFIER: database.identifier,
-        output_names.DATABASE_SETTINGS: deployed_database_record(db_cfg, scram_iterations),
+        output_names.DATABASE_SETTINGS: {**deployed_database_record(db_cfg, scram_iterations),
+                                         **rotation_record(rotation)},
         output_names.POOLED_SECRET_ARN: secrets.pooled_secret_arn,
         output_names.POOLER_SECRET_ARN: pooler.credentials_secret_arn,
         output_names.POOLER_STATS_SECRET_ARN: pooler.stats_credentials_secret_arn,
@@ -454,6 +461,7 @@ def migration_job_args(cfg: InfraConfig, network: Network, database: Database, s
         "security_group_id": network.migration_security_group_id,
         "app_role": app_role.username,
         "app_role_verifier_secret_arn": pooler.credentials_secret_arn,
+        "app_role_alternate": True,
         "architecture": mig.architecture,
         "cpu": mig.cpu,
         "memory_mb": mig.memory_mb,

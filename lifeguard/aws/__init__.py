@@ -55,6 +55,8 @@ _EXPORTS: dict[str, str] = {
     "load_config": "lifeguard.aws.config:load",
     "check_deployed_database": "lifeguard.aws.deployed",
     "deployed_database_record": "lifeguard.aws.deployed:record",
+    "check_rotation": "lifeguard.aws.rotation",
+    "rotation_record": "lifeguard.aws.rotation:record",
     "secret_name_prefix": "lifeguard.aws.naming",
     "metrics_service_name": "lifeguard.aws.naming",
     "Account": "lifeguard.aws.policies",
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
     from lifeguard.aws import node_package as _node_package
     from lifeguard.aws import outputs as outputs
     from lifeguard.aws import policies as policies
+    from lifeguard.aws import rotation as _rotation
     from lifeguard.aws.app_role import AppRoleCredentials as AppRoleCredentials
     from lifeguard.aws.app_role import AppRoleCredentialsArgs as AppRoleCredentialsArgs
     from lifeguard.aws.build_context import SHARED_PACKAGE_NAMES as SHARED_PACKAGE_NAMES
@@ -106,6 +109,7 @@ if TYPE_CHECKING:
     from lifeguard.aws.pooler_tls import PoolerCertificateAuthority as PoolerCertificateAuthority
     from lifeguard.aws.pooler_tls import PoolerCertificateAuthorityArgs as PoolerCertificateAuthorityArgs
     from lifeguard.aws.pooler_tls import ca_common_name as ca_common_name
+    from lifeguard.aws.rotation import check_rotation as check_rotation
     from lifeguard.aws.secrets import ConnectionSecrets as ConnectionSecrets
     from lifeguard.aws.secrets import ConnectionSecretsArgs as ConnectionSecretsArgs
     from lifeguard.aws.types import ArgsError as ArgsError
@@ -113,6 +117,7 @@ if TYPE_CHECKING:
     # Exported under another name than the defining module's (assignments: mypy sees them as exported).
     load_config = _config.load
     deployed_database_record = _deployed.record
+    rotation_record = _rotation.record
     PYTHON_RUNTIME = _lambda_package.RUNTIME
     build_python_package = _lambda_package.build
     NODE_RUNTIME = _node_package.RUNTIME

@@ -39,6 +39,7 @@ from lifeguard.aws.keys import (
 )
 from lifeguard.aws.types import ALARM_EMAIL, AlarmThresholds, ApiAccess, Architecture
 from migrator.bookkeeping import parse_table
+from migrator.contract import MAX_APP_ROLE_NAME
 from migrator.errors import MigratorConfigError
 from pgbouncer.contract import IMAGE_SOCKET_DIR, STATS_USER
 from pgbouncer.settings import PoolerSettings, SettingsError, Upstream
@@ -69,7 +70,7 @@ NOFILE_FLOOR = 65_535
 _RESERVED_DB_NAMES = frozenset({"postgres", "template0", "template1", "rdsadmin", "pgbouncer"})
 _RDS_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 # Lower case: the migration job quotes the name, and Postgres folds unquoted names to lower case.
-_APP_ROLE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_APP_ROLE = re.compile(rf"^[a-z][a-z0-9_]{{0,{MAX_APP_ROLE_NAME - 1}}}$")
 _INSTANCE_CLASS = re.compile(r"^db\.[a-z0-9]+\.[a-z0-9]+$")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
@@ -144,6 +145,10 @@ class DatabaseConfig:
     migration_headroom: int
     scram_iterations: int | None = None
     """``scramIterations`` when set; ``None``: the stack keeps its count (``deployed.app_scram_iterations``)."""
+    app_password_rotation: int = 0
+    """``appPasswordRotation``: password rotations started (:mod:`lifeguard.aws.rotation`)."""
+    app_password_switched: int = 0
+    """``appPasswordSwitched``: the rotation ``DATABASE_URL`` uses."""
     existing_instance_id: str | None = None
     """``existingDatabaseInstanceId``: an existing RDS PostgreSQL instance instead of a new one."""
     existing_cluster_id: str | None = None
@@ -566,7 +571,8 @@ def _database(read: _Reader) -> DatabaseConfig:
     app_username = read.string("dbAppUsername")
     if not _APP_ROLE.match(app_username) or app_username.startswith(("rds", "pg_")):
         read.problem("dbAppUsername", "must start with a lower-case letter, hold only lower-case letters, digits "
-                                      f"and '_' (at most 63), and not start with 'rds' or 'pg_'; got {app_username!r}")
+                                      f"and '_' (at most {MAX_APP_ROLE_NAME}: its rotation partner adds '_b'), and "
+                                      f"not start with 'rds' or 'pg_'; got {app_username!r}")
     elif app_username == username.lower():
         read.problem("dbAppUsername", f"must differ from dbUsername ({username!r}): the functions' role gets DML "
                                       "only, the master user owns the schema")
@@ -599,6 +605,8 @@ def _database(read: _Reader) -> DatabaseConfig:
         reserved_connections=read.integer("reservedConnections"),
         migration_headroom=read.integer("migrationHeadroom"),
         scram_iterations=read.integer("scramIterations") if read.given("scramIterations") else None,
+        app_password_rotation=read.integer("appPasswordRotation"),
+        app_password_switched=read.integer("appPasswordSwitched"),
         existing_instance_id=read.optional_string("existingDatabaseInstanceId"),
         existing_cluster_id=read.optional_string("existingAuroraClusterId"),
         existing_security_group_id=read.optional_string("existingDatabaseSecurityGroupId"),

@@ -31,6 +31,7 @@ from lifeguard.aws.secrets import MIGRATOR_RDS_CA_PATH
 from lifeguard.aws.types import ARCHITECTURES, Architecture, ArgsError
 from migrator.bookkeeping import parse_table
 from migrator.contract import (
+    APP_ROLE_B_VERIFIER_ENV,
     APP_ROLE_ENV,
     APP_ROLE_VERIFIER_ENV,
     BASE_IMAGE_ARG,
@@ -46,6 +47,7 @@ from migrator.contract import (
     wrapped_command,
 )
 from migrator.errors import MigratorConfigError
+from pgbouncer.contract import ALTERNATE_PASSWORD_KEY
 
 # ECS injects one JSON key of a secret with valueFrom "<arn>:<key>::".
 VERIFIER_KEY = "password"
@@ -68,6 +70,9 @@ class MigrationJobArgs(TypedDict, total=False):
     """The application role the job provisions (``LIFEGUARD_APP_ROLE``): the pooled URL's user."""
     app_role_verifier_secret_arn: Required[pulumi.Input[str]]
     """The pooler's credentials secret: its ``password`` key holds the role's SCRAM verifier."""
+    app_role_alternate: bool
+    """The secret also holds the second login role's verifier (``alternate_password``, a password rotation's
+    other role, ``<app_role>_b``): the job provisions that role too. Default false."""
     direct_secret_arn: pulumi.Input[str]
     """The secret holding ``DATABASE_URL_UNPOOLED`` (a new instance with a generated password). Give this or
     ``owner_secret_arn``."""
@@ -173,8 +178,12 @@ class MigrationJob(pulumi.ComponentResource):
             environment.append({"name": BOOKKEEPING_TABLES_ENV, "value": ",".join(bookkeeping)})
         verifier = {"name": APP_ROLE_VERIFIER_ENV,
                     "valueFrom": pulumi.Output.concat(args["app_role_verifier_secret_arn"], f":{VERIFIER_KEY}::")}
+        verifiers = [verifier]
+        if args.get("app_role_alternate", False):
+            verifiers.append({"name": APP_ROLE_B_VERIFIER_ENV, "valueFrom": pulumi.Output.concat(
+                args["app_role_verifier_secret_arn"], f":{ALTERNATE_PASSWORD_KEY}::")})
         if owner_secret is None:
-            secrets = [{"name": DIRECT_URL_ENV, "valueFrom": secret_arn}, verifier]
+            secrets = [{"name": DIRECT_URL_ENV, "valueFrom": secret_arn}, *verifiers]
         else:
             # The owner's password stays in its secret: ECS injects it into the task at start, the migrator
             # composes the URL (migrator.source.url_from_parts). Nothing of it is in the stack's state.
@@ -182,7 +191,7 @@ class MigrationJob(pulumi.ComponentResource):
                 {"name": env, "valueFrom": pulumi.Output.concat(owner_secret, f":{key}::")}
                 for env, key in ((OWNER_USERNAME_ENV, OWNER_USERNAME_KEY), (OWNER_PASSWORD_ENV, OWNER_PASSWORD_KEY))
             ]
-            secrets.append(verifier)
+            secrets += verifiers
             environment += [
                 {"name": DB_HOST_ENV, "value": args["database_host"]},
                 {"name": DB_PORT_ENV, "value": pulumi.Output.from_input(args["database_port"]).apply(str)},

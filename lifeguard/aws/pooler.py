@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -30,6 +31,8 @@ from lifeguard.aws.pooler_tls import (
 )
 from lifeguard.aws.secrets import generated_password, stored_secret
 from pgbouncer.contract import (
+    ALTERNATE_PASSWORD_KEY,
+    ALTERNATE_USERNAME_KEY,
     CERT_ENV,
     CONTAINER_NAME,
     CREDENTIALS_ENV,
@@ -96,6 +99,10 @@ class PoolerArgs:
     """The account has no ``AWSServiceRoleForECS`` yet (a brand-new account): create it before the service."""
     database_port: pulumi.Input[int] | None = None
     """The database's port (``Database.port``: an existing database's may not be 5432); default: the settings'."""
+    alternate_username: str | None = None
+    """The second login role a password rotation switches ``DATABASE_URL`` to (docs/roles.md), if any."""
+    alternate_verifier: pulumi.Output[str] | None = None
+    """Its SCRAM verifier: the secret's ``alternate_password`` key, beside the first role's."""
 
 
 class Pooler(pulumi.ComponentResource):
@@ -126,8 +133,10 @@ class Pooler(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.settings
 
+        second: dict[str, Any] = {} if args.alternate_username is None else {
+            ALTERNATE_USERNAME_KEY: args.alternate_username, ALTERNATE_PASSWORD_KEY: args.alternate_verifier}
         credentials_value: pulumi.Output[str] = pulumi.Output.json_dumps(
-            {"username": args.username, "password": args.verifier}
+            {"username": args.username, "password": args.verifier, **second}
         )
         credentials, credentials_version = stored_secret(
             f"{name}-credentials",

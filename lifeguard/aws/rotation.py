@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lifeguard.aws.config import PROJECT
+from lifeguard.aws.config import PROJECT, DatabaseConfig, InfraConfigError
 from lifeguard.rotation import RotationState
 
 ROTATION_KEY = "appPasswordRotation"
@@ -88,3 +88,15 @@ def plan(configured: RotationState, deployed: RotationState) -> RotationState:
             f"verifier only from the migration job that runs after this `up`, so logins would fail until then. Set "
             f"{sw} to {deployed.switched} now; after the pipeline's migration job, set it to {n} and `pulumi up` again")
     return configured
+
+
+def check_rotation(cfg: DatabaseConfig) -> RotationState:
+    """Before any resource: the configured rotation, or :class:`InfraConfigError` when going there from what
+    this stack's last ``up`` recorded would fail logins (:func:`plan`)."""
+    from lifeguard.aws import deployed  # it imports the config module too: no cycle at import time
+
+    configured = RotationState(cfg.app_password_rotation, cfg.app_password_switched)
+    try:
+        return plan(configured, deployed_state(deployed.recorded(deployed.stack_outputs())))
+    except RotationOrderError as exc:
+        raise InfraConfigError([str(exc)]) from None

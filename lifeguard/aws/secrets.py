@@ -8,6 +8,7 @@ decided by the roles that reference these ARNs, not here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -26,15 +27,17 @@ def mark_secret(value: pulumi.Output[str]) -> pulumi.Output[str]:
     return secret
 
 
-def generated_password(resource_name: str, opts: pulumi.ResourceOptions) -> random.RandomPassword:
+def generated_password(resource_name: str, opts: pulumi.ResourceOptions,
+                       keepers: Mapping[str, str] | None = None) -> random.RandomPassword:
     """The kit's one kind of generated password: 40 letters and digits (about 238 bits).
 
     Plain ASCII with nothing to escape: not in URLs, userlist.txt or JSON, and not in RDS's own rules
     (which forbid / @ " and space); SASLprep leaves it alone, so a SCRAM verifier computed from it
-    here is the one Postgres would compute.
+    here is the one Postgres would compute. A change of ``keepers`` makes a new one (a rotation).
     """
     return random.RandomPassword(
-        resource_name, length=40, special=False, min_lower=4, min_upper=4, min_numeric=4, opts=opts
+        resource_name, length=40, special=False, min_lower=4, min_upper=4, min_numeric=4, opts=opts,
+        keepers=None if keepers is None else dict(keepers),
     )
 
 
