@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
@@ -29,8 +29,10 @@ from tests.infra.infra_harness import (
     last_registrations,
     run_program,
     unwrap,
+    walk_plain_strings,
 )
 from tests.infra.test_infra_stack import containers, migration_task, secret_value
+from tests.secrecy import assert_no_secret
 
 B_PASSWORD = "Bp9@second/pass:odd#chars%"
 B_PASSWORD_RESOURCE = "app-role-b-password"
@@ -109,3 +111,17 @@ def test_a_breaking_order_is_refused_before_any_resource(
         up(build_dir, rotation, switched, deployed)
     assert any(refusal in problem for problem in error.value.problems)
     assert last_registrations() == []
+
+
+def test_the_second_roles_password_and_verifier_are_only_ever_secret(build_dir: Path) -> None:
+    run = up(build_dir, 1, 1, (1, 0))  # DATABASE_URL carries it: the most places it could leak from
+    forms = (B_PASSWORD, quote(B_PASSWORD, safe=""), pooler_credentials(run)[ALTERNATE_PASSWORD_KEY])
+    for resource in run.resources:
+        if resource.type == "random:index/randomPassword:RandomPassword":
+            continue
+        for path, text in walk_plain_strings(resource.inputs):
+            for form in forms:
+                assert_no_secret(form, text, f"{resource.name}{path}")
+    for name, value in run.outputs.items():
+        for form in forms:
+            assert_no_secret(form, json.dumps(value), name)
