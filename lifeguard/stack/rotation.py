@@ -31,7 +31,7 @@ import psycopg
 
 from lifeguard.rotation import RotationState
 from lifeguard.stack.roles import LoginRole, new_password, save_rotation
-from lifeguard.stack.stack import LocalStack, StackConfig, StackError
+from lifeguard.stack.stack import STACK_ERRORS, LocalStack, StackConfig, StackError
 from pgbouncer.private_file import write_private
 from pgbouncer.settings import render_userlist
 
@@ -99,7 +99,7 @@ def _rotate(stack: LocalStack, config: StackConfig, progress: Progress) -> Rotat
     try:
         reload_poolers(stack, config)
         check_login(stack, config, target)
-    except (OSError, StackError, psycopg.Error) as exc:
+    except (OSError, psycopg.Error, *STACK_ERRORS) as exc:
         raise RotationError(f"{step} stopped at step 3/4: {_reason(exc)}. {still}; {target.name}'s new password is "
                             f"set in Postgres but DATABASE_URL was not switched to it. Then {rerun}") from None
 
