@@ -44,6 +44,10 @@ role keeps every server busy with clients queued, the new pool gets one only whe
 with everything still working, to be rerun in a quieter moment."""
 
 
+# What a reload or the login check may raise: each ends the rotation at step 3, everything still working.
+_STEP_ERRORS: tuple[type[Exception], ...] = (OSError, psycopg.Error, *STACK_ERRORS)
+
+
 class RotationError(StackError):
     """A rotation step failed; the message says which, that the active role still works, and what to rerun."""
 
@@ -99,7 +103,7 @@ def _rotate(stack: LocalStack, config: StackConfig, progress: Progress) -> Rotat
     try:
         reload_poolers(stack, config)
         check_login(stack, config, target)
-    except (OSError, psycopg.Error, *STACK_ERRORS) as exc:
+    except _STEP_ERRORS as exc:
         raise RotationError(f"{step} stopped at step 3/4: {_reason(exc)}. {still}; {target.name}'s new password is "
                             f"set in Postgres but DATABASE_URL was not switched to it. Then {rerun}") from None
 
