@@ -26,13 +26,12 @@ from lifeguard.aws.image import context_tag
 from lifeguard.aws.migration_job import MigrationJob, MigrationJobArgs
 from lifeguard.aws.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
 from lifeguard.aws.network import Network, NetworkArgs
-from lifeguard.aws.observability import Observability, ObservabilityArgs
-from lifeguard.aws.pooler import ECS_SERVICE_PRINCIPAL, Pooler, PoolerArgs
+from lifeguard.aws.observability import Observability, ObservabilityArgs, thresholds_args
+from lifeguard.aws.pooler import Pooler, PoolerArgs, ecs_service_linked_role_exists
 from lifeguard.aws.pooler_tls import (
     CA_PATH,
     PoolerCertificateAuthority,
     PoolerCertificateAuthorityArgs,
-    ca_common_name,
 )
 from lifeguard.aws.secrets import ConnectionSecrets, ConnectionSecretsArgs
 
@@ -115,17 +114,6 @@ def resolve_availability_zones(cfg: InfraConfig) -> tuple[str, ...]:
     return tuple(names[: net.availability_zone_count])
 
 
-def ecs_service_linked_role_exists() -> bool:
-    """Whether the account has ECS's service-linked role (``AWSServiceRoleForECS``); a new account may not.
-
-    The plural lookup answers an empty list rather than failing when there is none.
-    """
-    found = aws.iam.get_roles(
-        name_regex="^AWSServiceRoleForECS$", path_prefix=f"/aws-service-role/{ECS_SERVICE_PRINCIPAL}/"
-    )
-    return bool(found.names)
-
-
 def _secret_name_prefix(region: str) -> str:
     return f"{stack_name(SECRET_NAME_PREFIX, region=region)}/"
 
@@ -189,32 +177,45 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
                                                                      scram_iterations=scram_iterations))
     secret_prefix = _secret_name_prefix(region)
     metrics_service = metrics_service_name(region)
-    pooler_ca = PoolerCertificateAuthority(
-        "pooler-ca", PoolerCertificateAuthorityArgs(common_name=ca_common_name(pulumi.get_stack()), region=region)
-    )
+    pooler_ca = PoolerCertificateAuthority("pooler-ca", PoolerCertificateAuthorityArgs())
+    pooler_cfg = cfg.pooler
     pooler = Pooler(
         "pooler",
         PoolerArgs(
-            region=region,
-            account=account,
             vpc_id=network.vpc_id,
             subnet_ids=network.private_subnet_ids,
             load_balancer_security_group_id=network.load_balancer_security_group_id,
             task_security_group_id=network.pooler_security_group_id,
             database_address=database.address,
+            db_name=db_cfg.db_name,
+            max_connections=db_cfg.max_connections,
+            reserved_connections=db_cfg.reserved_connections,
+            migration_headroom=db_cfg.migration_headroom,
             username=app_role.username,
             verifier=app_role.verifier,
-            settings=cfg.pooler,
-            context_dir=paths.pgbouncer_context,
+            ca_cert_pem=pooler_ca.cert_pem,
+            ca_private_key_pem=pooler_ca.private_key_pem,
+            min_tasks=pooler_cfg.min_tasks,
+            max_tasks=pooler_cfg.max_tasks,
+            deployment_maximum_percent=pooler_cfg.deployment_maximum_percent,
+            cpu=pooler_cfg.cpu,
+            memory_mb=pooler_cfg.memory_mb,
+            cpu_target_percent=pooler_cfg.cpu_target_percent,
+            max_client_conn=pooler_cfg.max_client_conn,
+            query_wait_timeout_seconds=pooler_cfg.query_wait_timeout_s,
+            stop_timeout_seconds=pooler_cfg.stop_timeout_s,
+            deregistration_delay_seconds=pooler_cfg.deregistration_delay_s,
+            architecture=pooler_cfg.architecture,
+            image_context=str(paths.pgbouncer_context),
             secret_name_prefix=secret_prefix,
             secret_recovery_window_days=cfg.secret_recovery_window_days,
             log_retention_days=cfg.log_retention_days,
             deletion_protection=db_cfg.deletion_protection,
             metrics_service=metrics_service,
-            network_path=network.pooler_path,
             create_ecs_service_linked_role=not ecs_service_linked_role_exists(),
-            certificate_authority=pooler_ca,
         ),
+        # The ECS service waits for the network path its tasks need (routes, endpoints, rules).
+        opts=pulumi.ResourceOptions(depends_on=network.pooler_path),
     )
     alarms = cfg.alarms
     observability = Observability(
@@ -227,7 +228,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             db_instance_identifier=database.identifier,
             max_connections=db_cfg.max_connections,
             metric_service=metrics_service,
-            thresholds=alarms.thresholds,
+            thresholds=thresholds_args(alarms.thresholds),
             alarm_topic_arn=alarms.topic_arn,
             create_alarm_topic=alarms.email is not None,
             alarm_email=alarms.email,
