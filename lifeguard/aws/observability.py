@@ -58,38 +58,36 @@ class AlarmThresholdsArgs(TypedDict, total=False):
     db_connections_minutes: int
     """Consecutive minutes of db_connections_ratio (default 3)."""
     certificate_days_left: int
-    """Days left on the certificate PgBouncer serves (default 21): any ``pulumi up`` in its last 30 days renews it."""
+    """Days left on the certificate PgBouncer serves (default 21): any `pulumi up` in its last 30 days renews it."""
 
 
 class ObservabilityArgs(TypedDict, total=False):
     cluster_name: Required[pulumi.Input[str]]
-    """The ECS cluster of the pooler service (dimension ClusterName): ``Pooler.cluster_name``."""
+    """The ECS cluster of the pooler service (dimension ClusterName): `Pooler.cluster_name`."""
     service_name: Required[pulumi.Input[str]]
-    """The pooler's ECS service (dimension ServiceName): ``Pooler.service_name``."""
+    """The pooler's ECS service (dimension ServiceName): `Pooler.service_name`."""
     load_balancer_arn_suffix: Required[pulumi.Input[str]]
-    """The NLB's ``arn_suffix`` (``net/<name>/<id>``, dimension LoadBalancer): ``Pooler.load_balancer_arn_suffix``."""
+    """The NLB's `arn_suffix` (`net/<name>/<id>`, dimension LoadBalancer): `Pooler.load_balancer_arn_suffix`."""
     target_group_arn_suffix: Required[pulumi.Input[str]]
-    """The target group's ``arn_suffix`` (``targetgroup/<name>/<id>``): ``Pooler.target_group_arn_suffix``."""
+    """The target group's `arn_suffix` (`targetgroup/<name>/<id>`): `Pooler.target_group_arn_suffix`."""
     db_instance_identifier: Required[pulumi.Input[str]]
     """The RDS instance identifier (dimension DBInstanceIdentifier)."""
     max_connections: Required[int]
-    """RDS ``max_connections`` as set in the parameter group: a plain number, known at preview."""
+    """RDS `max_connections` as set in the parameter group: a plain number, known at preview."""
     metric_namespace: str
-    """Must equal the sidecar's ``LIFEGUARD_METRICS_NAMESPACE`` (default ``Lifeguard/PgBouncer``)."""
+    """Must equal the sidecar's `LIFEGUARD_METRICS_NAMESPACE` (default `Lifeguard/PgBouncer`)."""
     metric_service: str
-    """The sidecar's ``LIFEGUARD_METRICS_SERVICE``, the ``Service`` dimension the alarms read:
-    ``Pooler.metrics_service`` (default ``pgbouncer``)."""
+    """The `Service` dimension the alarms read: the pooler's `metrics_service` output (default `pgbouncer`)."""
     thresholds: AlarmThresholdsArgs
     """When each alarm fires; unset fields keep their defaults."""
     alarm_topic_arn: pulumi.Input[str] | None
     """An existing SNS topic for alarm and recovery notifications."""
     create_alarm_topic: bool
-    """Create a topic for the notifications instead (output ``alarm_topic_arn``); default false."""
+    """Create a topic for the notifications instead (output `alarm_topic_arn`); default false."""
     alarm_email: str | None
     """Subscribe this address to the created topic (AWS mails a confirmation link first)."""
     dashboard_name: str | None
-    """Default ``<project>-<stack>-<component name>-<digest>``; dashboards are global, so it must be unique in
-    the account."""
+    """Unique in the account (dashboards are global); default `<project>-<stack>-<component name>-<digest>`."""
     region: pulumi.Input[str] | None
     """The region the dashboard's widgets read; default: the region of this component's AWS provider."""
     tags: Mapping[str, pulumi.Input[str]]
@@ -184,14 +182,12 @@ class _Settings:
 
 
 class Observability(pulumi.ComponentResource):
-    """Alarms and a CloudWatch dashboard for the pool: PgBouncer's own figures (from the pooler's metrics
-    sidecar) next to ECS, NLB and RDS metrics."""
+    """Alarms and a CloudWatch dashboard for the pool: PgBouncer's figures beside ECS, NLB and RDS metrics."""
 
     dashboard_name: pulumi.Output[str]
     """The CloudWatch dashboard's name."""
     alarm_arns: pulumi.Output[dict[str, str]]
-    """Each alarm's ARN by purpose: clients_waiting, max_wait, pooler_cpu, unhealthy_targets, db_connections,
-    certificate_expiry."""
+    """Each alarm's ARN by purpose (clients_waiting, max_wait, pooler_cpu, ..., certificate_expiry)."""
     alarm_topic_arn: pulumi.Output[str] | None
     """The topic notified on alarm and recovery, when there is one."""
 

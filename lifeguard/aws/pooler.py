@@ -68,7 +68,7 @@ _METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-/#:]{1,255}$")
 
 class PoolerArgs(TypedDict, total=False):
     vpc_id: Required[pulumi.Input[str]]
-    """The VPC of the pooler's target group: ``Network.vpc_id``."""
+    """The VPC of the pooler's target group: `Network.vpc_id`."""
     subnet_ids: Required[pulumi.Input[Sequence[pulumi.Input[str]]]]
     """Private subnets in two or more AZs, for the NLB and the PgBouncer tasks."""
     load_balancer_security_group_id: Required[pulumi.Input[str]]
@@ -80,17 +80,17 @@ class PoolerArgs(TypedDict, total=False):
     db_name: Required[str]
     """The database clients connect to (the only one PgBouncer serves)."""
     max_connections: Required[int]
-    """The database's ``max_connections``: the pool budget each task's ``default_pool_size`` comes from."""
+    """The database's `max_connections`: the pool budget each task's `default_pool_size` comes from."""
     username: Required[pulumi.Input[str]]
     """The application role: the only user clients log in as (so the pool sizing holds)."""
     verifier: Required[pulumi.Input[str]]
     """The role's SCRAM verifier (a secret; never the password): PgBouncer's auth_file holds only this."""
     ca_cert_pem: Required[pulumi.Input[str]]
-    """The CA PgBouncer's certificate chains to: ``PoolerCertificateAuthority.cert_pem``."""
+    """The CA PgBouncer's certificate chains to: `PoolerCertificateAuthority.cert_pem`."""
     ca_private_key_pem: Required[pulumi.Input[str]]
-    """That CA's key (a secret), which signs PgBouncer's certificate: ``PoolerCertificateAuthority.private_key_pem``."""
+    """That CA's key (a secret), which signs PgBouncer's certificate: `PoolerCertificateAuthority.private_key_pem`."""
     reserved_connections: int
-    """Connections of ``max_connections`` kept out of the pool (superuser and RDS's own; default 5)."""
+    """Connections of `max_connections` kept out of the pool (superuser and RDS's own; default 5)."""
     migration_headroom: int
     """Connections kept for the migration job's direct session (default 2)."""
     min_tasks: int
@@ -102,36 +102,35 @@ class PoolerArgs(TypedDict, total=False):
     cpu: int
     """Each task's CPU units, at most 1024: PgBouncer is one single-threaded process (default 512)."""
     memory_mb: int
-    """Each task's memory, a Fargate size for ``cpu`` (default 1024)."""
+    """Each task's memory, a Fargate size for `cpu` (default 1024)."""
     cpu_target_percent: int
     """The autoscaler's CPU target, 10 to 90 (default 60)."""
     max_client_conn: int
     """Client connections each task accepts (default 10000)."""
     query_wait_timeout_seconds: int
-    """How long a client may wait for a server connection before PgBouncer fails it (default 20); keep it
-    below your functions' timeout."""
+    """Seconds a client waits for a server connection before PgBouncer fails it (default 20; below your timeout)."""
     stop_timeout_seconds: int
     """How long a stopping task lets transactions finish, 2 to 120 (default 120)."""
     deregistration_delay_seconds: int
     """The NLB's deregistration delay before a task stops (default 30)."""
     architecture: str
-    """``x86_64`` (default) or ``arm64``: the image's and the tasks' CPU architecture."""
+    """`x86_64` (default) or `arm64`: the image's and the tasks' CPU architecture."""
     image_context: str
-    """The folder the image is built from; default the installed ``pgbouncer`` package's folder."""
+    """The folder the image is built from; default the installed `pgbouncer` package's folder."""
     secret_name_prefix: str
-    """Prefix of the secrets' names; default ``<project>-<stack>-<digest>/`` (unique per stack and region)."""
+    """Prefix of the secrets' names; default `<project>-<stack>-<digest>/` (unique per stack and region)."""
     secret_recovery_window_days: int
     """Days a deleted secret stays recoverable: 0 (deleted at once) or 7 to 30 (default 30)."""
     log_retention_days: int
     """Days the tasks' logs are kept, one of CloudWatch's values (default 30)."""
     deletion_protection: bool
-    """AWS deletion protection and Pulumi ``protect`` on the NLB; also keeps the image repository (default true)."""
+    """AWS deletion protection and Pulumi `protect` on the NLB; also keeps the image repository (default true)."""
     metrics_service: str
-    """The sidecar's ``Service`` dimension the alarms read; default ``<project>-<stack>-pgbouncer-<digest>``."""
+    """The sidecar's `Service` dimension the alarms read; default `<project>-<stack>-pgbouncer-<digest>`."""
     metrics_namespace: str
-    """The sidecar's CloudWatch namespace (default ``Lifeguard/PgBouncer``)."""
+    """The sidecar's CloudWatch namespace (default `Lifeguard/PgBouncer`)."""
     create_ecs_service_linked_role: bool
-    """Create ECS's ``AWSServiceRoleForECS`` first (a brand-new account); default: when the account has none."""
+    """Create ECS's `AWSServiceRoleForECS` first (a brand-new account); default: when the account has none."""
 
 
 # Each sizing field and the config key (lifeguard.aws.keys) whose default, bounds and checks it shares with
@@ -221,21 +220,20 @@ def ecs_service_linked_role_exists(parent: pulumi.Resource | None = None) -> boo
 
 
 class Pooler(pulumi.ComponentResource):
-    """PgBouncer (transaction mode) on ECS Fargate behind an internal NLB on port 6432, with TLS from the
-    stack's CA, its own credentials secrets, autoscaling and a metrics sidecar."""
+    """PgBouncer (transaction mode) on ECS Fargate behind an internal NLB (port 6432), TLS, autoscaled, with metrics."""
 
     endpoint: pulumi.Output[str]
     """The NLB's DNS name: the pooled URL's host (port 6432)."""
     certificate_expiry: pulumi.Output[str]
-    """When the certificate PgBouncer serves expires (a ``pulumi up`` in the last 30 days renews it)."""
+    """When the certificate PgBouncer serves expires (a `pulumi up` in the last 30 days renews it)."""
     credentials_secret_arn: pulumi.Output[str]
     """The application role's SCRAM verifier, as PgBouncer reads it; the migration job sets the same one."""
     stats_credentials_secret_arn: pulumi.Output[str]
-    """The metrics sidecar's console login (``stats_users``); read by the pooler tasks only."""
+    """The metrics sidecar's console login (`stats_users`); read by the pooler tasks only."""
     cluster_name: pulumi.Output[str]
-    """The ECS cluster (CloudWatch's ``ClusterName``)."""
+    """The ECS cluster (CloudWatch's `ClusterName`)."""
     service_name: pulumi.Output[str]
-    """The ECS service (CloudWatch's ``ServiceName``)."""
+    """The ECS service (CloudWatch's `ServiceName`)."""
     task_definition_arn: pulumi.Output[str]
     """The revision the service is asked to run; the pipeline checks the service settled on it (not a rollback)."""
     log_group_name: pulumi.Output[str]
@@ -243,11 +241,11 @@ class Pooler(pulumi.ComponentResource):
     repository_url: pulumi.Output[str]
     """The ECR repository of the PgBouncer image."""
     load_balancer_arn_suffix: pulumi.Output[str]
-    """CloudWatch's ``LoadBalancer`` dimension, for alarms and dashboards."""
+    """CloudWatch's `LoadBalancer` dimension, for alarms and dashboards."""
     target_group_arn_suffix: pulumi.Output[str]
-    """CloudWatch's ``TargetGroup`` dimension."""
+    """CloudWatch's `TargetGroup` dimension."""
     metrics_service: pulumi.Output[str]
-    """The metrics sidecar's ``Service`` dimension: ``ObservabilityArgs.metric_service``."""
+    """The metrics sidecar's `Service` dimension: `ObservabilityArgs.metric_service`."""
 
     # Python programs only: the listening port, a constant (LISTEN_PORT).
     port = CONTAINER_PORT

@@ -67,19 +67,18 @@ def ca_layer_archive(cert_pem: str) -> pulumi.AssetArchive:
 
 class PoolerCertificateAuthorityArgs(TypedDict, total=False):
     common_name: pulumi.Input[str]
-    """The CA's subject; default ``lifeguard <stack> pooler CA`` (:func:`ca_common_name`)."""
+    """The CA's subject, at most 64 characters; default `lifeguard <stack> pooler CA`."""
 
 
 class PoolerCertificateAuthority(pulumi.ComponentResource):
-    """The pooler's own CA (ECDSA P-256, 10 years) and a Lambda layer holding its certificate at
-    ``/opt/lifeguard/pooler-ca.pem``: what clients verify PgBouncer's certificate against."""
+    """The pooler's own CA (ECDSA P-256, 10 years) and a Lambda layer with its certificate for clients."""
 
     cert_pem: pulumi.Output[str]
     """The CA certificate (public): what clients verify the pooler against."""
     private_key_pem: pulumi.Output[str]
     """The CA's private key (a secret): the Pooler signs PgBouncer's certificate with it."""
     layer_arn: pulumi.Output[str]
-    """A Lambda layer version with the certificate at ``/opt/lifeguard/pooler-ca.pem``."""
+    """A Lambda layer version with the certificate at `/opt/lifeguard/pooler-ca.pem`."""
 
     def __init__(
         self, name: str, args: PoolerCertificateAuthorityArgs, opts: pulumi.ResourceOptions | None = None
