@@ -30,6 +30,7 @@ class FargateBase:
     name: str
     region: str
     architecture: Architecture
+    tags: Mapping[str, pulumi.Input[str]] | None = None
 
     def log_configuration(self, stream_prefix: str) -> dict[str, Any]:
         """A container's ``logConfiguration``: awslogs into the workload's group, under ``stream_prefix``."""
@@ -66,6 +67,7 @@ class FargateBase:
             execution_role_arn=self.execution_role.arn,
             container_definitions=pulumi.Output.json_dumps([dict(container) for container in containers]),
             volumes=list(volumes) or None,
+            tags=self.tags,
             opts=opts,
         )
 
@@ -84,11 +86,12 @@ def fargate_base(
     secrets: Mapping[str, pulumi.Input[str]],
     opts: pulumi.ResourceOptions,
     cluster_depends_on: Sequence[pulumi.Resource] = (),
+    tags: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> FargateBase:
     """Create the resources as children of ``opts.parent``; ``secrets`` maps a policy statement id
     to the one secret ARN it may read (one statement per secret). ``cluster_depends_on``: what must
     exist before the cluster (ECS's service-linked role in a new account: CreateCluster creates it
-    too, and the stack's own create of it would then fail)."""
+    too, and the stack's own create of it would then fail). ``tags`` go on every taggable resource."""
     image = ContainerImage(
         f"{name}-image",
         ContainerImageArgs(
@@ -96,21 +99,22 @@ def fargate_base(
             # repository goes with its images: they are rebuilt from the repository on every `up`, and a
             # repository that refuses would stop the destroy after the database is gone.
             context_dir=context_dir, architecture=architecture, force_delete=not deletion_protection,
-            shared_packages=shared_packages,
+            shared_packages=shared_packages, tags=tags,
         ),
         opts=opts,
     )
     cluster = aws.ecs.Cluster(
-        f"{name}-cluster", settings=[{"name": "containerInsights", "value": "enabled"}],
+        f"{name}-cluster", settings=[{"name": "containerInsights", "value": "enabled"}], tags=tags,
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(cluster_depends_on))),
     )
-    logs = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=log_retention_days, opts=opts)
+    logs = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=log_retention_days, tags=tags, opts=opts)
     execution_role = aws.iam.Role(
         f"{name}-execution",
         description=role_description,
         assume_role_policy=json.dumps(
             policies.assume_role("ecs-tasks.amazonaws.com", account, account.ecs_source_arn())
         ),
+        tags=tags,
         opts=opts,
     )
     statement_ids = list(secrets)
@@ -124,4 +128,4 @@ def fargate_base(
         ),
         opts=opts,
     )
-    return FargateBase(image, cluster, logs, execution_role, execution_policy, name, region, architecture)
+    return FargateBase(image, cluster, logs, execution_role, execution_policy, name, region, architecture, tags)

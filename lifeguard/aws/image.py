@@ -58,6 +58,8 @@ class ContainerImageArgs:
     keep_images: int = 10
     shared_packages: tuple[Path, ...] = ()
     """Repository packages the image needs besides ``context_dir``: see :func:`build_context`."""
+    tags: Mapping[str, pulumi.Input[str]] | None = None
+    """On the repository."""
     build_args: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Docker ``--build-arg``s (e.g. the base image a user's Dockerfile starts ``FROM``)."""
 
@@ -82,6 +84,7 @@ class ContainerImage(pulumi.ComponentResource):
             image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "AES256"}],
             force_delete=args.force_delete,
+            tags=args.tags,
             opts=child,
         )
         aws.ecr.LifecyclePolicy(

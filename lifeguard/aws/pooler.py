@@ -131,6 +131,8 @@ class PoolerArgs(TypedDict, total=False):
     """The sidecar's CloudWatch namespace (default `Lifeguard/PgBouncer`)."""
     create_ecs_service_linked_role: bool
     """Create ECS's `AWSServiceRoleForECS` first (a brand-new account); default: when the account has none."""
+    tags: Mapping[str, pulumi.Input[str]]
+    """Tags for every taggable resource of the pooler."""
 
 
 # Each sizing field and the config key (lifeguard.aws.keys) whose default, bounds and checks it shares with
@@ -280,6 +282,7 @@ class Pooler(pulumi.ComponentResource):
         region = account.region
         secret_name_prefix = args.get("secret_name_prefix") or f"{stack_name(SECRET_NAME_PREFIX, region=region)}/"
         metrics_service = given_service or stack_name(METRIC_DIMENSION, "pgbouncer", region=region)
+        tags = args.get("tags")
         create_service_linked_role = args.get("create_ecs_service_linked_role")
         if create_service_linked_role is None:
             create_service_linked_role = not ecs_service_linked_role_exists(self)
@@ -295,6 +298,7 @@ class Pooler(pulumi.ComponentResource):
             recovery_window_days=recovery_window_days,
             value=credentials_value,
             opts=child,
+            tags=tags,
         )
         # The console user exists only in PgBouncer's auth_file (nothing in Postgres): its own random
         # password, so reading the console never needs, or reveals, the database password.
@@ -307,6 +311,7 @@ class Pooler(pulumi.ComponentResource):
             recovery_window_days=recovery_window_days,
             value=pulumi.Output.json_dumps({"username": STATS_USER, "password": stats_password.result}),
             opts=child,
+            tags=tags,
         )
 
         load_balancer = aws.lb.LoadBalancer(
@@ -319,6 +324,7 @@ class Pooler(pulumi.ComponentResource):
             enable_cross_zone_load_balancing=True,
             enable_deletion_protection=deletion_protection,
             ip_address_type="ipv4",
+            tags=tags,
             # Pulumi refuses to plan the deletion (or replacement) of a protected resource, so a
             # `pulumi destroy` of a protected stack stops before it deletes anything, rather than at
             # AWS's refusal after everything around the NLB and the database is gone.
@@ -334,6 +340,7 @@ class Pooler(pulumi.ComponentResource):
                 dns_name=load_balancer.dns_name,
                 secret_name_prefix=secret_name_prefix,
                 recovery_window_days=recovery_window_days,
+                tags=tags,
             ),
             opts=child,
         )
@@ -350,6 +357,7 @@ class Pooler(pulumi.ComponentResource):
             service_linked_role.append(aws.iam.ServiceLinkedRole(
                 f"{name}-ecs-service-linked-role",
                 aws_service_name=ECS_SERVICE_PRINCIPAL,
+                tags=tags,
                 opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
             ))
         # Python programs only (not a schema output): every other ECS cluster of the stack must wait for it too.
@@ -370,6 +378,7 @@ class Pooler(pulumi.ComponentResource):
                      "ReadPoolerTlsKey": certificate.key_secret_arn},
             opts=child,
             cluster_depends_on=service_linked_role,
+            tags=tags,
         )
         image, cluster, logs, execution_policy = base.image, base.cluster, base.logs, base.execution_policy
 
@@ -468,6 +477,7 @@ class Pooler(pulumi.ComponentResource):
             # One failed probe must not reset every client of a task: drain them instead.
             target_health_states=[{"enable_unhealthy_connection_termination": False,
                                    "unhealthy_draining_interval": 60}],
+            tags=tags,
             # A change that replaces the NLB (removing an AZ, other subnets) replaces its listener, and
             # ELB refuses the new listener a target group the old NLB still uses: a new NLB gets a new
             # target group (created first, auto-named), and the service moves to it.
@@ -479,6 +489,7 @@ class Pooler(pulumi.ComponentResource):
             port=CONTAINER_PORT,
             protocol="TCP",
             default_actions=[{"type": "forward", "target_group_arn": target_group.arn}],
+            tags=tags,
             opts=child,
         )
 
@@ -506,6 +517,7 @@ class Pooler(pulumi.ComponentResource):
             }],
             health_check_grace_period_seconds=30,
             propagate_tags="SERVICE",
+            tags=tags,
             enable_ecs_managed_tags=True,
             # `pulumi up` fails (and the circuit breaker rolls back) when PgBouncer cannot start.
             wait_for_steady_state=True,
@@ -526,6 +538,7 @@ class Pooler(pulumi.ComponentResource):
             resource_id=pulumi.Output.concat("service/", cluster.name, "/", service.name),
             min_capacity=cfg.min_tasks,
             max_capacity=cfg.max_tasks,
+            tags=tags,
             opts=child,
         )
         aws.appautoscaling.Policy(

@@ -23,6 +23,7 @@ notice nothing. ``poolerCertificateExpiry`` says when a stack left alone would n
 """
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -132,6 +133,8 @@ class PoolerCertificateArgs:
     """The name clients dial: the NLB's DNS name."""
     secret_name_prefix: str
     recovery_window_days: int
+    tags: Mapping[str, pulumi.Input[str]] | None = None
+    """On the key's secret (nothing else here is taggable)."""
 
 
 class PoolerCertificate(pulumi.ComponentResource):
@@ -172,6 +175,7 @@ class PoolerCertificate(pulumi.ComponentResource):
             recovery_window_days=args.recovery_window_days,
             value=key.private_key_pem,
             opts=child,
+            tags=args.tags,
         )
         self.cert_pem = cert.cert_pem
         self.key_secret_arn = secret.arn

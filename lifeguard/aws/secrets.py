@@ -8,6 +8,7 @@ decided by the roles that reference these ARNs, not here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -57,11 +58,12 @@ def stored_secret(
     recovery_window_days: int,
     value: pulumi.Input[str],
     opts: pulumi.ResourceOptions,
+    tags: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> tuple[aws.secretsmanager.Secret, aws.secretsmanager.SecretVersion]:
     """A Secrets Manager secret and its value (marked secret in state), both named ``resource_name``."""
     secret = aws.secretsmanager.Secret(
         resource_name, name_prefix=name_prefix, description=description,
-        recovery_window_in_days=recovery_window_days, opts=opts,
+        recovery_window_in_days=recovery_window_days, tags=tags, opts=opts,
     )
     version = aws.secretsmanager.SecretVersion(
         resource_name, secret_id=secret.id, secret_string=mark_secret(pulumi.Output.from_input(value)), opts=opts,

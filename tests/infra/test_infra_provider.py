@@ -292,3 +292,40 @@ def test_bad_pooler_sizing_names_the_fields(construct: Construct) -> None:
     assert "cpu: must be at most 1024" in message
     assert "poolerMinTasks" not in message  # the args' words, not the sample stack's config keys
     assert not construct.registered()
+
+
+# Pulumi AWS types with a `tags` input, and the children that have none; a new child type must be put in one.
+TAGGABLE = frozenset({
+    "aws:secretsmanager/secret:Secret", "aws:lb/loadBalancer:LoadBalancer",
+    "aws:iam/serviceLinkedRole:ServiceLinkedRole", "aws:ecr/repository:Repository", "aws:ecs/cluster:Cluster",
+    "aws:cloudwatch/logGroup:LogGroup", "aws:iam/role:Role",
+    "aws:ecs/taskDefinition:TaskDefinition", "aws:lb/targetGroup:TargetGroup", "aws:lb/listener:Listener",
+    "aws:ecs/service:Service", "aws:appautoscaling/target:Target",
+})
+NOT_TAGGABLE = frozenset({
+    "aws:secretsmanager/secretVersion:SecretVersion", "aws:iam/rolePolicy:RolePolicy", "docker:index/image:Image",
+    "aws:appautoscaling/policy:Policy", "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+    "tls:index/privateKey:PrivateKey", "tls:index/certRequest:CertRequest",
+    "tls:index/locallySignedCert:LocallySignedCert", "random:index/randomPassword:RandomPassword",
+    "lifeguard:image:ContainerImage", "lifeguard:tls:PoolerCertificate",
+})
+
+
+def test_the_pooler_tags_every_taggable_child(construct: Construct) -> None:
+    from tests.infra import tls_mocks
+
+    key = tls_mocks.private_key({"algorithm": "ECDSA", "ecdsaCurve": "P256"})["privateKeyPem"]
+    ca = tls_mocks.self_signed({"privateKeyPem": key, "isCaCertificate": True, "validityPeriodHours": 24,
+                                "allowedUses": ["cert_signing"]})["certPem"]
+    tags = {"team": "payments", "env": "prod"}
+    construct("Pooler", "pooler", {**POOLER_INPUTS, "caCertPem": ca, "caPrivateKeyPem": key, "tags": tags,
+                                   "createEcsServiceLinkedRole": True})
+    children = {(typ, name) for urn, typ in construct.registered().items()
+                if (name := type_and_name(urn)[1]).startswith("pooler-")}
+    kinds = {typ for typ, _ in children}
+    undecided = sorted(kinds - TAGGABLE - NOT_TAGGABLE)
+    assert not undecided, f"decide whether these take tags: {undecided}"
+    assert kinds >= TAGGABLE
+    for typ, name in children:
+        if typ in TAGGABLE:
+            assert construct.mocks.inputs[(typ, name)].get("tags") == tags, f"{typ} {name}"
