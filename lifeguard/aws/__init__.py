@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
+    "AlarmThresholdsArgs": "lifeguard.aws.observability",
     "Database": "lifeguard.aws.database",
     "DatabaseArgs": "lifeguard.aws.database",
     "MigrationJob": "lifeguard.aws.migration_job",
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from lifeguard.aws.migration_job import MigrationJobArgs as MigrationJobArgs
     from lifeguard.aws.network import Network as Network
     from lifeguard.aws.network import NetworkArgs as NetworkArgs
+    from lifeguard.aws.observability import AlarmThresholdsArgs as AlarmThresholdsArgs
     from lifeguard.aws.observability import Observability as Observability
     from lifeguard.aws.observability import ObservabilityArgs as ObservabilityArgs
     from lifeguard.aws.pooler import Pooler as Pooler
