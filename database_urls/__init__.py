@@ -9,6 +9,8 @@ the function zip and the migration image each ship only their own folder plus th
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 POOLED_URL_ENV = "DATABASE_URL"
 """The pooled URL itself (locally)."""
 POOLED_URL_SECRET_ARN_ENV = "DATABASE_URL_SECRET_ARN"  # noqa: S105 (a variable name)
@@ -17,3 +19,17 @@ DIRECT_URL_ENV = "DATABASE_URL_UNPOOLED"
 """The direct URL (straight to Postgres, never the pooler); on AWS injected by ECS from Secrets Manager."""
 DIRECT_URL_SECRET_ARN_ENV = "DATABASE_URL_UNPOOLED_SECRET_ARN"  # noqa: S105 (a variable name)
 """Instead of the direct URL: the ARN of the secret holding it, read with boto3."""
+
+
+def verified_url(user: str, password: str, host: str, port: int | str, db_name: str, root_cert: str) -> str:
+    """A URL whose client checks the server's certificate names ``host`` and chains to ``root_cert``
+    (``verify-full``): for the pooled URL, PgBouncer's certificate for the NLB from the stack's own CA;
+    for the direct one, the database endpoint's certificate from the RDS bundle. User and password are
+    percent-encoded whole (``/``, ``@``, ``:`` ... included), so any password composes to a valid URL.
+
+    One definition for both sides: the Pulumi program composes the stored URLs with it, the migration
+    job composes the direct URL at run time from the owner secret's parts (``migrator.source``)."""
+    return (
+        f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{db_name}"
+        f"?sslmode=verify-full&sslrootcert={quote(root_cert, safe='/')}"
+    )

@@ -6,10 +6,10 @@ inputs) fails before the first resource is registered, so a bad stack never half
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 import pulumi_aws as aws
@@ -17,23 +17,44 @@ import pulumi_aws as aws
 from infra import SAMPLE_REQUIREMENTS
 from infra.samples import Functions, FunctionsArgs
 from lambdas.contract import CHARGE_CREDITS, NODE_SOURCE_DIR, READ_INVOICES, READ_INVOICES_NODE
-from lifeguard.aws import build_context, deployed, lambda_package, node_package, policies
-from lifeguard.aws import outputs as output_names
-from lifeguard.aws.app_role import AppRoleCredentials, AppRoleCredentialsArgs
-from lifeguard.aws.config import InfraConfig, InfraConfigError, load
-from lifeguard.aws.database import Database, DatabaseArgs
-from lifeguard.aws.image import context_tag
-from lifeguard.aws.migration_job import MigrationJob, MigrationJobArgs
-from lifeguard.aws.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
-from lifeguard.aws.network import Network, NetworkArgs
-from lifeguard.aws.observability import Observability, ObservabilityArgs, thresholds_args
-from lifeguard.aws.pooler import Pooler, PoolerArgs, ecs_service_linked_role_exists
-from lifeguard.aws.pooler_tls import (
+from lifeguard.aws import (
     CA_PATH,
+    SHARED_PACKAGE_NAMES,
+    Account,
+    AppRoleCredentials,
+    AppRoleCredentialsArgs,
+    ArgsError,
+    AwsApiAccess,
+    ConnectionSecrets,
+    ConnectionSecretsArgs,
+    Database,
+    DatabaseArgs,
+    InfraConfig,
+    InfraConfigError,
+    MigrationJob,
+    MigrationJobArgs,
+    Network,
+    NetworkArgs,
+    Observability,
+    ObservabilityArgs,
+    PooledClient,
+    PooledClientArgs,
+    Pooler,
+    PoolerArgs,
     PoolerCertificateAuthority,
     PoolerCertificateAuthorityArgs,
+    build_dir,
+    build_node_package,
+    build_python_package,
+    check_deployed_database,
+    context_tag,
+    deployed_database_record,
+    load_config,
+    metrics_service_name,
+    secret_name_prefix,
+    thresholds_args,
 )
-from lifeguard.aws.secrets import ConnectionSecrets, ConnectionSecretsArgs
+from lifeguard.aws import outputs as output_names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 """The checkout this sample stack runs from (its samples' sources live here, not in the library)."""
@@ -44,12 +65,10 @@ class ProgramPaths:
     """Where the program finds what it builds, and where it builds (``LIFEGUARD_BUILD_DIR``, for CI caches)."""
 
     repo_root: Path = REPO_ROOT
-    build_dir: Path = field(
-        default_factory=build_context.build_dir
-    )
+    build_dir: Path = field(default_factory=build_dir)
     lambda_requirements: Path = SAMPLE_REQUIREMENTS
     node: Path | None = None
-    """The ``node`` whose npm builds the Node.js function (default: ``node_package.find_node()``)."""
+    """The ``node`` whose npm builds the Node.js function (default: the one ``build_node_package`` finds)."""
 
     @property
     def pgbouncer_context(self) -> Path:
@@ -69,9 +88,8 @@ class ProgramPaths:
 
     @property
     def shared_packages(self) -> tuple[Path, ...]:
-        """Packages of the repository every deployable ships beside its own (``build_context.SHARED_PACKAGE_NAMES``)."""
-        return tuple(self.repo_root / name for name in build_context.SHARED_PACKAGE_NAMES)
-
+        """Packages of the repository every deployable ships beside its own (``SHARED_PACKAGE_NAMES``)."""
+        return tuple(self.repo_root / name for name in SHARED_PACKAGE_NAMES)
 
 
 def resolve_availability_zones(cfg: InfraConfig) -> tuple[str, ...]:
@@ -114,17 +132,29 @@ def resolve_availability_zones(cfg: InfraConfig) -> tuple[str, ...]:
     return tuple(names[: net.availability_zone_count])
 
 
-def _secret_name_prefix(region: str) -> str:
-    return f"{stack_name(SECRET_NAME_PREFIX, region=region)}/"
+CLIENT = "functions"
+"""The stack's own pooled client: the sample functions' group and policy, exported for other stacks' functions."""
 
 
-def metrics_service_name(region: str) -> str:
-    """The ``Service`` dimension of this stack's pooler metrics: stable, and distinct per stack.
+def kept_from_network(network: Network) -> pulumi.ResourceOptions:
+    """The client's security group and rules were the network's (``network-functions-...``) before the client
+    existed: aliases keep a deployed stack's resources (the same group, the same rules; nothing replaced)."""
+    network_name = network.pulumi_resource_name
+    client_rule = f"{CLIENT}-to-https"
+    moved = {f"{CLIENT}-sg",
+             *(f"{CLIENT}-to-{target}-{way}" for target in ("nlb", "endpoints") for way in ("out", "in"))}
 
-    Known before anything exists (the sidecar's environment and the alarms both need it, and the
-    ECS service's generated name would make the task definition depend on its own service).
-    """
-    return stack_name(METRIC_DIMENSION, "pgbouncer", region=region)
+    def keep(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+        if args.name == client_rule:
+            old = f"{network_name}-{CLIENT}-to-aws-apis"
+        elif args.name in moved:
+            old = f"{network_name}-{args.name}"
+        else:
+            return None
+        alias = pulumi.ResourceOptions(aliases=[pulumi.Alias(name=old, parent=network)])
+        return pulumi.ResourceTransformationResult(args.props, pulumi.ResourceOptions.merge(args.opts, alias))
+
+    return pulumi.ResourceOptions(transformations=[keep])
 
 
 def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]:
@@ -132,50 +162,35 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     paths = paths or ProgramPaths()
     region = aws.get_region().region
     caller = aws.get_caller_identity()
-    account = policies.Account.from_caller_arn(caller.arn, caller.account_id, region)
+    account = Account.from_caller_arn(caller.arn, caller.account_id, region)
     zones = resolve_availability_zones(cfg)
     # Before any resource: a change that would replace the database or fail half-way is refused here.
-    last_up = deployed.stack_outputs()
-    refused = deployed.refused_changes(deployed.recorded(last_up), cfg.database)
-    if refused:
-        raise InfraConfigError(refused)
-    scram_iterations = deployed.app_scram_iterations(cfg.database.scram_iterations, last_up)
+    scram_iterations = check_deployed_database(cfg.database)
     # Fail on missing build inputs before creating anything.
     context_tag(paths.pgbouncer_context, cfg.pooler.architecture)
     context_tag(paths.migrator_context, cfg.migration.architecture)
-    package = lambda_package.build(
-        paths.lambdas_source, cfg.functions.architecture, paths.build_dir / "lambda",
-        paths.lambda_requirements, shared_packages=paths.shared_packages,
-    )
-    node_zip = node_package.build(paths.node_source, paths.build_dir / "node", paths.node)
+    samples = cfg.functions.sample_functions
+    if samples:
+        package = build_python_package(
+            paths.lambdas_source, cfg.functions.architecture, paths.build_dir / "lambda",
+            paths.lambda_requirements, shared_packages=paths.shared_packages,
+        )
+        node_zip = build_node_package(paths.node_source, paths.build_dir / "node", paths.node)
 
-    network = Network(
-        "network",
-        NetworkArgs(
-            region=region,
-            availability_zones=zones,
-            api_access=cfg.network.api_access,
-            vpc_cidr=cfg.network.vpc_cidr,
-            nat_gateway_per_az=cfg.production,
-            existing_vpc_id=cfg.network.existing_vpc_id,
-            existing_private_subnet_ids=cfg.network.existing_private_subnet_ids,
-        ),
-    )
+    net = cfg.network
+    network_args: NetworkArgs = {"region": region, "api_access": AwsApiAccess(net.api_access)}
+    if net.existing_vpc_id is not None:
+        network_args |= {"existing_vpc_id": net.existing_vpc_id,
+                         "existing_private_subnet_ids": list(net.existing_private_subnet_ids)}
+    else:
+        network_args |= {"availability_zones": list(zones), "vpc_cidr": net.vpc_cidr,
+                         "nat_gateway_per_az": cfg.production}
+    network = Network("network", network_args)
     db_cfg = cfg.database
-    database = Database(
-        "database",
-        DatabaseArgs(
-            subnet_ids=network.private_subnet_ids,
-            security_group_id=network.database_security_group_id,
-            settings=db_cfg,
-            final_snapshot=cfg.production,
-            region=region,
-            log_retention_days=cfg.log_retention_days,
-        ),
-    )
+    database = _config_errors(DATABASE_KEYS, lambda: Database("database", database_args(cfg, network, region)))
     app_role = AppRoleCredentials("app-role", AppRoleCredentialsArgs(username=db_cfg.app_username,
                                                                      scram_iterations=scram_iterations))
-    secret_prefix = _secret_name_prefix(region)
+    secret_prefix = secret_name_prefix(region)
     metrics_service = metrics_service_name(region)
     pooler_ca = PoolerCertificateAuthority("pooler-ca", PoolerCertificateAuthorityArgs())
     pooler_cfg = cfg.pooler
@@ -187,6 +202,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             load_balancer_security_group_id=network.load_balancer_security_group_id,
             task_security_group_id=network.pooler_security_group_id,
             database_address=database.address,
+            database_port=database.port,
             db_name=db_cfg.db_name,
             max_connections=db_cfg.max_connections,
             reserved_connections=db_cfg.reserved_connections,
@@ -212,7 +228,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             log_retention_days=cfg.log_retention_days,
             deletion_protection=db_cfg.deletion_protection,
             metrics_service=metrics_service,
-            create_ecs_service_linked_role=not ecs_service_linked_role_exists(),
+            # create_ecs_service_linked_role unset: the Pooler looks the account's role up itself.
         ),
         # The ECS service waits for the network path its tasks need (routes, endpoints, rules).
         opts=pulumi.ResourceOptions(depends_on=network.pooler_path),
@@ -226,6 +242,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             load_balancer_arn_suffix=pooler.load_balancer_arn_suffix,
             target_group_arn_suffix=pooler.target_group_arn_suffix,
             db_instance_identifier=database.identifier,
+            db_cluster_identifier=db_cfg.existing_cluster_id,
             max_connections=db_cfg.max_connections,
             metric_service=metrics_service,
             thresholds=thresholds_args(alarms.thresholds),
@@ -253,39 +270,56 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             pooled_root_cert=CA_PATH,
         ),
     )
-    functions = Functions(
-        "functions",
-        FunctionsArgs(
-            subnet_ids=network.private_subnet_ids,
-            security_group_id=network.functions_security_group_id,
-            pooled_secret_arn=secrets.pooled_secret_arn,
-            package=package,
-            settings=cfg.functions,
-            log_retention_days=cfg.log_retention_days,
-            pooler_prepared_statements=cfg.pooler.settings.tracks_prepared_statements,
-            account=account,
-            pooler_ca_layer_arn=pooler_ca.layer_arn,
-            node_package=node_zip,
-        ),
+    # The stack's own client: the sample functions attach through it, and other stacks' functions may use
+    # its group and policy (clientSecurityGroupId, pooledSecretPolicyArn) or build their own client.
+    through_endpoints = net.api_access == AwsApiAccess.ENDPOINTS.value
+    client_args: PooledClientArgs = {
+        "vpc_id": network.vpc_id,
+        "pooler_security_group_id": network.load_balancer_security_group_id,
+        "pooler_port": pooler.port,
+        "pooled_secret_arn": secrets.pooled_secret_arn,
+        "ca_layer_arn": pooler_ca.layer_arn,
+        "ca_pem": pooler_ca.cert_pem,
+        "prepared_statements": cfg.pooler.settings.tracks_prepared_statements,
+        "query_wait_timeout_seconds": cfg.pooler.query_wait_timeout_s,
+        # Through the endpoints in their VPC (no route out), else HTTPS through the VPC's route.
+        "allow_https_egress": not through_endpoints,
+        # As deployed stacks hold them (EC2 replaces a group whose description changes).
+        "description": "Lambda functions: reach the pooler only",
+        "tags": {"Name": f"{network.pulumi_resource_name}-{CLIENT}"},
+    }
+    if samples:
+        # Without them the stack attaches no function of its own: other stacks' clients check their functions'
+        # timeouts against poolerQueryWaitTimeoutSeconds.
+        client_args["function_timeout_seconds"] = cfg.functions.timeout_s
+    if through_endpoints:
+        # A string in this mode (the network made endpoints).
+        client_args["endpoints_security_group_id"] = network.endpoints_security_group_id.apply(str)
+    client = PooledClient(
+        CLIENT,
+        client_args,
+        opts=kept_from_network(network),
     )
-    migration = MigrationJob(
-        "migration",
-        MigrationJobArgs(
-            region=region,
-            account=account,
-            subnet_ids=network.private_subnet_ids,
-            security_group_id=network.migration_security_group_id,
-            direct_secret_arn=secrets.direct_secret_arn,
-            app_role=app_role.username,
-            app_role_verifier_secret_arn=pooler.credentials_secret_arn,
-            settings=cfg.migration,
-            context_dir=paths.migrator_context,
-            shared_packages=paths.shared_packages,
-            log_retention_days=cfg.log_retention_days,
-            deletion_protection=db_cfg.deletion_protection,
-            cluster_depends_on=pooler.ecs_service_linked_role,
-        ),
-    )
+    functions: Functions | None = None
+    if samples:
+        functions = Functions(
+            "functions",
+            FunctionsArgs(
+                subnet_ids=network.private_subnet_ids,
+                client=client,
+                pooled_secret_arn=secrets.pooled_secret_arn,
+                package=package,
+                settings=cfg.functions,
+                log_retention_days=cfg.log_retention_days,
+                account=account,
+                node_package=node_zip,
+            ),
+        )
+    migration = _config_errors(MIGRATION_KEYS, lambda: MigrationJob(
+        "migration", migration_job_args(cfg, network, database, secrets, app_role, pooler),
+        # ECS's service-linked role, when the stack creates it, before the job's cluster.
+        pulumi.ResourceOptions(depends_on=pooler.ecs_service_linked_role),
+    ))
 
     outputs: dict[str, Any] = {
         output_names.VPC_ID: network.vpc_id,
@@ -299,9 +333,8 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.DATABASE_ENDPOINT: database.address,
         output_names.DATABASE_PORT: database.port,
         output_names.DATABASE_IDENTIFIER: database.identifier,
-        output_names.DATABASE_SETTINGS: deployed.record(db_cfg, scram_iterations),
+        output_names.DATABASE_SETTINGS: deployed_database_record(db_cfg, scram_iterations),
         output_names.POOLED_SECRET_ARN: secrets.pooled_secret_arn,
-        output_names.DIRECT_SECRET_ARN: secrets.direct_secret_arn,
         output_names.POOLER_SECRET_ARN: pooler.credentials_secret_arn,
         output_names.POOLER_STATS_SECRET_ARN: pooler.stats_credentials_secret_arn,
         output_names.POOL_SIZE: cfg.pooler.pool_size,
@@ -312,12 +345,6 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.POOLER_LOG_GROUP_NAME: pooler.log_group_name,
         output_names.POOLER_METRICS_SERVICE: metrics_service,
         output_names.DASHBOARD_NAME: observability.dashboard_name,
-        output_names.READ_INVOICES_FUNCTION_NAME: functions.names[READ_INVOICES.key],
-        output_names.READ_INVOICES_FUNCTION_ARN: functions.arns[READ_INVOICES.key],
-        output_names.READ_INVOICES_NODE_FUNCTION_NAME: functions.names[READ_INVOICES_NODE.key],
-        output_names.READ_INVOICES_NODE_FUNCTION_ARN: functions.arns[READ_INVOICES_NODE.key],
-        output_names.CHARGE_CREDITS_FUNCTION_NAME: functions.names[CHARGE_CREDITS.key],
-        output_names.CHARGE_CREDITS_FUNCTION_ARN: functions.arns[CHARGE_CREDITS.key],
         output_names.MIGRATION_CLUSTER_ARN: migration.cluster_arn,
         output_names.MIGRATION_TASK_DEFINITION_ARN: migration.task_definition_arn,
         output_names.MIGRATION_CONTAINER_NAME: migration.container_name,
@@ -326,14 +353,139 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.MIGRATION_LOG_GROUP_NAME: migration.log_group_name,
         output_names.MIGRATION_LOG_STREAM_PREFIX: migration.log_stream_prefix,
         output_names.MIGRATION_EXECUTION_ROLE_ARN: migration.execution_role_arn,
+        # What a separate stack attaches its functions with (README, "Stack outputs").
+        output_names.PRIVATE_SUBNET_IDS: network.private_subnet_ids,
+        output_names.POOLER_SECURITY_GROUP_ID: network.load_balancer_security_group_id,
+        output_names.POOLER_QUERY_WAIT_TIMEOUT_SECONDS: cfg.pooler.query_wait_timeout_s,
+        output_names.POOLER_PREPARED_STATEMENTS: cfg.pooler.settings.tracks_prepared_statements,
+        output_names.CLIENT_SECURITY_GROUP_ID: client.security_group_id,
+        output_names.POOLED_SECRET_POLICY_ARN: client.policy_arn,
     }
+    # Either the stack holds the owner's password (a direct-URL secret) or the owner secret does (read at run time).
+    if secrets.direct_secret_arn is not None:
+        outputs[output_names.DIRECT_SECRET_ARN] = secrets.direct_secret_arn
+    else:
+        outputs[output_names.DATABASE_OWNER_SECRET_ARN] = database.owner_secret_arn
+    if through_endpoints:
+        outputs[output_names.ENDPOINTS_SECURITY_GROUP_ID] = network.endpoints_security_group_id
+    if functions is not None:
+        outputs |= {
+            output_names.READ_INVOICES_FUNCTION_NAME: functions.names[READ_INVOICES.key],
+            output_names.READ_INVOICES_FUNCTION_ARN: functions.arns[READ_INVOICES.key],
+            output_names.READ_INVOICES_NODE_FUNCTION_NAME: functions.names[READ_INVOICES_NODE.key],
+            output_names.READ_INVOICES_NODE_FUNCTION_ARN: functions.arns[READ_INVOICES_NODE.key],
+            output_names.CHARGE_CREDITS_FUNCTION_NAME: functions.names[CHARGE_CREDITS.key],
+            output_names.CHARGE_CREDITS_FUNCTION_ARN: functions.arns[CHARGE_CREDITS.key],
+        }
     if observability.alarm_topic_arn is not None:
         outputs[output_names.ALARM_TOPIC_ARN] = observability.alarm_topic_arn
     return outputs
 
 
+# Which config key each component argument comes from, so a component's refusal names the key to change.
+DATABASE_KEYS = {"security_group_id": "existingDatabaseSecurityGroupId",
+                 "existing_instance_identifier": "existingDatabaseInstanceId",
+                 "existing_cluster_identifier": "existingAuroraClusterId",
+                 "owner_secret_arn": "existingDatabaseOwnerSecretArn",
+                 "max_connections": "existingDatabaseMaxConnections"}
+MIGRATION_KEYS = {"image": "migrationImage", "command": "migrationCommand",
+                  "bookkeeping_tables": "migrationBookkeepingTables"}
+T = TypeVar("T")
+
+
+def _config_errors(keys: Mapping[str, str], make: Callable[[], T]) -> T:
+    """``make()``, with a component's refusal of an argument reported as the config key it came from."""
+    try:
+        return make()
+    except ArgsError as exc:
+        key = keys.get(exc.field)
+        if key is None:
+            raise
+        raise InfraConfigError([f"lifeguard:{key}: {exc.detail}"]) from None
+
+
+def database_args(cfg: InfraConfig, network: Network, region: str) -> DatabaseArgs:
+    """The database from the stack's config: a new instance, or an existing instance or Aurora cluster."""
+    db_cfg = cfg.database
+    if db_cfg.existing is None:
+        new: DatabaseArgs = {
+            "security_group_id": network.database_security_group_id,
+            "db_name": db_cfg.db_name,
+            "max_connections": db_cfg.max_connections,
+            "subnet_ids": network.private_subnet_ids,
+            "postgres_major_version": db_cfg.postgres_major_version,
+            "instance_class": db_cfg.instance_class,
+            "allocated_storage_gb": db_cfg.allocated_storage_gb,
+            "max_allocated_storage_gb": db_cfg.max_allocated_storage_gb,
+            "username": db_cfg.username,
+            "backup_retention_days": db_cfg.backup_retention_days,
+            "multi_az": db_cfg.multi_az,
+            "deletion_protection": db_cfg.deletion_protection,
+            "apply_immediately": db_cfg.apply_immediately,
+            "final_snapshot": cfg.production,
+            "log_retention_days": cfg.log_retention_days,
+            "region": region,
+        }
+        if db_cfg.manage_master_user_password:
+            new["manage_master_user_password"] = True
+        return new
+    assert db_cfg.existing_security_group_id is not None  # checked when the config was read
+    existing: DatabaseArgs = {
+        "security_group_id": db_cfg.existing_security_group_id,
+        "db_name": db_cfg.db_name,
+        "max_connections": db_cfg.max_connections,
+        # The network's rules reach its own database group; these reach the existing database's.
+        "client_security_group_ids": [network.pooler_security_group_id, network.migration_security_group_id],
+    }
+    if db_cfg.existing_instance_id is not None:
+        existing["existing_instance_identifier"] = db_cfg.existing_instance_id
+    elif db_cfg.existing_cluster_id is not None:
+        existing["existing_cluster_identifier"] = db_cfg.existing_cluster_id
+    if db_cfg.existing_owner_secret_arn is not None:
+        existing["owner_secret_arn"] = db_cfg.existing_owner_secret_arn
+    return existing
+
+
+def migration_job_args(cfg: InfraConfig, network: Network, database: Database, secrets: ConnectionSecrets,
+                       app_role: AppRoleCredentials, pooler: Pooler) -> MigrationJobArgs:
+    """The migration job from the stack's config: the direct-URL secret, or the owner secret read at run time."""
+    mig = cfg.migration
+    args: MigrationJobArgs = {
+        "subnet_ids": network.private_subnet_ids,
+        "security_group_id": network.migration_security_group_id,
+        "app_role": app_role.username,
+        "app_role_verifier_secret_arn": pooler.credentials_secret_arn,
+        "architecture": mig.architecture,
+        "cpu": mig.cpu,
+        "memory_mb": mig.memory_mb,
+        "demo_data": mig.demo_data,
+        "bookkeeping_tables": list(mig.bookkeeping_tables),
+        "command": list(mig.command),
+        "log_retention_days": cfg.log_retention_days,
+        "deletion_protection": cfg.database.deletion_protection,
+    }
+    image = mig.image_uri or (str(mig.image_folder) if mig.image_folder is not None else None)
+    if image is not None:
+        args["image"] = image
+    if secrets.direct_secret_arn is not None:
+        args["direct_secret_arn"] = secrets.direct_secret_arn
+    else:
+        args["owner_secret_arn"] = database.owner_secret_arn.apply(_known_secret_arn)
+        args["database_host"] = database.address
+        args["database_port"] = database.port
+        args["db_name"] = cfg.database.db_name
+    return args
+
+
+def _known_secret_arn(arn: str | None) -> str:
+    # The Database refuses an existing database without one; a new managed instance always has one.
+    if not arn:
+        raise InfraConfigError(["the database has no owner secret for the migration job to read"])
+    return arn
+
+
 def main(values: Mapping[str, Any] | None = None) -> None:
     """The Pulumi entry point: read config, build, export."""
-    outputs = build(load(values))
+    outputs = build(load_config(values))
     for name, value in outputs.items():
         pulumi.export(name, value)

@@ -1,8 +1,10 @@
 """The sample functions (two in Python, one on Node.js), in the private subnets, reading only the pooled
 connection secret.
 
-Their environment carries the secret's ARN, never a URL: the value stays in Secrets Manager,
-and the role can read that one secret and no other.
+They attach to the pooler through a :class:`lifeguard.aws.PooledClient`, as a user's functions would: its
+security group, its environment (the secret's ARN, never a URL: the value stays in Secrets Manager), its CA
+layer, and its policy granted to their role. The role's inline policy also reads the pooled secret, as it
+did before the client existed: a deployed stack keeps that policy unchanged (the grant is the same read).
 """
 
 from __future__ import annotations
@@ -14,29 +16,32 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from database_urls import POOLED_URL_SECRET_ARN_ENV
-from lambdas.contract import FUNCTIONS, NODE_CA_ENV, NODE_FUNCTIONS, PREPARED_ENV, SampleFunction
-from lifeguard.aws import policies
-from lifeguard.aws.config import FunctionsConfig
-from lifeguard.aws.lambda_package import RUNTIME, LambdaPackage
-from lifeguard.aws.node_package import RUNTIME as NODE_RUNTIME
-from lifeguard.aws.pooler_tls import CA_PATH
+from lambdas.contract import FUNCTIONS, NODE_FUNCTIONS, SampleFunction
+from lifeguard.aws import (
+    NODE_RUNTIME,
+    PYTHON_RUNTIME,
+    Account,
+    FunctionsConfig,
+    LambdaPackage,
+    PooledClient,
+    policies,
+)
+
+SAMPLE_FUNCTIONS = (*FUNCTIONS, *NODE_FUNCTIONS)
+"""Every function this component deploys (the config's checks count them: ``FunctionsConfig.attached_count``)."""
 
 
 @dataclass(frozen=True)
 class FunctionsArgs:
     subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
-    security_group_id: pulumi.Input[str]
-    pooled_secret_arn: pulumi.Output[str]
+    client: PooledClient
+    """The attach unit: security group, environment, CA layer, and the policy granted to the role."""
+    pooled_secret_arn: pulumi.Input[str]
+    """The role's inline policy reads it too, as deployed stacks hold it."""
     package: LambdaPackage
     settings: FunctionsConfig
     log_retention_days: int
-    pooler_prepared_statements: bool
-    """The pooler tracks prepared statements (``PoolerSettings.tracks_prepared_statements``): the
-    client may then use psycopg's default ``prepare_threshold``."""
-    account: policies.Account
-    pooler_ca_layer_arn: pulumi.Input[str]
-    """The layer with the pooler's CA, where ``DATABASE_URL``'s ``sslrootcert`` points."""
+    account: Account
     node_package: LambdaPackage
     """The Node.js function's zip (``lifeguard.aws.node_package``)."""
 
@@ -55,7 +60,7 @@ class Functions(pulumi.ComponentResource):
             spec.key: aws.cloudwatch.LogGroup(
                 f"{name}-{spec.key}-logs", retention_in_days=args.log_retention_days, opts=child
             )
-            for spec in (*FUNCTIONS, *NODE_FUNCTIONS)
+            for spec in SAMPLE_FUNCTIONS
         }
         role = aws.iam.Role(
             f"{name}-role",
@@ -71,11 +76,12 @@ class Functions(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        grant = args.client.grant(role)
 
         self.names = {}
         self.arns = {}
         deployments: list[tuple[SampleFunction, str, LambdaPackage]] = [
-            *((spec, RUNTIME, args.package) for spec in FUNCTIONS),
+            *((spec, PYTHON_RUNTIME, args.package) for spec in FUNCTIONS),
             *((spec, NODE_RUNTIME, args.node_package) for spec in NODE_FUNCTIONS),
         ]
         archives = {package.path: pulumi.FileArchive(str(package.path)) for _, _, package in deployments}
@@ -92,17 +98,11 @@ class Functions(pulumi.ComponentResource):
                 timeout=cfg.timeout_s,
                 memory_size=cfg.memory_mb,
                 reserved_concurrent_executions=cfg.reserved_concurrency,
-                environment={"variables": {
-                    POOLED_URL_SECRET_ARN_ENV: args.pooled_secret_arn,
-                    PREPARED_ENV: "1" if args.pooler_prepared_statements else "0",
-                    # Node.js adds it to its trusted CAs at start: clients that read no sslrootcert
-                    # (postgres.js) verify the pooler too. Python ignores it.
-                    NODE_CA_ENV: CA_PATH,
-                }},
-                layers=[args.pooler_ca_layer_arn],
-                vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [args.security_group_id]},
+                environment={"variables": args.client.environment},
+                layers=[args.client.ca_layer_arn],
+                vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": args.client.security_group_ids},
                 logging_config={"log_format": "JSON", "log_group": log_groups[spec.key].name},
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, grant]),
             )
             self.names[spec.key] = function.name
             self.arns[spec.key] = function.arn

@@ -19,7 +19,7 @@ from pathlib import Path
 from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV
 from migrator import wrapper
 from migrator.bookkeeping import tables_from_env
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, BOOKKEEPING_TABLES_ENV
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, BOOKKEEPING_TABLES_ENV, URL_PART_ENVS
 from migrator.errors import ExitCode
 from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, lock_timeout_arg
 from migrator.output import exit_code_of, logging_to_stderr
@@ -32,10 +32,11 @@ log = logging.getLogger("migrator")
 
 EPILOG = f"""\
 The direct URL comes from {DIRECT_URL_ENV}, or from the Secrets Manager secret whose ARN is in
-{DIRECT_URL_SECRET_ARN_ENV}. {POOLED_URL_ENV} (the pooled URL) is never used. With {APP_ROLE_ENV} (a role
-name) and {APP_ROLE_VERIFIER_ENV} (its SCRAM verifier), 'apply' first provisions that DML-only
-application role, under the migration lock, with no privilege on migration tools' bookkeeping tables
-(the known tools' and those named in {BOOKKEEPING_TABLES_ENV}).
+{DIRECT_URL_SECRET_ARN_ENV}, or from its parts ({", ".join(URL_PART_ENVS)}: the owner's username
+and password, injected from the owner secret, composed into a verify-full URL). {POOLED_URL_ENV} (the
+pooled URL) is never used. With {APP_ROLE_ENV} (a role name) and {APP_ROLE_VERIFIER_ENV} (its SCRAM
+verifier), 'apply' first provisions that DML-only application role, under the migration lock, with no
+privilege on migration tools' bookkeeping tables (the known tools' and those named in {BOOKKEEPING_TABLES_ENV}).
 
 Another migration tool instead: python -m migrator run [--lock-timeout S] -- COMMAND [ARGS...]
 (see python -m migrator run --help).

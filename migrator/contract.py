@@ -20,6 +20,18 @@ BOOKKEEPING_TABLES_ENV = "LIFEGUARD_BOOKKEEPING_TABLES"
 role gets no privilege on, besides the known tools' (:mod:`migrator.bookkeeping`)."""
 BASE_IMAGE_ARG = "LIFEGUARD_MIGRATOR_IMAGE"
 """The build argument naming our migrator image, for a user's Dockerfile that starts ``FROM`` it."""
+# The direct URL from its parts, for a database whose owner's password the stack does not hold (an existing
+# RDS instance or Aurora cluster, or RDS's managed master secret): ECS injects the owner's username and
+# password from that secret's JSON keys at run time, the rest is plain environment, and the migrator composes
+# DATABASE_URL_UNPOOLED (verify-full) from them (migrator.source.url_from_parts).
+OWNER_USERNAME_ENV = "LIFEGUARD_DB_OWNER_USERNAME"
+OWNER_PASSWORD_ENV = "LIFEGUARD_DB_OWNER_PASSWORD"  # noqa: S105 (a variable name)
+DB_HOST_ENV = "LIFEGUARD_DB_HOST"
+DB_PORT_ENV = "LIFEGUARD_DB_PORT"
+DB_NAME_ENV = "LIFEGUARD_DB_NAME"
+DB_ROOT_CERT_ENV = "LIFEGUARD_DB_ROOT_CERT"
+"""The CA bundle the server's certificate must chain to (the image's RDS bundle on AWS)."""
+URL_PART_ENVS = (OWNER_USERNAME_ENV, OWNER_PASSWORD_ENV, DB_HOST_ENV, DB_PORT_ENV, DB_NAME_ENV, DB_ROOT_CERT_ENV)
 DEMO_DATA_ENV = "LIFEGUARD_DEMO_DATA"
 """``1`` (the default) applies the demo-data migrations, ``0`` skips them (production stacks)."""
 

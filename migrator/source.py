@@ -2,8 +2,11 @@
 
 The migrator reads only the direct URL: ``DATABASE_URL_UNPOOLED``, or on AWS the Secrets Manager
 secret named by ``DATABASE_URL_UNPOOLED_SECRET_ARN`` (a secret holding the URL as plain text, the
-same secret ECS ``secrets`` can inject as ``DATABASE_URL_UNPOOLED``). ``DATABASE_URL`` is the
-pooled URL and is never used, not even as a fallback.
+same secret ECS ``secrets`` can inject as ``DATABASE_URL_UNPOOLED``), or its parts
+(``migrator.contract.URL_PART_ENVS``: the owner's username and password, which ECS injects from the
+owner secret's JSON keys, and host, port, database and CA bundle), composed here so that the owner's
+password lives only in that secret, never in the stack's state. ``DATABASE_URL`` is the pooled URL
+and is never used, not even as a fallback.
 """
 
 from __future__ import annotations
@@ -17,7 +20,16 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV
+from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV, verified_url
+from migrator.contract import (
+    DB_HOST_ENV,
+    DB_NAME_ENV,
+    DB_PORT_ENV,
+    DB_ROOT_CERT_ENV,
+    OWNER_PASSWORD_ENV,
+    OWNER_USERNAME_ENV,
+    URL_PART_ENVS,
+)
 from migrator.errors import MigratorConfigError, Unavailable
 from redaction import ENCODE_HINT, Redactor, url_problem
 
@@ -90,16 +102,40 @@ def fetch_secret_url(arn: str, client: SecretsManagerClient | None = None) -> st
     return value
 
 
+def url_from_parts(environ: Mapping[str, str]) -> str:
+    """``DATABASE_URL_UNPOOLED`` composed from :data:`migrator.contract.URL_PART_ENVS` (all required).
+
+    Errors name the variables, never their values: the password is one of them.
+    """
+    missing = [name for name in URL_PART_ENVS if not environ.get(name, "").strip()]
+    if missing:
+        raise MigratorConfigError(
+            f"the direct URL's parts are incomplete: set {', '.join(missing)} too (or {DIRECT_URL_ENV} instead)"
+        )
+    port = environ[DB_PORT_ENV].strip()
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise MigratorConfigError(f"{DB_PORT_ENV} must be a TCP port (1 to 65535), got {port!r}")
+    # The password as stored, spaces and all (only an empty one is refused above); the rest trimmed.
+    return verified_url(environ[OWNER_USERNAME_ENV].strip(), environ[OWNER_PASSWORD_ENV],
+                        environ[DB_HOST_ENV].strip(), int(port), environ[DB_NAME_ENV].strip(),
+                        environ[DB_ROOT_CERT_ENV].strip())
+
+
 def resolve_url(environ: Mapping[str, str], client: SecretsManagerClient | None = None) -> ResolvedUrl:
     """The direct URL from the environment; DATABASE_URL is refused, never used."""
     url = environ.get(DIRECT_URL_ENV, "").strip()
     arn = environ.get(DIRECT_URL_SECRET_ARN_ENV, "").strip()
+    parts = any(environ.get(name, "").strip() for name in URL_PART_ENVS)
     if url:
         if arn:
             log.info("using %s; %s is set too and is ignored", DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV)
+        if parts:
+            log.info("using %s; the %s parts are set too and are ignored", DIRECT_URL_ENV, OWNER_USERNAME_ENV)
         return ResolvedUrl(url, DIRECT_URL_ENV)
     if arn:
         return ResolvedUrl(fetch_secret_url(arn, client), f"secret {arn}")
+    if parts:
+        return ResolvedUrl(url_from_parts(environ), f"{OWNER_USERNAME_ENV}, {OWNER_PASSWORD_ENV} and {DB_HOST_ENV} ...")
     if environ.get(POOLED_URL_ENV, "").strip():
         raise MigratorConfigError(
             f"{POOLED_URL_ENV} is set, but the migrator never uses it: it is the pooled URL, and "

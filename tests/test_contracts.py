@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lifeguard.aws.outputs import ALARM_TOPIC_ARN, STACK_OUTPUTS
+from lifeguard.aws.outputs import OPTIONAL_OUTPUTS, STACK_OUTPUTS
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACTS = ("pgbouncer.contract", "lambdas.contract", "migrator.contract", "lifeguard.aws.outputs", "database_urls")
@@ -65,4 +65,4 @@ def test_the_readme_outputs_table_lists_exactly_the_contract() -> None:
     readme = (REPO / "README.md").read_text()
     section = readme.split("#### Stack outputs", 1)[1].split("\n\n", 2)[1]
     documented = {name for row in section.splitlines()[2:] for name in re.findall(r"`([A-Za-z]+)`", row.split("|")[1])}
-    assert documented == STACK_OUTPUTS | {ALARM_TOPIC_ARN}
+    assert documented == STACK_OUTPUTS | OPTIONAL_OUTPUTS

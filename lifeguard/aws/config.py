@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 import pulumi
 import pulumi.runtime.config as runtime_config
 
+from lambdas.contract import FUNCTIONS, NODE_FUNCTIONS
 from lifeguard.aws.build_context import project_dir
 from lifeguard.aws.keys import (
     FARGATE_MAX_NOFILE,
@@ -72,6 +73,16 @@ _APP_ROLE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _INSTANCE_CLASS = re.compile(r"^db\.[a-z0-9]+\.[a-z0-9]+$")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_SECURITY_GROUP_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
+# RDS: 1 to 63 letters, digits or hyphens, a letter first, no "--", no hyphen last.
+_EXISTING_DB_ID = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{0,62}(?<!-)$")
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z]{2}(-[a-z]+)+-\d:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
+# Keys only a new instance reads: with an existing database they are refused, not silently ignored.
+NEW_INSTANCE_KEYS = ("postgresMajorVersion", "dbInstanceClass", "dbAllocatedStorageGb", "dbMaxAllocatedStorageGb",
+                     "dbUsername", "dbBackupRetentionDays", "dbMultiAz", "dbApplyImmediately", "maxConnections",
+                     "manageMasterUserPassword")
+EXISTING_DATABASE_KEYS = ("existingDatabaseSecurityGroupId", "existingDatabaseMaxConnections",
+                          "existingDatabaseOwnerSecretArn")
 # A standard topic: CloudWatch alarms cannot notify FIFO (.fifo) topics.
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}$")
 # A new VPC is cut into 2^4 equal blocks (private subnets first, public ones from the ninth), and AWS's
@@ -83,6 +94,7 @@ ECR_IMAGE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z]{2}(-[a-z]+)+-\d)\.amazonaws\.com/"
     r"(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)(?:@sha256:[0-9a-f]{64}|:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$"
 )
+SAMPLE_FUNCTION_COUNT = len(FUNCTIONS) + len(NODE_FUNCTIONS)
 # The interface endpoints a new VPC gets with awsApiAccess: endpoints (one ENI per subnet each).
 INTERFACE_ENDPOINTS = ("secretsmanager", "ecr.api", "ecr.dkr", "logs")
 
@@ -132,6 +144,19 @@ class DatabaseConfig:
     migration_headroom: int
     scram_iterations: int | None = None
     """``scramIterations`` when set; ``None``: the stack keeps its count (``deployed.app_scram_iterations``)."""
+    existing_instance_id: str | None = None
+    """``existingDatabaseInstanceId``: an existing RDS PostgreSQL instance instead of a new one."""
+    existing_cluster_id: str | None = None
+    """``existingAuroraClusterId``: an existing Aurora PostgreSQL cluster instead of a new instance."""
+    existing_security_group_id: str | None = None
+    existing_owner_secret_arn: str | None = None
+    """``None`` with an existing database: its RDS-managed master user secret."""
+    manage_master_user_password: bool = False
+
+    @property
+    def existing(self) -> str | None:
+        """The existing database's identifier (instance or cluster); ``None``: the stack creates an instance."""
+        return self.existing_instance_id or self.existing_cluster_id
 
 
 @dataclass(frozen=True)
@@ -191,6 +216,13 @@ class FunctionsConfig:
     memory_mb: int
     reserved_concurrency: int | None
     """``None`` when unreserved (config value -1)."""
+    sample_functions: bool = True
+    """``sampleFunctions``: the stack deploys the sample functions."""
+
+    @property
+    def attached_count(self) -> int:
+        """How many functions the stack itself attaches to the pooler (the checks below count these)."""
+        return SAMPLE_FUNCTION_COUNT if self.sample_functions else 0
 
 
 @dataclass(frozen=True)
@@ -549,6 +581,8 @@ def _database(read: _Reader) -> DatabaseConfig:
         read.problem("dbMaxAllocatedStorageGb",
                      f"must be 0 (no autoscaling) or at least dbAllocatedStorageGb ({allocated}), "
                      f"got {max_allocated}")
+    existing = _existing_database(read)
+    max_connections = read.integer("existingDatabaseMaxConnections" if existing else "maxConnections")
     return DatabaseConfig(
         postgres_major_version=read.integer("postgresMajorVersion"),
         instance_class=instance_class,
@@ -561,11 +595,60 @@ def _database(read: _Reader) -> DatabaseConfig:
         multi_az=read.boolean("dbMultiAz"),
         deletion_protection=read.boolean("deletionProtection"),
         apply_immediately=read.boolean("dbApplyImmediately"),
-        max_connections=read.integer("maxConnections"),
+        max_connections=max_connections,
         reserved_connections=read.integer("reservedConnections"),
         migration_headroom=read.integer("migrationHeadroom"),
         scram_iterations=read.integer("scramIterations") if read.given("scramIterations") else None,
+        existing_instance_id=read.optional_string("existingDatabaseInstanceId"),
+        existing_cluster_id=read.optional_string("existingAuroraClusterId"),
+        existing_security_group_id=read.optional_string("existingDatabaseSecurityGroupId"),
+        existing_owner_secret_arn=read.optional_string("existingDatabaseOwnerSecretArn"),
+        manage_master_user_password=read.boolean("manageMasterUserPassword"),
     )
+
+
+def _existing_database(read: _Reader) -> str | None:
+    """Check the existing-database keys together; the key that chose one (or None: a new instance)."""
+    instance = read.optional_string("existingDatabaseInstanceId")
+    cluster = read.optional_string("existingAuroraClusterId")
+    max_connections = read.integer("existingDatabaseMaxConnections")  # its bounds, whatever the choice
+    if instance is not None and cluster is not None:
+        read.problem("existingAuroraClusterId", "set existingDatabaseInstanceId (an RDS PostgreSQL instance) or "
+                                                "existingAuroraClusterId (an Aurora PostgreSQL cluster), not both")
+    chosen = "existingDatabaseInstanceId" if instance is not None else "existingAuroraClusterId" if cluster else None
+    if chosen is None:
+        for key in EXISTING_DATABASE_KEYS:
+            if read.given(key):
+                read.problem(key, "is only used with existingDatabaseInstanceId or existingAuroraClusterId; unset it "
+                                  "(the stack creates its own instance)")
+        return None
+    identifier = instance or cluster or ""
+    if not _EXISTING_DB_ID.match(identifier):
+        read.problem(chosen, "must be an RDS identifier (a letter, then letters, digits and single hyphens, at most "
+                             f"63, not ending in a hyphen), got {identifier!r}")
+    if read.optional_string("existingVpcId") is None:
+        read.problem(chosen, "needs existingVpcId and existingPrivateSubnetIds (the database's VPC and private "
+                             "subnets that reach it): a VPC the stack creates cannot reach an existing database")
+    for key in NEW_INSTANCE_KEYS:
+        if read.given(key):
+            read.problem(key, f"is for a new instance; with {chosen} unset it"
+                         + (" and set existingDatabaseMaxConnections to the database's own value"
+                            if key == "maxConnections" else ""))
+    group = read.optional_string("existingDatabaseSecurityGroupId")
+    if group is None:
+        read.problem("existingDatabaseSecurityGroupId", f"is required with {chosen}: one of the database's security "
+                                                        "groups, which gets the pooler's and the migration job's rules")
+    elif not _SECURITY_GROUP_ID.match(group):
+        read.problem("existingDatabaseSecurityGroupId", f"must look like sg-0123456789abcdef0, got {group!r}")
+    if max_connections < 1 and not read.has_problem("existingDatabaseMaxConnections"):
+        read.problem("existingDatabaseMaxConnections", f"is required with {chosen}: the database's max_connections "
+                                                       "(SHOW max_connections), which sizes the pool")
+    secret = read.optional_string("existingDatabaseOwnerSecretArn")
+    if secret is not None and not _SECRET_ARN.match(secret):
+        read.problem("existingDatabaseOwnerSecretArn",
+                     "must be a Secrets Manager secret ARN like "
+                     f"arn:aws:secretsmanager:eu-west-1:123456789012:secret:name-AbCdEf, got {secret!r}")
+    return chosen
 
 
 def _functions(read: _Reader) -> FunctionsConfig:
@@ -573,13 +656,14 @@ def _functions(read: _Reader) -> FunctionsConfig:
     # -1 by default: a reservation fails in accounts still at Lambda's initial limit of 10.
     reserved = read.integer("functionReservedConcurrency")
     if reserved == 0:
-        read.problem("functionReservedConcurrency", "0 would stop both functions from running; "
+        read.problem("functionReservedConcurrency", "0 would stop the sample functions from running; "
                                                     "use -1 for no reservation or a positive number")
     return FunctionsConfig(
         architecture=architecture,
         timeout_s=read.integer("functionTimeoutSeconds"),
         memory_mb=read.integer("functionMemoryMb"),
         reserved_concurrency=None if reserved == -1 else reserved,
+        sample_functions=read.boolean("sampleFunctions"),
     )
 
 
@@ -622,23 +706,26 @@ def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig 
         _check_fargate_size(read, "poolerCpu", "poolerMemoryMb", cpu, memory)
     max_client_conn = read.integer("maxClientConn")
     query_wait = read.integer("queryWaitTimeoutSeconds")
-    if functions is not None and query_wait >= functions.timeout_s:
+    # Checked against the functions the stack attaches itself; a PooledClient checks its own functions' timeout.
+    if functions is not None and functions.attached_count and query_wait >= functions.timeout_s:
         read.problem("queryWaitTimeoutSeconds",
                      f"must be below functionTimeoutSeconds ({functions.timeout_s}), got {query_wait}: a "
                      "function waiting for a server connection must get PgBouncer's error before Lambda "
                      "kills it. Lower queryWaitTimeoutSeconds or raise functionTimeoutSeconds.")
-    if functions is not None and functions.reserved_concurrency is not None and min_tasks >= 1:
-        clients = 2 * functions.reserved_concurrency
+    if (functions is not None and functions.attached_count and functions.reserved_concurrency is not None
+            and min_tasks >= 1):
+        clients = functions.attached_count * functions.reserved_concurrency
         if clients > max_client_conn * min_tasks:
             read.problem("maxClientConn",
                          f"{min_tasks} tasks x maxClientConn {max_client_conn} cannot hold the {clients} "
-                         "clients two functions at functionReservedConcurrency "
+                         f"clients the {functions.attached_count} sample functions at functionReservedConcurrency "
                          f"{functions.reserved_concurrency} may open; raise maxClientConn or poolerMinTasks")
 
     pool_size = 0
     if min_tasks >= 1 and max_tasks >= min_tasks and not any(
         read.has_problem(key)
-        for key in ("maxConnections", "reservedConnections", "migrationHeadroom", "deploymentMaximumPercent")
+        for key in ("maxConnections", "existingDatabaseMaxConnections", "reservedConnections", "migrationHeadroom",
+                    "deploymentMaximumPercent")
     ):
         budget = PoolBudget(
             max_connections=database.max_connections,

@@ -25,7 +25,7 @@ from typing import Any
 
 import pulumi
 
-from lifeguard.aws.config import PROJECT, DatabaseConfig
+from lifeguard.aws.config import PROJECT, DatabaseConfig, InfraConfigError
 from lifeguard.aws.keys import whole_default
 from lifeguard.aws.naming import organization
 from lifeguard.aws.outputs import DATABASE_SETTINGS
@@ -39,10 +39,15 @@ POSTGRES_MAJOR_VERSION = "postgresMajorVersion"
 DB_NAME = "dbName"
 DB_USERNAME = "dbUsername"
 SCRAM_ITERATIONS = "scramIterations"
+EXISTING_DATABASE = "existingDatabase"
+"""In the record of a stack that uses an existing database (its identifier) rather than one it created."""
 
 
 def record(cfg: DatabaseConfig, scram_iterations: int) -> dict[str, str]:
     """What the stack exports as :data:`RECORD_OUTPUT`: strings, so the record reads back unchanged."""
+    if cfg.existing is not None:
+        # Not the stack's instance: nothing of it to keep from one `up` to the next but the verifier's count.
+        return {EXISTING_DATABASE: cfg.existing, DB_NAME: cfg.db_name, SCRAM_ITERATIONS: str(scram_iterations)}
     return {POSTGRES_MAJOR_VERSION: str(cfg.postgres_major_version), DB_NAME: cfg.db_name, DB_USERNAME: cfg.username,
             SCRAM_ITERATIONS: str(scram_iterations)}
 
@@ -84,6 +89,17 @@ def refused_changes(deployed: Mapping[str, Any] | None, cfg: DatabaseConfig) -> 
     """Each change from ``deployed`` to ``cfg`` that AWS cannot make in place, as a config problem."""
     if deployed is None:
         return []
+    created_instance = deployed.get(EXISTING_DATABASE) is None and deployed.get(POSTGRES_MAJOR_VERSION) is not None
+    if cfg.existing is not None:
+        if not created_instance:
+            return []
+        key = f"{PROJECT}:{'existingAuroraClusterId' if cfg.existing_cluster_id else 'existingDatabaseInstanceId'}"
+        return [f"{key}: this stack created its database instance; an existing database instead would make `pulumi "
+                "up` delete that instance (and, without deletion protection and a final snapshot, its data). Unset "
+                f"{key}; to use the existing database, deploy it in a new stack."]
+    if not created_instance:
+        # From an existing database to a new instance: nothing the stack had is replaced.
+        return []
     problems: list[str] = []
     for key, new in ((DB_NAME, cfg.db_name), (DB_USERNAME, cfg.username)):
         old = deployed.get(key)
@@ -109,6 +125,16 @@ def refused_changes(deployed: Mapping[str, Any] | None, cfg: DatabaseConfig) -> 
             f"{key} at {old_major}."
         )
     return problems
+
+
+def check_deployed_database(cfg: DatabaseConfig) -> int:
+    """Before any resource: raise :class:`InfraConfigError` for a change this stack's last ``up`` rules out
+    (:func:`refused_changes`); the application role's SCRAM count to use (:func:`app_scram_iterations`)."""
+    last_up = stack_outputs()
+    refused = refused_changes(recorded(last_up), cfg)
+    if refused:
+        raise InfraConfigError(refused)
+    return app_scram_iterations(cfg.scram_iterations, last_up)
 
 
 def _whole(value: Any) -> int | None:

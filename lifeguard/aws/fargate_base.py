@@ -31,6 +31,7 @@ class FargateBase:
     region: str
     architecture: Architecture
     tags: Mapping[str, pulumi.Input[str]] | None = None
+    """Of every taggable resource of the workload (none: as before tags existed)."""
 
     def log_configuration(self, stream_prefix: str) -> dict[str, Any]:
         """A container's ``logConfiguration``: awslogs into the workload's group, under ``stream_prefix``."""
@@ -91,7 +92,7 @@ def fargate_base(
     """Create the resources as children of ``opts.parent``; ``secrets`` maps a policy statement id
     to the one secret ARN it may read (one statement per secret). ``cluster_depends_on``: what must
     exist before the cluster (ECS's service-linked role in a new account: CreateCluster creates it
-    too, and the stack's own create of it would then fail). ``tags`` go on every taggable resource."""
+    too, and the stack's own create of it would then fail)."""
     image = ContainerImage(
         f"{name}-image",
         ContainerImageArgs(

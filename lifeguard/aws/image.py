@@ -58,10 +58,10 @@ class ContainerImageArgs:
     keep_images: int = 10
     shared_packages: tuple[Path, ...] = ()
     """Repository packages the image needs besides ``context_dir``: see :func:`build_context`."""
-    tags: Mapping[str, pulumi.Input[str]] | None = None
-    """On the repository."""
     build_args: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Docker ``--build-arg``s (e.g. the base image a user's Dockerfile starts ``FROM``)."""
+    tags: Mapping[str, pulumi.Input[str]] | None = None
+    """Of the repository (the one taggable resource here)."""
 
 
 class ContainerImage(pulumi.ComponentResource):

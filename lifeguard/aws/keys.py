@@ -185,6 +185,33 @@ KEYS: tuple[Key, ...] = (
         "2).")),
     WholeKey("migrationHeadroom", default=2, low=0, high=MAX_PG_CONNECTIONS, meaning=(
         "Direct connections kept for the migration job.")),
+    TextKey("existingDatabaseInstanceId", default=None, meaning=(
+        "Use this existing RDS PostgreSQL instance (its identifier) instead of creating one: the pooler and the "
+        "migration job connect to its endpoint, read at preview. Needs `existingVpcId` (the database's VPC), "
+        "`existingDatabaseSecurityGroupId` and `existingDatabaseMaxConnections`; the keys of a new instance "
+        "(`postgresMajorVersion`, `dbInstanceClass`, `maxConnections`, ...) are refused with it. Not on a stack "
+        "that created its instance (a preview refuses: it would delete that instance).")),
+    TextKey("existingAuroraClusterId", default=None, meaning=(
+        "Use this existing Aurora PostgreSQL cluster instead of creating an instance: its writer endpoint, which "
+        "follows a failover; the connections alarm watches the writer. As `existingDatabaseInstanceId` "
+        "otherwise (not both).")),
+    TextKey("existingDatabaseSecurityGroupId", default=None, meaning=(
+        "With an existing database: one of its security groups; the stack adds rules into it from the pooler's "
+        "and the migration job's groups on the database's port (separate rules: the group's others stay).")),
+    WholeKey("existingDatabaseMaxConnections", default=0, low=0, high=MAX_PG_CONNECTIONS, meaning=(
+        "With an existing database, required: its `max_connections` (`SHOW max_connections`), which the "
+        "stack cannot read at preview; the pool is sized from it (with `reservedConnections` and "
+        "`migrationHeadroom`, which must also leave room for the database's other clients), and the "
+        "connections alarm compares with it. 0: unset.")),
+    TextKey("existingDatabaseOwnerSecretArn", default=None, meaning=(
+        "With an existing database: a Secrets Manager secret holding JSON `username` and `password` of the "
+        "database's owner, which the migration task reads at run time (never copied into the stack's state). "
+        "Default: the database's RDS-managed master user secret; required when it has none.")),
+    FlagKey("manageMasterUserPassword", default=False, meaning=(
+        "New instance: RDS keeps the master password in a secret of its own (rotated by RDS), which the "
+        "migration task reads at run time, instead of a password the stack generates and holds in its state; "
+        "then there is no `directSecretArn`. Turning it on for a deployed instance changes the password in "
+        "place.")),
     WholeKey("poolerMinTasks", default=2, low=0, high=1000, meaning=(
         "Fewest PgBouncer tasks (at least 2, spread across AZs).")),
     WholeKey("poolerMaxTasks", default=4, low=0, high=1000, meaning=(
@@ -204,22 +231,28 @@ KEYS: tuple[Key, ...] = (
     WholeKey("maxClientConn", default=10000, low=1, high=FARGATE_MAX_NOFILE, meaning=(
         "PgBouncer `max_client_conn` per task; the `nofile` ulimit follows it.")),
     WholeKey("queryWaitTimeoutSeconds", default=20, low=1, high=3600, meaning=(
-        "PgBouncer `query_wait_timeout`; must be below `functionTimeoutSeconds` so a queued function gets"
-        " a pooler error, not a platform timeout.")),
+        "PgBouncer `query_wait_timeout`; must be below the timeout of every function attached "
+        "(`functionTimeoutSeconds` for the sample functions; a `PooledClient` checks its own), so a queued "
+        "function gets a pooler error, not a platform timeout.")),
     WholeKey("poolerStopTimeoutSeconds", default=120, low=2, high=120, meaning=(
         "Seconds ECS waits after SIGINT before SIGKILL (2 to 120).")),
     WholeKey("deregistrationDelaySeconds", default=30, low=0, high=3600, meaning=(
         "NLB deregistration delay before a task is stopped (0 to 3600).")),
     ChoiceKey("containerArchitecture", choices=ARCHITECTURES, default="x86_64", meaning=(
         "CPU architecture of the PgBouncer and migration images and tasks: `x86_64` or `arm64`.")),
+    FlagKey("sampleFunctions", default=True, meaning=(
+        "Deploy the sample functions (two on Python, one on Node.js). Off: the stack is the pooler, the database "
+        "and the migration job for your own functions, which attach through the stack's outputs "
+        "(`clientSecurityGroupId` and `pooledSecretPolicyArn`, or a `PooledClient` of their own: README, "
+        "\"Stack outputs\"); the `function...` keys then set nothing.")),
     ChoiceKey("functionArchitecture", choices=ARCHITECTURES, default="x86_64", meaning=(
         "Lambda architecture, and the wheels packaged: `x86_64` or `arm64`.")),
     WholeKey("functionTimeoutSeconds", default=30, low=1, high=900, meaning=(
-        "Lambda timeout (1 to 900).")),
+        "The sample functions' Lambda timeout (1 to 900).")),
     WholeKey("functionMemoryMb", default=256, low=128, high=10240, meaning=(
         "Lambda memory (128 to 10240).")),
     WholeKey("functionReservedConcurrency", default=-1, low=-1, high=1_000_000, meaning=(
-        "Reserved concurrency per function, which caps the clients each can open; -1 reserves none. "
+        "Reserved concurrency per sample function, which caps the clients each can open; -1 reserves none. "
         "Lambda keeps 10 of the account's concurrency unreserved, so in a new account (a limit of 10) any"
         " reservation fails: raise the account's quota first, then set e.g. 50.")),
     FlagKey("demoData", default=NOT_PRODUCTION, meaning=(

@@ -1,139 +1,223 @@
 """The migration job: a Fargate task definition the pipeline runs after ``pulumi up``.
 
-It connects straight to RDS (the migration lock and session state do not survive a transaction pooler) as the
-master user: ``DATABASE_URL_UNPOOLED``, injected by ECS. Before migrating it provisions the
-application role the functions use, setting its password from the SCRAM verifier in the pooler's
-secret (the ``password`` key, injected alone): the job never sees the functions' plain password.
-Its execution role may read those two secrets and no other. The task has no task role: it needs
-no AWS API at run time.
+It connects straight to the database (the migration lock and session state do not survive a transaction
+pooler) as its owner: ``DATABASE_URL_UNPOOLED``, injected by ECS from the direct-URL secret, or, when the
+stack does not hold the owner's password (an existing database, RDS's managed master secret), composed by
+the migrator at run time from the owner secret's ``username`` and ``password`` (injected by ECS from the
+secret's JSON keys) and the host, port and database in the environment. Before migrating it provisions
+the application role the functions use, setting its password from the SCRAM verifier in the pooler's
+secret (the ``password`` key, injected alone): the job never sees the functions' plain password. Its
+execution role may read exactly those two secrets. The task has no task role: it needs no AWS API at run
+time.
+
+Public (``lifeguard.aws``): no ``from __future__ import annotations`` here, so Pulumi's component analyzer
+reads the real annotations.
 """
 
-from __future__ import annotations
-
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Required, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
 from database_urls import DIRECT_URL_ENV
-from lifeguard.aws import policies
-from lifeguard.aws.config import ECR_IMAGE, InfraConfigError, MigrationConfig
+from lifeguard.aws import build_context, policies
+from lifeguard.aws.config import ECR_IMAGE
 from lifeguard.aws.fargate_base import FargateBase, fargate_base
 from lifeguard.aws.image import ContainerImage, ContainerImageArgs
-from lifeguard.aws.policies import Account
+from lifeguard.aws.secrets import MIGRATOR_RDS_CA_PATH
+from lifeguard.aws.type_token import component_type
+from lifeguard.aws.types import ARCHITECTURES, Architecture, ArgsError
+from migrator.bookkeeping import parse_table
 from migrator.contract import (
     APP_ROLE_ENV,
     APP_ROLE_VERIFIER_ENV,
     BASE_IMAGE_ARG,
     BOOKKEEPING_TABLES_ENV,
     CONTAINER_NAME,
+    DB_HOST_ENV,
+    DB_NAME_ENV,
+    DB_PORT_ENV,
+    DB_ROOT_CERT_ENV,
     DEMO_DATA_ENV,
+    OWNER_PASSWORD_ENV,
+    OWNER_USERNAME_ENV,
     wrapped_command,
 )
+from migrator.errors import MigratorConfigError
 
 # ECS injects one JSON key of a secret with valueFrom "<arn>:<key>::".
 VERIFIER_KEY = "password"
+OWNER_USERNAME_KEY = "username"
+OWNER_PASSWORD_KEY = "password"  # noqa: S105 (a JSON key's name)
 LOG_STREAM_PREFIX = "migrate"
 # Migrations get SIGTERM first; let a running statement finish or roll back cleanly.
 STOP_TIMEOUT_S = 120
+DEFAULT_CPU = 256
+DEFAULT_MEMORY_MB = 512
+DEFAULT_LOG_RETENTION_DAYS = 30
 
 
-@dataclass(frozen=True)
-class MigrationJobArgs:
-    region: str
-    account: Account
-    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
-    security_group_id: pulumi.Input[str]
-    direct_secret_arn: pulumi.Output[str]
-    app_role: str
-    """The application role the job provisions (``LIFEGUARD_APP_ROLE``)."""
-    app_role_verifier_secret_arn: pulumi.Output[str]
+class MigrationJobArgs(TypedDict, total=False):
+    subnet_ids: Required[pulumi.Input[Sequence[pulumi.Input[str]]]]
+    """The private subnets the task runs in."""
+    security_group_id: Required[pulumi.Input[str]]
+    """The task's security group: allowed to the database's port (``Database``'s ``client_security_group_ids``)."""
+    app_role: Required[str]
+    """The application role the job provisions (``LIFEGUARD_APP_ROLE``): the pooled URL's user."""
+    app_role_verifier_secret_arn: Required[pulumi.Input[str]]
     """The pooler's credentials secret: its ``password`` key holds the role's SCRAM verifier."""
-    settings: MigrationConfig
-    context_dir: Path
-    """The ``migrator/`` folder: build context of the image."""
-    shared_packages: tuple[Path, ...]
-    """Repository packages the migrator imports besides its own (``build_context.SHARED_PACKAGE_NAMES``),
-    added under ``shared/``."""
+    direct_secret_arn: pulumi.Input[str]
+    """The secret holding ``DATABASE_URL_UNPOOLED`` (a new instance with a generated password). Give this or
+    ``owner_secret_arn``."""
+    owner_secret_arn: pulumi.Input[str]
+    """Instead of ``direct_secret_arn``: the database owner's secret (JSON ``username``/``password``, e.g.
+    RDS's managed master user secret), read by the task at run time, with ``database_host``,
+    ``database_port`` and ``db_name``."""
+    database_host: pulumi.Input[str]
+    """With ``owner_secret_arn``: the database's endpoint (``Database``'s ``address``)."""
+    database_port: pulumi.Input[int]
+    """With ``owner_secret_arn``: the database's port."""
+    db_name: pulumi.Input[str]
+    """With ``owner_secret_arn``: the database to migrate."""
+    image: str
+    """Your migration image instead of lifeguard's: a folder holding its ``Dockerfile`` (absolute, or relative
+    to the working directory, the Pulumi project's folder; built with our image as the
+    ``LIFEGUARD_MIGRATOR_IMAGE`` build argument and our package staged under ``shared/``), or an ECR image URI
+    of this account and region (by digest or tag). It must run the migration wrapper."""
+    command: Sequence[str]
+    """Your migration command, run through the wrapper (``python3 -m migrator run -- COMMAND``: direct URL
+    only, migration lock, application role); empty: the image's own command."""
+    architecture: str
+    """``x86_64`` (default) or ``arm64``: of the image and the task."""
+    cpu: int
+    """Fargate CPU units (default 256)."""
+    memory_mb: int
+    """Fargate memory in MiB (default 512)."""
+    demo_data: bool
+    """Apply the sample runner's demo-data migrations (default false)."""
+    bookkeeping_tables: Sequence[str]
+    """More migration-tool bookkeeping tables (``NAME`` or ``SCHEMA.NAME``) the application role gets no
+    privilege on, besides the known tools'."""
     log_retention_days: int
+    """Of the task's log group (default 30)."""
     deletion_protection: bool
-    """The stack's: a protected stack's image repository is not force-deleted."""
-    cluster_depends_on: Sequence[pulumi.Resource] = ()
-    """ECS's service-linked role when the stack creates it (``Pooler.ecs_service_linked_role``)."""
+    """A protected stack's image repositories are not force-deleted (default true)."""
+    tags: Mapping[str, pulumi.Input[str]]
+    """Tags for every taggable resource the component creates."""
 
 
 class MigrationJob(pulumi.ComponentResource):
     cluster_arn: pulumi.Output[str]
+    """The ECS cluster ``ecs run-task`` starts the job in."""
     task_definition_arn: pulumi.Output[str]
-    container_name: str = CONTAINER_NAME
+    """The job's task definition (its current revision)."""
     subnet_ids: pulumi.Output[list[str]]
+    """The task's ``awsvpcConfiguration`` subnets."""
     security_group_ids: pulumi.Output[list[str]]
+    """The task's ``awsvpcConfiguration`` security groups."""
     log_group_name: pulumi.Output[str]
-    log_stream_prefix: str = LOG_STREAM_PREFIX
+    """Where its logs go (streams ``migrate/<container>/<task id>``)."""
     execution_role_arn: pulumi.Output[str]
+    """The role ``ecs:RunTask`` must be allowed to pass."""
 
-    def __init__(self, name: str, args: MigrationJobArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("lifeguard:migration:MigrationJob", name, None, opts)
+    # The pipeline's constants for running the task (not schema outputs: plain class values).
+    container_name = CONTAINER_NAME
+    log_stream_prefix = LOG_STREAM_PREFIX
+
+    def __init__(self, name: str, args: MigrationJobArgs,
+                 opts: Optional[pulumi.ResourceOptions] = None) -> None:  # noqa: UP045 (the analyzer's only union)
+        _check(args)
+        region = aws.get_region().region
+        caller = aws.get_caller_identity()
+        account = policies.Account.from_caller_arn(caller.arn, caller.account_id, region)
+        users_image = _users_image(args.get("image"), account)
+        super().__init__(component_type(MigrationJob, "migration"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        cfg = args.settings
+        architecture = _architecture(args)
+        deletion_protection = args.get("deletion_protection", True)
+        owner_secret = args.get("owner_secret_arn")
+        secret_arn: pulumi.Input[str] = owner_secret if owner_secret is not None else args["direct_secret_arn"]
+        tags = dict(args.get("tags", {})) or None
+        context_dir = build_context.package_dir("migrator")
+        shared_packages = build_context.shared_packages()
 
         base = fargate_base(
             name,
-            region=args.region,
-            context_dir=args.context_dir,
-            shared_packages=args.shared_packages,
-            architecture=cfg.architecture,
-            account=args.account,
-            deletion_protection=args.deletion_protection,
-            log_retention_days=args.log_retention_days,
-            role_description="Starts the migration task: pulls its image, writes its logs, reads DATABASE_URL_UNPOOLED "
-                             "and the application role's SCRAM verifier",
-            secrets={"ReadDirectDatabaseUrl": args.direct_secret_arn,
-                     "ReadAppRoleVerifier": args.app_role_verifier_secret_arn},
+            region=region,
+            context_dir=context_dir,
+            shared_packages=shared_packages,
+            architecture=architecture,
+            account=account,
+            deletion_protection=deletion_protection,
+            log_retention_days=args.get("log_retention_days", DEFAULT_LOG_RETENTION_DAYS),
+            role_description=(
+                "Starts the migration task: pulls its image, writes its logs, reads "
+                + ("the database owner's secret" if owner_secret is not None else "DATABASE_URL_UNPOOLED")
+                + " and the application role's SCRAM verifier"),
+            secrets={("ReadDatabaseOwnerSecret" if owner_secret is not None else "ReadDirectDatabaseUrl"): secret_arn,
+                     "ReadAppRoleVerifier": args["app_role_verifier_secret_arn"]},
             opts=child,
-            cluster_depends_on=args.cluster_depends_on,
+            # ECS's service-linked role, when the stack creates it, goes in this component's depends_on.
+            cluster_depends_on=_depends_on(opts),
+            tags=tags,
         )
-        image, cluster, logs, execution_role = base.image, base.cluster, base.logs, base.execution_role
-        environment = [
-            {"name": APP_ROLE_ENV, "value": args.app_role},
+        environment: list[dict[str, Any]] = [
+            {"name": APP_ROLE_ENV, "value": args["app_role"]},
             # Demo data stays out of production stacks.
-            {"name": DEMO_DATA_ENV, "value": "1" if cfg.demo_data else "0"},
+            {"name": DEMO_DATA_ENV, "value": "1" if args.get("demo_data", False) else "0"},
         ]
-        if cfg.bookkeeping_tables:
-            environment.append({"name": BOOKKEEPING_TABLES_ENV, "value": ",".join(cfg.bookkeeping_tables)})
+        bookkeeping = list(args.get("bookkeeping_tables", ()))
+        if bookkeeping:
+            environment.append({"name": BOOKKEEPING_TABLES_ENV, "value": ",".join(bookkeeping)})
+        verifier = {"name": APP_ROLE_VERIFIER_ENV,
+                    "valueFrom": pulumi.Output.concat(args["app_role_verifier_secret_arn"], f":{VERIFIER_KEY}::")}
+        if owner_secret is None:
+            secrets = [{"name": DIRECT_URL_ENV, "valueFrom": secret_arn}, verifier]
+        else:
+            # The owner's password stays in its secret: ECS injects it into the task at start, the migrator
+            # composes the URL (migrator.source.url_from_parts). Nothing of it is in the stack's state.
+            secrets = [
+                {"name": env, "valueFrom": pulumi.Output.concat(owner_secret, f":{key}::")}
+                for env, key in ((OWNER_USERNAME_ENV, OWNER_USERNAME_KEY), (OWNER_PASSWORD_ENV, OWNER_PASSWORD_KEY))
+            ]
+            secrets.append(verifier)
+            environment += [
+                {"name": DB_HOST_ENV, "value": args["database_host"]},
+                {"name": DB_PORT_ENV, "value": pulumi.Output.from_input(args["database_port"]).apply(str)},
+                {"name": DB_NAME_ENV, "value": args["db_name"]},
+                {"name": DB_ROOT_CERT_ENV, "value": MIGRATOR_RDS_CA_PATH},
+            ]
         container: dict[str, Any] = {
             "name": CONTAINER_NAME,
-            "image": _users_image(name, args, base, child) or image.image_uri,
+            "image": _image_uri(name, users_image, base, account, context_dir, shared_packages, deletion_protection,
+                                child),
             "essential": True,
             "environment": environment,
-            "secrets": [
-                {"name": DIRECT_URL_ENV, "valueFrom": args.direct_secret_arn},
-                {"name": APP_ROLE_VERIFIER_ENV,
-                 "valueFrom": pulumi.Output.concat(args.app_role_verifier_secret_arn, f":{VERIFIER_KEY}::")},
-            ],
+            "secrets": secrets,
             # The migrator writes nothing: its bytecode is compiled into the image (and
             # PYTHONDONTWRITEBYTECODE is set), logs go to stderr, the CA bundle is baked in.
             "readonlyRootFilesystem": True,
             "stopTimeout": STOP_TIMEOUT_S,
             "logConfiguration": base.log_configuration(LOG_STREAM_PREFIX),
         }
-        if cfg.command:
+        command = list(args.get("command", ()))
+        if command:
             # The user's tool behind the wrapper: guard, lock, role provisioning before and after.
-            container["command"] = wrapped_command(list(cfg.command))
+            container["command"] = wrapped_command(command)
         task_definition = base.task_definition(
-            cpu=cfg.cpu, memory_mb=cfg.memory_mb, containers=[container], opts=child
+            cpu=args.get("cpu", DEFAULT_CPU), memory_mb=args.get("memory_mb", DEFAULT_MEMORY_MB),
+            containers=[container], opts=child,
         )
 
-        self.cluster_arn = cluster.arn
+        self.cluster_arn = base.cluster.arn
         self.task_definition_arn = task_definition.arn
-        self.subnet_ids = pulumi.Output.from_input(args.subnet_ids).apply(lambda ids: [str(i) for i in ids])
-        self.security_group_ids = pulumi.Output.from_input(args.security_group_id).apply(lambda sg: [sg])
-        self.log_group_name = logs.name
-        self.execution_role_arn = execution_role.arn
+        self.subnet_ids = pulumi.Output.from_input(args["subnet_ids"]).apply(lambda ids: [str(i) for i in ids])
+        self.security_group_ids = pulumi.Output.from_input(args["security_group_id"]).apply(lambda sg: [sg])
+        self.log_group_name = base.logs.name
+        self.execution_role_arn = base.execution_role.arn
         self.register_outputs({
             "clusterArn": self.cluster_arn,
             "taskDefinitionArn": self.task_definition_arn,
@@ -141,42 +225,107 @@ class MigrationJob(pulumi.ComponentResource):
         })
 
 
-def _users_image(name: str, args: MigrationJobArgs, base: FargateBase,
-                 opts: pulumi.ResourceOptions) -> pulumi.Output[str] | str | None:
-    """The user's migration image (``migrationImage``), which the task runs instead of ours; None: ours.
+def _check(args: MigrationJobArgs) -> None:
+    """Every argument, before anything is registered."""
+    # Inputs may be Outputs (no truth value): only a missing or empty plain value is refused here.
+    for field in ("subnet_ids", "security_group_id", "app_role", "app_role_verifier_secret_arn"):
+        value = args.get(field)
+        if value is None or value == "":
+            raise ArgsError(field, "required")
+    direct, owner = args.get("direct_secret_arn"), args.get("owner_secret_arn")
+    if (direct is None) == (owner is None):
+        raise ArgsError("owner_secret_arn", "give direct_secret_arn (a secret holding DATABASE_URL_UNPOOLED) or "
+                                            "owner_secret_arn (the owner's JSON username/password secret, with "
+                                            "database_host, database_port and db_name), exactly one")
+    parts = ("database_host", "database_port", "db_name")
+    if owner is not None:
+        missing = [field for field in parts if args.get(field) is None]
+        if missing:
+            raise ArgsError(missing[0], f"{', '.join(missing)}: required with owner_secret_arn (the migrator "
+                                        "composes the direct URL from them and the secret at run time)")
+    else:
+        given = [field for field in parts if field in args]
+        if given:
+            raise ArgsError(given[0], f"{', '.join(given)}: only with owner_secret_arn; direct_secret_arn's URL "
+                                      "already names the database")
+    _architecture(args)
+    command = list(args.get("command", ()))
+    if any(not isinstance(word, str) or not word for word in command):
+        raise ArgsError("command", "holds an empty word; give each argument as one non-empty string")
+    if command[1:3] == ["-m", "migrator"]:
+        raise ArgsError("command", "give your tool's command alone (e.g. [\"alembic\", \"upgrade\", \"head\"]): the "
+                                   "job runs it through the wrapper, python3 -m migrator run --")
+    for table in args.get("bookkeeping_tables", ()):
+        try:
+            parse_table(table, "bookkeeping_tables")
+        except MigratorConfigError as exc:
+            raise ArgsError("bookkeeping_tables", str(exc).split(": ", 1)[-1]) from None
+
+
+def _architecture(args: MigrationJobArgs) -> Architecture:
+    value = args.get("architecture", "x86_64")
+    for architecture in ARCHITECTURES:
+        if value == architecture:
+            return architecture
+    raise ArgsError("architecture", f"must be one of {', '.join(ARCHITECTURES)}, got {value!r}")
+
+
+def _depends_on(opts: Optional[pulumi.ResourceOptions]) -> list[pulumi.Resource]:  # noqa: UP045
+    depends = opts.depends_on if opts is not None else None
+    if depends is None:
+        return []
+    items = depends if isinstance(depends, list) else [depends]
+    return [item for item in items if isinstance(item, pulumi.Resource)]
+
+
+def _users_image(image: str | None, account: policies.Account) -> Path | str | None:
+    """``image`` checked: a folder holding a Dockerfile (absolute), an ECR URI of this account and region, or None."""
+    value = (image or "").strip()
+    if not value:
+        return None
+    match = ECR_IMAGE.match(value)
+    if match is not None:
+        if (match["account"], match["region"]) != (account.account_id, account.region):
+            raise ArgsError("image", f"{value} is in account {match['account']}, region {match['region']}; the "
+                                     f"stack runs in {account.account_id}, {account.region}: push the image to an "
+                                     "ECR repository of this account and region")
+        return value
+    folder = Path(value).resolve()
+    if (folder / "Dockerfile").is_file():
+        return folder
+    raise ArgsError("image", f"{value!r} is neither a folder holding a Dockerfile nor an ECR image URI "
+                             "(<account>.dkr.ecr.<region>.amazonaws.com/<repository>@sha256:<digest> or :<tag>)")
+
+
+def _image_uri(name: str, users: Path | str | None, base: FargateBase, account: policies.Account, context_dir: Path,
+               shared_packages: tuple[Path, ...], deletion_protection: bool,
+               opts: pulumi.ResourceOptions) -> pulumi.Output[str] | str:
+    """The image the task runs: ours, or the user's (``image``).
 
     A folder is built into a repository of its own, with ``LIFEGUARD_MIGRATOR_IMAGE`` (ours) as a
     build argument for a Dockerfile that starts ``FROM`` it, and our package staged under
     ``shared/`` for one that adds it to another base. Either way the execution role may pull that
     one repository too, in a policy of its own: nothing else about the role changes.
     """
-    cfg = args.settings
-    if cfg.image_folder is not None:
-        users = ContainerImage(
+    if users is None:
+        return base.image.image_uri
+    if isinstance(users, Path):
+        built = ContainerImage(
             f"{name}-users-image",
             ContainerImageArgs(
-                context_dir=cfg.image_folder, architecture=cfg.architecture,
-                force_delete=not args.deletion_protection,
-                shared_packages=(args.context_dir, *args.shared_packages),
-                build_args={BASE_IMAGE_ARG: base.image.image_uri},
+                context_dir=users, architecture=base.architecture, force_delete=not deletion_protection,
+                shared_packages=(context_dir, *shared_packages),
+                build_args={BASE_IMAGE_ARG: base.image.image_uri}, tags=base.tags,
             ),
             opts=opts,
         )
-        _allow_pull(name, base, users.repository_arn, opts)
-        return users.image_uri
-    if cfg.image_uri is not None:
-        match = ECR_IMAGE.match(cfg.image_uri)
-        assert match is not None  # checked when the config was read
-        if (match["account"], match["region"]) != (args.account.account_id, args.region):
-            raise InfraConfigError([
-                f"lifeguard:migrationImage: {cfg.image_uri} is in account {match['account']}, region "
-                f"{match['region']}; the stack runs in {args.account.account_id}, {args.region}: push the image "
-                "to an ECR repository of this account and region"])
-        arn = (f"arn:{args.account.partition}:ecr:{match['region']}:{match['account']}:repository/"
-               f"{match['repository']}")
-        _allow_pull(name, base, arn, opts)
-        return cfg.image_uri
-    return None
+        _allow_pull(name, base, built.repository_arn, opts)
+        return built.image_uri
+    match = ECR_IMAGE.match(users)
+    assert match is not None  # checked by _users_image
+    arn = f"arn:{account.partition}:ecr:{match['region']}:{match['account']}:repository/{match['repository']}"
+    _allow_pull(name, base, arn, opts)
+    return users
 
 
 def _allow_pull(name: str, base: FargateBase, repository_arn: pulumi.Input[str], opts: pulumi.ResourceOptions) -> None:

@@ -70,3 +70,17 @@ def stack_name(rule: NameRule, *parts: str, region: str) -> str:
         readable = re.sub(r"-{2,}", "-", readable)
     readable = readable[: rule.max_length - DIGEST_LENGTH - 1].rstrip("-")
     return f"{readable}-{digest}"
+
+
+def secret_name_prefix(region: str) -> str:
+    """The name prefix of every secret the stack creates: ``<project>-<stack>-<digest>/``."""
+    return f"{stack_name(SECRET_NAME_PREFIX, region=region)}/"
+
+
+def metrics_service_name(region: str) -> str:
+    """The ``Service`` dimension of this stack's pooler metrics: stable, and distinct per stack.
+
+    Known before anything exists (the sidecar's environment and the alarms both need it, and the
+    ECS service's generated name would make the task definition depend on its own service).
+    """
+    return stack_name(METRIC_DIMENSION, "pgbouncer", region=region)

@@ -70,8 +70,10 @@ class ObservabilityArgs(TypedDict, total=False):
     """The NLB's `arn_suffix` (`net/<name>/<id>`, dimension LoadBalancer): `Pooler.load_balancer_arn_suffix`."""
     target_group_arn_suffix: Required[pulumi.Input[str]]
     """The target group's `arn_suffix` (`targetgroup/<name>/<id>`): `Pooler.target_group_arn_suffix`."""
-    db_instance_identifier: Required[pulumi.Input[str]]
-    """The RDS instance identifier (dimension DBInstanceIdentifier)."""
+    db_instance_identifier: pulumi.Input[str] | None
+    """The RDS instance (dimension DBInstanceIdentifier): `Database.identifier`; or give db_cluster_identifier."""
+    db_cluster_identifier: pulumi.Input[str] | None
+    """An Aurora cluster instead: the connections alarm and graph read its writer's (`Role=WRITER`, after failovers)."""
     max_connections: Required[int]
     """RDS `max_connections` as set in the parameter group: a plain number, known at preview."""
     metric_namespace: str
@@ -194,6 +196,8 @@ class Observability(pulumi.ComponentResource):
     def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # Validate before registering anything: a bad threshold must not leave a half-built component.
         settings = _Settings.of(args)
+        if args.get("db_instance_identifier") is None and args.get("db_cluster_identifier") is None:
+            raise ObservabilityError("give db_instance_identifier (an RDS instance) or db_cluster_identifier (Aurora)")
         super().__init__(component_type(Observability, "observability"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         t = settings.thresholds
@@ -201,7 +205,8 @@ class Observability(pulumi.ComponentResource):
         cluster_name, service_name = args["cluster_name"], args["service_name"]
         load_balancer_arn_suffix = args["load_balancer_arn_suffix"]
         target_group_arn_suffix = args["target_group_arn_suffix"]
-        db_instance_identifier = args["db_instance_identifier"]
+        db_instance_identifier = args.get("db_instance_identifier")
+        db_cluster_identifier = args.get("db_cluster_identifier")
 
         topic_arn: pulumi.Output[str] | None = None
         if settings.create_alarm_topic:
@@ -220,7 +225,11 @@ class Observability(pulumi.ComponentResource):
         pooler = {contract.DIM_SERVICE: settings.metric_service}
         ecs = {"ClusterName": cluster_name, "ServiceName": service_name}
         nlb = {"LoadBalancer": load_balancer_arn_suffix, "TargetGroup": target_group_arn_suffix}
-        rds = {"DBInstanceIdentifier": db_instance_identifier}
+        # An Aurora cluster: its writer's connections (DBClusterIdentifier and Role=WRITER follow a failover).
+        rds: Mapping[str, pulumi.Input[str]] = (
+            {"DBClusterIdentifier": db_cluster_identifier, "Role": "WRITER"} if db_cluster_identifier is not None
+            # Checked above: one of the two is given.
+            else {"DBInstanceIdentifier": cast(pulumi.Input[str], db_instance_identifier)})
         db_threshold = math.floor(settings.max_connections * t.db_connections_ratio)
 
         def alarm(
@@ -311,13 +320,13 @@ class Observability(pulumi.ComponentResource):
             service=service_name,
             nlb=load_balancer_arn_suffix,
             target_group=target_group_arn_suffix,
-            db=db_instance_identifier,
+            db=db_cluster_identifier if db_cluster_identifier is not None else db_instance_identifier,
             alarm_arns=[a.arn for a in self.alarms.values()],
         ).apply(lambda v: json.dumps(dashboard_body(
             region=v["region"], namespace=settings.metric_namespace, service=settings.metric_service,
             cluster_name=v["cluster"], service_name=v["service"], load_balancer=v["nlb"],
             target_group=v["target_group"], db_instance=v["db"], max_connections=settings.max_connections,
-            thresholds=t, alarm_arns=v["alarm_arns"],
+            thresholds=t, alarm_arns=v["alarm_arns"], db_is_cluster=db_cluster_identifier is not None,
         ), sort_keys=True))
         self.dashboard: aws.cloudwatch.Dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard", dashboard_name=dashboard_name, dashboard_body=body, opts=child
@@ -344,8 +353,10 @@ def dashboard_body(
     max_connections: int,
     thresholds: AlarmThresholds,
     alarm_arns: Sequence[str],
+    db_is_cluster: bool = False,
 ) -> dict[str, Any]:
-    """The dashboard as CloudWatch's dashboard-body JSON structure (plain data, tested as such)."""
+    """The dashboard as CloudWatch's dashboard-body JSON structure (plain data, tested as such).
+    ``db_instance`` is an Aurora cluster's identifier when ``db_is_cluster`` (its writer is graphed)."""
 
     def search(metric: str, dims: str, stat: str, ident: str) -> list[Any]:
         # One line per task (or pool): tasks come and go with deployments, SEARCH finds them all.
@@ -402,7 +413,9 @@ def dashboard_body(
             [".", "UnHealthyHostCount", ".", ".", ".", ".", {"stat": "Maximum", "label": "unhealthy"}],
         ]),
         widget(0, 15, "RDS connections vs max_connections", [
-            ["AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", db_instance,
+            ["AWS/RDS", "DatabaseConnections",
+             *(("DBClusterIdentifier", db_instance, "Role", "WRITER") if db_is_cluster
+               else ("DBInstanceIdentifier", db_instance)),
              {"stat": "Maximum", "label": "connections"}],
         ], annotations={"horizontal": [
             {"value": db_threshold, "label": f"alarm ({thresholds.db_connections_ratio:.0%})"},

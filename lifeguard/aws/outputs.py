@@ -22,6 +22,10 @@ DATABASE_SETTINGS = "databaseSettings"
 """The database settings AWS cannot change in place, read back by the next preview (``lifeguard.aws.deployed``)."""
 POOLED_SECRET_ARN = "pooledSecretArn"  # noqa: S105 (an output name)
 DIRECT_SECRET_ARN = "directSecretArn"  # noqa: S105 (an output name)
+"""Only when the stack holds the database owner's password (a new instance with a generated one)."""
+DATABASE_OWNER_SECRET_ARN = "databaseOwnerSecretArn"  # noqa: S105 (an output name)
+"""Instead of :data:`DIRECT_SECRET_ARN`: the owner secret the migration task reads at run time (an existing
+database's, or RDS's managed master secret)."""
 POOLER_SECRET_ARN = "poolerSecretArn"  # noqa: S105 (an output name)
 POOLER_STATS_SECRET_ARN = "poolerStatsSecretArn"  # noqa: S105 (an output name)
 POOL_SIZE = "poolSize"
@@ -48,17 +52,40 @@ MIGRATION_LOG_STREAM_PREFIX = "migrationLogStreamPrefix"
 MIGRATION_EXECUTION_ROLE_ARN = "migrationExecutionRoleArn"
 ALARM_TOPIC_ARN = "alarmTopicArn"
 """Only when the stack notifies a topic (``alarmEmail`` or ``alarmTopicArn``)."""
+# What a separate stack needs to attach its own functions (lifeguard.aws.client.pooled_client_args_from_stack).
+PRIVATE_SUBNET_IDS = "privateSubnetIds"
+POOLER_SECURITY_GROUP_ID = "poolerSecurityGroupId"
+"""The group in front of the pooler (the NLB's): a client's ingress rule goes into it."""
+POOLER_QUERY_WAIT_TIMEOUT_SECONDS = "poolerQueryWaitTimeoutSeconds"
+POOLER_PREPARED_STATEMENTS = "poolerPreparedStatements"
+CLIENT_SECURITY_GROUP_ID = "clientSecurityGroupId"
+"""The stack's own client group (already let into the pooler): attach it as it is."""
+POOLED_SECRET_POLICY_ARN = "pooledSecretPolicyArn"  # noqa: S105 (an output name)
+"""The managed policy that reads the pooled secret and nothing else: attach it to a function's role."""
+ENDPOINTS_SECURITY_GROUP_ID = "endpointsSecurityGroupId"
+"""Only when the stack's VPC has interface endpoints (``awsApiAccess: endpoints``)."""
 
 STACK_OUTPUTS = frozenset({
     VPC_ID, POOLER_ENDPOINT, POOLER_PORT, POOLER_CA_CERTIFICATE, POOLER_CA_LAYER_ARN, POOLER_CA_PATH,
     POOLER_CERTIFICATE_EXPIRY, DATABASE_ENDPOINT, DATABASE_PORT, DATABASE_IDENTIFIER, DATABASE_SETTINGS,
-    POOLED_SECRET_ARN,
-    DIRECT_SECRET_ARN, POOLER_SECRET_ARN, POOLER_STATS_SECRET_ARN, POOL_SIZE, MAX_CONNECTIONS,
+    POOLED_SECRET_ARN, POOLER_SECRET_ARN, POOLER_STATS_SECRET_ARN, POOL_SIZE, MAX_CONNECTIONS,
     POOLER_CLUSTER_NAME, POOLER_SERVICE_NAME, POOLER_TASK_DEFINITION_ARN, POOLER_LOG_GROUP_NAME,
-    POOLER_METRICS_SERVICE, DASHBOARD_NAME, READ_INVOICES_FUNCTION_NAME, READ_INVOICES_FUNCTION_ARN,
-    CHARGE_CREDITS_FUNCTION_NAME, CHARGE_CREDITS_FUNCTION_ARN, READ_INVOICES_NODE_FUNCTION_NAME,
-    READ_INVOICES_NODE_FUNCTION_ARN, MIGRATION_CLUSTER_ARN, MIGRATION_TASK_DEFINITION_ARN,
+    POOLER_METRICS_SERVICE, DASHBOARD_NAME, MIGRATION_CLUSTER_ARN, MIGRATION_TASK_DEFINITION_ARN,
     MIGRATION_CONTAINER_NAME, MIGRATION_SUBNET_IDS, MIGRATION_SECURITY_GROUP_IDS, MIGRATION_LOG_GROUP_NAME,
-    MIGRATION_LOG_STREAM_PREFIX, MIGRATION_EXECUTION_ROLE_ARN,
+    MIGRATION_LOG_STREAM_PREFIX, MIGRATION_EXECUTION_ROLE_ARN, PRIVATE_SUBNET_IDS, POOLER_SECURITY_GROUP_ID,
+    POOLER_QUERY_WAIT_TIMEOUT_SECONDS, POOLER_PREPARED_STATEMENTS, CLIENT_SECURITY_GROUP_ID, POOLED_SECRET_POLICY_ARN,
 })
-"""Every output every stack exports; :data:`ALARM_TOPIC_ARN` comes on top when there is a topic."""
+"""Every output every stack exports; the ones below come on top when the stack has what they name."""
+
+SAMPLE_FUNCTION_OUTPUTS = frozenset({
+    READ_INVOICES_FUNCTION_NAME, READ_INVOICES_FUNCTION_ARN, CHARGE_CREDITS_FUNCTION_NAME,
+    CHARGE_CREDITS_FUNCTION_ARN, READ_INVOICES_NODE_FUNCTION_NAME, READ_INVOICES_NODE_FUNCTION_ARN,
+})
+"""Only when the stack deploys the sample functions (``sampleFunctions``, on by default)."""
+
+OPTIONAL_OUTPUTS = SAMPLE_FUNCTION_OUTPUTS | {
+    ALARM_TOPIC_ARN, ENDPOINTS_SECURITY_GROUP_ID, DIRECT_SECRET_ARN, DATABASE_OWNER_SECRET_ARN,
+}
+"""Outputs a stack has only with what they name (the sample functions, an alarm topic, VPC endpoints), and
+exactly one of :data:`DIRECT_SECRET_ARN` (the stack made the owner's password) and
+:data:`DATABASE_OWNER_SECRET_ARN` (an owner secret read at run time)."""

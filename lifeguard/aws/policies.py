@@ -129,3 +129,20 @@ def function_role(log_group_arns: list[str], secret_arn: str) -> PolicyDocument:
     logs = write_logs(log_group_arns[0])
     logs["Resource"] = [f"{arn}:log-stream:*" for arn in log_group_arns]
     return document(manage_lambda_enis(), logs, read_secret("ReadPooledDatabaseUrl", secret_arn))
+
+
+def read_pooled_secret(secret_arn: str, kms_key_arn: str | None = None) -> PolicyDocument:
+    """What a pooled client needs of IAM: read the one pooled secret (by its full ARN) and, when the secret is
+    encrypted with a customer managed key, decrypt with that key only through Secrets Manager in the
+    secret's region (``kms:ViaService``), so the grant is no general use of the key."""
+    statements = [read_secret("ReadPooledDatabaseUrl", secret_arn)]
+    if kms_key_arn is not None:
+        region = secret_arn.split(":")[3]
+        statements.append({
+            "Sid": "DecryptPooledDatabaseUrl",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
+            "Resource": [kms_key_arn],
+            "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+        })
+    return document(*statements)

@@ -25,10 +25,10 @@ from lifeguard.aws.component_args import whole_number
 from lifeguard.aws.config import InfraConfigError, PoolerConfig, pooler_config
 from lifeguard.aws.fargate_base import fargate_base
 from lifeguard.aws.keys import KEYS_BY_NAME, WholeKey
-from lifeguard.aws.naming import METRIC_DIMENSION, SECRET_NAME_PREFIX, stack_name
+from lifeguard.aws.naming import metrics_service_name, secret_name_prefix
 from lifeguard.aws.policies import Account
 from lifeguard.aws.pooler_tls import PoolerCertificate, PoolerCertificateArgs
-from lifeguard.aws.secrets import generated_password, stored_secret
+from lifeguard.aws.secrets import DEFAULT_RECOVERY_WINDOW_DAYS, RECOVERY_WINDOWS, generated_password, stored_secret
 from lifeguard.aws.type_token import component_type
 from pgbouncer.contract import (
     CERT_ENV,
@@ -60,8 +60,6 @@ METRICS_COMMAND = ["python", "-m", "pgbouncer.metrics"]
 # A soft limit: the sidecar is one Python process holding a sample at a time.
 METRICS_MEMORY_RESERVATION_MB = 64
 ECS_SERVICE_PRINCIPAL = "ecs.amazonaws.com"
-# Secrets Manager: 0 deletes at once (a dev stack recreated under the same names), else 7 to 30 days.
-RECOVERY_WINDOWS = (0, *range(7, 31))
 # The metrics dimension and namespace go into the dashboard's SEARCH expressions unquoted.
 _METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-/#:]{1,255}$")
 
@@ -77,6 +75,8 @@ class PoolerArgs(TypedDict, total=False):
     """The PgBouncer tasks' security group (the NLB in, the database and the AWS APIs out)."""
     database_address: Required[pulumi.Input[str]]
     """The database's endpoint name: PgBouncer verifies the server certificate against it (verify-full)."""
+    database_port: pulumi.Input[int]
+    """The database's port (`Database.port`: an existing database's need not be 5432); default 5432."""
     db_name: Required[str]
     """The database clients connect to (the only one PgBouncer serves)."""
     max_connections: Required[int]
@@ -255,7 +255,7 @@ class Pooler(pulumi.ComponentResource):
     def __init__(self, name: str, args: PoolerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # Every check before anything is registered: a bad field must not leave a half-built pooler.
         cfg = sizing(args)
-        recovery_window_days = whole_number(args.get("secret_recovery_window_days", 30),
+        recovery_window_days = whole_number(args.get("secret_recovery_window_days", DEFAULT_RECOVERY_WINDOW_DAYS),
                                             "secret_recovery_window_days", PoolerArgsError)
         if recovery_window_days not in RECOVERY_WINDOWS:
             raise PoolerArgsError(f"PoolerArgs: secret_recovery_window_days must be 0 or 7 to 30, "
@@ -271,6 +271,11 @@ class Pooler(pulumi.ComponentResource):
         if not (context_dir / "Dockerfile").is_file():
             raise PoolerArgsError(f"PoolerArgs: image_context {str(context_dir)!r} has no Dockerfile: give the "
                                   "pgbouncer folder of lifeguard (or leave image_context unset)")
+        port = args.get("database_port")
+        if port is not None and not isinstance(port, pulumi.Output):
+            port = whole_number(port, "database_port", PoolerArgsError)
+            if not 0 < port < 65536:
+                raise PoolerArgsError(f"PoolerArgs: database_port must be a TCP port (1 to 65535), got {port}")
         deletion_protection = bool(args.get("deletion_protection", True))
         # sizing() checked it against CloudWatch's values.
         log_retention_days = whole_number(args.get("log_retention_days", _default("logRetentionDays")),
@@ -280,8 +285,8 @@ class Pooler(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         account = _account(self)
         region = account.region
-        secret_name_prefix = args.get("secret_name_prefix") or f"{stack_name(SECRET_NAME_PREFIX, region=region)}/"
-        metrics_service = given_service or stack_name(METRIC_DIMENSION, "pgbouncer", region=region)
+        secret_prefix = args.get("secret_name_prefix") or secret_name_prefix(region)
+        metrics_service = given_service or metrics_service_name(region)
         tags = args.get("tags")
         create_service_linked_role = args.get("create_ecs_service_linked_role")
         if create_service_linked_role is None:
@@ -292,7 +297,7 @@ class Pooler(pulumi.ComponentResource):
         )
         credentials, credentials_version = stored_secret(
             f"{name}-credentials",
-            name_prefix=f"{secret_name_prefix}POOLER_CREDENTIALS-",
+            name_prefix=f"{secret_prefix}POOLER_CREDENTIALS-",
             description="The application role's SCRAM verifier, rendered into PgBouncer's auth_file; read by the "
                         "pooler tasks, and by the migration job, which sets the same verifier in Postgres",
             recovery_window_days=recovery_window_days,
@@ -305,7 +310,7 @@ class Pooler(pulumi.ComponentResource):
         stats_password = generated_password(f"{name}-stats-password", child)
         stats_credentials, stats_credentials_version = stored_secret(
             f"{name}-stats-credentials",
-            name_prefix=f"{secret_name_prefix}POOLER_STATS_CREDENTIALS-",
+            name_prefix=f"{secret_prefix}POOLER_STATS_CREDENTIALS-",
             description="PgBouncer's read-only console user (stats_users) for the metrics sidecar; "
                         "read by the pooler tasks only",
             recovery_window_days=recovery_window_days,
@@ -338,7 +343,7 @@ class Pooler(pulumi.ComponentResource):
                 ca_cert_pem=args["ca_cert_pem"],
                 ca_private_key_pem=args["ca_private_key_pem"],
                 dns_name=load_balancer.dns_name,
-                secret_name_prefix=secret_name_prefix,
+                secret_name_prefix=secret_prefix,
                 recovery_window_days=recovery_window_days,
                 tags=tags,
             ),
@@ -383,8 +388,10 @@ class Pooler(pulumi.ComponentResource):
         image, cluster, logs, execution_policy = base.image, base.cluster, base.logs, base.execution_policy
 
         # The template config made, for the RDS endpoint's *name* (PgBouncer's verify-full checks it).
-        settings_json = pulumi.Output.from_input(args["database_address"]).apply(
-            lambda host: replace(cfg.settings, upstream=replace(cfg.settings.upstream, host=host)).to_json()
+        upstream = cfg.settings.upstream
+        settings_json = pulumi.Output.all(args["database_address"], port).apply(
+            lambda v: replace(cfg.settings, upstream=replace(
+                upstream, host=v[0], port=upstream.port if v[1] is None else int(v[1]))).to_json()
         )
 
         container = {

@@ -77,3 +77,13 @@ class AlarmThresholds:
             raise ObservabilityError(
                 f"thresholds.db_connections_ratio must be above 0 and at most 1, got {self.db_connections_ratio}"
             )
+
+
+class ArgsError(ValueError):
+    """A public component's arguments are invalid (checked before it creates anything); ``field`` names the
+    argument to change, so a program that fills it from its own settings can name its setting instead."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.detail = message
+        super().__init__(f"{field}: {message}")

@@ -225,6 +225,14 @@ class SmokeTarget:
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any], source: str) -> SmokeTarget:
+        # A stack of the program with `sampleFunctions: false` exports its client but no sample function.
+        samples = outputs.keys() & output_names.SAMPLE_FUNCTION_OUTPUTS
+        if output_names.CLIENT_SECURITY_GROUP_ID in outputs and not samples:
+            raise OutputsError(
+                f"the outputs from {source} name no sample functions: the stack runs with "
+                "`lifeguard:sampleFunctions false`, and the smoke test calls the sample functions. Skip it, "
+                "or set sampleFunctions to true and `pulumi up`."
+            )
         fields = _Fields(outputs)
         target = cls(
             read_function=fields.text(output_names.READ_INVOICES_FUNCTION_NAME),

@@ -7,7 +7,17 @@ from pathlib import Path
 import pytest
 
 from tests.infra.infra_harness import ProgramRun, StrictMocks, example_stack_config, run_program
-from tests.infra.variants import EXISTING_SUBNETS, EXISTING_VPC_ARM64, NAT, PRODUCTION, VARIANTS
+from tests.infra.variants import (
+    DB_CLUSTERS,
+    DB_INSTANCES,
+    EXISTING_AURORA,
+    EXISTING_INSTANCE_CONFIG,
+    EXISTING_SUBNETS,
+    EXISTING_VPC_ARM64,
+    NAT,
+    PRODUCTION,
+    VARIANTS,
+)
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +47,19 @@ def existing_vpc_run(build_dir: Path) -> ProgramRun:
     return run_program(EXISTING_VPC_ARM64, build_dir, mocks=StrictMocks(subnets=EXISTING_SUBNETS))
 
 
-_VARIANT_FIXTURES = dict(zip(VARIANTS, ("example_run", "production_run", "nat_run", "existing_vpc_run"), strict=True))
+@pytest.fixture(scope="session")
+def existing_aurora_run(build_dir: Path) -> ProgramRun:
+    return run_program(EXISTING_AURORA, build_dir, mocks=StrictMocks(subnets=EXISTING_SUBNETS, db_clusters=DB_CLUSTERS))
+
+
+@pytest.fixture(scope="session")
+def existing_instance_run(build_dir: Path) -> ProgramRun:
+    return run_program(EXISTING_INSTANCE_CONFIG, build_dir,
+                       mocks=StrictMocks(subnets=EXISTING_SUBNETS, db_instances=DB_INSTANCES))
+
+
+_VARIANT_FIXTURES = dict(zip(VARIANTS, ("example_run", "production_run", "nat_run", "existing_vpc_run",
+                                        "existing_aurora_run", "existing_instance_run"), strict=True))
 
 
 @pytest.fixture(params=VARIANTS)

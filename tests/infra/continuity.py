@@ -2,8 +2,10 @@
 run of today's program still has every one of them, under its URN or an alias (Pulumi's ``aliases``).
 
 The snapshots in ``tests/infra/snapshots/`` were recorded from the program as deployed before the
-components moved into the library (``lifeguard.aws``). They change only on purpose:
-``python -m tests.infra.continuity --write`` rewrites them, and the diff is the review.
+components moved into the library (``lifeguard.aws``); those of the existing-database variants
+(``existing-aurora``, ``existing-instance``) when the variants were added. They change only on purpose:
+``python -m tests.infra.continuity --write [VARIANT ...]`` rewrites them (all, or those named), and the
+diff is the review.
 """
 
 from __future__ import annotations
@@ -83,10 +85,35 @@ def known_urns(resource: Resource, by_urn: Mapping[str, Resource], seen: frozens
     return urns
 
 
+def _kept_ids(recorded: Iterable[str], run: ProgramRun, by_urn: Mapping[str, Resource]) -> dict[str, str]:
+    """New mock id -> the id the deployed resource has, for each resource that answers to a recorded URN by an
+    alias: the engine keeps an aliased resource (and its id), while the mocks make an id from the resource's
+    name (``<name>-id``), so without this every reference to a moved resource would read as changed."""
+    old = set(recorded)
+    kept: dict[str, str] = {}
+    for resource in run.resources:
+        if resource.urn in old or resource.id != f"{resource.name}-id":
+            continue
+        for urn in known_urns(resource, by_urn) & old:
+            kept[resource.id] = f"{urn.rsplit('::', 1)[1]}-id"
+    return kept
+
+
+def _with_ids(value: Any, kept: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return kept.get(value, value)
+    if isinstance(value, dict):
+        return {key: _with_ids(item, kept) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_ids(item, kept) for item in value]
+    return value
+
+
 def differences(recorded: Mapping[str, Mapping[str, Any]], run: ProgramRun) -> list[str]:
     """What an ``up`` of ``run`` over a stack deployed as ``recorded`` would replace or change."""
     by_urn = {resource.urn: resource for resource in run.resources}
-    now = snapshot(run)
+    kept = _kept_ids(recorded, run, by_urn)
+    now = {urn: _with_ids(inputs, kept) for urn, inputs in snapshot(run).items()}
     answers: dict[str, str] = {}
     for resource in run.resources:
         for urn in known_urns(resource, by_urn):
@@ -114,9 +141,18 @@ def read(variant: str) -> dict[str, dict[str, Any]]:
     return recorded
 
 
-def _write() -> None:
+def _write(only: Iterable[str] = ()) -> None:
     from tests.infra.infra_harness import StrictMocks, example_stack_config, run_program
-    from tests.infra.variants import EXISTING_SUBNETS, EXISTING_VPC_ARM64, NAT, PRODUCTION
+    from tests.infra.variants import (
+        DB_CLUSTERS,
+        DB_INSTANCES,
+        EXISTING_AURORA,
+        EXISTING_INSTANCE_CONFIG,
+        EXISTING_SUBNETS,
+        EXISTING_VPC_ARM64,
+        NAT,
+        PRODUCTION,
+    )
 
     SNAPSHOTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as build:
@@ -126,8 +162,17 @@ def _write() -> None:
             "nat": lambda: run_program(NAT, Path(build), stack="prod"),
             "existing-vpc-arm64": lambda: run_program(EXISTING_VPC_ARM64, Path(build),
                                                       mocks=StrictMocks(subnets=EXISTING_SUBNETS)),
+            "existing-aurora": lambda: run_program(EXISTING_AURORA, Path(build), mocks=StrictMocks(
+                subnets=EXISTING_SUBNETS, db_clusters=DB_CLUSTERS)),
+            "existing-instance": lambda: run_program(EXISTING_INSTANCE_CONFIG, Path(build), mocks=StrictMocks(
+                subnets=EXISTING_SUBNETS, db_instances=DB_INSTANCES)),
         }
+        unknown = set(only) - set(runs)
+        if unknown:
+            raise SystemExit(f"no such variant: {', '.join(sorted(unknown))} (known: {', '.join(runs)})")
         for variant, run in runs.items():
+            if only and variant not in only:
+                continue
             text = json.dumps(snapshot(run()), indent=1, sort_keys=True)
             assert build not in text, "a build path leaked into the snapshot"
             (SNAPSHOTS / f"{variant}.json").write_text(text + "\n")
@@ -136,5 +181,7 @@ def _write() -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", action="store_true", help="record the snapshots from the current program")
-    if parser.parse_args().write:
-        _write()
+    parser.add_argument("variants", nargs="*", help="only these variants (default: all)")
+    arguments = parser.parse_args()
+    if arguments.write:
+        _write(arguments.variants)

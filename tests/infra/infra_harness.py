@@ -139,8 +139,14 @@ class StrictMocks(Mocks):
     """What each RandomPassword (by resource name) "generates"; others get ``MOCK_PASSWORD``."""
     ecs_service_linked_role: bool = True
     """Whether the account already has AWSServiceRoleForECS (a brand-new account does not)."""
+    stack_references: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Other stacks' outputs, by stack name, for ``pulumi.StackReference``."""
     deployed_outputs: Mapping[str, Any] = field(default_factory=dict)
     """The stack's outputs from its last ``up`` (``pulumi:pulumi:readStackOutputs``); empty: a new stack."""
+    db_instances: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Existing RDS instances for ``getInstance``: identifier -> what AWS answers (camelCase keys)."""
+    db_clusters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Existing Aurora clusters for ``getCluster``: identifier -> what AWS answers (camelCase keys)."""
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     inputs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -156,6 +162,8 @@ class StrictMocks(Mocks):
             "aws:index/getCallerIdentity:getCallerIdentity": self._caller,
             "aws:iam/getRoles:getRoles": self._roles,
             "pulumi:pulumi:readStackOutputs": self._stack_outputs,
+            "aws:rds/getInstance:getInstance": self._db_instance,
+            "aws:rds/getCluster:getCluster": self._db_cluster,
         }
         handler = handlers.get(args.token)
         if handler is None:
@@ -181,6 +189,18 @@ class StrictMocks(Mocks):
         vpc_id, zone = self.subnets[subnet_id]
         return {"id": subnet_id, "vpcId": vpc_id, "availabilityZone": zone, "cidrBlock": "10.0.0.0/24",
                 "arn": f"arn:aws:ec2:{self.region}:{ACCOUNT}:subnet/{subnet_id}"}
+
+    def _db_instance(self, args: dict[str, Any]) -> dict[str, Any]:
+        identifier = str(args.get("dbInstanceIdentifier"))
+        if identifier not in self.db_instances:
+            raise UnmockedCall(f"getInstance for unknown instance {identifier}")
+        return {"id": identifier, "dbInstanceIdentifier": identifier, **self.db_instances[identifier]}
+
+    def _db_cluster(self, args: dict[str, Any]) -> dict[str, Any]:
+        identifier = str(args.get("clusterIdentifier"))
+        if identifier not in self.db_clusters:
+            raise UnmockedCall(f"getCluster for unknown cluster {identifier}")
+        return {"id": identifier, "clusterIdentifier": identifier, **self.db_clusters[identifier]}
 
     def _roles(self, args: dict[str, Any]) -> dict[str, Any]:
         assert args.get("pathPrefix") == "/aws-service-role/ecs.amazonaws.com/", args
@@ -223,6 +243,13 @@ class StrictMocks(Mocks):
             return {"name": physical, "arn": f"arn:aws:iam::{a}:role/{physical}", "id": physical}
         if typ == "aws:iam/rolePolicy:RolePolicy":
             return {"name": physical}
+        if typ == "pulumi:pulumi:StackReference":
+            referenced = inputs["name"]
+            if referenced not in self.stack_references:
+                raise UnmockedCall(f"StackReference to unknown stack {referenced}")
+            return {"outputs": dict(self.stack_references[referenced]), "secretOutputNames": []}
+        if typ == "aws:iam/policy:Policy":
+            return {"name": physical, "arn": f"arn:aws:iam::{a}:policy/{physical}"}
         if typ == "aws:cloudwatch/logGroup:LogGroup":
             return {"name": physical, "arn": f"arn:aws:logs:{r}:{a}:log-group:{physical}"}
         if typ == "aws:ecr/repository:Repository":
@@ -251,8 +278,12 @@ class StrictMocks(Mocks):
             return {"arn": f"arn:aws:elasticloadbalancing:{r}:{a}:listener/net/{physical}/01/23"}
         if typ == "aws:rds/instance:Instance":
             address = f"{physical}.c9akciq32.{r}.rds.amazonaws.com"
+            managed = {"masterUserSecrets": [{
+                "secretArn": f"arn:aws:secretsmanager:{r}:{a}:secret:rds!db-0a1b2c3d-4e5f-AbCdEf",
+                "kmsKeyId": f"arn:aws:kms:{r}:{a}:key/0a1b2c3d", "secretStatus": "active"}]
+            } if inputs.get("manageMasterUserPassword") else {}
             return {"address": address, "port": 5432, "endpoint": f"{address}:5432",
-                    "arn": f"arn:aws:rds:{r}:{a}:db:{physical}", "identifier": physical}
+                    "arn": f"arn:aws:rds:{r}:{a}:db:{physical}", "identifier": physical, **managed}
         if typ in ("aws:rds/parameterGroup:ParameterGroup", "aws:rds/subnetGroup:SubnetGroup"):
             return {"name": physical, "arn": f"arn:aws:rds:{r}:{a}:pg:{physical}"}
         if typ == "random:index/randomPassword:RandomPassword":
@@ -341,23 +372,39 @@ def run_program(
     Raises whatever the program raises (an ``InfraConfigError`` for bad config); the registrations made
     until then stay readable through ``last_registrations``.
     """
+
+    def program() -> Mapping[str, Any]:
+        # Imported only after set_mocks, so nothing in the program can run against a real engine.
+        from infra.program import ProgramPaths, build
+        from lifeguard.aws.config import load
+
+        return build(load(), ProgramPaths(repo_root=repo_root, build_dir=build_dir, node=NODE))
+
+    return run_mocked(program, config, mocks, stack=stack, organization=organization)
+
+
+def run_mocked(
+    program: Callable[[], Mapping[str, Any]],
+    config: Mapping[str, Any] | None = None,
+    mocks: StrictMocks | None = None,
+    stack: str = "dev",
+    organization: str | None = None,
+) -> ProgramRun:
+    """Run ``program`` (any Pulumi program: it returns its outputs) under strict mocks and record it."""
     mocks = mocks or StrictMocks()
     monitor = RecordingMonitor(mocks)
     _LAST.clear()
     _LAST.append((mocks, monitor))
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor,
                              organization=organization)
-    pulumi.runtime.set_all_config(qualified(config))
-    # Imported only after set_mocks, so nothing in the program can run against a real engine.
-    from infra.program import ProgramPaths, build
-    from lifeguard.aws.config import load
+    pulumi.runtime.set_all_config(qualified(config or {}))
 
     outputs: dict[str, Any] = {}
     secret_outputs: set[str] = set()
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def run() -> Any:
-        stack_outputs = build(load(), ProgramPaths(repo_root=repo_root, build_dir=build_dir, node=NODE))
+        stack_outputs = program()
 
         async def resolve() -> None:
             for key, value in stack_outputs.items():

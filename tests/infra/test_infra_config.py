@@ -122,7 +122,7 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"functionTimeoutSeconds": 10}, "queryWaitTimeoutSeconds", "below functionTimeoutSeconds (10)"),
     ({"functionArchitecture": "amd64"}, "functionArchitecture", "one of x86_64, arm64"),
     ({"containerArchitecture": "riscv64"}, "containerArchitecture", "one of x86_64, arm64"),
-    ({"functionReservedConcurrency": 0}, "functionReservedConcurrency", "stop both functions"),
+    ({"functionReservedConcurrency": 0}, "functionReservedConcurrency", "stop the sample functions"),
     ({"functionReservedConcurrency": -2}, "functionReservedConcurrency", "between -1 and"),
     ({"functionReservedConcurrency": 5000, "maxClientConn": 1000}, "maxClientConn", "cannot hold"),
     ({"maxClientConn": 1_048_576, "functionReservedConcurrency": -1}, "maxClientConn", "file descriptors"),
@@ -319,3 +319,24 @@ def test_project_file_points_at_the_program() -> None:
     assert project["runtime"]["name"] == "python"
     assert project["runtime"]["options"]["virtualenv"] == ".venv"
     assert (REPO_ROOT / project["main"] / "__main__.py").is_file()
+
+
+# -- the function checks count the functions actually attached ---------------------------------------
+
+
+def test_the_client_capacity_check_counts_every_sample_function() -> None:
+    # Three sample functions (two on Python, one on Node.js) at 800 each may open 2400 clients: two tasks of
+    # 1000 cannot hold them (a check that counted two functions, 1600, let this through).
+    found = problems({"functionReservedConcurrency": 800, "maxClientConn": 1000})
+    assert any(p.startswith("lifeguard:maxClientConn:") and "2400 clients" in p and "3 sample functions" in p
+               for p in found), found
+
+
+def test_without_the_sample_functions_their_checks_do_not_apply() -> None:
+    # No function is attached: the function keys bind nothing (a client in another stack checks its own
+    # timeout against poolerQueryWaitTimeoutSeconds: lifeguard.aws.PooledClient).
+    cfg = load({"sampleFunctions": "false", "functionReservedConcurrency": "800", "maxClientConn": "1000",
+                "queryWaitTimeoutSeconds": "40", "functionTimeoutSeconds": "30"})
+    assert cfg.functions.sample_functions is False
+    assert cfg.functions.attached_count == 0
+    assert load({}).functions.attached_count == 3

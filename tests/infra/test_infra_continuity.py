@@ -30,7 +30,25 @@ def test_the_check_sees_a_changed_input(example_run: ProgramRun) -> None:
     assert differences(recorded, example_run) == [f"{urn} (now {urn}): inputs changed: {key}"]
 
 
+def test_the_check_sees_a_changed_input_of_a_moved_resource(example_run: ProgramRun) -> None:
+    """A resource kept by an alias (the functions' group and rules, now the pooled client's) is still compared:
+    reading its mock id as the deployed one hides nothing else."""
+    recorded = {urn: dict(inputs) for urn, inputs in read("example").items()}
+    [urn] = [u for u in recorded if u.endswith("::network-functions-to-nlb-out")]
+    recorded[urn]["referencedSecurityGroupId"] = "network-pooler-sg-id"
+    [problem] = differences(recorded, example_run)
+    assert problem.startswith(f"{urn} (now ") and "functions-to-nlb-out" in problem
+    assert problem.endswith("inputs changed: referencedSecurityGroupId")
+
+
 @pytest.mark.parametrize("variant_name", ["example"])
 def test_nothing_is_added_to_a_deployed_stack(example_run: ProgramRun, variant_name: str) -> None:
-    """Today's program registers nothing a deployed stack lacks (a new resource would be a change to review)."""
-    assert added(read(variant_name), example_run) == []
+    """Today's program adds to a deployed stack only the attach unit's own new parts (issue #24): the client
+    component (its group and rules are the network's, aliased), its read-the-pooled-secret policy, and that
+    policy's attachment to the sample functions' role. Anything else would be a change to review."""
+    stack = "urn:pulumi:dev::lifeguard::"
+    assert added(read(variant_name), example_run) == [
+        f"{stack}lifeguard:client:PooledClient$aws:iam/policy:Policy::functions-read-pooled-secret",
+        f"{stack}lifeguard:client:PooledClient$aws:iam/rolePolicyAttachment:RolePolicyAttachment::functions-functions-role",
+        f"{stack}pulumi:pulumi:Stack$lifeguard:client:PooledClient::functions",
+    ]

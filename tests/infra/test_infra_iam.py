@@ -3,8 +3,9 @@ every stack variant (``every_run``: the example stack, production, NAT, an exist
 
 moto's ``IAMPolicy`` evaluator checks actions *and* resources of a policy document (moto's service
 mocks do not enforce resource-level permissions for Secrets Manager, so calling them would prove
-nothing). A role is permitted exactly what its inline policies allow: the tests also check that
-no role gets a managed policy or any other policy resource.
+nothing). A role is permitted exactly what its inline policy and its attached managed policies allow: the
+tests also check that the only managed policy is the pooled client's (``lifeguard.aws.PooledClient``),
+attached to the sample functions' role alone.
 """
 
 from __future__ import annotations
@@ -33,15 +34,42 @@ def inline_policies(run: ProgramRun, role_name: str) -> list[dict[str, Any]]:
             if p.input("role") == role_id]
 
 
-def permitted(run: ProgramRun, role_name: str, action: str, resource: str) -> bool:
-    """Whether any of the role's policies allows ``action`` on ``resource`` (and none denies it)."""
-    results = [IAMPolicy(json.dumps(doc)).is_action_permitted(action, resource)
-               for doc in inline_policies(run, role_name)]
+def attached_policies(run: ProgramRun, role_name: str) -> list[dict[str, Any]]:
+    """The documents of the managed policies attached to the role (``RolePolicyAttachment``, by role name)."""
+    name = role(run, role_name).state["name"]
+    arns = {a.input("policyArn") for a in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+            if a.input("role") == name}
+    return [json.loads(p.input("policy")) for p in run.of_type("aws:iam/policy:Policy") if p.state["arn"] in arns]
+
+
+def allows(documents: list[dict[str, Any]], action: str, resource: str) -> bool:
+    """Whether any of ``documents`` allows ``action`` on ``resource`` (and none denies it)."""
+    results = [IAMPolicy(json.dumps(doc)).is_action_permitted(action, resource) for doc in documents]
     return PermissionResult.DENIED not in results and PermissionResult.PERMITTED in results
 
 
+OWNER = "database-owner"
+"""An existing database's owner secret (or RDS's managed one): not the stack's, read by the migration job."""
+
+
+def permitted(run: ProgramRun, role_name: str, action: str, resource: str) -> bool:
+    """Whether the role's policies (inline and attached) allow ``action`` on ``resource``."""
+    return allows(inline_policies(run, role_name) + attached_policies(run, role_name), action, resource)
+
+
 def secrets(run: ProgramRun) -> dict[str, str]:
-    return {s.name: s.state["arn"] for s in run.of_type("aws:secretsmanager/secret:Secret")}
+    """The stack's secrets by name, and the owner secret the stack reads instead of holding the password."""
+    owner = {OWNER: run.outputs["databaseOwnerSecretArn"]} if "databaseOwnerSecretArn" in run.outputs else {}
+    return {**{s.name: s.state["arn"] for s in run.of_type("aws:secretsmanager/secret:Secret")}, **owner}
+
+
+def direct(run: ProgramRun) -> str:
+    """The secret the migration job connects with: the direct URL, or the owner's (``OWNER``)."""
+    return OWNER if "databaseOwnerSecretArn" in run.outputs else "connection-direct"
+
+
+def reads(run: ProgramRun) -> dict[str, set[str]]:
+    return {**READS, "migration-execution": {direct(run), "pooler-credentials"}}
 
 
 def test_the_evaluator_checks_resources_not_just_actions() -> None:
@@ -55,12 +83,19 @@ def test_the_evaluator_checks_resources_not_just_actions() -> None:
     assert IAMPolicy(doc).is_action_permitted("secretsmanager:PutSecretValue", own) != PermissionResult.PERMITTED
 
 
-def test_roles_have_only_inline_policies(every_run: ProgramRun) -> None:
+def test_roles_have_one_inline_policy_and_only_the_clients_managed_one(every_run: ProgramRun) -> None:
     assert sorted(r.name for r in every_run.of_type("aws:iam/role:Role")) == sorted(ROLES)
-    for resource_type in ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "aws:iam/policy:Policy",
-                          "aws:iam/policyAttachment:PolicyAttachment",
+    for resource_type in ("aws:iam/policyAttachment:PolicyAttachment",
                           "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive"):
         assert not every_run.of_type(resource_type), resource_type
+    [policy] = every_run.of_type("aws:iam/policy:Policy")
+    [attachment] = every_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert policy.name == "functions-read-pooled-secret"
+    assert (attachment.input("role"), attachment.input("policyArn")) == (
+        role(every_run, "functions-role").state["name"], policy.state["arn"])
+    # Both the client's (its grant), not the role's.
+    client = every_run.one("lifeguard:client:PooledClient")
+    assert policy.parent == attachment.parent == client.urn
     for name in ROLES:
         assert "managedPolicyArns" not in role(every_run, name).inputs
         assert "inlinePolicies" not in role(every_run, name).inputs
@@ -97,10 +132,10 @@ def secret_of(value_from: str) -> str:
 @pytest.mark.parametrize("role_name", ROLES)
 def test_each_role_reads_exactly_its_secrets(every_run: ProgramRun, role_name: str) -> None:
     arns = secrets(every_run)
-    assert set(arns) == set().union(*READS.values())
+    assert set(arns) == set().union(*reads(every_run).values())
     for secret_name, arn in arns.items():
         allowed = permitted(every_run, role_name, "secretsmanager:GetSecretValue", arn)
-        assert allowed == (secret_name in READS[role_name]), f"{role_name} on {secret_name}"
+        assert allowed == (secret_name in reads(every_run)[role_name]), f"{role_name} on {secret_name}"
         for action in ("secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret",
                        "secretsmanager:DeleteSecret", "secretsmanager:ListSecrets"):
             assert not permitted(every_run, role_name, action, arn), f"{role_name} {action}"
@@ -111,7 +146,7 @@ def test_each_role_reads_exactly_its_secrets(every_run: ProgramRun, role_name: s
 def test_function_role_is_denied_the_direct_and_pooler_secrets(every_run: ProgramRun) -> None:
     arns = secrets(every_run)
     assert permitted(every_run, "functions-role", "secretsmanager:GetSecretValue", arns["connection-pooled"])
-    assert not permitted(every_run, "functions-role", "secretsmanager:GetSecretValue", arns["connection-direct"])
+    assert not permitted(every_run, "functions-role", "secretsmanager:GetSecretValue", arns[direct(every_run)])
     assert not permitted(every_run, "functions-role", "secretsmanager:GetSecretValue", arns["pooler-credentials"])
     assert not permitted(every_run, "functions-role", "secretsmanager:GetSecretValue",
                          arns["pooler-stats-credentials"])
@@ -119,7 +154,7 @@ def test_function_role_is_denied_the_direct_and_pooler_secrets(every_run: Progra
 
 def test_migration_role_is_denied_the_pooled_url_and_the_console_user(every_run: ProgramRun) -> None:
     arns = secrets(every_run)
-    assert permitted(every_run, "migration-execution", "secretsmanager:GetSecretValue", arns["connection-direct"])
+    assert permitted(every_run, "migration-execution", "secretsmanager:GetSecretValue", arns[direct(every_run)])
     # The verifier, not a password: with it the job sets the role's password, but cannot log in as it.
     assert permitted(every_run, "migration-execution", "secretsmanager:GetSecretValue", arns["pooler-credentials"])
     for other in ("connection-pooled", "pooler-stats-credentials"):
@@ -128,7 +163,8 @@ def test_migration_role_is_denied_the_pooled_url_and_the_console_user(every_run:
 
 def test_no_secret_a_role_reads_but_the_functions_holds_the_application_password(every_run: ProgramRun) -> None:
     # The plain application password is in DATABASE_URL only; the pooler and the job get its verifier.
-    for run_secret in ("pooler-credentials", "connection-direct", "pooler-stats-credentials"):
+    held = ("pooler-credentials", "pooler-stats-credentials")
+    for run_secret in (*held, "connection-direct") if direct(every_run) == "connection-direct" else held:
         version = every_run.one("aws:secretsmanager/secretVersion:SecretVersion", run_secret)
         assert MOCK_APP_PASSWORD not in json.dumps(version.input("secretString")), run_secret
         assert quote(MOCK_APP_PASSWORD, safe="") not in json.dumps(version.input("secretString")), run_secret
@@ -144,7 +180,7 @@ def test_task_definitions_can_read_exactly_the_secrets_they_inject(
                 for s in c.get("secrets", [])}
     readable = {arn for arn in secrets(every_run).values()
                 if permitted(every_run, role_name, "secretsmanager:GetSecretValue", arn)}
-    assert injected == readable and len(injected) == len(READS[role_name])
+    assert injected == readable and len(injected) == len(reads(every_run)[role_name])
 
 
 def test_only_the_pooler_execution_role_reads_the_console_user(every_run: ProgramRun) -> None:

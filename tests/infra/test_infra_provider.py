@@ -59,8 +59,6 @@ def test_every_public_component_passes_the_analyzer_on_its_own() -> None:
             pytest.fail(f"{component.__module__}.{component.__name__}: the SDK's analyzer refuses it: {exc!r}")
 
 
-@pytest.mark.xfail(strict=True, reason="interim: Database, MigrationJob, Network are not hosted until their "
-                                        "analyzer-clean args land (#26)")
 def test_the_provider_hosts_every_public_component() -> None:
     exported = {getattr(lifeguard.aws, name) for name in lifeguard.aws.__all__}
     components = {item for item in exported if isinstance(item, type) and issubclass(item, pulumi.ComponentResource)}

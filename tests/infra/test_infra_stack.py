@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from lifeguard.aws.outputs import ALARM_TOPIC_ARN, STACK_OUTPUTS
+from lifeguard.aws.outputs import DIRECT_SECRET_ARN, ENDPOINTS_SECURITY_GROUP_ID, SAMPLE_FUNCTION_OUTPUTS, STACK_OUTPUTS
 from pgbouncer.scram import APP_ITERATIONS, scram_verifier
 from pgbouncer.settings import PoolerSettings
 from pgbouncer.sizing import PoolBudget
@@ -29,6 +29,7 @@ from tests.infra.infra_harness import (
     unwrap,
     walk_plain_strings,
 )
+from tests.infra.variants import EXISTING_DB_SECURITY_GROUP, EXISTING_INSTANCE_PORT
 from tests.secrecy import assert_no_secret
 from tests.support import NODE
 
@@ -39,6 +40,7 @@ COMPONENTS = {
     "lifeguard:pooler:Pooler",
     "lifeguard:secrets:ConnectionSecrets",
     "lifeguard:functions:Functions",
+    "lifeguard:client:PooledClient",
     "lifeguard:migration:MigrationJob",
     "lifeguard:image:ContainerImage",
     "lifeguard:observability:Observability",
@@ -107,10 +109,16 @@ def test_every_child_is_parented_to_its_component(every_run: ProgramRun, variant
     def owner(type_: str, name: str = "") -> str:
         return by_urn[every_run.one(type_, name).parent].type
 
-    if variant != "existing-vpc-arm64":  # that stack creates no VPC, only its security groups
+    if variant not in EXISTING_VPC_VARIANTS:  # those stacks create no VPC, only their security groups
         assert owner("aws:ec2/vpc:Vpc") == "lifeguard:network:Network"
     assert owner("aws:ec2/securityGroup:SecurityGroup", "database-sg") == "lifeguard:network:Network"
-    assert owner("aws:rds/instance:Instance") == "lifeguard:database:Database"
+    if variant in EXISTING_DATABASE_VARIANTS:
+        assert not every_run.of_type("aws:rds/instance:Instance")
+        assert owner("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "database-client-0-in") == (
+            "lifeguard:database:Database")
+    else:
+        assert owner("aws:rds/instance:Instance") == "lifeguard:database:Database"
+        assert owner("aws:secretsmanager/secret:Secret", "direct") == "lifeguard:secrets:ConnectionSecrets"
     assert owner("aws:ecs/service:Service") == "lifeguard:pooler:Pooler"
     assert owner("aws:lb/loadBalancer:LoadBalancer") == "lifeguard:pooler:Pooler"
     assert owner("aws:secretsmanager/secret:Secret", "pooler-credentials") == "lifeguard:pooler:Pooler"
@@ -118,8 +126,10 @@ def test_every_child_is_parented_to_its_component(every_run: ProgramRun, variant
     assert owner("aws:cloudwatch/metricAlarm:MetricAlarm", "clients-waiting") == "lifeguard:observability:Observability"
     assert owner("aws:cloudwatch/dashboard:Dashboard") == "lifeguard:observability:Observability"
     assert owner("aws:secretsmanager/secret:Secret", "pooled") == "lifeguard:secrets:ConnectionSecrets"
-    assert owner("aws:secretsmanager/secret:Secret", "direct") == "lifeguard:secrets:ConnectionSecrets"
     assert owner("aws:lambda/function:Function", "charge-credits") == "lifeguard:functions:Functions"
+    # The functions' group is their client's (it was the network's: aliased, tests/infra/continuity.py).
+    assert owner("aws:ec2/securityGroup:SecurityGroup", "functions-sg") == "lifeguard:client:PooledClient"
+    assert owner("aws:iam/policy:Policy") == "lifeguard:client:PooledClient"
     assert owner("aws:lambda/function:Function", "read-invoices-node") == "lifeguard:functions:Functions"
     assert owner("aws:ecs/taskDefinition:TaskDefinition", "migration") == "lifeguard:migration:MigrationJob"
     assert owner("docker:index/image:Image", "pooler") == "lifeguard:image:ContainerImage"
@@ -145,8 +155,10 @@ INVENTORY = {
     "aws:ecs/cluster:Cluster": 2,
     "aws:ecs/service:Service": 1,
     "aws:ecs/taskDefinition:TaskDefinition": 2,
+    "aws:iam/policy:Policy": 1,
     "aws:iam/role:Role": 3,
     "aws:iam/rolePolicy:RolePolicy": 3,
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": 1,
     "aws:lambda/function:Function": 3,
     "aws:lb/listener:Listener": 1,
     "aws:lb/loadBalancer:LoadBalancer": 1,
@@ -160,6 +172,7 @@ INVENTORY = {
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 9,
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": 7,
     "docker:index/image:Image": 2,
+    "lifeguard:client:PooledClient": 1,
     "lifeguard:database:AppRoleCredentials": 1,
     "lifeguard:database:Database": 1,
     "lifeguard:functions:Functions": 1,
@@ -215,10 +228,15 @@ def test_only_expected_data_sources_are_called(example_run: ProgramRun) -> None:
 # -- network ------------------------------------------------------------------------------------
 
 
+EXISTING_VPC_VARIANTS = ("existing-vpc-arm64", "existing-aurora", "existing-instance")
+EXISTING_DATABASE_VARIANTS = ("existing-aurora", "existing-instance")
+
+
 def sg_roles(run: ProgramRun) -> dict[str, str]:
-    """Security group id -> role (functions, nlb, pooler, ...)."""
-    return {r.id: r.name.removeprefix("network-").removesuffix("-sg")
-            for r in run.of_type("aws:ec2/securityGroup:SecurityGroup")}
+    """Security group id -> role (functions, nlb, pooler, ...; ``existing-database``: not the stack's own)."""
+    return {EXISTING_DB_SECURITY_GROUP: "existing-database",
+            **{r.id: r.name.removeprefix("network-").removesuffix("-sg")
+               for r in run.of_type("aws:ec2/securityGroup:SecurityGroup")}}
 
 
 def sg_rules(run: ProgramRun) -> set[tuple[str, str, str, int]]:
@@ -256,8 +274,18 @@ INTERNET_GRAPH = _CORE_GRAPH | {
     ("out", "functions", "0.0.0.0/0", 443), ("out", "pooler", "0.0.0.0/0", 443),
     ("out", "migration", "0.0.0.0/0", 443),
 }
+
+
+def existing_database_graph(port: int) -> set[tuple[str, str, str, int]]:
+    """The Database's rules for an existing database: the pooler and the migration job, to its port."""
+    return {("out", "pooler", "existing-database", port), ("in", "existing-database", "pooler", port),
+            ("out", "migration", "existing-database", port), ("in", "existing-database", "migration", port)}
+
+
 GRAPHS = {"example": ENDPOINTS_GRAPH, "production": ENDPOINTS_GRAPH, "nat": INTERNET_GRAPH,
-          "existing-vpc-arm64": INTERNET_GRAPH}
+          "existing-vpc-arm64": INTERNET_GRAPH,
+          "existing-aurora": INTERNET_GRAPH | existing_database_graph(5432),
+          "existing-instance": INTERNET_GRAPH | existing_database_graph(EXISTING_INSTANCE_PORT)}
 
 
 def test_security_group_graph(every_run: ProgramRun, variant: str) -> None:
@@ -265,7 +293,7 @@ def test_security_group_graph(every_run: ProgramRun, variant: str) -> None:
     for group in every_run.of_type("aws:ec2/securityGroup:SecurityGroup"):
         # No inline rules that would bypass the graph above (and no default allow-all egress).
         assert "ingress" not in group.inputs and "egress" not in group.inputs
-    if variant != "existing-vpc-arm64":  # the stack manages the default group only of a VPC it creates
+    if variant not in EXISTING_VPC_VARIANTS:  # the stack manages the default group only of a VPC it creates
         default = every_run.one("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
         assert not default.inputs.get("ingress") and not default.inputs.get("egress")
 
@@ -284,14 +312,17 @@ def test_security_group_descriptions_use_only_characters_ec2_accepts(every_run: 
 
 def test_nothing_but_pooler_and_migration_reach_the_database(every_run: ProgramRun, variant: str) -> None:
     rules = sg_rules(every_run)
-    assert {peer for d, group, peer, _ in rules if d == "in" and group == "database"} == {"pooler", "migration"}
-    assert {group for d, group, peer, _ in rules if d == "out" and peer == "database"} == {"pooler", "migration"}
+    databases = ("database", "existing-database") if variant in EXISTING_DATABASE_VARIANTS else ("database",)
+    for database in databases:
+        assert {peer for d, group, peer, _ in rules if d == "in" and group == database} == {"pooler", "migration"}
+        assert {group for d, group, peer, _ in rules if d == "out" and peer == database} == {"pooler", "migration"}
     # The functions reach the NLB (the pooler) and AWS APIs, never the database.
     aws_apis = ("endpoints", 443) if GRAPHS[variant] is ENDPOINTS_GRAPH else ("0.0.0.0/0", 443)
     assert {(peer, port) for d, group, peer, port in rules if d == "out" and group == "functions"} == {
         ("nlb", 6432), aws_apis}
-    db = every_run.one("aws:rds/instance:Instance")
-    assert [sg_roles(every_run)[sg] for sg in db.input("vpcSecurityGroupIds")] == ["database"]
+    if variant not in EXISTING_DATABASE_VARIANTS:
+        db = every_run.one("aws:rds/instance:Instance")
+        assert [sg_roles(every_run)[sg] for sg in db.input("vpcSecurityGroupIds")] == ["database"]
 
 
 def test_private_subnets_span_two_azs_with_endpoints(example_run: ProgramRun) -> None:
@@ -352,12 +383,17 @@ def test_parameter_group_sets_max_connections_and_forces_tls(example_run: Progra
     assert parameters["rds.force_ssl"]["value"] == "1"
 
 
-def test_password_is_generated_and_only_ever_secret(every_run: ProgramRun) -> None:
+def test_password_is_generated_and_only_ever_secret(every_run: ProgramRun, variant: str) -> None:
     # The database's and the console user's: both generated, neither with characters to quote.
     for password in every_run.of_type("random:index/randomPassword:RandomPassword"):
         assert password.input("length") >= 32
         assert password.input("special") is False
-    assert is_secret(every_run.one("aws:rds/instance:Instance").inputs["password"])
+    if variant in EXISTING_DATABASE_VARIANTS:
+        # The owner's password is the existing database's: the stack neither makes nor holds one.
+        assert not [p for p in every_run.of_type("random:index/randomPassword:RandomPassword")
+                    if p.name == "database-password"]
+    else:
+        assert is_secret(every_run.one("aws:rds/instance:Instance").inputs["password"])
     quoted = MOCK_PASSWORD.replace("@", "%40")  # as it would appear in a URL
     for resource in every_run.resources:
         if resource.type == "random:index/randomPassword:RandomPassword":
@@ -597,10 +633,14 @@ def test_migration_task_holds_the_direct_secret_and_the_app_role_verifier(exampl
     assert task.state["arn"] == example_run.outputs["migrationTaskDefinitionArn"]
 
 
-def test_pooler_task_holds_no_connection_url_secret(every_run: ProgramRun) -> None:
-    held = {s["valueFrom"] for c in containers(pooler_task(every_run)) for s in c["secrets"]}
+def test_pooler_task_holds_no_connection_url_secret(every_run: ProgramRun, variant: str) -> None:
+    held = {s["valueFrom"].split(":username::")[0].split(":password::")[0]
+            for c in containers(pooler_task(every_run)) for s in c["secrets"]}
     assert secret_arn(every_run, "connection-pooled") not in held
-    assert secret_arn(every_run, "connection-direct") not in held
+    if variant in EXISTING_DATABASE_VARIANTS:
+        assert every_run.outputs["databaseOwnerSecretArn"] not in held
+    else:
+        assert secret_arn(every_run, "connection-direct") not in held
 
 
 # -- images and logs ----------------------------------------------------------------------------
@@ -649,7 +689,7 @@ def test_stack_outputs_for_the_pipeline_and_users(example_run: ProgramRun) -> No
     outputs = example_run.outputs
     assert set(outputs) >= STACK_OUTPUTS
     # ... and nothing that is not in the contract: the pipeline and the README read these names.
-    assert set(outputs) - STACK_OUTPUTS <= {ALARM_TOPIC_ARN}
+    assert set(outputs) - STACK_OUTPUTS == SAMPLE_FUNCTION_OUTPUTS | {ENDPOINTS_SECURITY_GROUP_ID, DIRECT_SECRET_ARN}
     assert not example_run.secret_outputs  # nothing secret is exported, so nothing needs masking
     assert all(value is not None for value in outputs.values())
     subnets = [s.id for s in example_run.of_type("aws:ec2/subnet:Subnet")]

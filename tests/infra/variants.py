@@ -24,4 +24,39 @@ EXISTING_VPC_ARM64 = {**REGION, "existingVpcId": EXISTING_VPC,
                       "existingPrivateSubnetIds": json.dumps(sorted(EXISTING_SUBNETS)), "production": "false",
                       "containerArchitecture": "arm64", "alarmTopicArn": EXISTING_TOPIC}
 
-VARIANTS = ("example", "production", "nat", "existing-vpc-arm64")
+# An existing database (#24), in the existing VPC: an Aurora PostgreSQL cluster whose owner secret is RDS's
+# managed master secret (read at preview from the cluster), and an RDS instance on a non-default port
+# without one (its owner secret given).
+EXISTING_DB_SECURITY_GROUP = "sg-0123456789abcdef0"
+AURORA_CLUSTER = "app-aurora"
+AURORA_WRITER = f"{AURORA_CLUSTER}.cluster-c9akciq32.eu-west-1.rds.amazonaws.com"
+AURORA_MANAGED_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!cluster-0a1b2c3d-AbCdEf"
+EXISTING_INSTANCE = "app-postgres"
+EXISTING_INSTANCE_ADDRESS = f"{EXISTING_INSTANCE}.c9akciq32.eu-west-1.rds.amazonaws.com"
+EXISTING_INSTANCE_PORT = 5433
+EXISTING_OWNER_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:app/owner-AbCdEf"
+DB_CLUSTERS = {AURORA_CLUSTER: {
+    "engine": "aurora-postgresql", "endpoint": AURORA_WRITER, "port": 5432,
+    "readerEndpoint": f"{AURORA_CLUSTER}.cluster-ro-c9akciq32.eu-west-1.rds.amazonaws.com",
+    "arn": f"arn:aws:rds:eu-west-1:123456789012:cluster:{AURORA_CLUSTER}", "databaseName": "app",
+    "masterUsername": "postgres", "vpcSecurityGroupIds": [EXISTING_DB_SECURITY_GROUP, "sg-0fedcba9876543210"],
+    "masterUserSecrets": [{"secretArn": AURORA_MANAGED_SECRET, "kmsKeyId": "alias/aws/secretsmanager",
+                           "secretStatus": "active"}],
+}}
+DB_INSTANCES = {EXISTING_INSTANCE: {
+    "engine": "postgres", "address": EXISTING_INSTANCE_ADDRESS, "port": EXISTING_INSTANCE_PORT,
+    "endpoint": f"{EXISTING_INSTANCE_ADDRESS}:{EXISTING_INSTANCE_PORT}",
+    "dbInstanceArn": f"arn:aws:rds:eu-west-1:123456789012:db:{EXISTING_INSTANCE}", "dbName": "app",
+    "masterUsername": "postgres", "vpcSecurityGroups": [EXISTING_DB_SECURITY_GROUP], "masterUserSecrets": [],
+    "dbClusterIdentifier": "", "replicateSourceDb": "",
+}}
+_EXISTING_DATABASE = {**REGION, "existingVpcId": EXISTING_VPC,
+                      "existingPrivateSubnetIds": json.dumps(sorted(EXISTING_SUBNETS)), "production": "false",
+                      "existingDatabaseSecurityGroupId": EXISTING_DB_SECURITY_GROUP}
+EXISTING_AURORA = {**_EXISTING_DATABASE, "existingAuroraClusterId": AURORA_CLUSTER,
+                   "existingDatabaseMaxConnections": 1000}
+EXISTING_INSTANCE_CONFIG = {**_EXISTING_DATABASE, "existingDatabaseInstanceId": EXISTING_INSTANCE,
+                            "existingDatabaseMaxConnections": 200,
+                            "existingDatabaseOwnerSecretArn": EXISTING_OWNER_SECRET}
+
+VARIANTS = ("example", "production", "nat", "existing-vpc-arm64", "existing-aurora", "existing-instance")

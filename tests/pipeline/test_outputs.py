@@ -166,3 +166,15 @@ def test_commands_read_outputs_from_stdin(
     err = capsys.readouterr().err
     assert "the outputs from standard input are not usable" in err
     assert "readInvoicesFunctionName is missing" in err
+
+
+def test_smoke_on_a_stack_without_the_sample_functions_says_so() -> None:
+    """``sampleFunctions: false`` (the stack exports its client but no sample function): the smoke test has
+    nothing to call, and says why, rather than asking to deploy lifeguard's program."""
+    outputs = {key: value for key, value in GOOD.items() if not key.endswith("FunctionName")}
+    outputs["clientSecurityGroupId"] = "sg-0123456789abcdef1"
+    with pytest.raises(OutputsError) as caught:
+        SmokeTarget.from_outputs(outputs, "stack 'prod'")
+    message = str(caught.value)
+    assert "sampleFunctions" in message and "no sample functions" in message
+    assert "readInvoicesFunctionName is missing" not in message
