@@ -327,3 +327,12 @@ def test_the_pooler_tags_every_taggable_child(construct: Construct) -> None:
     for typ, name in children:
         if typ in TAGGABLE:
             assert construct.mocks.inputs[(typ, name)].get("tags") == tags, f"{typ} {name}"
+
+
+def test_the_role_credentials_stay_secrets_across_the_provider(construct: Construct) -> None:
+    response = construct("AppRoleCredentials", "app-role", {"username": "app_user", "scramIterations": 16})
+    assert type_and_name(response.urn) == ("lifeguard:index:AppRoleCredentials", "app-role")
+    state = rpc.deserialize_properties(response.state, keep_unknowns=True)
+    assert set(state) == {"password", "verifier"}
+    assert rpc.is_rpc_secret(state["password"]) and rpc.is_rpc_secret(state["verifier"])
+    assert rpc.unwrap_rpc_secret(state["verifier"]).startswith("SCRAM-SHA-256$16:")
