@@ -336,3 +336,13 @@ def test_the_role_credentials_stay_secrets_across_the_provider(construct: Constr
     assert set(state) == {"password", "verifier"}
     assert rpc.is_rpc_secret(state["password"]) and rpc.is_rpc_secret(state["verifier"])
     assert rpc.unwrap_rpc_secret(state["verifier"]).startswith("SCRAM-SHA-256$16:")
+
+
+def test_the_network_from_a_dict_its_enum_as_the_wire_sends_it(construct: Construct) -> None:
+    response = construct("Network", "network", {"availabilityZones": ["eu-west-1a", "eu-west-1b"],
+                                                "apiAccess": "endpoints", "tags": {"team": "payments"}})
+    assert type_and_name(response.urn) == ("lifeguard:index:Network", "network")
+    endpoints = [name for typ, name in construct.mocks.inputs if typ == "aws:ec2/vpcEndpoint:VpcEndpoint"]
+    assert len(endpoints) == 5  # the enum's value reached the component as AwsApiAccess.ENDPOINTS
+    state = rpc.deserialize_properties(response.state)
+    assert state["vpcId"] == "vpc-0123456789abcdef0" and len(state["privateSubnetIds"]) == 2
