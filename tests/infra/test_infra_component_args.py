@@ -7,9 +7,11 @@ from typing import Any, cast
 
 import pytest
 
+from lifeguard.aws.app_role import AppRoleCredentials, AppRoleCredentialsArgs
 from lifeguard.aws.component_args import number, whole_number
 from lifeguard.aws.pooler import Pooler, PoolerArgs, PoolerArgsError, sizing
 from lifeguard.aws.pooler_tls import PoolerCertificateAuthority, PoolerCertificateAuthorityArgs
+from lifeguard.aws.secrets import ConnectionSecrets, ConnectionSecretsArgs
 
 WIRING: dict[str, Any] = {
     "vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0a", "subnet-0b"],
@@ -73,3 +75,25 @@ def test_numbers() -> None:
     assert (whole_number(3, "f"), whole_number(3.0, "f"), number(2, "f"), number(2.5, "f")) == (3, 3, 2.0, 2.5)
     with pytest.raises(ValueError, match="field must be a number"):
         number(float("inf"), "field")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"recovery_window_days": 3}, "recovery_window_days must be 0 or 7 to 30"),
+        ({"password": "x"}, "the direct URL needs username and database_host with password"),
+        ({"password": "x", "username": "owner"}, "the direct URL needs username and database_host"),
+    ],
+)
+def test_bad_connection_secrets_args_are_named(overrides: dict[str, Any], message: str) -> None:
+    args = {"app_username": "app_user", "app_password": "p", "db_name": "app", "pooler_host": "nlb", **overrides}
+    with pytest.raises(ValueError, match=message):
+        ConnectionSecrets("connection", cast(ConnectionSecretsArgs, args))
+
+
+@pytest.mark.parametrize(("iterations", "message"), [(8, "scram_iterations must be from 16"),
+                                                     (16.5, "scram_iterations must be a whole number")])
+def test_bad_role_iterations_are_named(iterations: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AppRoleCredentials("app-role", cast(AppRoleCredentialsArgs, {"username": "app_user",
+                                                                     "scram_iterations": iterations}))
