@@ -29,6 +29,7 @@ from lifeguard.aws import (
     ConnectionSecretsArgs,
     Database,
     DatabaseArgs,
+    DatabaseConfig,
     InfraConfig,
     InfraConfigError,
     MigrationJob,
@@ -51,6 +52,7 @@ from lifeguard.aws import (
     deployed_database_record,
     load_config,
     metrics_service_name,
+    read_existing_database,
     secret_name_prefix,
     thresholds_args,
 )
@@ -166,6 +168,9 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     zones = resolve_availability_zones(cfg)
     # Before any resource: a change that would replace the database or fail half-way is refused here.
     scram_iterations = check_deployed_database(cfg.database)
+    if cfg.database.existing is not None:
+        # What AWS answers about an existing database is checked here too, before anything is created.
+        _config_errors(DATABASE_KEYS, lambda: read_existing_database(existing_database_args(cfg.database)))
     # Fail on missing build inputs before creating anything.
     context_tag(paths.pgbouncer_context, cfg.pooler.architecture)
     context_tag(paths.migrator_context, cfg.migration.architecture)
@@ -429,13 +434,18 @@ def database_args(cfg: InfraConfig, network: Network, region: str) -> DatabaseAr
         if db_cfg.manage_master_user_password:
             new["manage_master_user_password"] = True
         return new
+    # The network's rules reach its own database group; these reach the existing database's.
+    return {**existing_database_args(db_cfg),
+            "client_security_group_ids": [network.pooler_security_group_id, network.migration_security_group_id]}
+
+
+def existing_database_args(db_cfg: DatabaseConfig) -> DatabaseArgs:
+    """An existing database's arguments, but for the clients' groups (which the network makes)."""
     assert db_cfg.existing_security_group_id is not None  # checked when the config was read
     existing: DatabaseArgs = {
         "security_group_id": db_cfg.existing_security_group_id,
         "db_name": db_cfg.db_name,
         "max_connections": db_cfg.max_connections,
-        # The network's rules reach its own database group; these reach the existing database's.
-        "client_security_group_ids": [network.pooler_security_group_id, network.migration_security_group_id],
     }
     if db_cfg.existing_instance_id is not None:
         existing["existing_instance_identifier"] = db_cfg.existing_instance_id

@@ -17,6 +17,7 @@ _EXPORTS: dict[str, str] = {
     "AlarmThresholdsArgs": "lifeguard.aws.observability",
     "Database": "lifeguard.aws.database",
     "DatabaseArgs": "lifeguard.aws.database",
+    "read_existing_database": "lifeguard.aws.database:read_existing",
     "MigrationJob": "lifeguard.aws.migration_job",
     "MigrationJobArgs": "lifeguard.aws.migration_job",
     "Network": "lifeguard.aws.network",
@@ -54,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "InfraConfig": "lifeguard.aws.config",
     "InfraConfigError": "lifeguard.aws.config",
     "FunctionsConfig": "lifeguard.aws.config",
+    "DatabaseConfig": "lifeguard.aws.config",
     "load_config": "lifeguard.aws.config:load",
     "check_deployed_database": "lifeguard.aws.deployed",
     "deployed_database_record": "lifeguard.aws.deployed:record",
@@ -69,6 +71,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from lifeguard.aws import config as _config
+    from lifeguard.aws import database as _database
     from lifeguard.aws import deployed as _deployed
     from lifeguard.aws import lambda_package as _lambda_package
     from lifeguard.aws import node_package as _node_package
@@ -82,6 +85,7 @@ if TYPE_CHECKING:
     from lifeguard.aws.client import PooledClientArgs as PooledClientArgs
     from lifeguard.aws.client import PooledClientError as PooledClientError
     from lifeguard.aws.client import pooled_client_args_from_stack as pooled_client_args_from_stack
+    from lifeguard.aws.config import DatabaseConfig as DatabaseConfig
     from lifeguard.aws.config import FunctionsConfig as FunctionsConfig
     from lifeguard.aws.config import InfraConfig as InfraConfig
     from lifeguard.aws.config import InfraConfigError as InfraConfigError
@@ -116,6 +120,7 @@ if TYPE_CHECKING:
 
     # Exported under another name than the defining module's (assignments: mypy sees them as exported).
     load_config = _config.load
+    read_existing_database = _database.read_existing
     deployed_database_record = _deployed.record
     PYTHON_RUNTIME = _lambda_package.RUNTIME
     build_python_package = _lambda_package.build

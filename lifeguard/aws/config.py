@@ -361,30 +361,48 @@ class _Reader:
             return default
 
 
+def migration_image(value: str, base: Path, base_name: str) -> Path | str:
+    """``migrationImage`` (``MigrationJobArgs.image``): a folder holding a Dockerfile (absolute, or relative to
+    ``base``, which the message calls ``base_name``), resolved; or an ECR image URI as given. ``ValueError`` (its
+    message says what to give) otherwise."""
+    if ECR_IMAGE.match(value):
+        return value
+    folder = Path(value) if Path(value).is_absolute() else base / value
+    if (folder / "Dockerfile").is_file():
+        return folder.resolve()
+    raise ValueError(
+        f"{value!r} is neither a folder holding a Dockerfile (relative to {base_name}, {base}) nor an ECR image URI "
+        "(<account>.dkr.ecr.<region>.amazonaws.com/<repository>@sha256:<digest> or :<tag>)")
+
+
+def migration_command_problem(command: Sequence[str]) -> str | None:
+    """What is wrong with a migration command (``migrationCommand``, ``MigrationJobArgs.command``), or None."""
+    if any(not isinstance(word, str) or not word for word in command):
+        return "holds an empty word; give each argument as one non-empty string"
+    if tuple(command[1:3]) == ("-m", "migrator"):
+        return ("give your tool's command alone (e.g. [\"alembic\", \"upgrade\", \"head\"]): the job runs it "
+                "through the wrapper, python3 -m migrator run --")
+    return None
+
+
 def _migration_image(read: _Reader) -> tuple[Path | None, str | None]:
     """``migrationImage``: (folder, None), (None, URI) or (None, None) when unset."""
     value = (read.optional_string("migrationImage") or "").strip()
     if not value:
         return None, None
-    if ECR_IMAGE.match(value):
-        return None, value
-    folder = Path(value) if Path(value).is_absolute() else project_dir() / value
-    if (folder / "Dockerfile").is_file():
-        return folder.resolve(), None
-    read.problem("migrationImage", (
-        f"{value!r} is neither a folder holding a Dockerfile (relative to the folder of Pulumi.yaml, "
-        f"{project_dir()}) nor an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repository>"
-        "@sha256:<digest> or :<tag>)"))
-    return None, None
+    try:
+        image = migration_image(value, project_dir(), "the folder of Pulumi.yaml")
+    except ValueError as exc:
+        read.problem("migrationImage", str(exc))
+        return None, None
+    return (image, None) if isinstance(image, Path) else (None, image)
 
 
 def _migration_command(read: _Reader) -> tuple[str, ...]:
     command = read.string_list("migrationCommand")
-    if any(not word for word in command):
-        read.problem("migrationCommand", "holds an empty word; give each argument as one non-empty string")
-    if command[1:3] == ("-m", "migrator"):
-        read.problem("migrationCommand", "give your tool's command alone (e.g. [\"alembic\", \"upgrade\", "
-                     "\"head\"]): the job runs it through the wrapper, python3 -m migrator run --")
+    problem = migration_command_problem(command)
+    if problem is not None:
+        read.problem("migrationCommand", problem)
     return command
 
 

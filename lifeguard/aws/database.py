@@ -25,6 +25,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from lifeguard.aws.keys import text_default, whole_default
 from lifeguard.aws.naming import RDS_INSTANCE, stack_name
 from lifeguard.aws.secrets import generated_password
 from lifeguard.aws.type_token import component_type
@@ -32,17 +33,16 @@ from lifeguard.aws.types import ArgsError
 
 # The CA whose roots are in the RDS global bundle the images verify against.
 RDS_CA_IDENTIFIER = "rds-ca-rsa2048-g1"
-POSTGRES_PORT = 5432
-# What a new instance gets when the args leave it out (the sample stack's keys have the same defaults).
-DEFAULT_POSTGRES_MAJOR_VERSION = 17
-DEFAULT_INSTANCE_CLASS = "db.t4g.small"
-DEFAULT_ALLOCATED_STORAGE_GB = 20
-DEFAULT_MAX_ALLOCATED_STORAGE_GB = 100
-DEFAULT_DB_NAME = "app"
-DEFAULT_USERNAME = "lifeguard"
-DEFAULT_BACKUP_RETENTION_DAYS = 7
-DEFAULT_LOG_RETENTION_DAYS = 30
-DEFAULT_MAX_CONNECTIONS = 100
+# What a new instance gets when the args leave it out: the sample stack's defaults (lifeguard.aws.keys).
+DEFAULT_POSTGRES_MAJOR_VERSION = whole_default("postgresMajorVersion")
+DEFAULT_INSTANCE_CLASS = text_default("dbInstanceClass")
+DEFAULT_ALLOCATED_STORAGE_GB = whole_default("dbAllocatedStorageGb")
+DEFAULT_MAX_ALLOCATED_STORAGE_GB = whole_default("dbMaxAllocatedStorageGb")
+DEFAULT_DB_NAME = text_default("dbName")
+DEFAULT_USERNAME = text_default("dbUsername")
+DEFAULT_BACKUP_RETENTION_DAYS = whole_default("dbBackupRetentionDays")
+DEFAULT_LOG_RETENTION_DAYS = whole_default("logRetentionDays")
+DEFAULT_MAX_CONNECTIONS = whole_default("maxConnections")
 # The engines each choice accepts (an instance's, a cluster's).
 INSTANCE_ENGINE = "postgres"
 CLUSTER_ENGINE = "aurora-postgresql"
@@ -113,8 +113,8 @@ class DatabaseArgs(TypedDict, total=False):
 
 
 @dataclass(frozen=True)
-class _Existing:
-    """What the stack reads of an existing database at preview."""
+class ExistingDatabase:
+    """What the stack reads of an existing database at preview (:func:`read_existing`)."""
 
     address: str
     port: int
@@ -300,76 +300,101 @@ class Database(pulumi.ComponentResource):
         return rules
 
 
-def _existing(args: DatabaseArgs) -> _Existing | None:
+def _existing(args: DatabaseArgs) -> ExistingDatabase | None:
     """Check the choice and its fields; read an existing database (at preview). None: a new instance."""
     instance_id = args.get("existing_instance_identifier")
     cluster_id = args.get("existing_cluster_identifier")
     if not args.get("security_group_id"):
-        raise ArgsError("security_group_id", "required: the database's security group (a new instance is "
-                            "placed in it; an existing database's own group gets the clients' ingress rules)")
+        raise ArgsError("security_group_id", "required: the database's security group (a new instance is placed "
+                                             "in it; an existing database's own group gets the clients' rules)")
     _check_whole("max_connections", args.get("max_connections"), low=1)
+    if not instance_id and not cluster_id:
+        if not args.get("subnet_ids"):
+            raise ArgsError("subnet_ids", "required for a new instance (private subnets in two AZs or more); or "
+                                          "give existing_instance_identifier or existing_cluster_identifier")
+        if args.get("owner_secret_arn"):
+            raise ArgsError("owner_secret_arn", "only for an existing database; a new instance's owner secret is "
+                                                "RDS's own with manage_master_user_password: true")
+        return None
+    choice = _choice(args)
+    given = [field for field in NEW_INSTANCE_FIELDS if field in args]
+    if given:
+        raise ArgsError(given[0], f"{', '.join(given)}: only for a new instance; with {choice} leave "
+                                  f"{'it' if len(given) == 1 else 'them'} out")
+    if "max_connections" not in args:
+        raise ArgsError("max_connections", f"required with {choice}: the database's own value (`SHOW "
+                                           "max_connections`), which the stack cannot read at preview; the pool "
+                                           "is sized from it")
+    if not args.get("client_security_group_ids"):
+        raise ArgsError("client_security_group_ids", f"required with {choice}: the pooler's and the migration "
+                                                     "job's security groups, which get rules into the database's "
+                                                     "group")
+    return read_existing(args)
+
+
+def _choice(args: DatabaseArgs) -> str:
+    """Which existing database ``args`` name (exactly one)."""
+    instance_id = args.get("existing_instance_identifier")
+    cluster_id = args.get("existing_cluster_identifier")
     if instance_id and cluster_id:
         raise ArgsError("existing_cluster_identifier",
                         "give existing_instance_identifier (an RDS PostgreSQL instance) or existing_cluster_identifier "
                         "(an Aurora PostgreSQL cluster), not both; neither creates a new instance")
     if not instance_id and not cluster_id:
-        if not args.get("subnet_ids"):
-            raise ArgsError("subnet_ids", "required for a new instance (private subnets in two AZs or more); "
-                                "or give existing_instance_identifier or existing_cluster_identifier")
-        if args.get("owner_secret_arn"):
-            raise ArgsError("owner_secret_arn", "only for an existing database; a new instance's owner secret is "
-                                "RDS's own with manage_master_user_password: true")
-        return None
-    choice = "existing_instance_identifier" if instance_id else "existing_cluster_identifier"
-    given = [field for field in NEW_INSTANCE_FIELDS if field in args]
-    if given:
-        raise ArgsError(given[0], f"{', '.join(given)}: only for a new instance; with {choice} leave "
-                            f"{'it' if len(given) == 1 else 'them'} out")
-    if "max_connections" not in args:
-        raise ArgsError("max_connections", f"required with {choice}: the database's own value (`SHOW "
-                            "max_connections`), which the stack cannot read at preview; the pool is sized from it")
-    if not args.get("client_security_group_ids"):
-        raise ArgsError("client_security_group_ids", f"required with {choice}: the pooler's and the migration "
-                            "job's security groups, which get rules into the database's group")
-    existing = _read_instance(str(instance_id)) if instance_id else _read_cluster(str(cluster_id))
+        raise ArgsError("existing_instance_identifier", "give existing_instance_identifier or "
+                                                        "existing_cluster_identifier")
+    return "existing_instance_identifier" if instance_id else "existing_cluster_identifier"
+
+
+def read_existing(args: DatabaseArgs) -> ExistingDatabase:
+    """Read the existing database ``args`` name and check what AWS answers: a PostgreSQL primary (not an Aurora
+    member, not a replica), ``security_group_id`` attached to it (when known), an owner secret to read.
+
+    :class:`Database` calls it; a program may call it first, before it creates anything (the sample stack does),
+    since a refusal here comes from the database's state in AWS rather than from the arguments' shape.
+    """
+    choice = _choice(args)
+    identifier = str(args.get(choice))
+    existing = _read_instance(identifier) if choice == "existing_instance_identifier" else _read_cluster(identifier)
     group = args["security_group_id"]
     # Checked when known: rules added to another group would leave the clients timing out.
     if isinstance(group, str) and group not in existing.security_groups:
         raise ArgsError("security_group_id", f"{group} is not attached to {existing.identifier}; give one of its "
-                            f"security groups: {', '.join(existing.security_groups) or '(none)'}")
+                                             f"security groups: {', '.join(existing.security_groups) or '(none)'}")
     if not args.get("owner_secret_arn") and existing.managed_secret_arn is None:
-        raise ArgsError("owner_secret_arn", f"required: {existing.identifier} has no RDS-managed master user "
-                            "secret; give a Secrets Manager secret holding JSON with username and password of the "
-                            "database's owner (the migration task reads it at run time)")
+        raise ArgsError("owner_secret_arn", f"required: {existing.identifier} has no RDS-managed master user secret; "
+                                            "give a Secrets Manager secret holding JSON with username and password "
+                                            "of the database's owner (the migration task reads it at run time)")
     return existing
 
 
-def _read_instance(identifier: str) -> _Existing:
+def _read_instance(identifier: str) -> ExistingDatabase:
     found = aws.rds.get_instance(db_instance_identifier=identifier)
+    field = "existing_instance_identifier"
     if found.engine != INSTANCE_ENGINE:
-        raise ArgsError("existing_instance_identifier", f"{identifier} runs {found.engine}, not {INSTANCE_ENGINE}; "
-                            "lifeguard needs RDS PostgreSQL (an Aurora cluster: existing_cluster_identifier)")
+        raise ArgsError(field, f"{identifier} runs {found.engine}, not {INSTANCE_ENGINE}; lifeguard needs RDS "
+                               "PostgreSQL (an Aurora cluster: existing_cluster_identifier)")
     if found.db_cluster_identifier:
-        raise ArgsError("existing_instance_identifier", f"{identifier} is a member of Aurora cluster "
-                            f"{found.db_cluster_identifier}: give existing_cluster_identifier "
-                            f"{found.db_cluster_identifier} (its writer endpoint follows failovers)")
+        raise ArgsError(field, f"{identifier} is a member of Aurora cluster {found.db_cluster_identifier}: give "
+                               f"existing_cluster_identifier {found.db_cluster_identifier} (its writer endpoint "
+                               "follows failovers)")
     if found.replicate_source_db:
-        raise ArgsError("existing_instance_identifier", f"{identifier} is a read replica of "
-                            f"{found.replicate_source_db}: give the primary, which takes writes")
-    return _Existing(address=found.address, port=int(found.port), arn=found.db_instance_arn, identifier=identifier,
-                     managed_secret_arn=_managed_secret(found.master_user_secrets),
-                     security_groups=tuple(found.vpc_security_groups))
+        raise ArgsError(field, f"{identifier} is a read replica of {found.replicate_source_db}: give the primary, "
+                               "which takes writes")
+    return ExistingDatabase(address=found.address, port=int(found.port), arn=found.db_instance_arn,
+                            identifier=identifier, managed_secret_arn=_managed_secret(found.master_user_secrets),
+                            security_groups=tuple(found.vpc_security_groups))
 
 
-def _read_cluster(identifier: str) -> _Existing:
+def _read_cluster(identifier: str) -> ExistingDatabase:
     found = aws.rds.get_cluster(cluster_identifier=identifier)
     if found.engine != CLUSTER_ENGINE:
         raise ArgsError("existing_cluster_identifier", f"{identifier} runs {found.engine}, not {CLUSTER_ENGINE}; "
-                            "lifeguard needs Aurora PostgreSQL")
+                                                       "lifeguard needs Aurora PostgreSQL")
     # The cluster endpoint is the writer's, and follows a failover to the new writer.
-    return _Existing(address=found.endpoint, port=int(found.port), arn=found.arn, identifier=identifier,
-                     managed_secret_arn=_managed_secret(found.master_user_secrets),
-                     security_groups=tuple(found.vpc_security_group_ids))
+    return ExistingDatabase(address=found.endpoint, port=int(found.port), arn=found.arn, identifier=identifier,
+                            managed_secret_arn=_managed_secret(found.master_user_secrets),
+                            security_groups=tuple(found.vpc_security_group_ids))
 
 
 def _managed_secret(secrets: Sequence[object]) -> str | None:

@@ -244,7 +244,9 @@ KEYS: tuple[Key, ...] = (
         "Deploy the sample functions (two on Python, one on Node.js). Off: the stack is the pooler, the database "
         "and the migration job for your own functions, which attach through the stack's outputs "
         "(`clientSecurityGroupId` and `pooledSecretPolicyArn`, or a `PooledClient` of their own: README, "
-        "\"Stack outputs\"); the `function...` keys then set nothing.")),
+        "\"Stack outputs\"); the `function...` keys then set nothing, and the deploy workflows' smoke test invokes "
+        "your function named by the variables `LIFEGUARD_SMOKE_FUNCTION` and `LIFEGUARD_SMOKE_PAYLOAD` "
+        "(docs/pipeline.md).")),
     ChoiceKey("functionArchitecture", choices=ARCHITECTURES, default="x86_64", meaning=(
         "Lambda architecture, and the wheels packaged: `x86_64` or `arm64`.")),
     WholeKey("functionTimeoutSeconds", default=30, low=1, high=900, meaning=(
@@ -309,6 +311,14 @@ def whole_default(name: str) -> int:
     spec = KEYS_BY_NAME[name]
     if not isinstance(spec, WholeKey) or isinstance(spec.default, Derived):
         raise TypeError(f"{name} is not a whole-number key with a fixed default")
+    return spec.default
+
+
+def text_default(name: str) -> str:
+    """The default of the text key ``name`` (the library's components default to the sample stack's)."""
+    spec = KEYS_BY_NAME[name]
+    if not isinstance(spec, TextKey) or spec.default is None:
+        raise TypeError(f"{name} is not a text key with a default")
     return spec.default
 
 

@@ -24,9 +24,10 @@ import pulumi_aws as aws
 
 from database_urls import DIRECT_URL_ENV
 from lifeguard.aws import build_context, policies
-from lifeguard.aws.config import ECR_IMAGE
+from lifeguard.aws.config import ECR_IMAGE, migration_command_problem, migration_image
 from lifeguard.aws.fargate_base import FargateBase, fargate_base
 from lifeguard.aws.image import ContainerImage, ContainerImageArgs
+from lifeguard.aws.keys import whole_default
 from lifeguard.aws.secrets import MIGRATOR_RDS_CA_PATH
 from lifeguard.aws.type_token import component_type
 from lifeguard.aws.types import ARCHITECTURES, Architecture, ArgsError
@@ -55,9 +56,10 @@ OWNER_PASSWORD_KEY = "password"  # noqa: S105 (a JSON key's name)
 LOG_STREAM_PREFIX = "migrate"
 # Migrations get SIGTERM first; let a running statement finish or roll back cleanly.
 STOP_TIMEOUT_S = 120
-DEFAULT_CPU = 256
-DEFAULT_MEMORY_MB = 512
-DEFAULT_LOG_RETENTION_DAYS = 30
+# The sample stack's defaults (lifeguard.aws.keys).
+DEFAULT_CPU = whole_default("migrationCpu")
+DEFAULT_MEMORY_MB = whole_default("migrationMemoryMb")
+DEFAULT_LOG_RETENTION_DAYS = whole_default("logRetentionDays")
 
 
 class MigrationJobArgs(TypedDict, total=False):
@@ -249,12 +251,9 @@ def _check(args: MigrationJobArgs) -> None:
             raise ArgsError(given[0], f"{', '.join(given)}: only with owner_secret_arn; direct_secret_arn's URL "
                                       "already names the database")
     _architecture(args)
-    command = list(args.get("command", ()))
-    if any(not isinstance(word, str) or not word for word in command):
-        raise ArgsError("command", "holds an empty word; give each argument as one non-empty string")
-    if command[1:3] == ["-m", "migrator"]:
-        raise ArgsError("command", "give your tool's command alone (e.g. [\"alembic\", \"upgrade\", \"head\"]): the "
-                                   "job runs it through the wrapper, python3 -m migrator run --")
+    problem = migration_command_problem(list(args.get("command", ())))
+    if problem is not None:
+        raise ArgsError("command", problem)
     for table in args.get("bookkeeping_tables", ()):
         try:
             parse_table(table, "bookkeeping_tables")
@@ -283,18 +282,18 @@ def _users_image(image: str | None, account: policies.Account) -> Path | str | N
     value = (image or "").strip()
     if not value:
         return None
-    match = ECR_IMAGE.match(value)
-    if match is not None:
+    try:
+        found = migration_image(value, Path.cwd(), "the working directory")
+    except ValueError as exc:
+        raise ArgsError("image", str(exc)) from None
+    if isinstance(found, str):
+        match = ECR_IMAGE.match(found)
+        assert match is not None  # what migration_image returns as a string
         if (match["account"], match["region"]) != (account.account_id, account.region):
             raise ArgsError("image", f"{value} is in account {match['account']}, region {match['region']}; the "
                                      f"stack runs in {account.account_id}, {account.region}: push the image to an "
                                      "ECR repository of this account and region")
-        return value
-    folder = Path(value).resolve()
-    if (folder / "Dockerfile").is_file():
-        return folder
-    raise ArgsError("image", f"{value!r} is neither a folder holding a Dockerfile nor an ECR image URI "
-                             "(<account>.dkr.ecr.<region>.amazonaws.com/<repository>@sha256:<digest> or :<tag>)")
+    return found
 
 
 def _image_uri(name: str, users: Path | str | None, base: FargateBase, account: policies.Account, context_dir: Path,

@@ -69,7 +69,7 @@ COMMANDS: dict[str, Command] = {
     "bench": Command(_bench, "measure pooled against direct: spike capacity, connection churn, warm overhead",
                      "local"),
     "migrate": Command(_migrate, "run the stack's migration task on ECS and wait for it", None),
-    "smoke": Command(_smoke, "invoke the deployed sample functions and check their answers", None),
+    "smoke": Command(_smoke, "invoke the deployed sample functions (or --function, yours) and check the answers", None),
     "doctor": Command(
         _doctor, "check a Postgres URL (and its direct pair): pooling, prepared statements, headroom, TLS", "local",
     ),

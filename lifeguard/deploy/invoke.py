@@ -30,23 +30,34 @@ class Reply:
 
     def error_summary(self) -> str:
         """The app's ``error: message`` for a non-200 answer, or a note that it gave none."""
-        if isinstance(self.body, dict) and isinstance(self.body.get("error"), str):
-            message = self.body.get("message")
-            return redact(f"{self.body['error']}: {message}" if isinstance(message, str) else self.body["error"])
-        return "no error code in the body"
+        return error_summary(self.body)
 
 
-def invoke(client: LambdaClient, function: str, event: dict[str, Any]) -> Reply:
-    response = client.invoke(
-        FunctionName=function,
-        InvocationType="RequestResponse",
-        Payload=json.dumps(event).encode(),
-    )
+def error_summary(body: Any) -> str:
+    """``error: message`` from an error body of the kit's shape (``lambdas/api.py``), redacted; or a note."""
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        message = body.get("message")
+        return redact(f"{body['error']}: {message}" if isinstance(message, str) else body["error"])
+    return "no error code in the body"
+
+
+def invoke_raw(client: LambdaClient, function: str, payload: bytes) -> bytes:
+    """Invoke synchronously and return the function's answer as Lambda gave it, whatever its shape.
+
+    Raises :class:`InvocationError` when the function raised or timed out (``FunctionError``), or
+    Lambda answered the invocation with anything but 200."""
+    response = client.invoke(FunctionName=function, InvocationType="RequestResponse", Payload=payload)
     raw = response["Payload"].read()
     if response.get("FunctionError"):
         raise InvocationError(f"{function} failed ({response['FunctionError']}): {_lambda_error(raw)}")
     if response.get("StatusCode") != 200:
         raise InvocationError(f"{function}: Lambda answered the invocation with HTTP {response.get('StatusCode')}")
+    return raw
+
+
+def invoke(client: LambdaClient, function: str, event: dict[str, Any]) -> Reply:
+    """Invoke a function of the kit's shape, ``{"statusCode": int, "body": "<JSON>"}``, or raise InvocationError."""
+    raw = invoke_raw(client, function, json.dumps(event).encode())
     try:
         payload = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -230,8 +230,10 @@ class SmokeTarget:
         if output_names.CLIENT_SECURITY_GROUP_ID in outputs and not samples:
             raise OutputsError(
                 f"the outputs from {source} name no sample functions: the stack runs with "
-                "`lifeguard:sampleFunctions false`, and the smoke test calls the sample functions. Skip it, "
-                "or set sampleFunctions to true and `pulumi up`."
+                "`lifeguard:sampleFunctions false`. Smoke a function of yours instead: "
+                "`lifeguard smoke --function NAME_OR_ARN --payload JSON|@FILE` (optionally --expect-status N and "
+                "--expect POINTER JSON; see `lifeguard smoke --help`). In the deploy workflows, set the variables "
+                "LIFEGUARD_SMOKE_FUNCTION and LIFEGUARD_SMOKE_PAYLOAD (docs/pipeline.md)."
             )
         fields = _Fields(outputs)
         target = cls(
@@ -268,8 +270,10 @@ class PoolerRolloutTarget:
         return _TASK_DEFINITION_ARN.region(self.task_definition_arn)
 
 
-def add_outputs_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--stack NAME`` or ``--outputs FILE|-``: where a pipeline command gets the stack outputs."""
+def add_outputs_arguments(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
+    """``--stack NAME`` or ``--outputs FILE|-``: where a pipeline command gets the stack outputs.
+
+    One of the group is required; it is returned so a command can add its own alternative to them."""
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument(
         "--stack", metavar="NAME", help="read the outputs with `pulumi stack output --json --stack NAME`"
@@ -279,6 +283,7 @@ def add_outputs_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="read saved `pulumi stack output --json` from FILE ('-' for standard input)",
     )
+    return group
 
 
 def outputs_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], str]:

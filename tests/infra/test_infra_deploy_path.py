@@ -196,6 +196,9 @@ PREVIEW_ACTIONS: dict[str, tuple[str, ...]] = {
     "aws:ec2/getSubnet:getSubnet": ("ec2:DescribeSubnets",),
     "aws:ecr/getAuthorizationToken:getAuthorizationToken": ("ecr:GetAuthorizationToken",),
     "aws:iam/getRoles:getRoles": ("iam:ListRoles",),
+    # An existing database (the tags come in the describe call's TagList).
+    "aws:rds/getInstance:getInstance": ("rds:DescribeDBInstances",),
+    "aws:rds/getCluster:getCluster": ("rds:DescribeDBClusters",),
     "pulumi:pulumi:readStackOutputs": (),  # Pulumi's backend, with the preview's Pulumi token
 }
 EXISTING_VPC = "vpc-0123456789abcdef0"
@@ -212,14 +215,16 @@ def documented_preview_policy() -> dict[str, Any]:
 
 
 def test_the_documented_preview_role_allows_every_lookup_the_program_makes(
-    example_run: ProgramRun, build_dir: Path
+    example_run: ProgramRun, existing_aurora_run: ProgramRun, existing_instance_run: ProgramRun, build_dir: Path
 ) -> None:
     existing_vpc = run_program(
         {"aws:region": "eu-west-1", "production": "false", "existingVpcId": EXISTING_VPC, "awsApiAccess": "none",
          "existingPrivateSubnetIds": json.dumps(sorted(EXISTING_SUBNETS))},
         build_dir, mocks=StrictMocks(subnets=EXISTING_SUBNETS))
-    tokens = {token for run in (example_run, existing_vpc) for token, _ in run.calls}
-    assert {"aws:ec2/getSubnet:getSubnet", "aws:iam/getRoles:getRoles"} <= tokens
+    runs = (example_run, existing_vpc, existing_aurora_run, existing_instance_run)
+    tokens = {token for run in runs for token, _ in run.calls}
+    assert {"aws:ec2/getSubnet:getSubnet", "aws:iam/getRoles:getRoles", "aws:rds/getInstance:getInstance",
+            "aws:rds/getCluster:getCluster"} <= tokens
     unmapped = tokens - set(PREVIEW_ACTIONS)
     assert not unmapped, f"map each new data source to its IAM action, and add it to docs/pipeline.md: {unmapped}"
     policy = IAMPolicy(json.dumps(documented_preview_policy()))

@@ -1,5 +1,7 @@
 """Least privilege, proven by evaluating each generated IAM policy, and linted with parliament, for
-every stack variant (``every_run``: the example stack, production, NAT, an existing VPC on arm64).
+every stack variant (``every_run``: the example stack, production, NAT, an existing VPC on arm64, an
+existing Aurora cluster and an existing RDS instance, whose migration job reads the owner secret instead
+of a direct URL).
 
 moto's ``IAMPolicy`` evaluator checks actions *and* resources of a policy document (moto's service
 mocks do not enforce resource-level permissions for Secrets Manager, so calling them would prove

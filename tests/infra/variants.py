@@ -1,5 +1,6 @@
 """The stack variants the offline proofs run on: the example stack and the configurations the README
-names (production defaults, NAT, an existing VPC with arm64 containers). tests/infra/conftest.py runs
+names (production defaults, NAT, an existing VPC with arm64 containers, an existing Aurora cluster and an
+existing RDS instance in an existing VPC). tests/infra/conftest.py runs
 each once per session; ``every_run`` gives each invariant test every one of them."""
 
 from __future__ import annotations

@@ -8,11 +8,13 @@ exit codes or the functions' answers change shape, these tests say so.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import psycopg
@@ -20,12 +22,14 @@ import pytest
 
 from lambdas import charge_credits, read_invoices
 from lambdas.db import ClientSettings, Database
+from lifeguard import cli
+from lifeguard.deploy import aws
 from lifeguard.deploy.migration import MigrationSettings, run_migration
 from lifeguard.deploy.outputs import MigrationTarget, SmokeTarget
 from lifeguard.deploy.smoke import SMOKE_ORG_ID, run_smoke
 from migrator.contract import wrapped_command
 from migrator.files import load_migrations
-from tests.pipeline.local_aws import LocalFargate, LocalLambda
+from tests.pipeline.local_aws import Handler, LocalFargate, LocalLambda
 from tests.pipeline.support import REGION, MigrationStack
 from tests.secrecy import assert_no_secret
 from tests.support import AppDatabase, RunningPooler
@@ -146,3 +150,56 @@ def test_your_tool_through_the_pipeline_and_a_failing_revision_fails_the_step(
     assert "exited with code 1" in printed.status[-1]
     assert "no_such_table" in "\n".join(printed.log_lines)
     assert_no_secret(app_db.owner_password, "\n".join(printed.log_lines + printed.status))
+
+
+def test_smoke_a_users_own_function_through_the_pooler(
+    migrate_with: Callable[..., tuple[int, Printed]], app_db: AppDatabase,
+    start_pooler: Callable[..., RunningPooler], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # #24: a stack with sampleFunctions false. The function is the user's, written as one would be (psycopg
+    # on the pooled URL, an API-Gateway-style answer), and really reads the migrated database through PgBouncer.
+    code, printed = migrate_with(app_db.direct_url)
+    assert code == 0, "\n".join(printed.log_lines + printed.status)
+    pooler = start_pooler()
+
+    def health(url: str) -> Handler:
+        def handle(event: object) -> dict[str, Any]:
+            assert event == {"rawPath": "/health"}
+            try:
+                # No prepared statements: PgBouncer in transaction mode (docs/functions.md).
+                with psycopg.connect(url, connect_timeout=5, prepare_threshold=None) as conn:
+                    row = conn.execute("SELECT count(*) FROM orgs WHERE name = 'lifeguard-smoke'").fetchone()
+            except psycopg.OperationalError:
+                return {"statusCode": 503, "body": json.dumps({"error": "database_unavailable",
+                                                               "message": "the pooler refused the connection"})}
+            return {"statusCode": 200, "headers": {"content-type": "application/json"},
+                    "body": json.dumps({"status": "ok", "smoke_org": row[0] if row else None})}
+        return handle
+
+    def leaky(event: object) -> dict[str, Any]:
+        # A careless handler: its exception quotes the URL, password and all.
+        raise RuntimeError(f"cannot use {pooler.url()}")
+
+    client = boto3.client("lambda", region_name=REGION)
+    LocalLambda(client, {"acme-health": health(pooler.url()), "acme-health-bad-password": health(
+        pooler.url(password="not-the-password")), "acme-leaky": leaky})
+    monkeypatch.setattr(aws, "lambda_client", lambda region: client)
+
+    def smoke(function: str, *expect: str) -> tuple[int, str]:
+        code = cli.main(["smoke", "--function", function, "--payload", '{"rawPath": "/health"}', *expect])
+        out, err = capsys.readouterr()
+        assert_no_secret(app_db.password, out + err)
+        return code, out
+
+    code, out = smoke("acme-health", "--expect", "/body/status", '"ok"', "--expect", "/body/smoke_org", "1")
+    assert code == 0, out
+    assert out.splitlines()[1:] == ["ok    statusCode: 200 (expected 2xx)", 'ok    /body/status: "ok"',
+                                    "ok    /body/smoke_org: 1", "smoke test passed: 4 checks"]
+    code, out = smoke("acme-health", "--expect", "/body/smoke_org", "2")
+    assert code == 1 and "FAIL  /body/smoke_org: 1, expected 2" in out
+    code, out = smoke("acme-health-bad-password")
+    assert code == 1
+    assert "FAIL  statusCode: expected 2xx, got 503 (database_unavailable: the pooler refused the connection)" in out
+    code, out = smoke("acme-leaky")
+    assert code == 1 and "FAIL  invoke acme-leaky: acme-leaky failed (Unhandled): RuntimeError: cannot use" in out

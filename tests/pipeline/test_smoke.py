@@ -310,9 +310,18 @@ def test_bad_org_ids_are_refused(org_id: str, capsys: pytest.CaptureFixture[str]
     assert "--org-id" in capsys.readouterr().err
 
 
-def test_the_smoke_test_charges_its_own_org_by_default() -> None:
+def test_the_smoke_test_charges_its_own_org_by_default(
+    stubbed: tuple[LambdaClient, Stubber], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Not a demo org (production has none) and not a customer's: the org 0004_smoke_org.sql creates.
-    assert cli.build_parser().parse_args(["smoke", "--outputs", "-"]).org_id == SMOKE_ORG_ID
+    client, stubber = stubbed
+    # The Stubber checks the event: the read asks for the smoke org when no --org-id is given.
+    expect(stubber, READ, {"org_id": SMOKE_ORG_ID}, answer(503, {"error": "database_unavailable"}))
+    monkeypatch.setattr(aws, "lambda_client", lambda region: client)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"readInvoicesFunctionName": READ, "chargeCreditsFunctionName": CHARGE}))
+    assert cli.main(["smoke", "--outputs", str(outputs)]) == 1
+    stubber.assert_no_pending_responses()
     sql = (Path(__file__).resolve().parents[2] / "migrator" / "migrations" / "0004_smoke_org.sql").read_text()
     assert f"VALUES ({SMOKE_ORG_ID}, 'lifeguard-smoke'," in sql
 

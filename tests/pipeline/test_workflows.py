@@ -24,7 +24,8 @@ from lifeguard.cli import build_parser
 WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))
 # The one place users configure the pipeline (repository settings), as docs/pipeline.md says.
-SETTINGS_VARS = {"PULUMI_STACK", "AWS_REGION", "AWS_ROLE_ARN", "AWS_PREVIEW_ROLE_ARN", "DEPLOY_WITH_ENVIRONMENTS"}
+SETTINGS_VARS = {"PULUMI_STACK", "AWS_REGION", "AWS_ROLE_ARN", "AWS_PREVIEW_ROLE_ARN", "DEPLOY_WITH_ENVIRONMENTS",
+                 "LIFEGUARD_SMOKE_FUNCTION", "LIFEGUARD_SMOKE_PAYLOAD"}
 SETTINGS_SECRETS = {"PULUMI_ACCESS_TOKEN", "PULUMI_PREVIEW_ACCESS_TOKEN", "GITHUB_TOKEN"}
 # Each workflow's credentials: a pull request's code runs under `pulumi preview`, so the preview
 # has its own read-only role and token and may not even name the deploy ones.
@@ -45,6 +46,8 @@ AWS_CREDENTIALS = "aws-actions/configure-aws-credentials"
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 # The runner's own variables a run script may use, with sample values (what the parser sees in CI).
 RUNNER_VARIABLES = {"GITHUB_RUN_ID": "12345678901", "GITHUB_RUN_ATTEMPT": "1"}
+# The smoke step's variables (LIFEGUARD_SMOKE_*, as its env names them), with sample values.
+SMOKE_VARIABLES = {"SMOKE_FUNCTION": "acme-api-health", "SMOKE_PAYLOAD": "{}"}
 # `uses: owner/repo@<full commit SHA> # vX.Y.Z`: immutable, with the version Dependabot updates.
 # A job calling a workflow of this repository, in GitHub's self-repository form (zizmor's self-repository).
 OWN_WORKFLOW = re.compile(r"^\s*uses: \$/\.github/workflows/([\w.-]+\.yml)$")
@@ -82,7 +85,7 @@ def lifeguard_commands(job: dict[str, Any]) -> Iterator[list[str]]:
     """Every ``lifeguard ...`` argv in the job's run scripts, with ${{ }} expressions as placeholders."""
     for step in steps(job):
         script = EXPRESSION.sub("EXPR", str(step.get("run", "")))
-        for name, value in RUNNER_VARIABLES.items():
+        for name, value in {**RUNNER_VARIABLES, **SMOKE_VARIABLES}.items():
             script = script.replace(f"${name}", value)
         for line in script.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
@@ -138,7 +141,8 @@ def test_every_lifeguard_command_parses(path: Path) -> None:
                 pytest.fail(f"{path.name}: `lifeguard {shlex.join(argv)}` does not parse (exit {exc.code})")
             assert callable(args.func)
     if path.name == "deploy.yml":
-        assert found == 3
+        # verify-rollout, migrate, and smoke twice: the sample functions', or the user's function.
+        assert found == 4
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -496,12 +500,11 @@ def test_the_smoke_step_charges_only_the_smoke_org(path: Path) -> None:
     smoke_org = (WORKFLOWS.parents[1] / "migrator" / "migrations" / "0004_smoke_org.sql").read_text(encoding="utf-8")
     assert f"VALUES ({SMOKE_ORG_ID}, 'lifeguard-smoke'," in smoke_org
     parser = build_parser()
-    default = parser.parse_args(["smoke", "--outputs", "-"]).org_id
-    assert default == SMOKE_ORG_ID
+    # No --org-id: the command then charges SMOKE_ORG_ID (test_smoke.py checks the event it sends).
     for job in load(path)["jobs"].values():
         for argv in lifeguard_commands(job):
             if argv[:1] == ["smoke"]:
-                assert parser.parse_args(argv).org_id == default, f"{path.name}: `lifeguard {shlex.join(argv)}`"
+                assert parser.parse_args(argv).org_id is None, f"{path.name}: `lifeguard {shlex.join(argv)}`"
 
 
 # -- #27.10: several stacks, in order, through GitHub environments -------------------------------
@@ -627,3 +630,65 @@ def test_one_variable_switches_between_one_stack_and_several() -> None:
     assert deploy["deploy"]["if"] == off and all(needs(job) for name, job in deploy.items() if name != "deploy")
     (preview_one,) = workflow("preview.yml")["jobs"].values()
     assert preview_one["if"].startswith(off + " && ")
+
+
+# -- #24: the smoke test of a stack without the sample functions -----------------------------------
+
+DEPLOY_FILES = [WORKFLOWS / "deploy.yml", WORKFLOWS / "deploy-stage.yml"]
+
+
+def run_smoke_step(path: Path, settings: dict[str, str], tmp_path: Path) -> list[str]:
+    """The smoke step's script under bash as GitHub runs it, its env resolved from ``settings``, with a
+    ``lifeguard`` on PATH that records its argv: what the real command would be given."""
+    (step,) = [step for job in load(path)["jobs"].values() for step in steps(job)
+               if "lifeguard smoke" in str(step.get("run", ""))]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    record = tmp_path / "argv"
+    fake = bin_dir / "lifeguard"
+    fake.write_text('#!/bin/sh\nprintf \'%s\\0\' "$@" > "$RECORD"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "RECORD": str(record), "PULUMI_STACK": settings["PULUMI_STACK"]}
+    for name, value in step["env"].items():
+        source = EXPRESSION.fullmatch(str(value))
+        assert source, f"{path.name}: the smoke step's {name} must be one expression"
+        match = re.fullmatch(r"(vars|secrets)\.(\w+)", source.group(1))
+        assert match, f"{path.name}: the smoke step uses an expression this test cannot evaluate: {value}"
+        env[name] = settings.get(match.group(2), "")
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return record.read_text(encoding="utf-8").split("\0")[:-1]
+
+
+@pytest.mark.parametrize("path", DEPLOY_FILES, ids=lambda p: p.name)
+def test_the_smoke_step_invokes_the_users_function_when_the_variable_is_set(path: Path, tmp_path: Path) -> None:
+    parser = build_parser()
+    assert run_smoke_step(path, DEPLOY_SETTINGS, tmp_path) == ["smoke", "--stack", "acme/lifeguard/prod"]
+    payload = '{"rawPath": "/health"}'
+    argv = run_smoke_step(path, {**DEPLOY_SETTINGS, "LIFEGUARD_SMOKE_FUNCTION": "acme-api-health",
+                                 "LIFEGUARD_SMOKE_PAYLOAD": payload}, tmp_path)
+    assert argv == ["smoke", "--function", "acme-api-health", "--payload", payload]
+    assert parser.parse_args(argv).payload == b'{"rawPath": "/health"}'
+    # Values are data, never shell: they reach lifeguard verbatim and run nothing.
+    hostile_payload = '{"a": "$(touch pwned)"}`touch pwned`'
+    argv = run_smoke_step(path, {**DEPLOY_SETTINGS, "LIFEGUARD_SMOKE_FUNCTION": "f; touch pwned",
+                                 "LIFEGUARD_SMOKE_PAYLOAD": hostile_payload}, tmp_path)
+    assert argv == ["smoke", "--function", "f; touch pwned", "--payload", hostile_payload]
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("path", DEPLOY_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize(("given", "missing"), [
+    ({"LIFEGUARD_SMOKE_FUNCTION": "acme-api-health"}, "LIFEGUARD_SMOKE_PAYLOAD"),
+    ({"LIFEGUARD_SMOKE_PAYLOAD": "{}"}, "LIFEGUARD_SMOKE_FUNCTION"),
+])
+def test_the_settings_check_wants_the_smoke_function_and_its_payload_together(
+    path: Path, given: dict[str, str], missing: str
+) -> None:
+    done = run_settings_check(path, {**DEPLOY_SETTINGS, **given}, {"environment": "staging"})
+    assert done.returncode != 0
+    (error,) = [line for line in done.stdout.splitlines() if line.startswith("::error::")]
+    assert f"{missing} too" in error
+    both = {"LIFEGUARD_SMOKE_FUNCTION": "acme-api-health", "LIFEGUARD_SMOKE_PAYLOAD": "{}"}
+    assert run_settings_check(path, {**DEPLOY_SETTINGS, **both}, {"environment": "staging"}).returncode == 0
