@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 # name exports the module: ``outputs``, the stack's output names, and ``policies``, the IAM documents).
 _EXPORTS: dict[str, str] = {
     # The components, and their arguments.
+    "AlarmThresholdsArgs": "lifeguard.aws.observability",
     "Database": "lifeguard.aws.database",
     "DatabaseArgs": "lifeguard.aws.database",
     "read_existing_database": "lifeguard.aws.database:read_existing",
@@ -26,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "AwsApiAccess": "lifeguard.aws.network",
     "Observability": "lifeguard.aws.observability",
     "ObservabilityArgs": "lifeguard.aws.observability",
+    "thresholds_args": "lifeguard.aws.observability",
     "PooledClient": "lifeguard.aws.client",
     "PooledClientArgs": "lifeguard.aws.client",
     "PooledClientError": "lifeguard.aws.client",
@@ -103,8 +105,10 @@ if TYPE_CHECKING:
     from lifeguard.aws.network import Network as Network
     from lifeguard.aws.network import NetworkArgs as NetworkArgs
     from lifeguard.aws.network import NetworkError as NetworkError
+    from lifeguard.aws.observability import AlarmThresholdsArgs as AlarmThresholdsArgs
     from lifeguard.aws.observability import Observability as Observability
     from lifeguard.aws.observability import ObservabilityArgs as ObservabilityArgs
+    from lifeguard.aws.observability import thresholds_args as thresholds_args
     from lifeguard.aws.policies import Account as Account
     from lifeguard.aws.pooler import ECS_SERVICE_PRINCIPAL as ECS_SERVICE_PRINCIPAL
     from lifeguard.aws.pooler import Pooler as Pooler

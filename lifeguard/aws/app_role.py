@@ -15,57 +15,66 @@ password has no keeper until its first rotation (rotation 2): a stack deployed b
 its password.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field
+from typing import Required, TypedDict
 
 import pulumi
 import pulumi_random as random
 
+from lifeguard.aws.component_args import whole_number
 from lifeguard.aws.secrets import generated_password, mark_secret
+from lifeguard.aws.type_token import component_type
 from lifeguard.rotation import RotationState
 from migrator.contract import alternate_role
-from pgbouncer.scram import SALT_BYTES, scram_verifier
+from pgbouncer.scram import APP_ITERATIONS, SALT_BYTES, check_app_iterations, scram_verifier
 
 
-@dataclass(frozen=True)
-class AppRoleCredentialsArgs:
-    username: str
+class AppRoleCredentialsArgs(TypedDict, total=False):
+    username: Required[str]
+    """The application role; the migration job creates it and its alternate `<username>_b`."""
     scram_iterations: int
-    """The verifier's count, for these generated passwords only (``pgbouncer.scram.APP_ITERATIONS``; never
-    lower it for a password a person chose): :func:`lifeguard.aws.deployed.app_scram_iterations`."""
-    rotation: RotationState = field(default_factory=RotationState)
-    """Where the password rotation stands (:func:`lifeguard.aws.rotation.plan` checked it)."""
+    """The verifiers' PBKDF2 count, for these generated passwords only (default 16); a deployed role keeps its own."""
+    rotation: int
+    """Password rotations started (default 0): rotation N gives login role N % 2 a new password (docs/roles.md)."""
+    switched: int
+    """The rotation `DATABASE_URL` uses (default 0): login role `switched % 2`, once Postgres and PgBouncer hold it."""
 
 
 class AppRoleCredentials(pulumi.ComponentResource):
-    username: str
-    """The application role (``dbAppUsername``): ``LIFEGUARD_APP_ROLE``."""
+    """The application's two login roles' generated passwords and SCRAM verifiers (what PgBouncer and Postgres hold)."""
+
     password: pulumi.Output[str]
-    """Its plain password."""
+    """The application role's plain password (a secret)."""
     verifier: pulumi.Output[str]
-    """``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>``: the pooler's secret holds it."""
-    alternate_username: str
-    """The second login role (``<name>_b``)."""
+    """`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` (a secret): the pooler's secret holds it."""
     alternate_verifier: pulumi.Output[str]
-    active_username: str
-    """The login role ``DATABASE_URL`` uses (``appPasswordSwitched``)."""
+    """The alternate login role's verifier (a secret): the pooler's secret holds it too."""
     active_password: pulumi.Output[str]
-    """Its plain password: only in ``DATABASE_URL``, which the functions need to log in."""
+    """The plain password of the login role `DATABASE_URL` uses (a secret): only in `DATABASE_URL`."""
 
     def __init__(self, name: str, args: AppRoleCredentialsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("lifeguard:database:AppRoleCredentials", name, None, opts)
+        # Checked before anything is registered; VerifierError names the field.
+        iterations = check_app_iterations(
+            whole_number(args.get("scram_iterations", APP_ITERATIONS), "scram_iterations"), "scram_iterations")
+        username = args["username"]
+        if not isinstance(username, str) or not username:
+            raise ValueError(f"AppRoleCredentialsArgs.username must be the role's name, got {username!r}")
+        rotation = RotationState(whole_number(args.get("rotation", 0), "rotation"),
+                                 whole_number(args.get("switched", 0), "switched"))
+        if not 0 <= rotation.switched <= rotation.rotation:
+            raise ValueError("AppRoleCredentialsArgs.switched must be between 0 and rotation "
+                             f"(got rotation {rotation.rotation}, switched {rotation.switched})")
+        super().__init__(component_type(AppRoleCredentials, "database"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        rotation = args.rotation
-        logins = [self._login(prefix, rotation.generation(role), args.scram_iterations, child)
+        logins = [self._login(prefix, rotation.generation(role), iterations, child)
                   for role, prefix in enumerate((name, f"{name}-b"))]
         (first_password, first_verifier), (_, second_verifier) = logins
-        self.username = args.username
+        # Python programs only (not schema outputs: the consumer named the role): the plain names.
+        self.username = username
+        self.alternate_username = alternate_role(username)
+        self.active_username = (self.username, self.alternate_username)[rotation.active]
         self.password = mark_secret(first_password)
         self.verifier = mark_secret(first_verifier)
-        self.alternate_username = alternate_role(args.username)
         self.alternate_verifier = mark_secret(second_verifier)
-        self.active_username = (self.username, self.alternate_username)[rotation.active]
         self.active_password = mark_secret(logins[rotation.active][0])
         self.register_outputs({"username": self.username, "alternate_username": self.alternate_username})
 

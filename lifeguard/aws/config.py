@@ -693,7 +693,26 @@ def _functions(read: _Reader) -> FunctionsConfig:
     )
 
 
-def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig) -> PoolerConfig:
+def pooler_config(values: Mapping[str, Any]) -> PoolerConfig:
+    """The pooler's sizing and PgBouncer settings from these keys alone (what the ``Pooler`` component is
+    given): the checks :func:`load` makes on them, less those against the sample functions' keys, and
+    the database keys' checks on ``dbName`` and the pool budget. Raises :class:`InfraConfigError`."""
+    unknown = sorted(set(values) - KEY_NAMES)
+    if unknown:
+        raise TypeError(f"not lifeguard config keys: {', '.join(unknown)}")
+    read = _Reader(values)
+    log_retention = read.integer("logRetentionDays")
+    if log_retention not in LOG_RETENTION_DAYS:
+        read.problem("logRetentionDays", f"must be one of CloudWatch's values {LOG_RETENTION_DAYS}, "
+                                         f"got {log_retention}")
+    pooler = _pooler(read, _database(read), None)
+    if read.problems:
+        raise InfraConfigError(read.problems)
+    return pooler
+
+
+def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig | None) -> PoolerConfig:
+    """``functions`` None: the pooler serves functions this stack does not define (the Pooler component alone)."""
     min_tasks = read.integer("poolerMinTasks")
     if min_tasks < 2:
         read.problem("poolerMinTasks", f"must be at least 2 (one per AZ, so losing an AZ or a task does "
@@ -714,12 +733,13 @@ def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig)
     max_client_conn = read.integer("maxClientConn")
     query_wait = read.integer("queryWaitTimeoutSeconds")
     # Checked against the functions the stack attaches itself; a PooledClient checks its own functions' timeout.
-    if functions.attached_count and query_wait >= functions.timeout_s:
+    if functions is not None and functions.attached_count and query_wait >= functions.timeout_s:
         read.problem("queryWaitTimeoutSeconds",
                      f"must be below functionTimeoutSeconds ({functions.timeout_s}), got {query_wait}: a "
                      "function waiting for a server connection must get PgBouncer's error before Lambda "
                      "kills it. Lower queryWaitTimeoutSeconds or raise functionTimeoutSeconds.")
-    if functions.attached_count and functions.reserved_concurrency is not None and min_tasks >= 1:
+    if (functions is not None and functions.attached_count and functions.reserved_concurrency is not None
+            and min_tasks >= 1):
         clients = functions.attached_count * functions.reserved_concurrency
         if clients > max_client_conn * min_tasks:
             read.problem("maxClientConn",

@@ -29,6 +29,7 @@ from lifeguard.aws.fargate_base import FargateBase, fargate_base
 from lifeguard.aws.image import ContainerImage, ContainerImageArgs
 from lifeguard.aws.keys import whole_default
 from lifeguard.aws.secrets import MIGRATOR_RDS_CA_PATH
+from lifeguard.aws.type_token import component_type
 from lifeguard.aws.types import ARCHITECTURES, Architecture, ArgsError
 from migrator.bookkeeping import parse_table
 from migrator.contract import (
@@ -140,7 +141,7 @@ class MigrationJob(pulumi.ComponentResource):
         caller = aws.get_caller_identity()
         account = policies.Account.from_caller_arn(caller.arn, caller.account_id, region)
         users_image = _users_image(args.get("image"), account)
-        super().__init__("lifeguard:migration:MigrationJob", name, None, opts)
+        super().__init__(component_type(MigrationJob, "migration"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         architecture = _architecture(args)
         deletion_protection = args.get("deletion_protection", True)
