@@ -333,9 +333,12 @@ def test_the_role_credentials_stay_secrets_across_the_provider(construct: Constr
     response = construct("AppRoleCredentials", "app-role", {"username": "app_user", "scramIterations": 16})
     assert type_and_name(response.urn) == ("lifeguard:index:AppRoleCredentials", "app-role")
     state = rpc.deserialize_properties(response.state, keep_unknowns=True)
-    assert set(state) == {"password", "verifier"}
-    assert rpc.is_rpc_secret(state["password"]) and rpc.is_rpc_secret(state["verifier"])
+    assert set(state) == {"password", "verifier", "alternateVerifier", "activePassword"}
+    assert all(rpc.is_rpc_secret(value) for value in state.values())
     assert rpc.unwrap_rpc_secret(state["verifier"]).startswith("SCRAM-SHA-256$16:")
+    assert rpc.unwrap_rpc_secret(state["alternateVerifier"]).startswith("SCRAM-SHA-256$16:")
+    # Before any rotation DATABASE_URL logs in as the application role.
+    assert rpc.unwrap_rpc_secret(state["activePassword"]) == rpc.unwrap_rpc_secret(state["password"])
 
 
 def test_the_network_from_a_dict_its_enum_as_the_wire_sends_it(construct: Construct) -> None:
