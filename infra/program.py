@@ -19,7 +19,6 @@ from infra.samples import Functions, FunctionsArgs
 from lambdas.contract import CHARGE_CREDITS, NODE_SOURCE_DIR, READ_INVOICES, READ_INVOICES_NODE
 from lifeguard.aws import (
     CA_PATH,
-    ECS_SERVICE_PRINCIPAL,
     SHARED_PACKAGE_NAMES,
     Account,
     AppRoleCredentials,
@@ -48,14 +47,16 @@ from lifeguard.aws import (
     build_dir,
     build_node_package,
     build_python_package,
-    ca_common_name,
     check_deployed_database,
+    check_rotation,
     context_tag,
     deployed_database_record,
     load_config,
     metrics_service_name,
     read_existing_database,
+    rotation_record,
     secret_name_prefix,
+    thresholds_args,
 )
 from lifeguard.aws import outputs as output_names
 
@@ -135,17 +136,6 @@ def resolve_availability_zones(cfg: InfraConfig) -> tuple[str, ...]:
     return tuple(names[: net.availability_zone_count])
 
 
-def ecs_service_linked_role_exists() -> bool:
-    """Whether the account has ECS's service-linked role (``AWSServiceRoleForECS``); a new account may not.
-
-    The plural lookup answers an empty list rather than failing when there is none.
-    """
-    found = aws.iam.get_roles(
-        name_regex="^AWSServiceRoleForECS$", path_prefix=f"/aws-service-role/{ECS_SERVICE_PRINCIPAL}/"
-    )
-    return bool(found.names)
-
-
 CLIENT = "functions"
 """The stack's own pooled client: the sample functions' group and policy, exported for other stacks' functions."""
 
@@ -180,6 +170,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     zones = resolve_availability_zones(cfg)
     # Before any resource: a change that would replace the database or fail half-way is refused here.
     scram_iterations = check_deployed_database(cfg.database)
+    rotation = check_rotation(cfg.database)
     if cfg.database.existing is not None:
         # What AWS answers about an existing database is checked here too, before anything is created.
         _config_errors(DATABASE_KEYS, lambda: read_existing_database(existing_database_args(cfg.database)))
@@ -205,37 +196,53 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     network = Network("network", network_args)
     db_cfg = cfg.database
     database = _config_errors(DATABASE_KEYS, lambda: Database("database", database_args(cfg, network, region)))
-    app_role = AppRoleCredentials("app-role", AppRoleCredentialsArgs(username=db_cfg.app_username,
-                                                                     scram_iterations=scram_iterations))
+    app_role = AppRoleCredentials("app-role", AppRoleCredentialsArgs(
+        username=db_cfg.app_username, scram_iterations=scram_iterations,
+        rotation=rotation.rotation, switched=rotation.switched))
     secret_prefix = secret_name_prefix(region)
     metrics_service = metrics_service_name(region)
-    pooler_ca = PoolerCertificateAuthority(
-        "pooler-ca", PoolerCertificateAuthorityArgs(common_name=ca_common_name(pulumi.get_stack()), region=region)
-    )
+    pooler_ca = PoolerCertificateAuthority("pooler-ca", PoolerCertificateAuthorityArgs())
+    pooler_cfg = cfg.pooler
     pooler = Pooler(
         "pooler",
         PoolerArgs(
-            region=region,
-            account=account,
             vpc_id=network.vpc_id,
             subnet_ids=network.private_subnet_ids,
             load_balancer_security_group_id=network.load_balancer_security_group_id,
             task_security_group_id=network.pooler_security_group_id,
             database_address=database.address,
             database_port=database.port,
+            db_name=db_cfg.db_name,
+            max_connections=db_cfg.max_connections,
+            reserved_connections=db_cfg.reserved_connections,
+            migration_headroom=db_cfg.migration_headroom,
             username=app_role.username,
             verifier=app_role.verifier,
-            settings=cfg.pooler,
-            context_dir=paths.pgbouncer_context,
+            alternate_username=app_role.alternate_username,
+            alternate_verifier=app_role.alternate_verifier,
+            ca_cert_pem=pooler_ca.cert_pem,
+            ca_private_key_pem=pooler_ca.private_key_pem,
+            min_tasks=pooler_cfg.min_tasks,
+            max_tasks=pooler_cfg.max_tasks,
+            deployment_maximum_percent=pooler_cfg.deployment_maximum_percent,
+            cpu=pooler_cfg.cpu,
+            memory_mb=pooler_cfg.memory_mb,
+            cpu_target_percent=pooler_cfg.cpu_target_percent,
+            max_client_conn=pooler_cfg.max_client_conn,
+            query_wait_timeout_seconds=pooler_cfg.query_wait_timeout_s,
+            stop_timeout_seconds=pooler_cfg.stop_timeout_s,
+            deregistration_delay_seconds=pooler_cfg.deregistration_delay_s,
+            architecture=pooler_cfg.architecture,
+            image_context=str(paths.pgbouncer_context),
             secret_name_prefix=secret_prefix,
             secret_recovery_window_days=cfg.secret_recovery_window_days,
             log_retention_days=cfg.log_retention_days,
             deletion_protection=db_cfg.deletion_protection,
             metrics_service=metrics_service,
-            network_path=network.pooler_path,
-            create_ecs_service_linked_role=not ecs_service_linked_role_exists(),
-            certificate_authority=pooler_ca,
+            # create_ecs_service_linked_role unset: the Pooler looks the account's role up itself.
         ),
+        # The ECS service waits for the network path its tasks need (routes, endpoints, rules).
+        opts=pulumi.ResourceOptions(depends_on=network.pooler_path),
     )
     alarms = cfg.alarms
     observability = Observability(
@@ -249,7 +256,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             db_cluster_identifier=db_cfg.existing_cluster_id,
             max_connections=db_cfg.max_connections,
             metric_service=metrics_service,
-            thresholds=alarms.thresholds,
+            thresholds=thresholds_args(alarms.thresholds),
             alarm_topic_arn=alarms.topic_arn,
             create_alarm_topic=alarms.email is not None,
             alarm_email=alarms.email,
@@ -262,8 +269,8 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         ConnectionSecretsArgs(
             username=db_cfg.username,
             password=database.password,
-            app_username=app_role.username,
-            app_password=app_role.password,
+            app_username=app_role.active_username,
+            app_password=app_role.active_password,
             db_name=db_cfg.db_name,
             pooler_host=pooler.endpoint,
             pooler_port=pooler.port,
@@ -337,7 +344,8 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.DATABASE_ENDPOINT: database.address,
         output_names.DATABASE_PORT: database.port,
         output_names.DATABASE_IDENTIFIER: database.identifier,
-        output_names.DATABASE_SETTINGS: deployed_database_record(db_cfg, scram_iterations),
+        output_names.DATABASE_SETTINGS: {**deployed_database_record(db_cfg, scram_iterations),
+                                         **rotation_record(rotation)},
         output_names.POOLED_SECRET_ARN: secrets.pooled_secret_arn,
         output_names.POOLER_SECRET_ARN: pooler.credentials_secret_arn,
         output_names.POOLER_STATS_SECRET_ARN: pooler.stats_credentials_secret_arn,
@@ -464,6 +472,7 @@ def migration_job_args(cfg: InfraConfig, network: Network, database: Database, s
         "security_group_id": network.migration_security_group_id,
         "app_role": app_role.username,
         "app_role_verifier_secret_arn": pooler.credentials_secret_arn,
+        "app_role_alternate": True,
         "architecture": mig.architecture,
         "cpu": mig.cpu,
         "memory_mb": mig.memory_mb,

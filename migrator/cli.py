@@ -19,7 +19,13 @@ from pathlib import Path
 from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV
 from migrator import wrapper
 from migrator.bookkeeping import tables_from_env
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, BOOKKEEPING_TABLES_ENV, URL_PART_ENVS
+from migrator.contract import (
+    APP_ROLE_B_VERIFIER_ENV,
+    APP_ROLE_ENV,
+    APP_ROLE_VERIFIER_ENV,
+    BOOKKEEPING_TABLES_ENV,
+    URL_PART_ENVS,
+)
 from migrator.errors import ExitCode
 from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, lock_timeout_arg
 from migrator.output import exit_code_of, logging_to_stderr
@@ -35,8 +41,10 @@ The direct URL comes from {DIRECT_URL_ENV}, or from the Secrets Manager secret w
 {DIRECT_URL_SECRET_ARN_ENV}, or from its parts ({", ".join(URL_PART_ENVS)}: the owner's username
 and password, injected from the owner secret, composed into a verify-full URL). {POOLED_URL_ENV} (the
 pooled URL) is never used. With {APP_ROLE_ENV} (a role name) and {APP_ROLE_VERIFIER_ENV} (its SCRAM
-verifier), 'apply' first provisions that DML-only application role, under the migration lock, with no
-privilege on migration tools' bookkeeping tables (the known tools' and those named in {BOOKKEEPING_TABLES_ENV}).
+verifier), 'apply' first provisions that DML-only application role (and, with {APP_ROLE_B_VERIFIER_ENV},
+the second login role a password rotation alternates with, NAME_b; both members of the NOLOGIN role
+NAME_dml that holds the DML rights), under the migration lock, with no privilege on migration tools'
+bookkeeping tables (the known tools' and those named in {BOOKKEEPING_TABLES_ENV}).
 
 Another migration tool instead: python -m migrator run [--lock-timeout S] -- COMMAND [ARGS...]
 (see python -m migrator run --help).
@@ -133,7 +141,8 @@ def _main(args: argparse.Namespace, redactor: Redactor, environ: Mapping[str, st
     if app_role is None:
         log.info("no application role to provision (%s and %s are unset)", APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV)
     else:
-        redactor.add_secret(app_role.verifier)
+        for secret in app_role.secrets:
+            redactor.add_secret(secret)
     report = migrate(resolved.url, args.migrations_dir, args.lock_timeout, dry_run=args.dry_run,
                      app_role=app_role, bookkeeping=tables_from_env(environ))
     if args.dry_run:

@@ -15,6 +15,13 @@ APP_ROLE_ENV = "LIFEGUARD_APP_ROLE"
 """The DML-only application role ``apply`` provisions first (with :data:`APP_ROLE_VERIFIER_ENV`)."""
 APP_ROLE_VERIFIER_ENV = "LIFEGUARD_APP_ROLE_VERIFIER"
 """That role's SCRAM verifier, never a password."""
+APP_ROLE_B_VERIFIER_ENV = "LIFEGUARD_APP_ROLE_B_VERIFIER"
+"""The verifier of the second login role, :func:`alternate_role`, for password rotation; optional (without
+it only :data:`APP_ROLE_ENV` is provisioned)."""
+APP_ROLE_SECRET_ENVS = (APP_ROLE_VERIFIER_ENV, APP_ROLE_B_VERIFIER_ENV)
+"""What a wrapped migration tool never inherits."""
+MAX_APP_ROLE_NAME = 59
+"""63 (Postgres' limit) less the longest suffix below, so the derived names are never cut short."""
 BOOKKEEPING_TABLES_ENV = "LIFEGUARD_BOOKKEEPING_TABLES"
 """Extra migration-tool bookkeeping tables (``NAME`` or ``SCHEMA.NAME``, comma-separated) the application
 role gets no privilege on, besides the known tools' (:mod:`migrator.bookkeeping`)."""
@@ -45,3 +52,14 @@ def wrapped_command(command: list[str], python: str = "python3") -> list[str]:
     """``python3 -m migrator run -- COMMAND``: a user's migration tool run behind the migrator's guard,
     lock and role provisioning (:mod:`migrator.wrapper`), as the job and the local stack start it."""
     return runner_command("run", "--", *command, python=python)
+
+
+def alternate_role(app_role: str) -> str:
+    """The second login role: a rotation changes the password of whichever login role the functions
+    do not use, so the one they use keeps working throughout (docs/roles.md)."""
+    return f"{app_role}_b"
+
+
+def group_role(app_role: str) -> str:
+    """The ``NOLOGIN`` role that holds the DML grants; both login roles are its members."""
+    return f"{app_role}_dml"

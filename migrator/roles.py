@@ -2,7 +2,10 @@
 
 The migration job logs in as the role that owns the schema (on RDS the master user) and, under
 its migration lock and before any migration, makes the application role exist exactly as the
-functions need it, every run (idempotent):
+functions need it, every run (idempotent). The grants are held by a ``NOLOGIN`` role,
+:func:`~migrator.contract.group_role`, of which the login role (and, for password rotation, a second
+login role, :func:`~migrator.contract.alternate_role`) is a member; rights granted to the login role
+directly by an earlier version move to that role in the same transaction:
 
 * created if missing, ``LOGIN`` and nothing else (no ``CREATEDB``, ``CREATEROLE``, superuser,
   replication or membership in any role); an existing role with more than that is refused, not
@@ -35,7 +38,14 @@ import psycopg
 from psycopg import sql
 
 from migrator.bookkeeping import BookkeepingTable, all_tables
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
+from migrator.contract import (
+    APP_ROLE_B_VERIFIER_ENV,
+    APP_ROLE_ENV,
+    APP_ROLE_VERIFIER_ENV,
+    MAX_APP_ROLE_NAME,
+    alternate_role,
+    group_role,
+)
 from migrator.errors import MigratorConfigError
 
 TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
@@ -59,19 +69,45 @@ class RoleRefused(MigratorConfigError):
 class AppRole:
     name: str
     verifier: str = field(repr=False)
+    alternate_verifier: str | None = field(default=None, repr=False)
+    """The second login role's (:attr:`alternate`) verifier; ``None``: that role is left as it is."""
 
     def __post_init__(self) -> None:
-        if not _ROLE_NAME.match(self.name) or self.name.startswith(("pg_", "rds")):
+        if (not _ROLE_NAME.match(self.name) or len(self.name) > MAX_APP_ROLE_NAME
+                or self.name.startswith(("pg_", "rds"))):
             raise MigratorConfigError(
-                f"{APP_ROLE_ENV} must be a lower-case Postgres name (letters, digits, '_', at most 63, not "
-                f"starting with 'pg_' or 'rds'); got {self.name!r}"
+                f"{APP_ROLE_ENV} must be a lower-case Postgres name (letters, digits, '_', at most "
+                f"{MAX_APP_ROLE_NAME}, not starting with 'pg_' or 'rds'); got {self.name!r}"
             )
-        if not _VERIFIER.match(self.verifier):
-            raise MigratorConfigError(
-                f"{APP_ROLE_VERIFIER_ENV} is not a SCRAM-SHA-256 verifier "
-                "(SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>); "
-                "give the verifier PgBouncer holds, not a password"
-            )
+        for variable, verifier in ((APP_ROLE_VERIFIER_ENV, self.verifier),
+                                   (APP_ROLE_B_VERIFIER_ENV, self.alternate_verifier)):
+            if verifier is not None and not _VERIFIER.match(verifier):
+                raise MigratorConfigError(
+                    f"{variable} is not a SCRAM-SHA-256 verifier "
+                    "(SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>); "
+                    "give the verifier PgBouncer holds, not a password"
+                )
+
+    @property
+    def alternate(self) -> str:
+        return alternate_role(self.name)
+
+    @property
+    def group(self) -> str:
+        return group_role(self.name)
+
+    @property
+    def logins(self) -> list[tuple[str, str]]:
+        """The login roles this run sets, with their verifiers."""
+        pairs = [(self.name, self.verifier)]
+        if self.alternate_verifier is not None:
+            pairs.append((self.alternate, self.alternate_verifier))
+        return pairs
+
+    @property
+    def secrets(self) -> list[str]:
+        """What a log line must never show."""
+        return [verifier for _, verifier in self.logins]
 
 
 def app_role_from_env(environ: Mapping[str, str]) -> AppRole | None:
@@ -85,7 +121,8 @@ def app_role_from_env(environ: Mapping[str, str]) -> AppRole | None:
         raise MigratorConfigError(
             f"{missing} is not set; the application role needs both {APP_ROLE_ENV} and {APP_ROLE_VERIFIER_ENV}"
         )
-    return AppRole(name, verifier)
+    alternate = environ.get(APP_ROLE_B_VERIFIER_ENV, "").strip() or None
+    return AppRole(name, verifier, alternate)
 
 
 @dataclass(frozen=True)
@@ -100,8 +137,8 @@ def _one(conn: psycopg.Connection[Any], query: sql.SQL | sql.Composed | str, par
     return None if row is None else row[0]
 
 
-def _refuse_extra_rights(conn: psycopg.Connection[Any], name: str, schema: str) -> None:
-    """Refuse a role that could do more than DML here: attributes, memberships, ownership."""
+def _refuse_extra_rights(conn: psycopg.Connection[Any], name: str, schema: str, member_of: str | None) -> None:
+    """Refuse a role that could do more than DML here: attributes, memberships (but ``member_of``), ownership."""
     row = conn.execute(
         "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = %s",
         (name,),
@@ -116,7 +153,8 @@ def _refuse_extra_rights(conn: psycopg.Connection[Any], name: str, schema: str) 
         )
     groups = [str(r[0]) for r in conn.execute(
         "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid"
-        " JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = %s ORDER BY 1", (name,)).fetchall()]
+        " JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = %s ORDER BY 1", (name,)).fetchall()
+        if r[0] != member_of]
     if groups:
         raise RoleRefused(
             f"role {name} is a member of {', '.join(groups)}, whose rights it would use: the application role "
@@ -156,43 +194,83 @@ def provision_app_role(conn: psycopg.Connection[Any], role: AppRole, schema: str
     ``True`` grants the new tables and restores the defaults.
     """
     me = str(_one(conn, "SELECT current_user"))
-    if role.name == me:
-        raise MigratorConfigError(
-            f"the application role {role.name} is the role the migration job logs in as; the functions' role "
-            "must be another one (it gets DML only)"
-        )
-    name, schema_id = sql.Identifier(role.name), sql.Identifier(schema)
+    logins = role.logins
+    for login, _ in logins:
+        if login == me:
+            raise MigratorConfigError(
+                f"the application role {login} is the role the migration job logs in as; the functions' role "
+                "must be another one (it gets DML only)"
+            )
+    group, schema_id = sql.Identifier(role.group), sql.Identifier(schema)
+    created: dict[str, bool] = {}
     with conn.transaction():
-        exists = _one(conn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role.name,)) == 1
-        if exists:
-            _refuse_extra_rights(conn, role.name, schema)
-            conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(name, sql.Literal(role.verifier)))
-        else:
-            conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD {}").format(
-                name, sql.Literal(role.verifier)))
         database = str(_one(conn, "SELECT current_database()"))
+        if _role_exists(conn, role.group):
+            _refuse_extra_rights(conn, role.group, schema, None)
+            if _one(conn, "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (role.group,)):
+                raise RoleRefused(
+                    f"role {role.group} exists and may log in; lifeguard needs that name for the NOLOGIN role that "
+                    f"holds the application's DML rights. ALTER ROLE {role.group} NOLOGIN if nothing logs in as it, "
+                    "or set another application role name"
+                )
+        else:
+            conn.execute(sql.SQL("CREATE ROLE {} WITH NOLOGIN NOCREATEDB NOCREATEROLE").format(group))
+        for login, verifier in logins:
+            name = sql.Identifier(login)
+            created[login] = not _role_exists(conn, login)
+            if created[login]:
+                conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN INHERIT NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+                    name, sql.Literal(verifier)))
+            else:
+                _refuse_extra_rights(conn, login, schema, role.group)
+                conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN INHERIT PASSWORD {}").format(
+                    name, sql.Literal(verifier)))
+            # Granted before the login's own rights are taken back: in one transaction, no session sees a gap.
+            if not _one(conn, "SELECT count(*) FROM pg_auth_members"
+                        " WHERE roleid = %s::regrole AND member = %s::regrole", (role.group, login)):
+                conn.execute(sql.SQL("GRANT {} TO {}").format(group, name))
         statements = [
             # Exactly DML: whatever else was granted on these tables before is taken back first.
-            sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(schema_id, name),
-            sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(schema_id, name),
-            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), name),
-            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema_id, name),
-            sql.SQL(f"GRANT {TABLE_PRIVILEGES} ON ALL TABLES IN SCHEMA {{}} TO {{}}").format(schema_id, name),
-            sql.SQL(f"GRANT {SEQUENCE_PRIVILEGES} ON ALL SEQUENCES IN SCHEMA {{}} TO {{}}").format(schema_id, name),
+            sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(schema_id, group),
+            sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(schema_id, group),
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), group),
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema_id, group),
+            sql.SQL(f"GRANT {TABLE_PRIVILEGES} ON ALL TABLES IN SCHEMA {{}} TO {{}}").format(schema_id, group),
+            sql.SQL(f"GRANT {SEQUENCE_PRIVILEGES} ON ALL SEQUENCES IN SCHEMA {{}} TO {{}}").format(schema_id, group),
             # Tables and sequences later migrations create (as this role) are granted as they are made.
-            *_default_privileges(schema_id, name, grant=default_privileges),
+            *_default_privileges(schema_id, group, grant=default_privileges),
         ]
+        for login, _ in logins:
+            # The login roles hold nothing of their own (an earlier version granted the login role directly).
+            name = sql.Identifier(login)
+            statements += [
+                sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(schema_id, name),
+                sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(schema_id, name),
+                *_default_privileges(schema_id, name, grant=False),
+            ]
         # The migrator's bookkeeping and lock are not the application's (GRANT ... ON ALL TABLES covers views).
-        statements += [sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(obj, name) for obj in private]
+        holders = [group, *(sql.Identifier(login) for login, _ in logins)]
+        statements += [sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(obj, holder)
+                       for obj in private for holder in holders]
         for statement in statements:
             conn.execute(statement)
-        withheld = _withhold_bookkeeping(conn, role.name, schema, all_tables(bookkeeping))
-        _refuse_create(conn, role.name, schema, database)
-    log.info("application role %s %s: DML on the tables and sequences of schema %s%s%s", role.name,
-             "updated" if exists else "created", schema,
-             f", none on bookkeeping table(s) {', '.join(withheld)}" if withheld else "",
-             "" if default_privileges else "; its default privileges are off while the migration command runs")
-    return Provisioned(role.name, not exists, schema)
+        tables = all_tables(bookkeeping)
+        withheld = _withhold_bookkeeping(conn, role.group, schema, tables)
+        for login, _ in logins:
+            # Revokes what a login holds itself, then checks what it may use in all (through the group too).
+            _withhold_bookkeeping(conn, login, schema, tables)
+        for holder in (role.group, *(login for login, _ in logins)):
+            _refuse_create(conn, holder, schema, database)
+    for login, _ in logins:
+        log.info("application role %s %s: DML on the tables and sequences of schema %s, as a member of %s%s%s",
+                 login, "created" if created[login] else "updated", schema, role.group,
+                 f", none on bookkeeping table(s) {', '.join(withheld)}" if withheld else "",
+                 "" if default_privileges else "; its default privileges are off while the migration command runs")
+    return Provisioned(role.name, created[role.name], schema)
+
+
+def _role_exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    return bool(_one(conn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (name,)) == 1)
 
 
 def _default_privileges(schema: sql.Identifier, name: sql.Identifier, *, grant: bool) -> list[sql.Composed]:

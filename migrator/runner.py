@@ -382,7 +382,8 @@ def migrate(
         with migration_lock(url, lock_timeout_s, schema=session.schema) as lock:
             session.ensure_table()
             if app_role is not None:
-                session.redactor.add_secret(app_role.verifier)
+                for secret in app_role.secrets:
+                    session.redactor.add_secret(secret)
                 provision_app_role(session.conn, app_role, session.schema,
                                    (session.table, sql.Identifier(session.schema, LOCK_VIEW)), bookkeeping=bookkeeping)
             # Read only now, under the lock: whatever a run we waited for applied is seen as applied.

@@ -38,7 +38,14 @@ from typing import IO
 from database_urls import DIRECT_URL_ENV, POOLED_URL_ENV
 from migrator.bookkeeping import KNOWN_TABLES, BookkeepingTable, parse_table, tables_from_env
 from migrator.connection import direct_connection
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, BOOKKEEPING_TABLES_ENV, OWNER_PASSWORD_ENV
+from migrator.contract import (
+    APP_ROLE_B_VERIFIER_ENV,
+    APP_ROLE_ENV,
+    APP_ROLE_SECRET_ENVS,
+    APP_ROLE_VERIFIER_ENV,
+    BOOKKEEPING_TABLES_ENV,
+    OWNER_PASSWORD_ENV,
+)
 from migrator.errors import Unavailable
 from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, LOCK_VIEW, MigrationLock, lock_timeout_arg, migration_lock
 from migrator.output import exit_code_of, logging_to_stderr
@@ -58,8 +65,9 @@ log = logging.getLogger("migrator")
 
 EPILOG = f"""\
 The command gets {DIRECT_URL_ENV} and {POOLED_URL_ENV}, both set to the direct URL (for it only), and
-never {APP_ROLE_VERIFIER_ENV} or {OWNER_PASSWORD_ENV}. With {APP_ROLE_ENV} and {APP_ROLE_VERIFIER_ENV} set,
-the application role is provisioned before and after the command, with no privilege on the tools' bookkeeping tables
+never {APP_ROLE_VERIFIER_ENV}, {APP_ROLE_B_VERIFIER_ENV} or {OWNER_PASSWORD_ENV}. With {APP_ROLE_ENV} and
+{APP_ROLE_VERIFIER_ENV} set, the application role is provisioned before and after the command, with no
+privilege on the tools' bookkeeping tables
 ({", ".join(str(table) for table in KNOWN_TABLES)}, and those in {BOOKKEEPING_TABLES_ENV}).
 
 exit codes: the command's own (128 + N if signal N ended it); before or after it, the migrator's:
@@ -115,7 +123,8 @@ def run(command: Sequence[str], environ: Mapping[str, str], lock_timeout_s: floa
     if app_role is None:
         log.info("no application role to provision (%s and %s are unset)", APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV)
     else:
-        redactor.add_secret(app_role.verifier)
+        for secret in app_role.secrets:
+            redactor.add_secret(secret)
     tables = (*bookkeeping, BookkeepingTable(OWN_BOOKKEEPING))
     with migration_lock(resolved.url, lock_timeout_s) as lock:
         _provision(resolved.url, app_role, lock, tables, default_privileges=False)
@@ -140,8 +149,8 @@ def _provision(url: str, role: AppRole | None, lock: MigrationLock, tables: Sequ
 
 
 def _child_env(environ: Mapping[str, str], url: str) -> dict[str, str]:
-    # The command gets the URL, not its secret parts: nor the verifier, nor the owner's password alone.
-    env = {k: v for k, v in environ.items() if k not in (APP_ROLE_VERIFIER_ENV, OWNER_PASSWORD_ENV)}
+    # The command gets the URL, not its secret parts: no verifier, nor the owner's password alone.
+    env = {k: v for k, v in environ.items() if k not in (*APP_ROLE_SECRET_ENVS, OWNER_PASSWORD_ENV)}
     env[DIRECT_URL_ENV] = url
     env[POOLED_URL_ENV] = url
     return env

@@ -14,6 +14,11 @@ SETTINGS_ENV = "LIFEGUARD_PGBOUNCER_SETTINGS"
 """JSON of :class:`pgbouncer.settings.PoolerSettings` (no secrets); the metrics sidecar reads it too."""
 CREDENTIALS_ENV = "POOLER_CREDENTIALS"
 """``{"username", "password"}`` (a secret): the database user clients and PgBouncer log in as."""
+ALTERNATE_USERNAME_KEY = "alternate_username"
+ALTERNATE_PASSWORD_KEY = "alternate_password"  # noqa: S105 (a JSON key)
+"""Optional keys of :data:`CREDENTIALS_ENV`'s JSON: the second login role a password rotation switches
+``DATABASE_URL`` to, and its SCRAM verifier (docs/roles.md). Top-level keys, so ECS can inject the
+verifier alone into the migration job (``valueFrom "<arn>:alternate_password::"``)."""
 STATS_CREDENTIALS_ENV = "POOLER_STATS_CREDENTIALS"
 """Same shape (a secret): the read-only console user of the metrics sidecar, one of ``stats_users``."""
 CERT_ENV = "POOLER_TLS_CERT"

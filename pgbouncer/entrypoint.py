@@ -25,7 +25,15 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from pgbouncer.contract import CREDENTIALS_ENV, IMAGE_RUN_DIR, KEY_ENV, SETTINGS_ENV, STATS_CREDENTIALS_ENV
+from pgbouncer.contract import (
+    ALTERNATE_PASSWORD_KEY,
+    ALTERNATE_USERNAME_KEY,
+    CREDENTIALS_ENV,
+    IMAGE_RUN_DIR,
+    KEY_ENV,
+    SETTINGS_ENV,
+    STATS_CREDENTIALS_ENV,
+)
 from pgbouncer.private_file import write_private
 from pgbouncer.settings import PoolerSettings, SettingsError, render_userlist
 from pgbouncer.tls import CertificateError, CertPair, ServerCertificate, write_self_signed
@@ -37,10 +45,12 @@ class StartupError(RuntimeError):
     """PgBouncer must not start; the message says what to change."""
 
 
-def credentials_from_secret(text: str, variable: str = CREDENTIALS_ENV) -> dict[str, str]:
+def credentials_from_secret(text: str, variable: str = CREDENTIALS_ENV, *, alternate: bool = False) -> dict[str, str]:
     """Parse a ``{"username", "password"}`` secret held in ``variable``.
 
-    Never echoes the secret, not even in a parse error.
+    ``alternate``: the secret may also name a second user (``alternate_username``/``alternate_password``:
+    the other login role of a password rotation), and then both are returned. Never echoes the secret,
+    not even in a parse error.
     """
     try:
         data = json.loads(text)
@@ -51,7 +61,18 @@ def credentials_from_secret(text: str, variable: str = CREDENTIALS_ENV) -> dict[
         data.get("password"), str
     ):
         raise StartupError(f"{variable} must be a JSON object with string 'username' and 'password'")
-    return {data["username"]: data["password"]}
+    users = {data["username"]: data["password"]}
+    second = {key: data[key] for key in (ALTERNATE_USERNAME_KEY, ALTERNATE_PASSWORD_KEY) if key in data}
+    if not second:
+        return users
+    if not alternate:
+        raise StartupError(f"{variable} may not name a second user ({ALTERNATE_USERNAME_KEY})")
+    if len(second) != 2 or not all(isinstance(value, str) and value for value in second.values()):
+        raise StartupError(f"{variable} must give both {ALTERNATE_USERNAME_KEY} and {ALTERNATE_PASSWORD_KEY} as "
+                           "non-empty strings, or neither")
+    if second[ALTERNATE_USERNAME_KEY] in users:
+        raise StartupError(f"{variable}'s {ALTERNATE_USERNAME_KEY} must differ from its username")
+    return {**users, second[ALTERNATE_USERNAME_KEY]: second[ALTERNATE_PASSWORD_KEY]}
 
 
 def credentials_from_env(env: Mapping[str, str], settings: PoolerSettings) -> dict[str, str]:
@@ -63,7 +84,7 @@ def credentials_from_env(env: Mapping[str, str], settings: PoolerSettings) -> di
     """
     if CREDENTIALS_ENV not in env:
         raise StartupError(f"set {CREDENTIALS_ENV}")
-    credentials = credentials_from_secret(env[CREDENTIALS_ENV])
+    credentials = credentials_from_secret(env[CREDENTIALS_ENV], alternate=True)
     if STATS_CREDENTIALS_ENV not in env:
         return credentials
     stats = credentials_from_secret(env[STATS_CREDENTIALS_ENV], STATS_CREDENTIALS_ENV)

@@ -239,6 +239,17 @@ class PoolerSettings:
     def effective_max_db_connections(self) -> int:
         return self.max_db_connections or self.default_pool_size + self.reserve_pool_size
 
+    @property
+    def max_user_connections(self) -> int:
+        """One below the database's cap, for each login role: a slot the other role can always get.
+
+        A password rotation (docs/roles.md) switches ``DATABASE_URL`` between two login roles, each
+        with its own pool, both under ``max_db_connections``. PgBouncer makes room for a pool only by
+        closing *idle* servers of another, so with the active role's clients queued on every server the
+        other role could not log in at all. The task's total stays ``max_db_connections``.
+        """
+        return max(1, self.effective_max_db_connections - 1)
+
     def required_open_files(self, pools: int = 1) -> int:
         """File descriptors PgBouncer may need: every client, every server, plus listeners and logs.
 
@@ -266,6 +277,7 @@ class PoolerSettings:
             ("default_pool_size", str(self.default_pool_size)),
             ("reserve_pool_size", str(self.reserve_pool_size)),
             ("max_db_connections", str(self.effective_max_db_connections)),
+            ("max_user_connections", str(self.max_user_connections)),
             ("listen_backlog", str(self.listen_backlog)),
             ("client_idle_timeout", str(self.client_idle_timeout)),
             ("idle_transaction_timeout", str(self.idle_transaction_timeout)),
@@ -399,7 +411,7 @@ def _from_json_value(name: str, hint: object, value: object) -> Any:
 def _rendered_keys() -> frozenset[str]:
     return frozenset(
         {f.name for f in dataclasses.fields(PoolerSettings)} - {"upstream", "version", "extra"}
-        | {"server_tls_protocols", "client_tls_protocols"}
+        | {"server_tls_protocols", "client_tls_protocols", "max_user_connections"}
     )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 # name exports the module: ``outputs``, the stack's output names, and ``policies``, the IAM documents).
 _EXPORTS: dict[str, str] = {
     # The components, and their arguments.
+    "AlarmThresholdsArgs": "lifeguard.aws.observability",
     "Database": "lifeguard.aws.database",
     "DatabaseArgs": "lifeguard.aws.database",
     "read_existing_database": "lifeguard.aws.database:read_existing",
@@ -26,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "AwsApiAccess": "lifeguard.aws.network",
     "Observability": "lifeguard.aws.observability",
     "ObservabilityArgs": "lifeguard.aws.observability",
+    "thresholds_args": "lifeguard.aws.observability",
     "PooledClient": "lifeguard.aws.client",
     "PooledClientArgs": "lifeguard.aws.client",
     "PooledClientError": "lifeguard.aws.client",
@@ -57,6 +59,8 @@ _EXPORTS: dict[str, str] = {
     "load_config": "lifeguard.aws.config:load",
     "check_deployed_database": "lifeguard.aws.deployed",
     "deployed_database_record": "lifeguard.aws.deployed:record",
+    "check_rotation": "lifeguard.aws.rotation",
+    "rotation_record": "lifeguard.aws.rotation:record",
     "secret_name_prefix": "lifeguard.aws.naming",
     "metrics_service_name": "lifeguard.aws.naming",
     "Account": "lifeguard.aws.policies",
@@ -75,6 +79,7 @@ if TYPE_CHECKING:
     from lifeguard.aws import node_package as _node_package
     from lifeguard.aws import outputs as outputs
     from lifeguard.aws import policies as policies
+    from lifeguard.aws import rotation as _rotation
     from lifeguard.aws.app_role import AppRoleCredentials as AppRoleCredentials
     from lifeguard.aws.app_role import AppRoleCredentialsArgs as AppRoleCredentialsArgs
     from lifeguard.aws.build_context import SHARED_PACKAGE_NAMES as SHARED_PACKAGE_NAMES
@@ -100,8 +105,10 @@ if TYPE_CHECKING:
     from lifeguard.aws.network import Network as Network
     from lifeguard.aws.network import NetworkArgs as NetworkArgs
     from lifeguard.aws.network import NetworkError as NetworkError
+    from lifeguard.aws.observability import AlarmThresholdsArgs as AlarmThresholdsArgs
     from lifeguard.aws.observability import Observability as Observability
     from lifeguard.aws.observability import ObservabilityArgs as ObservabilityArgs
+    from lifeguard.aws.observability import thresholds_args as thresholds_args
     from lifeguard.aws.policies import Account as Account
     from lifeguard.aws.pooler import ECS_SERVICE_PRINCIPAL as ECS_SERVICE_PRINCIPAL
     from lifeguard.aws.pooler import Pooler as Pooler
@@ -110,6 +117,7 @@ if TYPE_CHECKING:
     from lifeguard.aws.pooler_tls import PoolerCertificateAuthority as PoolerCertificateAuthority
     from lifeguard.aws.pooler_tls import PoolerCertificateAuthorityArgs as PoolerCertificateAuthorityArgs
     from lifeguard.aws.pooler_tls import ca_common_name as ca_common_name
+    from lifeguard.aws.rotation import check_rotation as check_rotation
     from lifeguard.aws.secrets import ConnectionSecrets as ConnectionSecrets
     from lifeguard.aws.secrets import ConnectionSecretsArgs as ConnectionSecretsArgs
     from lifeguard.aws.types import ArgsError as ArgsError
@@ -118,6 +126,7 @@ if TYPE_CHECKING:
     load_config = _config.load
     read_existing_database = _database.read_existing
     deployed_database_record = _deployed.record
+    rotation_record = _rotation.record
     PYTHON_RUNTIME = _lambda_package.RUNTIME
     build_python_package = _lambda_package.build
     NODE_RUNTIME = _node_package.RUNTIME

@@ -37,6 +37,7 @@ from lifeguard.aws import outputs as output_names
 from lifeguard.aws.network import HTTPS_EGRESS_DESCRIPTION, HTTPS_PORT, POOLER_PORT
 from lifeguard.aws.policies import read_pooled_secret
 from lifeguard.aws.pooler_tls import CA_PATH
+from lifeguard.aws.type_token import component_type
 
 DEFAULT_DESCRIPTION = "Clients of the lifeguard pooler: reach it on its port"
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
@@ -119,7 +120,7 @@ class PooledClient(pulumi.ComponentResource):
         self, name: str, args: PooledClientArgs, opts: Optional[pulumi.ResourceOptions] = None  # noqa: UP045
     ) -> None:
         https_egress = _validated(args)
-        super().__init__("lifeguard:client:PooledClient", name, None, opts)
+        super().__init__(component_type(PooledClient, "client"), name, None, opts)
         self._name = name
         tags = dict(args.get("tags") or {})
         # Each child names itself; the user's Name is the group's (the EC2 console's Name column).

@@ -39,6 +39,7 @@ from lifeguard.aws.keys import (
 )
 from lifeguard.aws.types import ALARM_EMAIL, AlarmThresholds, ApiAccess, Architecture
 from migrator.bookkeeping import parse_table
+from migrator.contract import MAX_APP_ROLE_NAME
 from migrator.errors import MigratorConfigError
 from pgbouncer.contract import IMAGE_SOCKET_DIR, STATS_USER
 from pgbouncer.settings import PoolerSettings, SettingsError, Upstream
@@ -69,7 +70,7 @@ NOFILE_FLOOR = 65_535
 _RESERVED_DB_NAMES = frozenset({"postgres", "template0", "template1", "rdsadmin", "pgbouncer"})
 _RDS_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 # Lower case: the migration job quotes the name, and Postgres folds unquoted names to lower case.
-_APP_ROLE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_APP_ROLE = re.compile(rf"^[a-z][a-z0-9_]{{0,{MAX_APP_ROLE_NAME - 1}}}$")
 _INSTANCE_CLASS = re.compile(r"^db\.[a-z0-9]+\.[a-z0-9]+$")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
@@ -144,6 +145,10 @@ class DatabaseConfig:
     migration_headroom: int
     scram_iterations: int | None = None
     """``scramIterations`` when set; ``None``: the stack keeps its count (``deployed.app_scram_iterations``)."""
+    app_password_rotation: int = 0
+    """``appPasswordRotation``: password rotations started (:mod:`lifeguard.aws.rotation`)."""
+    app_password_switched: int = 0
+    """``appPasswordSwitched``: the rotation ``DATABASE_URL`` uses."""
     existing_instance_id: str | None = None
     """``existingDatabaseInstanceId``: an existing RDS PostgreSQL instance instead of a new one."""
     existing_cluster_id: str | None = None
@@ -584,7 +589,8 @@ def _database(read: _Reader) -> DatabaseConfig:
     app_username = read.string("dbAppUsername")
     if not _APP_ROLE.match(app_username) or app_username.startswith(("rds", "pg_")):
         read.problem("dbAppUsername", "must start with a lower-case letter, hold only lower-case letters, digits "
-                                      f"and '_' (at most 63), and not start with 'rds' or 'pg_'; got {app_username!r}")
+                                      f"and '_' (at most {MAX_APP_ROLE_NAME}: its rotation partner adds '_b'), and "
+                                      f"not start with 'rds' or 'pg_'; got {app_username!r}")
     elif app_username == username.lower():
         read.problem("dbAppUsername", f"must differ from dbUsername ({username!r}): the functions' role gets DML "
                                       "only, the master user owns the schema")
@@ -617,6 +623,8 @@ def _database(read: _Reader) -> DatabaseConfig:
         reserved_connections=read.integer("reservedConnections"),
         migration_headroom=read.integer("migrationHeadroom"),
         scram_iterations=read.integer("scramIterations") if read.given("scramIterations") else None,
+        app_password_rotation=read.integer("appPasswordRotation"),
+        app_password_switched=read.integer("appPasswordSwitched"),
         existing_instance_id=read.optional_string("existingDatabaseInstanceId"),
         existing_cluster_id=read.optional_string("existingAuroraClusterId"),
         existing_security_group_id=read.optional_string("existingDatabaseSecurityGroupId"),
@@ -685,7 +693,26 @@ def _functions(read: _Reader) -> FunctionsConfig:
     )
 
 
-def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig) -> PoolerConfig:
+def pooler_config(values: Mapping[str, Any]) -> PoolerConfig:
+    """The pooler's sizing and PgBouncer settings from these keys alone (what the ``Pooler`` component is
+    given): the checks :func:`load` makes on them, less those against the sample functions' keys, and
+    the database keys' checks on ``dbName`` and the pool budget. Raises :class:`InfraConfigError`."""
+    unknown = sorted(set(values) - KEY_NAMES)
+    if unknown:
+        raise TypeError(f"not lifeguard config keys: {', '.join(unknown)}")
+    read = _Reader(values)
+    log_retention = read.integer("logRetentionDays")
+    if log_retention not in LOG_RETENTION_DAYS:
+        read.problem("logRetentionDays", f"must be one of CloudWatch's values {LOG_RETENTION_DAYS}, "
+                                         f"got {log_retention}")
+    pooler = _pooler(read, _database(read), None)
+    if read.problems:
+        raise InfraConfigError(read.problems)
+    return pooler
+
+
+def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig | None) -> PoolerConfig:
+    """``functions`` None: the pooler serves functions this stack does not define (the Pooler component alone)."""
     min_tasks = read.integer("poolerMinTasks")
     if min_tasks < 2:
         read.problem("poolerMinTasks", f"must be at least 2 (one per AZ, so losing an AZ or a task does "
@@ -706,12 +733,13 @@ def _pooler(read: _Reader, database: DatabaseConfig, functions: FunctionsConfig)
     max_client_conn = read.integer("maxClientConn")
     query_wait = read.integer("queryWaitTimeoutSeconds")
     # Checked against the functions the stack attaches itself; a PooledClient checks its own functions' timeout.
-    if functions.attached_count and query_wait >= functions.timeout_s:
+    if functions is not None and functions.attached_count and query_wait >= functions.timeout_s:
         read.problem("queryWaitTimeoutSeconds",
                      f"must be below functionTimeoutSeconds ({functions.timeout_s}), got {query_wait}: a "
                      "function waiting for a server connection must get PgBouncer's error before Lambda "
                      "kills it. Lower queryWaitTimeoutSeconds or raise functionTimeoutSeconds.")
-    if functions.attached_count and functions.reserved_concurrency is not None and min_tasks >= 1:
+    if (functions is not None and functions.attached_count and functions.reserved_concurrency is not None
+            and min_tasks >= 1):
         clients = functions.attached_count * functions.reserved_concurrency
         if clients > max_client_conn * min_tasks:
             read.problem("maxClientConn",

@@ -28,6 +28,7 @@ import pulumi_random as random
 from lifeguard.aws.keys import text_default, whole_default
 from lifeguard.aws.naming import RDS_INSTANCE, stack_name
 from lifeguard.aws.secrets import generated_password
+from lifeguard.aws.type_token import component_type
 from lifeguard.aws.types import ArgsError
 
 # The CA whose roots are in the RDS global bundle the images verify against.
@@ -145,7 +146,7 @@ class Database(pulumi.ComponentResource):
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:  # noqa: UP045 (the analyzer's only union)
         # Everything checked, and an existing database read, before anything is registered.
         existing = _existing(args)
-        super().__init__("lifeguard:database:Database", name, None, opts)
+        super().__init__(component_type(Database, "database"), name, None, opts)
         self._name = name
         self._tags = dict(args.get("tags", {}))
         db_name = args.get("db_name", DEFAULT_DB_NAME)

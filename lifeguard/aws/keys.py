@@ -165,6 +165,14 @@ KEYS: tuple[Key, ...] = (
         f"applies to a new stack; a stack deployed before this key keeps {ITERATIONS} (Postgres' own), and "
         "a deployed stack keeps the count it has until this key is set: then `pulumi up` and, at once, the "
         "migration job (PgBouncer and Postgres must hold the same verifier; docs/roles.md gives the order).")),
+    WholeKey("appPasswordRotation", default=0, low=0, high=2**31 - 1, meaning=(
+        "Password rotations started: raising it by one gives the login role `DATABASE_URL` does not use a new "
+        "password, in the pooler's secret beside the other's; the migration job then sets it in Postgres. "
+        "One at a time, each switched before the next (docs/roles.md#rotating-the-password).")),
+    WholeKey("appPasswordSwitched", default=0, low=0, high=2**31 - 1, meaning=(
+        "The rotation `DATABASE_URL` uses: set it to `appPasswordRotation` after the migration job that "
+        "followed that rotation's `pulumi up` succeeded, then `pulumi up`. A preview refuses an order that "
+        "would fail logins.")),
     WholeKey("dbBackupRetentionDays", default=7, low=1, high=35, meaning=(
         "Automated backup retention (1 to 35 days).")),
     FlagKey("dbMultiAz", default=AS_PRODUCTION, meaning=(

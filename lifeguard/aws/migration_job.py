@@ -29,9 +29,11 @@ from lifeguard.aws.fargate_base import FargateBase, fargate_base
 from lifeguard.aws.image import ContainerImage, ContainerImageArgs
 from lifeguard.aws.keys import whole_default
 from lifeguard.aws.secrets import MIGRATOR_RDS_CA_PATH
+from lifeguard.aws.type_token import component_type
 from lifeguard.aws.types import ARCHITECTURES, Architecture, ArgsError
 from migrator.bookkeeping import parse_table
 from migrator.contract import (
+    APP_ROLE_B_VERIFIER_ENV,
     APP_ROLE_ENV,
     APP_ROLE_VERIFIER_ENV,
     BASE_IMAGE_ARG,
@@ -47,6 +49,7 @@ from migrator.contract import (
     wrapped_command,
 )
 from migrator.errors import MigratorConfigError
+from pgbouncer.contract import ALTERNATE_PASSWORD_KEY
 
 # ECS injects one JSON key of a secret with valueFrom "<arn>:<key>::".
 VERIFIER_KEY = "password"
@@ -70,6 +73,9 @@ class MigrationJobArgs(TypedDict, total=False):
     """The application role the job provisions (``LIFEGUARD_APP_ROLE``): the pooled URL's user."""
     app_role_verifier_secret_arn: Required[pulumi.Input[str]]
     """The pooler's credentials secret: its ``password`` key holds the role's SCRAM verifier."""
+    app_role_alternate: bool
+    """The secret also holds the second login role's verifier (``alternate_password``, a password rotation's
+    other role, ``<app_role>_b``): the job provisions that role too. Default false."""
     direct_secret_arn: pulumi.Input[str]
     """The secret holding ``DATABASE_URL_UNPOOLED`` (a new instance with a generated password). Give this or
     ``owner_secret_arn``."""
@@ -135,7 +141,7 @@ class MigrationJob(pulumi.ComponentResource):
         caller = aws.get_caller_identity()
         account = policies.Account.from_caller_arn(caller.arn, caller.account_id, region)
         users_image = _users_image(args.get("image"), account)
-        super().__init__("lifeguard:migration:MigrationJob", name, None, opts)
+        super().__init__(component_type(MigrationJob, "migration"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         architecture = _architecture(args)
         deletion_protection = args.get("deletion_protection", True)
@@ -175,8 +181,12 @@ class MigrationJob(pulumi.ComponentResource):
             environment.append({"name": BOOKKEEPING_TABLES_ENV, "value": ",".join(bookkeeping)})
         verifier = {"name": APP_ROLE_VERIFIER_ENV,
                     "valueFrom": pulumi.Output.concat(args["app_role_verifier_secret_arn"], f":{VERIFIER_KEY}::")}
+        verifiers = [verifier]
+        if args.get("app_role_alternate", False):
+            verifiers.append({"name": APP_ROLE_B_VERIFIER_ENV, "valueFrom": pulumi.Output.concat(
+                args["app_role_verifier_secret_arn"], f":{ALTERNATE_PASSWORD_KEY}::")})
         if owner_secret is None:
-            secrets = [{"name": DIRECT_URL_ENV, "valueFrom": secret_arn}, verifier]
+            secrets = [{"name": DIRECT_URL_ENV, "valueFrom": secret_arn}, *verifiers]
         else:
             # The owner's password stays in its secret: ECS injects it into the task at start, the migrator
             # composes the URL (migrator.source.url_from_parts). Nothing of it is in the stack's state.
@@ -184,7 +194,7 @@ class MigrationJob(pulumi.ComponentResource):
                 {"name": env, "valueFrom": pulumi.Output.concat(owner_secret, f":{key}::")}
                 for env, key in ((OWNER_USERNAME_ENV, OWNER_USERNAME_KEY), (OWNER_PASSWORD_ENV, OWNER_PASSWORD_KEY))
             ]
-            secrets.append(verifier)
+            secrets += verifiers
             environment += [
                 {"name": DB_HOST_ENV, "value": args["database_host"]},
                 {"name": DB_PORT_ENV, "value": pulumi.Output.from_input(args["database_port"]).apply(str)},

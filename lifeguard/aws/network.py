@@ -20,6 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from lifeguard.aws.config import INTERFACE_ENDPOINTS, MAX_VPC_PREFIX, SUBNET_SPLIT_BITS
+from lifeguard.aws.type_token import component_type
 from pgbouncer.contract import LISTEN_PORT
 
 POOLER_PORT = LISTEN_PORT
@@ -87,7 +88,7 @@ class Network(pulumi.ComponentResource):
     ) -> None:
         existing_vpc_id = args.get("existing_vpc_id")
         api_access = _validated(args)
-        super().__init__("lifeguard:network:Network", name, None, opts)
+        super().__init__(component_type(Network, "network"), name, None, opts)
         self._name = name
         self._tags: dict[str, pulumi.Input[str]] = dict(args.get("tags") or {})
         self._api_access = api_access

@@ -22,10 +22,10 @@ changes with it and ECS rolls the tasks (circuit breaker on). The key and the CA
 notice nothing. ``poolerCertificateExpiry`` says when a stack left alone would need it.
 """
 
-from __future__ import annotations
-
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -34,6 +34,7 @@ import pulumi_tls as tls
 from lifeguard.aws.lambda_package import RUNTIME
 from lifeguard.aws.naming import LAMBDA_LAYER, stack_name
 from lifeguard.aws.secrets import mark_secret, stored_secret
+from lifeguard.aws.type_token import component_type
 from pgbouncer.contract import KEY_ENV
 
 CA_LAYER_FILE = "lifeguard/pooler-ca.pem"
@@ -65,32 +66,39 @@ def ca_layer_archive(cert_pem: str) -> pulumi.AssetArchive:
     return pulumi.AssetArchive({CA_LAYER_FILE: pulumi.StringAsset(cert_pem)})
 
 
-@dataclass(frozen=True)
-class PoolerCertificateAuthorityArgs:
-    common_name: str
-    """The CA's subject, e.g. ``lifeguard <stack> pooler CA``."""
-    region: str
-    """Part of the layer's name (``lifeguard.aws.naming``): layer names are per account and region."""
+class PoolerCertificateAuthorityArgs(TypedDict, total=False):
+    common_name: pulumi.Input[str]
+    """The CA's subject, at most 64 characters; default `lifeguard <stack> pooler CA`."""
 
 
 class PoolerCertificateAuthority(pulumi.ComponentResource):
+    """The pooler's own CA (ECDSA P-256, 10 years) and a Lambda layer with its certificate for clients."""
+
     cert_pem: pulumi.Output[str]
     """The CA certificate (public): what clients verify the pooler against."""
     private_key_pem: pulumi.Output[str]
-    """Secret (pulumi-tls marks it so in state)."""
+    """The CA's private key (a secret): the Pooler signs PgBouncer's certificate with it."""
     layer_arn: pulumi.Output[str]
-    """A Lambda layer version with :data:`CA_PATH`."""
+    """A Lambda layer version with the certificate at `/opt/lifeguard/pooler-ca.pem`."""
 
     def __init__(
         self, name: str, args: PoolerCertificateAuthorityArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("lifeguard:tls:PoolerCertificateAuthority", name, None, opts)
+        given = args.get("common_name")
+        # Checked before anything is registered (a plain string: an Output's value is known only later).
+        if isinstance(given, str) and not 0 < len(given) <= COMMON_NAME_MAX:
+            raise ValueError(f"PoolerCertificateAuthorityArgs.common_name must be 1 to {COMMON_NAME_MAX} characters "
+                             f"(RFC 5280), got {len(given)}: shorten it, or leave it unset for the default")
+        super().__init__(component_type(PoolerCertificateAuthority, "tls"), name, None, opts)
+        # Layer names are per account and region: the region of this component's provider.
+        region = aws.get_region(opts=pulumi.InvokeOptions(parent=self)).region
+        common_name = given if given is not None else ca_common_name(pulumi.get_stack())
         child = pulumi.ResourceOptions(parent=self)
         key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         cert = tls.SelfSignedCert(
             f"{name}-cert",
             private_key_pem=key.private_key_pem,
-            subject={"common_name": args.common_name, "organization": "lifeguard"},
+            subject={"common_name": common_name, "organization": "lifeguard"},
             is_ca_certificate=True,
             max_path_length=0,
             set_subject_key_id=True,
@@ -101,7 +109,7 @@ class PoolerCertificateAuthority(pulumi.ComponentResource):
         layer = aws.lambda_.LayerVersion(
             f"{name}-layer",
             # A stack name may hold characters Lambda refuses (`prod.eu-1`): the naming rule sanitises it.
-            layer_name=stack_name(LAMBDA_LAYER, name, region=args.region),
+            layer_name=stack_name(LAMBDA_LAYER, name, region=region),
             description=f"The pooler's CA certificate at {CA_PATH} (DATABASE_URL's sslrootcert)",
             code=cert.cert_pem.apply(ca_layer_archive),
             compatible_runtimes=LAYER_RUNTIMES,
@@ -118,11 +126,15 @@ class PoolerCertificateAuthority(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class PoolerCertificateArgs:
-    authority: PoolerCertificateAuthority
+    ca_cert_pem: pulumi.Input[str]
+    ca_private_key_pem: pulumi.Input[str]
+    """The signing CA's key (a secret): :attr:`PoolerCertificateAuthority.private_key_pem`."""
     dns_name: pulumi.Input[str]
     """The name clients dial: the NLB's DNS name."""
     secret_name_prefix: str
     recovery_window_days: int
+    tags: Mapping[str, pulumi.Input[str]] | None = None
+    """On the key's secret (nothing else here is taggable)."""
 
 
 class PoolerCertificate(pulumi.ComponentResource):
@@ -148,8 +160,8 @@ class PoolerCertificate(pulumi.ComponentResource):
         cert = tls.LocallySignedCert(
             f"{name}-cert",
             cert_request_pem=request.cert_request_pem,
-            ca_private_key_pem=args.authority.private_key_pem,
-            ca_cert_pem=args.authority.cert_pem,
+            ca_private_key_pem=args.ca_private_key_pem,
+            ca_cert_pem=args.ca_cert_pem,
             validity_period_hours=LEAF_VALIDITY_HOURS,
             early_renewal_hours=LEAF_EARLY_RENEWAL_HOURS,
             allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
@@ -163,6 +175,7 @@ class PoolerCertificate(pulumi.ComponentResource):
             recovery_window_days=args.recovery_window_days,
             value=key.private_key_pem,
             opts=child,
+            tags=args.tags,
         )
         self.cert_pem = cert.cert_pem
         self.key_secret_arn = secret.arn

@@ -198,10 +198,11 @@ def _start_variant(stack: LocalStack, config: StackConfig, variant: PoolerVarian
     shutil.rmtree(root, ignore_errors=True)
     if variant.key_type:
         write_certificate(Path(settings.client_tls_cert_file), Path(settings.client_tls_key_file), variant.key_type)
-    secret = stack.app_password() if variant.plain_password else stack.app_verifier()
+    login = stack.active_login(config)
+    secret = stack.login_password(login) if variant.plain_password else stack.login_verifier(config, login)
     process = PoolerProcess(root=root, settings=settings, binary=binary)
-    process.start({config.user: secret, STATS_USER: stack.stats_password()})
-    url = make_dsn("127.0.0.1", settings.listen_port, config.user, stack.app_password(), config.dbname,
+    process.start({login.name: secret, STATS_USER: stack.stats_password()})
+    url = make_dsn("127.0.0.1", settings.listen_port, login.name, stack.login_password(login), config.dbname,
                    sslmode=variant.client_sslmode)
     client_env = {PREPARED_ENV: "1" if settings.tracks_prepared_statements else "0"}
     threshold = ClientSettings.from_env(client_env).prepare_threshold

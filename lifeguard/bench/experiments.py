@@ -10,7 +10,6 @@ and reloads PgBouncer; it is an experiment, not a mode of the local stack.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -18,18 +17,13 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from lifeguard.stack.pooler import PoolerProcess
+from lifeguard.stack.pooler import RELOAD_TIMEOUT_S, PoolerError, PoolerProcess
 from lifeguard.stack.postgres import make_dsn
-from lifeguard.stack.roles import app_verifier
 from lifeguard.stack.safe_paths import read_service_file
 from lifeguard.stack.stack import LocalStack, StackConfig
-from lifeguard.stack.system import own_for_service, service_uid, write_as_service
-from pgbouncer.contract import STATS_USER
-from pgbouncer.private_file import write_private
+from lifeguard.stack.system import service_uid, write_as_service
+from pgbouncer.scram import scram_verifier
 from pgbouncer.settings import render_userlist
-
-RELOAD_LOG_LINE = "got SIGHUP, re-reading config"
-RELOAD_TIMEOUT_S = 10.0
 
 
 class ExperimentError(RuntimeError):
@@ -38,7 +32,9 @@ class ExperimentError(RuntimeError):
 
 def use_plain_password(stack: LocalStack, config: StackConfig) -> None:
     """Put the application role's plain password into every PgBouncer's auth_file and reload."""
-    userlist = render_userlist({config.user: stack.app_password(), STATS_USER: stack.stats_password()})
+    # The login role DATABASE_URL uses; the other one and the console user keep their lines.
+    active = stack.active_login(config)
+    userlist = render_userlist({**stack.pooler_credentials(config), active.name: stack.login_password(active)})
     for process in stack.poolers(config):
         _reload_with(process, userlist)
     # A login through the pooled URL proves the new file works.
@@ -53,10 +49,11 @@ def use_iterations(stack: LocalStack, config: StackConfig, iterations: int) -> N
     For the cold-start benchmark, which prices the count in one run; the stack's own count
     (``StackConfig.scram_iterations``) is what ``use_iterations(stack, config, config.scram_iterations)`` restores.
     """
-    verifier = app_verifier(stack.app_password(), stack.state_dir, iterations)
+    active = stack.active_login(config)
+    verifier = scram_verifier(stack.login_password(active), active.salt(), iterations)
     with psycopg.connect(stack.superuser_url(config), autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(config.user), sql.Literal(verifier)))
-    userlist = render_userlist({config.user: verifier, STATS_USER: stack.stats_password()})
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(active.name), sql.Literal(verifier)))
+    userlist = render_userlist({**stack.pooler_credentials(config), active.name: verifier})
     for process in stack.poolers(config):
         _reload_with(process, userlist)
     with psycopg.connect(stack.pooled_url(config), prepare_threshold=None, connect_timeout=10) as conn:
@@ -64,17 +61,10 @@ def use_iterations(stack: LocalStack, config: StackConfig, iterations: int) -> N
 
 
 def _reload_with(process: PoolerProcess, userlist: str) -> None:
-    path = Path(process.settings.auth_file)
-    before = process.log_text().count(RELOAD_LOG_LINE)
-    write_private(path, userlist)  # never through a link: the service user owns this folder
-    own_for_service(path)
-    process.send_signal(signal.SIGHUP)
-    # RELOAD is asynchronous: wait until this PgBouncer says it re-read its files.
-    deadline = time.monotonic() + RELOAD_TIMEOUT_S
-    while process.log_text().count(RELOAD_LOG_LINE) <= before:
-        if time.monotonic() > deadline:
-            raise ExperimentError(f"PgBouncer in {process.root} did not reload its auth_file")
-        time.sleep(0.05)
+    try:
+        process.reload_auth_file(userlist)
+    except PoolerError as exc:
+        raise ExperimentError(str(exc)) from None
 
 
 # First line of pg_hba.conf for the no-TLS rows: plain TCP from loopback, still SCRAM. The local
@@ -95,7 +85,9 @@ def allow_plain_tcp(stack: LocalStack, config: StackConfig) -> None:
     with cluster.connect_superuser() as conn:
         conn.execute("SELECT pg_reload_conf()")
     # The reload is asynchronous: wait until a plain-TCP login works.
-    plain = make_dsn("127.0.0.1", config.pg_port, config.user, stack.app_password(), config.dbname, sslmode="disable")
+    login = stack.active_login(config)
+    plain = make_dsn("127.0.0.1", config.pg_port, login.name, stack.login_password(login), config.dbname,
+                     sslmode="disable")
     deadline = time.monotonic() + RELOAD_TIMEOUT_S
     while True:
         try:

@@ -117,7 +117,8 @@ def _measure(stack: LocalStack, config: StackConfig, root: Path, capacity: Capac
         row = conn.execute("SELECT id FROM orgs WHERE name = 'acme'").fetchone()
     if row is None:
         raise ImageBenchError("the migrations did not seed the 'acme' organisation")
-    url = make_dsn("127.0.0.1", config.pooler_port, config.user, stack.app_password(), config.dbname,
+    login = stack.active_login(config)
+    url = make_dsn("127.0.0.1", config.pooler_port, login.name, stack.login_password(login), config.dbname,
                    sslmode="require")
     client_env = {PREPARED_ENV: "1"}  # the image's PgBouncer 1.26.1 tracks prepared statements
     running = Measured(IMAGE_VARIANT, url, client_env, ClientSettings.from_env(client_env).prepare_threshold,

@@ -124,6 +124,16 @@ def configure(local: argparse.ArgumentParser) -> None:
     add_state_dir_argument(env)
     env.set_defaults(func=run_env)
 
+    rotate = commands.add_parser(
+        "rotate", help="a new password for the functions' database login, with no failed login on the way",
+        description="Rotate the application's password: the login role DATABASE_URL does not use gets a new "
+        "password, the migration job sets its verifier in Postgres, PgBouncer reloads both roles' verifiers, "
+        "then DATABASE_URL switches to it. The other role keeps working until the next rotation. Each step is "
+        "logged; a failed step leaves DATABASE_URL working and says what to rerun (docs/roles.md).",
+    )
+    add_state_dir_argument(rotate)
+    rotate.set_defaults(func=run_rotate)
+
     _add_top(commands)
 
 
@@ -199,6 +209,17 @@ def run_migrate(args: argparse.Namespace) -> int:
     if run.returncode != 0:
         _say(f"lifeguard local: the migration job failed (exit code {run.returncode}); its output is above")
     return run.returncode
+
+
+def run_rotate(args: argparse.Namespace) -> int:
+    from lifeguard.stack.rotation import rotate
+
+    stack = LocalStack(resolve_state_dir(args.state_dir))
+    try:
+        rotate(stack, progress=_say)
+    except STACK_ERRORS as exc:
+        return _fail(str(exc))
+    return 0
 
 
 def run_down(args: argparse.Namespace) -> int:

@@ -39,10 +39,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from database_urls import POOLED_URL_ENV
+from database_urls import POOLED_URL_ENV, POOLED_URL_SECRET_ARN_ENV
 from lambdas.contract import FUNCTIONS, NODE_FUNCTIONS, NODE_SOURCE_DIR, PREPARED_ENV
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 _MODULES = {function.name: function.module for function in FUNCTIONS}
 """The sample functions: name (as in ``AWS_LAMBDA_FUNCTION_NAME``) to handler module."""
@@ -50,6 +53,8 @@ _NODE_MODULES = {function.name: function.module for function in NODE_FUNCTIONS}
 """The Node.js functions: hosted by ``node_worker.mjs`` under real Node.js, same protocol."""
 
 PROGRESS_INTERVAL_S = 0.1
+LOCAL_SECRET_ARN = "arn:aws:secretsmanager:local:000000000000:secret:lifeguard-local-pooled-url"  # noqa: S105 (an ARN, no secret)
+"""What ``DATABASE_URL_SECRET_ARN`` says in a worker whose job reads the URL from a ``secret_file``."""
 COMPARE_URL_ENV = "LIFEGUARD_COMPARE_URL"
 """The second URL of a ``paired`` job (benchmarks only; functions never read it)."""
 # Environment variables a worker must not inherit: they could point instances at another database.
@@ -112,12 +117,15 @@ class Outcome:
 class Instance:
     """One function instance: its own Database (one connection, lazily opened, reused while warm)."""
 
-    def __init__(self, module: ModuleType, capture: _LogCapture) -> None:
+    def __init__(self, module: ModuleType, capture: _LogCapture, secret_file: str | None = None) -> None:
         from lambdas.db import Database
 
         self.module = module
         self.capture = capture
-        self.database = Database()
+        # With a secret file, the URL comes from "Secrets Manager" (DATABASE_URL_SECRET_ARN), as on AWS: read
+        # at the cold start, and again when a login is refused (lambdas.db), from the local stack's pooled.url.
+        self.database = Database() if secret_file is None else Database(
+            secrets_client_factory=lambda _region: cast("SecretsManagerClient", FileSecret(Path(secret_file))))
 
     def invoke(self, event: Mapping[str, Any]) -> Outcome:
         start = time.perf_counter()
@@ -143,6 +151,20 @@ class Instance:
 
     def close(self) -> None:
         self.database.close()
+
+
+class FileSecret:
+    """Secrets Manager's ``GetSecretValue`` for the local stack: the secret's text is its ``pooled.url``.
+
+    Only the call the functions make; a rotation rewrites the file (atomically) as AWS would put a new
+    secret version, so the client's own cold-start read and re-read on a refused login run unchanged.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def get_secret_value(self, SecretId: str) -> dict[str, str]:  # boto3 names the keyword so
+        return {"ARN": SecretId, "SecretString": self.path.read_text().strip()}
 
 
 def _load_function(name: str) -> tuple[ModuleType, _LogCapture]:
@@ -288,27 +310,46 @@ def _spike(job: Mapping[str, Any], channel: _Channel) -> None:
 
 
 def _churn(job: Mapping[str, Any], channel: _Channel) -> None:
-    """Every invocation a new instance (cold start, new connection), closed afterwards."""
+    """Instances made, invoked and closed one after another: each a cold start with a new login.
+
+    Optional: ``invocations`` per instance (1: every invocation a cold start), ``secret_file`` (the URL
+    from :class:`FileSecret`, re-read on a refused login), ``key_prefix`` (each event gets its own
+    ``idempotency_key``, ``<prefix>-<thread>-<n>``, so every call is a new charge).
+    """
     module, capture = _load_function(job["function"])
     event, threads, duration = job["event"], int(job["threads"]), float(job["duration_s"])
+    per_instance, secret_file, prefix = int(job.get("invocations", 1)), job.get("secret_file"), job.get("key_prefix")
     tally = _Tally()
+    rereads = 0
+    lock = threading.Lock()
     channel.send({"type": "ready"})
     channel.expect("go")
     cpu = _cpu_seconds()
     deadline = time.perf_counter() + duration
 
-    def loop() -> None:
+    def loop(thread: int) -> None:
+        nonlocal rereads
+        calls = 0
         while time.perf_counter() < deadline:
-            instance = Instance(module, capture)
+            instance = Instance(module, capture, secret_file)
             try:
-                tally.add(instance.invoke(event))
+                for _ in range(per_instance):
+                    calls += 1
+                    payload = {**event, "idempotency_key": f"{prefix}-{thread}-{calls}"} if prefix else event
+                    tally.add(instance.invoke(payload))
+                    if time.perf_counter() >= deadline:
+                        break
             finally:
                 instance.close()
+                with lock:
+                    rereads += max(0, instance.database.stats.secret_fetches - 1)
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for future in [pool.submit(loop) for _ in range(threads)]:
+        for future in [pool.submit(loop, i) for i in range(threads)]:
             future.result()
-    channel.send(tally.report("churn", cpu))
+    report = tally.report("churn", cpu)
+    report["secret_rereads"] = rereads
+    channel.send(report)
 
 
 def _queries(job: Mapping[str, Any], channel: _Channel) -> None:
@@ -424,16 +465,21 @@ def worker_main() -> int:
 
 
 def worker_env(
-    url: str, function: str | None, base: Mapping[str, str] | None = None, client: Mapping[str, str] | None = None
+    url: str | None, function: str | None, base: Mapping[str, str] | None = None,
+    client: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """A function's environment: ours without database variables, plus ``DATABASE_URL``.
 
-    ``client`` is what the stack tells functions about their pooler (``LocalStack.client_env``).
+    ``client`` is what the stack tells functions about their pooler (``LocalStack.client_env``). With no
+    ``url``, the functions read it from a secret (:data:`LOCAL_SECRET_ARN`, a job's ``secret_file``).
     """
     base = os.environ if base is None else base
     env = {k: v for k, v in base.items() if not _URL_ENV.match(k) and k != PREPARED_ENV}
     env.update(client or {})
-    env[POOLED_URL_ENV] = url
+    if url is None:
+        env[POOLED_URL_SECRET_ARN_ENV] = LOCAL_SECRET_ARN
+    else:
+        env[POOLED_URL_ENV] = url
     if function:
         env["AWS_LAMBDA_FUNCTION_NAME"] = function  # shows as application_name in pg_stat_activity
     return env

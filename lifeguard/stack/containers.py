@@ -257,7 +257,9 @@ def start_stack_pooler(stack: LocalStack, config: StackConfig, progress: Progres
         stats_users=(STATS_USER,),
     )
     # As shipped: the application role's SCRAM verifier, not its password.
-    credentials = json.dumps({"username": config.user, "password": stack.app_verifier(config)})
+    # The image's secret holds one user: the login role DATABASE_URL uses now (`rotate` runs on the process stack).
+    active = stack.active_login(config)
+    credentials = json.dumps({"username": active.name, "password": stack.login_verifier(config, active)})
     stats = json.dumps({"username": STATS_USER, "password": stack.stats_password()})
     task = pooler_task(built.pooler, settings.to_json(), credentials, stats,
                        nofile=settings.required_open_files() + 1024, stop_timeout_s=30,
@@ -276,7 +278,8 @@ def migrate_stack(stack: LocalStack, config: StackConfig, timeout: float) -> Mig
     images = LocalImages(stack.state_dir)
     direct = make_dsn("127.0.0.1", config.pg_port, config.owner, stack.owner_password(), config.dbname,
                       sslmode="verify-full", sslrootcert=str(RDS_CA_BUNDLE_PATH))
-    verifier = stack.app_verifier(config)
+    # LIFEGUARD_APP_ROLE is the first login role: its own verifier (never the active one's, after a rotation).
+    verifier = stack.login_verifier(config, stack.logins(config)[0])
     task = migration_task(f"{MIGRATOR_REPOSITORY}:{LOCAL_TAG}", direct, config.user, verifier)
     code, output = images.migrate(task, timeout)
     return stack.migration_run(code, output, direct, verifier)

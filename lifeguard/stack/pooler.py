@@ -23,7 +23,14 @@ from pathlib import Path
 from lifeguard.stack.pgbouncer_install import command as pgbouncer_command
 from lifeguard.stack.procs import ProcessIdentity, identify, is_running, read_identity, write_identity
 from lifeguard.stack.safe_paths import UnsafePathError, read_service_file
-from lifeguard.stack.system import debian_pgbouncer, find_pgbouncer, own_for_service, service_argv, service_uid
+from lifeguard.stack.system import (
+    debian_pgbouncer,
+    find_pgbouncer,
+    own_for_service,
+    service_argv,
+    service_uid,
+    write_as_service,
+)
 from pgbouncer.entrypoint import check_open_files, prepare
 from pgbouncer.image_check import installed_release
 from pgbouncer.settings import PoolerSettings
@@ -31,6 +38,9 @@ from pgbouncer.tls import ServerCertificate
 from pgbouncer.versions import PgBouncerVersion
 
 DEFAULT_NOFILE = 20000
+RELOAD_LOG_LINE = "got SIGHUP, re-reading config"
+"""What PgBouncer logs when a ``SIGHUP`` makes it re-read its ini and ``auth_file``."""
+RELOAD_TIMEOUT_S = 10.0
 
 
 class PoolerError(RuntimeError):
@@ -172,6 +182,29 @@ class PoolerProcess:
     def _child_pid(self) -> int | None:
         """Our own child (``runuser`` or PgBouncer), while it has not exited: its pid cannot be reused."""
         return self.process.pid if self.process is not None and self.process.poll() is None else None
+
+    def reload_auth_file(self, userlist: str, timeout: float = RELOAD_TIMEOUT_S) -> None:
+        """Put ``userlist`` in PgBouncer's ``auth_file`` and have it re-read it (``SIGHUP``), waiting until it did.
+
+        Written as the service user, whose folder it is (root writes nothing there). PgBouncer re-reads
+        the file only when its size or mtime (whole seconds) changed, and a new verifier is as long as
+        the old one: the mtime is moved on, as that user too. In-flight transactions and connections stay.
+        """
+        path = Path(self.settings.auth_file)
+        moved = max(time.time(), path.stat().st_mtime + 1)
+        before = self.log_text().count(RELOAD_LOG_LINE)
+        write_as_service(path, userlist)
+        touched = subprocess.run(service_argv(["touch", "-h", "-d", f"@{moved:.3f}", "--", str(path)]),
+                                 capture_output=True, text=True, check=False)
+        if touched.returncode != 0:
+            raise PoolerError(f"could not move {path}'s mtime on: {touched.stderr.strip()}")
+        self.send_signal(signal.SIGHUP)
+        # Asynchronous: wait until this PgBouncer says it re-read its files.
+        deadline = time.monotonic() + timeout
+        while self.log_text().count(RELOAD_LOG_LINE) <= before:
+            if time.monotonic() > deadline:
+                raise PoolerError(f"PgBouncer in {self.root} did not reload its auth_file within {timeout:.0f} s")
+            time.sleep(0.05)
 
     def send_signal(self, sig: signal.Signals) -> None:
         pid = self.pid()

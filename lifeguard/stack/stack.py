@@ -7,6 +7,10 @@ What only the user reads lives in the state directory (``--state-dir``, ``LIFEGU
     app.password      the application role's generated password (0600)
     app.scram-salt    the salt of its SCRAM verifier (kept, so the verifier stays the same; its
                       iteration count is ``scram_iterations`` in stack.json, fixed when the stack is made)
+    app_b.password    the same for the second login role, which rotations alternate with (lifeguard.stack.rotation)
+    app_b.scram-salt
+    rotation.json     which of the two DATABASE_URL logs in as, after how many rotations (no secret)
+    pooled.url        DATABASE_URL (0600): the functions' secret, which a rotation switches last
     owner.password    the owner role's generated password (0600)
     tls/              the pooler's CA (pooler-ca.crt: DATABASE_URL's sslrootcert; pooler-ca.key, 0600)
 
@@ -52,11 +56,22 @@ import psycopg
 
 from database_urls import DIRECT_URL_ENV, DIRECT_URL_SECRET_ARN_ENV, POOLED_URL_ENV, POOLED_URL_SECRET_ARN_ENV
 from lambdas.contract import NODE_CA_ENV, PREPARED_ENV
+from lifeguard.rotation import RotationState
 from lifeguard.stack.pooler import PoolerError, PoolerProcess, installed_version, local_settings, pid_record_file
 from lifeguard.stack.pooler_ca import authority_pair, ensure_authority, server_certificate
 from lifeguard.stack.postgres import SUPERUSER, PostgresCluster, PostgresError, make_dsn
 from lifeguard.stack.procs import is_running, read_identity
-from lifeguard.stack.roles import OWNER_USER, app_verifier, ensure_secret, provisioning_env
+from lifeguard.stack.roles import (
+    FIRST_LOGIN_FILE,
+    OWNER_USER,
+    ROTATION_FILE,
+    LoginRole,
+    RotationStateError,
+    ensure_secret,
+    load_rotation,
+    login_roles,
+    provisioning_env,
+)
 from lifeguard.stack.safe_paths import (
     UnsafePathError,
     check_owned_dir,
@@ -73,7 +88,7 @@ from lifeguard.stack.system import (
 )
 from pgbouncer.contract import STATS_USER
 from pgbouncer.entrypoint import StartupError
-from pgbouncer.private_file import write_file
+from pgbouncer.private_file import write_file, write_private
 from pgbouncer.scram import APP_ITERATIONS, ITERATIONS, VerifierError, check_app_iterations
 from pgbouncer.settings import PoolerSettings, SettingsError
 from pgbouncer.sizing import PoolBudget, SizingError
@@ -106,7 +121,7 @@ class StackError(RuntimeError):
 # The errors that mean "tell the user and stop", all with messages written for people.
 STACK_ERRORS: tuple[type[Exception], ...] = (
     StackError, LocalSetupError, PostgresError, PoolerError, StartupError, SettingsError, SizingError,
-    UnsafePathError,
+    UnsafePathError, RotationStateError,
 )
 
 
@@ -277,7 +292,17 @@ class LocalStack:
 
     @property
     def password_file(self) -> Path:
-        return self.state_dir / "app.password"
+        """The application role's (the first login role's) password; see :meth:`logins`."""
+        return self.state_dir / FIRST_LOGIN_FILE
+
+    @property
+    def rotation_file(self) -> Path:
+        return self.state_dir / ROTATION_FILE
+
+    @property
+    def pooled_secret_file(self) -> Path:
+        """``DATABASE_URL`` as the functions' secret holds it (0600): what a rotation switches, last."""
+        return self.state_dir / "pooled.url"
 
     @property
     def stats_password_file(self) -> Path:
@@ -323,12 +348,29 @@ class LocalStack:
             raise StackError(f"no local stack in {self.state_dir}: run `lifeguard local up` first")
         return config
 
+    def logins(self, config: StackConfig) -> tuple[LoginRole, LoginRole]:
+        """The two login roles ``DATABASE_URL`` alternates between (members of the role holding the DML grants)."""
+        return login_roles(self.state_dir, config.user)
+
+    def rotation_state(self) -> RotationState:
+        return load_rotation(self.rotation_file)
+
+    def active_login(self, config: StackConfig | None = None) -> LoginRole:
+        """The login role ``DATABASE_URL`` uses now; the other one is what the next rotation changes."""
+        config = config or self.require_config()
+        return self.logins(config)[self.rotation_state().active]
+
     def app_password(self) -> str:
+        """The password of the login role ``DATABASE_URL`` uses now (:meth:`active_login`)."""
+        return self.login_password(self.active_login())
+
+    def login_password(self, login: LoginRole) -> str:
         try:
-            return self.password_file.read_text().strip()
+            return login.password()
         except FileNotFoundError:
             raise StackError(
-                f"{self.password_file} is missing; run `lifeguard local down --purge` and `lifeguard local up`"
+                f"{login.password_file} is missing; run `lifeguard local up` again (or `lifeguard local down "
+                "--purge` and `lifeguard local up` to start over)"
             ) from None
 
     def owner_password(self) -> str:
@@ -338,9 +380,23 @@ class LocalStack:
             raise StackError(f"{self.owner_password_file} is missing; run `lifeguard local up` again") from None
 
     def app_verifier(self, config: StackConfig | None = None) -> str:
-        """The application role's SCRAM verifier: PgBouncer's auth_file and pg_authid hold this."""
+        """The active login role's SCRAM verifier: PgBouncer's auth_file and pg_authid hold this."""
         config = config or self.require_config()
-        return app_verifier(self.app_password(), self.state_dir, config.scram_iterations)
+        return self.login_verifier(config, self.active_login(config))
+
+    def login_verifier(self, config: StackConfig, login: LoginRole) -> str:
+        self.login_password(login)  # a clear error when the file is gone
+        return login.verifier(config.scram_iterations)
+
+    def pooler_credentials(self, config: StackConfig) -> dict[str, str]:
+        """PgBouncer's auth_file: both login roles' SCRAM verifiers (as shipped: not their passwords), and the
+        console user. Both, so that ``DATABASE_URL`` can switch from one to the other with no reload between."""
+        return {**{login.name: self.login_verifier(config, login) for login in self.logins(config)},
+                STATS_USER: self.stats_password()}
+
+    def write_pooled_secret(self, config: StackConfig) -> None:
+        """Store ``DATABASE_URL`` for the active login role in :attr:`pooled_secret_file` (atomically)."""
+        write_private(self.pooled_secret_file, self.pooled_url(config) + "\n", atomic=True)
 
     def stats_password(self) -> str:
         try:
@@ -413,7 +469,8 @@ class LocalStack:
     def pooled_url(self, config: StackConfig | None = None) -> str:
         """``DATABASE_URL``: through PgBouncer, TLS verified against the stack's CA (what the functions get)."""
         config = config or self.require_config()
-        return make_dsn("127.0.0.1", config.pooler_port, config.user, self.app_password(), config.dbname,
+        login = self.active_login(config)
+        return make_dsn("127.0.0.1", config.pooler_port, login.name, self.login_password(login), config.dbname,
                         sslmode="verify-full", sslrootcert=str(self.pooler_ca_file))
 
     def direct_url(self, config: StackConfig | None = None) -> str:
@@ -424,7 +481,8 @@ class LocalStack:
     def app_direct_url(self, config: StackConfig | None = None) -> str:
         """The application role straight to Postgres: what functions without a pooler would use (comparisons)."""
         config = config or self.require_config()
-        return self.cluster(config).dsn(config.user, self.app_password(), config.dbname)
+        login = self.active_login(config)
+        return self.cluster(config).dsn(login.name, self.login_password(login), config.dbname)
 
     def client_env(self, config: StackConfig | None = None) -> dict[str, str]:
         """What the stack tells functions about their pooler, besides the URL (as infra does on AWS)."""
@@ -462,18 +520,20 @@ class LocalStack:
             # Checked before the state directory is made: bad options leave nothing behind.
             self._check_socket_paths(StackConfig.create(options))
         self._prepare_state_dir()
-        with self._exclusive(progress):
+        with self.exclusive(progress):
             config = self._config_for(options)
             self._check_socket_paths(config)
             # A missing or foreign binary fails here, not midway.
             installed_version(self.pgbouncer_binary(config))
             if not os.path.lexists(self.config_file):
                 write_file(self.config_file, config.to_json(), 0o644, atomic=True)
-            for secret_file in (self.password_file, self.owner_password_file, self.stats_password_file):
+            for secret_file in (*(login.password_file for login in self.logins(config)), self.owner_password_file,
+                                self.stats_password_file):
                 ensure_secret(secret_file)
             self._start_all(config, progress, images=images)
             if migrate:
                 self._migrate_on_up(config, progress, migrate_command, images=images)
+            self.write_pooled_secret(config)
         return config
 
     def _config_for(self, options: StackOptions) -> StackConfig:
@@ -511,8 +571,8 @@ class LocalStack:
             )
 
     @contextmanager
-    def _exclusive(self, progress: Progress) -> Iterator[None]:
-        """Hold the state directory's lock: one ``up`` or ``down`` at a time works on a stack."""
+    def exclusive(self, progress: Progress) -> Iterator[None]:
+        """Hold the state directory's lock: one ``up``, ``down`` or ``rotate`` at a time works on a stack."""
         fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
             try:
@@ -611,7 +671,7 @@ class LocalStack:
         if not running and port_in_use(config.pooler_port):
             raise StackError(_port_message(config.pooler_port, "PgBouncer", "--pooler-port"))
         # As shipped: the application role's SCRAM verifier, not its password.
-        credentials = {config.user: self.app_verifier(config), STATS_USER: self.stats_password()}
+        credentials = self.pooler_credentials(config)
         ensure_authority(self.state_dir)
         for process in self.poolers(config):
             if process.root.resolve() in running:
@@ -636,17 +696,21 @@ class LocalStack:
                 raise StackError(f"PgBouncer in {process.root} did not start:\n{process.log_tail()}")
             time.sleep(0.05)
 
-    def restart_poolers(self, config: StackConfig | None = None, progress: Progress = _quiet) -> None:
+    def restart_poolers(self, config: StackConfig | None = None, progress: Progress = _quiet, *,
+                        rolling: bool = False) -> None:
         """Stop PgBouncer (SIGINT: in-flight transactions finish) and start it again.
 
         Releases every server connection it kept idle (``server_idle_timeout`` holds them for
-        minutes), so the next measurement starts from an empty Postgres.
+        minutes), so the next measurement starts from an empty Postgres. ``rolling``: one process
+        after the other, as ECS replaces tasks, so that with several processes the port keeps answering.
         """
         config = config or self.require_config()
         for root in self._running_poolers(config):
             PoolerProcess(root=root, settings=self.pooler_settings(config, _pooler_index(root))).stop(
                 signal.SIGINT, timeout=15
             )
+            if rolling:
+                self._start_poolers(config, progress, [])
         self._start_poolers(config, progress, [])
 
     def migrate(self, config: StackConfig | None = None, command: Sequence[str] | None = None) -> MigrationRun:
@@ -657,9 +721,9 @@ class LocalStack:
         """
         config = config or self.require_config()
         direct = self.direct_url(config)
-        verifier = self.app_verifier(config)
+        first, second = (self.login_verifier(config, login) for login in self.logins(config))
         argv = list(command) if command is not None else [sys.executable, "-m", "migrator"]
-        env = {**migration_env(direct), **provisioning_env(config.user, verifier)}
+        env = {**migration_env(direct), **provisioning_env(config.user, first, second)}
         try:
             result = subprocess.run(
                 argv, env=env, capture_output=True, text=True,
@@ -667,12 +731,14 @@ class LocalStack:
             )
         except subprocess.TimeoutExpired:
             raise StackError(f"the migration job did not finish within {MIGRATE_TIMEOUT_S} s") from None
-        return self.migration_run(result.returncode, result.stdout + result.stderr, direct, verifier)
+        return self.migration_run(result.returncode, result.stdout + result.stderr, direct, first, second)
 
-    def migration_run(self, returncode: int, output: str, direct: str, verifier: str) -> MigrationRun:
+    def migration_run(self, returncode: int, output: str, direct: str, *verifiers: str) -> MigrationRun:
         """The migration job's result (a process or the migrator image's container), its output masked:
-        the direct URL, the stack's passwords and the verifier it was given never show."""
-        redactor = Redactor([direct], [self.app_password(), self.owner_password(), verifier])
+        the direct URL, the stack's passwords and the verifiers it was given never show."""
+        config = self.require_config()
+        passwords = [self.login_password(login) for login in self.logins(config) if login.password_file.exists()]
+        redactor = Redactor([direct], [*passwords, self.owner_password(), *verifiers])
         return MigrationRun(returncode, redactor(output.strip()))
 
     def status(self) -> StackStatus:
@@ -696,7 +762,7 @@ class LocalStack:
         if not os.path.lexists(self.state_dir):
             return
         self.check_state_dir()
-        with self._exclusive(progress):
+        with self.exclusive(progress):
             self._down(purge=purge, progress=progress)
 
     def _down(self, *, purge: bool, progress: Progress) -> None:

@@ -19,6 +19,7 @@ from lifeguard.aws import migration_job
 from lifeguard.aws.config import InfraConfigError, load
 from lifeguard.aws.outputs import DATABASE_SETTINGS
 from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DEMO_DATA_ENV
+from pgbouncer.contract import ALTERNATE_PASSWORD_KEY, ALTERNATE_USERNAME_KEY
 from pgbouncer.scram import (
     APP_ITERATIONS,
     ITERATIONS,
@@ -86,8 +87,11 @@ def test_the_pooler_holds_the_verifier_of_the_pooled_urls_password(every_run: Pr
     assert verifier.salt == bytes.fromhex(salt.state["hex"])
     # Kept in state and tied to nothing: replacing the password keeps the salt.
     assert "keepers" not in salt.inputs
-    # Only the application role is a database user of the pooler: the pool sizing counts one pool per task.
-    assert set(credentials) == {"username", "password"}
+    # The two login roles of a password rotation are the pooler's database users, and no other: their
+    # pools share max_db_connections, so the pool sizing still counts one pool per task.
+    assert set(credentials) == {"username", "password", ALTERNATE_USERNAME_KEY, ALTERNATE_PASSWORD_KEY}
+    assert credentials[ALTERNATE_USERNAME_KEY] == credentials["username"] + "_b"
+    assert verifies(credentials[ALTERNATE_PASSWORD_KEY], MOCK_PASSWORD)
 
 
 def test_the_migration_job_gets_the_role_name_and_only_the_verifier(example_run: ProgramRun) -> None:
@@ -143,7 +147,7 @@ def test_a_new_password_changes_both_sides_and_nothing_else(example_run: Program
         ("rds_app", "not start with 'rds'"),
         ("lifeguard", "must differ from dbUsername"),
         ("lifeguard_stats", "PgBouncer's console user"),
-        ("x" * 64, "at most 63"),
+        ("x" * 60, "at most 59"),  # its rotation partner, <name>_b, must fit Postgres' 63
     ],
 )
 def test_app_username_is_checked_before_anything_is_created(value: str, message: str) -> None:

@@ -50,5 +50,8 @@ def test_nothing_is_added_to_a_deployed_stack(example_run: ProgramRun, variant_n
     assert added(read(variant_name), example_run) == [
         f"{stack}lifeguard:client:PooledClient$aws:iam/policy:Policy::functions-read-pooled-secret",
         f"{stack}lifeguard:client:PooledClient$aws:iam/rolePolicyAttachment:RolePolicyAttachment::functions-functions-role",
+        # Issue #28: the second login role a password rotation alternates with, its password and salt.
+        f"{stack}lifeguard:database:AppRoleCredentials$random:index/randomId:RandomId::app-role-b-scram-salt",
+        f"{stack}lifeguard:database:AppRoleCredentials$random:index/randomPassword:RandomPassword::app-role-b-password",
         f"{stack}pulumi:pulumi:Stack$lifeguard:client:PooledClient::functions",
     ]

@@ -130,7 +130,7 @@ def refusal(build_dir: Path, mocks: StrictMocks, **config: str) -> str:
 def test_every_up_records_the_database_settings_and_reads_its_own(example_run: ProgramRun) -> None:
     assert example_run.outputs[DATABASE_SETTINGS] == {
         "postgresMajorVersion": "17", "dbName": example_database().db_name, "dbUsername": example_database().username,
-        "scramIterations": str(APP_ITERATIONS)}
+        "scramIterations": str(APP_ITERATIONS), "appPasswordRotation": "0", "appPasswordSwitched": "0"}
     assert DATABASE_SETTINGS not in example_run.secret_outputs
     # Its own stack, fully qualified (a self-managed backend's organization is `organization`).
     assert ("pulumi:pulumi:readStackOutputs", {"name": "organization/lifeguard/dev"}) in example_run.calls

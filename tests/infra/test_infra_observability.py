@@ -111,7 +111,7 @@ def test_pgbouncer_renders_the_console_user_the_sidecar_logs_in_as(example_run: 
     # The entrypoint's own parsing: it refuses a stats user missing from stats_users.
     users = credentials_from_env(env, settings)
     target = PublisherConfig.from_env(injected_env(example_run, metrics)).target
-    assert set(users) == {"lifeguard_app", STATS_USER}
+    assert set(users) == {"lifeguard_app", "lifeguard_app_b", STATS_USER}
     assert users[STATS_USER] == target.password
     assert target.user in settings.stats_users and target.user not in settings.admin_users
 

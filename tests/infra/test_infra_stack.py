@@ -184,8 +184,8 @@ INVENTORY = {
     "lifeguard:secrets:ConnectionSecrets": 1,
     "lifeguard:tls:PoolerCertificate": 1,
     "lifeguard:tls:PoolerCertificateAuthority": 1,
-    "random:index/randomId:RandomId": 1,
-    "random:index/randomPassword:RandomPassword": 3,
+    "random:index/randomId:RandomId": 2,  # the SCRAM salts of the two login roles
+    "random:index/randomPassword:RandomPassword": 4,
     "tls:index/certRequest:CertRequest": 1,
     "tls:index/locallySignedCert:LocallySignedCert": 1,
     "tls:index/privateKey:PrivateKey": 2,
@@ -452,9 +452,13 @@ def test_direct_url_goes_to_rds_with_verify_full(example_run: ProgramRun) -> Non
 def test_pooler_credentials_secret_is_json(example_run: ProgramRun) -> None:
     credentials = json.loads(unwrap(secret_value(example_run, "pooler-credentials")))
     # The application role's SCRAM verifier, from its password and the stack's stable salt.
-    salt = bytes.fromhex(example_run.one("random:index/randomId:RandomId", "scram-salt").state["hex"])
+    salt = bytes.fromhex(example_run.one("random:index/randomId:RandomId", "app-role-scram-salt").state["hex"])
     verifier = scram_verifier(MOCK_APP_PASSWORD, salt, APP_ITERATIONS)
-    assert credentials == {"username": "lifeguard_app", "password": verifier}
+    # ... and the second login role's, which a password rotation switches DATABASE_URL to (docs/roles.md).
+    second_salt = bytes.fromhex(example_run.one("random:index/randomId:RandomId", "app-role-b-scram-salt").state["hex"])
+    assert credentials == {"username": "lifeguard_app", "password": verifier,
+                           "alternate_username": "lifeguard_app_b",
+                           "alternate_password": scram_verifier(MOCK_PASSWORD, second_salt, APP_ITERATIONS)}
 
 
 # -- pooler -------------------------------------------------------------------------------------
@@ -620,6 +624,8 @@ def test_migration_task_holds_the_direct_secret_and_the_app_role_verifier(exampl
         {"name": "DATABASE_URL_UNPOOLED", "valueFrom": secret_arn(example_run, "connection-direct")},
         {"name": "LIFEGUARD_APP_ROLE_VERIFIER",
          "valueFrom": secret_arn(example_run, "pooler-credentials") + ":password::"},
+        {"name": "LIFEGUARD_APP_ROLE_B_VERIFIER",
+         "valueFrom": secret_arn(example_run, "pooler-credentials") + ":alternate_password::"},
     ]
     # No secret in the environment: the role's name, and whether to apply the demo-data migrations (#12.14).
     assert container["environment"] == [

@@ -16,6 +16,7 @@ import pytest
 
 from lambdas import charge_credits, read_invoices
 from lambdas.db import Database
+from migrator.contract import group_role
 from migrator.roles import AppRole, provision_app_role
 from pgbouncer.scram import scram_verifier
 from pgbouncer.settings import render_userlist
@@ -81,11 +82,14 @@ def test_the_application_role_is_refused_everything_but_dml(
 
 def test_the_application_role_is_not_privileged(schema_db: AppDatabase) -> None:
     with schema_db.cluster.connect_superuser() as conn:
-        row = conn.execute(
-            "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls,"
-            " (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid)"
-            " FROM pg_roles r WHERE rolname = %s", (APP_USER,)).fetchone()
-    assert row == (False, False, False, False, False, 0)
+        for role, login in ((APP_USER, True), (group_role(APP_USER), False)):
+            row = conn.execute(
+                "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolcanlogin,"
+                " ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid"
+                "       WHERE m.member = r.oid)"
+                " FROM pg_roles r WHERE rolname = %s", (role,)).fetchone()
+            # The login role's one membership: the NOLOGIN role that holds exactly the DML grants.
+            assert row == (False, False, False, False, False, login, [group_role(APP_USER)] if login else [])
 
 
 def test_the_migration_role_can_do_ddl_and_its_new_tables_are_usable_without_a_grant(

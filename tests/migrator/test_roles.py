@@ -11,7 +11,7 @@ import pytest
 from psycopg import sql
 
 from migrator import roles
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
+from migrator.contract import APP_ROLE_B_VERIFIER_ENV, APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, alternate_role, group_role
 from migrator.errors import ExitCode, MigratorConfigError
 from migrator.roles import AppRole, app_role_from_env
 from pgbouncer.scram import is_verifier, scram_verifier
@@ -28,9 +28,10 @@ def role_name(app_db: AppDatabase) -> Iterator[str]:
     name = f"lg_app_role_{next(_names)}"
     yield name
     with app_db.cluster.connect_superuser(app_db.dbname) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+        for role in (name, alternate_role(name), group_role(name)):  # the group last: the others are its members
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def env_for(db: AppDatabase, role: str, verifier: str) -> dict[str, str]:
@@ -216,3 +217,81 @@ def test_create_the_migration_role_cannot_take_back_is_refused(app_db: AppDataba
     finally:
         with app_db.cluster.connect_superuser(app_db.dbname) as conn:
             conn.execute("DROP SCHEMA not_ours")
+
+
+def direct_grants(db: AppDatabase, role: str) -> int:
+    """Rights held by ``role`` itself (not through a group): on relations, and as default privileges."""
+    with db.cluster.connect_superuser(db.dbname) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a WHERE a.grantee = r.oid)"
+            " + (SELECT count(*) FROM pg_default_acl d, aclexplode(d.defaclacl) a WHERE a.grantee = r.oid)"
+            " FROM pg_roles r WHERE r.rolname = %s", (role,)).fetchone()
+    assert row is not None
+    return int(str(row[0]))
+
+
+def test_two_login_roles_share_the_group_and_each_password_changes_alone(
+    app_db: AppDatabase, tmp_path: Path, role_name: str
+) -> None:
+    directory = write_migrations(tmp_path / "m", {"0001_t.sql": "CREATE TABLE t (id bigserial PRIMARY KEY, v text);\n"})
+    a, b, b2 = (scram_verifier(p, APP_SALT, 16) for p in ("pass-a", "pass-b", "pass-b-2"))
+    secrets = [*secrets_of(app_db), a, b, b2]
+    env = {**env_for(app_db, role_name, a), APP_ROLE_B_VERIFIER_ENV: b}
+    proc = run_cli(["--migrations-dir", str(directory)], env, secrets)
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    alternate, group = alternate_role(role_name), group_role(role_name)
+    assert f"application role {alternate} created" in proc.stderr
+    assert (stored(app_db, role_name), stored(app_db, alternate)) == (a, b)
+    for login, password in ((role_name, "pass-a"), (alternate, "pass-b")):
+        with as_role(app_db, login, password) as conn:
+            conn.execute("INSERT INTO t (v) VALUES (current_user)")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("TRUNCATE t")
+        assert direct_grants(app_db, login) == 0  # everything through the group
+    with pytest.raises(psycopg.OperationalError):
+        as_role(app_db, group, "")  # NOLOGIN
+    # A rotation: only the login role the functions are not using gets a new verifier.
+    proc = run_cli(["--migrations-dir", str(directory)], {**env, APP_ROLE_B_VERIFIER_ENV: b2}, secrets)
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    assert (stored(app_db, role_name), stored(app_db, alternate)) == (a, b2)
+    with pytest.raises(psycopg.OperationalError):
+        as_role(app_db, alternate, "pass-b")
+    with as_role(app_db, alternate, "pass-b-2"), as_role(app_db, role_name, "pass-a"):
+        pass
+
+
+def test_the_grants_of_an_earlier_version_move_to_the_group(
+    app_db: AppDatabase, tmp_path: Path, role_name: str
+) -> None:
+    verifier = scram_verifier(PASSWORD, APP_SALT)
+    name = sql.Identifier(role_name)
+    with psycopg.connect(app_db.direct_url, autocommit=True) as conn:
+        # What the job did before the group existed: every right on the login role itself.
+        conn.execute("CREATE TABLE earlier (id int)")
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+            name, sql.Literal(verifier)))
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(name))
+        conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE"
+                             " ON TABLES TO {}").format(name))
+    try:
+        assert direct_grants(app_db, role_name) >= 2
+        with psycopg.connect(app_db.direct_url, autocommit=True) as conn:
+            roles.provision_app_role(conn, AppRole(role_name, verifier), "public")
+            conn.execute("CREATE TABLE later (id int)")
+        assert direct_grants(app_db, role_name) == 0
+        assert stored(app_db, role_name) == verifier  # the functions' password did not change
+        with as_role(app_db, role_name, PASSWORD) as conn:
+            conn.execute("INSERT INTO earlier VALUES (1)")
+            conn.execute("INSERT INTO later VALUES (1)")
+    finally:
+        with psycopg.connect(app_db.direct_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE earlier, later")
+
+
+def test_a_login_role_under_the_groups_name_is_refused(app_db: AppDatabase, role_name: str) -> None:
+    with app_db.cluster.connect_superuser(app_db.dbname) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(group_role(role_name))))
+    with psycopg.connect(app_db.direct_url, autocommit=True) as conn, pytest.raises(
+            roles.RoleRefused, match="may log in"):
+        roles.provision_app_role(conn, AppRole(role_name, app_db.verifier), "public")
+    assert stored(app_db, role_name) is None

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV
+from migrator.contract import APP_ROLE_B_VERIFIER_ENV, APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, alternate_role
 from migrator.errors import ExitCode
+from pgbouncer.scram import scram_verifier
 from tests.migrator.support import (
     REPO_ROOT,
     cli_env,
@@ -26,14 +28,14 @@ from tests.migrator.support import (
     started,
     wait_until,
 )
-from tests.support import AppDatabase, RunningPooler
+from tests.support import APP_SALT, AppDatabase, RunningPooler
 
 # What the command (a stand-in tool, in Python) reports about itself, read back by the tests.
 TOOL = textwrap.dedent("""\
     import os, sys, psycopg
     env = os.environ
     print("same url:", env["DATABASE_URL"] == env["DATABASE_URL_UNPOOLED"])
-    print("verifier passed on:", "LIFEGUARD_APP_ROLE_VERIFIER" in env)
+    print("verifier passed on:", "LIFEGUARD_APP_ROLE_VERIFIER" in env or "LIFEGUARD_APP_ROLE_B_VERIFIER" in env)
     print("the url:", env["DATABASE_URL"])  # a tool that quotes its URL: the wrapper masks it
     with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
         conn.execute("CREATE TABLE widgets (id bigserial PRIMARY KEY, name text)")
@@ -63,9 +65,17 @@ def tool(tmp_path: Path) -> list[str]:
 def test_the_command_gets_the_direct_url_and_the_role_its_new_tables_but_not_the_bookkeeping(
     app_db: AppDatabase, tmp_path: Path
 ) -> None:
-    env = role_env(app_db, APP_URL=app_db.app_direct_url)
-    proc = run_cli(["run", "--", *tool(tmp_path)], env, secrets_of(app_db))
+    # With the second login role of a rotation too: neither verifier reaches the tool.
+    second = scram_verifier("second-login-role", APP_SALT, 16)
+    env = role_env(app_db, APP_URL=app_db.app_direct_url, **{APP_ROLE_B_VERIFIER_ENV: second})
+    try:
+        proc = run_cli(["run", "--", *tool(tmp_path)], env, [*secrets_of(app_db), second])
+    finally:
+        with app_db.cluster.connect_superuser(app_db.dbname) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}").format(
+                sql.Identifier(alternate_role(app_db.user))))
     assert proc.returncode == 0, proc.stderr
+    assert f"application role {alternate_role(app_db.user)} created" in proc.stderr
     assert "same url: True" in proc.stdout and "verifier passed on: False" in proc.stdout
     assert "the url: ***" in proc.stdout  # the whole URL masked
     assert "mid-run bookkeeping write: refused" in proc.stdout

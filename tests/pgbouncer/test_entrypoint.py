@@ -26,7 +26,14 @@ from lifeguard.stack.pgbouncer_install import command
 from lifeguard.stack.pooler import local_settings, wait_for_port
 from lifeguard.stack.postgres import make_dsn
 from lifeguard.stack.system import SERVICE_USER, free_port, running_as_root, service_argv
-from pgbouncer.contract import CREDENTIALS_ENV, SETTINGS_ENV, STATS_CREDENTIALS_ENV, STATS_USER
+from pgbouncer.contract import (
+    ALTERNATE_PASSWORD_KEY,
+    ALTERNATE_USERNAME_KEY,
+    CREDENTIALS_ENV,
+    SETTINGS_ENV,
+    STATS_CREDENTIALS_ENV,
+    STATS_USER,
+)
 from pgbouncer.entrypoint import (
     StartupError,
     check_open_files,
@@ -86,6 +93,29 @@ def test_check_open_files_refuses_a_limit_below_what_max_client_conn_needs(tmp_p
 
 def test_credentials_from_secret() -> None:
     assert credentials_from_secret(SECRET) == {"app": PASSWORD}
+
+
+def test_the_secret_may_name_the_second_login_role_of_a_rotation() -> None:
+    both = json.dumps({"username": "app", "password": PASSWORD, ALTERNATE_USERNAME_KEY: "app_b",
+                       ALTERNATE_PASSWORD_KEY: "Sup3r-s3cret-b"})
+    assert credentials_from_secret(both, alternate=True) == {"app": PASSWORD, "app_b": "Sup3r-s3cret-b"}
+    # Only the pooler's own secret: the console user's names one user.
+    with pytest.raises(StartupError, match="may not name a second user") as info:
+        credentials_from_secret(both, STATS_CREDENTIALS_ENV)
+    assert "Sup3r" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{ALTERNATE_USERNAME_KEY: "app_b"}, {ALTERNATE_PASSWORD_KEY: "Sup3r-s3cret-b"},
+     {ALTERNATE_USERNAME_KEY: "app", ALTERNATE_PASSWORD_KEY: "Sup3r-s3cret-b"},
+     {ALTERNATE_USERNAME_KEY: "", ALTERNATE_PASSWORD_KEY: "Sup3r-s3cret-b"}],
+)
+def test_a_half_given_second_role_is_refused(extra: dict[str, str]) -> None:
+    text = json.dumps({"username": "app", "password": PASSWORD, **extra})
+    with pytest.raises(StartupError) as info:
+        credentials_from_secret(text, alternate=True)
+    assert "Sup3r" not in str(info.value) and CREDENTIALS_ENV in str(info.value)
 
 
 @pytest.mark.parametrize(

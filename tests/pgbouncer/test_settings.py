@@ -73,6 +73,8 @@ def test_defaults_render_the_serverless_profile() -> None:
     assert pairs["auth_file"] == "/run/pgbouncer/userlist.txt"
     # The per-task cap defaults to the pool: a second user cannot double the server budget.
     assert pairs["max_db_connections"] == "20"
+    # Each login role one below it: the other one of a password rotation can always get a server.
+    assert pairs["max_user_connections"] == "19"
     assert "auth_query" not in pairs and "auth_user" not in pairs  # cannot read pg_authid on RDS
 
 
@@ -154,6 +156,9 @@ def test_extra_key_unknown_to_the_version_is_refused() -> None:
 def test_extra_key_that_is_a_typed_field_is_refused() -> None:
     with pytest.raises(SettingsError, match="'pool_mode' is a typed setting"):
         make(extra={"pool_mode": "session"})
+    # Rendered from max_db_connections: a second line would let the active login role take every server.
+    with pytest.raises(SettingsError, match="'max_user_connections' is a typed setting"):
+        make(extra={"max_user_connections": "100"})
 
 
 def test_extra_key_known_to_the_version_is_rendered() -> None:
