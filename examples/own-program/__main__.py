@@ -14,18 +14,14 @@ import pulumi_aws as aws
 import pulumi_docker as docker
 
 from lifeguard.aws import (
-    CA_PATH,
     AppRoleCredentials,
-    AppRoleCredentialsArgs,
     ConnectionSecrets,
-    ConnectionSecretsArgs,
     Database,
     MigrationJob,
     Network,
     PooledClient,
     Pooler,
     PoolerCertificateAuthority,
-    secret_name_prefix,
 )
 
 HERE = Path(__file__).parent
@@ -34,7 +30,6 @@ APP_ROLE = "orders_app"
 TAGS = {"product": "acme-orders"}
 
 config = pulumi.Config()
-region = aws.get_region().region
 db_name = config.get("dbName") or "orders"
 max_connections = config.require_int("auroraMaxConnections")
 
@@ -56,8 +51,9 @@ database = Database("database", {
     "tags": TAGS,
 })
 
-# The pooler: PgBouncer in transaction mode, TLS from its own CA, logging in as a DML-only role.
-app_role = AppRoleCredentials("app-role", AppRoleCredentialsArgs(username=APP_ROLE, scram_iterations=16))
+# The pooler: PgBouncer in transaction mode, TLS from its own CA, logging in as a DML-only role whose
+# password and SCRAM verifier are generated here (PgBouncer holds only the verifier).
+app_role = AppRoleCredentials("app-role", {"username": APP_ROLE})
 ca = PoolerCertificateAuthority("pooler-ca", {})
 pooler = Pooler("pooler", {
     "vpc_id": network.vpc_id,
@@ -65,6 +61,7 @@ pooler = Pooler("pooler", {
     "load_balancer_security_group_id": network.load_balancer_security_group_id,
     "task_security_group_id": network.pooler_security_group_id,
     "database_address": database.address,
+    "database_port": database.port,
     "db_name": db_name,
     "max_connections": max_connections,
     "username": app_role.username,
@@ -73,22 +70,16 @@ pooler = Pooler("pooler", {
     "ca_private_key_pem": ca.private_key_pem,
     "tags": TAGS,
 })
-# The pooled URL's secret: what the functions read. No direct-URL secret: the owner's password stays in the
-# cluster's own secret (password None), and the migration task composes the direct URL at run time.
-secrets = ConnectionSecrets("connection", ConnectionSecretsArgs(
-    username="",
-    password=None,
-    app_username=app_role.username,
-    app_password=app_role.password,
-    db_name=db_name,
-    pooler_host=pooler.endpoint,
-    pooler_port=Pooler.port,
-    database_host=database.address,
-    database_port=database.port,
-    secret_name_prefix=secret_name_prefix(region),
-    recovery_window_days=30,
-    pooled_root_cert=CA_PATH,
-))
+# The pooled URL's secret, what the functions read. No direct-URL secret: the owner's password stays in the
+# cluster's own secret (no `password` here), and the migration task composes the direct URL at run time.
+secrets = ConnectionSecrets("connection", {
+    "app_username": app_role.username,
+    "app_password": app_role.password,
+    "db_name": db_name,
+    "pooler_host": pooler.endpoint,
+    "pooler_port": Pooler.port,
+    "tags": TAGS,
+})
 # Migrations straight to the writer, as the owner; the job also creates the application role.
 migration = MigrationJob("migration", {
     "subnet_ids": network.private_subnet_ids,
