@@ -193,6 +193,9 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     else:
         network_args |= {"availability_zones": list(zones), "vpc_cidr": net.vpc_cidr,
                          "nat_gateway_per_az": cfg.production}
+    if cfg.database.existing is not None:
+        # An existing database has its own group; the Database adds the pooler's and the job's rules into it.
+        network_args["database_security_group"] = False
     network = Network("network", network_args)
     db_cfg = cfg.database
     database = _config_errors(DATABASE_KEYS, lambda: Database("database", database_args(cfg, network, region)))
@@ -421,7 +424,7 @@ def database_args(cfg: InfraConfig, network: Network, region: str) -> DatabaseAr
     db_cfg = cfg.database
     if db_cfg.existing is None:
         new: DatabaseArgs = {
-            "security_group_id": network.database_security_group_id,
+            "security_group_id": network.database_security_group_id.apply(_made_by_the_network),
             "db_name": db_cfg.db_name,
             "max_connections": db_cfg.max_connections,
             "subnet_ids": network.private_subnet_ids,
@@ -444,6 +447,12 @@ def database_args(cfg: InfraConfig, network: Network, region: str) -> DatabaseAr
     # The network's rules reach its own database group; these reach the existing database's.
     return {**existing_database_args(db_cfg),
             "client_security_group_ids": [network.pooler_security_group_id, network.migration_security_group_id]}
+
+
+def _made_by_the_network(group_id: str | None) -> str:
+    if group_id is None:  # a programming error: the network makes the group for a new database
+        raise AssertionError("the network made no database security group for a new database")
+    return group_id
 
 
 def existing_database_args(db_cfg: DatabaseConfig) -> DatabaseArgs:

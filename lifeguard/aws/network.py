@@ -66,6 +66,9 @@ class NetworkArgs(TypedDict, total=False):
     """The region of the endpoints' service names (default: the provider's region)."""
     tags: Mapping[str, pulumi.Input[str]]
     """Tags on every taggable resource the network creates (a `Name` of its own on each that has one)."""
+    database_security_group: bool
+    """Create a new database's group, with the pooler's and the migration job's rules into it (default true);
+    false for an existing database, whose own group gets those rules from `Database`."""
 
 
 class Network(pulumi.ComponentResource):
@@ -78,7 +81,8 @@ class Network(pulumi.ComponentResource):
     """The NLB's group: what a :class:`lifeguard.aws.PooledClient` is let into (its ``pooler_security_group_id``)."""
     pooler_security_group_id: pulumi.Output[str]
     migration_security_group_id: pulumi.Output[str]
-    database_security_group_id: pulumi.Output[str]
+    database_security_group_id: pulumi.Output[Optional[str]]  # noqa: UP045 (schema analyzer)
+    """The new database's group (None with `database_security_group` false)."""
     endpoints_security_group_id: pulumi.Output[Optional[str]]  # noqa: UP045 (schema analyzer)
     """The interface endpoints' group (`endpoints` only, else None): a client in this VPC reaches AWS APIs
     through it (its ``endpoints_security_group_id``)."""
@@ -141,11 +145,13 @@ class Network(pulumi.ComponentResource):
         nlb = group("nlb", "Internal NLB in front of PgBouncer")
         pooler = group("pooler", "PgBouncer tasks: reachable from the NLB, reach the database")
         migration = group("migration", "Migration task: reaches the database directly")
-        database = group("database", "RDS Postgres: reachable from the pooler and the migration job only")
-
         self.pooler_path += self._allow(nlb, pooler, POOLER_PORT, "nlb-to-pooler")
-        self.pooler_path += self._allow(pooler, database, POSTGRES_PORT, "pooler-to-database")
-        self._allow(migration, database, POSTGRES_PORT, "migration-to-database")
+        database_group_id: pulumi.Output[str | None] = pulumi.Output.from_input(None)
+        if args.get("database_security_group", True):
+            database = group("database", "RDS Postgres: reachable from the pooler and the migration job only")
+            database_group_id = database.id.apply(lambda group_id: group_id)
+            self.pooler_path += self._allow(pooler, database, POSTGRES_PORT, "pooler-to-database")
+            self._allow(migration, database, POSTGRES_PORT, "migration-to-database")
 
         api_clients = {"pooler": pooler, "migration": migration}
         endpoints_group_id: pulumi.Output[str | None] = pulumi.Output.from_input(None)
@@ -191,7 +197,7 @@ class Network(pulumi.ComponentResource):
         self.load_balancer_security_group_id = nlb.id
         self.pooler_security_group_id = pooler.id
         self.migration_security_group_id = migration.id
-        self.database_security_group_id = database.id
+        self.database_security_group_id = database_group_id
         self.endpoints_security_group_id = endpoints_group_id
         self.register_outputs({
             "vpcId": self.vpc_id,

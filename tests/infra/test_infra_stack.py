@@ -111,12 +111,14 @@ def test_every_child_is_parented_to_its_component(every_run: ProgramRun, variant
 
     if variant not in EXISTING_VPC_VARIANTS:  # those stacks create no VPC, only their security groups
         assert owner("aws:ec2/vpc:Vpc") == "lifeguard:network:Network"
-    assert owner("aws:ec2/securityGroup:SecurityGroup", "database-sg") == "lifeguard:network:Network"
     if variant in EXISTING_DATABASE_VARIANTS:
         assert not every_run.of_type("aws:rds/instance:Instance")
+        # No group of the stack's own for a database it does not create.
+        assert not [g for g in every_run.of_type("aws:ec2/securityGroup:SecurityGroup") if "database" in g.name]
         assert owner("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "database-client-0-in") == (
             "lifeguard:database:Database")
     else:
+        assert owner("aws:ec2/securityGroup:SecurityGroup", "database-sg") == "lifeguard:network:Network"
         assert owner("aws:rds/instance:Instance") == "lifeguard:database:Database"
         assert owner("aws:secretsmanager/secret:Secret", "direct") == "lifeguard:secrets:ConnectionSecrets"
     assert owner("aws:ecs/service:Service") == "lifeguard:pooler:Pooler"
@@ -282,10 +284,12 @@ def existing_database_graph(port: int) -> set[tuple[str, str, str, int]]:
             ("out", "migration", "existing-database", port), ("in", "existing-database", "migration", port)}
 
 
+# With an existing database the network makes no database group of its own: only the existing one's rules.
+_NO_NEW_DATABASE = {rule for rule in _CORE_GRAPH if "database" in rule}
 GRAPHS = {"example": ENDPOINTS_GRAPH, "production": ENDPOINTS_GRAPH, "nat": INTERNET_GRAPH,
           "existing-vpc-arm64": INTERNET_GRAPH,
-          "existing-aurora": INTERNET_GRAPH | existing_database_graph(5432),
-          "existing-instance": INTERNET_GRAPH | existing_database_graph(EXISTING_INSTANCE_PORT)}
+          "existing-aurora": INTERNET_GRAPH - _NO_NEW_DATABASE | existing_database_graph(5432),
+          "existing-instance": INTERNET_GRAPH - _NO_NEW_DATABASE | existing_database_graph(EXISTING_INSTANCE_PORT)}
 
 
 def test_security_group_graph(every_run: ProgramRun, variant: str) -> None:
@@ -312,7 +316,7 @@ def test_security_group_descriptions_use_only_characters_ec2_accepts(every_run: 
 
 def test_nothing_but_pooler_and_migration_reach_the_database(every_run: ProgramRun, variant: str) -> None:
     rules = sg_rules(every_run)
-    databases = ("database", "existing-database") if variant in EXISTING_DATABASE_VARIANTS else ("database",)
+    databases = ("existing-database",) if variant in EXISTING_DATABASE_VARIANTS else ("database",)
     for database in databases:
         assert {peer for d, group, peer, _ in rules if d == "in" and group == database} == {"pooler", "migration"}
         assert {group for d, group, peer, _ in rules if d == "out" and peer == database} == {"pooler", "migration"}

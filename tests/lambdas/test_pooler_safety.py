@@ -185,7 +185,8 @@ def test_session_advisory_locks_are_shared_but_transaction_locks_are_not(
         assert got_a[0] is True and got_b[0] is True and got_a[1] == got_b[1]
         a.execute("SELECT pg_advisory_unlock_all()")
     # Transaction-scoped locks live and die with the transaction the pooler keeps on one backend.
-    pooler2 = start_pooler(default_pool_size=2)
+    # Three servers: a login role may hold all but one (PoolerSettings.max_user_connections), so two here.
+    pooler2 = start_pooler(default_pool_size=3)
     first, second = make_db(pooler2.url()), make_db(pooler2.url())
     xact = "SELECT pg_try_advisory_xact_lock(42)"
     with first.transaction() as conn_a:
