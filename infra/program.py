@@ -54,6 +54,7 @@ from lifeguard.aws import (
     load_config,
     metrics_service_name,
     read_existing_database,
+    rotation_parameter_name,
     rotation_record,
     secret_name_prefix,
     thresholds_args,
@@ -170,7 +171,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
     zones = resolve_availability_zones(cfg)
     # Before any resource: a change that would replace the database or fail half-way is refused here.
     scram_iterations = check_deployed_database(cfg.database)
-    rotation = check_rotation(cfg.database)
+    rotation = check_rotation(cfg.database, region)
     if cfg.database.existing is not None:
         # What AWS answers about an existing database is checked here too, before anything is created.
         _config_errors(DATABASE_KEYS, lambda: read_existing_database(existing_database_args(cfg.database)))
@@ -330,7 +331,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
             ),
         )
     migration = _config_errors(MIGRATION_KEYS, lambda: MigrationJob(
-        "migration", migration_job_args(cfg, network, database, secrets, app_role, pooler),
+        "migration", migration_job_args(cfg, network, database, secrets, app_role, pooler, region),
         # ECS's service-linked role, when the stack creates it, before the job's cluster.
         pulumi.ResourceOptions(depends_on=pooler.ecs_service_linked_role),
     ))
@@ -368,6 +369,7 @@ def build(cfg: InfraConfig, paths: ProgramPaths | None = None) -> dict[str, Any]
         output_names.MIGRATION_LOG_GROUP_NAME: migration.log_group_name,
         output_names.MIGRATION_LOG_STREAM_PREFIX: migration.log_stream_prefix,
         output_names.MIGRATION_EXECUTION_ROLE_ARN: migration.execution_role_arn,
+        output_names.MIGRATION_TASK_ROLE_ARN: migration.task_role_arn,
         # What a separate stack attaches its functions with (README, "Stack outputs").
         output_names.PRIVATE_SUBNET_IDS: network.private_subnet_ids,
         output_names.POOLER_SECURITY_GROUP_ID: network.load_balancer_security_group_id,
@@ -473,8 +475,9 @@ def existing_database_args(db_cfg: DatabaseConfig) -> DatabaseArgs:
 
 
 def migration_job_args(cfg: InfraConfig, network: Network, database: Database, secrets: ConnectionSecrets,
-                       app_role: AppRoleCredentials, pooler: Pooler) -> MigrationJobArgs:
-    """The migration job from the stack's config: the direct-URL secret, or the owner secret read at run time."""
+                       app_role: AppRoleCredentials, pooler: Pooler, region: str) -> MigrationJobArgs:
+    """The migration job from the stack's config: the direct-URL secret, or the owner secret read at run time;
+    it records the rotation it set in Postgres where :func:`check_rotation` reads it before a switch."""
     mig = cfg.migration
     args: MigrationJobArgs = {
         "subnet_ids": network.private_subnet_ids,
@@ -482,6 +485,9 @@ def migration_job_args(cfg: InfraConfig, network: Network, database: Database, s
         "app_role": app_role.username,
         "app_role_verifier_secret_arn": pooler.credentials_secret_arn,
         "app_role_alternate": True,
+        "rotation_parameter_name": rotation_parameter_name(region),
+        "rotation": cfg.database.app_password_rotation,
+        "switched": cfg.database.app_password_switched,
         "architecture": mig.architecture,
         "cpu": mig.cpu,
         "memory_mb": mig.memory_mb,

@@ -30,6 +30,7 @@ from migrator.errors import ExitCode
 from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, lock_timeout_arg
 from migrator.output import exit_code_of, logging_to_stderr
 from migrator.roles import app_role_from_env
+from migrator.rotation import record_rotation, rotation_record_from_env
 from migrator.runner import DEFAULT_MIGRATIONS_DIR, MigrationReport, StatusReport, migrate, status
 from migrator.source import resolve_url
 from redaction import Redactor
@@ -143,8 +144,12 @@ def _main(args: argparse.Namespace, redactor: Redactor, environ: Mapping[str, st
     else:
         for secret in app_role.secrets:
             redactor.add_secret(secret)
+    record = rotation_record_from_env(environ, app_role)
     report = migrate(resolved.url, args.migrations_dir, args.lock_timeout, dry_run=args.dry_run,
                      app_role=app_role, bookkeeping=tables_from_env(environ))
     if args.dry_run:
         print(format_plan(report), flush=True)
+    elif record is not None:
+        # Only now: the roles' verifiers and every migration are committed (migrate raised otherwise).
+        record_rotation(record)
     return int(ExitCode.OK)

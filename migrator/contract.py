@@ -20,6 +20,11 @@ APP_ROLE_B_VERIFIER_ENV = "LIFEGUARD_APP_ROLE_B_VERIFIER"
 it only :data:`APP_ROLE_ENV` is provisioned)."""
 APP_ROLE_SECRET_ENVS = (APP_ROLE_VERIFIER_ENV, APP_ROLE_B_VERIFIER_ENV)
 """What a wrapped migration tool never inherits."""
+ROTATION_PARAMETER_ENV = "LIFEGUARD_ROTATION_PARAMETER"
+"""The SSM parameter in which a successful run records :data:`ROTATION_ENV` (the stack reads it before
+switching ``DATABASE_URL``, docs/roles.md); unset: nothing is recorded."""
+ROTATION_ENV = "LIFEGUARD_ROTATION"
+"""The password rotation whose verifiers the run sets (the stack's ``appPasswordRotation``)."""
 MAX_APP_ROLE_NAME = 59
 """63 (Postgres' limit) less the longest suffix below, so the derived names are never cut short."""
 BOOKKEEPING_TABLES_ENV = "LIFEGUARD_BOOKKEEPING_TABLES"

@@ -50,6 +50,7 @@ from migrator.errors import Unavailable
 from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, LOCK_VIEW, MigrationLock, lock_timeout_arg, migration_lock
 from migrator.output import exit_code_of, logging_to_stderr
 from migrator.roles import AppRole, app_role_from_env, provision_app_role
+from migrator.rotation import record_rotation, rotation_record_from_env
 from migrator.source import resolve_url
 from redaction import Redactor
 
@@ -125,6 +126,7 @@ def run(command: Sequence[str], environ: Mapping[str, str], lock_timeout_s: floa
     else:
         for secret in app_role.secrets:
             redactor.add_secret(secret)
+    record = rotation_record_from_env(environ, app_role)
     tables = (*bookkeeping, BookkeepingTable(OWN_BOOKKEEPING))
     with migration_lock(resolved.url, lock_timeout_s) as lock:
         _provision(resolved.url, app_role, lock, tables, default_privileges=False)
@@ -135,6 +137,9 @@ def run(command: Sequence[str], environ: Mapping[str, str], lock_timeout_s: floa
         lock.check_held()
         _provision(resolved.url, app_role, lock, tables, default_privileges=True)
     log.info("the command exited with %d", code)
+    if code == 0 and record is not None:
+        # After a whole successful run only (the roles' verifiers are committed by then): see migrator.rotation.
+        record_rotation(record)
     return code
 
 

@@ -63,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "rotation_record": "lifeguard.aws.rotation:record",
     "secret_name_prefix": "lifeguard.aws.naming",
     "metrics_service_name": "lifeguard.aws.naming",
+    "rotation_parameter_name": "lifeguard.aws.naming",
     "Account": "lifeguard.aws.policies",
     "ECS_SERVICE_PRINCIPAL": "lifeguard.aws.pooler",
     "outputs": "lifeguard.aws.outputs",
@@ -100,6 +101,7 @@ if TYPE_CHECKING:
     from lifeguard.aws.migration_job import MigrationJob as MigrationJob
     from lifeguard.aws.migration_job import MigrationJobArgs as MigrationJobArgs
     from lifeguard.aws.naming import metrics_service_name as metrics_service_name
+    from lifeguard.aws.naming import rotation_parameter_name as rotation_parameter_name
     from lifeguard.aws.naming import secret_name_prefix as secret_name_prefix
     from lifeguard.aws.network import AwsApiAccess as AwsApiAccess
     from lifeguard.aws.network import Network as Network

@@ -52,8 +52,10 @@ class FargateBase:
         containers: Sequence[Mapping[str, Any]],
         opts: pulumi.ResourceOptions,
         volumes: Sequence[aws.ecs.TaskDefinitionVolumeArgsDict] = (),
+        task_role_arn: pulumi.Input[str] | None = None,
     ) -> aws.ecs.TaskDefinition:
-        """The workload's Fargate task definition (``<name>-task``), run by its execution role."""
+        """The workload's Fargate task definition (``<name>-task``), run by its execution role; ``task_role_arn``:
+        the role its code calls AWS as (none: it calls no AWS API)."""
         return aws.ecs.TaskDefinition(
             f"{self.name}-task",
             family=stack_name(ECS_TASK_FAMILY, self.name, region=self.region),
@@ -66,6 +68,7 @@ class FargateBase:
                 "cpu_architecture": ECS_CPU_ARCHITECTURES[self.architecture],
             },
             execution_role_arn=self.execution_role.arn,
+            task_role_arn=task_role_arn,
             container_definitions=pulumi.Output.json_dumps([dict(container) for container in containers]),
             volumes=list(volumes) or None,
             tags=self.tags,

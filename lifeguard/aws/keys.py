@@ -172,7 +172,8 @@ KEYS: tuple[Key, ...] = (
     WholeKey("appPasswordSwitched", default=0, low=0, high=2**31 - 1, meaning=(
         "The rotation `DATABASE_URL` uses: set it to `appPasswordRotation` after the migration job that "
         "followed that rotation's `pulumi up` succeeded, then `pulumi up`. A preview refuses an order that "
-        "would fail logins.")),
+        "would fail logins, and a switch the migration job has not recorded (in the stack's SSM parameter) as "
+        "set in Postgres.")),
     WholeKey("dbBackupRetentionDays", default=7, low=1, high=35, meaning=(
         "Automated backup retention (1 to 35 days).")),
     FlagKey("dbMultiAz", default=AS_PRODUCTION, meaning=(

@@ -7,14 +7,17 @@ the migrator at run time from the owner secret's ``username`` and ``password`` (
 secret's JSON keys) and the host, port and database in the environment. Before migrating it provisions
 the application role the functions use, setting its password from the SCRAM verifier in the pooler's
 secret (the ``password`` key, injected alone): the job never sees the functions' plain password. Its
-execution role may read exactly those two secrets. The task has no task role: it needs no AWS API at run
-time.
+execution role may read exactly those two secrets. With ``rotation_parameter_name`` the job also records,
+after each successful run, the password rotation whose verifiers Postgres now holds, in an SSM parameter
+the component creates; its task role may put exactly that parameter (docs/roles.md, "Rotating the
+password"). Without it the task has no task role: it needs no AWS API at run time.
 
 Public (``lifeguard.aws``): no ``from __future__ import annotations`` here, so Pulumi's component analyzer
 reads the real annotations.
 """
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Required, TypedDict
@@ -46,6 +49,8 @@ from migrator.contract import (
     DEMO_DATA_ENV,
     OWNER_PASSWORD_ENV,
     OWNER_USERNAME_ENV,
+    ROTATION_ENV,
+    ROTATION_PARAMETER_ENV,
     wrapped_command,
 )
 from migrator.errors import MigratorConfigError
@@ -62,6 +67,8 @@ STOP_TIMEOUT_S = 120
 DEFAULT_CPU = whole_default("migrationCpu")
 DEFAULT_MEMORY_MB = whole_default("migrationMemoryMb")
 DEFAULT_LOG_RETENTION_DAYS = whole_default("logRetentionDays")
+# SSM: letters, digits, _.- and / between levels; not starting with aws or ssm (any case, with or without /).
+_SSM_NAME = re.compile(r"^(?!/?(?i:aws|ssm))/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 
 class MigrationJobArgs(TypedDict, total=False):
@@ -76,6 +83,16 @@ class MigrationJobArgs(TypedDict, total=False):
     app_role_alternate: bool
     """The secret also holds the second login role's verifier (``alternate_password``, a password rotation's
     other role, ``<app_role>_b``): the job provisions that role too. Default false."""
+    rotation_parameter_name: str
+    """An SSM parameter name (e.g. ``lifeguard.aws.naming.rotation_parameter_name``): the component creates it
+    and each successful run writes ``rotation`` into it, so a program can check, before switching
+    ``DATABASE_URL`` to a rotated role, that Postgres holds its password (docs/roles.md). Unset: no record."""
+    rotation: int
+    """With ``rotation_parameter_name``: the password rotation whose verifiers the pooler's secret holds
+    (``AppRoleCredentials``' ``rotation``; default 0)."""
+    switched: int
+    """With ``rotation_parameter_name``: the rotation ``DATABASE_URL`` uses (default 0), the parameter's value
+    when it is created (Postgres holds at least that one: a later run records more)."""
     direct_secret_arn: pulumi.Input[str]
     """The secret holding ``DATABASE_URL_UNPOOLED`` (a new instance with a generated password). Give this or
     ``owner_secret_arn``."""
@@ -129,6 +146,9 @@ class MigrationJob(pulumi.ComponentResource):
     """Where its logs go (streams ``migrate/<container>/<task id>``)."""
     execution_role_arn: pulumi.Output[str]
     """The role ``ecs:RunTask`` must be allowed to pass."""
+    task_role_arn: pulumi.Output[Optional[str]]  # noqa: UP045 (the analyzer's only union)
+    """With ``rotation_parameter_name``: the task's role (it may put that parameter); ``ecs:RunTask`` must be
+    allowed to pass it too. Unset without it (no task role)."""
 
     # The pipeline's constants for running the task (not schema outputs: plain class values).
     container_name = CONTAINER_NAME
@@ -214,13 +234,20 @@ class MigrationJob(pulumi.ComponentResource):
             "stopTimeout": STOP_TIMEOUT_S,
             "logConfiguration": base.log_configuration(LOG_STREAM_PREFIX),
         }
+        task_role_arn = None
+        parameter_name = args.get("rotation_parameter_name")
+        if parameter_name is not None:
+            rotation = args.get("rotation", 0)
+            environment += [{"name": ROTATION_PARAMETER_ENV, "value": parameter_name},
+                            {"name": ROTATION_ENV, "value": str(rotation)}]
+            task_role_arn = _rotation_record(name, parameter_name, args.get("switched", 0), account, base, child).arn
         command = list(args.get("command", ()))
         if command:
             # The user's tool behind the wrapper: guard, lock, role provisioning before and after.
             container["command"] = wrapped_command(command)
         task_definition = base.task_definition(
             cpu=args.get("cpu", DEFAULT_CPU), memory_mb=args.get("memory_mb", DEFAULT_MEMORY_MB),
-            containers=[container], opts=child,
+            containers=[container], opts=child, task_role_arn=task_role_arn,
         )
 
         self.cluster_arn = base.cluster.arn
@@ -229,11 +256,43 @@ class MigrationJob(pulumi.ComponentResource):
         self.security_group_ids = pulumi.Output.from_input(args["security_group_id"]).apply(lambda sg: [sg])
         self.log_group_name = base.logs.name
         self.execution_role_arn = base.execution_role.arn
+        self.task_role_arn = pulumi.Output.from_input(task_role_arn)
         self.register_outputs({
             "clusterArn": self.cluster_arn,
             "taskDefinitionArn": self.task_definition_arn,
             "logGroupName": self.log_group_name,
         })
+
+
+def _rotation_record(name: str, parameter_name: str, switched: int, account: policies.Account, base: FargateBase,
+                     opts: pulumi.ResourceOptions) -> aws.iam.Role:
+    """The parameter the task records the rotation in, and the task role that may put exactly that parameter.
+
+    The value is the job's to write: Pulumi sets it once, at creation, to ``switched`` (what ``DATABASE_URL``
+    already logs in with, so Postgres holds it) and never again (``ignore_changes``), or every ``up`` would
+    claim a rotation no job has set.
+    """
+    parameter = aws.ssm.Parameter(
+        f"{name}-rotation", name=parameter_name, type="String", value=str(switched),
+        description="The password rotation whose verifiers Postgres holds: written by the migration job",
+        tags=base.tags,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["value"])),
+    )
+    role = aws.iam.Role(
+        f"{name}-task",
+        description="The migration task: records the password rotation it set in Postgres, nothing else",
+        assume_role_policy=json.dumps(
+            policies.assume_role("ecs-tasks.amazonaws.com", account, account.ecs_source_arn())),
+        tags=base.tags,
+        opts=opts,
+    )
+    aws.iam.RolePolicy(
+        f"{name}-task",
+        role=role.id,
+        policy=parameter.arn.apply(lambda arn: json.dumps(policies.put_parameter("RecordPasswordRotation", arn))),
+        opts=opts,
+    )
+    return role
 
 
 def _check(args: MigrationJobArgs) -> None:
@@ -259,6 +318,16 @@ def _check(args: MigrationJobArgs) -> None:
         if given:
             raise ArgsError(given[0], f"{', '.join(given)}: only with owner_secret_arn; direct_secret_arn's URL "
                                       "already names the database")
+    parameter = args.get("rotation_parameter_name")
+    if parameter is not None and not _SSM_NAME.match(parameter):
+        raise ArgsError("rotation_parameter_name", f"must be an SSM parameter name (/a/b or a.b: letters, digits, "
+                                                   f"'_', '.', '-', '/'), got {parameter!r}")
+    rotation, switched = args.get("rotation", 0), args.get("switched", 0)
+    for field, number in (("rotation", rotation), ("switched", switched)):
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise ArgsError(field, f"must be a whole number, 0 or more, got {number!r}")
+    if switched > rotation:
+        raise ArgsError("switched", f"must not be above rotation ({rotation}), got {switched}")
     _architecture(args)
     problem = migration_command_problem(list(args.get("command", ())))
     if problem is not None:

@@ -47,6 +47,9 @@ RDS_INSTANCE = NameRule("RDS instance identifier", 63, re.compile(r"[^a-z0-9-]")
                         lowercase=True)
 # Lambda: a layer name is 1 to 140 of [a-zA-Z0-9-_].
 LAMBDA_LAYER = NameRule("Lambda layer name", 140, re.compile(r"[^A-Za-z0-9_-]"))
+# SSM Parameter Store: a-z A-Z 0-9 _.- (and / between levels), at most 1011 characters.
+SSM_PARAMETER = NameRule("SSM parameter name", 255, re.compile(r"[^A-Za-z0-9_.-]"))
+ROTATION_PARAMETER_LEAF = "app-password-rotation"
 SECRET_NAME_PREFIX = NameRule("Secrets Manager name prefix", 128, re.compile(r"[^A-Za-z0-9_+=.@-]"))
 
 
@@ -84,3 +87,13 @@ def metrics_service_name(region: str) -> str:
     ECS service's generated name would make the task definition depend on its own service).
     """
     return stack_name(METRIC_DIMENSION, "pgbouncer", region=region)
+
+
+def rotation_parameter_name(region: str) -> str:
+    """The SSM parameter in which the migration job records the password rotation Postgres holds.
+
+    ``/lifeguard/<project>-<stack>-<digest>/app-password-rotation``: known before anything exists (the
+    program reads it at preview, :func:`lifeguard.aws.rotation.check_switch`), and under ``/lifeguard/``
+    so that no project name starts it with the reserved ``aws`` or ``ssm``.
+    """
+    return f"/lifeguard/{stack_name(SSM_PARAMETER, region=region)}/{ROTATION_PARAMETER_LEAF}"

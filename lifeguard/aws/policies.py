@@ -62,6 +62,11 @@ def read_secret(sid: str, secret_arn: str) -> Statement:
     }
 
 
+def put_parameter(sid: str, parameter_arn: str) -> PolicyDocument:
+    """Write one SSM parameter's value, by its full ARN (the migration job's record of a rotation)."""
+    return document({"Sid": sid, "Effect": "Allow", "Action": ["ssm:PutParameter"], "Resource": parameter_arn})
+
+
 def pull_image(repository_arn: str) -> list[Statement]:
     """What ECS needs to pull one ECR repository's images for a task."""
     return [

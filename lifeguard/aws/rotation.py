@@ -21,6 +21,12 @@ has not set it in Postgres yet), switching back, or going back. What the last ``
 from the stack's own outputs (:mod:`lifeguard.aws.deployed`); a stack deployed before rotation
 existed counts as rotation 0, switched 0.
 
+A switch needs more than the right order: that the migration job really set rotation ``N``'s verifier in
+Postgres. The job records, after a successful run, which rotation's verifiers Postgres holds, in the
+stack's SSM parameter (:func:`lifeguard.aws.naming.rotation_parameter_name`, created by the
+``MigrationJob``); :func:`check_switch` reads it at preview and refuses a switch to ``N`` unless it says
+``N`` (tests/infra/test_infra_rotation.py).
+
 Pure logic, no resource: checked case by case (tests/infra/test_rotation_order.py). The state itself,
 :class:`lifeguard.rotation.RotationState`, is the local stack's too.
 """
@@ -90,13 +96,53 @@ def plan(configured: RotationState, deployed: RotationState) -> RotationState:
     return configured
 
 
-def check_rotation(cfg: DatabaseConfig) -> RotationState:
+def check_switch(configured: RotationState, deployed: RotationState, recorded: int | None, parameter: str,
+                 unreadable: str | None = None) -> None:
+    """Refuse moving ``DATABASE_URL`` to rotation ``S`` unless the migration job recorded (``recorded``, read
+    from ``parameter``; ``None``: no rotation, or ``unreadable`` says why not) that Postgres holds rotation
+    ``S``'s verifiers."""
+    s = configured.switched
+    if s <= deployed.switched or recorded == s:
+        return
+    sw = f"{PROJECT}:{SWITCHED_KEY}"
+    found = (f"could not be read: {unreadable}" if unreadable is not None
+             else "holds no rotation" if recorded is None else f"says rotation {recorded}")
+    raise RotationOrderError(
+        f"{sw} {s}: the migration job has not recorded that Postgres holds rotation {s}'s password (the parameter "
+        f"{parameter} {found}), so every new login through DATABASE_URL would fail. Run the migration job after the "
+        f"`up` that started rotation {s} (the pipeline's migrate step, or `lifeguard migrate`) until it succeeds, then "
+        f"`pulumi up` again; until then keep {sw} at {deployed.switched}")
+
+
+def recorded_rotation(parameter: str) -> tuple[int | None, str | None]:
+    """The rotation the migration job recorded in ``parameter`` (``None``: none), or why it could not be read."""
+    import pulumi_aws as aws  # the pure logic above imports no provider
+
+    try:
+        value = aws.ssm.get_parameter(name=parameter).value
+    except Exception as exc:
+        # Not found (a stack from before the record), no ssm:GetParameter, throttled: no record, so no switch.
+        text = str(exc).strip()
+        return None, text.splitlines()[0][:300] if text else type(exc).__name__
+    text = value.strip()
+    return (int(text) if text.isdigit() else None), None
+
+
+def check_rotation(cfg: DatabaseConfig, region: str) -> RotationState:
     """Before any resource: the configured rotation, or :class:`InfraConfigError` when going there from what
-    this stack's last ``up`` recorded would fail logins (:func:`plan`)."""
+    this stack's last ``up`` recorded would fail logins (:func:`plan`), or when it switches to a rotation the
+    migration job has not recorded as set in Postgres (:func:`check_switch`)."""
     from lifeguard.aws import deployed  # it imports the config module too: no cycle at import time
+    from lifeguard.aws.naming import rotation_parameter_name
 
     configured = RotationState(cfg.app_password_rotation, cfg.app_password_switched)
+    last = deployed_state(deployed.recorded(deployed.stack_outputs()))
     try:
-        return plan(configured, deployed_state(deployed.recorded(deployed.stack_outputs())))
+        state = plan(configured, last)
+        if state.switched > last.switched:
+            parameter = rotation_parameter_name(region)
+            recorded, unreadable = recorded_rotation(parameter)
+            check_switch(state, last, recorded, parameter, unreadable)
+        return state
     except RotationOrderError as exc:
         raise InfraConfigError([str(exc)]) from None

@@ -8,6 +8,8 @@ What stands in for AWS:
 - ``awsvpc``: the first container gets ``--network host`` and the others join its network namespace
   (``--network container:NAME``), as a Fargate task's containers share one ENI; names the task
   resolves (the RDS endpoint, the NLB) are mapped with ``--add-host``.
+- The task role: ECS serves the role's credentials to the containers; here ``task_role`` is the
+  environment that stands in for them (an endpoint and credentials, e.g. a moto server's).
 - Secrets Manager: a mapping from secret ARN to its value, injected as environment like ECS does;
   a ``valueFrom`` of ``<arn>:<json-key>::`` injects that key of the secret's JSON, as ECS does.
   Values reach ``docker`` through its own environment (``--env NAME``), never its command line.
@@ -34,7 +36,7 @@ from lifeguard.stack.system import port_in_use
 # Task-level fields: translated, checked, or (with the reason) not enforced on one machine.
 _TASK_FIELDS = {
     "family", "containerDefinitions", "networkMode", "volumes", "runtimePlatform", "executionRoleArn",
-    "requiresCompatibilities",
+    "requiresCompatibilities", "taskRoleArn",
     # Fargate's task size: billing and placement, not a behaviour of the containers under test.
     "cpu", "memory",
 }
@@ -155,15 +157,22 @@ def plan_task(
     hosts: Mapping[str, str] | None = None,
     machine_architecture: str = "amd64",
     nofile_ceiling: int | None = None,
+    task_role: Mapping[str, str] | None = None,
 ) -> list[ContainerPlan]:
     """Translate ``task_definition`` (camelCase, as ECS takes it) to one plan per container.
 
     ``images`` maps the definition's image URI to a local image; ``hosts`` maps names the task
     resolves to addresses (``--add-host``); ``nofile_ceiling`` is the highest open-files limit
     this machine can grant (see :func:`machine_nofile_ceiling`), noted in the plan when lowered.
+    ``task_role``: the environment standing in for the task role's credentials (``AWS_ENDPOINT_URL``,
+    ``AWS_ACCESS_KEY_ID``, ...), required when the definition names a task role: its code calls AWS.
     """
     family = str(task_definition.get("family", "task"))
     _only(task_definition, _TASK_FIELDS, f"task definition {family}")
+    if task_definition.get("taskRoleArn") and task_role is None:
+        raise TranslationError(f"{family} runs as task role {task_definition['taskRoleArn']}: give plan_task the "
+                               "AWS stand-in its calls go to (task_role: an endpoint and credentials)")
+    role_env = dict(task_role or {}) if task_definition.get("taskRoleArn") else {}
     if task_definition.get("networkMode") != "awsvpc":
         raise TranslationError(f"{family}: only networkMode awsvpc is translated (one network namespace per task)")
     runtime_platform = task_definition.get("runtimePlatform") or {}
@@ -191,7 +200,7 @@ def plan_task(
         if index == 0:
             for name, address in sorted((hosts or {}).items()):
                 args += ["--add-host", f"{name}:{address}"]
-        env: dict[str, str] = {}
+        env: dict[str, str] = dict(role_env)
         notes: list[str] = []
         for variable in container.get("environment") or []:
             _only(variable, {"name", "value"}, f"{where}.environment")

@@ -22,7 +22,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs
 
-from tests.infra.infra_harness import RecordingMonitor, StrictMocks, UnmockedCall, _registrations
+from tests.infra.infra_harness import CallResult, RecordingMonitor, StrictMocks, UnmockedCall, _registrations
 
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
 GET_CLUSTER = "aws:rds/getCluster:getCluster"
@@ -35,7 +35,7 @@ class ExampleMocks(StrictMocks):
     clusters: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Existing Aurora clusters by identifier: ``aws.rds.get_cluster``'s answer (camelCase keys)."""
 
-    def call(self, args: MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+    def call(self, args: MockCallArgs) -> CallResult:  # type: ignore[override]
         identifier = str(args.args.get("clusterIdentifier"))
         if args.token != GET_CLUSTER or identifier not in self.clusters:
             return super().call(args)

@@ -10,7 +10,8 @@ What stands in for AWS: the Pulumi program, run under the mocks, renders the tas
 the secrets' values and the function zip; a local Postgres on the RDS port plays RDS (its
 certificate names the RDS endpoint, and its CA is built into both images as the RDS bundle);
 names the tasks resolve (RDS, NLB) map to 127.0.0.1; the secrets' values are the stand-in for
-Secrets Manager.
+Secrets Manager; a moto server on the loopback is the AWS the migration task's role calls (the
+stack's SSM parameter, in which the task records the password rotation it set).
 """
 
 from __future__ import annotations
@@ -18,24 +19,29 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lifeguard.aws.build_context import source_name
 from lifeguard.stack.containers import BuiltImages, build_images
 from lifeguard.stack.docker_engine import DockerEngine, install_missing_packages
 from lifeguard.stack.ecs_run import TaskRun, machine_architecture, machine_nofile_ceiling, plan_task
 from lifeguard.stack.postgres import PostgresCluster
-from lifeguard.stack.system import LocalSetupError, own_for_service, port_in_use, running_as_root
-from migrator.contract import APP_ROLE_ENV
+from lifeguard.stack.system import LocalSetupError, free_port, own_for_service, port_in_use, running_as_root
+from migrator.contract import APP_ROLE_ENV, ROTATION_PARAMETER_ENV
 from migrator.contract import CONTAINER_NAME as MIGRATOR_CONTAINER
 from pgbouncer.contract import CONTAINER_NAME as POOLER_CONTAINER
 from pgbouncer.tls import write_self_signed
 from tests.images.support import RenderedStack, cache_dir, wait_for_pooler
-from tests.infra.infra_harness import MOCK_PASSWORD, ProgramRun, example_stack_config, run_program
+from tests.infra.infra_harness import MOCK_PASSWORD, REGION, ProgramRun, example_stack_config, run_program
 
 ENABLE_ENV = "LIFEGUARD_DOCKER_TESTS"
 HOW_TO_ENABLE = (
@@ -43,6 +49,8 @@ HOW_TO_ENABLE = (
     f"(or set {ENABLE_ENV}=1 as root to make a failure to start it an error)"
 )
 RDS_PORT = 5432
+NOT_RECORDED = "not-recorded-yet"
+"""The rotation parameter's value before the migration task runs (the stack would create it with a number)."""
 
 
 @pytest.fixture(scope="session")
@@ -170,8 +178,38 @@ def hosts(rendered: RenderedStack) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def task_role_aws(rendered: RenderedStack) -> Iterator[tuple[dict[str, str], Any]]:
+    """The AWS the migration task's role calls: a moto server on the loopback holding the stack's rotation
+    parameter; the environment a task gets in place of its role's credentials, and an SSM client of it."""
+    port = free_port()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}  # as Fargate sets
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ssm = boto3.client("ssm", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=REGION,
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        (container,) = rendered.task("migration")["containerDefinitions"]
+        (parameter,) = [v["value"] for v in container["environment"] if v["name"] == ROTATION_PARAMETER_ENV]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                ssm.put_parameter(Name=parameter, Value=NOT_RECORDED, Type="String", Overwrite=True)
+                break
+            except (BotoCoreError, ClientError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield env, ssm
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
 def start_task(
     engine: DockerEngine, rendered: RenderedStack, image_for: Callable[[str], str], hosts: dict[str, str],
+    task_role_aws: tuple[dict[str, str], Any],
 ) -> Iterator[Callable[..., TaskRun]]:
     """Run a task definition of the program (optionally edited, or with other secrets); removed afterwards."""
     runs: list[TaskRun] = []
@@ -182,7 +220,8 @@ def start_task(
         task = definition or rendered.task(family_prefix)
         plans = plan_task(task, images=image_for, secrets=rendered.secrets if secrets is None else secrets,
                           prefix=f"lg-{family_prefix}-{next(counter)}", hosts=hosts,
-                          machine_architecture=machine_architecture(), nofile_ceiling=machine_nofile_ceiling())
+                          machine_architecture=machine_architecture(), nofile_ceiling=machine_nofile_ceiling(),
+                          task_role=task_role_aws[0])
         run = TaskRun(engine, plans)
         runs.append(run)
         run.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
@@ -14,7 +15,9 @@ from lifeguard.stack.docker_engine import DockerEngine
 from lifeguard.stack.ecs_run import TaskRun
 from lifeguard.stack.postgres import PostgresCluster
 from migrator.contract import CONTAINER_NAME as MIGRATOR_CONTAINER
+from migrator.contract import ROTATION_ENV, ROTATION_PARAMETER_ENV
 from migrator.errors import ExitCode
+from tests.images.conftest import NOT_RECORDED
 from tests.images.support import RenderedStack
 from tests.infra.infra_harness import MOCK_PASSWORD
 
@@ -50,6 +53,17 @@ def test_applies_the_migrations_over_the_direct_url_as_the_image_user(
     copied = subprocess.run([engine.client, "cp", f"{migrator}:{query['sslrootcert'][0]}", "-"], env=engine.env,
                             capture_output=True, check=True, timeout=60).stdout
     assert (rds.tls.cert_file.read_bytes()).strip() in copied
+
+
+def test_the_task_records_the_rotation_it_set_through_its_role(
+    migrated: TaskRun, rendered: RenderedStack, task_role_aws: tuple[dict[str, str], Any]
+) -> None:
+    """The image's migrator writes the stack's rotation parameter after its successful run (docs/roles.md)."""
+    (container,) = rendered.task("migration")["containerDefinitions"]
+    environment = {v["name"]: v["value"] for v in container["environment"]}
+    value = task_role_aws[1].get_parameter(Name=environment[ROTATION_PARAMETER_ENV])["Parameter"]["Value"]
+    assert value == environment[ROTATION_ENV] != NOT_RECORDED
+    assert f"Postgres holds password rotation {value}'s verifiers" in migrated.logs(MIGRATOR_CONTAINER)
 
 
 def test_a_second_run_applies_nothing_and_succeeds(migrated: TaskRun, start_task: Callable[..., TaskRun]) -> None:

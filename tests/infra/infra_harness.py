@@ -128,6 +128,10 @@ def walk_plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield from walk_plain_strings(item, f"{path}[{index}]")
 
 
+CallResult = dict[str, Any] | tuple[dict[str, Any], list[tuple[str, str]]]
+"""A data source's answer, or (as the engine reports a provider's refusal) an empty one with its failures."""
+
+
 @dataclass
 class StrictMocks(Mocks):
     region: str = REGION
@@ -146,14 +150,17 @@ class StrictMocks(Mocks):
     """Existing RDS instances for ``getInstance``: identifier -> what AWS answers (camelCase keys)."""
     db_clusters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Existing Aurora clusters for ``getCluster``: identifier -> what AWS answers (camelCase keys)."""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    """SSM parameters for ``getParameter``: name -> value (the migration job's record of a rotation); any other
+    name is not found, as in AWS."""
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     inputs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- data sources -------------------------------------------------------------------
 
-    def call(self, args: MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
-        handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    def call(self, args: MockCallArgs) -> CallResult:  # type: ignore[override]
+        handlers: dict[str, Callable[[dict[str, Any]], CallResult]] = {
             "aws:index/getRegion:getRegion": self._region,
             "aws:index/getAvailabilityZones:getAvailabilityZones": self._zones,
             "aws:ec2/getSubnet:getSubnet": self._subnet,
@@ -163,6 +170,7 @@ class StrictMocks(Mocks):
             "pulumi:pulumi:readStackOutputs": self._stack_outputs,
             "aws:rds/getInstance:getInstance": self._db_instance,
             "aws:rds/getCluster:getCluster": self._db_cluster,
+            "aws:ssm/getParameter:getParameter": self._parameter,
         }
         handler = handlers.get(args.token)
         if handler is None:
@@ -200,6 +208,16 @@ class StrictMocks(Mocks):
         if identifier not in self.db_clusters:
             raise UnmockedCall(f"getCluster for unknown cluster {identifier}")
         return {"id": identifier, "clusterIdentifier": identifier, **self.db_clusters[identifier]}
+
+    def _parameter(self, args: dict[str, Any]) -> CallResult:
+        name = str(args.get("name"))
+        if name not in self.parameters:
+            # As the provider's error reaches the program: a failed invoke the caller may catch (a raised
+            # exception here would fail the whole run, which AWS's answer does not).
+            return {}, [("name", f"ParameterNotFound: {name}")]
+        return {"id": name, "name": name, "value": self.parameters[name], "insecureValue": self.parameters[name],
+                "type": "String", "version": 2, "withDecryption": True,
+                "arn": f"arn:aws:ssm:{self.region}:{ACCOUNT}:parameter/{name.lstrip('/')}"}
 
     def _roles(self, args: dict[str, Any]) -> dict[str, Any]:
         assert args.get("pathPrefix") == "/aws-service-role/ecs.amazonaws.com/", args
@@ -240,6 +258,8 @@ class StrictMocks(Mocks):
             return {"versionId": version, "arn": f"{inputs.get('secretId')}|{version}"}
         if typ == "aws:iam/role:Role":
             return {"name": physical, "arn": f"arn:aws:iam::{a}:role/{physical}", "id": physical}
+        if typ == "aws:ssm/parameter:Parameter":
+            return {"arn": f"arn:aws:ssm:{r}:{a}:parameter/{str(inputs['name']).lstrip('/')}", "id": inputs["name"]}
         if typ == "aws:iam/rolePolicy:RolePolicy":
             return {"name": physical}
         if typ == "pulumi:pulumi:StackReference":

@@ -18,7 +18,7 @@ import pytest
 from lifeguard.aws import migration_job
 from lifeguard.aws.config import InfraConfigError, load
 from lifeguard.aws.outputs import DATABASE_SETTINGS
-from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DEMO_DATA_ENV
+from migrator.contract import APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, DEMO_DATA_ENV, ROTATION_ENV, ROTATION_PARAMETER_ENV
 from pgbouncer.contract import ALTERNATE_PASSWORD_KEY, ALTERNATE_USERNAME_KEY
 from pgbouncer.scram import (
     APP_ITERATIONS,
@@ -40,6 +40,7 @@ from tests.infra.infra_harness import (
     unwrap,
     walk_plain_strings,
 )
+from tests.infra.test_infra_rotation import PARAMETER
 from tests.infra.test_infra_stack import (
     containers,
     credentials_versions,
@@ -97,7 +98,9 @@ def test_the_pooler_holds_the_verifier_of_the_pooled_urls_password(every_run: Pr
 def test_the_migration_job_gets_the_role_name_and_only_the_verifier(example_run: ProgramRun) -> None:
     container = migration_container(example_run)
     environment = {e["name"]: e["value"] for e in container["environment"]}
-    assert environment == {APP_ROLE_ENV: "lifeguard_app", DEMO_DATA_ENV: "1"}
+    # Besides the role: where to record the rotation it sets (a number and a parameter name, no secret).
+    assert environment == {APP_ROLE_ENV: "lifeguard_app", DEMO_DATA_ENV: "1", ROTATION_ENV: "0",
+                           ROTATION_PARAMETER_ENV: PARAMETER}
     injected = {s["name"]: s["valueFrom"] for s in container["secrets"]}
     pooler_secret = secret_arn(example_run, "pooler-credentials")
     assert injected[APP_ROLE_VERIFIER_ENV] == f"{pooler_secret}:password::"

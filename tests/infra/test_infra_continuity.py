@@ -45,7 +45,8 @@ def test_the_check_sees_a_changed_input_of_a_moved_resource(example_run: Program
 def test_nothing_is_added_to_a_deployed_stack(example_run: ProgramRun, variant_name: str) -> None:
     """Today's program adds to a deployed stack only the attach unit's own new parts (issue #24): the client
     component (its group and rules are the network's, aliased), its read-the-pooled-secret policy, and that
-    policy's attachment to the sample functions' role. Anything else would be a change to review."""
+    policy's attachment to the sample functions' role; and issue #28's second login role and rotation record.
+    Anything else would be a change to review."""
     stack = "urn:pulumi:dev::lifeguard::"
     assert added(read(variant_name), example_run) == [
         f"{stack}lifeguard:client:PooledClient$aws:iam/policy:Policy::functions-read-pooled-secret",
@@ -53,5 +54,10 @@ def test_nothing_is_added_to_a_deployed_stack(example_run: ProgramRun, variant_n
         # Issue #28: the second login role a password rotation alternates with, its password and salt.
         f"{stack}lifeguard:database:AppRoleCredentials$random:index/randomId:RandomId::app-role-b-scram-salt",
         f"{stack}lifeguard:database:AppRoleCredentials$random:index/randomPassword:RandomPassword::app-role-b-password",
+        # Issue #28: the migration job's record of the rotation Postgres holds (read before a switch), and the
+        # task role that may write exactly it (the task definition's new env and taskRoleArn are in the snapshots).
+        f"{stack}lifeguard:migration:MigrationJob$aws:iam/role:Role::migration-task",
+        f"{stack}lifeguard:migration:MigrationJob$aws:iam/rolePolicy:RolePolicy::migration-task",
+        f"{stack}lifeguard:migration:MigrationJob$aws:ssm/parameter:Parameter::migration-rotation",
         f"{stack}pulumi:pulumi:Stack$lifeguard:client:PooledClient::functions",
     ]

@@ -29,6 +29,8 @@ from tests.infra.infra_harness import (
     run_program,
 )
 from tests.infra.test_infra_observability import alarms, injected_env
+from tests.infra.test_infra_rotation import PARAMETER
+from tests.infra.test_infra_rotation import up as rotation_up
 from tests.infra.test_infra_stack import pooler_container
 from tests.observability.emf_check import parse_emf
 
@@ -200,7 +202,11 @@ PREVIEW_ACTIONS: dict[str, tuple[str, ...]] = {
     "aws:rds/getInstance:getInstance": ("rds:DescribeDBInstances",),
     "aws:rds/getCluster:getCluster": ("rds:DescribeDBClusters",),
     "pulumi:pulumi:readStackOutputs": (),  # Pulumi's backend, with the preview's Pulumi token
+    # Before a password rotation's switch: the migration job's record of the rotation Postgres holds.
+    "aws:ssm/getParameter:getParameter": ("ssm:GetParameter",),
 }
+# Actions AWS checks on a resource of the stack's (the rest are granted on "*" only).
+PREVIEW_RESOURCES = {"ssm:GetParameter": f"arn:aws:ssm:eu-west-1:123456789012:parameter{PARAMETER}"}
 EXISTING_VPC = "vpc-0123456789abcdef0"
 EXISTING_SUBNETS = {"subnet-0123456789abcdef0": (EXISTING_VPC, "eu-west-1a"),
                     "subnet-0123456789abcdef1": (EXISTING_VPC, "eu-west-1b")}
@@ -221,25 +227,34 @@ def test_the_documented_preview_role_allows_every_lookup_the_program_makes(
         {"aws:region": "eu-west-1", "production": "false", "existingVpcId": EXISTING_VPC, "awsApiAccess": "none",
          "existingPrivateSubnetIds": json.dumps(sorted(EXISTING_SUBNETS))},
         build_dir, mocks=StrictMocks(subnets=EXISTING_SUBNETS))
-    runs = (example_run, existing_vpc, existing_aurora_run, existing_instance_run)
+    switch = rotation_up(build_dir, 1, 1, (1, 0), recorded="1")
+    runs = (example_run, existing_vpc, existing_aurora_run, existing_instance_run, switch)
     tokens = {token for run in runs for token, _ in run.calls}
     assert {"aws:ec2/getSubnet:getSubnet", "aws:iam/getRoles:getRoles", "aws:rds/getInstance:getInstance",
-            "aws:rds/getCluster:getCluster"} <= tokens
+            "aws:rds/getCluster:getCluster", "aws:ssm/getParameter:getParameter"} <= tokens
     unmapped = tokens - set(PREVIEW_ACTIONS)
     assert not unmapped, f"map each new data source to its IAM action, and add it to docs/pipeline.md: {unmapped}"
     policy = IAMPolicy(json.dumps(documented_preview_policy()))
     for token in sorted(tokens):
         for action in PREVIEW_ACTIONS[token]:
-            assert policy.is_action_permitted(action, "*") == PermissionResult.PERMITTED, (
-                f"docs/pipeline.md's preview role lacks {action} (the program calls {token})")
+            resource = PREVIEW_RESOURCES.get(action, "*")
+            assert policy.is_action_permitted(action, resource) == PermissionResult.PERMITTED, (
+                f"docs/pipeline.md's preview role lacks {action} on {resource} (the program calls {token})")
 
 
 def test_the_documented_preview_role_only_reads() -> None:
-    (statement,) = documented_preview_policy()["Statement"]
-    assert statement["Effect"] == "Allow"
-    for action in statement["Action"]:
-        assert re.fullmatch(r"[a-z0-9]+:(Describe|List|Get)[A-Za-z]+", action), action
+    statements = documented_preview_policy()["Statement"]
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        for action in statement["Action"]:
+            assert re.fullmatch(r"[a-z0-9]+:(Describe|List|Get)[A-Za-z]+", action), action
     policy = IAMPolicy(json.dumps(documented_preview_policy()))
+    # The rotation record only: no other parameter (they may hold secrets), nor the record's writer's action.
+    assert policy.is_action_permitted("ssm:GetParameter", "*") != PermissionResult.PERMITTED
+    other = "arn:aws:ssm:eu-west-1:123456789012:parameter/app/db-password"
+    assert policy.is_action_permitted("ssm:GetParameter", other) != PermissionResult.PERMITTED
+    assert policy.is_action_permitted("ssm:PutParameter", PREVIEW_RESOURCES["ssm:GetParameter"]) \
+        != PermissionResult.PERMITTED
     for forbidden in ("iam:PassRole", "secretsmanager:GetSecretValue", "ec2:CreateVpc", "iam:CreateServiceLinkedRole"):
         assert policy.is_action_permitted(forbidden, "*") != PermissionResult.PERMITTED, forbidden
 

@@ -30,6 +30,8 @@ from migrator.contract import (
     DB_ROOT_CERT_ENV,
     OWNER_PASSWORD_ENV,
     OWNER_USERNAME_ENV,
+    ROTATION_ENV,
+    ROTATION_PARAMETER_ENV,
 )
 from pgbouncer.contract import SETTINGS_ENV
 from pgbouncer.scram import APP_ITERATIONS
@@ -333,6 +335,10 @@ def test_database_args_are_checked_before_anything_is_registered(
     ({"architecture": "riscv"}, "architecture", "must be one of x86_64, arm64"),
     ({"image": "docker.io/library/alembic:latest"}, "image", "neither a folder holding a Dockerfile"),
     ({"image": "210987654321.dkr.ecr.eu-west-1.amazonaws.com/tools:v1"}, "image", "push the image to an ECR"),
+    ({"rotation_parameter_name": "/aws/rotation"}, "rotation_parameter_name", "must be an SSM parameter name"),
+    ({"rotation_parameter_name": "/a/b c"}, "rotation_parameter_name", "must be an SSM parameter name"),
+    ({"rotation": -1}, "rotation", "0 or more"),
+    ({"rotation": 1, "switched": 2}, "switched", "must not be above rotation (1)"),
 ])
 def test_migration_job_args_are_checked_before_anything_is_registered(
     mocked: None, change: dict[str, Any], field: str, fragment: str
@@ -412,13 +418,15 @@ def test_the_rendered_task_migrates_a_real_database_with_the_owner_secret_inject
                 for v in run.of_type("aws:secretsmanager/secretVersion:SecretVersion") if v.input("secretId") == s.id}
     stand_in[EXISTING_OWNER_SECRET] = json.dumps({"username": app_db.owner, "password": app_db.owner_password})
     architecture = {"X86_64": "amd64", "ARM64": "arm64"}[definition["runtimePlatform"]["cpuArchitecture"]]
+    # No AWS call is made here (see below): the task role's stand-in is empty.
     (plan,) = plan_task(definition, images=lambda uri: uri, secrets=stand_in, prefix="t",
-                        machine_architecture=architecture)
+                        machine_architecture=architecture, task_role={})
     env = dict(plan.env)
     assert env[OWNER_PASSWORD_ENV] == app_db.owner_password  # injected from the JSON, as ECS would
     env[DB_ROOT_CERT_ENV] = str(app_db.cluster.ca_file)
-    # The application role is cluster-wide here: provisioning it is tested elsewhere, leave it alone.
-    for name in (APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV):
+    # The application role is cluster-wide here: provisioning it, and recording the rotation it was set for
+    # (which needs the role), are tested elsewhere (tests/migrator/test_roles.py, test_rotation_record.py).
+    for name in (APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV, ROTATION_PARAMETER_ENV, ROTATION_ENV):
         env.pop(name)
     migrations = write_migrations(tmp_path / "migrations", {"0001_widgets.sql": "CREATE TABLE widgets (id int);"})
     proc = run_cli(["apply", "--migrations-dir", str(migrations)], env, secrets_of(app_db))
@@ -443,7 +451,7 @@ def test_both_components_are_accepted_by_pulumis_component_analyzer() -> None:
     assert {"image", "command", "directSecretArn", "ownerSecretArn", "databaseHost", "databasePort", "dbName",
             "tags"} <= set(job.inputs)
     assert set(job.outputs) == {"clusterArn", "taskDefinitionArn", "subnetIds", "securityGroupIds", "logGroupName",
-                                "executionRoleArn"}
+                                "executionRoleArn", "taskRoleArn"}
     # Every input and output is described (the schema's documentation comes from these).
     for definition in (database, job):
         for name, spec in {**definition.inputs, **definition.outputs}.items():

@@ -23,7 +23,7 @@ from moto.iam.access_control import IAMPolicy, PermissionResult
 from tests.infra.infra_harness import MOCK_APP_PASSWORD, ProgramRun, Resource
 
 OTHER_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:someone-elses-secret-AbCdEf"
-ROLES = ("functions-role", "pooler-execution", "migration-execution")
+ROLES = ("functions-role", "pooler-execution", "migration-execution", "migration-task")
 
 
 def role(run: ProgramRun, name: str) -> Resource:
@@ -107,7 +107,7 @@ def test_roles_have_one_inline_policy_and_only_the_clients_managed_one(every_run
 @pytest.mark.parametrize(
     ("role_name", "service"),
     [("functions-role", "lambda.amazonaws.com"), ("pooler-execution", "ecs-tasks.amazonaws.com"),
-     ("migration-execution", "ecs-tasks.amazonaws.com")],
+     ("migration-execution", "ecs-tasks.amazonaws.com"), ("migration-task", "ecs-tasks.amazonaws.com")],
 )
 def test_trust_policies_name_one_service(every_run: ProgramRun, role_name: str, service: str) -> None:
     trust = json.loads(role(every_run, role_name).input("assumeRolePolicy"))
@@ -123,6 +123,7 @@ READS = {
     "functions-role": {"connection-pooled"},
     "pooler-execution": {"pooler-credentials", "pooler-stats-credentials", "pooler-tls-key"},
     "migration-execution": {"connection-direct", "pooler-credentials"},
+    "migration-task": set(),
 }
 
 
@@ -183,6 +184,25 @@ def test_task_definitions_can_read_exactly_the_secrets_they_inject(
     readable = {arn for arn in secrets(every_run).values()
                 if permitted(every_run, role_name, "secretsmanager:GetSecretValue", arn)}
     assert injected == readable and len(injected) == len(reads(every_run)[role_name])
+
+
+def test_the_migration_task_may_put_exactly_its_rotation_record(every_run: ProgramRun) -> None:
+    """The migration job's code records the rotation it set in Postgres (docs/roles.md): its task role may put
+    that one parameter, and nothing else (no read, no delete, no other parameter, no secret)."""
+    [parameter] = every_run.of_type("aws:ssm/parameter:Parameter")
+    arn = parameter.state["arn"]
+    assert every_run.one("aws:ecs/taskDefinition:TaskDefinition", "migration").input("taskRoleArn") == \
+        role(every_run, "migration-task").state["arn"]
+    assert permitted(every_run, "migration-task", "ssm:PutParameter", arn)
+    other = arn.rsplit("/", 1)[0] + "/another-parameter"
+    for action, resource in (("ssm:PutParameter", other), ("ssm:PutParameter", "*"), ("ssm:GetParameter", arn),
+                             ("ssm:DeleteParameter", arn), ("ssm:LabelParameterVersion", arn),
+                             ("ssm:AddTagsToResource", arn)):
+        assert not permitted(every_run, "migration-task", action, resource), (action, resource)
+    # Only the task role: the execution role (ECS's, before the code runs) may not write it.
+    assert not permitted(every_run, "migration-execution", "ssm:PutParameter", arn)
+    assert not permitted(every_run, "pooler-execution", "ssm:PutParameter", arn)
+    assert not permitted(every_run, "functions-role", "ssm:PutParameter", arn)
 
 
 def test_only_the_pooler_execution_role_reads_the_console_user(every_run: ProgramRun) -> None:

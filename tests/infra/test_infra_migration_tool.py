@@ -50,8 +50,9 @@ def test_the_folder_is_built_with_our_image_as_its_base_and_our_package_beside_i
     # The environment and secrets are the sample job's, plus the user's bookkeeping tables.
     before = migration_container(example_run)
     assert container["secrets"] == before["secrets"]
-    assert container["environment"] == [*before["environment"],
-                                        {"name": "LIFEGUARD_BOOKKEEPING_TABLES", "value": "ops.deploy_log"}]
+    assert sorted(container["environment"], key=lambda e: e["name"]) == sorted(
+        [*before["environment"], {"name": "LIFEGUARD_BOOKKEEPING_TABLES", "value": "ops.deploy_log"}],
+        key=lambda e: e["name"])
     assert "command" not in before and before["image"] != container["image"]
 
 

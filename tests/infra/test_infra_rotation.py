@@ -8,6 +8,7 @@ case by case in tests/infra/test_rotation_order.py; here, that the program refus
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ import pytest
 
 from lifeguard.aws.config import InfraConfigError
 from lifeguard.aws.outputs import DATABASE_SETTINGS
-from migrator.contract import APP_ROLE_B_VERIFIER_ENV
+from migrator.contract import APP_ROLE_B_VERIFIER_ENV, ROTATION_ENV, ROTATION_PARAMETER_ENV
 from pgbouncer.contract import ALTERNATE_PASSWORD_KEY, ALTERNATE_USERNAME_KEY
 from pgbouncer.scram import verifies
 from tests.infra.infra_harness import (
+    ACCOUNT,
     APP_PASSWORD_RESOURCE,
     MOCK_APP_PASSWORD,
+    REGION,
     ProgramRun,
     StrictMocks,
     example_stack_config,
@@ -36,18 +39,27 @@ from tests.secrecy import assert_no_secret
 
 B_PASSWORD = "Bp9@second/pass:odd#chars%"
 B_PASSWORD_RESOURCE = "app-role-b-password"
+# The stack's record of the rotation Postgres holds: derived from organization, project, stack and region.
+PARAMETER = ("/lifeguard/lifeguard-dev-"
+             + hashlib.sha256(f"organization/lifeguard/dev/{REGION}".encode()).hexdigest()[:8]
+             + "/app-password-rotation")
 
 
-def up(build_dir: Path, rotation: int, switched: int, deployed: tuple[int, int] | None) -> ProgramRun:
+def up(build_dir: Path, rotation: int, switched: int, deployed: tuple[int, int] | None,
+       recorded: str | None = None, mocks: StrictMocks | None = None) -> ProgramRun:
+    """``recorded``: what the migration job last wrote into the stack's parameter (``None``: no parameter)."""
+    config = {**example_stack_config(), "lifeguard:appPasswordRotation": str(rotation),
+              "lifeguard:appPasswordSwitched": str(switched)}
+    return run_program(config, build_dir, mocks=mocks or mocks_for(deployed, recorded))
+
+
+def mocks_for(deployed: tuple[int, int] | None, recorded: str | None = None) -> StrictMocks:
     outputs: dict[str, Any] = {"poolerPort": 5432}
     if deployed is not None:
         outputs[DATABASE_SETTINGS] = {"dbName": "app", "scramIterations": "16",
                                       "appPasswordRotation": str(deployed[0]), "appPasswordSwitched": str(deployed[1])}
-    config = {**example_stack_config(), "lifeguard:appPasswordRotation": str(rotation),
-              "lifeguard:appPasswordSwitched": str(switched)}
-    mocks = StrictMocks(passwords={APP_PASSWORD_RESOURCE: MOCK_APP_PASSWORD, B_PASSWORD_RESOURCE: B_PASSWORD},
-                        deployed_outputs=outputs)
-    return run_program(config, build_dir, mocks=mocks)
+    return StrictMocks(passwords={APP_PASSWORD_RESOURCE: MOCK_APP_PASSWORD, B_PASSWORD_RESOURCE: B_PASSWORD},
+                       deployed_outputs=outputs, parameters={} if recorded is None else {PARAMETER: recorded})
 
 
 def keepers(run: ProgramRun, name: str) -> Any:
@@ -81,12 +93,13 @@ def test_rotation_one_then_its_switch_then_rotation_two(build_dir: Path) -> None
     [container] = containers(migration_task(started))
     injected = {s["name"]: s["valueFrom"] for s in container["secrets"]}
     assert injected[APP_ROLE_B_VERIFIER_ENV].endswith(f":{ALTERNATE_PASSWORD_KEY}::")
-    # 3. `pulumi up` with appPasswordSwitched 1: DATABASE_URL logs in as the alternate; no password changes.
-    switched = up(build_dir, 1, 1, (1, 0))
+    # 3. `pulumi up` with appPasswordSwitched 1, once the job recorded rotation 1: DATABASE_URL logs in as the
+    #    alternate; no password changes.
+    switched = up(build_dir, 1, 1, (1, 0), recorded="1")
     assert pooled_login(switched) == ("lifeguard_app_b", B_PASSWORD)
     assert pooler_credentials(switched) == credentials
     # 4. Rotation 2: the application role's password gets its first keeper; DATABASE_URL stays on the alternate.
-    second = up(build_dir, 2, 1, (1, 1))
+    second = up(build_dir, 2, 1, (1, 1), recorded="1")
     assert keepers(second, APP_PASSWORD_RESOURCE) == {"rotation": "2"}
     assert keepers(second, B_PASSWORD_RESOURCE) == {"rotation": "1"}
     assert pooled_login(second) == ("lifeguard_app_b", B_PASSWORD)
@@ -114,7 +127,7 @@ def test_a_breaking_order_is_refused_before_any_resource(
 
 
 def test_the_second_roles_password_and_verifier_are_only_ever_secret(build_dir: Path) -> None:
-    run = up(build_dir, 1, 1, (1, 0))  # DATABASE_URL carries it: the most places it could leak from
+    run = up(build_dir, 1, 1, (1, 0), recorded="1")  # DATABASE_URL carries it: the most places it could leak from
     forms = (B_PASSWORD, quote(B_PASSWORD, safe=""), pooler_credentials(run)[ALTERNATE_PASSWORD_KEY])
     for resource in run.resources:
         if resource.type == "random:index/randomPassword:RandomPassword":
@@ -125,3 +138,46 @@ def test_the_second_roles_password_and_verifier_are_only_ever_secret(build_dir: 
     for name, value in run.outputs.items():
         for form in forms:
             assert_no_secret(form, json.dumps(value), name)
+
+
+@pytest.mark.parametrize(("recorded", "says"), [
+    (None, "could not be read: invoke of aws:ssm/getParameter:getParameter failed: ParameterNotFound"),
+     ("0", "says rotation 0"), ("", "holds no rotation")])
+def test_a_switch_the_migration_job_has_not_recorded_is_refused_before_any_resource(
+    build_dir: Path, recorded: str | None, says: str
+) -> None:
+    # The job failed (or never ran) after the `up` that started rotation 1: Postgres lacks its verifier.
+    with pytest.raises(InfraConfigError) as error:
+        up(build_dir, 1, 1, (1, 0), recorded=recorded)
+    [problem] = error.value.problems
+    assert problem.startswith("lifeguard:appPasswordSwitched 1: the migration job has not recorded")
+    assert PARAMETER in problem and says in problem
+    assert "`lifeguard migrate`" in problem and "keep lifeguard:appPasswordSwitched at 0" in problem
+    assert last_registrations() == []
+
+
+def test_the_record_is_read_only_for_a_switch(build_dir: Path) -> None:
+    # Starting a rotation, or an `up` that changes nothing about it, needs no record (a new stack has none).
+    for rotation, switched, deployed in ((1, 0, (0, 0)), (1, 1, (1, 1)), (0, 0, None)):
+        mocks = mocks_for(deployed)
+        up(build_dir, rotation, switched, deployed, mocks=mocks)
+        assert "aws:ssm/getParameter:getParameter" not in {token for token, _ in mocks.calls}
+    mocks = mocks_for((1, 0), "1")
+    up(build_dir, 1, 1, (1, 0), mocks=mocks)
+    assert ("aws:ssm/getParameter:getParameter", {"name": PARAMETER}) in mocks.calls
+
+
+def test_the_stack_creates_the_record_and_lets_the_migration_job_write_it(build_dir: Path) -> None:
+    run = up(build_dir, 1, 0, (0, 0))
+    [parameter] = run.of_type("aws:ssm/parameter:Parameter")
+    # Created with the rotation DATABASE_URL uses (Postgres holds it), then the job's alone: Pulumi never
+    # writes it again, or an `up` would claim a rotation no job set.
+    assert (parameter.input("name"), parameter.input("type"), parameter.input("value")) == (PARAMETER, "String", "0")
+    assert parameter.ignore_changes == ("value",)
+    task = migration_task(run)
+    [container] = containers(task)
+    environment = {e["name"]: e["value"] for e in container["environment"]}
+    assert environment[ROTATION_PARAMETER_ENV] == PARAMETER and environment[ROTATION_ENV] == "1"
+    [role] = [r for r in run.of_type("aws:iam/role:Role") if r.name == "migration-task"]
+    assert task.input("taskRoleArn") == role.state["arn"]
+    assert parameter.state["arn"] == f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{PARAMETER}"

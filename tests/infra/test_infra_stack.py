@@ -158,8 +158,8 @@ INVENTORY = {
     "aws:ecs/service:Service": 1,
     "aws:ecs/taskDefinition:TaskDefinition": 2,
     "aws:iam/policy:Policy": 1,
-    "aws:iam/role:Role": 3,
-    "aws:iam/rolePolicy:RolePolicy": 3,
+    "aws:iam/role:Role": 4,  # the functions', the two execution roles, the migration task's (#28)
+    "aws:iam/rolePolicy:RolePolicy": 4,
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": 1,
     "aws:lambda/function:Function": 3,
     "aws:lb/listener:Listener": 1,
@@ -170,6 +170,7 @@ INVENTORY = {
     "aws:rds/subnetGroup:SubnetGroup": 1,
     "aws:lambda/layerVersion:LayerVersion": 1,
     "aws:secretsmanager/secret:Secret": 5,
+    "aws:ssm/parameter:Parameter": 1,  # the migration job's record of the password rotation (#28)
     "aws:secretsmanager/secretVersion:SecretVersion": 5,
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 9,
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": 7,
@@ -631,15 +632,20 @@ def test_migration_task_holds_the_direct_secret_and_the_app_role_verifier(exampl
         {"name": "LIFEGUARD_APP_ROLE_B_VERIFIER",
          "valueFrom": secret_arn(example_run, "pooler-credentials") + ":alternate_password::"},
     ]
-    # No secret in the environment: the role's name, and whether to apply the demo-data migrations (#12.14).
+    # No secret in the environment: the role's name, whether to apply the demo-data migrations (#12.14), and
+    # where to record the password rotation the run sets (#28: a number, no secret).
     assert container["environment"] == [
-        {"name": "LIFEGUARD_APP_ROLE", "value": "lifeguard_app"}, {"name": "LIFEGUARD_DEMO_DATA", "value": "1"}]
+        {"name": "LIFEGUARD_APP_ROLE", "value": "lifeguard_app"}, {"name": "LIFEGUARD_DEMO_DATA", "value": "1"},
+        {"name": "LIFEGUARD_ROTATION_PARAMETER", "value": "/lifeguard/lifeguard-dev-8ce48526/app-password-rotation"},
+        {"name": "LIFEGUARD_ROTATION", "value": "0"}]
     assert "@sha256:" in container["image"]
     options = container["logConfiguration"]["options"]
     assert options["awslogs-group"] == example_run.outputs["migrationLogGroupName"]
     assert options["awslogs-stream-prefix"] == example_run.outputs["migrationLogStreamPrefix"]
-    assert task.input("executionRoleArn") == example_run.one("aws:iam/role:Role", "migration").state["arn"]
-    assert "taskRoleArn" not in task.inputs
+    assert task.input("executionRoleArn") == example_run.one("aws:iam/role:Role", "migration-execution").state["arn"]
+    # Its code's role may only record the rotation (tests/infra/test_infra_iam.py); it is exported for PassRole.
+    assert task.input("taskRoleArn") == example_run.one("aws:iam/role:Role", "migration-task").state["arn"] \
+        == example_run.outputs["migrationTaskRoleArn"]
     assert task.state["arn"] == example_run.outputs["migrationTaskDefinitionArn"]
 
 

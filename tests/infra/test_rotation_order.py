@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from lifeguard.aws.rotation import RotationOrderError, deployed_state, plan, record
+from lifeguard.aws.rotation import RotationOrderError, check_switch, deployed_state, plan, record
 from lifeguard.rotation import RotationState
 
 
@@ -55,3 +55,17 @@ def test_a_stack_without_a_record_counts_as_never_rotated() -> None:
     assert deployed_state({"dbName": "app"}) == RotationState()
     assert deployed_state(record(RotationState(3, 3))) == RotationState(3, 3)
     assert deployed_state({"appPasswordRotation": "x", "appPasswordSwitched": "1"}) == RotationState()
+
+
+def test_a_switch_needs_the_migration_jobs_record_of_that_rotation() -> None:
+    """``check_switch``: moving DATABASE_URL to rotation N needs the record N; anything else is refused."""
+    deployed, switch = RotationState(1, 0), RotationState(1, 1)
+    check_switch(switch, deployed, 1, "/p")  # recorded: allowed
+    check_switch(deployed, deployed, None, "/p")  # no switch: no record needed
+    check_switch(RotationState(2, 1), RotationState(1, 1), None, "/p")  # starting a rotation: none either
+    for recorded, unreadable, says in ((0, None, "says rotation 0"), (None, None, "holds no rotation"),
+                                       (2, None, "says rotation 2"),
+                                       (None, "AccessDenied", "could not be read: AccessDenied")):
+        with pytest.raises(RotationOrderError, match="the migration job has not recorded") as error:
+            check_switch(switch, deployed, recorded, "/p", unreadable)
+        assert f"the parameter /p {says}" in str(error.value)

@@ -88,6 +88,18 @@ def test_a_secret_the_stand_in_does_not_hold_fails() -> None:
         plan(task)
 
 
+def test_a_task_role_needs_its_stand_in_whose_environment_every_container_gets() -> None:
+    task = {**copy.deepcopy(TASK), "taskRoleArn": "arn:aws:iam::123456789012:role/job-task"}
+    with pytest.raises(TranslationError, match="runs as task role arn:aws:iam::123456789012:role/job-task"):
+        plan(task)
+    stand_in = {"AWS_ENDPOINT_URL": "http://127.0.0.1:5001", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s3"}
+    for container in plan(task, task_role=stand_in):
+        assert stand_in.items() <= container.env.items()
+        assert "s3" not in " ".join(container.run_args)  # through the client's environment, like the secrets
+    # Without a task role nothing of the stand-in reaches the task.
+    assert all("AWS_ENDPOINT_URL" not in c.env for c in plan(TASK, task_role=stand_in))
+
+
 def test_another_architecture_fails() -> None:
     with pytest.raises(TranslationError, match="this machine runs arm64"):
         plan(TASK, machine_architecture="arm64")
