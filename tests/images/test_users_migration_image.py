@@ -15,6 +15,7 @@ import copy
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def clean_rds(rds: PostgresCluster, rendered: RenderedStack) -> Iterator[Postgre
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_users_image_runs_their_tool_behind_the_wrapper(
     shape: str, users_images: dict[str, str], clean_rds: PostgresCluster, rendered: RenderedStack,
-    engine: DockerEngine, hosts: dict[str, str],
+    engine: DockerEngine, hosts: dict[str, str], task_role_aws: tuple[dict[str, str], Any],
 ) -> None:
     task = copy.deepcopy(rendered.task("migration"))
     (container,) = task["containerDefinitions"]
@@ -75,7 +76,7 @@ def test_the_users_image_runs_their_tool_behind_the_wrapper(
     container["command"] = wrapped_command(["alembic", "upgrade", "head"])
     plans = plan_task(task, images=lambda uri: users_images[shape], secrets=rendered.secrets,
                       prefix=f"lg-users-{shape}", hosts=hosts, machine_architecture=machine_architecture(),
-                      nofile_ceiling=machine_nofile_ceiling())
+                      nofile_ceiling=machine_nofile_ceiling(), task_role=task_role_aws[0])
     run = TaskRun(engine, plans)
     try:
         run.start()

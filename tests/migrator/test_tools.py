@@ -114,12 +114,23 @@ def test_is_refused_through_pgbouncer(app_db: AppDatabase, start_pooler: Callabl
     assert not exists(app_db, tool.bookkeeping)
 
 
+def at_the_gate(db: AppDatabase) -> int:
+    """Sessions running a migration's wait loop on the gate (the tools' first migrations)."""
+    found = query(db, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
+                      "AND query LIKE %s", (f"%tablename = '{GATE}'%",))
+    return int(found[0][0])
+
+
 def test_two_runs_serialise(app_db: AppDatabase, tool: Tool) -> None:
     query(app_db, f"CREATE TABLE {GATE} ()")
     argv = migrator_argv("run", "--lock-timeout", "120", "--", *tool.command)
     with started(argv, role_env(app_db), 2) as procs:
-        # One holds the lock, its migration held at the gate; the other waits for it, on our lock.
-        wait_until(lambda: lock_waiters(app_db) == 1, 60, "the second run to wait for the migration lock")
+        # One holds the lock, its migration held at the gate; the other waits for it, on our lock. The gate
+        # is dropped only once the first run's migration spins on it: before that, the run's own role
+        # provisioning may be granting on every table, the gate too, and Postgres refuses a DROP of a
+        # table whose catalog row another transaction is updating ("tuple concurrently updated").
+        wait_until(lambda: lock_waiters(app_db) == 1 and at_the_gate(app_db) == 1, 60,
+                   "the first run's migration to wait at the gate and the second run for the migration lock")
         query(app_db, f"DROP TABLE {GATE}")
         results = [proc.communicate(timeout=120) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], [out + err for out, err in results]
