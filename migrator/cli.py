@@ -29,7 +29,7 @@ from migrator.contract import (
 from migrator.errors import ExitCode
 from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, lock_timeout_arg
 from migrator.output import exit_code_of, logging_to_stderr
-from migrator.roles import app_role_from_env
+from migrator.roles import app_role_of_run
 from migrator.rotation import record_rotation, rotation_record_from_env
 from migrator.runner import DEFAULT_MIGRATIONS_DIR, MigrationReport, StatusReport, migrate, status
 from migrator.source import resolve_url
@@ -138,12 +138,7 @@ def _main(args: argparse.Namespace, redactor: Redactor, environ: Mapping[str, st
             log.error("%d applied migration(s) were edited since they were applied", len(changed))
             return int(ExitCode.CHECKSUM_DRIFT)
         return int(ExitCode.OK)
-    app_role = app_role_from_env(environ)
-    if app_role is None:
-        log.info("no application role to provision (%s and %s are unset)", APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV)
-    else:
-        for secret in app_role.secrets:
-            redactor.add_secret(secret)
+    app_role = app_role_of_run(environ, redactor)
     record = rotation_record_from_env(environ, app_role)
     report = migrate(resolved.url, args.migrations_dir, args.lock_timeout, dry_run=args.dry_run,
                      app_role=app_role, bookkeeping=tables_from_env(environ))

@@ -47,6 +47,7 @@ from migrator.contract import (
     group_role,
 )
 from migrator.errors import MigratorConfigError
+from redaction import Redactor
 
 TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 SEQUENCE_PRIVILEGES = "USAGE, SELECT"
@@ -123,6 +124,18 @@ def app_role_from_env(environ: Mapping[str, str]) -> AppRole | None:
         )
     alternate = environ.get(APP_ROLE_B_VERIFIER_ENV, "").strip() or None
     return AppRole(name, verifier, alternate)
+
+
+def app_role_of_run(environ: Mapping[str, str], redactor: Redactor) -> AppRole | None:
+    """The run's application role (:func:`app_role_from_env`), its verifiers registered with ``redactor``;
+    one step for the sample runner and the wrapper."""
+    app_role = app_role_from_env(environ)
+    if app_role is None:
+        log.info("no application role to provision (%s and %s are unset)", APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV)
+    else:
+        for secret in app_role.secrets:
+            redactor.add_secret(secret)
+    return app_role
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from migrator.contract import (
 from migrator.errors import Unavailable
 from migrator.lock import DEFAULT_LOCK_TIMEOUT_S, LOCK_VIEW, MigrationLock, lock_timeout_arg, migration_lock
 from migrator.output import exit_code_of, logging_to_stderr
-from migrator.roles import AppRole, app_role_from_env, provision_app_role
+from migrator.roles import AppRole, app_role_of_run, provision_app_role
 from migrator.rotation import record_rotation, rotation_record_from_env
 from migrator.source import resolve_url
 from redaction import Redactor
@@ -120,12 +120,7 @@ def run(command: Sequence[str], environ: Mapping[str, str], lock_timeout_s: floa
     resolved = resolve_url(environ)
     redactor.add_url(resolved.url)
     log.info("direct URL from %s", resolved.source)
-    app_role = app_role_from_env(environ)
-    if app_role is None:
-        log.info("no application role to provision (%s and %s are unset)", APP_ROLE_ENV, APP_ROLE_VERIFIER_ENV)
-    else:
-        for secret in app_role.secrets:
-            redactor.add_secret(secret)
+    app_role = app_role_of_run(environ, redactor)
     record = rotation_record_from_env(environ, app_role)
     tables = (*bookkeeping, BookkeepingTable(OWN_BOOKKEEPING))
     with migration_lock(resolved.url, lock_timeout_s) as lock:

@@ -6,18 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.infra_harness import ProgramRun, StrictMocks, example_stack_config, run_program
-from tests.infra.variants import (
-    DB_CLUSTERS,
-    DB_INSTANCES,
-    EXISTING_AURORA,
-    EXISTING_INSTANCE_CONFIG,
-    EXISTING_SUBNETS,
-    EXISTING_VPC_ARM64,
-    NAT,
-    PRODUCTION,
-    VARIANTS,
-)
+from tests.infra.infra_harness import ProgramRun
+from tests.infra.variants import VARIANTS, run_variant
 
 
 @pytest.fixture(scope="session")
@@ -29,33 +19,32 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def example_run(build_dir: Path) -> ProgramRun:
     """The whole program, run under strict mocks with the committed example stack (Pulumi.dev.yaml)."""
-    return run_program(example_stack_config(), build_dir)
+    return run_variant("example", build_dir)
 
 
 @pytest.fixture(scope="session")
 def production_run(build_dir: Path) -> ProgramRun:
-    return run_program(PRODUCTION, build_dir, stack="prod")
+    return run_variant("production", build_dir)
 
 
 @pytest.fixture(scope="session")
 def nat_run(build_dir: Path) -> ProgramRun:
-    return run_program(NAT, build_dir, stack="prod")
+    return run_variant("nat", build_dir)
 
 
 @pytest.fixture(scope="session")
 def existing_vpc_run(build_dir: Path) -> ProgramRun:
-    return run_program(EXISTING_VPC_ARM64, build_dir, mocks=StrictMocks(subnets=EXISTING_SUBNETS))
+    return run_variant("existing-vpc-arm64", build_dir)
 
 
 @pytest.fixture(scope="session")
 def existing_aurora_run(build_dir: Path) -> ProgramRun:
-    return run_program(EXISTING_AURORA, build_dir, mocks=StrictMocks(subnets=EXISTING_SUBNETS, db_clusters=DB_CLUSTERS))
+    return run_variant("existing-aurora", build_dir)
 
 
 @pytest.fixture(scope="session")
 def existing_instance_run(build_dir: Path) -> ProgramRun:
-    return run_program(EXISTING_INSTANCE_CONFIG, build_dir,
-                       mocks=StrictMocks(subnets=EXISTING_SUBNETS, db_instances=DB_INSTANCES))
+    return run_variant("existing-instance", build_dir)
 
 
 _VARIANT_FIXTURES = dict(zip(VARIANTS, ("example_run", "production_run", "nat_run", "existing_vpc_run",

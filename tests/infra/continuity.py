@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -142,38 +142,17 @@ def read(variant: str) -> dict[str, dict[str, Any]]:
 
 
 def _write(only: Iterable[str] = ()) -> None:
-    from tests.infra.infra_harness import StrictMocks, example_stack_config, run_program
-    from tests.infra.variants import (
-        DB_CLUSTERS,
-        DB_INSTANCES,
-        EXISTING_AURORA,
-        EXISTING_INSTANCE_CONFIG,
-        EXISTING_SUBNETS,
-        EXISTING_VPC_ARM64,
-        NAT,
-        PRODUCTION,
-    )
+    from tests.infra.variants import VARIANTS, run_variant
 
+    unknown = set(only) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"no such variant: {', '.join(sorted(unknown))} (known: {', '.join(VARIANTS)})")
     SNAPSHOTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as build:
-        runs: dict[str, Callable[[], ProgramRun]] = {
-            "example": lambda: run_program(example_stack_config(), Path(build)),
-            "production": lambda: run_program(PRODUCTION, Path(build), stack="prod"),
-            "nat": lambda: run_program(NAT, Path(build), stack="prod"),
-            "existing-vpc-arm64": lambda: run_program(EXISTING_VPC_ARM64, Path(build),
-                                                      mocks=StrictMocks(subnets=EXISTING_SUBNETS)),
-            "existing-aurora": lambda: run_program(EXISTING_AURORA, Path(build), mocks=StrictMocks(
-                subnets=EXISTING_SUBNETS, db_clusters=DB_CLUSTERS)),
-            "existing-instance": lambda: run_program(EXISTING_INSTANCE_CONFIG, Path(build), mocks=StrictMocks(
-                subnets=EXISTING_SUBNETS, db_instances=DB_INSTANCES)),
-        }
-        unknown = set(only) - set(runs)
-        if unknown:
-            raise SystemExit(f"no such variant: {', '.join(sorted(unknown))} (known: {', '.join(runs)})")
-        for variant, run in runs.items():
+        for variant in VARIANTS:
             if only and variant not in only:
                 continue
-            text = json.dumps(snapshot(run()), indent=1, sort_keys=True)
+            text = json.dumps(snapshot(run_variant(variant, Path(build))), indent=1, sort_keys=True)
             assert build not in text, "a build path leaked into the snapshot"
             (SNAPSHOTS / f"{variant}.json").write_text(text + "\n")
 

@@ -6,6 +6,11 @@ each once per session; ``every_run`` gives each invariant test every one of them
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.infra.infra_harness import ProgramRun
 
 REGION = {"aws:region": "eu-west-1"}
 EXISTING_VPC = "vpc-0123456789abcdef0"
@@ -61,3 +66,25 @@ EXISTING_INSTANCE_CONFIG = {**_EXISTING_DATABASE, "existingDatabaseInstanceId": 
                             "existingDatabaseOwnerSecretArn": EXISTING_OWNER_SECRET}
 
 VARIANTS = ("example", "production", "nat", "existing-vpc-arm64", "existing-aurora", "existing-instance")
+
+
+def run_variant(variant: str, build_dir: Path) -> ProgramRun:
+    """The whole program run as ``variant``: its config, stack and mocks (one definition for the session's
+    fixtures, tests/infra/conftest.py, and the continuity snapshots, tests/infra/continuity.py)."""
+    from tests.infra.infra_harness import StrictMocks, example_stack_config, run_program
+
+    if variant == "example":
+        return run_program(example_stack_config(), build_dir)
+    if variant == "production":
+        return run_program(PRODUCTION, build_dir, stack="prod")
+    if variant == "nat":
+        return run_program(NAT, build_dir, stack="prod")
+    if variant == "existing-vpc-arm64":
+        return run_program(EXISTING_VPC_ARM64, build_dir, mocks=StrictMocks(subnets=EXISTING_SUBNETS))
+    if variant == "existing-aurora":
+        return run_program(EXISTING_AURORA, build_dir,
+                           mocks=StrictMocks(subnets=EXISTING_SUBNETS, db_clusters=DB_CLUSTERS))
+    if variant == "existing-instance":
+        return run_program(EXISTING_INSTANCE_CONFIG, build_dir,
+                           mocks=StrictMocks(subnets=EXISTING_SUBNETS, db_instances=DB_INSTANCES))
+    raise ValueError(f"no such variant: {variant} (known: {', '.join(VARIANTS)})")
